@@ -1,0 +1,134 @@
+"""Unpacking submission archives without trusting them.
+
+Archives come from competitors. Nothing in one may land outside the destination, link
+outside it, or unpack into more bytes or files than the settings allow; a violation
+stops the whole extraction with a message naming the offending member.
+"""
+
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import zipfile
+from pathlib import Path, PurePosixPath
+
+CHUNK = 1 << 20
+
+
+class ArchiveError(ValueError):
+    """The archive is unsafe or unreadable; the message names the member and the rule."""
+
+
+def _check_member_name(name: str) -> PurePosixPath:
+    path = PurePosixPath(name)
+    if path.is_absolute() or name.startswith(("/", "\\")) or (path.parts and ":" in path.parts[0]):
+        raise ArchiveError(f"member {name!r} has an absolute path")
+    if ".." in path.parts:
+        raise ArchiveError(f"member {name!r} points outside the archive (path traversal)")
+    return path
+
+
+class _Budget:
+    """Counts files and bytes as they are written, so lying headers cannot bypass the limits."""
+
+    def __init__(self, max_bytes: int, max_files: int):
+        self.max_bytes, self.max_files = max_bytes, max_files
+        self.bytes = self.files = 0
+
+    def add_file(self, name: str) -> None:
+        self.files += 1
+        if self.files > self.max_files:
+            raise ArchiveError(f"more than {self.max_files} files (at {name!r})")
+
+    def add_bytes(self, count: int, name: str) -> None:
+        self.bytes += count
+        if self.bytes > self.max_bytes:
+            raise ArchiveError(f"unpacks to more than {self.max_bytes} bytes (at {name!r}): archive bomb?")
+
+
+def _extract_zip(path: Path, destination: Path, budget: _Budget) -> None:
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            relative = _check_member_name(info.filename)
+            mode = info.external_attr >> 16
+            if stat.S_ISLNK(mode):
+                raise ArchiveError(f"member {info.filename!r} is a symbolic link; links are not accepted in zip archives")
+            target = destination.joinpath(*relative.parts)
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            budget.add_file(info.filename)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with archive.open(info) as source, target.open("wb") as sink:
+                while chunk := source.read(CHUNK):
+                    budget.add_bytes(len(chunk), info.filename)
+                    sink.write(chunk)
+            if mode & 0o111:
+                target.chmod(0o755)
+
+
+def _extract_tar(path: Path, destination: Path, budget: _Budget) -> None:
+    with tarfile.open(path) as archive:
+        members = []
+        for member in archive:
+            _check_member_name(member.name)
+            if member.issym() or member.islnk():
+                link = PurePosixPath(member.name).parent / member.linkname if member.issym() else PurePosixPath(member.linkname)
+                if PurePosixPath(member.linkname).is_absolute() or ".." in PurePosixPath(os.path.normpath(link)).parts:
+                    raise ArchiveError(f"member {member.name!r} links outside the archive (to {member.linkname!r})")
+            elif not (member.isfile() or member.isdir()):
+                raise ArchiveError(f"member {member.name!r} is a device, fifo or other special file")
+            if member.isfile():
+                budget.add_file(member.name)
+                budget.add_bytes(member.size, member.name)
+            members.append(member)
+        # The "data" filter re-checks every rule above and strips setuid bits and ownership.
+        archive.extractall(destination, members=members, filter="data")
+
+
+def extract(path: Path, destination: Path, *, max_bytes: int, max_files: int) -> Path:
+    """Unpack a .zip, .tar or .tar.gz into ``destination`` and return the submission root:
+    the single top-level folder if there is one, else ``destination`` itself."""
+    if not path.is_file():
+        raise ArchiveError(f"{path} does not exist")
+    destination.mkdir(parents=True, exist_ok=True)
+    budget = _Budget(max_bytes, max_files)
+    try:
+        if zipfile.is_zipfile(path):
+            _extract_zip(path, destination, budget)
+        elif tarfile.is_tarfile(path):
+            _extract_tar(path, destination, budget)
+        else:
+            raise ArchiveError(f"{path.name} is not a .zip, .tar or .tar.gz archive")
+    except ArchiveError:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        shutil.rmtree(destination, ignore_errors=True)
+        raise ArchiveError(f"{path.name} is damaged: {exc}") from None
+    entries = [e for e in destination.iterdir() if e.name != "__MACOSX"]
+    if len(entries) == 1 and entries[0].is_dir() and not entries[0].is_symlink():
+        return entries[0]
+    return destination
+
+
+def tree_sha256(root: Path) -> str:
+    """A hash of names, executable bits and contents: the same code in a zip or a tar hashes alike."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
+        relative = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            digest.update(f"L {relative} {os.readlink(path)}\n".encode())
+            continue
+        content = hashlib.sha256(path.read_bytes()).hexdigest()
+        executable = "x" if path.stat().st_mode & 0o111 else "-"
+        digest.update(f"F {relative} {executable} {content}\n".encode())
+    return digest.hexdigest()
+
+
+def pack(folder: Path, archive: Path) -> Path:
+    """Pack a submission folder into a .tar.gz in the competition format (one top-level folder)."""
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name, filter=lambda info: None if "__pycache__" in info.name else info)
+    return archive

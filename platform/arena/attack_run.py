@@ -1,0 +1,108 @@
+"""One attack over one batch at one epsilon: stage, run sandboxed, check, clip, store.
+
+Whatever the attack does, every clean image leaves with exactly one adversarial image:
+its output clipped into the epsilon ball, or the clean image itself when the output is
+missing, unreadable, or of the wrong size or mode (each case flagged and counted).
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from arena import sandbox
+from arena.config import Settings
+from arena.images import BadImage, ImageStore, WrongShape, clip_to_epsilon, linf, read_png
+from arena.metadata import SubmissionCode
+from arena.staging import Staging, staging
+
+#: Far above any honest 299x299 PNG (about 270 KB uncompressed); larger files are not read.
+MAX_OUTPUT_FILE_BYTES = 4 * 2**20
+
+
+@dataclass(frozen=True)
+class CleanInput:
+    image_id: int
+    sha256: str
+    target_class: int
+
+
+@dataclass
+class AdversarialResult:
+    image_id: int
+    sha256: str
+    linf: int
+    clipped: bool = False
+    missing: bool = False
+    wrong_size: bool = False
+
+
+@dataclass
+class AttackOutcome:
+    run: sandbox.RunResult
+    results: list[AdversarialResult]
+    problems: list[str] = field(default_factory=list)
+
+
+def _stage_inputs(stage: Staging, store: ImageStore, inputs: list[CleanInput], targeted: bool) -> None:
+    targets = []
+    for item in inputs:
+        name = stage.add_image(store, item.sha256, item.image_id)
+        targets.append(f"{name},{item.target_class}\n")
+    if targeted:
+        (stage.input / "target_class.csv").write_text("".join(targets))
+
+
+def _judge(stage: Staging, name: str, clean: np.ndarray, epsilon: int, problems: list[str]) -> tuple[np.ndarray, dict]:
+    """The image to keep for one output, and the flags that say how it was obtained."""
+    path = stage.output / name
+    if path.is_symlink() or not path.is_file():
+        return clean, {"missing": True}
+    try:
+        if path.stat().st_size > MAX_OUTPUT_FILE_BYTES:
+            raise BadImage(f"{path.stat().st_size} bytes is far too large for a 299x299 PNG")
+        adversarial = read_png(path.read_bytes())
+    except WrongShape as exc:
+        problems.append(f"{name}: {exc}")
+        return clean, {"wrong_size": True}
+    except BadImage as exc:
+        problems.append(f"{name}: {exc}")
+        return clean, {"missing": True}
+    clipped, moved = clip_to_epsilon(clean, adversarial, epsilon)
+    return clipped, {"clipped": moved}
+
+
+def _collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilon: int) -> tuple[list[AdversarialResult], list[str]]:
+    problems: list[str] = []
+    by_id = {item.image_id: item for item in inputs}
+    results = []
+    for name, image_id in stage.names.items():
+        clean = store.read_pixels(by_id[image_id].sha256)
+        kept, flags = _judge(stage, name, clean, epsilon, problems)
+        results.append(AdversarialResult(image_id, store.put_pixels(kept), linf(clean, kept), **flags))
+    missing = sum(r.missing for r in results)
+    if missing:
+        problems.insert(0, f"{missing} of {len(results)} outputs missing or unreadable: replaced by the clean image")
+    return results, problems
+
+
+def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanInput], epsilon: int) -> AttackOutcome:
+    """Run the attack on ``inputs`` and return one result per input (no database involved)."""
+    store = ImageStore(settings.store_dir)
+    with staging(settings.work_dir) as stage:
+        _stage_inputs(stage, store, inputs, targeted=code.metadata.type == "targeted_attack")
+        run = sandbox.run(
+            code.metadata.container,
+            code.command("/input_images", "/output_images", str(epsilon)),
+            [
+                sandbox.Mount(code.root, "/code"),
+                sandbox.Mount(stage.input, "/input_images"),
+                sandbox.Mount(stage.output, "/output_images", writable=True),
+            ],
+            output=stage.output,
+            time_limit=settings.time_limit(len(inputs)),
+            limits=settings.sandbox,
+        )
+        results, problems = _collect(stage, store, inputs, epsilon)
+    if not run.succeeded:
+        problems.insert(0, f"the attack {run.describe()}")
+    return AttackOutcome(run, results, problems)

@@ -1,0 +1,73 @@
+"""Building the container images sample submissions run in, with no registry.
+
+A Debian root filesystem is made with debootstrap (from the Debian mirror, the only
+package source these machines reach), imported into the engine, and each recipe under
+``submissions/base-images/<name>/Dockerfile`` is built FROM it as ``arena/<name>:bookworm``.
+Existing images are kept unless a rebuild is asked for, so the step is idempotent.
+"""
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from docker.errors import ImageNotFound
+
+from arena import REPO_ROOT
+from arena.config import Settings
+from arena.sandbox import docker_client
+
+ROOTFS_IMAGE = "arena/debian-rootfs:bookworm"
+SUITE = "bookworm"
+#: What the sample submissions need inside: Python with NumPy and Pillow, from Debian.
+PACKAGES = ["python3-minimal", "python3-numpy", "python3-pil"]
+RECIPES = REPO_ROOT / "submissions" / "base-images"
+#: Left out of the image: documentation and package caches are of no use to a submission.
+TRIM = ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt/archives", "var/lib/apt/lists"]
+
+
+def recipe_tags() -> dict[str, Path]:
+    return {f"arena/{d.name}:{SUITE}": d for d in sorted(RECIPES.iterdir()) if (d / "Dockerfile").is_file()}
+
+
+def _exists(tag: str) -> bool:
+    try:
+        docker_client().images.get(tag)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def _debootstrap(settings: Settings, target: Path) -> None:
+    if shutil.which("debootstrap") is None:
+        raise RuntimeError("debootstrap is not installed (apt-get install debootstrap)")
+    command = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(target), settings.debian_mirror]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for relative in TRIM:
+        shutil.rmtree(target / relative, ignore_errors=True)
+
+
+def build_rootfs(settings: Settings) -> None:
+    with tempfile.TemporaryDirectory(prefix="rootfs-", dir=settings.data_dir) as scratch:
+        rootfs, tarball = Path(scratch) / "rootfs", Path(scratch) / "rootfs.tar"
+        _debootstrap(settings, rootfs)
+        subprocess.run(["tar", "--numeric-owner", "-cf", str(tarball), "-C", str(rootfs), "."], check=True)
+        repository, tag = ROOTFS_IMAGE.split(":")
+        docker_client().api.import_image_from_file(str(tarball), repository=repository, tag=tag)
+
+
+def build(settings: Settings, rebuild: bool = False, say: Callable[[str], None] = print) -> list[str]:
+    """Make every base image that is missing (or all with ``rebuild``); return the tags built."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    built = []
+    if rebuild or not _exists(ROOTFS_IMAGE):
+        say(f"debootstrap {SUITE} with {', '.join(PACKAGES)} (about a minute)...")
+        build_rootfs(settings)
+        built.append(ROOTFS_IMAGE)
+    for tag, folder in recipe_tags().items():
+        if rebuild or ROOTFS_IMAGE in built or not _exists(tag):
+            say(f"building {tag} from {folder.relative_to(REPO_ROOT)}")
+            docker_client().images.build(path=str(folder), tag=tag, rm=True, network_mode="none")
+            built.append(tag)
+    return built

@@ -1,0 +1,299 @@
+"""The ``arena`` command: thin wrappers that parse options, call the domain modules, print."""
+
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, track
+from rich.table import Table
+from sqlalchemy import select
+
+from arena import base_image, db, executor, scheduler
+from arena.archive import ArchiveError
+from arena.config import Settings, get_settings
+from arena.dataset import (
+    DatasetError,
+    find_dataset,
+    read_competition_csv,
+    read_photo_folder,
+    store_dataset,
+    synthesize,
+)
+from arena.export import export as export_results
+from arena.intake import SubmissionError, submit as take_submission
+from arena.metadata import MetadataError
+from arena.models import Dataset, Submission, SubmissionStatus
+from arena.sandbox import SandboxError
+from arena.scoring import Standings
+
+app = typer.Typer(help="Arena: attack-defense tournaments in the NIPS 2017 competition format.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
+dataset_app = typer.Typer(help="Import and list image datasets.", no_args_is_help=True)
+images_app = typer.Typer(help="Container images for the sample submissions.", no_args_is_help=True)
+submissions_app = typer.Typer(help="List and inspect submissions.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(dataset_app, name="dataset")
+app.add_typer(images_app, name="images")
+app.add_typer(submissions_app, name="submissions")
+
+console = Console(width=None if Console().is_terminal else 160)
+KNOWN_ERRORS = (DatasetError, SubmissionError, ArchiveError, MetadataError, SandboxError)
+DatasetOption = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name; optional when there is one.")]
+
+
+@contextmanager
+def reported_errors():
+    """Known input errors become one red message and exit code 1, never a traceback."""
+    try:
+        yield
+    except KNOWN_ERRORS as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from None
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def _track(items: Iterable, description: str) -> Iterable:
+    return track(items, description=description, console=console, transient=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the database schema to the latest revision."""
+    db.upgrade(settings())
+    console.print(f"database at {settings().resolved_database_url} is up to date")
+
+
+@dataset_app.command("import")
+def dataset_import(
+    folder: Annotated[Path, typer.Argument(help="Folder with the CSV and the images.")],
+    csv_file: Annotated[Optional[Path], typer.Option("--csv", help="The labels CSV (default: the only *.csv in FOLDER).")] = None,
+    images: Annotated[Optional[Path], typer.Option(help="Image folder (default: FOLDER/images if present, else FOLDER).")] = None,
+    name: Annotated[Optional[str], typer.Option(help="Dataset name (default: the folder's name).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for TargetClass where the CSV has none.")] = 0,
+) -> None:
+    """Import a dataset: the 2017 format (ImageId,...,TrueLabel,TargetClass with ImageId.png files,
+    299x299) or photos of any size with a labels CSV (filename + TrueLabel or class_index), which
+    are centre-cropped and resized to 299x299."""
+    with reported_errors():
+        csv_path = csv_file or _only_csv(folder)
+        image_dir = images or (folder / "images" if (folder / "images").is_dir() else folder)
+        header = csv_path.open(encoding="utf-8-sig").readline() if csv_path.is_file() else ""
+        if "ImageId" in header.strip().split(","):
+            rows = read_competition_csv(csv_path, image_dir, seed=seed, track=_track)
+        else:
+            rows = read_photo_folder(image_dir, csv_path, seed=seed, track=_track)
+        _store(rows, name or folder.resolve().name)
+
+
+def _only_csv(folder: Path) -> Path:
+    found = sorted(folder.glob("*.csv")) if folder.is_dir() else []
+    if len(found) != 1:
+        raise DatasetError(f"{folder}: expected one .csv file, found {len(found)}; pass --csv", [])
+    return found[0]
+
+
+def _store(rows, name: str) -> None:
+    db.upgrade(settings())
+    dataset = store_dataset(settings(), name, rows)
+    console.print(f"imported dataset {dataset.name!r}: {len(rows)} images in batches of {settings().batch_size}")
+
+
+@dataset_app.command("synth")
+def dataset_synth(
+    count: Annotated[int, typer.Argument(help="Number of images.", min=1)],
+    name: Annotated[str, typer.Option(help="Dataset name.")] = "synthetic",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same images.")] = 0,
+) -> None:
+    """Make a synthetic dataset whose class is written in the picture (see dataset/README.md)."""
+    with reported_errors():
+        _store(synthesize(count, seed=seed, track=_track), name)
+
+
+@dataset_app.command("list")
+def dataset_list() -> None:
+    """List imported datasets."""
+    db.upgrade(settings())
+    with db.transaction(settings()) as session:
+        table = Table("dataset", "batches", "images")
+        for dataset in session.scalars(select(Dataset).order_by(Dataset.id)):
+            table.add_row(dataset.name, str(len(dataset.batches)), str(sum(len(b.images) for b in dataset.batches)))
+    console.print(table)
+
+
+@images_app.command("build")
+def images_build(rebuild: Annotated[bool, typer.Option(help="Rebuild images that already exist.")] = False) -> None:
+    """Build the base images offline: debootstrap a Debian rootfs, import it, build the recipes FROM it."""
+    with reported_errors():
+        built = base_image.build(settings(), rebuild=rebuild, say=console.print)
+    console.print(f"base images ready ({len(built)} built, the rest already there)")
+
+
+@app.command()
+def submit(
+    archive: Annotated[Path, typer.Argument(help="A .zip, .tar or .tar.gz holding metadata.json and the code.")],
+    team: Annotated[str, typer.Option(help="The team that owns the submission.")],
+    name: Annotated[Optional[str], typer.Option(help="Submission name (default: the archive's name).")] = None,
+) -> None:
+    """Take a submission in: safe unpacking, metadata check, dedup, and a dry run on one batch."""
+    db.upgrade(settings())
+    with reported_errors():
+        with console.status("dry run on the sample batch..."):
+            submission = take_submission(settings(), archive, team, name)
+    _print_submission(submission)
+    if submission.status is not SubmissionStatus.ACCEPTED:
+        raise typer.Exit(1)
+
+
+def _print_submission(submission: Submission) -> None:
+    colour = "green" if submission.status is SubmissionStatus.ACCEPTED else "red"
+    console.print(f"{submission.name} ({submission.kind.value}, team {submission.team.name}): [{colour}]{submission.status.value}[/]")
+    report = submission.validation_report or {}
+    if report:
+        console.print(f"  dry run: {report['images']} images in {report['seconds']} s (limit {report['time_limit']} s), exit code {report['exit_code']}")
+    for problem in report.get("problems", []):
+        console.print(f"  - {problem}", highlight=False)
+    if report and not report["passed"] and report.get("log_tail"):
+        console.print("  log tail:\n" + report["log_tail"][-1500:], highlight=False)
+
+
+@submissions_app.command("list")
+def submissions_list() -> None:
+    """List submissions with their kind, team and status."""
+    db.upgrade(settings())
+    with db.transaction(settings()) as session:
+        table = Table("id", "submission", "kind", "team", "status", "reason")
+        for s in session.scalars(select(Submission).order_by(Submission.id)):
+            table.add_row(str(s.id), s.name, s.kind.value, s.team.name, s.status.value, (s.reason or "")[:80])
+    console.print(table)
+
+
+@submissions_app.command("show")
+def submissions_show(name: Annotated[str, typer.Argument(help="Submission name.")]) -> None:
+    """Show a submission's status and its dry-run report."""
+    with db.transaction(settings()) as session:
+        submission = session.scalar(select(Submission).where(Submission.name == name))
+        if submission is None:
+            console.print(f"[bold red]error:[/] no submission named {name!r}")
+            raise typer.Exit(1)
+        _print_submission(submission)
+
+
+def _run(dataset: str | None) -> executor.RunSummary:
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task("container runs", total=None)
+
+        def update(done: int, total: int, message: str) -> None:
+            progress.update(task, completed=done, total=total, description=f"container runs ({message})")
+
+        summary = executor.run_missing(settings(), dataset, update)
+    console.print(f"ran {summary.attack_jobs} attack jobs and {summary.defense_jobs} defense jobs")
+    for error in summary.platform_errors:
+        console.print(f"[yellow]platform error:[/] {error}")
+    return summary
+
+
+@app.command()
+def run(dataset: DatasetOption = None) -> None:
+    """Run every job that is missing: new submissions get only their row or column."""
+    db.upgrade(settings())
+    with reported_errors():
+        summary = _run(dataset)
+    if summary.platform_errors:
+        raise typer.Exit(2)
+
+
+@app.command()
+def rerun(
+    submission: Annotated[Optional[str], typer.Option(help="Recompute only this submission's jobs.")] = None,
+    dataset: DatasetOption = None,
+) -> None:
+    """Forget stored results (of one submission, or all) and compute them again."""
+    db.upgrade(settings())
+    with reported_errors(), db.transaction(settings()) as session:
+        chosen = None
+        if submission is not None:
+            chosen = session.scalar(select(Submission).where(Submission.name == submission))
+            if chosen is None:
+                raise SubmissionError(f"no submission named {submission!r}")
+        scheduler.forget(session, chosen)
+    with reported_errors():
+        _run(dataset)
+
+
+def _frame_table(frame: pd.DataFrame, title: str, index: bool = False) -> Table:
+    table = Table(title=title)
+    columns = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for label, row in frame.iterrows():
+        cells = [_cell(v) for v in row]
+        table.add_row(*([str(label)] + cells if index else cells))
+    return table
+
+
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return "" if pd.isna(value) else f"{value:.3f}"
+    return str(value)
+
+
+@app.command()
+def leaderboard(dataset: DatasetOption = None) -> None:
+    """Print the defense, attack and targeted-attack leaderboards and the error matrix."""
+    db.upgrade(settings())
+    with reported_errors(), db.transaction(settings()) as session:
+        standings = Standings.compute(session, find_dataset(session, dataset))
+    for title, board in (
+        ("Defenses (score = correct answers on adversarial images)", standings.defense_leaderboard()),
+        ("Attacks (score = misclassifications caused)", standings.attack_leaderboard()),
+        ("Targeted attacks (score = target class hit)", standings.targeted_attack_leaderboard()),
+    ):
+        console.print(_frame_table(board, title))
+    console.print(_frame_table(standings.matrix("error"), "Error matrix (attack x defense, all eps)", index=True))
+
+
+@app.command()
+def matrix(
+    value: Annotated[str, typer.Option(help="error, correct or hit.")] = "error",
+    epsilon: Annotated[Optional[int], typer.Option("--eps", help="One epsilon only.")] = None,
+    dataset: DatasetOption = None,
+) -> None:
+    """Print the attack x defense matrix of errors, correct answers or target hits."""
+    if value not in ("error", "correct", "hit"):
+        console.print(f"[bold red]error:[/] --value must be error, correct or hit, not {value!r}")
+        raise typer.Exit(1)
+    with reported_errors(), db.transaction(settings()) as session:
+        standings = Standings.compute(session, find_dataset(session, dataset))
+    title = f"{value} matrix" + (f" at eps={epsilon}" if epsilon is not None else " (all eps)")
+    console.print(_frame_table(standings.matrix(value, epsilon), title, index=True))
+
+
+@app.command()
+def export(
+    directory: Annotated[Path, typer.Argument(help="Folder to write the CSV and Parquet files into.")],
+    dataset: DatasetOption = None,
+) -> None:
+    """Write the 2017 result files (matrices, three results CSVs) and per-image results as Parquet."""
+    with reported_errors(), db.transaction(settings()) as session:
+        written = export_results(session, find_dataset(session, dataset), directory)
+    console.print(f"wrote {len(written)} files to {directory}")
+
+
+@app.command()
+def demo(
+    images: Annotated[int, typer.Option(help="Synthetic images (batches of 100).")] = 200,
+) -> None:
+    """The whole tournament on synthetic data: base images, dataset, sample submissions, run, leaderboards."""
+    from arena.demo import run_demo  # kept apart: the demo is a script over the commands above
+
+    with reported_errors():
+        run_demo(settings(), images, console, _run)
+    leaderboard(None)

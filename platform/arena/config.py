@@ -1,0 +1,93 @@
+"""Settings from the environment (prefix ``ARENA_``) and an optional ``.env`` file.
+
+Everything an organizer may want to change between machines lives here, so that the
+code never reads ``os.environ`` itself and tests can build a ``Settings`` directly.
+"""
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class SandboxLimits(BaseSettings):
+    """Resource limits for every container that runs submitted code."""
+
+    model_config = SettingsConfigDict(env_prefix="ARENA_SANDBOX_", env_file=".env", extra="ignore")
+
+    memory: str = Field("2g", description="Memory limit; swap is disabled by setting memory+swap to the same value.")
+    cpus: float = Field(1.0, description="CPU cores a container may use.")
+    pids: int = Field(256, description="Maximum number of processes and threads.")
+    tmpfs_size: str = Field("256m", description="Size of the writable /tmp.")
+    max_output_bytes: int = Field(512 * 2**20, description="Output directory size at which the run is killed.")
+    max_output_files: int = Field(10_000, description="Output file count at which the run is killed.")
+    max_log_bytes: int = Field(2**20, description="Container log size kept by the engine.")
+    user: str = Field("65534:65534", description="Non-root uid:gid the submission runs as.")
+    runtime: str | None = Field(None, description="OCI runtime, e.g. runsc for gVisor; engine default when unset.")
+
+
+class Settings(BaseSettings):
+    """Arena's configuration. Unset values get defaults that suit one machine."""
+
+    model_config = SettingsConfigDict(env_prefix="ARENA_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Field(Path("data"), description="Where the database, images and submissions are kept.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL; a SQLite file in data_dir when unset.")
+    broker_url: str | None = Field(None, description="Celery broker; jobs run in-process when unset.")
+    epsilons: Annotated[list[int], NoDecode] = Field([2, 4, 8, 16], description="L-infinity budgets every attack is run at.")
+    seconds_per_image: float = Field(5.0, description="Time limit per image (500 s per 100 images in 2017).")
+    batch_size: int = Field(100, description="Images per batch when a dataset is imported.")
+    concurrency: int = Field(2, description="Container runs at once in the in-process executor.")
+    allowed_images: Annotated[list[str], NoDecode] = Field(
+        [], description="Container images submissions may use; any image when empty."
+    )
+    max_archive_bytes: int = Field(2 * 2**30, description="Largest total size an archive may unpack to.")
+    max_archive_files: int = Field(10_000, description="Most files an archive may hold.")
+    debian_mirror: str = Field("http://deb.debian.org/debian", description="Where debootstrap fetches base-image packages.")
+    sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
+
+    @field_validator("epsilons", "allowed_images", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        """Accept ``2,4,8,16`` in the environment, which is what people type."""
+        if isinstance(value, str):
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return value
+
+    @field_validator("epsilons")
+    @classmethod
+    def _epsilons_in_range(cls, value: list[int]) -> list[int]:
+        bad = [eps for eps in value if not 0 <= eps <= 255]
+        if bad:
+            raise ValueError(f"epsilons must lie in 0..255, got {bad}")
+        return sorted(set(value))
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'arena.db').resolve()}"
+
+    @property
+    def store_dir(self) -> Path:
+        """Content-addressed PNG files (clean and adversarial images)."""
+        return self.data_dir / "store"
+
+    @property
+    def submissions_dir(self) -> Path:
+        """Unpacked submission code, one folder per content hash."""
+        return self.data_dir / "submissions"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch folders for container runs; emptied after each run."""
+        return self.data_dir / "work"
+
+    def time_limit(self, images: int) -> float:
+        """Seconds a run over ``images`` images may take."""
+        return self.seconds_per_image * images
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,50 @@
+"""One defense over one batch of images, clean or adversarial: stage, run sandboxed, parse."""
+
+from dataclasses import dataclass, field
+
+from arena import sandbox
+from arena.classification import Answer, parse_result_csv
+from arena.config import Settings
+from arena.images import ImageStore
+from arena.metadata import SubmissionCode
+from arena.staging import staging
+
+
+@dataclass(frozen=True)
+class DefenseInput:
+    """``key`` is the caller's handle for the image (an adversarial or clean image id)."""
+
+    key: int
+    sha256: str
+
+
+@dataclass
+class DefenseOutcome:
+    run: sandbox.RunResult
+    answers: dict[int, Answer]  # by DefenseInput.key
+    problems: list[str] = field(default_factory=list)
+
+
+def execute_defense(settings: Settings, code: SubmissionCode, inputs: list[DefenseInput]) -> DefenseOutcome:
+    """Run the defense on ``inputs`` and return one answer per input (no database involved)."""
+    store = ImageStore(settings.store_dir)
+    with staging(settings.work_dir) as stage:
+        for item in inputs:
+            stage.add_image(store, item.sha256, item.key)
+        run = sandbox.run(
+            code.metadata.container,
+            code.command("/input_images", "/output_data/result.csv"),
+            [
+                sandbox.Mount(code.root, "/code"),
+                sandbox.Mount(stage.input, "/input_images"),
+                sandbox.Mount(stage.output, "/output_data", writable=True),
+            ],
+            output=stage.output,
+            time_limit=settings.time_limit(len(inputs)),
+            limits=settings.sandbox,
+        )
+        by_name, problems = parse_result_csv(stage.output / "result.csv", list(stage.names))
+        answers = {stage.names[name]: answer for name, answer in by_name.items()}
+    if not run.succeeded:
+        problems.insert(0, f"the defense {run.describe()}")
+    return DefenseOutcome(run, answers, problems)

@@ -1,0 +1,41 @@
+"""Writing results in the 2017 competition's file names, plus every per-image answer as Parquet."""
+
+from pathlib import Path
+
+from sqlalchemy.orm import Session
+
+from arena.models import Dataset
+from arena.scoring import Standings
+
+MATRICES = {"accuracy_matrix": "correct", "error_matrix": "error", "hit_target_class_matrix": "hit"}
+
+
+def export(session: Session, dataset: Dataset, directory: Path) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    standings = Standings.compute(session, dataset)
+    written = []
+    for stem, value in MATRICES.items():
+        written.append(_csv(standings.matrix(value), directory / f"{stem}.csv", index=True))
+        for eps in standings.epsilons:
+            written.append(_csv(standings.matrix(value, eps), directory / f"{stem}_eps{eps}.csv", index=True))
+    written.append(_csv(standings.defense_leaderboard(), directory / "defense_results.csv"))
+    written.append(_csv(standings.attack_leaderboard(), directory / "attack_results.csv"))
+    written.append(_csv(standings.targeted_attack_leaderboard(), directory / "targeted_attack_results.csv"))
+    written.append(_per_image(standings, directory / "classifications.parquet"))
+    return written
+
+
+def _csv(frame, path: Path, index: bool = False) -> Path:
+    frame.to_csv(path, index=index)
+    return path
+
+
+def _per_image(standings: Standings, path: Path) -> Path:
+    names = standings.names.frame["submission"]
+    frame = standings.results.assign(
+        defense=standings.results["defense_id"].map(names),
+        attack=standings.results["attack_id"].map(names),
+    )
+    frame["label"] = frame["label"].astype("Int64")
+    frame.to_parquet(path, index=False)
+    return path

@@ -1,0 +1,113 @@
+"""Pixels: reading PNGs safely, the epsilon clip, content hashes, and the image store.
+
+Every image the platform keeps, clean or adversarial, is a 299x299 RGB PNG stored under
+its sha256, so identical outputs cost one file and a duplicate write is harmless.
+"""
+
+import hashlib
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image as PILImage
+
+IMAGE_SIZE = 299
+#: Twice the pixels of a valid image: anything larger is refused before it is decoded,
+#: so a decompression bomb costs nothing.
+MAX_PIXELS = 2 * IMAGE_SIZE * IMAGE_SIZE
+
+
+class BadImage(ValueError):
+    """A file that is not a readable PNG; the message says why."""
+
+
+class WrongShape(BadImage):
+    """A readable PNG of the wrong size or mode, which the 2017 rules report separately."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def encode_png(pixels: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels, "RGB").save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def read_png(data: bytes, *, require_size: bool = True) -> np.ndarray:
+    """Decode an attack output or dataset PNG into uint8 HxWx3; raise BadImage saying why not."""
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            if image.format != "PNG":
+                raise BadImage(f"not a PNG but {image.format}")
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise BadImage(f"{width}x{height} pixels is far larger than {IMAGE_SIZE}x{IMAGE_SIZE}")
+            if require_size and (width, height) != (IMAGE_SIZE, IMAGE_SIZE):
+                raise WrongShape(f"size {width}x{height}, expected {IMAGE_SIZE}x{IMAGE_SIZE}")
+            if image.mode != "RGB":
+                raise WrongShape(f"mode {image.mode}, expected RGB")
+            return np.asarray(image, dtype=np.uint8)
+    except BadImage:
+        raise
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        raise BadImage(f"corrupt image ({exc.__class__.__name__}: {exc})") from None
+
+
+def clip_to_epsilon(clean: np.ndarray, adversarial: np.ndarray, epsilon: int) -> tuple[np.ndarray, bool]:
+    """Project onto [x-eps, x+eps] intersected with [0, 255]; report whether anything moved."""
+    low = np.clip(clean.astype(np.int16) - epsilon, 0, 255)
+    high = np.clip(clean.astype(np.int16) + epsilon, 0, 255)
+    clipped = np.clip(adversarial, low, high).astype(np.uint8)
+    return clipped, bool(np.any(clipped != adversarial))
+
+
+def linf(clean: np.ndarray, adversarial: np.ndarray) -> int:
+    return int(np.max(np.abs(clean.astype(np.int16) - adversarial.astype(np.int16))))
+
+
+def center_crop_resize(image: PILImage.Image, size: int = IMAGE_SIZE) -> np.ndarray:
+    """The largest centered square, resized to size x size RGB, as ImageNet evaluation does."""
+    image = image.convert("RGB")
+    width, height = image.size
+    side = min(width, height)
+    left, top = (width - side) // 2, (height - side) // 2
+    square = image.crop((left, top, left + side, top + side))
+    return np.asarray(square.resize((size, size), PILImage.Resampling.BICUBIC), dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class ImageStore:
+    """Content-addressed PNG files under one root: ``ab/abcdef....png``."""
+
+    root: Path
+
+    def path(self, sha256: str) -> Path:
+        return self.root / sha256[:2] / f"{sha256}.png"
+
+    def put(self, png: bytes) -> str:
+        """Store PNG bytes and return their hash; writes go through a temp file and a rename,
+        so a reader never sees half a file and two writers of the same content agree."""
+        digest = sha256_bytes(png)
+        target = self.path(digest)
+        if target.exists():
+            return digest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
+            handle.write(png)
+        os.chmod(handle.name, 0o644)  # containers read inputs as a non-root user
+        os.replace(handle.name, target)
+        return digest
+
+    def put_pixels(self, pixels: np.ndarray) -> str:
+        return self.put(encode_png(pixels))
+
+    def read_bytes(self, sha256: str) -> bytes:
+        return self.path(sha256).read_bytes()
+
+    def read_pixels(self, sha256: str) -> np.ndarray:
+        return read_png(self.read_bytes(sha256))

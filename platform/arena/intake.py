@@ -1,0 +1,109 @@
+"""Taking in a submission: unpack safely, check metadata, dedup, dry-run, accept or reject.
+
+Each step fails with a message that names the problem; nothing is stored unless the
+archive unpacked safely and its metadata is sound. A submission that fails its dry run
+is kept as ``rejected`` with the report, so the team can see why.
+"""
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import select
+
+from arena.archive import extract, tree_sha256
+from arena.config import Settings
+from arena.db import transaction
+from arena.metadata import Metadata, SubmissionCode
+from arena.models import Submission, SubmissionStatus, Team
+from arena.sandbox import SandboxError
+from arena.validation import ValidationReport, sample_batch, validate
+
+
+class SubmissionError(ValueError):
+    """The submission cannot be taken; the message says why."""
+
+
+def _check_allowed(settings: Settings, metadata: Metadata) -> None:
+    if settings.allowed_images and metadata.container not in settings.allowed_images:
+        allowed = ", ".join(settings.allowed_images)
+        raise SubmissionError(f"container {metadata.container!r} is not allowed here (allowed: {allowed})")
+
+
+def _check_new(settings: Settings, sha256: str, name: str) -> None:
+    with transaction(settings) as session:
+        same = session.scalar(select(Submission).where(Submission.sha256 == sha256))
+        if same:
+            raise SubmissionError(f"this code was already submitted as {same.name!r} (status {same.status.value})")
+        if session.scalar(select(Submission).where(Submission.name == name)):
+            raise SubmissionError(f"a submission named {name!r} exists; choose another with --name")
+
+
+def _default_name(archive: Path) -> str:
+    name = archive.name
+    for suffix in (".tar.gz", ".tgz", ".zip", ".tar"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return archive.stem
+
+
+@contextmanager
+def unpacked(settings: Settings, archive: Path) -> Iterator[tuple[Path, Metadata, str]]:
+    """Unpack into a scratch folder that is removed afterwards; yield (root, metadata, tree hash)."""
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="intake-", dir=settings.work_dir))
+    try:
+        root = extract(archive, scratch / "tree", max_bytes=settings.max_archive_bytes, max_files=settings.max_archive_files)
+        metadata = Metadata.read(root)
+        yield root, metadata, tree_sha256(root)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _install(settings: Settings, root: Path, metadata: Metadata, sha256: str) -> Path:
+    """Move the tree to its permanent, content-addressed place, readable by the sandbox user."""
+    target = settings.submissions_dir / sha256
+    if target.exists():
+        shutil.rmtree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(str(root), target)
+    for path in [target, *target.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(0o755 if path.is_dir() else (path.stat().st_mode & 0o777) | 0o444)
+    (target / metadata.entry_point).chmod(0o755)  # zip files often lose the executable bit
+    return target
+
+
+def submit(settings: Settings, archive: Path, team: str, name: str | None = None) -> Submission:
+    """Take an archive in and dry-run it; return the stored submission, accepted or rejected."""
+    with transaction(settings) as session:
+        images = sample_batch(session)
+    name = name or _default_name(archive)
+    with unpacked(settings, archive) as (root, metadata, sha256):
+        _check_allowed(settings, metadata)
+        _check_new(settings, sha256, name)
+        code = SubmissionCode(_install(settings, root, metadata, sha256), metadata)
+    with transaction(settings) as session:
+        owner = session.scalar(select(Team).where(Team.name == team)) or Team(name=team)
+        submission = Submission(team=owner, name=name, kind=metadata.type, sha256=sha256, meta=metadata.model_dump())
+        session.add(submission)
+    try:
+        report = validate(settings, code, images)
+    except SandboxError as exc:
+        with transaction(settings) as session:
+            session.delete(session.get(Submission, submission.id))
+        raise SubmissionError(f"the dry run could not start, nothing was stored: {exc}") from None
+    return _record(settings, submission.id, report)
+
+
+def _record(settings: Settings, submission_id: int, report: ValidationReport) -> Submission:
+    with transaction(settings) as session:
+        submission = session.get(Submission, submission_id)
+        submission.status = SubmissionStatus.ACCEPTED if report.passed else SubmissionStatus.REJECTED
+        submission.reason = None if report.passed else "; ".join(report.problems) or "the dry run failed"
+        submission.validation_report = report.as_dict()
+        session.flush()
+        session.refresh(submission, ["team"])
+        return submission

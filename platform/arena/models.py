@@ -1,0 +1,269 @@
+"""The tournament's tables, all in one place.
+
+Vocabulary follows the 2017 evaluation library: a dataset is cut into image batches; an
+attack job is one attack submission at one epsilon over one batch and yields adversarial
+images; a defense job is one defense over one batch, either clean or one attack job's
+output, and yields one classification per image. Unique constraints make a result
+impossible to store twice, whatever the executor does.
+"""
+
+from datetime import datetime, timezone
+from enum import StrEnum
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def _enum(enum_class: type[StrEnum]) -> Enum:
+    """Stored as plain strings (no database enum types to migrate), loaded back as members."""
+    return Enum(enum_class, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class SubmissionKind(StrEnum):
+    ATTACK = "attack"
+    TARGETED_ATTACK = "targeted_attack"
+    DEFENSE = "defense"
+
+    @property
+    def is_attack(self) -> bool:
+        return self is not SubmissionKind.DEFENSE
+
+
+class SubmissionStatus(StrEnum):
+    VALIDATING = "validating"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    DISQUALIFIED = "disqualified"
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    ERROR = "error"  # the platform failed (not the submission); the job is planned again
+
+
+class ClassificationProblem(StrEnum):
+    MISSING = "missing"  # no line for this image in result.csv
+    INVALID = "invalid"  # a line that does not parse or a label outside 1..1000
+    DUPLICATE = "duplicate"  # the image was answered twice with different labels
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    batches: Mapped[list["Batch"]] = relationship(back_populates="dataset", order_by="Batch.index")
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    __table_args__ = (UniqueConstraint("dataset_id", "index"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    index: Mapped[int] = mapped_column(Integer)
+
+    dataset: Mapped[Dataset] = relationship(back_populates="batches")
+    images: Mapped[list["Image"]] = relationship(back_populates="batch", order_by="Image.name")
+
+
+class Image(Base):
+    __tablename__ = "images"
+    __table_args__ = (
+        UniqueConstraint("dataset_id", "name"),
+        CheckConstraint("true_label BETWEEN 1 AND 1000", name="true_label_range"),
+        CheckConstraint("target_class BETWEEN 1 AND 1000", name="target_class_range"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"))
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))  # the ImageId of the dataset CSV; never shown to submissions
+    true_label: Mapped[int] = mapped_column(Integer)
+    target_class: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+    batch: Mapped[Batch] = relationship(back_populates="images")
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Submission(Base):
+    __tablename__ = "submissions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"))
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[SubmissionKind] = mapped_column(_enum(SubmissionKind))
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)  # of the unpacked tree, so zip and tar dedup alike
+    meta: Mapped[dict] = mapped_column("metadata", JSON)
+    status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus), default=SubmissionStatus.VALIDATING)
+    reason: Mapped[str | None] = mapped_column(Text)
+    validation_report: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    team: Mapped[Team] = relationship()
+
+    @property
+    def container(self) -> str:
+        return self.meta["container"]
+
+    @property
+    def entry_point(self) -> str:
+        return self.meta["entry_point"]
+
+
+class AttackJob(Base):
+    __tablename__ = "attack_jobs"
+    __table_args__ = (UniqueConstraint("submission_id", "epsilon", "batch_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    epsilon: Mapped[int] = mapped_column(Integer)
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    submission: Mapped[Submission] = relationship()
+    batch: Mapped[Batch] = relationship()
+    adversarial_images: Mapped[list["AdversarialImage"]] = relationship(back_populates="attack_job")
+
+
+class AdversarialImage(Base):
+    __tablename__ = "adversarial_images"
+    __table_args__ = (UniqueConstraint("attack_job_id", "image_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attack_job_id: Mapped[int] = mapped_column(ForeignKey("attack_jobs.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    sha256: Mapped[str] = mapped_column(String(64))
+    linf: Mapped[int] = mapped_column(Integer)  # after clipping, so never above epsilon
+    clipped: Mapped[bool] = mapped_column(Boolean, default=False)
+    missing: Mapped[bool] = mapped_column(Boolean, default=False)  # replaced by the clean image
+    wrong_size: Mapped[bool] = mapped_column(Boolean, default=False)  # wrong size or mode: replaced by the clean image
+
+    attack_job: Mapped[AttackJob] = relationship(back_populates="adversarial_images")
+    image: Mapped[Image] = relationship()
+
+
+class DefenseJob(Base):
+    """One defense over one batch: clean when ``attack_job_id`` is null."""
+
+    __tablename__ = "defense_jobs"
+    __table_args__ = (
+        Index(
+            "uq_defense_job_adversarial",
+            "submission_id",
+            "attack_job_id",
+            unique=True,
+            sqlite_where=text("attack_job_id IS NOT NULL"),
+            postgresql_where=text("attack_job_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_defense_job_clean",
+            "submission_id",
+            "batch_id",
+            unique=True,
+            sqlite_where=text("attack_job_id IS NULL"),
+            postgresql_where=text("attack_job_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    attack_job_id: Mapped[int | None] = mapped_column(ForeignKey("attack_jobs.id", ondelete="CASCADE"), index=True)
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    submission: Mapped[Submission] = relationship()
+    batch: Mapped[Batch] = relationship()
+    attack_job: Mapped[AttackJob | None] = relationship()
+
+
+class Classification(Base):
+    """A defense's answer for one image; ``label`` is null when the answer is missing or invalid."""
+
+    __tablename__ = "classifications"
+    __table_args__ = (
+        Index(
+            "uq_classification_adversarial",
+            "defense_id",
+            "adversarial_image_id",
+            unique=True,
+            sqlite_where=text("adversarial_image_id IS NOT NULL"),
+            postgresql_where=text("adversarial_image_id IS NOT NULL"),
+        ),
+        Index(
+            "uq_classification_clean",
+            "defense_id",
+            "image_id",
+            unique=True,
+            sqlite_where=text("adversarial_image_id IS NULL"),
+            postgresql_where=text("adversarial_image_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    defense_job_id: Mapped[int] = mapped_column(ForeignKey("defense_jobs.id", ondelete="CASCADE"), index=True)
+    defense_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    adversarial_image_id: Mapped[int | None] = mapped_column(ForeignKey("adversarial_images.id", ondelete="CASCADE"))
+    label: Mapped[int | None] = mapped_column(Integer)
+    problem: Mapped[ClassificationProblem | None] = mapped_column(_enum(ClassificationProblem))
+
+
+class JobAttempt(Base):
+    """One container run of a job: what happened, for the submission page and for debugging."""
+
+    __tablename__ = "job_attempts"
+    __table_args__ = (
+        CheckConstraint(
+            "(attack_job_id IS NULL) <> (defense_job_id IS NULL)", name="exactly_one_job"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attack_job_id: Mapped[int | None] = mapped_column(ForeignKey("attack_jobs.id", ondelete="CASCADE"), index=True)
+    defense_job_id: Mapped[int | None] = mapped_column(ForeignKey("defense_jobs.id", ondelete="CASCADE"), index=True)
+    number: Mapped[int] = mapped_column(Integer, default=1)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    seconds: Mapped[float | None] = mapped_column(Float)
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    killed_reason: Mapped[str | None] = mapped_column(Text)  # output too large, too many files...
+    log_excerpt: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)  # a platform error, not the submission's fault

@@ -1,0 +1,168 @@
+"""Running submitted code in a locked-down container, through the docker SDK.
+
+Every run gets: no network, memory = memory+swap (no swap), CPU and pids limits, a
+read-only root, read-only ``/code`` and input, a non-root user, no capabilities,
+no-new-privileges, a size-limited tmpfs ``/tmp``, a capped log, and a watchdog that
+kills the container on time-out or when its output grows past the limits. The
+container is removed whatever happens.
+"""
+
+import os
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import docker
+from docker.errors import APIError, DockerException, ImageNotFound, NotFound
+from docker.types import LogConfig
+
+from arena.config import SandboxLimits
+
+WATCH_INTERVAL = 0.25
+LOG_EXCERPT_BYTES = 4000
+
+
+class SandboxError(RuntimeError):
+    """The platform could not run the container (engine down, image missing): not the submission's fault."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    host: Path
+    container: str
+    writable: bool = False
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None
+    timed_out: bool
+    killed_reason: str | None
+    seconds: float
+    log_tail: str
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out and self.killed_reason is None
+
+    def describe(self) -> str:
+        if self.timed_out:
+            return f"timed out after {self.seconds:.1f} s"
+        if self.killed_reason:
+            return f"killed: {self.killed_reason}"
+        return f"exit code {self.exit_code}"
+
+
+@lru_cache
+def docker_client() -> docker.DockerClient:
+    try:
+        client = docker.from_env(timeout=120)
+        client.ping()
+    except DockerException as exc:
+        raise SandboxError(f"no Docker engine answers ({exc}); start dockerd or set DOCKER_HOST") from None
+    return client
+
+
+def _output_usage(directory: Path) -> tuple[int, int]:
+    """Bytes and files under the output dir; links are counted, never followed."""
+    total = files = 0
+    for folder, subfolders, names in os.walk(directory, followlinks=False):
+        for name in names + subfolders:
+            files += 1
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except FileNotFoundError:
+                continue
+    return total, files
+
+
+def _over_limit(output: Path, limits: SandboxLimits) -> str | None:
+    size, files = _output_usage(output)
+    if size > limits.max_output_bytes:
+        return f"output grew past {limits.max_output_bytes} bytes"
+    if files > limits.max_output_files:
+        return f"output holds more than {limits.max_output_files} files"
+    return None
+
+
+def _run_options(limits: SandboxLimits, mounts: list[Mount]) -> dict:
+    options = dict(
+        network_mode="none",
+        mem_limit=limits.memory,
+        memswap_limit=limits.memory,
+        nano_cpus=int(limits.cpus * 1e9),
+        pids_limit=limits.pids,
+        read_only=True,
+        user=limits.user,
+        cap_drop=["ALL"],
+        security_opt=["no-new-privileges"],
+        tmpfs={"/tmp": f"rw,noexec,nosuid,size={limits.tmpfs_size}"},
+        volumes={str(m.host.resolve()): {"bind": m.container, "mode": "rw" if m.writable else "ro"} for m in mounts},
+        working_dir="/code",
+        log_config=LogConfig(type="json-file", config={"max-size": str(limits.max_log_bytes), "max-file": "1"}),
+        environment={"HOME": "/tmp"},
+        detach=True,
+    )
+    if limits.runtime:
+        options["runtime"] = limits.runtime
+    return options
+
+
+def run(
+    image: str,
+    command: list[str],
+    mounts: list[Mount],
+    output: Path,
+    time_limit: float,
+    limits: SandboxLimits,
+) -> RunResult:
+    """Run ``command`` in ``image`` and wait, at most ``time_limit`` seconds."""
+    client = docker_client()
+    output.chmod(0o777)  # the non-root user inside must be able to write here
+    try:
+        container = client.containers.create(image, command, **_run_options(limits, mounts))
+    except ImageNotFound:
+        raise SandboxError(f"container image {image!r} is not on this Docker engine") from None
+    except (APIError, DockerException) as exc:
+        raise SandboxError(f"cannot create container: {exc}") from None
+    try:
+        return _supervise(container, output, time_limit, limits)
+    finally:
+        try:
+            container.remove(force=True)
+        except NotFound:
+            pass
+        except DockerException:
+            pass  # the engine went away; it removes nothing, but the run's outcome stands
+
+
+def _supervise(container, output: Path, time_limit: float, limits: SandboxLimits) -> RunResult:
+    started = time.monotonic()
+    try:
+        container.start()
+    except DockerException as exc:
+        raise SandboxError(f"cannot start container: {exc}") from None
+    timed_out, killed_reason = False, None
+    while True:
+        container.reload()
+        if container.status not in ("created", "running"):
+            break
+        if time.monotonic() - started > time_limit:
+            timed_out = True
+        else:
+            killed_reason = _over_limit(output, limits)
+        if timed_out or killed_reason:
+            container.kill()
+            break
+        time.sleep(WATCH_INTERVAL)
+    exit_code = container.wait(timeout=60)["StatusCode"]
+    seconds = time.monotonic() - started
+    log = container.logs(stdout=True, stderr=True, tail=200)[-LOG_EXCERPT_BYTES:]
+    return RunResult(
+        exit_code=None if timed_out or killed_reason else exit_code,
+        timed_out=timed_out,
+        killed_reason=killed_reason,
+        seconds=seconds,
+        log_tail=log.decode("utf-8", errors="replace"),
+    )

@@ -1,0 +1,121 @@
+"""Planning: which jobs are missing, and only those.
+
+The tournament's work is a grid: every accepted attack x every epsilon x every batch,
+then every accepted defense x every finished attack job and every clean batch. Planning
+compares the grid with the jobs already in the database and inserts the difference, so
+a new attack adds only its row and a new defense only its column.
+"""
+
+from dataclasses import dataclass
+from itertools import product
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from arena.models import AttackJob, Batch, Dataset, DefenseJob, JobStatus, Submission, SubmissionKind, SubmissionStatus
+
+
+@dataclass(frozen=True)
+class Plan:
+    attack_jobs: int
+    defense_jobs: int
+
+
+def _accepted(session: Session, defenses: bool) -> list[int]:
+    kinds = [SubmissionKind.DEFENSE] if defenses else [SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK]
+    query = select(Submission.id).where(Submission.kind.in_(kinds), Submission.status == SubmissionStatus.ACCEPTED)
+    return list(session.scalars(query.order_by(Submission.id)))
+
+
+def _batch_ids(session: Session, dataset: Dataset) -> list[int]:
+    return list(session.scalars(select(Batch.id).where(Batch.dataset_id == dataset.id).order_by(Batch.index)))
+
+
+def plan_attack_jobs(session: Session, dataset: Dataset, epsilons: list[int]) -> int:
+    batches = _batch_ids(session, dataset)
+    existing = set(
+        session.execute(
+            select(AttackJob.submission_id, AttackJob.epsilon, AttackJob.batch_id).where(AttackJob.batch_id.in_(batches))
+        ).tuples()
+    )
+    wanted = product(_accepted(session, defenses=False), epsilons, batches)
+    missing = [dict(submission_id=s, epsilon=e, batch_id=b) for s, e, b in wanted if (s, e, b) not in existing]
+    if missing:
+        session.execute(AttackJob.__table__.insert(), missing)
+    return len(missing)
+
+
+def plan_defense_jobs(session: Session, dataset: Dataset) -> int:
+    """Defense jobs for clean batches and for every finished attack job of an accepted attack."""
+    batches = _batch_ids(session, dataset)
+    finished = session.execute(
+        select(AttackJob.id, AttackJob.batch_id)
+        .join(Submission)
+        .where(
+            AttackJob.batch_id.in_(batches),
+            AttackJob.status == JobStatus.DONE,
+            Submission.status == SubmissionStatus.ACCEPTED,
+        )
+    ).tuples()
+    targets = [(None, b) for b in batches] + [(a, b) for a, b in finished]
+    existing = set(
+        session.execute(
+            select(DefenseJob.submission_id, DefenseJob.attack_job_id, DefenseJob.batch_id).where(
+                DefenseJob.batch_id.in_(batches)
+            )
+        ).tuples()
+    )
+    missing = [
+        dict(submission_id=d, attack_job_id=a, batch_id=b)
+        for d in _accepted(session, defenses=True)
+        for a, b in targets
+        if (d, a, b) not in existing
+    ]
+    if missing:
+        session.execute(DefenseJob.__table__.insert(), missing)
+    return len(missing)
+
+
+def plan(session: Session, dataset: Dataset, epsilons: list[int]) -> Plan:
+    return Plan(plan_attack_jobs(session, dataset, epsilons), plan_defense_jobs(session, dataset))
+
+
+def runnable(session: Session, dataset: Dataset, job_class: type[AttackJob] | type[DefenseJob]) -> list[int]:
+    """Jobs waiting to run: never run, or interrupted by a platform error."""
+    query = (
+        select(job_class.id)
+        .join(Batch, job_class.batch_id == Batch.id)
+        .where(Batch.dataset_id == dataset.id, job_class.status.in_([JobStatus.PENDING, JobStatus.ERROR]))
+        .order_by(job_class.id)
+    )
+    return list(session.scalars(query))
+
+
+def expected_defense_jobs(session: Session, dataset: Dataset) -> int:
+    """Defense jobs that unfinished attack jobs will bring, to size a progress bar honestly."""
+    unfinished = session.scalar(
+        select(func.count(AttackJob.id))
+        .join(Batch, AttackJob.batch_id == Batch.id)
+        .where(Batch.dataset_id == dataset.id, AttackJob.status != JobStatus.DONE)
+    )
+    return unfinished * len(_accepted(session, defenses=True))
+
+
+def release_interrupted(session: Session) -> int:
+    """Jobs left ``running`` by a process that died go back to pending (embedded mode: one runner)."""
+    released = 0
+    for job_class in (AttackJob, DefenseJob):
+        query = update(job_class).where(job_class.status == JobStatus.RUNNING).values(status=JobStatus.PENDING)
+        released += session.execute(query).rowcount
+    return released
+
+
+def forget(session: Session, submission: Submission | None = None) -> None:
+    """Delete the jobs (and, by cascade, the results) of one submission, or of all, so they run again."""
+    if submission is None:
+        session.execute(delete(DefenseJob))
+        session.execute(delete(AttackJob))
+    elif submission.kind.is_attack:
+        session.execute(delete(AttackJob).where(AttackJob.submission_id == submission.id))
+    else:
+        session.execute(delete(DefenseJob).where(DefenseJob.submission_id == submission.id))
