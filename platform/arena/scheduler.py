@@ -34,9 +34,9 @@ def _batch_ids(session: Session, dataset: Dataset) -> list[int]:
 def plan_attack_jobs(session: Session, dataset: Dataset, epsilons: list[int]) -> int:
     batches = _batch_ids(session, dataset)
     existing = set(
-        session.execute(
+        map(tuple, session.execute(
             select(AttackJob.submission_id, AttackJob.epsilon, AttackJob.batch_id).where(AttackJob.batch_id.in_(batches))
-        ).tuples()
+        ))
     )
     wanted = product(_accepted(session, defenses=False), epsilons, batches)
     missing = [dict(submission_id=s, epsilon=e, batch_id=b) for s, e, b in wanted if (s, e, b) not in existing]
@@ -56,14 +56,14 @@ def plan_defense_jobs(session: Session, dataset: Dataset) -> int:
             AttackJob.status == JobStatus.DONE,
             Submission.status == SubmissionStatus.ACCEPTED,
         )
-    ).tuples()
+    )
     targets = [(None, b) for b in batches] + [(a, b) for a, b in finished]
     existing = set(
-        session.execute(
+        map(tuple, session.execute(
             select(DefenseJob.submission_id, DefenseJob.attack_job_id, DefenseJob.batch_id).where(
                 DefenseJob.batch_id.in_(batches)
             )
-        ).tuples()
+        ))
     )
     missing = [
         dict(submission_id=d, attack_job_id=a, batch_id=b)

@@ -1,7 +1,8 @@
 """Add +eps or -eps to every pixel at random: the 2017 "random noise" baseline.
 
-The noise is seeded by the image's content and eps, not its file name (the platform
-renames inputs on every run), so the attack is deterministic.
+The signs come from SHAKE-256 of the image's content and eps, not from its file name
+(the platform renames inputs on every run) nor from a NumPy generator (whose streams may
+change between versions), so the attack gives the same output on any machine.
 """
 
 import hashlib
@@ -13,8 +14,8 @@ from PIL import Image
 
 
 def perturb(pixels: np.ndarray, png: bytes, eps: int) -> np.ndarray:
-    seed = int.from_bytes(hashlib.sha256(png + str(eps).encode()).digest()[:8], "big")
-    signs = np.random.default_rng(seed).choice(np.array([-1, 1], dtype=np.int16), size=pixels.shape)
+    bits = np.unpackbits(np.frombuffer(hashlib.shake_256(png + str(eps).encode()).digest((pixels.size + 7) // 8), np.uint8))
+    signs = bits[: pixels.size].reshape(pixels.shape).astype(np.int16) * 2 - 1
     return np.clip(pixels.astype(np.int16) + eps * signs, 0, 255).astype(np.uint8)
 
 

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from arena.images import BadImage, ImageStore, WrongShape, clip_to_epsilon, encode_png, linf, read_png
+
+
+def test_clip_projects_into_the_epsilon_ball_and_the_pixel_range():
+    clean = np.array([[[0, 128, 255]]], dtype=np.uint8)
+    adversarial = np.array([[[200, 100, 0]]], dtype=np.uint8)
+    clipped, moved = clip_to_epsilon(clean, adversarial, 8)
+    assert clipped.tolist() == [[[8, 120, 247]]]
+    assert moved
+    assert linf(clean, clipped) == 8
+
+
+def test_clip_leaves_an_honest_perturbation_alone():
+    clean = np.full((2, 2, 3), 100, dtype=np.uint8)
+    adversarial = clean + 4
+    clipped, moved = clip_to_epsilon(clean, adversarial, 4)
+    assert not moved and np.array_equal(clipped, adversarial)
+
+
+def test_clip_at_the_range_edges_never_wraps_around():
+    clean = np.array([[[1, 254, 0]]], dtype=np.uint8)
+    adversarial = np.array([[[255, 0, 3]]], dtype=np.uint8)
+    clipped, _ = clip_to_epsilon(clean, adversarial, 2)
+    assert clipped.tolist() == [[[3, 252, 2]]]
+
+
+def test_read_png_tells_wrong_size_and_mode_from_corruption():
+    with pytest.raises(WrongShape, match="size 10x10"):
+        read_png(encode_png(np.zeros((10, 10, 3), dtype=np.uint8)))
+    with pytest.raises(BadImage, match="corrupt"):
+        read_png(b"\x89PNG\r\n\x1a\n garbage")
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    from PIL import Image
+    import io
+
+    buffer = io.BytesIO()
+    Image.new("L", (5000, 5000)).save(buffer, format="PNG")
+    with pytest.raises(BadImage, match="far larger"):
+        read_png(buffer.getvalue())
+
+
+def test_store_is_content_addressed(tmp_path):
+    store = ImageStore(tmp_path)
+    pixels = np.zeros((299, 299, 3), dtype=np.uint8)
+    first, second = store.put_pixels(pixels), store.put_pixels(pixels)
+    assert first == second
+    assert np.array_equal(store.read_pixels(first), pixels)
+    assert len(list(tmp_path.rglob("*.png"))) == 1

@@ -1,0 +1,106 @@
+"""The sandbox against a real Docker engine: each limit is tried by code that breaks it."""
+
+from pathlib import Path
+
+import pytest
+
+from arena import sandbox
+from arena.config import SandboxLimits
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+IMAGE = "arena/python:bookworm"
+
+
+def _run(tmp_path: Path, script: str, time_limit: float = 30, **limits) -> tuple[sandbox.RunResult, Path]:
+    code, output = tmp_path / "code", tmp_path / "output"
+    code.mkdir(parents=True, exist_ok=True)
+    output.mkdir(exist_ok=True)
+    (code / "probe.py").write_text(script)
+    result = sandbox.run(
+        IMAGE,
+        ["python3", "probe.py"],
+        [sandbox.Mount(code, "/code"), sandbox.Mount(output, "/out", writable=True)],
+        output=output,
+        time_limit=time_limit,
+        limits=SandboxLimits(**{"memory": "256m", **limits}),
+    )
+    return result, output
+
+
+def test_no_network_and_only_loopback(tmp_path):
+    result, _ = _run(tmp_path, """
+import os, socket
+print(sorted(os.listdir('/sys/class/net')))
+try:
+    socket.create_connection(('1.1.1.1', 53), timeout=3)
+    print('CONNECTED')
+except OSError as exc:
+    print('refused', exc)
+try:
+    socket.getaddrinfo('deb.debian.org', 80)
+    print('RESOLVED')
+except OSError as exc:
+    print('no dns', exc)
+""")
+    assert result.exit_code == 0
+    assert "['lo']" in result.log_tail
+    assert "CONNECTED" not in result.log_tail and "RESOLVED" not in result.log_tail
+
+
+def test_non_root_no_capabilities_read_only_everywhere_but_output(tmp_path):
+    result, output = _run(tmp_path, """
+import os
+print('uid', os.getuid())
+print([l for l in open('/proc/self/status') if l.startswith(('CapEff', 'NoNewPrivs'))])
+for path in ['/etc/evil', '/code/evil', '/usr/evil']:
+    try:
+        open(path, 'w')
+        print('WROTE', path)
+    except OSError:
+        print('denied', path)
+open('/out/ok', 'w').write('fine')
+open('/tmp/scratch', 'w').write('fine')
+""")
+    assert result.exit_code == 0, result.log_tail
+    assert "uid 65534" in result.log_tail
+    assert "CapEff:\\t0000000000000000" in result.log_tail and "NoNewPrivs:\\t1" in result.log_tail
+    assert "WROTE" not in result.log_tail
+    assert (output / "ok").read_text() == "fine"
+
+
+def test_time_limit_kills_and_the_container_is_removed(tmp_path):
+    result, _ = _run(tmp_path, "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(600)\n", time_limit=2)
+    assert result.timed_out and result.exit_code is None
+    assert result.seconds < 30
+    assert not sandbox.docker_client().containers.list(all=True, filters={"ancestor": IMAGE})
+
+
+def test_memory_and_process_limits(tmp_path):
+    memory, _ = _run(tmp_path, "x = bytearray(600 * 2**20)\nx[::4096] = b'1' * len(x[::4096])\nprint('ALLOCATED')\n")
+    assert "ALLOCATED" not in memory.log_tail and memory.exit_code == 137
+    fork, _ = _run(tmp_path, """
+import os
+children = 0
+try:
+    for _ in range(500):
+        if os.fork() == 0:
+            import time; time.sleep(5); os._exit(0)
+        children += 1
+except OSError as exc:
+    print('stopped at', children, exc)
+""", pids=50)
+    assert "stopped at" in fork.log_tail
+
+
+def test_output_size_and_file_count_are_bounded(tmp_path):
+    big, _ = _run(tmp_path / "a", "f = open('/out/big', 'wb')\nwhile True:\n    f.write(b'0' * 2**20); f.flush()\n",
+                  max_output_bytes=20 * 2**20, time_limit=60)
+    assert big.killed_reason and "output grew past" in big.killed_reason
+    many, _ = _run(tmp_path / "b", "import time\nfor i in range(100000):\n    open(f'/out/f{i}', 'w')\ntime.sleep(60)\n",
+                   max_output_files=500, time_limit=60)
+    assert many.killed_reason and "more than 500 files" in many.killed_reason
+
+
+def test_a_missing_image_is_a_platform_error(tmp_path):
+    with pytest.raises(sandbox.SandboxError, match="not on this Docker engine"):
+        sandbox.run("arena/does-not-exist:1", ["true"], [], output=tmp_path, time_limit=5, limits=SandboxLimits())
