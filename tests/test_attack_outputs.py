@@ -1,0 +1,76 @@
+"""What the platform makes of an attack's outputs, through a real container: every input
+leaves with exactly one adversarial image, clipped, or the clean image when the output is
+missing, unreadable, a link, or of the wrong size or mode."""
+
+import json
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from arena.attack_run import CleanInput, execute_attack
+from arena.db import transaction
+from arena.images import ImageStore, linf
+from arena.metadata import Metadata, SubmissionCode
+from arena.models import Image
+
+from conftest import make_settings, synth_dataset
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+
+# Sorted by opaque name, image k gets behaviour k % 6.
+MISCHIEF = r'''
+import os, sys
+import numpy as np
+from PIL import Image
+src, dst, eps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for k, name in enumerate(sorted(n for n in os.listdir(src) if n.endswith('.png'))):
+    pixels = np.asarray(Image.open(os.path.join(src, name))).astype(int)
+    out = os.path.join(dst, name)
+    kind = k % 6
+    if kind == 0:
+        Image.fromarray(np.clip(pixels + 3 * eps, 0, 255).astype('uint8')).save(out)   # beyond eps
+    elif kind == 1:
+        pass                                                                            # missing
+    elif kind == 2:
+        Image.new('RGB', (100, 100)).save(out)                                          # wrong size
+    elif kind == 3:
+        Image.fromarray(pixels[:, :, 0].astype('uint8'), 'L').save(out)                 # wrong mode
+    elif kind == 4:
+        os.symlink('/etc/passwd', out)                                                  # a link
+    else:
+        open(out, 'wb').write(b'\x89PNG not really')                                    # corrupt
+'''
+
+
+def test_outputs_are_judged_one_by_one(tmp_path):
+    settings = make_settings(tmp_path / "arena")
+    dataset = synth_dataset(settings, 12, batch_size=12)
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    (code_dir / "attack.py").write_text(MISCHIEF)
+    (code_dir / "run_attack.sh").write_text('#!/bin/sh\nexec python3 attack.py "$@"\n')
+    (code_dir / "run_attack.sh").chmod(0o755)
+    metadata = Metadata(type="attack", container="arena/python:bookworm", entry_point="run_attack.sh")
+    with transaction(settings) as session:
+        images = session.scalars(select(Image).where(Image.dataset_id == dataset.id)).all()
+        inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in images]
+
+    outcome = execute_attack(settings, SubmissionCode(code_dir, metadata), inputs, epsilon=4)
+
+    assert outcome.run.exit_code == 0
+    assert len(outcome.results) == 12
+    store = ImageStore(settings.store_dir)
+    clean_of = {i.image_id: i.sha256 for i in inputs}
+    clipped = [r for r in outcome.results if r.clipped]
+    assert len(clipped) == 2 and all(r.linf == 4 for r in clipped)
+    assert sum(r.wrong_size for r in outcome.results) == 4  # wrong size and wrong mode
+    assert sum(r.missing for r in outcome.results) == 6  # missing, link and corrupt
+    for result in outcome.results:
+        kept = store.read_pixels(result.sha256)
+        assert linf(store.read_pixels(clean_of[result.image_id]), kept) == result.linf <= 4
+        if result.missing or result.wrong_size:
+            assert result.sha256 == clean_of[result.image_id]
+    assert outcome.problems[0] == "6 of 12 outputs missing or unreadable: replaced by the clean image"
+    assert any("size 100x100" in p for p in outcome.problems)
+    assert any("mode L, expected RGB" in p for p in outcome.problems)

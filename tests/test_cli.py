@@ -1,0 +1,102 @@
+"""The ``arena`` command: help everywhere, and bad input gives one clear message and exit 1."""
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from arena.cli import app
+from arena.config import get_settings
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("ARENA_DATA_DIR", str(tmp_path / "arena"))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def arena(*args: str):
+    return runner.invoke(app, list(args))
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["db"], ["dataset"], ["dataset", "import"], ["dataset", "synth"], ["submit"], ["run"], ["rerun"],
+     ["leaderboard"], ["matrix"], ["export"], ["images", "build"], ["submissions", "list"], ["demo"]],
+)
+def test_every_command_has_help(command):
+    result = arena(*command, "--help")
+    assert result.exit_code == 0 and "Usage" in result.output and len(result.output) > 200
+
+
+def test_import_of_a_missing_folder_names_it(data_dir):
+    result = arena("dataset", "import", str(data_dir / "nowhere"))
+    assert result.exit_code == 1 and "expected one .csv file, found 0" in result.output
+
+
+def test_import_lists_bad_rows(data_dir):
+    folder = data_dir / "bad"
+    folder.mkdir()
+    (folder / "dev.csv").write_text("ImageId,TrueLabel,TargetClass\na,5,6\nb,2000,6\n")
+    result = arena("dataset", "import", str(folder))
+    assert result.exit_code == 1
+    assert "row 2 (a): image file a.png is missing" in result.output
+    assert "row 3 (b): TrueLabel '2000' is outside 1..1000" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_synth_then_list(data_dir):
+    assert arena("dataset", "synth", "150", "--name", "s").exit_code == 0
+    listing = arena("dataset", "list")
+    assert "s" in listing.output and "150" in listing.output
+    again = arena("dataset", "synth", "5", "--name", "s")
+    assert again.exit_code == 1 and "already exists" in again.output
+
+
+def test_submit_of_a_missing_archive(data_dir):
+    arena("dataset", "synth", "10")
+    result = arena("submit", str(data_dir / "nothing.zip"), "--team", "t")
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_commands_need_to_know_the_dataset(data_dir):
+    run = arena("run")
+    assert run.exit_code == 1 and "say which dataset with --dataset (datasets: none imported yet)" in run.output
+    arena("dataset", "synth", "10", "--name", "one")
+    board = arena("leaderboard", "--dataset", "two")
+    assert board.exit_code == 1 and "no dataset named 'two' (known: one)" in board.output
+    assert arena("rerun", "--submission", "ghost").output.count("no submission named 'ghost'") == 1
+    assert "--value must be error, correct or hit" in arena("matrix", "--value", "bogus").output
+
+
+def test_export_writes_the_2017_files(data_dir):
+    arena("dataset", "synth", "10")
+    result = arena("export", str(data_dir / "out"))
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in (data_dir / "out").iterdir()}
+    assert {"accuracy_matrix.csv", "error_matrix.csv", "hit_target_class_matrix.csv", "defense_results.csv",
+            "attack_results.csv", "targeted_attack_results.csv", "classifications.parquet"} <= names
+    assert pd.read_parquet(data_dir / "out" / "classifications.parquet").empty
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("engine")
+def test_a_small_tournament_through_the_command_line(data_dir, monkeypatch):
+    from arena.archive import pack
+    from conftest import SAMPLES
+
+    monkeypatch.setenv("ARENA_EPSILONS", "4,16")
+    get_settings.cache_clear()
+    assert arena("dataset", "synth", "20").exit_code == 0
+    for sample in ("random_noise", "decoder"):
+        result = arena("submit", str(pack(SAMPLES / sample, data_dir / f"{sample}.zip")), "--team", "cli")
+        assert result.exit_code == 0 and "accepted" in result.output, result.output
+    run = arena("run")
+    assert run.exit_code == 0 and "ran 2 attack jobs and 3 defense jobs" in run.output
+    board = arena("leaderboard")
+    assert board.exit_code == 0 and "random_noise" in board.output and "Error matrix" in board.output
+    rerun = arena("rerun", "--submission", "decoder")
+    assert "ran 0 attack jobs and 3 defense jobs" in rerun.output

@@ -1,0 +1,154 @@
+"""Whole tournaments on a real Docker engine: 2 attacks, 1 targeted attack, 2 defenses,
+4 epsilons, 2 batches. The expected matrices are computed here, in-process, by running
+the sample submissions' own Python functions on the same images; the platform must
+arrive at exactly the same numbers through containers, opaque names, clipping, the
+database and pandas."""
+
+import importlib.util
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import func, select
+
+from arena import executor, scheduler
+from arena.db import transaction
+from arena.images import ImageStore
+from arena.models import AdversarialImage, AttackJob, Classification, DefenseJob, Image
+from arena.scoring import Standings
+
+from conftest import SAMPLES, make_settings, submit_folder, synth_dataset, variant
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+EPSILONS = [2, 4, 8, 16]
+ATTACKS = ["noop", "random_noise", "step_to_target"]
+DEFENSES = ["decoder", "smoothed_decoder"]
+
+
+def _module(sample: str, file: str):
+    spec = importlib.util.spec_from_file_location(f"{sample}_{file}", SAMPLES / sample / file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _expected_attack(name: str, pixels: np.ndarray, png: bytes, target: int, eps: int) -> np.ndarray:
+    if name == "noop":
+        return pixels
+    if name == "random_noise":
+        return _module("random_noise", "attack.py").perturb(pixels, png, eps)
+    return _module("step_to_target", "attack.py").step(pixels, target, eps)
+
+
+def expected_errors(settings, dataset) -> dict[tuple[str, str, int], int]:
+    store = ImageStore(settings.store_dir)
+    classify = {d: _module(d, "defense.py").classify for d in DEFENSES}
+    with transaction(settings) as session:
+        images = session.scalars(select(Image).where(Image.dataset_id == dataset.id)).all()
+    counts = {}
+    for image in images:
+        png = store.read_bytes(image.sha256)
+        pixels = store.read_pixels(image.sha256)
+        for attack in ATTACKS:
+            for eps in EPSILONS:
+                adversarial = _expected_attack(attack, pixels, png, image.target_class, eps)
+                for defense in DEFENSES:
+                    key = (attack, defense, eps)
+                    counts[key] = counts.get(key, 0) + int(classify[defense](adversarial) != image.true_label)
+    return counts
+
+
+@pytest.fixture(scope="module")
+def tournament(tmp_path_factory, engine):
+    """One finished tournament shared by the tests below (it costs about 80 container runs)."""
+    root = tmp_path_factory.mktemp("tournament")
+    settings = make_settings(root / "arena", epsilons=EPSILONS)
+    dataset = synth_dataset(settings, 100, batch_size=50)
+    for name in ATTACKS + DEFENSES:
+        assert submit_folder(settings, SAMPLES / name, root).status.value == "accepted"
+    summary = executor.run_missing(settings)
+    return settings, dataset, summary, root
+
+
+def _standings(settings, dataset) -> Standings:
+    with transaction(settings) as session:
+        return Standings.compute(session, dataset)
+
+
+def test_every_job_ran_once(tournament):
+    settings, dataset, summary, _ = tournament
+    assert summary.attack_jobs == len(ATTACKS) * len(EPSILONS) * 2
+    assert summary.defense_jobs == len(DEFENSES) * (summary.attack_jobs + 2)
+    assert summary.platform_errors == []
+    with transaction(settings) as session:
+        assert session.scalar(select(func.count(Classification.id))) == len(DEFENSES) * (len(ATTACKS) * len(EPSILONS) + 1) * 100
+        assert scheduler.plan(session, dataset, EPSILONS) == scheduler.Plan(0, 0)
+
+
+def test_matrix_matches_the_submissions_run_in_process(tournament):
+    settings, dataset, _, _ = tournament
+    expected = expected_errors(settings, dataset)
+    standings = _standings(settings, dataset)
+    for eps in EPSILONS:
+        matrix = standings.matrix("error", eps)
+        for attack in ATTACKS:
+            for defense in DEFENSES:
+                assert matrix.loc[attack, defense] == expected[(attack, defense, eps)], (attack, defense, eps)
+    overall = standings.matrix("error")
+    assert overall.loc["noop"].tolist() == [0, 0]
+    assert overall.loc["random_noise", "smoothed_decoder"] == 0  # averaging cancels random noise
+    assert overall.loc["random_noise", "decoder"] > 0
+    noise = [expected[("random_noise", "decoder", eps)] for eps in EPSILONS]
+    assert noise == sorted(noise) and noise[-1] > noise[0]  # stronger with eps
+    assert standings.defense_leaderboard()["clean_accuracy"].tolist() == [1.0, 1.0]
+
+
+def test_stored_adversarial_images_respect_epsilon(tournament):
+    settings, _, _, _ = tournament
+    with transaction(settings) as session:
+        rows = session.execute(select(AttackJob.epsilon, AdversarialImage.linf, AdversarialImage.missing)
+                               .join(AttackJob)).all()
+    assert rows and all(linf <= eps and not missing for eps, linf, missing in rows)
+    assert {eps for eps, linf, _ in rows if linf == eps} == set(EPSILONS)
+
+
+def test_adding_a_defense_runs_only_its_column(tournament):
+    settings, dataset, summary, root = tournament
+    with transaction(settings) as session:
+        before = pd.DataFrame(session.execute(select(Classification.id, Classification.label)).all())
+    submit_folder(settings, variant(SAMPLES / "decoder", root, "decoder_copy"), root)
+    added = executor.run_missing(settings)
+    assert added.attack_jobs == 0
+    assert added.defense_jobs == summary.attack_jobs + 2
+    with transaction(settings) as session:
+        after = pd.DataFrame(session.execute(select(Classification.id, Classification.label)).all())
+    assert after.merge(before, on="id", suffixes=("", "_before")).pipe(lambda f: (f["label"] == f["label_before"]).all())
+    matrix = _standings(settings, dataset).matrix("error")
+    assert matrix["decoder_copy"].tolist() == matrix["decoder"].tolist()
+
+
+def test_rerunning_everything_gives_the_identical_matrix(tournament):
+    settings, dataset, _, _ = tournament
+    before = {v: _standings(settings, dataset).matrix(v) for v in ("error", "hit", "correct")}
+    with transaction(settings) as session:
+        scheduler.forget(session)
+        assert session.scalar(select(func.count(DefenseJob.id))) == 0
+    again = executor.run_missing(settings)
+    assert again.attack_jobs == len(ATTACKS) * len(EPSILONS) * 2
+    after = _standings(settings, dataset)
+    for value, frame in before.items():
+        pd.testing.assert_frame_equal(frame, after.matrix(value))
+
+
+def test_export_writes_the_same_matrix(tournament, tmp_path):
+    from arena.export import export
+
+    settings, dataset, _, _ = tournament
+    with transaction(settings) as session:
+        export(session, dataset, tmp_path)
+    written = pd.read_csv(tmp_path / "error_matrix.csv", index_col=0)
+    shown = _standings(settings, dataset).matrix("error")
+    assert written.to_numpy().tolist() == shown.to_numpy().tolist()
+    per_image = pd.read_parquet(tmp_path / "classifications.parquet")
+    assert len(per_image) == shown.shape[1] * len(ATTACKS) * len(EPSILONS) * 100
+    assert per_image["error"].sum() == shown.to_numpy().sum()
