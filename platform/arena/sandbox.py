@@ -14,6 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import docker
+import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import LogConfig
 
@@ -137,26 +138,36 @@ def run(
             pass  # the engine went away; it removes nothing, but the run's outcome stands
 
 
+def _wait(container, seconds: float) -> int | None:
+    """The exit code if the container ends within ``seconds``, else None."""
+    try:
+        return container.wait(timeout=seconds)["StatusCode"]
+    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+        return None
+
+
+def _kill(container) -> None:
+    try:
+        container.kill()
+    except APIError:
+        pass  # it exited between the last check and the kill
+    container.wait(timeout=60)
+
+
 def _supervise(container, output: Path, time_limit: float, limits: SandboxLimits) -> RunResult:
+    """Wait for the exit in short slices, checking the time and output limits between slices."""
     started = time.monotonic()
     try:
         container.start()
     except DockerException as exc:
         raise SandboxError(f"cannot start container: {exc}") from None
     timed_out, killed_reason = False, None
-    while True:
-        container.reload()
-        if container.status not in ("created", "running"):
-            break
-        if time.monotonic() - started > time_limit:
-            timed_out = True
-        else:
-            killed_reason = _over_limit(output, limits)
+    while (exit_code := _wait(container, WATCH_INTERVAL)) is None:
+        timed_out = time.monotonic() - started > time_limit
+        killed_reason = None if timed_out else _over_limit(output, limits)
         if timed_out or killed_reason:
-            container.kill()
+            _kill(container)
             break
-        time.sleep(WATCH_INTERVAL)
-    exit_code = container.wait(timeout=60)["StatusCode"]
     seconds = time.monotonic() - started
     log = container.logs(stdout=True, stderr=True, tail=200)[-LOG_EXCERPT_BYTES:]
     return RunResult(
