@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from arena import REPO_ROOT, base_image, db
 from arena.archive import pack
 from arena.config import SandboxLimits, Settings

@@ -2,19 +2,15 @@
 leaves with exactly one adversarial image, clipped, or the clean image when the output is
 missing, unreadable, a link, or of the wrong size or mode."""
 
-import json
 
-import numpy as np
 import pytest
-from sqlalchemy import select
-
 from arena.attack_run import CleanInput, execute_attack
 from arena.db import transaction
 from arena.images import ImageStore, linf
 from arena.metadata import Metadata, SubmissionCode
 from arena.models import Image
-
 from conftest import make_settings, synth_dataset
+from sqlalchemy import select
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 

@@ -2,10 +2,9 @@
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
-
 from arena.cli import app
 from arena.config import get_settings
+from typer.testing import CliRunner
 
 runner = CliRunner()
 

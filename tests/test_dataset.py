@@ -1,8 +1,5 @@
 import numpy as np
 import pytest
-from PIL import Image as PILImage
-from sqlalchemy import func, select
-
 from arena.dataset import (
     DatasetError,
     assign_target_class,
@@ -14,6 +11,8 @@ from arena.dataset import (
 from arena.db import transaction
 from arena.images import encode_png
 from arena.models import Batch, Dataset, Image
+from PIL import Image as PILImage
+from sqlalchemy import func, select
 
 
 def _png(folder, name, size=299):

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
-
-from arena.images import BadImage, ImageStore, WrongShape, clip_to_epsilon, encode_png, linf, read_png
+from arena.images import (
+    BadImage,
+    ImageStore,
+    WrongShape,
+    clip_to_epsilon,
+    encode_png,
+    linf,
+    read_png,
+)
 
 
 def test_clip_projects_into_the_epsilon_ball_and_the_pixel_range():
@@ -35,8 +42,9 @@ def test_read_png_tells_wrong_size_and_mode_from_corruption():
 
 
 def test_decompression_bomb_is_refused_before_decoding():
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buffer = io.BytesIO()
     Image.new("L", (5000, 5000)).save(buffer, format="PNG")

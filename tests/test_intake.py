@@ -6,15 +6,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
-
 from arena.archive import ArchiveError, pack
 from arena.db import transaction
 from arena.intake import SubmissionError, submit
 from arena.metadata import MetadataError
 from arena.models import Submission, SubmissionStatus
-
 from conftest import SAMPLES, make_settings, submit_folder, synth_dataset, variant
+from sqlalchemy import func, select
 
 ATTACK_META = {"type": "attack", "container": "arena/python:bookworm", "entry_point": "run_attack.sh"}
 DEFENSE_META = {"type": "defense", "container": "arena/python:bookworm", "entry_point": "run_defense.sh"}

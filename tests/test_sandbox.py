@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from arena import sandbox
 from arena.config import SandboxLimits
 

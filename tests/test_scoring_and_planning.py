@@ -1,8 +1,6 @@
 """Scoring and planning on a hand-made tournament in a real SQLite database (no containers)."""
 
 import pytest
-from sqlalchemy import func, select
-
 from arena import scheduler
 from arena.db import transaction
 from arena.models import (
@@ -19,8 +17,8 @@ from arena.models import (
     Team,
 )
 from arena.scoring import Standings
-
 from conftest import synth_dataset
+from sqlalchemy import func, select
 
 
 def _add(session, name, kind, status=SubmissionStatus.ACCEPTED):

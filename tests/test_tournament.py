@@ -9,15 +9,13 @@ import importlib.util
 import numpy as np
 import pandas as pd
 import pytest
-from sqlalchemy import func, select
-
 from arena import executor, scheduler
 from arena.db import transaction
 from arena.images import ImageStore
 from arena.models import AdversarialImage, AttackJob, Classification, DefenseJob, Image
 from arena.scoring import Standings
-
 from conftest import SAMPLES, make_settings, submit_folder, synth_dataset, variant
+from sqlalchemy import func, select
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 EPSILONS = [2, 4, 8, 16]

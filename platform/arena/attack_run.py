@@ -11,7 +11,14 @@ import numpy as np
 
 from arena import sandbox
 from arena.config import Settings
-from arena.images import BadImage, ImageStore, WrongShape, clip_to_epsilon, linf, read_png
+from arena.images import (
+    BadImage,
+    ImageStore,
+    WrongShape,
+    clip_to_epsilon,
+    linf,
+    read_png,
+)
 from arena.metadata import SubmissionCode
 from arena.staging import Staging, staging
 
@@ -90,18 +97,7 @@ def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanI
     store = ImageStore(settings.store_dir)
     with staging(settings.work_dir) as stage:
         _stage_inputs(stage, store, inputs, targeted=code.metadata.type == "targeted_attack")
-        run = sandbox.run(
-            code.metadata.container,
-            code.command("/input_images", "/output_images", str(epsilon)),
-            [
-                sandbox.Mount(code.root, "/code"),
-                sandbox.Mount(stage.input, "/input_images"),
-                sandbox.Mount(stage.output, "/output_images", writable=True),
-            ],
-            output=stage.output,
-            time_limit=settings.time_limit(len(inputs)),
-            limits=settings.sandbox,
-        )
+        run = stage.run(settings, code, "/output_images", "/output_images", str(epsilon))
         results, problems = _collect(stage, store, inputs, epsilon)
     if not run.succeeded:
         problems.insert(0, f"the attack {run.describe()}")

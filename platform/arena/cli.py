@@ -8,7 +8,14 @@ from typing import Annotated, Optional
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, track
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    track,
+)
 from rich.table import Table
 from sqlalchemy import select
 
@@ -24,7 +31,8 @@ from arena.dataset import (
     synthesize,
 )
 from arena.export import export as export_results
-from arena.intake import SubmissionError, submit as take_submission
+from arena.intake import SubmissionError
+from arena.intake import submit as take_submission
 from arena.metadata import MetadataError
 from arena.models import Dataset, Submission, SubmissionStatus
 from arena.sandbox import SandboxError
@@ -292,7 +300,9 @@ def demo(
     images: Annotated[int, typer.Option(help="Synthetic images (batches of 100).")] = 200,
 ) -> None:
     """The whole tournament on synthetic data: base images, dataset, sample submissions, run, leaderboards."""
-    from arena.demo import run_demo  # kept apart: the demo is a script over the commands above
+    from arena.demo import (
+        run_demo,  # kept apart: the demo is a script over the commands above
+    )
 
     with reported_errors():
         run_demo(settings(), images, console, _run)

@@ -31,18 +31,7 @@ def execute_defense(settings: Settings, code: SubmissionCode, inputs: list[Defen
     with staging(settings.work_dir) as stage:
         for item in inputs:
             stage.add_image(store, item.sha256, item.key)
-        run = sandbox.run(
-            code.metadata.container,
-            code.command("/input_images", "/output_data/result.csv"),
-            [
-                sandbox.Mount(code.root, "/code"),
-                sandbox.Mount(stage.input, "/input_images"),
-                sandbox.Mount(stage.output, "/output_data", writable=True),
-            ],
-            output=stage.output,
-            time_limit=settings.time_limit(len(inputs)),
-            limits=settings.sandbox,
-        )
+        run = stage.run(settings, code, "/output_data", "/output_data/result.csv")
         by_name, problems = parse_result_csv(stage.output / "result.csv", list(stage.names))
         answers = {stage.names[name]: answer for name, answer in by_name.items()}
     if not run.succeeded:

@@ -7,7 +7,13 @@ missing image) marks the job ``error`` so that it is planned again; a submission
 own failure (crash, time-out, bad outputs) is a result like any other.
 """
 
+from collections.abc import Callable
+from dataclasses import asdict
+from functools import partial
+from typing import Any
+
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from arena.attack_run import AttackOutcome, CleanInput, execute_attack
 from arena.config import Settings
@@ -70,38 +76,39 @@ def _platform_failed(settings: Settings, job_class: type, job_id: int, attempt_i
         attempt.error = str(error)
 
 
-def run_attack_job(settings: Settings, job_id: int) -> AttackOutcome | None:
+Prepared = tuple[Callable[[], Any], Callable[[Any], list]]
+
+
+def _run_job(settings: Settings, job_class: type, job_id: int, prepare: Callable[[Session, Any], Prepared]) -> Any:
+    """Load (``prepare`` returns the run and how to turn its outcome into rows), run with no
+    session open, then store rows, attempt and status together. None on a platform error."""
     with transaction(settings) as session:
-        job = session.get(AttackJob, job_id)
-        code = submission_code(settings, job.submission)
-        inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in job.batch.images]
-        epsilon = job.epsilon
-    attempt_id = _start(settings, AttackJob, job_id)
+        execute, rows = prepare(session, session.get(job_class, job_id))
+    attempt_id = _start(settings, job_class, job_id)
     try:
-        outcome = execute_attack(settings, code, inputs, epsilon)
+        outcome = execute()
     except SandboxError as exc:
-        _platform_failed(settings, AttackJob, job_id, attempt_id, exc)
+        _platform_failed(settings, job_class, job_id, attempt_id, exc)
         return None
     with transaction(settings) as session:
-        session.add_all(
-            AdversarialImage(
-                attack_job_id=job_id,
-                image_id=r.image_id,
-                sha256=r.sha256,
-                linf=r.linf,
-                clipped=r.clipped,
-                missing=r.missing,
-                wrong_size=r.wrong_size,
-            )
-            for r in outcome.results
-        )
+        session.add_all(rows(outcome))
         _finish_attempt(session.get(JobAttempt, attempt_id), outcome.run, outcome.problems)
-        job = session.get(AttackJob, job_id)
+        job = session.get(job_class, job_id)
         job.status, job.finished_at = JobStatus.DONE, utcnow()
     return outcome
 
 
-def _defense_inputs(session, job: DefenseJob) -> tuple[list[DefenseInput], dict[int, tuple[int, int | None]]]:
+def run_attack_job(settings: Settings, job_id: int) -> AttackOutcome | None:
+    def prepare(session: Session, job: AttackJob) -> Prepared:
+        code = submission_code(settings, job.submission)
+        inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in job.batch.images]
+        execute = partial(execute_attack, settings, code, inputs, job.epsilon)
+        return execute, lambda outcome: [AdversarialImage(attack_job_id=job_id, **asdict(r)) for r in outcome.results]
+
+    return _run_job(settings, AttackJob, job_id, prepare)
+
+
+def _defense_inputs(session: Session, job: DefenseJob) -> tuple[list[DefenseInput], dict[int, tuple[int, int | None]]]:
     """What to show the defense, and for each input key its (image id, adversarial image id)."""
     if job.attack_job_id is None:
         images = session.scalars(select(Image).where(Image.batch_id == job.batch_id)).all()
@@ -113,30 +120,24 @@ def _defense_inputs(session, job: DefenseJob) -> tuple[list[DefenseInput], dict[
 
 
 def run_defense_job(settings: Settings, job_id: int) -> DefenseOutcome | None:
-    with transaction(settings) as session:
-        job = session.get(DefenseJob, job_id)
+    def prepare(session: Session, job: DefenseJob) -> Prepared:
         code = submission_code(settings, job.submission)
-        defense_id = job.submission_id
         inputs, keys = _defense_inputs(session, job)
-    attempt_id = _start(settings, DefenseJob, job_id)
-    try:
-        outcome = execute_defense(settings, code, inputs)
-    except SandboxError as exc:
-        _platform_failed(settings, DefenseJob, job_id, attempt_id, exc)
-        return None
-    with transaction(settings) as session:
-        session.add_all(
-            Classification(
-                defense_job_id=job_id,
-                defense_id=defense_id,
-                image_id=keys[key][0],
-                adversarial_image_id=keys[key][1],
-                label=answer.label,
-                problem=answer.problem,
-            )
-            for key, answer in outcome.answers.items()
-        )
-        _finish_attempt(session.get(JobAttempt, attempt_id), outcome.run, outcome.problems)
-        job = session.get(DefenseJob, job_id)
-        job.status, job.finished_at = JobStatus.DONE, utcnow()
-    return outcome
+        defense_id = job.submission_id
+
+        def rows(outcome: DefenseOutcome) -> list[Classification]:
+            return [
+                Classification(
+                    defense_job_id=job_id,
+                    defense_id=defense_id,
+                    image_id=keys[key][0],
+                    adversarial_image_id=keys[key][1],
+                    label=answer.label,
+                    problem=answer.problem,
+                )
+                for key, answer in outcome.answers.items()
+            ]
+
+        return partial(execute_defense, settings, code, inputs), rows
+
+    return _run_job(settings, DefenseJob, job_id, prepare)

@@ -12,7 +12,16 @@ from itertools import product
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from arena.models import AttackJob, Batch, Dataset, DefenseJob, JobStatus, Submission, SubmissionKind, SubmissionStatus
+from arena.models import (
+    AttackJob,
+    Batch,
+    Dataset,
+    DefenseJob,
+    JobStatus,
+    Submission,
+    SubmissionKind,
+    SubmissionStatus,
+)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from arena import sandbox
+from arena.config import Settings
 from arena.images import ImageStore
+from arena.metadata import SubmissionCode
 
 
 @dataclass
@@ -32,6 +35,22 @@ class Staging:
             shutil.copyfile(store.path(sha256), target)
         self.names[name] = key
         return name
+
+    def run(self, settings: Settings, code: SubmissionCode, output_mount: str, *arguments: str) -> sandbox.RunResult:
+        """Run the submission on this stage: code and inputs read-only, ``output_mount`` writable,
+        under a time limit scaled by the number of images."""
+        return sandbox.run(
+            code.metadata.container,
+            code.command("/input_images", *arguments),
+            [
+                sandbox.Mount(code.root, "/code"),
+                sandbox.Mount(self.input, "/input_images"),
+                sandbox.Mount(self.output, output_mount, writable=True),
+            ],
+            output=self.output,
+            time_limit=settings.time_limit(len(self.names)),
+            limits=settings.sandbox,
+        )
 
 
 @contextmanager
