@@ -99,3 +99,22 @@ def test_tree_hash_ignores_the_archive_format(tmp_path):
             z.writestr(info, path.read_bytes())
     from_zip = extract(zipped, tmp_path / "z", **LIMITS)
     assert tree_sha256(from_tar) == tree_sha256(from_zip) == tree_sha256(folder)
+
+
+def test_a_link_cannot_redirect_a_later_member(tmp_path):
+    # "a" -> "." is inside the tree, but writing "a/s" would land beside it and "s" -> "../x"
+    # would then point outside; the rule is simple: nothing is written through a link.
+    through = _tar(tmp_path / "t.tar.gz", [_link("a", "."), _link("a/s", "../x"), _file("s/evil")])
+    with pytest.raises(ArchiveError, match="goes through the link a"):
+        extract(through, tmp_path / "o1", **LIMITS)
+    over = _tar(tmp_path / "o.tar.gz", [_link("l", "f"), _file("l", b"overwrite")])
+    with pytest.raises(ArchiveError, match="appears twice"):
+        extract(over, tmp_path / "o2", **LIMITS)
+    assert not (tmp_path / "x").exists()
+
+
+def test_in_tree_links_and_hard_links_are_kept(tmp_path):
+    archive = _tar(tmp_path / "ok.tar.gz", [_file("sub/model.bin", b"w"), _link("sub/alias", "model.bin"),
+                                             _link("sub/copy", "sub/model.bin", tarfile.LNKTYPE)])
+    root = extract(archive, tmp_path / "out", **LIMITS)
+    assert (root / "alias").read_bytes() == b"w" and (root / "copy").read_bytes() == b"w"

@@ -1,3 +1,6 @@
+import io
+from pathlib import Path
+
 import numpy as np
 import pytest
 from arena.dataset import (
@@ -81,7 +84,7 @@ def test_photo_folder_is_cropped_and_resized(tmp_path):
     rows = read_photo_folder(folder, folder / "labels.csv")
     assert [(r.name, r.true_label) for r in rows] == [("n01_cat", 1), ("n02_dog", 1000)]
     assert all(r.target_class != r.true_label for r in rows)
-    pixels = np.asarray(PILImage.open(__import__("io").BytesIO(rows[0].png)))
+    pixels = np.asarray(PILImage.open(io.BytesIO(rows[0].png)))
     assert pixels.shape == (299, 299, 3)
 
 
@@ -110,3 +113,21 @@ def test_target_class_is_never_the_true_label():
     for label in (1, 500, 1000):
         targets = {assign_target_class(f"img{i}", label, seed=1) for i in range(2000)}
         assert label not in targets and targets <= set(range(1, 1001))
+
+
+IMAGENET_SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "imagenet-sample-1000"
+
+
+@pytest.mark.skipif(not IMAGENET_SAMPLE.is_dir(), reason="../shared/datasets/imagenet-sample-1000 is not on this machine")
+def test_real_imagenet_photos_import(settings, tmp_path):
+    lines = (IMAGENET_SAMPLE / "labels.csv").read_text().splitlines()
+    (tmp_path / "labels.csv").write_text("\n".join(lines[:21]) + "\n")
+    rows = read_photo_folder(IMAGENET_SAMPLE / "images", tmp_path / "labels.csv")
+    expected = {Path(line.split(",")[0]).stem: int(line.split(",")[-1]) + 1 for line in lines[1:21]}
+    assert {r.name: r.true_label for r in rows} == expected
+    store_dataset(settings, "imagenet20", rows, batch_size=10)
+    with transaction(settings) as session:
+        assert session.scalar(select(func.count(Batch.id))) == 2
+    for row in rows:
+        with PILImage.open(io.BytesIO(row.png)) as image:
+            assert image.size == (299, 299) and image.mode == "RGB"

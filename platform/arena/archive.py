@@ -29,6 +29,21 @@ def _check_member_name(name: str) -> PurePosixPath:
     return path
 
 
+def _target(destination: Path, name: str) -> Path:
+    """Where a member goes: never through a link already unpacked, never over an existing entry
+    (either could redirect a later write outside the tree)."""
+    parts = _check_member_name(name).parts
+    current = destination
+    for part in parts[:-1]:
+        current = current / part
+        if current.is_symlink():
+            raise ArchiveError(f"member {name!r} goes through the link {current.relative_to(destination)}")
+    target = current / parts[-1] if parts else destination
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise ArchiveError(f"member {name!r} appears twice")
+    return target
+
+
 class _Budget:
     """Counts files and bytes as they are written, so lying headers cannot bypass the limits."""
 
@@ -47,44 +62,61 @@ class _Budget:
             raise ArchiveError(f"unpacks to more than {self.max_bytes} bytes (at {name!r}): archive bomb?")
 
 
+def _write(source, target: Path, name: str, executable: bool, budget: _Budget) -> None:
+    """Copy one member's bytes while counting them, with plain permissions (no setuid, no owner)."""
+    budget.add_file(name)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("wb") as sink:
+        while chunk := source.read(CHUNK):
+            budget.add_bytes(len(chunk), name)
+            sink.write(chunk)
+    target.chmod(0o755 if executable else 0o644)
+
+
 def _extract_zip(path: Path, destination: Path, budget: _Budget) -> None:
     with zipfile.ZipFile(path) as archive:
         for info in archive.infolist():
-            relative = _check_member_name(info.filename)
             mode = info.external_attr >> 16
             if stat.S_ISLNK(mode):
                 raise ArchiveError(f"member {info.filename!r} is a symbolic link; links are not accepted in zip archives")
-            target = destination.joinpath(*relative.parts)
+            target = _target(destination, info.filename)
             if info.is_dir():
                 target.mkdir(parents=True, exist_ok=True)
                 continue
-            budget.add_file(info.filename)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with archive.open(info) as source, target.open("wb") as sink:
-                while chunk := source.read(CHUNK):
-                    budget.add_bytes(len(chunk), info.filename)
-                    sink.write(chunk)
-            if mode & 0o111:
-                target.chmod(0o755)
+            with archive.open(info) as source:
+                _write(source, target, info.filename, bool(mode & 0o111), budget)
+
+
+def _check_tar_link(member: tarfile.TarInfo) -> PurePosixPath:
+    """The in-tree path a link points to; links that leave the tree are refused."""
+    base = PurePosixPath(member.name).parent if member.issym() else PurePosixPath()
+    resolved = PurePosixPath(os.path.normpath(base / member.linkname))
+    if PurePosixPath(member.linkname).is_absolute() or resolved.parts[:1] == ("..",):
+        raise ArchiveError(f"member {member.name!r} links outside the archive (to {member.linkname!r})")
+    return resolved
 
 
 def _extract_tar(path: Path, destination: Path, budget: _Budget) -> None:
+    """Member by member, by hand: tarfile's own filters are missing from older 3.11 releases."""
     with tarfile.open(path) as archive:
-        members = []
         for member in archive:
-            _check_member_name(member.name)
-            if member.issym() or member.islnk():
-                link = PurePosixPath(member.name).parent / member.linkname if member.issym() else PurePosixPath(member.linkname)
-                if PurePosixPath(member.linkname).is_absolute() or ".." in PurePosixPath(os.path.normpath(link)).parts:
-                    raise ArchiveError(f"member {member.name!r} links outside the archive (to {member.linkname!r})")
-            elif not (member.isfile() or member.isdir()):
+            target = _target(destination, member.name)
+            if member.isdir():
+                target.mkdir(parents=True, exist_ok=True)
+            elif member.isfile():
+                _write(archive.extractfile(member), target, member.name, bool(member.mode & 0o111), budget)
+            elif member.issym():
+                _check_tar_link(member)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(member.linkname)
+            elif member.islnk():
+                source = destination.joinpath(*_check_tar_link(member).parts)
+                if source.is_symlink() or not source.is_file():
+                    raise ArchiveError(f"member {member.name!r} is a hard link to {member.linkname!r}, which is not a file before it")
+                with source.open("rb") as handle:
+                    _write(handle, target, member.name, os.access(source, os.X_OK), budget)
+            else:
                 raise ArchiveError(f"member {member.name!r} is a device, fifo or other special file")
-            if member.isfile():
-                budget.add_file(member.name)
-                budget.add_bytes(member.size, member.name)
-            members.append(member)
-        # The "data" filter re-checks every rule above and strips setuid bits and ownership.
-        archive.extractall(destination, members=members, filter="data")
 
 
 def extract(path: Path, destination: Path, *, max_bytes: int, max_files: int) -> Path:

@@ -8,6 +8,7 @@ Existing images are kept unless a rebuild is asked for, so the step is idempoten
 
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -71,3 +72,25 @@ def build(settings: Settings, rebuild: bool = False, say: Callable[[str], None] 
             docker_client().images.build(path=str(folder), tag=tag, rm=True, network_mode="none")
             built.append(tag)
     return built
+
+
+APP_IMAGE = "arena/app:latest"
+
+
+def build_app(say: Callable[[str], None] = print) -> str:
+    """Build ``arena/app`` FROM the python base image, with Arena installed by the host's pip."""
+    client = docker_client()  # fail before the slow part when no engine answers
+    with tempfile.TemporaryDirectory(prefix="app-image-") as scratch:
+        context = Path(scratch)
+        say("installing Arena and its dependencies into the build context...")
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
+             "--target", str(context / "site"), str(REPO_ROOT)],
+            check=True,
+        )
+        for folder in ("migrations", "submissions"):
+            shutil.copytree(REPO_ROOT / folder, context / folder, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(REPO_ROOT / "workers" / "Dockerfile", context / "Dockerfile")
+        say(f"building {APP_IMAGE}")
+        client.images.build(path=str(context), tag=APP_IMAGE, rm=True, network_mode="none")
+    return APP_IMAGE

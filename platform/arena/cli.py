@@ -143,6 +143,14 @@ def images_build(rebuild: Annotated[bool, typer.Option(help="Rebuild images that
     console.print(f"base images ready ({len(built)} built, the rest already there)")
 
 
+@images_app.command("app")
+def images_app_build() -> None:
+    """Build arena/app, the platform's own image (docker-compose.yml, worker hosts), offline."""
+    with reported_errors():
+        tag = base_image.build_app(say=console.print)
+    console.print(f"{tag} ready")
+
+
 @app.command()
 def submit(
     archive: Annotated[Path, typer.Argument(help="A .zip, .tar or .tar.gz holding metadata.json and the code.")],
