@@ -1,5 +1,5 @@
 # The two commands of the README, and their parts.
-.PHONY: setup images app compose-demo demo test
+.PHONY: setup images app compose-demo demo demo-real test
 
 setup:
 	scripts/setup.sh
@@ -21,6 +21,11 @@ compose-demo: app
 demo: setup
 	rm -rf data/demo
 	ARENA_DATA_DIR=data/demo scripts/with-docker.sh .venv/bin/arena demo
+	ARENA_DATA_DIR=data/demo .venv/bin/arena export data/demo/results
+
+# The real-model study on 200 ImageNet photos from ../shared (resumable: keeps data/real).
+demo-real: setup
+	ARENA_DATA_DIR=data/real scripts/with-docker.sh .venv/bin/arena study --images 200
 
 test: setup
 	ARENA_REQUIRE_DOCKER=1 scripts/with-docker.sh .venv/bin/pytest -q

@@ -150,3 +150,5 @@ def test_export_writes_the_same_matrix(tournament, tmp_path):
     per_image = pd.read_parquet(tmp_path / "classifications.parquet")
     assert len(per_image) == shown.shape[1] * len(ATTACKS) * len(EPSILONS) * 100
     assert per_image["error"].sum() == shown.to_numpy().sum()
+    assert (tmp_path / "error_matrix.png").stat().st_size > 10_000
+    assert (tmp_path / "defense_error_by_eps.png").stat().st_size > 10_000

@@ -28,8 +28,20 @@ RECIPES = REPO_ROOT / "submissions" / "base-images"
 TRIM = ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt/archives", "var/lib/apt/lists"]
 
 
-def recipe_tags() -> dict[str, Path]:
-    return {f"arena/{d.name}:{SUITE}": d for d in sorted(RECIPES.iterdir()) if (d / "Dockerfile").is_file()}
+class RecipeError(ValueError):
+    """An unknown base-image recipe was asked for."""
+
+
+#: Recipes built when none are named: what the synthetic demo and the tests need.
+DEFAULT_RECIPES = ["python"]
+
+
+def recipe_tag(name: str) -> str:
+    return f"arena/{name}:{SUITE}"
+
+
+def recipe_names() -> list[str]:
+    return sorted(d.name for d in RECIPES.iterdir() if (d / "Dockerfile").is_file())
 
 
 def _exists(tag: str) -> bool:
@@ -58,18 +70,49 @@ def build_rootfs(settings: Settings) -> None:
         docker_client().api.import_image_from_file(str(tarball), repository=repository, tag=tag)
 
 
-def build(settings: Settings, rebuild: bool = False, say: Callable[[str], None] = print) -> list[str]:
-    """Make every base image that is missing (or all with ``rebuild``); return the tags built."""
+def _pip_into(target: Path, *requirements: str) -> None:
+    """Install packages with the host's pip into a folder the image copies: wheels for CPython
+    3.11 (the base image's Python) come from the registries the host reaches; the image
+    build itself never touches the network."""
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(target), *requirements],
+        check=True,
+    )
+
+
+def _context(folder: Path, scratch: Path) -> Path:
+    """The recipe folder, plus ``site/`` when the recipe lists Python packages in requirements.txt."""
+    requirements = folder / "requirements.txt"
+    if not requirements.is_file():
+        return folder
+    context = scratch / folder.name
+    shutil.copytree(folder, context, ignore=shutil.ignore_patterns("__pycache__"))
+    _pip_into(context / "site", "-r", str(requirements))
+    return context
+
+
+def build(
+    settings: Settings, names: list[str] | None = None, rebuild: bool = False, say: Callable[[str], None] = print
+) -> list[str]:
+    """Make the named recipes' images (default: the light ones) and the rootfs under them, when
+    missing or with ``rebuild``; return the tags built."""
+    names = names or DEFAULT_RECIPES
+    unknown = set(names) - set(recipe_names())
+    if unknown:
+        raise RecipeError(f"no base-image recipe named {', '.join(sorted(unknown))} (recipes: {', '.join(recipe_names())})")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     built = []
     if rebuild or not _exists(ROOTFS_IMAGE):
         say(f"debootstrap {SUITE} with {', '.join(PACKAGES)} (about a minute)...")
         build_rootfs(settings)
         built.append(ROOTFS_IMAGE)
-    for tag, folder in recipe_tags().items():
-        if rebuild or ROOTFS_IMAGE in built or not _exists(tag):
-            say(f"building {tag} from {folder.relative_to(REPO_ROOT)}")
-            docker_client().images.build(path=str(folder), tag=tag, rm=True, network_mode="none")
+    for name in DEFAULT_RECIPES + [n for n in names if n not in DEFAULT_RECIPES]:  # others build FROM python
+        tag = recipe_tag(name)
+        if rebuild or built or not _exists(tag):
+            say(f"building {tag} from submissions/base-images/{name}")
+            with tempfile.TemporaryDirectory(prefix="recipe-", dir=settings.data_dir) as scratch:
+                context = _context(RECIPES / name, Path(scratch))
+                docker_client().images.build(path=str(context), tag=tag, rm=True, network_mode="none")
             built.append(tag)
     return built
 
@@ -83,11 +126,7 @@ def build_app(say: Callable[[str], None] = print) -> str:
     with tempfile.TemporaryDirectory(prefix="app-image-") as scratch:
         context = Path(scratch)
         say("installing Arena and its dependencies into the build context...")
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-             "--target", str(context / "site"), str(REPO_ROOT)],
-            check=True,
-        )
+        _pip_into(context / "site", str(REPO_ROOT))
         for folder in ("migrations", "submissions"):
             shutil.copytree(REPO_ROOT / folder, context / folder, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(REPO_ROOT / "workers" / "Dockerfile", context / "Dockerfile")

@@ -49,7 +49,7 @@ app.add_typer(images_app, name="images")
 app.add_typer(submissions_app, name="submissions")
 
 console = Console(width=None if Console().is_terminal else 160)
-KNOWN_ERRORS = (DatasetError, SubmissionError, ArchiveError, MetadataError, SandboxError)
+KNOWN_ERRORS = (base_image.RecipeError, DatasetError, SubmissionError, ArchiveError, MetadataError, SandboxError)
 DatasetOption = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name; optional when there is one.")]
 
 
@@ -136,10 +136,14 @@ def dataset_list() -> None:
 
 
 @images_app.command("build")
-def images_build(rebuild: Annotated[bool, typer.Option(help="Rebuild images that already exist.")] = False) -> None:
-    """Build the base images offline: debootstrap a Debian rootfs, import it, build the recipes FROM it."""
+def images_build(
+    recipes: Annotated[Optional[list[str]], typer.Argument(help="Recipes in submissions/base-images (default: python).")] = None,
+    rebuild: Annotated[bool, typer.Option(help="Rebuild images that already exist.")] = False,
+) -> None:
+    """Build base images offline: debootstrap a Debian rootfs, import it, build the recipes FROM it
+    (`arena images build python torch` for the real-model samples too)."""
     with reported_errors():
-        built = base_image.build(settings(), rebuild=rebuild, say=console.print)
+        built = base_image.build(settings(), recipes, rebuild=rebuild, say=console.print)
     console.print(f"base images ready ({len(built)} built, the rest already there)")
 
 
@@ -315,3 +319,21 @@ def demo(
     with reported_errors():
         run_demo(settings(), images, console, _run)
     leaderboard(None)
+
+
+@app.command()
+def study(
+    images: Annotated[int, typer.Option(help="Real photos to import (spread over the classes).", min=1)] = 200,
+    photos: Annotated[Optional[Path], typer.Option(help="The imagenet-sample-1000 folder.")] = None,
+    report: Annotated[Path, typer.Option(help="Where to write the report (plots go beside it).")] = Path("docs/study.md"),
+) -> None:
+    """The real-model study: EfficientNet-Lite attacks and defenses, with and without a median
+    filter, on real ImageNet photos at every eps; writes a report with plots. Resumable."""
+    from arena.study import DEFAULT_PHOTOS, run_study
+    from arena.study_report import write_report
+
+    with reported_errors():
+        name = run_study(settings(), images, photos or DEFAULT_PHOTOS, console, _run)
+        with db.transaction(settings()) as session:
+            written = write_report(session, find_dataset(session, name), report)
+    console.print(f"report written: {', '.join(str(p) for p in written)}")

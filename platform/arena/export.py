@@ -5,6 +5,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from arena.models import Dataset
+from arena.plots import epsilon_curves, heatmap
 from arena.scoring import Standings
 
 MATRICES = {"accuracy_matrix": "correct", "error_matrix": "error", "hit_target_class_matrix": "hit"}
@@ -22,6 +23,10 @@ def export(session: Session, dataset: Dataset, directory: Path) -> list[Path]:
     written.append(_csv(standings.attack_leaderboard(), directory / "attack_results.csv"))
     written.append(_csv(standings.targeted_attack_leaderboard(), directory / "targeted_attack_results.csv"))
     written.append(_per_image(standings, directory / "classifications.parquet"))
+    if not standings.results.empty:
+        written.append(heatmap(standings.error_rate_matrix(), directory / "error_matrix.png", "Misclassified (%), all eps"))
+        written.append(epsilon_curves(standings.defense_error_by_epsilon(), directory / "defense_error_by_eps.png",
+                                      "Each defense against all attacks"))
     return written
 
 

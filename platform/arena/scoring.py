@@ -160,6 +160,17 @@ class Standings:
     def matrix(self, value: str, epsilon: int | None = None) -> pd.DataFrame:
         return matrix(self.results, self.names, value, epsilon)
 
+    def error_rate_matrix(self, epsilon: int | None = None) -> pd.DataFrame:
+        """Misclassified (%) per cell: errors over answers scored, for pictures and reports."""
+        counts = self.matrix("error", epsilon) + self.matrix("correct", epsilon)
+        return (self.matrix("error", epsilon) * 100 / counts.where(counts > 0)).fillna(0.0)
+
+    def defense_error_by_epsilon(self) -> dict[str, pd.Series]:
+        """Each defense's misclassified (%) over all attacks, by epsilon."""
+        names = self.names.frame["submission"]
+        by = self.results.groupby(["defense_id", "epsilon"])["error"].mean().mul(100)
+        return {names[d]: by.loc[d] for d in by.index.get_level_values(0).unique()}
+
     def defense_leaderboard(self) -> pd.DataFrame:
         correct = self.results.assign(correct=~self.results["error"])
         table = _scores(correct, "defense_id", "correct", self.epsilons)

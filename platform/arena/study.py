@@ -1,0 +1,79 @@
+"""The real-model study: EfficientNet-Lite attacks and defenses on real ImageNet photos,
+in the manner of the 2017 median-filter defense study (misclassification with and without
+a 3x3 median filter, against white-box and transfer attacks, and against epsilon).
+
+Running it is an ordinary tournament (resumable: ``arena run`` semantics, only missing
+work runs); the report is computed from the stored per-image results.
+"""
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from sqlalchemy import select
+
+from arena import REPO_ROOT, base_image, db
+from arena.archive import pack
+from arena.config import Settings
+from arena.dataset import DatasetError, read_photo_folder, store_dataset
+from arena.intake import submit
+from arena.models import Dataset, Submission
+
+REAL_SAMPLES = REPO_ROOT / "submissions" / "real"
+DEFAULT_PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-sample-1000"
+
+
+def dataset_name(images: int) -> str:
+    return f"imagenet-{images}"
+
+
+def _spread_labels(photos: Path, images: int, scratch: Path) -> Path:
+    """A labels CSV of ``images`` photos spread evenly over the classes (one per class in the sample)."""
+    lines = (photos / "labels.csv").read_text().splitlines()
+    rows = lines[1:]
+    if images > len(rows):
+        raise DatasetError(f"{photos} holds {len(rows)} photos, fewer than the {images} asked for", [])
+    step = len(rows) / images
+    chosen = [rows[int(k * step)] for k in range(images)]
+    path = scratch / "labels.csv"
+    path.write_text("\n".join([lines[0], *chosen]) + "\n")
+    return path
+
+
+def import_photos(settings: Settings, photos: Path, images: int, console: Console) -> str:
+    name = dataset_name(images)
+    with db.transaction(settings) as session:
+        if session.scalar(select(Dataset).where(Dataset.name == name)):
+            return name
+    with tempfile.TemporaryDirectory() as scratch:
+        rows = read_photo_folder(photos / "images", _spread_labels(photos, images, Path(scratch)))
+    store_dataset(settings, name, rows)
+    console.print(f"imported {images} photos as dataset {name!r}")
+    return name
+
+
+def submit_real_samples(settings: Settings, console: Console) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        for folder in sorted(p for p in REAL_SAMPLES.iterdir() if (p / "metadata.json").is_file()):
+            with db.transaction(settings) as session:
+                if session.scalar(select(Submission).where(Submission.name == folder.name)):
+                    continue
+            with console.status(f"dry run of {folder.name}..."):
+                submission = submit(settings, pack(folder, Path(scratch) / f"{folder.name}.tar.gz"), team="arena-samples")
+            console.print(f"submitted {submission.name} ({submission.kind.value}): {submission.status.value}")
+
+
+def run_study(settings: Settings, images: int, photos: Path, console: Console, run: Callable[[str | None], object]) -> str:
+    """Everything up to a finished tournament; returns the dataset name."""
+    if not (photos / "labels.csv").is_file():
+        raise DatasetError(
+            f"the real-model study needs the ImageNet sample photos at {photos} (labels.csv and images/); "
+            "pass --photos PATH", []
+        )
+    base_image.build(settings, ["python", "torch"], say=console.print)
+    db.upgrade(settings)
+    name = import_photos(settings, photos, images, console)
+    submit_real_samples(settings, console)
+    run(name)
+    return name

