@@ -9,9 +9,6 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from arena import REPO_ROOT, db
 from arena.attack_run import CleanInput, execute_attack
 from arena.config import Settings
@@ -19,6 +16,8 @@ from arena.dataset import read_photo_folder, store_dataset
 from arena.defense_run import DefenseInput, execute_defense
 from arena.images import ImageStore
 from arena.metadata import Metadata, SubmissionCode
+from rich.console import Console
+from rich.table import Table
 
 REAL = REPO_ROOT / "submissions" / "real"
 PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-sample-1000"

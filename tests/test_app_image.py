@@ -1,7 +1,6 @@
 """The platform's own image (docker-compose.yml, worker hosts) builds offline and works."""
 
 import pytest
-
 from arena import base_image
 from arena.sandbox import docker_client
 

@@ -5,7 +5,6 @@ fools it on most of the same photos, all through the tournament's sandbox."""
 from pathlib import Path
 
 import pytest
-
 from arena import base_image
 from arena.attack_run import CleanInput, execute_attack
 from arena.config import Settings
@@ -14,7 +13,6 @@ from arena.defense_run import DefenseInput, execute_defense
 from arena.images import ImageStore
 from arena.metadata import Metadata, SubmissionCode
 from arena.study import DEFAULT_PHOTOS, REAL_SAMPLES
-
 from conftest import make_settings
 
 pytestmark = [

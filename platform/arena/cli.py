@@ -214,7 +214,9 @@ def _run(dataset: str | None) -> executor.RunSummary:
             progress.update(task, completed=done, total=total, description=f"container runs ({message})")
 
         summary = executor.run_missing(settings(), dataset, update)
-    console.print(f"ran {summary.attack_jobs} attack jobs and {summary.defense_jobs} defense jobs")
+    console.print(
+        f"ran {summary.attack_jobs} attack jobs and {summary.defense_jobs} defense jobs in {summary.container_runs} container runs"
+    )
     for error in summary.platform_errors:
         console.print(f"[yellow]platform error:[/] {error}")
     return summary

@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     seconds_per_image: float = Field(5.0, description="Time limit per image (500 s per 100 images in 2017).")
     batch_size: int = Field(100, description="Images per batch when a dataset is imported.")
     concurrency: int = Field(2, description="Container runs at once in the in-process executor.")
+    pack_seconds: float = Field(
+        60.0,
+        description="Target length of one container run: batches are packed until their measured time reaches it "
+        "(start-up and model loading are paid once per run); 0 runs one batch per container.",
+    )
+    max_pack_images: int = Field(2000, description="Most images in one container run.")
     allowed_images: Annotated[list[str], NoDecode] = Field(
         [], description="Container images submissions may use; any image when empty."
     )

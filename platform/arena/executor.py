@@ -1,22 +1,25 @@
-"""The in-process executor: plan, run what is missing on a thread pool, repeat until done.
+"""The in-process executor: plan, pack, run on a thread pool, repeat until nothing is missing.
 
 Container runs wait on the Docker engine, not on Python, so threads are enough to keep
 ``concurrency`` containers busy. Defense jobs over an attack's output can only be planned
-once that attack job is done, hence the rounds: each round plans, then runs everything
-runnable; the loop ends when a round finds nothing to run.
+once that attack job is done, hence the rounds: each round plans, packs and runs
+everything runnable (and the smaller packs a failed pack is split into); the loop ends
+when a round finds nothing to run.
 """
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from arena import jobs, scheduler
+from arena import scheduler
 from arena.config import Settings
 from arena.dataset import find_dataset
 from arena.db import transaction
+from arena.jobs import Pack, run_pack
 from arena.models import AttackJob, DefenseJob
+from arena.packing import make_packs
 
-#: Called with (jobs finished so far, jobs known in all, a line about the last job).
+#: Called with (jobs finished so far, jobs known in all, a line about the last run).
 Progress = Callable[[int, int, str], None]
 
 
@@ -28,55 +31,47 @@ def _silent(_done: int, _total: int, _message: str) -> None:
 class RunSummary:
     attack_jobs: int = 0
     defense_jobs: int = 0
+    container_runs: int = 0
     platform_errors: list[str] = field(default_factory=list)
 
-    @property
-    def container_runs(self) -> int:
-        return self.attack_jobs + self.defense_jobs
 
-
-def _round(settings: Settings, dataset_name: str | None) -> tuple[list[int], list[int], int]:
+def _round(settings: Settings, dataset_name: str | None, failed: set[tuple[str, int]]) -> tuple[list[Pack], int]:
+    """This round's packs, and how many defense jobs unfinished attacks will still bring."""
     with transaction(settings) as session:
         dataset = find_dataset(session, dataset_name)
         scheduler.plan(session, dataset, settings.epsilons)
-        attacks = scheduler.runnable(session, dataset, AttackJob)
-        defenses = scheduler.runnable(session, dataset, DefenseJob)
-        still_to_come = scheduler.expected_defense_jobs(session, dataset)
-    return attacks, defenses, still_to_come
+        packs = []
+        for kind, job_class in (("attack", AttackJob), ("defense", DefenseJob)):
+            runnable = [j for j in scheduler.runnable(session, dataset, job_class) if (kind, j) not in failed]
+            packs += make_packs(session, settings, kind, runnable) if runnable else []
+        return packs, scheduler.expected_defense_jobs(session, dataset)
 
 
 def run_missing(settings: Settings, dataset_name: str | None = None, progress: Progress = _silent) -> RunSummary:
-    """Run every missing job of the dataset's tournament; return what ran."""
+    """Run every missing job of the dataset's tournament; return what ran.
+
+    A job the platform failed (no engine, missing image) waits for the next call."""
     with transaction(settings) as session:
         scheduler.release_interrupted(session)
-    summary = RunSummary()
-    done = 0
-    retried: set[tuple[str, int]] = set()
+    summary, done, failed = RunSummary(), 0, set()
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
         while True:
-            attacks, defenses, to_come = _round(settings, dataset_name)
-            work = [("attack", j) for j in attacks] + [("defense", j) for j in defenses]
-            work = [w for w in work if w not in retried]  # a job the platform failed waits for the next call
-            if not work:
+            packs, to_come = _round(settings, dataset_name, failed)
+            if not packs:
                 return summary
-            total = done + len(work) + to_come
-            futures = {pool.submit(_run_one, settings, kind, job_id): (kind, job_id) for kind, job_id in work}
-            for future in as_completed(futures):
-                kind, job_id = futures[future]
-                message = future.result()
-                if message is None:
-                    done += 1
-                    setattr(summary, f"{kind}_jobs", getattr(summary, f"{kind}_jobs") + 1)
-                else:
-                    retried.add((kind, job_id))
-                    summary.platform_errors.append(message)
-                progress(done, max(total, done), f"{kind} job {job_id}")
-
-
-def _run_one(settings: Settings, kind: str, job_id: int) -> str | None:
-    """Run one job; None when it finished, else the platform error that stopped it."""
-    run = jobs.run_attack_job if kind == "attack" else jobs.run_defense_job
-    outcome = run(settings, job_id)
-    if outcome is None:
-        return f"{kind} job {job_id}: platform error (see its attempt), will be retried"
-    return None
+            total = done + sum(len(p.job_ids) for p in packs) + to_come
+            running: dict[Future, Pack] = {pool.submit(run_pack, settings, p): p for p in packs}
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    pack = running.pop(future)
+                    result = future.result()
+                    summary.container_runs += 1
+                    done += result.finished
+                    setattr(summary, f"{pack.kind}_jobs", getattr(summary, f"{pack.kind}_jobs") + result.finished)
+                    if result.platform_error:
+                        failed.update((pack.kind, j) for j in pack.job_ids)
+                        summary.platform_errors.append(result.platform_error)
+                    for smaller in result.again:
+                        running[pool.submit(run_pack, settings, smaller)] = smaller
+                    progress(done, max(total, done), f"{pack.kind} run of {len(pack.job_ids)} job(s)")

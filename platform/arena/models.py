@@ -262,6 +262,8 @@ class JobAttempt(Base):
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     seconds: Mapped[float | None] = mapped_column(Float)
+    images: Mapped[int | None] = mapped_column(Integer)  # in the whole container run, to learn time per image
+    pack_jobs: Mapped[int | None] = mapped_column(Integer)  # jobs that shared the container run
     exit_code: Mapped[int | None] = mapped_column(Integer)
     timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
     killed_reason: Mapped[str | None] = mapped_column(Text)  # output too large, too many files...

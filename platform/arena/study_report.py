@@ -145,13 +145,13 @@ def _render(images, clean, unfiltered, filtered, table3, hits, top, rates) -> st
         "",
         f"- White-box iterative attacks win: I-FGSM on Lite0 misclassifies {white_box.iloc[0]:.0f}% at eps 2",
         f"  and {white_box.iloc[-1]:.0f}% at eps {top} of what Lite0 sees.",
-        f"- The median filter helps against pixel-level perturbations: behind it, Lite0 is fooled by the",
+        "- The median filter helps against pixel-level perturbations: behind it, Lite0 is fooled by the",
         f"  same I-FGSM {median_white_box.iloc[0]:.0f}% at eps 2 and {median_white_box.iloc[-1]:.0f}% at eps {top}, and the gap",
         "  is largest at small eps, where the filter erases most of a one- or two-level perturbation;",
         "  the study found the same ordering.",
         f"- Low-pass (smoothed) perturbations pass the filter: smoothed I-FGSM reaches {smooth_vs_median.iloc[-1]:.0f}%",
         f"  against median+Lite0 at eps {top}, the study's finding that spatially smooth attacks beat spatial smoothing.",
-        f"- Transfer to the held-out Lite2 is weaker than white-box: the Lite0+Lite1 ensemble attack",
+        "- Transfer to the held-out Lite2 is weaker than white-box: the Lite0+Lite1 ensemble attack",
         f"  misclassifies {held_out.iloc[-1]:.0f}% of Lite2's answers at eps {top}.",
     ]
     if targeted is not None:
