@@ -15,7 +15,7 @@ from arena import scheduler
 from arena.config import Settings
 from arena.dataset import find_dataset
 from arena.db import transaction
-from arena.jobs import Pack, run_pack
+from arena.jobs import Pack, PackResult, run_pack
 from arena.models import AttackJob, DefenseJob
 from arena.packing import make_packs
 
@@ -33,6 +33,10 @@ class RunSummary:
     defense_jobs: int = 0
     container_runs: int = 0
     platform_errors: list[str] = field(default_factory=list)
+
+    @property
+    def jobs(self) -> int:
+        return self.attack_jobs + self.defense_jobs
 
 
 def _round(settings: Settings, dataset_name: str | None, failed: set[tuple[str, int]]) -> tuple[list[Pack], int]:
@@ -53,25 +57,36 @@ def run_missing(settings: Settings, dataset_name: str | None = None, progress: P
     A job the platform failed (no engine, missing image) waits for the next call."""
     with transaction(settings) as session:
         scheduler.release_interrupted(session)
-    summary, done, failed = RunSummary(), 0, set()
-    with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
-        while True:
-            packs, to_come = _round(settings, dataset_name, failed)
-            if not packs:
-                return summary
-            total = done + sum(len(p.job_ids) for p in packs) + to_come
-            running: dict[Future, Pack] = {pool.submit(run_pack, settings, p): p for p in packs}
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    pack = running.pop(future)
-                    result = future.result()
-                    summary.container_runs += 1
-                    done += result.finished
-                    setattr(summary, f"{pack.kind}_jobs", getattr(summary, f"{pack.kind}_jobs") + result.finished)
-                    if result.platform_error:
-                        failed.update((pack.kind, j) for j in pack.job_ids)
-                        summary.platform_errors.append(result.platform_error)
-                    for smaller in result.again:
-                        running[pool.submit(run_pack, settings, smaller)] = smaller
-                    progress(done, max(total, done), f"{pack.kind} run of {len(pack.job_ids)} job(s)")
+    pool = ThreadPoolExecutor(max_workers=settings.concurrency)
+    try:
+        return _rounds(settings, dataset_name, progress, pool)
+    finally:
+        # On Ctrl-C: the runs under way finish and are stored; nothing queued starts.
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _rounds(settings: Settings, dataset_name: str | None, progress: Progress, pool: ThreadPoolExecutor) -> RunSummary:
+    summary, failed = RunSummary(), set()
+    while True:
+        packs, to_come = _round(settings, dataset_name, failed)
+        if not packs:
+            return summary
+        total = summary.jobs + sum(len(p.job_ids) for p in packs) + to_come
+        running: dict[Future, Pack] = {pool.submit(run_pack, settings, p): p for p in packs}
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                pack = running.pop(future)
+                for smaller in _record(summary, pack, future.result(), failed):
+                    running[pool.submit(run_pack, settings, smaller)] = smaller
+                progress(summary.jobs, max(total, summary.jobs), f"{pack.kind} run of {len(pack.job_ids)} job(s)")
+
+
+def _record(summary: RunSummary, pack: Pack, result: PackResult, failed: set[tuple[str, int]]) -> list[Pack]:
+    """Count what a run finished; return the smaller packs it left to run."""
+    summary.container_runs += 1
+    setattr(summary, f"{pack.kind}_jobs", getattr(summary, f"{pack.kind}_jobs") + result.finished)
+    if result.platform_error:
+        failed.update((pack.kind, j) for j in pack.job_ids)
+        summary.platform_errors.append(result.platform_error)
+    return result.again

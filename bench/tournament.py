@@ -1,0 +1,106 @@
+"""A whole tournament, and one added defense, against a naive sequential runner.
+
+The naive runner is what one would script by hand: one container run per attack and eps
+over the whole image folder, then one per defense over each attack's output folder and
+the clean folder; no database, no limits, no clipping, nothing stored per image. Arena
+runs the same submissions on the same images with every limit, clipping, hashing and
+per-image storage, packing batches into runs. Both run in this one invocation, on the
+same engine; the figures are ratios.
+
+    .venv/bin/python bench/tournament.py [--images 500]
+"""
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from arena import REPO_ROOT, db, executor
+from arena.archive import pack
+from arena.config import Settings
+from arena.dataset import store_dataset, synthesize
+from arena.intake import submit
+from arena.sandbox import docker_client
+
+SAMPLES = REPO_ROOT / "submissions" / "samples"
+ATTACKS = ["noop", "random_noise", "step_to_target"]
+DEFENSES = ["decoder"]
+ADDED = "smoothed_decoder"
+EPSILONS = [2, 4, 8, 16]
+IMAGE = "arena/python:bookworm"
+
+
+def _naive_run(code: Path, inputs: Path, output: Path, *arguments: str) -> None:
+    output.mkdir(parents=True, exist_ok=True)
+    mount = "/output_data" if arguments[0].startswith("/output_data") else "/output_images"
+    entry_point = json.loads((code / "metadata.json").read_text())["entry_point"]
+    docker_client().containers.run(
+        IMAGE,
+        [f"./{entry_point}", "/input_images", *arguments],
+        volumes={str(code): {"bind": "/code", "mode": "ro"}, str(inputs): {"bind": "/input_images", "mode": "ro"},
+                 str(output): {"bind": mount, "mode": "rw"}},
+        working_dir="/code",
+        remove=True,
+    )
+
+
+def naive_tournament(rows, scratch: Path, defenses: list[str], attacks_too: bool = True) -> float:
+    clean = scratch / "clean"
+    if not clean.exists():
+        clean.mkdir()
+        for row in rows:
+            (clean / f"{row.name}.png").write_bytes(row.png)
+        (clean / "target_class.csv").write_text("".join(f"{r.name}.png,{r.target_class}\n" for r in rows))
+    started = time.perf_counter()
+    outputs = []
+    for attack in ATTACKS:
+        for eps in EPSILONS:
+            out = scratch / "adv" / f"{attack}-{eps}"
+            if attacks_too:
+                _naive_run(SAMPLES / attack, clean, out, "/output_images", str(eps))
+            outputs.append(out)
+    for defense in defenses:
+        for folder in [clean, *outputs]:
+            _naive_run(SAMPLES / defense, folder, scratch / "labels" / defense / folder.name, "/output_data/result.csv")
+    return time.perf_counter() - started
+
+
+def arena_tournament(rows, scratch: Path) -> tuple[float, float, int, int]:
+    settings = Settings(data_dir=scratch / "arena", epsilons=EPSILONS)
+    db.upgrade(settings)
+    store_dataset(settings, "bench", rows)
+    for name in ATTACKS + DEFENSES:
+        submit(settings, pack(SAMPLES / name, scratch / f"{name}.tar.gz"), team=name)
+    started = time.perf_counter()
+    whole = executor.run_missing(settings)
+    whole_seconds = time.perf_counter() - started
+    submit(settings, pack(SAMPLES / ADDED, scratch / f"{ADDED}.tar.gz"), team=ADDED)
+    started = time.perf_counter()
+    added = executor.run_missing(settings)
+    return whole_seconds, time.perf_counter() - started, whole.container_runs, added.container_runs
+
+
+def main(images: int) -> None:
+    rows = synthesize(images)
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        naive = naive_tournament(rows, root / "naive", DEFENSES)
+        naive_column = naive_tournament(rows, root / "naive", [ADDED], attacks_too=False)
+        whole, added, runs, added_runs = arena_tournament(rows, root)
+    naive_runs = len(ATTACKS) * len(EPSILONS) + len(DEFENSES) * (len(ATTACKS) * len(EPSILONS) + 1)
+    table = Table("measure", "naive", "arena", "ratio arena / naive")
+    table.add_row(f"whole tournament ({len(ATTACKS)} attacks x {len(DEFENSES)} defense, {images} images, 4 eps)",
+                  f"{naive:.1f} s, {naive_runs} runs", f"{whole:.1f} s, {runs} runs", f"{whole / naive:.2f}")
+    table.add_row(f"adding one defense ({ADDED}) vs its own column", f"{naive_column:.1f} s, {len(ATTACKS) * len(EPSILONS) + 1} runs",
+                  f"{added:.1f} s, {added_runs} runs", f"{added / naive_column:.2f}")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=500)
+    main(parser.parse_args().images)
