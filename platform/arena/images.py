@@ -32,9 +32,16 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def encode_png(pixels: np.ndarray) -> bytes:
+#: zlib level for stored PNGs. Encoding dominated the platform's own CPU time per image at
+#: Pillow's default (6); level 1 is about 5x faster on noisy adversarial images for files
+#: about 20% larger (docs/benchmarks.md, bench/hot_paths.py).
+PNG_LEVEL = 1
+
+
+def encode_png(pixels: np.ndarray, level: int = PNG_LEVEL) -> bytes:
+    """The store's one canonical encoding: equal pixels give equal bytes, hence equal hashes."""
     buffer = io.BytesIO()
-    PILImage.fromarray(pixels, "RGB").save(buffer, format="PNG")
+    PILImage.fromarray(pixels, "RGB").save(buffer, format="PNG", compress_level=level)
     return buffer.getvalue()
 
 
@@ -103,8 +110,8 @@ class ImageStore:
         os.replace(handle.name, target)
         return digest
 
-    def put_pixels(self, pixels: np.ndarray) -> str:
-        return self.put(encode_png(pixels))
+    def put_pixels(self, pixels: np.ndarray, level: int = PNG_LEVEL) -> str:
+        return self.put(encode_png(pixels, level))
 
     def read_bytes(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()
