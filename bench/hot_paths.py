@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from arena.dataset import synthetic_pixels
 from arena.images import ImageStore, clip_to_epsilon, encode_png, linf, read_png
 

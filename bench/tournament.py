@@ -16,15 +16,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from rich.console import Console
-from rich.table import Table
-
 from arena import REPO_ROOT, db, executor
 from arena.archive import pack
 from arena.config import Settings
 from arena.dataset import store_dataset, synthesize
 from arena.intake import submit
 from arena.sandbox import docker_client
+from rich.console import Console
+from rich.table import Table
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"
 ATTACKS = ["noop", "random_noise", "step_to_target"]

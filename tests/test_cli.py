@@ -99,3 +99,9 @@ def test_a_small_tournament_through_the_command_line(data_dir, monkeypatch):
     assert board.exit_code == 0 and "random_noise" in board.output and "Error matrix" in board.output
     rerun = arena("rerun", "--submission", "decoder")
     assert "ran 0 attack jobs and 3 defense jobs" in rerun.output
+
+
+def test_the_study_says_where_the_photos_should_be(data_dir):
+    result = arena("study", "--photos", str(data_dir / "no-photos"), "--images", "10")
+    assert result.exit_code == 1
+    assert "needs the ImageNet sample photos" in result.output and "--photos" in result.output

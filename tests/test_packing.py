@@ -4,8 +4,6 @@ fewer runs, and a failing pack split until the bad batch is alone."""
 import json
 
 import pytest
-from sqlalchemy import Integer, func, select
-
 from arena import executor
 from arena.archive import pack
 from arena.db import transaction
@@ -24,8 +22,8 @@ from arena.models import (
 )
 from arena.packing import make_packs, pack_images
 from arena.scoring import Standings
-
 from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
+from sqlalchemy import Integer, func, select
 
 SAMPLE_SET = ["random_noise", "step_to_target", "decoder"]
 

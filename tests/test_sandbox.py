@@ -103,3 +103,23 @@ def test_output_size_and_file_count_are_bounded(tmp_path):
 def test_a_missing_image_is_a_platform_error(tmp_path):
     with pytest.raises(sandbox.SandboxError, match="not on this Docker engine"):
         sandbox.run("arena/does-not-exist:1", ["true"], [], output=tmp_path, time_limit=5, limits=SandboxLimits())
+
+
+def test_sweep_ends_what_a_dead_runner_left_behind(tmp_path):
+    client = sandbox.docker_client()
+    overdue = client.containers.run(IMAGE, ["sleep", "600"], labels={sandbox.LABEL: "0"}, detach=True, network_mode="none")
+    in_time = client.containers.run(IMAGE, ["sleep", "600"], labels={sandbox.LABEL: "9999999999"}, detach=True, network_mode="none")
+    try:
+        sandbox.sweep()
+        overdue.reload()
+        in_time.reload()
+        assert overdue.status == "exited"
+        assert in_time.status == "running"
+        assert sandbox.sweep() >= 1  # the killed one is past deadline + grace: removed
+        assert overdue.id not in {c.id for c in client.containers.list(all=True)}
+    finally:
+        for container in (overdue, in_time):
+            try:
+                container.remove(force=True)
+            except Exception:
+                pass

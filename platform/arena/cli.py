@@ -205,15 +205,20 @@ def submissions_show(name: Annotated[str, typer.Argument(help="Submission name."
         _print_submission(submission)
 
 
-def _run(dataset: str | None) -> executor.RunSummary:
+def _run(dataset: str | None, wait: bool = True) -> executor.RunSummary:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
-        task = progress.add_task("container runs", total=None)
+        task = progress.add_task("jobs", total=None)
 
         def update(done: int, total: int, message: str) -> None:
-            progress.update(task, completed=done, total=total, description=f"container runs ({message})")
+            progress.update(task, completed=done, total=total, description=f"jobs ({message})")
 
-        summary = executor.run_missing(settings(), dataset, update)
+        if settings().broker_url:
+            from arena.dispatcher import dispatch  # imports Celery only where it is used
+
+            summary = dispatch(settings(), dataset, update, wait=wait)
+        else:
+            summary = executor.run_missing(settings(), dataset, update)
     console.print(
         f"ran {summary.attack_jobs} attack jobs and {summary.defense_jobs} defense jobs in {summary.container_runs} container runs"
     )
@@ -223,11 +228,15 @@ def _run(dataset: str | None) -> executor.RunSummary:
 
 
 @app.command()
-def run(dataset: DatasetOption = None) -> None:
-    """Run every job that is missing: new submissions get only their row or column."""
+def run(
+    dataset: DatasetOption = None,
+    wait: Annotated[bool, typer.Option(help="With a broker: follow the workers until done, or only queue.")] = True,
+) -> None:
+    """Run every job that is missing: new submissions get only their row or column. In-process, or
+    on Celery workers when ARENA_BROKER_URL is set."""
     db.upgrade(settings())
     with reported_errors():
-        summary = _run(dataset)
+        summary = _run(dataset, wait)
     if summary.platform_errors:
         raise typer.Exit(2)
 
@@ -265,6 +274,22 @@ def _cell(value) -> str:
     if isinstance(value, float):
         return "" if pd.isna(value) else f"{value:.3f}"
     return str(value)
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(help="Packs this worker runs at once (containers on this host).")] = 2,
+    queues: Annotated[str, typer.Option(help="Queues to take packs from.")] = "cpu",
+) -> None:
+    """Start a Celery worker that runs packs from ARENA_BROKER_URL on this host's Docker engine."""
+    if not settings().broker_url:
+        console.print("[bold red]error:[/] set ARENA_BROKER_URL (for instance redis://localhost:6379/0) to start a worker")
+        raise typer.Exit(1)
+    from arena.worker import configure
+
+    db.upgrade(settings())
+    configure(settings()).worker_main(["worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", queues,
+                                       "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
 
 
 @app.command()

@@ -45,6 +45,16 @@ class Settings(BaseSettings):
         description="Target length of one container run: batches are packed until their measured time reaches it "
         "(start-up and model loading are paid once per run); 0 runs one batch per container.",
     )
+    lease_seconds: float = Field(
+        60.0, description="A running job's lease; a heartbeat renews it, so it runs out only when its worker is gone."
+    )
+    queue_lease_seconds: float = Field(
+        600.0, description="How long a job may wait in the broker's queue before it is queued again (a lost message)."
+    )
+    visibility_timeout: int = Field(
+        12 * 3600, description="Redis visibility timeout: longer than the longest container run, or runs happen twice."
+    )
+    max_attempts: int = Field(3, description="Platform failures after which a job is left in error, not retried.")
     max_pack_images: int = Field(2000, description="Most images in one container run.")
     allowed_images: Annotated[list[str], NoDecode] = Field(
         [], description="Container images submissions may use; any image when empty."

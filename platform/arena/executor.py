@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from arena import scheduler
+from arena import sandbox, scheduler
 from arena.config import Settings
 from arena.dataset import find_dataset
 from arena.db import transaction
@@ -23,7 +23,7 @@ from arena.packing import make_packs
 Progress = Callable[[int, int, str], None]
 
 
-def _silent(_done: int, _total: int, _message: str) -> None:
+def silent(_done: int, _total: int, _message: str) -> None:
     return None
 
 
@@ -51,12 +51,13 @@ def _round(settings: Settings, dataset_name: str | None, failed: set[tuple[str, 
         return packs, scheduler.expected_defense_jobs(session, dataset)
 
 
-def run_missing(settings: Settings, dataset_name: str | None = None, progress: Progress = _silent) -> RunSummary:
+def run_missing(settings: Settings, dataset_name: str | None = None, progress: Progress = silent) -> RunSummary:
     """Run every missing job of the dataset's tournament; return what ran.
 
     A job the platform failed (no engine, missing image) waits for the next call."""
     with transaction(settings) as session:
         scheduler.release_interrupted(session)
+    sandbox.sweep()
     pool = ThreadPoolExecutor(max_workers=settings.concurrency)
     try:
         return _rounds(settings, dataset_name, progress, pool)

@@ -5,17 +5,27 @@ run the container once over all of them with no database session open (runs take
 minutes), then store each job's results in one transaction. A pack is jobs of one
 submission (and one epsilon, for attacks); a pack of one job is the plain case.
 
+Exactly-once results under at-least-once delivery: a job is *claimed* before it runs,
+which bumps its attempt number (the fencing token) and gives it a lease that a heartbeat
+renews while the container runs. A job already done, or running under a live lease, is
+not claimed again; results are stored only while the job still carries the claimer's
+token, and unique constraints refuse anything stored twice. A worker that dies leaves a
+lease that runs out, and the reaper (scheduler.reap) hands the job to someone else.
+
 What a failed pack keeps: when the container crashes or times out, each job whose images
 all got an output (attacks) or an answer (defenses) is kept; the others are split in two
 and run again, so a bad batch ends up alone and only its own results carry the failure.
 A platform failure (no engine, missing image) marks the jobs ``error``: planned again.
 """
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from arena.attack_run import AttackOutcome, CleanInput, execute_attack
@@ -79,19 +89,54 @@ def _attempt_column(job_class: type) -> str:
     return "attack_job_id" if job_class is AttackJob else "defense_job_id"
 
 
-def _start(settings: Settings, pack: Pack, images: int) -> dict[int, int]:
-    """Mark the jobs running and open an attempt for each; return job id -> attempt id."""
-    column = _attempt_column(pack.job_class)
-    attempts = {}
+def _lease(settings: Settings) -> datetime:
+    return utcnow() + timedelta(seconds=settings.lease_seconds)
+
+
+def _claim(settings: Settings, pack: Pack, images: int) -> dict[int, tuple[int, int]]:
+    """Claim what nobody else holds; return job id -> (attempt row id, fencing token)."""
+    job_class, column = pack.job_class, _attempt_column(pack.job_class)
+    claimable = job_class.status.in_([JobStatus.PENDING, JobStatus.QUEUED, JobStatus.ERROR]) | (
+        (job_class.status == JobStatus.RUNNING) & (job_class.lease_expires_at < utcnow())
+    )
+    claimed = {}
     with transaction(settings) as session:
-        for job_id in pack.job_ids:
-            session.get(pack.job_class, job_id).status = JobStatus.RUNNING
-            previous = session.scalars(select(JobAttempt.id).where(getattr(JobAttempt, column) == job_id)).all()
-            attempt = JobAttempt(number=len(previous) + 1, images=images, pack_jobs=len(pack.job_ids), **{column: job_id})
+        tokens = session.execute(
+            update(job_class)
+            .where(job_class.id.in_(pack.job_ids), claimable)
+            .values(status=JobStatus.RUNNING, attempt=job_class.attempt + 1, lease_expires_at=_lease(settings))
+            .returning(job_class.id, job_class.attempt)
+        ).all()
+        for job_id, token in tokens:
+            attempt = JobAttempt(number=token, images=images, pack_jobs=len(pack.job_ids), **{column: job_id})
             session.add(attempt)
             session.flush()
-            attempts[job_id] = attempt.id
-    return attempts
+            claimed[job_id] = (attempt.id, token)
+    return claimed
+
+
+@contextmanager
+def _heartbeat(settings: Settings, pack: Pack, claimed: dict[int, tuple[int, int]]) -> Iterator[None]:
+    """Renew the leases while the container runs, so only a dead worker's jobs expire."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(settings.lease_seconds / 4):
+            with transaction(settings) as session:
+                for job_id, (_, token) in claimed.items():
+                    session.execute(
+                        update(pack.job_class)
+                        .where(pack.job_class.id == job_id, pack.job_class.attempt == token)
+                        .values(lease_expires_at=_lease(settings))
+                    )
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _finish_attempt(attempt: JobAttempt, run: RunResult, problems: list[str]) -> None:
@@ -103,12 +148,19 @@ def _finish_attempt(attempt: JobAttempt, run: RunResult, problems: list[str]) ->
     attempt.log_excerpt = "".join(f"[arena] {p}\n" for p in problems) + run.log_tail
 
 
-def _platform_failed(settings: Settings, pack: Pack, attempts: dict[int, int], error: Exception) -> None:
+def _current(session: Session, job_class: type, job_id: int, token: int):
+    """The job, locked, if it is still running under this token; None when someone took over."""
+    job = session.scalar(select(job_class).where(job_class.id == job_id).with_for_update())
+    return job if job.status is JobStatus.RUNNING and job.attempt == token else None
+
+
+def _platform_failed(settings: Settings, pack: Pack, claimed: dict[int, tuple[int, int]], error: Exception) -> None:
     with transaction(settings) as session:
-        for job_id, attempt_id in attempts.items():
-            session.get(pack.job_class, job_id).status = JobStatus.ERROR
+        for job_id, (attempt_id, token) in claimed.items():
             attempt = session.get(JobAttempt, attempt_id)
             attempt.ended_at, attempt.error = utcnow(), str(error)
+            if job := _current(session, pack.job_class, job_id, token):
+                job.status, job.lease_expires_at = JobStatus.ERROR, None
 
 
 # --- loading a pack and sharing its outcome out among its jobs -------------------------
@@ -175,31 +227,46 @@ def _load_defense_pack(settings: Settings, session: Session, jobs: list[DefenseJ
 def run_pack(settings: Settings, pack: Pack) -> PackResult:
     loader = _load_attack_pack if pack.kind == "attack" else _load_defense_pack
     with transaction(settings) as session:
-        jobs = [session.get(pack.job_class, job_id) for job_id in pack.job_ids]
-        execute, images, share = loader(settings, session, jobs)
-    attempts = _start(settings, pack, images)
+        execute, images, share = loader(settings, session, [session.get(pack.job_class, j) for j in pack.job_ids])
+    claimed = _claim(settings, pack, images)
+    if not claimed:
+        return PackResult()  # done already, or running elsewhere
+    if len(claimed) < len(pack.job_ids):  # a duplicate delivery raced us for some: run the rest
+        pack = Pack(pack.kind, tuple(j for j in pack.job_ids if j in claimed))
+        with transaction(settings) as session:
+            execute, _, share = loader(settings, session, [session.get(pack.job_class, j) for j in pack.job_ids])
     try:
-        outcome = execute()
+        with _heartbeat(settings, pack, claimed):
+            outcome = execute()
     except SandboxError as exc:
-        _platform_failed(settings, pack, attempts, exc)
+        _platform_failed(settings, pack, claimed, exc)
         return PackResult(platform_error=f"{pack.kind} jobs {list(pack.job_ids)}: {exc}")
     shares = share(outcome)
     retry = [] if outcome.run.succeeded or len(pack.job_ids) == 1 else [j for j in pack.job_ids if not shares[j].complete]
-    _store(settings, pack, attempts, outcome, shares, retry)
+    stored = _store(settings, pack, claimed, outcome, shares, retry)
     again = Pack(pack.kind, tuple(retry)).halves() if len(retry) > 1 else [Pack(pack.kind, tuple(retry))] if retry else []
-    return PackResult(finished=len(pack.job_ids) - len(retry), again=again)
+    return PackResult(finished=stored, again=again)
 
 
-def _store(settings: Settings, pack: Pack, attempts: dict[int, int], outcome, shares: dict[int, JobShare], retry: list[int]) -> None:
-    """Every kept job's rows, attempt and status in one transaction."""
+def _store(settings: Settings, pack: Pack, claimed: dict[int, tuple[int, int]], outcome, shares: dict[int, JobShare],
+           retry: list[int]) -> int:
+    """Every kept job's rows, attempt and status in one transaction, each only while the job
+    still carries our token; return how many jobs were stored."""
     packed = [f"ran in a pack of {len(pack.job_ids)} jobs"] if len(pack.job_ids) > 1 else []
+    stored = 0
     with transaction(settings) as session:
         for job_id, piece in shares.items():
-            job = session.get(pack.job_class, job_id)
-            attempt = session.get(JobAttempt, attempts[job_id])
-            if job_id in retry:  # stays running: the caller runs it again at once, in a smaller pack
+            attempt_id, token = claimed[job_id]
+            attempt = session.get(JobAttempt, attempt_id)
+            job = _current(session, pack.job_class, job_id, token)
+            if job is None:
+                _finish_attempt(attempt, outcome.run, [*packed, "another attempt took this job over: results dropped"])
+            elif job_id in retry:
                 _finish_attempt(attempt, outcome.run, [*packed, "the pack failed before this job was complete: it runs again in a smaller pack"])
-                continue
-            session.add_all(piece.rows)
-            _finish_attempt(attempt, outcome.run, packed + outcome.problems)
-            job.status, job.finished_at = JobStatus.DONE, utcnow()
+                job.status, job.lease_expires_at = JobStatus.PENDING, None
+            else:
+                session.add_all(piece.rows)
+                _finish_attempt(attempt, outcome.run, packed + outcome.problems)
+                job.status, job.finished_at, job.lease_expires_at = JobStatus.DONE, utcnow(), None
+                stored += 1
+    return stored

@@ -60,6 +60,7 @@ class SubmissionStatus(StrEnum):
 
 class JobStatus(StrEnum):
     PENDING = "pending"
+    QUEUED = "queued"  # handed to the broker; back to pending if its lease runs out first
     RUNNING = "running"
     DONE = "done"
     ERROR = "error"  # the platform failed (not the submission); the job is planned again
@@ -153,8 +154,10 @@ class AttackJob(Base):
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     epsilon: Mapped[int] = mapped_column(Integer)
-    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING)
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the fencing token
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     submission: Mapped[Submission] = relationship()
     batch: Mapped[Batch] = relationship()
@@ -205,8 +208,10 @@ class DefenseJob(Base):
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     attack_job_id: Mapped[int | None] = mapped_column(ForeignKey("attack_jobs.id", ondelete="CASCADE"), index=True)
-    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING)
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING, index=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the fencing token
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     submission: Mapped[Submission] = relationship()
     batch: Mapped[Batch] = relationship()

@@ -87,8 +87,14 @@ def _over_limit(output: Path, limits: SandboxLimits) -> str | None:
     return None
 
 
-def _run_options(limits: SandboxLimits, mounts: list[Mount]) -> dict:
+LABEL = "arena.deadline"
+#: How long a finished container of a dead runner is left for inspection before sweep removes it.
+SWEEP_GRACE_SECONDS = 300
+
+
+def _run_options(limits: SandboxLimits, mounts: list[Mount], time_limit: float) -> dict:
     options = dict(
+        labels={LABEL: str(int(time.time() + time_limit))},
         network_mode="none",
         mem_limit=limits.memory,
         memswap_limit=limits.memory,
@@ -122,7 +128,7 @@ def run(
     client = docker_client()
     output.chmod(0o777)  # the non-root user inside must be able to write here
     try:
-        container = client.containers.create(image, command, **_run_options(limits, mounts))
+        container = client.containers.create(image, command, **_run_options(limits, mounts, time_limit))
     except ImageNotFound:
         raise SandboxError(f"container image {image!r} is not on this Docker engine") from None
     except (APIError, DockerException) as exc:
@@ -177,3 +183,21 @@ def _supervise(container, output: Path, time_limit: float, limits: SandboxLimits
         seconds=seconds,
         log_tail=log.decode("utf-8", errors="replace"),
     )
+
+
+def sweep() -> int:
+    """Kill Arena containers past their deadline and remove finished ones left behind.
+
+    A runner that dies (kill -9, power loss) cannot enforce its time limit or remove its
+    container; the deadline label lets any later runner on the host do both. Returns the
+    number of containers removed."""
+    removed = 0
+    now = time.time()
+    for container in docker_client().containers.list(all=True, filters={"label": LABEL}):
+        deadline = float(container.labels.get(LABEL, "0"))
+        if container.status == "running" and now > deadline:
+            _kill(container)
+        elif container.status in ("exited", "dead", "created") and now > deadline + SWEEP_GRACE_SECONDS:
+            container.remove(force=True)
+            removed += 1
+    return removed

@@ -21,6 +21,7 @@ from arena.models import (
     Submission,
     SubmissionKind,
     SubmissionStatus,
+    utcnow,
 )
 
 
@@ -89,12 +90,18 @@ def plan(session: Session, dataset: Dataset, epsilons: list[int]) -> Plan:
     return Plan(plan_attack_jobs(session, dataset, epsilons), plan_defense_jobs(session, dataset))
 
 
-def runnable(session: Session, dataset: Dataset, job_class: type[AttackJob] | type[DefenseJob]) -> list[int]:
-    """Jobs waiting to run: never run, or interrupted by a platform error."""
+def runnable(
+    session: Session, dataset: Dataset, job_class: type[AttackJob] | type[DefenseJob], max_attempts: int | None = None
+) -> list[int]:
+    """Jobs waiting to run: never run, or interrupted by a platform error (up to ``max_attempts``)."""
+    waiting = job_class.status == JobStatus.PENDING
+    failed = job_class.status == JobStatus.ERROR
+    if max_attempts is not None:
+        failed &= job_class.attempt < max_attempts
     query = (
         select(job_class.id)
         .join(Batch, job_class.batch_id == Batch.id)
-        .where(Batch.dataset_id == dataset.id, job_class.status.in_([JobStatus.PENDING, JobStatus.ERROR]))
+        .where(Batch.dataset_id == dataset.id, waiting | failed)
         .order_by(job_class.id)
     )
     return list(session.scalars(query))
@@ -111,12 +118,31 @@ def expected_defense_jobs(session: Session, dataset: Dataset) -> int:
 
 
 def release_interrupted(session: Session) -> int:
-    """Jobs left ``running`` by a process that died go back to pending (embedded mode: one runner)."""
+    """Embedded mode has one runner, so anything left running or queued by an earlier process
+    that died is free to run again at once, whatever its lease says."""
     released = 0
     for job_class in (AttackJob, DefenseJob):
-        query = update(job_class).where(job_class.status == JobStatus.RUNNING).values(status=JobStatus.PENDING)
+        query = (
+            update(job_class)
+            .where(job_class.status.in_([JobStatus.RUNNING, JobStatus.QUEUED]))
+            .values(status=JobStatus.PENDING, lease_expires_at=None)
+        )
         released += session.execute(query).rowcount
     return released
+
+
+def reap(session: Session) -> int:
+    """Jobs whose lease ran out (their worker died, or their queue message was lost) go back
+    to pending, to be queued again; a finished job is never touched."""
+    reaped = 0
+    for job_class in (AttackJob, DefenseJob):
+        query = (
+            update(job_class)
+            .where(job_class.status.in_([JobStatus.RUNNING, JobStatus.QUEUED]), job_class.lease_expires_at < utcnow())
+            .values(status=JobStatus.PENDING, lease_expires_at=None)
+        )
+        reaped += session.execute(query).rowcount
+    return reaped
 
 
 def forget(session: Session, submission: Submission | None = None) -> None:

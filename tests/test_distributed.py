@@ -1,0 +1,156 @@
+"""Celery workers over a real Redis, results in a real PostgreSQL: the same matrix as the
+embedded run, and no result lost or stored twice when a worker is killed mid-run or
+Redis restarts."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from arena import executor
+from arena.config import Settings
+from arena.db import transaction
+from arena.dispatcher import dispatch
+from arena.models import (
+    AdversarialImage,
+    AttackJob,
+    Classification,
+    DefenseJob,
+    JobAttempt,
+    JobStatus,
+)
+from arena.scoring import Standings
+from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
+from servers import postgres_server, redis_server
+from sqlalchemy import func, select
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+SUBMISSIONS = ["noop", "random_noise", "step_to_target", "decoder", "smoothed_decoder"]
+EPSILONS = [4, 16]
+ARENA = Path(sys.executable).parent / "arena"
+
+
+@pytest.fixture(scope="module")
+def servers():
+    with redis_server() as redis, postgres_server() as postgres:
+        yield redis, postgres
+
+
+def _prepare(settings: Settings, root: Path):
+    dataset = synth_dataset(settings, 60, batch_size=10)
+    for name in SUBMISSIONS:
+        submit_folder(settings, SAMPLES / name, root)
+    return dataset
+
+
+def _matrices(settings: Settings, dataset) -> dict:
+    with transaction(settings) as session:
+        standings = Standings.compute(session, dataset)
+        counts = (session.scalar(select(func.count(AdversarialImage.id))), session.scalar(select(func.count(Classification.id))))
+    return {"error": standings.matrix("error"), "hit": standings.matrix("hit"), "counts": counts}
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("embedded")
+    settings = make_settings(root / "arena", epsilons=EPSILONS)
+    dataset = _prepare(settings, root)
+    executor.run_missing(settings)
+    return _matrices(settings, dataset)
+
+
+def _distributed_settings(root: Path, redis, postgres: str, database: str) -> tuple[Settings, dict]:
+    import sqlalchemy as sa
+
+    with sa.create_engine(postgres, isolation_level="AUTOCOMMIT").connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {database}"))
+    env = {
+        "ARENA_DATA_DIR": str(root / "arena"),
+        "ARENA_DATABASE_URL": postgres.rsplit("/", 1)[0] + f"/{database}",
+        "ARENA_BROKER_URL": redis.url,
+        "ARENA_EPSILONS": ",".join(map(str, EPSILONS)),
+        "ARENA_LEASE_SECONDS": "6",
+        "ARENA_QUEUE_LEASE_SECONDS": "20",
+        "ARENA_SANDBOX_MEMORY": "512m",
+    }
+    settings = make_settings(root / "arena", database_url=env["ARENA_DATABASE_URL"], broker_url=redis.url,
+                             epsilons=EPSILONS, lease_seconds=6, queue_lease_seconds=20)
+    return settings, env
+
+
+def _workers(env: dict, count: int, root: Path) -> list[subprocess.Popen]:
+    return [
+        subprocess.Popen([str(ARENA), "worker", "--concurrency", "1"], env={**os.environ, **env},
+                         stdin=subprocess.DEVNULL, stdout=(root / f"worker{k}.log").open("w"), stderr=subprocess.STDOUT)
+        for k in range(count)
+    ]
+
+
+def _stop(workers: list[subprocess.Popen]) -> None:
+    for worker in workers:
+        if worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+    for worker in workers:
+        try:
+            worker.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()
+
+
+def test_two_workers_give_the_embedded_matrix(servers, embedded, tmp_path):
+    redis, postgres = servers
+    settings, env = _distributed_settings(tmp_path, redis, postgres, "two_workers")
+    dataset = _prepare(settings, tmp_path)
+    workers = _workers(env, 2, tmp_path)
+    try:
+        summary = dispatch(settings, timeout=600)
+    finally:
+        _stop(workers)
+    assert summary.platform_errors == []
+    result = _matrices(settings, dataset)
+    assert result["counts"] == embedded["counts"]
+    assert result["error"].equals(embedded["error"]) and result["hit"].equals(embedded["hit"])
+
+
+def _running_jobs(settings: Settings) -> int:
+    with transaction(settings) as session:
+        return sum(session.scalar(select(func.count(j.id)).where(j.status == JobStatus.RUNNING)) for j in (AttackJob, DefenseJob))
+
+
+def test_a_killed_worker_and_a_restarted_redis_lose_nothing(servers, embedded, tmp_path):
+    redis, postgres = servers
+    settings, env = _distributed_settings(tmp_path, redis, postgres, "chaos")
+    dataset = _prepare(settings, tmp_path)
+    workers = _workers(env, 1, tmp_path)
+
+    def chaos() -> None:
+        while _running_jobs(settings) == 0:  # the only worker is now inside a container run
+            time.sleep(0.2)
+        workers[0].send_signal(signal.SIGKILL)
+        redis.restart()  # and every queued message is lost: leases bring the jobs back
+        replacements = tmp_path / "replacements"
+        replacements.mkdir()
+        workers.extend(_workers(env, 2, replacements))
+
+    saboteur = threading.Thread(target=chaos)
+    saboteur.start()
+    try:
+        summary = dispatch(settings, timeout=600)
+    finally:
+        saboteur.join()
+        _stop(workers)
+    assert summary.platform_errors == []
+    result = _matrices(settings, dataset)
+    assert result["counts"] == embedded["counts"]
+    assert result["error"].equals(embedded["error"]) and result["hit"].equals(embedded["hit"])
+    with transaction(settings) as session:
+        orphans = session.scalars(select(JobAttempt).where(JobAttempt.ended_at.is_(None))).all()
+        assert orphans, "the killed worker left no unfinished attempt: it was not killed mid-run"
+        for attempt in orphans:
+            job = session.get(AttackJob, attempt.attack_job_id) if attempt.attack_job_id else session.get(DefenseJob, attempt.defense_job_id)
+            assert job.status is JobStatus.DONE and job.attempt > attempt.number
