@@ -1,14 +1,25 @@
 #!/bin/sh
 # Everything Arena needs on a fresh Debian machine (as root), and nothing twice:
-# Debian's docker.io and debootstrap when missing, then the virtualenv with Arena in it.
+# Debian's docker.io and debootstrap when missing, redis-server and postgresql for the
+# distributed tests (installed only, never started here: the tests start and stop their own),
+# then the virtualenv with Arena in it.
 set -eu
 cd "$(dirname "$0")/.."
 
 missing=""
 command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
 command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$missing postgresql"
 if [ -n "$missing" ]; then
     echo "installing from Debian:$missing"
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        # Debian starts a package's service on install unless policy-rc.d says no; nothing
+        # installed here may start a server that outlives this script.
+        printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+        chmod +x /usr/sbin/policy-rc.d
+        trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+    fi
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
 fi
