@@ -102,3 +102,36 @@ def iterative_attack(forward, images: torch.Tensor, labels: torch.Tensor, eps: f
             adversarial = adversarial + step * direction
             adversarial = torch.min(torch.max(adversarial, images - eps), images + eps).clamp(0, 1)
     return adversarial.detach()
+
+
+def defend(model_names: list[str], median: bool, input_dir: str, output_file: str) -> None:
+    """A whole defense: the models' mean probabilities, after a 3 x 3 median filter or not."""
+    models = [load(name) for name in model_names]
+    names, images = read_images(input_dir)
+    labels = []
+    with torch.no_grad():
+        for part in in_chunks(images):
+            batch = median3x3(images[part]) if median else images[part]
+            labels.append(ensemble_logits(models, batch).argmax(1))
+    write_labels(output_file, names, torch.cat(labels))
+
+
+def attack(model_names: list[str], input_dir: str, output_dir: str, eps: str, steps: int, targeted: bool = False,
+           smooth=None, chunk: int = 10) -> None:
+    """A whole iterative attack on the models' ensemble: toward target_class.csv when
+    ``targeted``, else away from the ensemble's own prediction (true labels are not given)."""
+    models = [load(name) for name in model_names]
+    names, images = read_images(input_dir)
+    forward = (lambda x: logits(models[0], x)) if len(models) == 1 else (lambda x: ensemble_logits(models, x))
+    if targeted:
+        targets = read_targets(input_dir)
+        wanted = torch.tensor([targets[n] for n in names], device=images.device)
+    out = torch.empty_like(images)
+    for part in in_chunks(images, chunk):
+        if targeted:
+            labels = wanted[part]
+        else:
+            with torch.no_grad():
+                labels = forward(images[part]).argmax(1)
+        out[part] = iterative_attack(forward, images[part], labels, int(eps) / 255, steps, targeted=targeted, smooth=smooth)
+    write_images(output_dir, names, out)
