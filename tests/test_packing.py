@@ -93,7 +93,8 @@ def test_packed_runs_give_the_same_results_in_fewer_containers(tmp_path):
     packed = _tournament(tmp_path / "packed", pack_seconds=60)
     assert unpacked[0].attack_jobs == packed[0].attack_jobs == 2 * 2 * 6
     assert unpacked[0].container_runs == 2 * 2 * 6 + 1 * (24 + 6)
-    assert packed[0].container_runs <= 2 * 2 + 2  # one run per (attack, eps); defenses in a round or two
+    # one run per (attack, eps); defense packs grow with what attacks have finished when a slot frees
+    assert packed[0].container_runs <= unpacked[0].container_runs / 3
     for one, other in zip(unpacked[1:], packed[1:]):
         if hasattr(one, "equals"):
             assert one.equals(other)

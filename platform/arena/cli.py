@@ -214,7 +214,9 @@ def _run(dataset: str | None, wait: bool = True) -> executor.RunSummary:
             progress.update(task, completed=done, total=total, description=f"jobs ({message})")
 
         if settings().broker_url:
-            from arena.dispatcher import dispatch  # imports Celery only where it is used
+            from arena.dispatcher import (
+                dispatch,  # imports Celery only where it is used
+            )
 
             summary = dispatch(settings(), dataset, update, wait=wait)
         else:

@@ -2,9 +2,9 @@
 
 Container runs wait on the Docker engine, not on Python, so threads are enough to keep
 ``concurrency`` containers busy. Defense jobs over an attack's output can only be planned
-once that attack job is done, hence the rounds: each round plans, packs and runs
-everything runnable (and the smaller packs a failed pack is split into); the loop ends
-when a round finds nothing to run.
+once that attack job is done, so planning runs again whenever a slot of the pool is free
+and the defense packs it finds join at once; the run ends when nothing is running and
+planning finds nothing more.
 """
 
 from collections.abc import Callable
@@ -39,14 +39,15 @@ class RunSummary:
         return self.attack_jobs + self.defense_jobs
 
 
-def _round(settings: Settings, dataset_name: str | None, failed: set[tuple[str, int]]) -> tuple[list[Pack], int]:
-    """This round's packs, and how many defense jobs unfinished attacks will still bring."""
+def _new_packs(settings: Settings, dataset_name: str | None, skip: set[tuple[str, int]]) -> tuple[list[Pack], int]:
+    """Plan, then pack the runnable jobs not in ``skip`` (already handed out, or failed on the
+    platform); also return how many defense jobs unfinished attacks will still bring."""
     with transaction(settings) as session:
         dataset = find_dataset(session, dataset_name)
         scheduler.plan(session, dataset, settings.epsilons)
         packs = []
         for kind, job_class in (("attack", AttackJob), ("defense", DefenseJob)):
-            runnable = [j for j in scheduler.runnable(session, dataset, job_class) if (kind, j) not in failed]
+            runnable = [j for j in scheduler.runnable(session, dataset, job_class) if (kind, j) not in skip]
             packs += make_packs(session, settings, kind, runnable) if runnable else []
         return packs, scheduler.expected_defense_jobs(session, dataset)
 
@@ -67,20 +68,31 @@ def run_missing(settings: Settings, dataset_name: str | None = None, progress: P
 
 
 def _rounds(settings: Settings, dataset_name: str | None, progress: Progress, pool: ThreadPoolExecutor) -> RunSummary:
-    summary, failed = RunSummary(), set()
-    while True:
-        packs, to_come = _round(settings, dataset_name, failed)
-        if not packs:
-            return summary
-        total = summary.jobs + sum(len(p.job_ids) for p in packs) + to_come
-        running: dict[Future, Pack] = {pool.submit(run_pack, settings, p): p for p in packs}
-        while running:
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
-                pack = running.pop(future)
-                for smaller in _record(summary, pack, future.result(), failed):
-                    running[pool.submit(run_pack, settings, smaller)] = smaller
-                progress(summary.jobs, max(total, summary.jobs), f"{pack.kind} run of {len(pack.job_ids)} job(s)")
+    """Hand out packs; whenever a slot of the pool is free, plan again, so that defenses start
+    on finished attacks' output while other attacks still run. Waiting for a free slot
+    (rather than planning after every attack pack) lets defense jobs pile up into fuller packs."""
+    summary, failed, handed_out = RunSummary(), set(), set()
+    running: dict[Future, Pack] = {}
+
+    def hand_out() -> int:
+        packs, to_come = _new_packs(settings, dataset_name, failed | handed_out)
+        for pack in packs:
+            handed_out.update((pack.kind, j) for j in pack.job_ids)
+            running[pool.submit(run_pack, settings, pack)] = pack
+        return to_come
+
+    to_come = hand_out()
+    while running:
+        finished, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in finished:
+            pack = running.pop(future)
+            for smaller in _record(summary, pack, future.result(), failed):
+                running[pool.submit(run_pack, settings, smaller)] = smaller
+            if len(running) < settings.concurrency:
+                to_come = hand_out()
+            total = summary.jobs + sum(len(p.job_ids) for p in running.values()) + to_come
+            progress(summary.jobs, max(total, summary.jobs), f"{pack.kind} run of {len(pack.job_ids)} job(s)")
+    return summary
 
 
 def _record(summary: RunSummary, pack: Pack, result: PackResult, failed: set[tuple[str, int]]) -> list[Pack]:
