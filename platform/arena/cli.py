@@ -281,9 +281,13 @@ def _cell(value) -> str:
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Packs this worker runs at once (containers on this host).")] = 2,
-    queues: Annotated[str, typer.Option(help="Queues to take packs from.")] = "cpu",
+    queues: Annotated[Optional[str], typer.Option(help="Queues to take packs from (default: cpu, or gpu with --gpu).")] = None,
+    gpu: Annotated[bool, typer.Option(help="This host has GPUs: give them to containers and run container_gpu images.")] = False,
 ) -> None:
     """Start a Celery worker that runs packs from ARENA_BROKER_URL on this host's Docker engine."""
+    if gpu:
+        settings().sandbox.gpu = True
+    queues = queues or ("gpu" if gpu else "cpu")
     if not settings().broker_url:
         console.print("[bold red]error:[/] set ARENA_BROKER_URL (for instance redis://localhost:6379/0) to start a worker")
         raise typer.Exit(1)

@@ -26,6 +26,7 @@ class SandboxLimits(BaseSettings):
     max_log_bytes: int = Field(2**20, description="Container log size kept by the engine.")
     user: str = Field("65534:65534", description="Non-root uid:gid the submission runs as.")
     runtime: str | None = Field(None, description="OCI runtime, e.g. runsc for gVisor; engine default when unset.")
+    gpu: bool = Field(False, description="Give containers the host's GPUs and run submissions' container_gpu images.")
 
 
 class Settings(BaseSettings):
@@ -53,6 +54,9 @@ class Settings(BaseSettings):
     )
     visibility_timeout: int = Field(
         12 * 3600, description="Redis visibility timeout: longer than the longest container run, or runs happen twice."
+    )
+    gpu_queue: bool = Field(
+        False, description="Send packs of submissions that name a container_gpu to the gpu queue (workers started with --gpu)."
     )
     max_attempts: int = Field(3, description="Platform failures after which a job is left in error, not retried.")
     max_pack_images: int = Field(2000, description="Most images in one container run.")

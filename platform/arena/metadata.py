@@ -63,5 +63,9 @@ class SubmissionCode:
     root: Path
     metadata: Metadata
 
+    def image(self, gpu: bool = False) -> str:
+        """``container_gpu`` on a GPU host when the submission names one, else ``container``."""
+        return (self.metadata.container_gpu or self.metadata.container) if gpu else self.metadata.container
+
     def command(self, *arguments: str) -> list[str]:
         return [f"./{self.metadata.entry_point}", *arguments]

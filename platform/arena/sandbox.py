@@ -16,7 +16,7 @@ from pathlib import Path
 import docker
 import requests
 from docker.errors import APIError, DockerException, ImageNotFound, NotFound
-from docker.types import LogConfig
+from docker.types import DeviceRequest, LogConfig
 
 from arena.config import SandboxLimits
 
@@ -113,6 +113,8 @@ def _run_options(limits: SandboxLimits, mounts: list[Mount], time_limit: float) 
     )
     if limits.runtime:
         options["runtime"] = limits.runtime
+    if limits.gpu:
+        options["device_requests"] = [DeviceRequest(count=-1, capabilities=[["gpu"]])]
     return options
 
 

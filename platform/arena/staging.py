@@ -40,7 +40,7 @@ class Staging:
         """Run the submission on this stage: code and inputs read-only, ``output_mount`` writable,
         under a time limit scaled by the number of images."""
         return sandbox.run(
-            code.metadata.container,
+            code.image(gpu=settings.sandbox.gpu),
             code.command("/input_images", *arguments),
             [
                 sandbox.Mount(code.root, "/code"),

@@ -58,7 +58,16 @@ def enqueue(settings: Settings, packs: list[Pack]) -> None:
             )
     configure(settings)
     for pack in packs:
-        run_pack_task.apply_async(args=[pack.kind, list(pack.job_ids)])
+        run_pack_task.apply_async(args=[pack.kind, list(pack.job_ids)], queue=queue_of(settings, pack))
+
+
+def queue_of(settings: Settings, pack: Pack) -> str:
+    """``gpu`` for a submission that names a container_gpu when GPU routing is on, else ``cpu``."""
+    if not settings.gpu_queue:
+        return "cpu"
+    with transaction(settings) as session:
+        submission = session.get(pack.job_class, pack.job_ids[0]).submission
+        return "gpu" if submission.meta.get("container_gpu") else "cpu"
 
 
 configure(get_settings())

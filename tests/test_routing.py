@@ -1,0 +1,49 @@
+"""GPU routing, without a GPU: which queue a pack goes to, which image runs, what the
+container is given. (No GPU host is available to run it for real; see workers/README.md.)"""
+
+from arena.config import SandboxLimits
+from arena.db import transaction
+from arena.jobs import Pack
+from arena.metadata import Metadata, SubmissionCode
+from arena.models import (
+    AttackJob,
+    Batch,
+    Submission,
+    SubmissionKind,
+    SubmissionStatus,
+    Team,
+)
+from arena.sandbox import _run_options
+from arena.worker import queue_of
+from conftest import synth_dataset
+from sqlalchemy import select
+
+
+def test_gpu_hosts_get_device_requests_and_the_gpu_image(tmp_path):
+    cpu = _run_options(SandboxLimits(), [], time_limit=10)
+    gpu = _run_options(SandboxLimits(gpu=True), [], time_limit=10)
+    assert "device_requests" not in cpu
+    assert gpu["device_requests"][0]["Capabilities"] == [["gpu"]] and gpu["network_mode"] == "none"
+    code = SubmissionCode(tmp_path, Metadata(type="defense", container="a/cpu:1", container_gpu="a/gpu:1", entry_point="x"))
+    assert code.image() == "a/cpu:1" and code.image(gpu=True) == "a/gpu:1"
+    plain = SubmissionCode(tmp_path, Metadata(type="defense", container="a/cpu:1", entry_point="x"))
+    assert plain.image(gpu=True) == "a/cpu:1"
+
+
+def test_packs_of_gpu_submissions_go_to_the_gpu_queue(settings):
+    synth_dataset(settings, 10, batch_size=10)
+    with transaction(settings) as session:
+        team = Team(name="t")
+        batch_id = session.scalar(select(Batch.id))
+        ids = {}
+        for name, meta in (("on_gpu", {"container_gpu": "x/gpu:1"}), ("cpu_only", {})):
+            submission = Submission(team=team, name=name, kind=SubmissionKind.ATTACK, sha256=name.ljust(64, "0"),
+                                    meta={"container": "x/cpu:1", **meta}, status=SubmissionStatus.ACCEPTED)
+            job = AttackJob(submission=submission, batch_id=batch_id, epsilon=4)
+            session.add(job)
+            session.flush()
+            ids[name] = job.id
+    assert queue_of(settings, Pack("attack", (ids["on_gpu"],))) == "cpu"  # routing off by default
+    settings.gpu_queue = True
+    assert queue_of(settings, Pack("attack", (ids["on_gpu"],))) == "gpu"
+    assert queue_of(settings, Pack("attack", (ids["cpu_only"],))) == "cpu"
