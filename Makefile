@@ -8,14 +8,14 @@ images: setup
 	scripts/with-docker.sh .venv/bin/arena images build
 
 # The platform's own image, for docker-compose.yml and worker hosts.
-app: images
-	scripts/with-docker.sh .venv/bin/arena images app
+app: setup
+	scripts/with-docker.sh sh -c '.venv/bin/arena images build python services && .venv/bin/arena images app'
 
 # The demo tournament inside the compose stack (Debian's docker-compose, installed when missing).
 compose-demo: app
 	command -v docker-compose >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose
 	rm -rf data/compose
-	scripts/with-docker.sh docker-compose up --abort-on-container-exit
+	scripts/with-docker.sh scripts/compose-demo.sh
 
 # A whole tournament from nothing: base images, a synthetic dataset, the sample submissions.
 demo: setup

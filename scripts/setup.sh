@@ -1,7 +1,8 @@
 #!/bin/sh
 # Everything Arena needs on a fresh Debian machine (as root), and nothing twice:
-# Debian's docker.io and debootstrap when missing, redis-server and postgresql for the
-# distributed tests (installed only, never started here: the tests start and stop their own),
+# Debian's docker.io, debootstrap and docker-compose when missing, redis-server and
+# postgresql for the distributed tests (installed only, never started here: the tests start
+# and stop their own),
 # then the virtualenv with Arena in it.
 set -eu
 cd "$(dirname "$0")/.."
@@ -11,6 +12,7 @@ command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
 command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$missing postgresql"
+command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
 if [ -n "$missing" ]; then
     echo "installing from Debian:$missing"
     if [ ! -e /usr/sbin/policy-rc.d ]; then

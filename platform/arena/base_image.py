@@ -1,8 +1,9 @@
 """Building the container images sample submissions run in, with no registry.
 
-A Debian root filesystem is made with debootstrap (from the Debian mirror, the only
-package source these machines reach), imported into the engine, and each recipe under
-``submissions/base-images/<name>/Dockerfile`` is built FROM it as ``arena/<name>:bookworm``.
+Debian root filesystems are made with debootstrap (from the Debian mirror, the only
+package source these machines reach) and imported into the engine; each recipe under
+``submissions/base-images/<name>/Dockerfile`` is built FROM one of them (or FROM another
+recipe) as ``arena/<name>:bookworm``.
 Existing images are kept unless a rebuild is asked for, so the step is idempotent.
 """
 
@@ -19,10 +20,13 @@ from arena import REPO_ROOT
 from arena.config import Settings
 from arena.sandbox import docker_client
 
-ROOTFS_IMAGE = "arena/debian-rootfs:bookworm"
 SUITE = "bookworm"
-#: What the sample submissions need inside: Python with NumPy and Pillow, from Debian.
-PACKAGES = ["python3-minimal", "python3-numpy", "python3-pil"]
+#: Root filesystems and their Debian packages: Python with NumPy and Pillow for submissions
+#: (and the platform's own image), PostgreSQL and Redis for the compose stack's services.
+ROOTFS = {
+    "arena/debian-rootfs:bookworm": ["python3-minimal", "python3-numpy", "python3-pil"],
+    "arena/services-rootfs:bookworm": ["postgresql", "redis-server"],
+}
 RECIPES = REPO_ROOT / "submissions" / "base-images"
 #: Left out of the image: documentation and package caches are of no use to a submission.
 TRIM = ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt/archives", "var/lib/apt/lists"]
@@ -52,21 +56,29 @@ def _exists(tag: str) -> bool:
     return True
 
 
-def _debootstrap(settings: Settings, target: Path) -> None:
+def base_of(name: str) -> str:
+    """The image a recipe is built FROM (its Dockerfile's first FROM line)."""
+    for line in (RECIPES / name / "Dockerfile").read_text().splitlines():
+        if line.strip().upper().startswith("FROM "):
+            return line.split()[1]
+    raise RecipeError(f"submissions/base-images/{name}/Dockerfile has no FROM line")
+
+
+def _debootstrap(settings: Settings, target: Path, packages: list[str]) -> None:
     if shutil.which("debootstrap") is None:
         raise RuntimeError("debootstrap is not installed (apt-get install debootstrap)")
-    command = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", SUITE, str(target), settings.debian_mirror]
+    command = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(target), settings.debian_mirror]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for relative in TRIM:
         shutil.rmtree(target / relative, ignore_errors=True)
 
 
-def build_rootfs(settings: Settings) -> None:
+def build_rootfs(settings: Settings, image: str) -> None:
     with tempfile.TemporaryDirectory(prefix="rootfs-", dir=settings.data_dir) as scratch:
         rootfs, tarball = Path(scratch) / "rootfs", Path(scratch) / "rootfs.tar"
-        _debootstrap(settings, rootfs)
+        _debootstrap(settings, rootfs, ROOTFS[image])
         subprocess.run(["tar", "--numeric-owner", "-cf", str(tarball), "-C", str(rootfs), "."], check=True)
-        repository, tag = ROOTFS_IMAGE.split(":")
+        repository, tag = image.split(":")
         docker_client().api.import_image_from_file(str(tarball), repository=repository, tag=tag)
 
 
@@ -91,24 +103,40 @@ def _context(folder: Path, scratch: Path) -> Path:
     return context
 
 
+def _in_build_order(names: list[str]) -> list[str]:
+    """Each recipe after the recipe it is built FROM."""
+    ordered: list[str] = []
+
+    def visit(name: str) -> None:
+        parent = next((n for n in recipe_names() if recipe_tag(n) == base_of(name)), None)
+        if parent:
+            visit(parent)
+        if name not in ordered:
+            ordered.append(name)
+
+    for name in names:
+        visit(name)
+    return ordered
+
+
 def build(
     settings: Settings, names: list[str] | None = None, rebuild: bool = False, say: Callable[[str], None] = print
 ) -> list[str]:
-    """Make the named recipes' images (default: the light ones) and the rootfs under them, when
-    missing or with ``rebuild``; return the tags built."""
+    """Make the named recipes' images (default: the light ones), with the recipes and root
+    filesystems under them, when missing or with ``rebuild``; return the tags built."""
     names = names or DEFAULT_RECIPES
     unknown = set(names) - set(recipe_names())
     if unknown:
         raise RecipeError(f"no base-image recipe named {', '.join(sorted(unknown))} (recipes: {', '.join(recipe_names())})")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    built = []
-    if rebuild or not _exists(ROOTFS_IMAGE):
-        say(f"debootstrap {SUITE} with {', '.join(PACKAGES)} (about a minute)...")
-        build_rootfs(settings)
-        built.append(ROOTFS_IMAGE)
-    for name in DEFAULT_RECIPES + [n for n in names if n not in DEFAULT_RECIPES]:  # others build FROM python
-        tag = recipe_tag(name)
-        if rebuild or built or not _exists(tag):
+    built: list[str] = []
+    for name in _in_build_order(names):
+        base, tag = base_of(name), recipe_tag(name)
+        if base in ROOTFS and base not in built and (rebuild or not _exists(base)):
+            say(f"debootstrap {SUITE} with {', '.join(ROOTFS[base])} (a minute or two)...")
+            build_rootfs(settings, base)
+            built.append(base)
+        if rebuild or base in built or not _exists(tag):
             say(f"building {tag} from submissions/base-images/{name}")
             with tempfile.TemporaryDirectory(prefix="recipe-", dir=settings.data_dir) as scratch:
                 context = _context(RECIPES / name, Path(scratch))
@@ -126,7 +154,9 @@ def build_app(say: Callable[[str], None] = print) -> str:
     with tempfile.TemporaryDirectory(prefix="app-image-") as scratch:
         context = Path(scratch)
         say("installing Arena and its dependencies into the build context...")
-        _pip_into(context / "site", str(REPO_ROOT))
+        # async-timeout: redis-py needs it on Python < 3.11.3, which Debian's 3.11.2 is and the
+        # host's pip, judging markers by its own Python, would not know.
+        _pip_into(context / "site", f"{REPO_ROOT}[ops]", "async-timeout")
         for folder in ("migrations", "submissions"):
             shutil.copytree(REPO_ROOT / folder, context / folder, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(REPO_ROOT / "workers" / "Dockerfile", context / "Dockerfile")

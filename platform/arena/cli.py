@@ -221,9 +221,7 @@ def _run(dataset: str | None, wait: bool = True) -> executor.RunSummary:
             summary = dispatch(settings(), dataset, update, wait=wait)
         else:
             summary = executor.run_missing(settings(), dataset, update)
-    console.print(
-        f"ran {summary.attack_jobs} attack jobs and {summary.defense_jobs} defense jobs in {summary.container_runs} container runs"
-    )
+    console.print(summary.describe())
     for error in summary.platform_errors:
         console.print(f"[yellow]platform error:[/] {error}")
     return summary

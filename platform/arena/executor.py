@@ -38,6 +38,10 @@ class RunSummary:
     def jobs(self) -> int:
         return self.attack_jobs + self.defense_jobs
 
+    def describe(self) -> str:
+        runs = f" in {self.container_runs} container runs" if self.container_runs else " on the workers"
+        return f"ran {self.attack_jobs} attack jobs and {self.defense_jobs} defense jobs{runs}"
+
 
 def _new_packs(settings: Settings, dataset_name: str | None, skip: set[tuple[str, int]]) -> tuple[list[Pack], int]:
     """Plan, then pack the runnable jobs not in ``skip`` (already handed out, or failed on the

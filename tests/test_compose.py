@@ -1,0 +1,30 @@
+"""The compose stack (PostgreSQL, Redis, migrate, Celery workers, flower, scheduler), built
+offline from the project's images, runs the demo tournament end to end."""
+
+import os
+import shutil
+import subprocess
+
+import pytest
+from arena import REPO_ROOT, base_image
+from arena.config import Settings
+
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed (scripts/setup.sh installs it)")
+def test_the_compose_stack_runs_the_demo(tmp_path):
+    base_image.build(Settings(data_dir=tmp_path), ["python", "services"], say=lambda _m: None)
+    base_image.build_app(say=lambda _m: None)
+    data = REPO_ROOT / "data" / "compose"
+    shutil.rmtree(data, ignore_errors=True)
+    data.mkdir(parents=True)
+    result = subprocess.run(
+        [str(REPO_ROOT / "scripts" / "compose-demo.sh")],
+        cwd=REPO_ROOT, env={**os.environ, "PWD": str(REPO_ROOT)},
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "ran 24 attack jobs and 52 defense jobs" in result.stdout
+    assert "Error matrix" in result.stdout and "smoothed_decoder" in result.stdout
+    assert "Task arena.run_pack" in (data / "workers.log").read_text()  # the work went through Celery workers
