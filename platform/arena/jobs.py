@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from arena.attack_run import AttackOutcome, CleanInput, execute_attack
@@ -46,6 +46,9 @@ from arena.models import (
     utcnow,
 )
 from arena.sandbox import RunResult, SandboxError
+
+#: Where each kind of job's per-image results go.
+RESULT_MODEL = {"attack": AdversarialImage, "defense": Classification}
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,10 @@ class PackResult:
 
 @dataclass
 class JobShare:
-    """One job's part of a pack's outcome: the rows to store and whether they are complete."""
+    """One job's part of a pack's outcome: the rows to store (plain dicts, inserted in bulk)
+    and whether they are complete."""
 
-    rows: list
+    rows: list[dict]
     complete: bool
 
 
@@ -181,7 +185,7 @@ def _load_attack_pack(settings: Settings, session: Session, jobs: list[AttackJob
         shares = {job.id: JobShare([], True) for job in jobs}
         for result in outcome.results:
             piece = shares[job_of[result.image_id]]
-            piece.rows.append(AdversarialImage(attack_job_id=job_of[result.image_id], **asdict(result)))
+            piece.rows.append(dict(attack_job_id=job_of[result.image_id], **asdict(result)))
             piece.complete &= not result.missing
         return shares
 
@@ -212,8 +216,8 @@ def _load_defense_pack(settings: Settings, session: Session, jobs: list[DefenseJ
         for key, answer in outcome.answers.items():
             job_id, image_id, adversarial_id = origin[key]
             shares[job_id].rows.append(
-                Classification(defense_job_id=job_id, defense_id=defense_id, image_id=image_id,
-                               adversarial_image_id=adversarial_id, label=answer.label, problem=answer.problem)
+                dict(defense_job_id=job_id, defense_id=defense_id, image_id=image_id,
+                     adversarial_image_id=adversarial_id, label=answer.label, problem=answer.problem)
             )
             shares[job_id].complete &= answer.problem is not ClassificationProblem.MISSING
         return shares
@@ -265,7 +269,8 @@ def _store(settings: Settings, pack: Pack, claimed: dict[int, tuple[int, int]], 
                 _finish_attempt(attempt, outcome.run, [*packed, "the pack failed before this job was complete: it runs again in a smaller pack"])
                 job.status, job.lease_expires_at = JobStatus.PENDING, None
             else:
-                session.add_all(piece.rows)
+                if piece.rows:
+                    session.execute(insert(RESULT_MODEL[pack.kind]), piece.rows)
                 _finish_attempt(attempt, outcome.run, packed + outcome.problems)
                 job.status, job.finished_at, job.lease_expires_at = JobStatus.DONE, utcnow(), None
                 stored += 1
