@@ -50,7 +50,7 @@ def _naive_run(code: Path, inputs: Path, output: Path, *arguments: str) -> None:
 def naive_tournament(rows, scratch: Path, defenses: list[str], attacks_too: bool = True) -> float:
     clean = scratch / "clean"
     if not clean.exists():
-        clean.mkdir()
+        clean.mkdir(parents=True)
         for row in rows:
             (clean / f"{row.name}.png").write_bytes(row.png)
         (clean / "target_class.csv").write_text("".join(f"{r.name}.png,{r.target_class}\n" for r in rows))
@@ -68,8 +68,8 @@ def naive_tournament(rows, scratch: Path, defenses: list[str], attacks_too: bool
     return time.perf_counter() - started
 
 
-def arena_tournament(rows, scratch: Path) -> tuple[float, float, int, int]:
-    settings = Settings(data_dir=scratch / "arena", epsilons=EPSILONS)
+def arena_tournament(rows, scratch: Path, concurrency: int) -> tuple[float, float, int, int]:
+    settings = Settings(data_dir=scratch / f"arena-{concurrency}", epsilons=EPSILONS, concurrency=concurrency)
     db.upgrade(settings)
     store_dataset(settings, "bench", rows)
     for name in ATTACKS + DEFENSES:
@@ -89,13 +89,17 @@ def main(images: int) -> None:
         root = Path(scratch)
         naive = naive_tournament(rows, root / "naive", DEFENSES)
         naive_column = naive_tournament(rows, root / "naive", [ADDED], attacks_too=False)
-        whole, added, runs, added_runs = arena_tournament(rows, root)
+        whole, added, runs, added_runs = arena_tournament(rows, root, concurrency=2)
+        serial, serial_added, _, _ = arena_tournament(rows, root, concurrency=1)
     naive_runs = len(ATTACKS) * len(EPSILONS) + len(DEFENSES) * (len(ATTACKS) * len(EPSILONS) + 1)
     table = Table("measure", "naive", "arena", "ratio arena / naive")
     table.add_row(f"whole tournament ({len(ATTACKS)} attacks x {len(DEFENSES)} defense, {images} images, 4 eps)",
                   f"{naive:.1f} s, {naive_runs} runs", f"{whole:.1f} s, {runs} runs", f"{whole / naive:.2f}")
     table.add_row(f"adding one defense ({ADDED}) vs its own column", f"{naive_column:.1f} s, {len(ATTACKS) * len(EPSILONS) + 1} runs",
                   f"{added:.1f} s, {added_runs} runs", f"{added / naive_column:.2f}")
+    table.add_row("the same two, Arena running one container at a time (like the naive runner)",
+                  f"{naive:.1f} s / {naive_column:.1f} s", f"{serial:.1f} s / {serial_added:.1f} s",
+                  f"{serial / naive:.2f} / {serial_added / naive_column:.2f}")
     Console().print(table)
 
 
