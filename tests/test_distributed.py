@@ -23,6 +23,7 @@ from arena.models import (
     JobAttempt,
     JobStatus,
 )
+from arena.sandbox import docker_client
 from arena.scoring import Standings
 from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
 from servers import postgres_server, redis_server
@@ -127,6 +128,7 @@ def test_a_killed_worker_and_a_restarted_redis_lose_nothing(servers, embedded, t
     settings, env = _distributed_settings(tmp_path, redis, postgres, "chaos")
     dataset = _prepare(settings, tmp_path)
     workers = _workers(env, 1, tmp_path)
+    before = {c.id for c in docker_client().containers.list(all=True)}
 
     def chaos() -> None:
         while _running_jobs(settings) == 0:  # the only worker is now inside a container run
@@ -144,6 +146,9 @@ def test_a_killed_worker_and_a_restarted_redis_lose_nothing(servers, embedded, t
     finally:
         saboteur.join()
         _stop(workers)
+        for container in docker_client().containers.list(all=True):  # what the killed worker left
+            if container.id not in before:
+                container.remove(force=True)
     assert summary.platform_errors == []
     result = _matrices(settings, dataset)
     assert result["counts"] == embedded["counts"]
