@@ -41,6 +41,17 @@ class Base(DeclarativeBase):
     pass
 
 
+def _unique_by_source(prefix: str, owner: str, adversarial: str, clean: str) -> tuple[Index, Index]:
+    """Two partial unique indexes: (owner, adversarial) where the adversarial reference is set,
+    (owner, clean) where it is null; one unique constraint over a nullable column would let
+    NULLs repeat."""
+    present, absent = text(f"{adversarial} IS NOT NULL"), text(f"{adversarial} IS NULL")
+    return (
+        Index(f"uq_{prefix}_adversarial", owner, adversarial, unique=True, sqlite_where=present, postgresql_where=present),
+        Index(f"uq_{prefix}_clean", owner, clean, unique=True, sqlite_where=absent, postgresql_where=absent),
+    )
+
+
 class SubmissionKind(StrEnum):
     ATTACK = "attack"
     TARGETED_ATTACK = "targeted_attack"
@@ -146,7 +157,16 @@ class Submission(Base):
         return self.meta["entry_point"]
 
 
-class AttackJob(Base):
+class JobState:
+    """Where a job stands, and who holds it: shared by attack and defense jobs."""
+
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING, index=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the fencing token
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AttackJob(JobState, Base):
     __tablename__ = "attack_jobs"
     __table_args__ = (UniqueConstraint("submission_id", "epsilon", "batch_id"),)
 
@@ -154,10 +174,6 @@ class AttackJob(Base):
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     epsilon: Mapped[int] = mapped_column(Integer)
-    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING, index=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the fencing token
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     submission: Mapped[Submission] = relationship()
     batch: Mapped[Batch] = relationship()
@@ -181,37 +197,16 @@ class AdversarialImage(Base):
     image: Mapped[Image] = relationship()
 
 
-class DefenseJob(Base):
+class DefenseJob(JobState, Base):
     """One defense over one batch: clean when ``attack_job_id`` is null."""
 
     __tablename__ = "defense_jobs"
-    __table_args__ = (
-        Index(
-            "uq_defense_job_adversarial",
-            "submission_id",
-            "attack_job_id",
-            unique=True,
-            sqlite_where=text("attack_job_id IS NOT NULL"),
-            postgresql_where=text("attack_job_id IS NOT NULL"),
-        ),
-        Index(
-            "uq_defense_job_clean",
-            "submission_id",
-            "batch_id",
-            unique=True,
-            sqlite_where=text("attack_job_id IS NULL"),
-            postgresql_where=text("attack_job_id IS NULL"),
-        ),
-    )
+    __table_args__ = _unique_by_source("defense_job", "submission_id", "attack_job_id", "batch_id")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
     batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
     attack_job_id: Mapped[int | None] = mapped_column(ForeignKey("attack_jobs.id", ondelete="CASCADE"), index=True)
-    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus), default=JobStatus.PENDING, index=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the fencing token
-    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     submission: Mapped[Submission] = relationship()
     batch: Mapped[Batch] = relationship()
@@ -222,24 +217,7 @@ class Classification(Base):
     """A defense's answer for one image; ``label`` is null when the answer is missing or invalid."""
 
     __tablename__ = "classifications"
-    __table_args__ = (
-        Index(
-            "uq_classification_adversarial",
-            "defense_id",
-            "adversarial_image_id",
-            unique=True,
-            sqlite_where=text("adversarial_image_id IS NOT NULL"),
-            postgresql_where=text("adversarial_image_id IS NOT NULL"),
-        ),
-        Index(
-            "uq_classification_clean",
-            "defense_id",
-            "image_id",
-            unique=True,
-            sqlite_where=text("adversarial_image_id IS NULL"),
-            postgresql_where=text("adversarial_image_id IS NULL"),
-        ),
-    )
+    __table_args__ = _unique_by_source("classification", "defense_id", "adversarial_image_id", "image_id")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     defense_job_id: Mapped[int] = mapped_column(ForeignKey("defense_jobs.id", ondelete="CASCADE"), index=True)
