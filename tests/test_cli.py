@@ -105,3 +105,17 @@ def test_the_study_says_where_the_photos_should_be(data_dir):
     result = arena("study", "--photos", str(data_dir / "no-photos"), "--images", "10")
     assert result.exit_code == 1
     assert "needs the ImageNet sample photos" in result.output and "--photos" in result.output
+
+
+def test_unknown_recipes_and_datasets_are_named(data_dir):
+    images = arena("images", "build", "nosuch")
+    assert images.exit_code == 1 and "no base-image recipe named nosuch" in images.output
+    arena("dataset", "synth", "10", "--name", "one")
+    export = arena("export", str(data_dir / "out"), "--dataset", "other")
+    assert export.exit_code == 1 and "no dataset named 'other' (known: one)" in export.output
+    assert not (data_dir / "out").exists()
+
+
+def test_a_worker_needs_a_broker(data_dir):
+    result = arena("worker")
+    assert result.exit_code == 1 and "set ARENA_BROKER_URL" in result.output
