@@ -61,6 +61,7 @@ def run_missing(settings: Settings, dataset_name: str | None = None, progress: P
 
     A job the platform failed (no engine, missing image) waits for the next call."""
     with transaction(settings) as session:
+        find_dataset(session, dataset_name)  # a wrong name is said before anything runs
         scheduler.release_interrupted(session)
     sandbox.sweep()
     pool = ThreadPoolExecutor(max_workers=settings.concurrency)
