@@ -130,6 +130,18 @@ class Team(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)  # the team's web token, hashed
+
+
+class Tournament(Base):
+    """What organizers change from the web while a tournament runs; one row."""
+
+    __tablename__ = "tournament"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200), default="Arena tournament")
+    leaderboards_public: Mapped[bool] = mapped_column(Boolean, default=True)  # False hides them until the end
+    uploads_open: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class Submission(Base):
