@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import select
 
-from arena import base_image, db, executor, scheduler
+from arena import base_image, db, executor, scheduler, teams, tournament
 from arena.archive import ArchiveError
 from arena.config import Settings, get_settings
 from arena.dataset import (
@@ -43,13 +43,16 @@ db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
 dataset_app = typer.Typer(help="Import and list image datasets.", no_args_is_help=True)
 images_app = typer.Typer(help="Container images for the sample submissions.", no_args_is_help=True)
 submissions_app = typer.Typer(help="List and inspect submissions.", no_args_is_help=True)
+teams_app = typer.Typer(help="Teams and their web tokens.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(images_app, name="images")
 app.add_typer(submissions_app, name="submissions")
+app.add_typer(teams_app, name="teams")
 
 console = Console(width=None if Console().is_terminal else 160)
-KNOWN_ERRORS = (base_image.RecipeError, DatasetError, SubmissionError, ArchiveError, MetadataError, SandboxError)
+KNOWN_ERRORS = (base_image.RecipeError, DatasetError, SubmissionError, ArchiveError, MetadataError, SandboxError,
+                teams.TeamError, tournament.SettingError)
 DatasetOption = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name; optional when there is one.")]
 
 
@@ -294,6 +297,47 @@ def worker(
     db.upgrade(settings())
     configure(settings()).worker_main(["worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", queues,
                                        "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
+
+
+@app.command()
+def web(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Serve the web application: leaderboards, error matrix, submission and organizer pages, REST API."""
+    import uvicorn
+
+    from arena.web.app import create_app
+
+    application = create_app(settings())
+    if settings().organizer_token is None:
+        console.print(f"organizer credential for this run (set ARENA_ORGANIZER_TOKEN to choose it): "
+                      f"[bold]{application.state.organizer_token}[/]", highlight=False)
+    console.print(f"serving on http://{host}:{port}/ (API docs at /docs)")
+    uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@teams_app.command("token")
+def teams_token(name: Annotated[str, typer.Argument(help="Team name (created if new).")]) -> None:
+    """Issue a team's web token (shown once; the team's earlier token stops working)."""
+    db.upgrade(settings())
+    with reported_errors(), db.transaction(settings()) as session:
+        token = teams.issue_token(session, name)
+    console.print(f"token for team {name!r}: [bold]{token}[/]", highlight=False)
+
+
+@app.command()
+def disqualify(
+    name: Annotated[str, typer.Argument(help="Submission name.")],
+    reason: Annotated[str, typer.Option(help="Why; shown on the submission's page.")],
+) -> None:
+    """Take a submission out of every table and of planning (its stored results are kept)."""
+    with reported_errors(), db.transaction(settings()) as session:
+        submission = session.scalar(select(Submission).where(Submission.name == name))
+        if submission is None:
+            raise SubmissionError(f"no submission named {name!r}")
+        tournament.disqualify(submission, reason)
+    console.print(f"{name} is disqualified: {reason}")
 
 
 @app.command()

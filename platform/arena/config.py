@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     )
     max_archive_bytes: int = Field(2 * 2**30, description="Largest total size an archive may unpack to.")
     max_archive_files: int = Field(10_000, description="Most files an archive may hold.")
+    organizer_token: SecretStr | None = Field(
+        None, description="The organizers' credential for the web app; `arena web` makes one up and prints it when unset."
+    )
+    max_upload_bytes: int = Field(256 * 2**20, description="Largest archive the web app accepts in one upload.")
     debian_mirror: str = Field("http://deb.debian.org/debian", description="Where debootstrap fetches base-image packages.")
     sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
 

@@ -18,13 +18,26 @@ SAMPLES = REPO_ROOT / "submissions" / "samples"
 DEMO_DATASET = "demo"
 
 
-def sample_folders() -> list[Path]:
-    return sorted(p for p in SAMPLES.iterdir() if (p / "metadata.json").is_file())
+def sample_folders(root: Path = SAMPLES) -> list[Path]:
+    return sorted(p for p in root.iterdir() if (p / "metadata.json").is_file())
 
 
 def _already_there(settings: Settings, name: str) -> bool:
     with db.transaction(settings) as session:
         return session.scalar(select(Submission).where(Submission.name == name)) is not None
+
+
+def submit_samples(settings: Settings, root: Path, console: Console, team: str | None = None) -> None:
+    """Submit every sample folder under ``root`` not submitted yet (so a demo resumes), through
+    the normal intake; each goes to ``team``, or to a team of its own."""
+    with tempfile.TemporaryDirectory() as scratch:
+        for folder in sample_folders(root):
+            if _already_there(settings, folder.name):
+                continue
+            with console.status(f"dry run of {folder.name}..."):
+                archive = pack(folder, Path(scratch) / f"{folder.name}.tar.gz")
+                submission = submit(settings, archive, team=team or f"team-{folder.name}")
+            console.print(f"submitted {submission.name} ({submission.kind.value}): {submission.status.value}")
 
 
 def run_demo(settings: Settings, images: int, console: Console, run: Callable[[str | None], object]) -> None:
@@ -35,10 +48,5 @@ def run_demo(settings: Settings, images: int, console: Console, run: Callable[[s
     if not have_dataset:
         store_dataset(settings, DEMO_DATASET, synthesize(images))
         console.print(f"synthetic dataset {DEMO_DATASET!r}: {images} images")
-    with tempfile.TemporaryDirectory() as scratch:
-        for folder in sample_folders():
-            if _already_there(settings, folder.name):
-                continue
-            submission = submit(settings, pack(folder, Path(scratch) / f"{folder.name}.tar.gz"), team=f"team-{folder.name}")
-            console.print(f"submitted {submission.name} ({submission.kind.value}): {submission.status.value}")
+    submit_samples(settings, SAMPLES, console)
     run(DEMO_DATASET)

@@ -9,28 +9,17 @@ progress from the database, which is the single source of truth.
 import time
 from collections import Counter
 
-from sqlalchemy import func, select
-
 from arena import scheduler
 from arena.config import Settings
 from arena.dataset import find_dataset
 from arena.db import transaction
 from arena.executor import Progress, RunSummary, silent
-from arena.models import AttackJob, Batch, DefenseJob, JobStatus
-from arena.packing import make_packs
+from arena.models import AttackJob, DefenseJob, JobStatus
+from arena.packing import plan_packs
+from arena.progress import job_statuses
 from arena.worker import enqueue
 
 POLL_SECONDS = 1.0
-
-
-def _statuses(session, dataset, job_class) -> Counter:
-    query = (
-        select(job_class.status, func.count(job_class.id))
-        .join(Batch, job_class.batch_id == Batch.id)
-        .where(Batch.dataset_id == dataset.id)
-        .group_by(job_class.status)
-    )
-    return Counter(dict(session.execute(query).all()))
 
 
 def _turn(settings: Settings, dataset_name: str | None) -> tuple[Counter, Counter, int]:
@@ -38,12 +27,8 @@ def _turn(settings: Settings, dataset_name: str | None) -> tuple[Counter, Counte
     with transaction(settings) as session:
         dataset = find_dataset(session, dataset_name)
         scheduler.reap(session)
-        scheduler.plan(session, dataset, settings.epsilons)
-        packs = []
-        for kind, job_class in (("attack", AttackJob), ("defense", DefenseJob)):
-            runnable = scheduler.runnable(session, dataset, job_class, max_attempts=settings.max_attempts)
-            packs += make_packs(session, settings, kind, runnable) if runnable else []
-        counts = _statuses(session, dataset, AttackJob), _statuses(session, dataset, DefenseJob)
+        packs = plan_packs(session, settings, dataset, max_attempts=settings.max_attempts)
+        counts = job_statuses(session, dataset, AttackJob), job_statuses(session, dataset, DefenseJob)
     if packs:
         enqueue(settings, packs)
     return *counts, len(packs)

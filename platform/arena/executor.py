@@ -16,8 +16,7 @@ from arena.config import Settings
 from arena.dataset import find_dataset
 from arena.db import transaction
 from arena.jobs import Pack, PackResult, run_pack
-from arena.models import AttackJob, DefenseJob
-from arena.packing import make_packs
+from arena.packing import plan_packs
 
 #: Called with (jobs finished so far, jobs known in all, a line about the last run).
 Progress = Callable[[int, int, str], None]
@@ -48,11 +47,7 @@ def _new_packs(settings: Settings, dataset_name: str | None, skip: set[tuple[str
     platform); also return how many defense jobs unfinished attacks will still bring."""
     with transaction(settings) as session:
         dataset = find_dataset(session, dataset_name)
-        scheduler.plan(session, dataset, settings.epsilons)
-        packs = []
-        for kind, job_class in (("attack", AttackJob), ("defense", DefenseJob)):
-            runnable = [j for j in scheduler.runnable(session, dataset, job_class) if (kind, j) not in skip]
-            packs += make_packs(session, settings, kind, runnable) if runnable else []
+        packs = plan_packs(session, settings, dataset, frozenset(skip))
         return packs, scheduler.expected_defense_jobs(session, dataset)
 
 

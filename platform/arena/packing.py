@@ -13,9 +13,10 @@ from itertools import groupby
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arena import scheduler
 from arena.config import Settings
 from arena.jobs import Pack
-from arena.models import AttackJob, DefenseJob, Image, JobAttempt, Submission
+from arena.models import AttackJob, Dataset, DefenseJob, Image, JobAttempt, Submission
 
 #: Runs looked at to learn a submission's time per image: recent ones say most.
 RECENT_RUNS = 20
@@ -79,3 +80,19 @@ def make_packs(session: Session, settings: Settings, kind: str, job_ids: list[in
     return packs
 
 
+def plan_packs(
+    session: Session,
+    settings: Settings,
+    dataset: Dataset,
+    skip: frozenset[tuple[str, int]] = frozenset(),
+    max_attempts: int | None = None,
+) -> list[Pack]:
+    """Plan what is missing, then pack every runnable job not in ``skip`` (``(kind, job id)``
+    pairs already handed out, or failed on the platform in this run)."""
+    scheduler.plan(session, dataset, settings.epsilons)
+    packs = []
+    for kind, job_class in (("attack", AttackJob), ("defense", DefenseJob)):
+        jobs = scheduler.runnable(session, dataset, job_class, max_attempts=max_attempts)
+        runnable = [job for job in jobs if (kind, job) not in skip]
+        packs += make_packs(session, settings, kind, runnable) if runnable else []
+    return packs

@@ -117,32 +117,28 @@ def expected_defense_jobs(session: Session, dataset: Dataset) -> int:
     return unfinished * len(_accepted(session, defenses=True))
 
 
-def release_interrupted(session: Session) -> int:
-    """Embedded mode has one runner, so anything left running or queued by an earlier process
-    that died is free to run again at once, whatever its lease says."""
+def _back_to_pending(session: Session, still_valid_lease: bool) -> int:
+    """Running or queued jobs go back to pending; with ``still_valid_lease`` False, only those
+    whose lease ran out. A finished job is never touched."""
     released = 0
     for job_class in (AttackJob, DefenseJob):
-        query = (
-            update(job_class)
-            .where(job_class.status.in_([JobStatus.RUNNING, JobStatus.QUEUED]))
-            .values(status=JobStatus.PENDING, lease_expires_at=None)
-        )
+        held = job_class.status.in_([JobStatus.RUNNING, JobStatus.QUEUED])
+        condition = held if still_valid_lease else held & (job_class.lease_expires_at < utcnow())
+        query = update(job_class).where(condition).values(status=JobStatus.PENDING, lease_expires_at=None)
         released += session.execute(query).rowcount
     return released
 
 
+def release_interrupted(session: Session) -> int:
+    """Embedded mode has one runner, so anything left running or queued by an earlier process
+    that died is free to run again at once, whatever its lease says."""
+    return _back_to_pending(session, still_valid_lease=True)
+
+
 def reap(session: Session) -> int:
     """Jobs whose lease ran out (their worker died, or their queue message was lost) go back
-    to pending, to be queued again; a finished job is never touched."""
-    reaped = 0
-    for job_class in (AttackJob, DefenseJob):
-        query = (
-            update(job_class)
-            .where(job_class.status.in_([JobStatus.RUNNING, JobStatus.QUEUED]), job_class.lease_expires_at < utcnow())
-            .values(status=JobStatus.PENDING, lease_expires_at=None)
-        )
-        reaped += session.execute(query).rowcount
-    return reaped
+    to pending, to be queued again."""
+    return _back_to_pending(session, still_valid_lease=False)
 
 
 def forget(session: Session, submission: Submission | None = None) -> None:

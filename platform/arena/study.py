@@ -14,11 +14,10 @@ from rich.console import Console
 from sqlalchemy import select
 
 from arena import REPO_ROOT, base_image, db
-from arena.archive import pack
 from arena.config import Settings
 from arena.dataset import DatasetError, read_photo_folder, store_dataset
-from arena.intake import submit
-from arena.models import Dataset, Submission
+from arena.demo import submit_samples
+from arena.models import Dataset
 
 REAL_SAMPLES = REPO_ROOT / "submissions" / "real"
 DEFAULT_PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-sample-1000"
@@ -53,17 +52,6 @@ def import_photos(settings: Settings, photos: Path, images: int, console: Consol
     return name
 
 
-def submit_real_samples(settings: Settings, console: Console) -> None:
-    with tempfile.TemporaryDirectory() as scratch:
-        for folder in sorted(p for p in REAL_SAMPLES.iterdir() if (p / "metadata.json").is_file()):
-            with db.transaction(settings) as session:
-                if session.scalar(select(Submission).where(Submission.name == folder.name)):
-                    continue
-            with console.status(f"dry run of {folder.name}..."):
-                submission = submit(settings, pack(folder, Path(scratch) / f"{folder.name}.tar.gz"), team="arena-samples")
-            console.print(f"submitted {submission.name} ({submission.kind.value}): {submission.status.value}")
-
-
 def run_study(settings: Settings, images: int, photos: Path, console: Console, run: Callable[[str | None], object]) -> str:
     """Everything up to a finished tournament; returns the dataset name."""
     if not (photos / "labels.csv").is_file():
@@ -74,6 +62,6 @@ def run_study(settings: Settings, images: int, photos: Path, console: Console, r
     base_image.build(settings, ["python", "torch"], say=console.print)
     db.upgrade(settings)
     name = import_photos(settings, photos, images, console)
-    submit_real_samples(settings, console)
+    submit_samples(settings, REAL_SAMPLES, console, team="arena-samples")
     run(name)
     return name

@@ -1,0 +1,128 @@
+"""How far a tournament, or one submission, has got: job counts from the database.
+
+The database is the single source of truth for progress whoever runs the jobs (the
+in-process executor, Celery workers, another terminal), so the web pages and the CLI
+ask it rather than the process that started the run.
+"""
+
+from collections import Counter
+from dataclasses import dataclass, field
+from statistics import median
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from arena.models import (
+    AttackJob,
+    Batch,
+    Dataset,
+    DefenseJob,
+    JobAttempt,
+    JobStatus,
+    Submission,
+    SubmissionKind,
+    SubmissionStatus,
+)
+
+
+@dataclass
+class JobCounts:
+    """Jobs by status, and how many the whole grid will have once every attack has run."""
+
+    by_status: Counter = field(default_factory=Counter)
+    expected: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.by_status[JobStatus.DONE]
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.done / self.expected) if self.expected else 1.0
+
+    def as_dict(self) -> dict:
+        return {
+            "done": self.done,
+            "expected": self.expected,
+            "fraction": round(self.fraction, 4),
+            **{str(status): self.by_status[status] for status in JobStatus},
+        }
+
+
+def job_statuses(session: Session, dataset: Dataset, job_class, submission_id: int | None = None) -> Counter:
+    query = (
+        select(job_class.status, func.count(job_class.id))
+        .join(Batch, job_class.batch_id == Batch.id)
+        .where(Batch.dataset_id == dataset.id)
+        .group_by(job_class.status)
+    )
+    if submission_id is not None:
+        query = query.where(job_class.submission_id == submission_id)
+    return Counter({JobStatus(status): count for status, count in session.execute(query)})
+
+
+def _accepted(session: Session, *kinds: SubmissionKind) -> int:
+    query = select(func.count(Submission.id)).where(Submission.kind.in_(kinds), Submission.status == SubmissionStatus.ACCEPTED)
+    return session.scalar(query)
+
+
+def _grid(session: Session, dataset: Dataset, epsilons: list[int]) -> tuple[int, int]:
+    """Jobs one attack and one defense have in the full grid."""
+    batches = session.scalar(select(func.count(Batch.id)).where(Batch.dataset_id == dataset.id))
+    attacks = _accepted(session, SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
+    per_attack = batches * len(epsilons)
+    return per_attack, batches + attacks * per_attack
+
+
+def tournament_progress(session: Session, dataset: Dataset, epsilons: list[int]) -> dict[str, JobCounts]:
+    per_attack, per_defense = _grid(session, dataset, epsilons)
+    attacks = _accepted(session, SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
+    defenses = _accepted(session, SubmissionKind.DEFENSE)
+    return {
+        "attack_jobs": JobCounts(job_statuses(session, dataset, AttackJob), attacks * per_attack),
+        "defense_jobs": JobCounts(job_statuses(session, dataset, DefenseJob), defenses * per_defense),
+    }
+
+
+def submission_progress(session: Session, dataset: Dataset, submission: Submission, epsilons: list[int]) -> JobCounts:
+    per_attack, per_defense = _grid(session, dataset, epsilons)
+    job_class = AttackJob if submission.kind.is_attack else DefenseJob
+    expected = per_attack if submission.kind.is_attack else per_defense
+    if submission.status is not SubmissionStatus.ACCEPTED:
+        expected = 0
+    return JobCounts(job_statuses(session, dataset, job_class, submission.id), expected)
+
+
+def completion(session: Session, dataset: Dataset, epsilons: list[int]) -> dict[int, float]:
+    """Each accepted submission's finished share of its jobs, by submission id (two grouped
+    queries, whatever the number of submissions: the leaderboards show it on every row)."""
+    per_attack, per_defense = _grid(session, dataset, epsilons)
+    done: dict[int, int] = {}
+    for job_class in (AttackJob, DefenseJob):
+        done.update(session.execute(
+            select(job_class.submission_id, func.count(job_class.id))
+            .join(Batch, job_class.batch_id == Batch.id)
+            .where(Batch.dataset_id == dataset.id, job_class.status == JobStatus.DONE)
+            .group_by(job_class.submission_id)
+        ).all())
+    accepted = session.execute(select(Submission.id, Submission.kind).where(Submission.status == SubmissionStatus.ACCEPTED))
+    return {
+        submission_id: JobCounts(Counter({JobStatus.DONE: done.get(submission_id, 0)}),
+                                 per_attack if kind.is_attack else per_defense).fraction
+        for submission_id, kind in accepted
+    }
+
+
+def median_seconds_per_100(session: Session) -> dict[int, float]:
+    """Each submission's median container time per 100 images, the unit of the 2017 time limit."""
+    rows = []
+    for job_class, link in ((AttackJob, JobAttempt.attack_job_id), (DefenseJob, JobAttempt.defense_job_id)):
+        rows += session.execute(
+            select(job_class.submission_id, JobAttempt.seconds, JobAttempt.images)
+            .join(job_class, link == job_class.id)
+            .where(JobAttempt.images > 0, JobAttempt.seconds.is_not(None))
+        ).all()
+    by_submission: dict[int, list[float]] = {}
+    for submission_id, seconds, images in rows:
+        by_submission.setdefault(submission_id, []).append(100 * seconds / images)
+    return {submission_id: median(values) for submission_id, values in by_submission.items()}

@@ -1,0 +1,44 @@
+"""Teams and their web tokens.
+
+A token is shown once when issued and only its sha256 is stored, so a copy of the database
+does not let anyone upload in a team's name. Issuing a new token revokes the old one.
+"""
+
+import hashlib
+import secrets
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arena.models import Team
+
+
+class TeamError(ValueError):
+    """A team name that cannot be used; the message says why."""
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def find_or_create(session: Session, name: str) -> Team:
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise TeamError("a team name must be 1 to 200 characters")
+    team = session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        team = Team(name=name)
+        session.add(team)
+        session.flush()
+    return team
+
+
+def issue_token(session: Session, name: str) -> str:
+    """A new token for the team (created if new); the previous token stops working."""
+    token = secrets.token_urlsafe(24)
+    find_or_create(session, name).token_sha256 = token_hash(token)
+    return token
+
+
+def team_for_token(session: Session, token: str) -> Team | None:
+    return session.scalar(select(Team).where(Team.token_sha256 == token_hash(token)))

@@ -1,0 +1,49 @@
+"""The tournament's organizer-controlled state: its settings row and disqualifications.
+
+Settings that organizers change while a tournament runs (leaderboards hidden until the end,
+uploads closed) live in the database rather than the environment, so every web process and
+worker sees the same values without a restart.
+"""
+
+from sqlalchemy.orm import Session
+
+from arena.models import Submission, SubmissionStatus, Tournament
+
+SETTINGS_ROW = 1
+
+
+class SettingError(ValueError):
+    """A setting or an organizer action that cannot be taken as given; the message says why."""
+
+
+def current(session: Session) -> Tournament:
+    """The one settings row, created with defaults the first time it is asked for."""
+    row = session.get(Tournament, SETTINGS_ROW)
+    if row is None:
+        row = Tournament(id=SETTINGS_ROW, title="Arena tournament", leaderboards_public=True, uploads_open=True)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def update(session: Session, title: str | None = None, leaderboards_public: bool | None = None,
+           uploads_open: bool | None = None) -> Tournament:
+    row = current(session)
+    if title is not None:
+        if not title.strip() or len(title) > 200:
+            raise SettingError("the title must be 1 to 200 characters")
+        row.title = title.strip()
+    if leaderboards_public is not None:
+        row.leaderboards_public = leaderboards_public
+    if uploads_open is not None:
+        row.uploads_open = uploads_open
+    return row
+
+
+def disqualify(submission: Submission, reason: str) -> None:
+    """Take a submission out of every table and of planning; its stored results are kept, so
+    the decision can be reviewed (scoring reads only accepted submissions)."""
+    if not reason.strip():
+        raise SettingError("say why the submission is disqualified")
+    submission.status = SubmissionStatus.DISQUALIFIED
+    submission.reason = reason.strip()

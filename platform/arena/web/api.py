@@ -1,0 +1,303 @@
+"""The JSON REST API under /api; its OpenAPI description is served at /docs.
+
+Reading leaderboards, matrices and submissions is public (unless organizers hide the
+leaderboards until the end); uploading needs a team token or the organizer credential;
+per-image results, images and organizer actions need the organizer credential.
+"""
+
+import io
+from typing import Annotated, Literal
+
+import numpy as np
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    HTTPException,
+    Path,
+    Query,
+    Request,
+    UploadFile,
+)
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+
+from arena import scheduler, teams, tournament
+from arena.config import Settings
+from arena.db import transaction
+from arena.export import MATRICES
+from arena.images import ImageStore, encode_png
+from arena.models import AdversarialImage, Image, JobStatus
+from arena.progress import tournament_progress
+from arena.scoring import Standings
+from arena.web import queries
+from arena.web.auth import Caller, caller, organizer, team_or_organizer
+from arena.web.deps import get_session, get_settings
+from arena.web.uploads import take_upload
+
+router = APIRouter(prefix="/api")
+
+Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="A database id.")]
+DatasetName = Annotated[str | None, Query(max_length=200, description="Dataset (default: the newest).")]
+Epsilon = Annotated[int | None, Query(alias="eps", ge=0, le=255, description="One epsilon (default: all).")]
+Limit = Annotated[int, Query(ge=1, le=10_000)]
+Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
+LEADERBOARD_CSVS = {"defense_results": "defense", "attack_results": "attack", "targeted_attack_results": "targeted_attack"}
+
+
+class TournamentUpdate(BaseModel):
+    title: str | None = Field(None, min_length=1, max_length=200)
+    leaderboards_public: bool | None = None
+    uploads_open: bool | None = None
+
+
+class Disqualification(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000, description="Shown on the submission's page.")
+
+
+def standings(request: Request, dataset: DatasetName = None, who: Caller = Depends(caller),
+              session: Session = Depends(get_session)) -> tuple[Standings, object]:
+    """The dataset's standings, when the caller may see them."""
+    if not who.organizer and not tournament.current(session).leaderboards_public:
+        raise HTTPException(403, "the leaderboards are hidden until the end of the tournament")
+    chosen = queries.pick_dataset(session, dataset)
+    return request.app.state.standings.get(session, chosen), chosen
+
+
+Visible = Annotated[tuple[Standings, object], Depends(standings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+@router.get("/tournament", summary="The tournament's settings and the web-started run")
+def get_tournament(request: Request, session: SessionDep, settings: SettingsDep) -> dict:
+    row = tournament.current(session)
+    state = request.app.state.runner.state
+    return {"title": row.title, "leaderboards_public": row.leaderboards_public, "uploads_open": row.uploads_open,
+            "epsilons": settings.epsilons, "seconds_per_image": settings.seconds_per_image,
+            "run": {"running": state.running, "message": state.message, "outcome": state.outcome, "errors": state.errors}}
+
+
+@router.patch("/tournament", summary="Change the tournament's settings (organizers)")
+def patch_tournament(request: Request, change: TournamentUpdate, settings: SettingsDep,
+                     _: Caller = Depends(organizer)) -> dict:
+    with transaction(settings) as session:
+        try:
+            tournament.update(session, **change.model_dump())
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+    with transaction(settings) as session:
+        return get_tournament(request, session, settings)
+
+
+@router.get("/tournaments", summary="Datasets with how far the tournament on each has got")
+def list_tournaments(session: SessionDep, settings: SettingsDep) -> list[dict]:
+    return queries.datasets(session, settings)
+
+
+@router.get("/progress", summary="Jobs done and expected, for live progress")
+def get_progress(request: Request, session: SessionDep, settings: SettingsDep, dataset: DatasetName = None) -> dict:
+    chosen = queries.pick_dataset(session, dataset)
+    counts = tournament_progress(session, chosen, settings.epsilons)
+    state = request.app.state.runner.state
+    return {"dataset": chosen.name, **{kind: c.as_dict() for kind, c in counts.items()},
+            "run": {"running": state.running, "message": state.message, "outcome": state.outcome, "errors": state.errors}}
+
+
+@router.post("/runs", status_code=202, summary="Run every missing job in the background (organizers)")
+def start_run(request: Request, session: SessionDep, dataset: DatasetName = None,
+              _: Caller = Depends(organizer)) -> dict:
+    chosen = queries.pick_dataset(session, dataset)
+    if not request.app.state.runner.start(chosen.name):
+        raise HTTPException(409, "a run is already under way; wait for it to finish")
+    return {"started": True, "dataset": chosen.name}
+
+
+@router.get("/submissions", summary="Every submission with its status")
+def list_submissions(session: SessionDep) -> list[dict]:
+    return queries.submissions(session)
+
+
+@router.post("/submissions", status_code=201, summary="Upload a submission archive (team token or organizers)")
+def upload_submission(
+    settings: SettingsDep,
+    archive: Annotated[UploadFile, File(description="A .zip, .tar or .tar.gz with metadata.json and the code.")],
+    name: Annotated[str | None, Form(max_length=200)] = None,
+    team: Annotated[str | None, Form(max_length=200, description="Organizers only: the owning team.")] = None,
+    who: Caller = Depends(team_or_organizer),
+) -> dict:
+    owner = who.team_name if not who.organizer else (team or "").strip()
+    if not owner:
+        raise HTTPException(422, "organizers must say which team the submission belongs to")
+    submission = take_upload(settings, archive, owner, name)
+    return {**queries.submission_summary(submission), "validation_report": submission.validation_report}
+
+
+@router.get("/submissions/{submission_id}", summary="A submission: status, progress, runs, dry-run report")
+def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep, dataset: DatasetName = None,
+                   who: Caller = Depends(caller)) -> dict:
+    submission = queries.submission_or_404(session, submission_id)
+    chosen = queries.pick_dataset(session, dataset)
+    return queries.submission_detail(session, settings, chosen, submission, with_logs=who.owns(submission))
+
+
+@router.post("/submissions/{submission_id}/rerun", status_code=202,
+             summary="Forget a submission's results and run them again (organizers)")
+def rerun_submission(request: Request, submission_id: Id, settings: SettingsDep, dataset: DatasetName = None,
+                     _: Caller = Depends(organizer)) -> dict:
+    with transaction(settings) as session:
+        chosen = queries.pick_dataset(session, dataset)
+        if request.app.state.runner.state.running:
+            raise HTTPException(409, "a run is under way; rerun when it has finished")
+        scheduler.forget(session, queries.submission_or_404(session, submission_id))
+    request.app.state.runner.start(chosen.name)
+    return {"started": True, "dataset": chosen.name}
+
+
+@router.post("/submissions/{submission_id}/disqualify", summary="Take a submission out of every table (organizers)")
+def disqualify_submission(submission_id: Id, body: Disqualification, settings: SettingsDep,
+                          _: Caller = Depends(organizer)) -> dict:
+    with transaction(settings) as session:
+        submission = queries.submission_or_404(session, submission_id)
+        try:
+            tournament.disqualify(submission, body.reason)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+        return queries.submission_summary(submission)
+
+
+@router.get("/jobs", summary="Jobs of a dataset, filtered by kind, submission and status")
+def list_jobs(
+    session: SessionDep,
+    kind: Literal["attack", "defense"] = "attack",
+    submission_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    status: JobStatus | None = None,
+    dataset: DatasetName = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> list[dict]:
+    chosen = queries.pick_dataset(session, dataset)
+    submission = queries.submission_or_404(session, submission_id) if submission_id else None
+    return queries.jobs(session, chosen, kind, submission, status, limit, offset)
+
+
+@router.get("/leaderboards/{track}", summary="A track's leaderboard: defense, attack or targeted_attack")
+def get_leaderboard(track: Literal["defense", "attack", "targeted_attack"], visible: Visible,
+                    session: SessionDep, settings: SettingsDep) -> list[dict]:
+    standings_, chosen = visible
+    return queries.leaderboard(session, settings, chosen, standings_, track)
+
+
+@router.get("/matrix", summary="The attack x defense matrix, overall or at one epsilon, optionally top-K")
+def get_matrix(
+    visible: Visible,
+    value: Literal["error", "correct", "hit"] = "error",
+    epsilon: Epsilon = None,
+    top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+) -> dict:
+    return queries.matrix(visible[0], value, epsilon, top_attacks, top_defenses)
+
+
+@router.get("/curves", summary="Each defense's misclassification rate (%) by epsilon")
+def get_curves(visible: Visible, defense: Annotated[list[str] | None, Query(max_length=100)] = None) -> dict:
+    return queries.curves(visible[0], defense)
+
+
+@router.get("/export/{name}.csv", summary="The 2017 result files: matrices (optionally at one eps) and leaderboards")
+def export_csv(name: str, visible: Visible, session: SessionDep, settings: SettingsDep,
+               epsilon: Epsilon = None) -> Response:
+    standings_, chosen = visible
+    if name in MATRICES:
+        queries.check_epsilon(standings_, epsilon)
+        frame, index = standings_.matrix(MATRICES[name], epsilon), True
+    elif name in LEADERBOARD_CSVS:
+        frame, index = queries.TRACKS[LEADERBOARD_CSVS[name]][2](standings_), False
+    else:
+        raise HTTPException(404, f"no export {name!r}; exports: {', '.join([*MATRICES, *LEADERBOARD_CSVS])}")
+    buffer = io.StringIO()
+    frame.to_csv(buffer, index=index)
+    return Response(buffer.getvalue(), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+@router.get("/results", summary="Per-image answers on adversarial images (organizers: they reveal labels)")
+def get_results(
+    session: SessionDep,
+    attack_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    defense_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    epsilon: Epsilon = None,
+    dataset: DatasetName = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    _: Caller = Depends(organizer),
+) -> list[dict]:
+    chosen = queries.pick_dataset(session, dataset)
+    return queries.results(session, chosen, attack_id, defense_id, epsilon, limit, offset)
+
+
+@router.get("/adversarial/{adversarial_id}", summary="One adversarial image and every defense's answer on it")
+def get_adversarial(adversarial_id: Id, session: SessionDep, _: Caller = Depends(organizer)) -> dict:
+    return queries.drilldown(session, adversarial_id)
+
+
+def _png(store: ImageStore, sha256: str) -> Response:
+    path = store.path(sha256)
+    if not path.is_file():
+        raise HTTPException(404, "the image file is not in the store (was the data directory moved?)")
+    return Response(path.read_bytes(), media_type="image/png")
+
+
+@router.get("/images/{image_id}/image.png", summary="A clean dataset image (organizers)",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def clean_png(image_id: Id, session: SessionDep, settings: SettingsDep, _: Caller = Depends(organizer)) -> Response:
+    image = session.get(Image, image_id)
+    if image is None:
+        raise HTTPException(404, f"no image with id {image_id}")
+    return _png(ImageStore(settings.store_dir), image.sha256)
+
+
+def _adversarial(session: Session, adversarial_id: int) -> AdversarialImage:
+    adversarial = session.get(AdversarialImage, adversarial_id)
+    if adversarial is None:
+        raise HTTPException(404, f"no adversarial image with id {adversarial_id}")
+    return adversarial
+
+
+@router.get("/adversarial/{adversarial_id}/image.png", summary="An adversarial image (organizers)",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def adversarial_png(adversarial_id: Id, session: SessionDep, settings: SettingsDep,
+                    _: Caller = Depends(organizer)) -> Response:
+    return _png(ImageStore(settings.store_dir), _adversarial(session, adversarial_id).sha256)
+
+
+@router.get("/adversarial/{adversarial_id}/perturbation.png",
+            summary="The perturbation, amplified so that +-eps spans the grey scale (organizers)",
+            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+def perturbation_png(adversarial_id: Id, session: SessionDep, settings: SettingsDep,
+                     _: Caller = Depends(organizer)) -> Response:
+    adversarial = _adversarial(session, adversarial_id)
+    store = ImageStore(settings.store_dir)
+    for sha256 in (adversarial.sha256, adversarial.image.sha256):
+        if not store.path(sha256).is_file():
+            raise HTTPException(404, "the image file is not in the store (was the data directory moved?)")
+    difference = store.read_pixels(adversarial.sha256).astype(np.int16) - store.read_pixels(adversarial.image.sha256)
+    gain = 127 / max(1, adversarial.attack_job.epsilon)
+    amplified = np.clip(128 + difference * gain, 0, 255).astype(np.uint8)
+    return Response(encode_png(amplified), media_type="image/png")
+
+
+@router.post("/teams/{team}/token", status_code=201,
+             summary="Issue a team's token, creating the team if new; the old token stops working (organizers)")
+def issue_team_token(team: Annotated[str, Path(min_length=1, max_length=200)], settings: SettingsDep,
+                     _: Caller = Depends(organizer)) -> dict:
+    with transaction(settings) as session:
+        try:
+            token = teams.issue_token(session, team)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+    return {"team": team.strip(), "token": token}
+
+

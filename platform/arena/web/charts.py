@@ -1,0 +1,58 @@
+"""Drawing for the pages: heatmap cell colours and the epsilon-curve chart as inline SVG.
+
+Drawn on the server, so the pages need no chart library and render the same in every
+browser (and in the screenshots).
+"""
+
+from dataclasses import dataclass
+
+#: Colour-blind-safe line colours (Okabe-Ito).
+PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
+HEAT = {"error": (213, 94, 0), "correct": (0, 158, 115), "hit": (204, 121, 167)}
+
+
+def heat(value: str, count: int, answered: int) -> str:
+    """A cell's background: the rate as opacity over the value's colour; empty cells grey."""
+    if not answered:
+        return "background:#eee"
+    red, green, blue = HEAT[value]
+    return f"background:rgba({red},{green},{blue},{count / answered:.3f})"
+
+
+@dataclass(frozen=True)
+class Line:
+    name: str
+    colour: str
+    points: str
+    dots: list[tuple[float, float, str]]
+
+
+@dataclass(frozen=True)
+class Chart:
+    width: int
+    height: int
+    left: int
+    bottom: int
+    x_ticks: list[tuple[float, int]]
+    y_ticks: list[tuple[float, int]]
+    lines: list[Line]
+
+
+def epsilon_chart(curves: dict[str, dict[int, float]], width: int = 640, height: int = 320) -> Chart:
+    """Misclassified (%) against epsilon, one line per defense; epsilons evenly spaced, since
+    they usually double (2, 4, 8, 16)."""
+    left, right, top, bottom = 48, 16, 12, 36
+    epsilons = sorted({eps for curve in curves.values() for eps in curve})
+    step = (width - left - right) / max(1, len(epsilons) - 1)
+    x = {eps: left + i * step for i, eps in enumerate(epsilons)}
+
+    def y(rate: float) -> float:
+        return top + (100 - rate) / 100 * (height - top - bottom)
+
+    lines = []
+    for i, (name, curve) in enumerate(curves.items()):
+        dots = [(round(x[e], 1), round(y(r), 1), f"{name}: {r:.1f}% at eps={e}") for e, r in sorted(curve.items())]
+        points = " ".join(f"{dx},{dy}" for dx, dy, _ in dots)
+        lines.append(Line(name, PALETTE[i % len(PALETTE)], points, dots))
+    return Chart(width, height, left, height - bottom, [(round(x[e], 1), e) for e in epsilons],
+                 [(round(y(r), 1), r) for r in range(0, 101, 20)], lines)

@@ -1,0 +1,232 @@
+"""The HTML pages: Jinja2 templates from web/templates, forms that post back here.
+
+Pages read through the same queries as the API and act through the same domain functions,
+so a page and an API call never disagree. Forms answer with a redirect (post/redirect/get).
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, UploadFile
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arena import REPO_ROOT, scheduler, teams, tournament
+from arena.db import transaction
+from arena.models import Submission, Team
+from arena.progress import tournament_progress
+from arena.web import charts, queries
+from arena.web.api import DatasetName, Epsilon, Id
+from arena.web.auth import (
+    COOKIE,
+    Caller,
+    caller,
+    identify,
+    organizer,
+    team_or_organizer,
+)
+from arena.web.deps import get_session
+from arena.web.uploads import take_upload
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=REPO_ROOT / "web" / "templates")
+templates.env.globals["heat"] = charts.heat
+
+SessionDep = Annotated[Session, Depends(get_session)]
+CallerDep = Annotated[Caller, Depends(caller)]
+
+
+def render(request: Request, name: str, who: Caller, session: Session, status_code: int = 200, **context) -> HTMLResponse:
+    context.update(who=who, tournament=tournament.current(session))
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def back_to(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _visible_standings(request: Request, session: Session, who: Caller, dataset: str | None):
+    """Standings and dataset, or None when the leaderboards are hidden from this caller."""
+    chosen = queries.pick_dataset(session, dataset)
+    if not who.organizer and not tournament.current(session).leaderboards_public:
+        return None, chosen
+    return request.app.state.standings.get(session, chosen), chosen
+
+
+@router.get("/", response_class=HTMLResponse)
+def leaderboards_page(request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None):
+    standings, chosen = _visible_standings(request, session, who, dataset)
+    boards = {}
+    if standings is not None:
+        settings = request.app.state.settings
+        boards = {track: (title, meaning, queries.leaderboard(session, settings, chosen, standings, track))
+                  for track, (title, meaning, _) in queries.TRACKS.items()}
+    return render(request, "leaderboards.html", who, session, dataset=chosen, boards=boards,
+                  epsilons=standings.epsilons if standings else [])
+
+
+@router.get("/matrix", response_class=HTMLResponse)
+def matrix_page(
+    request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None,
+    value: Annotated[str, Query(pattern="^(error|correct|hit)$")] = "error", epsilon: Epsilon = None,
+    top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+):
+    standings, chosen = _visible_standings(request, session, who, dataset)
+    view = queries.matrix(standings, value, epsilon, top_attacks, top_defenses) if standings else None
+    ids = {} if standings is None else {name: i for i, name in standings.names.frame["submission"].items()}
+    return render(request, "matrix.html", who, session, dataset=chosen, view=view, ids=ids,
+                  top_attacks=top_attacks, top_defenses=top_defenses)
+
+
+@router.get("/curves", response_class=HTMLResponse)
+def curves_page(request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None,
+                defense: Annotated[list[str] | None, Query()] = None):
+    standings, chosen = _visible_standings(request, session, who, dataset)
+    every = sorted(standings.defense_error_by_epsilon()) if standings else []
+    chart = charts.epsilon_chart(queries.curves(standings, defense)) if standings else None
+    return render(request, "curves.html", who, session, dataset=chosen, chart=chart, every=every,
+                  chosen=set(defense or every))
+
+
+@router.get("/submissions", response_class=HTMLResponse)
+def submissions_page(request: Request, session: SessionDep, who: CallerDep):
+    return render(request, "submissions.html", who, session, submissions=queries.submissions(session))
+
+
+@router.get("/submissions/{submission_id}", response_class=HTMLResponse)
+def submission_page(request: Request, submission_id: Id, session: SessionDep, who: CallerDep,
+                    dataset: DatasetName = None):
+    submission = queries.submission_or_404(session, submission_id)
+    chosen = queries.pick_dataset(session, dataset)
+    detail = queries.submission_detail(session, request.app.state.settings, chosen, submission,
+                                       with_logs=who.owns(submission))
+    return render(request, "submission.html", who, session, s=detail, dataset=chosen)
+
+
+@router.get("/results", response_class=HTMLResponse)
+def results_page(
+    request: Request, session: SessionDep, dataset: DatasetName = None,
+    attack_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    defense_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    epsilon: Epsilon = None, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
+    who: Caller = Depends(organizer),
+):
+    chosen = queries.pick_dataset(session, dataset)
+    rows = queries.results(session, chosen, attack_id, defense_id, epsilon, 100, offset)
+    names = dict(session.execute(select(Submission.id, Submission.name)).all())
+    return render(request, "results.html", who, session, dataset=chosen, rows=rows, names=names, offset=offset,
+                  query={"attack_id": attack_id, "defense_id": defense_id, "eps": epsilon})
+
+
+@router.get("/adversarial/{adversarial_id}", response_class=HTMLResponse)
+def adversarial_page(request: Request, adversarial_id: Id, session: SessionDep, who: Caller = Depends(organizer)):
+    return render(request, "adversarial.html", who, session, a=queries.drilldown(session, adversarial_id))
+
+
+@router.get("/login", response_class=HTMLResponse)
+def login_page(request: Request, session: SessionDep, who: CallerDep):
+    return render(request, "login.html", who, session)
+
+
+@router.post("/login")
+def login(request: Request, session: SessionDep, token: Annotated[str, Form(min_length=1, max_length=200)]):
+    identify(request, token.strip(), session)  # 401 for a wrong token, before any cookie is set
+    response = back_to("/")
+    response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", max_age=30 * 24 * 3600)
+    return response
+
+
+@router.post("/logout")
+def logout():
+    response = back_to("/")
+    response.delete_cookie(COOKIE)
+    return response
+
+
+@router.get("/upload", response_class=HTMLResponse)
+def upload_page(request: Request, session: SessionDep, who: Caller = Depends(team_or_organizer)):
+    known = list(session.scalars(select(Team.name).order_by(Team.name)))
+    return render(request, "upload.html", who, session, teams=known)
+
+
+@router.post("/upload")
+def upload(
+    request: Request, archive: UploadFile, name: Annotated[str | None, Form(max_length=200)] = None,
+    team: Annotated[str | None, Form(max_length=200)] = None, who: Caller = Depends(team_or_organizer),
+):
+    owner = who.team_name if not who.organizer else (team or "").strip()
+    if not owner:
+        raise HTTPException(422, "say which team the submission belongs to")
+    submission = take_upload(request.app.state.settings, archive, owner, name)
+    return back_to(f"/submissions/{submission.id}")
+
+
+@router.get("/organizer", response_class=HTMLResponse)
+def organizer_page(request: Request, session: SessionDep, who: Caller = Depends(organizer),
+                   dataset: DatasetName = None):
+    chosen = queries.pick_dataset(session, dataset)
+    counts = tournament_progress(session, chosen, request.app.state.settings.epsilons)
+    return render(request, "organizer.html", who, session, dataset=chosen, counts=counts,
+                  submissions=queries.submissions(session), run=request.app.state.runner.state,
+                  teams=list(session.scalars(select(Team).order_by(Team.name))))
+
+
+@router.post("/organizer/settings")
+def organizer_settings(
+    request: Request, title: Annotated[str, Form(min_length=1, max_length=200)],
+    leaderboards_public: Annotated[bool, Form()] = False, uploads_open: Annotated[bool, Form()] = False,
+    _: Caller = Depends(organizer),
+):
+    with transaction(request.app.state.settings) as session:
+        try:
+            tournament.update(session, title, leaderboards_public, uploads_open)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+    return back_to("/organizer")
+
+
+@router.post("/organizer/run")
+def organizer_run(request: Request, session: SessionDep, dataset: Annotated[str | None, Form()] = None,
+                  _: Caller = Depends(organizer)):
+    chosen = queries.pick_dataset(session, dataset or None)
+    if not request.app.state.runner.start(chosen.name):
+        raise HTTPException(409, "a run is already under way; wait for it to finish")
+    return back_to("/organizer")
+
+
+@router.post("/organizer/teams")
+def organizer_team_token(request: Request, team: Annotated[str, Form(min_length=1, max_length=200)],
+                         _: Caller = Depends(organizer)):
+    """Shown once on the organizer page, which is only served to organizers; never stored in clear."""
+    with transaction(request.app.state.settings) as session:
+        try:
+            token = teams.issue_token(session, team)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+    page = templates.get_template("token.html").render(team=team.strip(), token=token)
+    return HTMLResponse(page, status_code=201)
+
+
+@router.post("/submissions/{submission_id}/rerun")
+def rerun(request: Request, submission_id: Id, _: Caller = Depends(organizer)):
+    runner = request.app.state.runner
+    if runner.state.running:
+        raise HTTPException(409, "a run is under way; rerun when it has finished")
+    with transaction(request.app.state.settings) as session:
+        scheduler.forget(session, queries.submission_or_404(session, submission_id))
+        chosen = queries.pick_dataset(session, None)
+    runner.start(chosen.name)
+    return back_to(f"/submissions/{submission_id}")
+
+
+@router.post("/submissions/{submission_id}/disqualify")
+def disqualify(request: Request, submission_id: Id, reason: Annotated[str, Form(min_length=1, max_length=2000)],
+               _: Caller = Depends(organizer)):
+    with transaction(request.app.state.settings) as session:
+        try:
+            tournament.disqualify(queries.submission_or_404(session, submission_id), reason)
+        except ValueError as exc:
+            raise HTTPException(422, str(exc)) from None
+    return back_to(f"/submissions/{submission_id}")

@@ -1,0 +1,263 @@
+"""What the pages and the API show, shaped once for both: plain dicts and lists.
+
+Routes stay thin: they check who is asking, call one function here, and render the result
+as JSON or through a template.
+"""
+
+import math
+
+import pandas as pd
+from fastapi import HTTPException
+from sqlalchemy import desc, func, select
+from sqlalchemy.orm import Session
+
+from arena import progress
+from arena.config import Settings
+from arena.dataset import DatasetError, find_dataset
+from arena.models import (
+    AdversarialImage,
+    AttackJob,
+    Batch,
+    Classification,
+    Dataset,
+    DefenseJob,
+    Image,
+    JobAttempt,
+    Submission,
+    SubmissionKind,
+    Team,
+)
+from arena.scoring import Standings
+
+TRACKS = {
+    "defense": ("Defenses", "correct answers on adversarial images", Standings.defense_leaderboard),
+    "attack": ("Attacks", "misclassifications caused", Standings.attack_leaderboard),
+    "targeted_attack": ("Targeted attacks", "target class hit", Standings.targeted_attack_leaderboard),
+}
+MATRIX_VALUES = ("error", "correct", "hit")
+
+
+def pick_dataset(session: Session, name: str | None) -> Dataset:
+    """The named dataset, or the newest one: pages open on the tournament under way."""
+    if name is not None:
+        try:
+            return find_dataset(session, name)
+        except DatasetError as exc:
+            raise HTTPException(404, str(exc)) from None
+    dataset = session.scalar(select(Dataset).order_by(desc(Dataset.id)).limit(1))
+    if dataset is None:
+        raise HTTPException(404, "no dataset imported yet: import one with `arena dataset import`")
+    return dataset
+
+
+def submission_or_404(session: Session, submission_id: int) -> Submission:
+    submission = session.get(Submission, submission_id)
+    if submission is None:
+        raise HTTPException(404, f"no submission with id {submission_id}")
+    return submission
+
+
+def check_epsilon(standings: Standings, epsilon: int | None) -> None:
+    if epsilon is not None and epsilon not in standings.epsilons:
+        known = ", ".join(map(str, standings.epsilons)) or "none yet"
+        raise HTTPException(404, f"no results at eps={epsilon} (epsilons with results: {known})")
+
+
+def _number(value: object) -> object:
+    """JSON has no NaN: a rate not computed yet is null."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+def datasets(session: Session, settings: Settings) -> list[dict]:
+    rows = session.execute(
+        select(Dataset.id, Dataset.name, Dataset.created_at, func.count(func.distinct(Batch.id)), func.count(Image.id))
+        .join(Batch, Batch.dataset_id == Dataset.id, isouter=True)
+        .join(Image, Image.batch_id == Batch.id, isouter=True)
+        .group_by(Dataset.id)
+        .order_by(Dataset.id)
+    ).all()
+    result = []
+    for dataset_id, name, created_at, batches, images in rows:
+        counts = progress.tournament_progress(session, session.get(Dataset, dataset_id), settings.epsilons)
+        result.append({
+            "id": dataset_id, "name": name, "created_at": created_at, "batches": batches, "images": images,
+            "epsilons": settings.epsilons, **{kind: c.as_dict() for kind, c in counts.items()},
+        })
+    return result
+
+
+def leaderboard(session: Session, settings: Settings, dataset: Dataset, standings: Standings, track: str) -> list[dict]:
+    """A track's leaderboard rows, with each submission's id, completion and median run time."""
+    if track not in TRACKS:
+        raise HTTPException(404, f"no track {track!r}; tracks: {', '.join(TRACKS)}")
+    board = TRACKS[track][2](standings)
+    ids = {name: i for i, name in standings.names.frame["submission"].items()}
+    done = progress.completion(session, dataset, settings.epsilons)
+    seconds = progress.median_seconds_per_100(session)
+    rows = []
+    for record in board.to_dict("records"):
+        submission_id = ids[record["submission"]]
+        record = {key: _number(value) for key, value in record.items()}
+        record.update(id=submission_id, completion=round(done.get(submission_id, 0.0), 4),
+                      median_seconds_per_100=_number(round(seconds[submission_id], 2)) if submission_id in seconds else None)
+        rows.append(record)
+    return rows
+
+
+def _top(totals: pd.Series, count: int | None) -> list[str]:
+    ordered = totals.sort_values(ascending=False, kind="stable")
+    return list(ordered.index if count is None else ordered.index[:count])
+
+
+def matrix(standings: Standings, value: str, epsilon: int | None, top_attacks: int | None,
+           top_defenses: int | None) -> dict:
+    """Attack rows x defense columns with the counts behind each cell, optionally zoomed to the
+    strongest attacks (most errors caused) and the strongest defenses (most correct answers)."""
+    if value not in MATRIX_VALUES:
+        raise HTTPException(422, f"value must be one of {', '.join(MATRIX_VALUES)}, not {value!r}")
+    check_epsilon(standings, epsilon)
+    errors = standings.matrix("error", epsilon)
+    answered = errors + standings.matrix("correct", epsilon)
+    attacks = _top(errors.sum(axis=1), top_attacks)
+    defenses = _top(standings.matrix("correct", epsilon).sum(axis=0), top_defenses)
+    values = standings.matrix(value, epsilon).loc[attacks, defenses]
+    answered = answered.loc[attacks, defenses]
+    return {
+        "value": value, "epsilon": epsilon, "attacks": attacks, "defenses": defenses,
+        "counts": values.to_numpy().tolist(), "answered": answered.to_numpy().tolist(),
+        "epsilons": standings.epsilons,
+    }
+
+
+def curves(standings: Standings, defenses: list[str] | None = None) -> dict[str, dict[int, float]]:
+    """Misclassified (%) by epsilon for each defense (or the chosen ones)."""
+    every = standings.defense_error_by_epsilon()
+    unknown = sorted(set(defenses or []) - set(every))
+    if unknown:
+        raise HTTPException(404, f"no results for defense(s) {', '.join(unknown)}")
+    chosen = defenses or sorted(every)
+    return {name: {int(eps): round(float(rate), 2) for eps, rate in every[name].items()} for name in chosen}
+
+
+def submission_summary(submission: Submission) -> dict:
+    return {
+        "id": submission.id, "name": submission.name, "team": submission.team.name, "kind": submission.kind.value,
+        "status": submission.status.value, "reason": submission.reason, "created_at": submission.created_at,
+        "container": submission.meta.get("container"),
+    }
+
+
+def submissions(session: Session) -> list[dict]:
+    query = select(Submission).join(Team).order_by(Submission.id)
+    return [submission_summary(s) for s in session.scalars(query)]
+
+
+def submission_detail(session: Session, settings: Settings, dataset: Dataset, submission: Submission,
+                      with_logs: bool) -> dict:
+    report = dict(submission.validation_report or {})
+    if not with_logs:
+        report.pop("log_tail", None)
+    return {
+        **submission_summary(submission),
+        "validation_report": report,
+        "progress": progress.submission_progress(session, dataset, submission, settings.epsilons).as_dict(),
+        "attempts": attempts(session, submission, with_logs),
+        "logs_visible": with_logs,
+    }
+
+
+def attempts(session: Session, submission: Submission, with_logs: bool, limit: int = 50) -> list[dict]:
+    """The submission's latest container runs, newest first."""
+    job_class, link = ((AttackJob, JobAttempt.attack_job_id) if submission.kind.is_attack
+                       else (DefenseJob, JobAttempt.defense_job_id))
+    rows = session.scalars(
+        select(JobAttempt).join(job_class, link == job_class.id)
+        .where(job_class.submission_id == submission.id)
+        .order_by(JobAttempt.id.desc()).limit(limit)
+    )
+    return [{
+        "job_id": a.attack_job_id or a.defense_job_id, "attempt": a.number, "started_at": a.started_at,
+        "seconds": a.seconds, "images": a.images, "pack_jobs": a.pack_jobs, "exit_code": a.exit_code,
+        "timed_out": a.timed_out, "killed_reason": a.killed_reason, "platform_error": a.error,
+        **({"log_excerpt": a.log_excerpt} if with_logs else {}),
+    } for a in rows]
+
+
+JOB_KINDS = {"attack": AttackJob, "defense": DefenseJob}
+
+
+def jobs(session: Session, dataset: Dataset, kind: str, submission: Submission | None, status: str | None,
+         limit: int, offset: int) -> list[dict]:
+    """One kind of job of the dataset, filtered, by id."""
+    job_class = JOB_KINDS[kind]
+    query = select(job_class).join(Batch, job_class.batch_id == Batch.id).where(Batch.dataset_id == dataset.id)
+    if submission is not None:
+        query = query.where(job_class.submission_id == submission.id)
+    if status is not None:
+        query = query.where(job_class.status == status)
+    return [{
+        "kind": kind, "id": job.id, "submission_id": job.submission_id, "batch": job.batch.index,
+        "epsilon": getattr(job, "epsilon", None), "attack_job_id": getattr(job, "attack_job_id", None),
+        "status": job.status.value, "attempt": job.attempt, "finished_at": job.finished_at,
+    } for job in session.scalars(query.order_by(job_class.id).limit(limit).offset(offset))]
+
+
+def results(session: Session, dataset: Dataset, attack_id: int | None, defense_id: int | None,
+            epsilon: int | None, limit: int, offset: int) -> list[dict]:
+    """Per-image answers on adversarial images, with the truth beside them (organizers only:
+    they reveal the dataset's labels)."""
+    query = (
+        select(Classification.id, Classification.defense_id, AttackJob.submission_id, AttackJob.epsilon,
+               Image.id, Image.name, Image.true_label, Image.target_class, Classification.label,
+               Classification.problem, AdversarialImage.id)
+        .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
+        .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
+        .join(Image, Classification.image_id == Image.id)
+        .where(Image.dataset_id == dataset.id)
+        .order_by(Classification.id)
+    )
+    if attack_id is not None:
+        query = query.where(AttackJob.submission_id == attack_id)
+    if defense_id is not None:
+        query = query.where(Classification.defense_id == defense_id)
+    if epsilon is not None:
+        query = query.where(AttackJob.epsilon == epsilon)
+    keys = ("id", "defense_id", "attack_id", "epsilon", "image_id", "image", "true_label", "target_class",
+            "label", "problem", "adversarial_image_id")
+    rows = [dict(zip(keys, row, strict=True)) for row in session.execute(query.limit(limit).offset(offset))]
+    for row in rows:
+        row["problem"] = row["problem"].value if row["problem"] else None
+        row["error"] = row["label"] != row["true_label"]
+        row["hit"] = row["label"] == row["target_class"]
+    return rows
+
+
+def drilldown(session: Session, adversarial_id: int) -> dict:
+    """One adversarial image: its attack, the clean image, and every defense's answer on it."""
+    adversarial = session.get(AdversarialImage, adversarial_id)
+    if adversarial is None:
+        raise HTTPException(404, f"no adversarial image with id {adversarial_id}")
+    image, job = adversarial.image, adversarial.attack_job
+    answers = session.execute(
+        select(Submission.id, Submission.name, Classification.label, Classification.problem)
+        .join(Submission, Classification.defense_id == Submission.id)
+        .where(Classification.adversarial_image_id == adversarial_id)
+        .order_by(Submission.name)
+    ).all()
+    clean = dict(session.execute(
+        select(Classification.defense_id, Classification.label)
+        .where(Classification.image_id == image.id, Classification.adversarial_image_id.is_(None))
+    ).all())
+    return {
+        "id": adversarial.id, "image_id": image.id, "image": image.name, "true_label": image.true_label,
+        "target_class": image.target_class, "attack": job.submission.name, "attack_id": job.submission_id,
+        "attack_kind": job.submission.kind.value, "epsilon": job.epsilon, "linf": adversarial.linf,
+        "clipped": adversarial.clipped, "missing": adversarial.missing, "wrong_size": adversarial.wrong_size,
+        "answers": [{
+            "defense_id": defense_id, "defense": name, "label": label, "clean_label": clean.get(defense_id),
+            "problem": problem.value if problem else None, "correct": label == image.true_label,
+            "hit": job.submission.kind is SubmissionKind.TARGETED_ATTACK and label == image.target_class,
+        } for defense_id, name, label, problem in answers],
+    }

@@ -1,0 +1,68 @@
+"""A tournament run started from the organizer page, in a background thread of the web process.
+
+Only one run at a time: a second click while one runs is refused, not queued. What the
+run did is kept for the page; how far the tournament has got is read from the database
+(arena.progress), so progress also shows for runs started from the CLI or on workers.
+"""
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from arena import executor
+from arena.config import Settings
+from arena.models import utcnow
+
+
+@dataclass
+class RunState:
+    running: bool = False
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    message: str = ""
+    outcome: str = ""
+    errors: list[str] = field(default_factory=list)
+
+
+class TournamentRunner:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.state = RunState()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def start(self, dataset_name: str | None) -> bool:
+        """Start a run of the missing jobs; False when one is already under way."""
+        with self._lock:
+            if self.state.running:
+                return False
+            self.state = RunState(running=True, started_at=utcnow(), message="planning")
+            self._thread = threading.Thread(target=self._run, args=(dataset_name,), name="tournament-run", daemon=True)
+            self._thread.start()
+            return True
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _progress(self, done: int, total: int, message: str) -> None:
+        self.state.message = f"{done}/{total} jobs; last: {message}"
+
+    def _run(self, dataset_name: str | None) -> None:
+        try:
+            summary = self._execute(dataset_name)
+            self.state.outcome = summary.describe()
+            self.state.errors = list(summary.platform_errors)
+        except Exception as exc:  # the page must say what stopped the run, whatever it was
+            self.state.outcome = "the run stopped"
+            self.state.errors = [f"{exc.__class__.__name__}: {exc}"]
+        finally:
+            self.state.running = False
+            self.state.finished_at = utcnow()
+
+    def _execute(self, dataset_name: str | None) -> executor.RunSummary:
+        if self.settings.broker_url:
+            from arena.dispatcher import dispatch  # Celery only where it is used
+
+            return dispatch(self.settings, dataset_name, self._progress, wait=True)
+        return executor.run_missing(self.settings, dataset_name, self._progress)

@@ -1,0 +1,192 @@
+"""The REST API and the pages without containers: who may do what, bad input, and a
+property-based run against the OpenAPI description (schemathesis) that must find no 5xx."""
+
+import io
+import tarfile
+
+import pytest
+import schemathesis
+from arena.db import transaction
+from arena.models import Submission, SubmissionKind, SubmissionStatus, Team
+from arena.teams import issue_token
+from arena.web.app import create_app
+from conftest import make_settings, synth_dataset
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from schemathesis.checks import not_a_server_error
+from sqlalchemy import select
+
+ORGANIZER = {"Authorization": "Bearer organizer-secret"}
+
+
+def _submission(session, team: Team, name: str, kind: SubmissionKind) -> Submission:
+    submission = Submission(
+        team=team, name=name, kind=kind, sha256=name.ljust(64, "0"), status=SubmissionStatus.ACCEPTED,
+        meta={"type": kind.value, "container": "arena/python:bookworm", "entry_point": "run.sh"},
+        validation_report={"passed": True, "images": 4, "seconds": 1.0, "time_limit": 20.0, "exit_code": 0,
+                           "problems": [], "log_tail": f"secret log of {name}"},
+    )
+    session.add(submission)
+    return submission
+
+
+@pytest.fixture
+def arena(tmp_path):
+    """Two teams with tokens, an attack and a defense (accepted, no results yet), a dataset."""
+    settings = make_settings(tmp_path / "arena", organizer_token="organizer-secret", max_upload_bytes=4096)
+    synth_dataset(settings, 4, batch_size=2)
+    with transaction(settings) as session:
+        tokens = {name: issue_token(session, name) for name in ("red", "blue")}
+        red, blue = (session.scalar(select(Team).where(Team.name == n)) for n in ("red", "blue"))
+        ids = {"attack": _submission(session, red, "red-attack", SubmissionKind.ATTACK),
+               "defense": _submission(session, blue, "blue-defense", SubmissionKind.DEFENSE)}
+        session.flush()
+        ids = {k: s.id for k, s in ids.items()}
+    client = TestClient(create_app(settings))
+    return client, settings, tokens, ids
+
+
+def _bearer(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_reading_is_public_and_acting_needs_a_credential(arena):
+    client, _, tokens, ids = arena
+    assert client.get("/api/leaderboards/defense").status_code == 200
+    assert [r["submission"] for r in client.get("/api/leaderboards/attack").json()] == ["red-attack"]
+    assert client.get("/").status_code == 200 and "red-attack" in client.get("/").text
+    for method, url in [("post", "/api/runs"), ("patch", "/api/tournament"), ("post", "/api/teams/x/token"),
+                        ("get", "/api/results"), ("get", f"/api/submissions/{ids['attack']}/rerun"),
+                        ("post", f"/api/submissions/{ids['attack']}/disqualify")]:
+        anonymous = client.request(method, url, json={"reason": "r"})
+        as_team = client.request(method, url, json={"reason": "r"}, headers=_bearer(tokens["red"]))
+        assert (anonymous.status_code, as_team.status_code) in {(401, 403), (405, 405)}, (method, url)
+    assert client.post("/api/submissions", files={"archive": ("a.tar", b"x")}).status_code == 401
+    assert client.get("/api/leaderboards/defense", headers=_bearer("forged")).status_code == 401
+    assert client.get("/organizer").status_code == 401 and "Log in" in client.get("/organizer").text
+
+
+def test_logs_are_shown_only_to_the_owning_team_and_organizers(arena):
+    client, _, tokens, ids = arena
+    url = f"/api/submissions/{ids['attack']}"
+    assert "log_tail" not in client.get(url).json()["validation_report"]
+    assert "log_tail" not in client.get(url, headers=_bearer(tokens["blue"])).json()["validation_report"]
+    assert client.get(url, headers=_bearer(tokens["red"])).json()["validation_report"]["log_tail"] == "secret log of red-attack"
+    assert client.get(url, headers=ORGANIZER).json()["logs_visible"] is True
+    client.cookies.set("arena_token", tokens["blue"])
+    page = client.get(f"/submissions/{ids['attack']}").text
+    assert "secret log" not in page and "Logs are shown to the submission's team" in page
+
+
+def test_hidden_leaderboards_are_refused_to_teams_but_not_to_organizers(arena):
+    client, _, tokens, _ = arena
+    assert client.patch("/api/tournament", json={"leaderboards_public": False}, headers=ORGANIZER).status_code == 200
+    for url in ("/api/leaderboards/defense", "/api/matrix", "/api/curves", "/api/export/error_matrix.csv"):
+        response = client.get(url, headers=_bearer(tokens["red"]))
+        assert response.status_code == 403 and "hidden" in response.json()["detail"]
+        assert client.get(url, headers=ORGANIZER).status_code == 200
+    assert "hidden until the end" in client.get("/").text
+
+
+def test_a_disqualified_submission_leaves_the_leaderboard(arena):
+    client, settings, _, ids = arena
+    url = f"/api/submissions/{ids['defense']}/disqualify"
+    assert client.post(url, json={"reason": "  "}, headers=ORGANIZER).status_code == 422
+    assert client.post(url, json={"reason": "read the labels"}, headers=ORGANIZER).json()["status"] == "disqualified"
+    assert client.get("/api/leaderboards/defense").json() == []
+    with transaction(settings) as session:
+        assert session.get(Submission, ids["defense"]).reason == "read the labels"
+
+
+def test_a_new_token_revokes_the_old_one_and_the_login_cookie_works(arena):
+    client, _, tokens, _ = arena
+    fresh = client.post("/api/teams/red/token", headers=ORGANIZER).json()["token"]
+    assert client.get("/upload", headers=_bearer(tokens["red"])).status_code == 401
+    assert client.post("/login", data={"token": "wrong"}, follow_redirects=False).status_code == 401
+    login = client.post("/login", data={"token": fresh}, follow_redirects=False)
+    assert login.status_code == 303 and "httponly" in login.headers["set-cookie"].lower()
+    assert "team red" in client.get("/upload").text
+
+
+def _tar(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("archive", "status", "message"), [
+    (b"not an archive at all", 400, "is not a .zip, .tar or .tar.gz"),
+    (_tar({"../escape.sh": b"x"}), 400, "escape"),
+    (_tar({"run.sh": b"echo"}), 400, "metadata.json"),
+    (b"x" * 5000, 413, "upload limit of 4096 bytes"),
+    (b"", 400, "empty"),
+])
+def test_bad_uploads_get_a_clear_4xx_and_store_nothing(arena, archive, status, message):
+    client, settings, tokens, _ = arena
+    response = client.post("/api/submissions", files={"archive": ("sub.tar.gz", archive)}, headers=_bearer(tokens["red"]))
+    assert response.status_code == status and message in response.json()["detail"]
+    with transaction(settings) as session:
+        assert len(session.scalars(select(Submission)).all()) == 2
+    assert not list(settings.work_dir.glob("upload-*"))  # the scratch copy is gone
+
+
+def test_closed_uploads_and_an_organizer_upload_without_a_team(arena):
+    client, _, tokens, _ = arena
+    no_team = client.post("/api/submissions", files={"archive": ("a.tar", b"x")}, headers=ORGANIZER)
+    assert no_team.status_code == 422 and "which team" in no_team.json()["detail"]
+    client.patch("/api/tournament", json={"uploads_open": False}, headers=ORGANIZER)
+    closed = client.post("/api/submissions", files={"archive": ("a.tar", b"x")}, headers=_bearer(tokens["red"]))
+    assert closed.status_code == 403 and "closed" in closed.json()["detail"]
+
+
+@pytest.mark.parametrize(("url", "status", "message"), [
+    ("/api/submissions/999", 404, "no submission with id 999"),
+    ("/api/leaderboards/defense?dataset=nope", 404, "no dataset named 'nope'"),
+    ("/api/leaderboards/bogus", 422, "defense"),
+    ("/api/matrix?eps=3", 404, "no results at eps=3"),
+    ("/api/matrix?value=score", 422, "error"),
+    ("/api/jobs?limit=0", 422, "greater than or equal to 1"),
+    ("/api/export/nothing.csv", 404, "no export 'nothing'"),
+    ("/api/curves?defense=ghost", 404, "ghost"),
+])
+def test_unknown_ids_and_bad_parameters_are_4xx_with_a_message(arena, url, status, message):
+    client = arena[0]
+    response = client.get(url)
+    assert response.status_code == status and message in response.text
+
+
+def test_pages_answer_errors_as_html(arena):
+    client = arena[0]
+    response = client.get("/submissions/999")
+    assert response.status_code == 404 and "text/html" in response.headers["content-type"]
+    assert "no submission with id 999" in response.text
+
+
+def _fuzz(app, methods: set[str], headers: dict | None) -> None:
+    """Every operation of the OpenAPI description, with generated valid and invalid input."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        if operation.method.upper() not in methods:
+            continue
+
+        @given(case=operation.as_strategy())
+        @hypothesis_settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def check(case) -> None:
+            case.call_and_validate(headers=headers, checks=[not_a_server_error])
+
+        check()
+
+
+def test_no_request_to_a_read_endpoint_gets_a_5xx_even_as_organizer(arena):
+    _fuzz(arena[0].app, {"GET"}, ORGANIZER)
+
+
+def test_no_request_from_the_public_gets_a_5xx(arena):
+    """Every method, without credentials (an organizer's POSTs would start runs and forget results)."""
+    _fuzz(arena[0].app, {"GET", "POST", "PATCH"}, None)

@@ -1,0 +1,70 @@
+// Arena's pages: sortable tables, and live progress that refreshes the page's content
+// (not the whole page) when jobs finish, so results appear without reloading.
+"use strict";
+
+function sortTable(header) {
+  const table = header.closest("table");
+  const column = [...header.parentNode.children].indexOf(header);
+  const numeric = header.dataset.type === "number";
+  const ascending = !header.classList.contains("asc");
+  table.querySelectorAll("th").forEach((th) => th.classList.remove("asc", "desc"));
+  header.classList.add(ascending ? "asc" : "desc");
+  const body = table.tBodies[0];
+  const key = (row) => {
+    const cell = row.children[column];
+    if (!cell) return numeric ? -Infinity : "";
+    const raw = cell.dataset.value ?? cell.textContent.trim();
+    return numeric ? parseFloat(raw) || 0 : raw.toLowerCase();
+  };
+  const rows = [...body.rows].sort((a, b) => {
+    const [x, y] = [key(a), key(b)];
+    return (x < y ? -1 : x > y ? 1 : 0) * (ascending ? 1 : -1);
+  });
+  rows.forEach((row) => body.appendChild(row));
+}
+
+function bindSorting(root) {
+  root.querySelectorAll("table.sortable th").forEach((th) => th.addEventListener("click", () => sortTable(th)));
+}
+
+async function refreshMain() {
+  const response = await fetch(location.href, { headers: { Accept: "text/html" } });
+  if (!response.ok) return;
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = page.getElementById("main");
+  const main = document.getElementById("main");
+  if (fresh && main && !main.contains(document.activeElement)) {
+    main.innerHTML = fresh.innerHTML;
+    bindSorting(main);
+  }
+}
+
+async function pollProgress(bar, lastSeen) {
+  try {
+    const response = await fetch(`/api/progress?dataset=${encodeURIComponent(bar.dataset.dataset)}`);
+    if (response.ok) {
+      const p = await response.json();
+      const done = p.attack_jobs.done + p.defense_jobs.done;
+      const expected = p.attack_jobs.expected + p.defense_jobs.expected;
+      bar.querySelector("progress").value = expected ? done / expected : 1;
+      const running = p.attack_jobs.running + p.defense_jobs.running;
+      bar.querySelector(".text").textContent =
+        `${done} of ${expected} jobs done` + (running ? `, ${running} running` : "") + (p.run.running ? ` — ${p.run.message}` : "");
+      bar.dataset.done = String(done);
+      bar.dataset.running = String(p.run.running || running > 0);
+      const seen = `${done}|${p.run.running}`;
+      if (lastSeen !== null && seen !== lastSeen && document.getElementById("main").hasAttribute("data-live")) {
+        await refreshMain();
+      }
+      lastSeen = seen;
+    }
+  } finally {
+    setTimeout(() => pollProgress(bar, lastSeen), 2000);
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  bindSorting(document);
+  const bar = document.getElementById("progress");
+  if (bar) pollProgress(bar, null);
+});
