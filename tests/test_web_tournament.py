@@ -1,0 +1,153 @@
+"""The web app over a real tournament: real containers, a real uvicorn server, and a real
+headless Chromium that uploads a submission through the page, starts the run from the
+organizer page and finds the new attack on the leaderboard and in the heatmap."""
+
+import io
+import os
+import shutil
+
+import httpx
+import numpy as np
+import pytest
+from arena.archive import pack
+from arena.db import transaction
+from arena.executor import run_missing
+from arena.scoring import Standings
+from arena.web.app import create_app
+from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
+from PIL import Image
+from web_server import live_server
+
+pytestmark = pytest.mark.docker
+ORGANIZER = "organizer-secret"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def site(engine, tmp_path_factory):
+    """A finished tournament (noop and step_to_target against decoder, eps 2 and 8) being served."""
+    tmp = tmp_path_factory.mktemp("web")
+    settings = make_settings(tmp / "arena", organizer_token=ORGANIZER, epsilons=[2, 8])
+    synth_dataset(settings, 20, batch_size=10)
+    for name in ("noop", "step_to_target", "decoder"):
+        assert submit_folder(settings, SAMPLES / name, tmp).status.value == "accepted"
+    assert not run_missing(settings).platform_errors
+    app = create_app(settings)
+    with live_server(app) as url:
+        yield settings, app, url, tmp
+
+
+def _standings(settings) -> Standings:
+    with transaction(settings) as session:
+        from arena.dataset import find_dataset
+
+        return Standings.compute(session, find_dataset(session, None))
+
+
+def test_the_api_serves_the_tournament_as_scored(site):
+    settings, _, url, _ = site
+    standings = _standings(settings)
+    matrix = httpx.get(f"{url}/api/matrix").json()
+    expected = standings.matrix("error")
+    assert matrix["attacks"] and matrix["defenses"] == ["decoder"]
+    for i, attack in enumerate(matrix["attacks"]):
+        assert matrix["counts"][i][0] == expected.loc[attack, "decoder"]
+        assert matrix["answered"][i][0] == 20 * 2  # 20 images at 2 epsilons
+    board = httpx.get(f"{url}/api/leaderboards/defense").json()
+    assert board[0]["submission"] == "decoder" and board[0]["completion"] == 1.0
+    assert board[0]["score"] == standings.defense_leaderboard().loc[0, "score"]
+    assert board[0]["median_seconds_per_100"] > 0
+    csv = httpx.get(f"{url}/api/export/error_matrix.csv?eps=8").text
+    assert csv.splitlines()[0] == "attack,decoder"
+
+
+def test_the_drill_down_shows_the_images_and_every_answer(site):
+    _, _, url, _ = site
+    headers = {"Authorization": f"Bearer {ORGANIZER}"}
+    with httpx.Client(base_url=url, headers=headers) as client:
+        names = {s["name"]: s["id"] for s in client.get("/api/submissions").json()}
+        row = client.get(f"/api/results?attack_id={names['noop']}&eps=8&limit=1").json()[0]
+        detail = client.get(f"/api/adversarial/{row['adversarial_image_id']}").json()
+        assert detail["attack"] == "noop" and [a["defense"] for a in detail["answers"]] == ["decoder"]
+        assert detail["answers"][0]["correct"] is True  # the noop attack leaves the picture readable
+        clean = _pixels(client.get(f"/api/images/{detail['image_id']}/image.png").content)
+        adversarial = _pixels(client.get(f"/api/adversarial/{detail['id']}/image.png").content)
+        perturbation = _pixels(client.get(f"/api/adversarial/{detail['id']}/perturbation.png").content)
+        assert clean.shape == (299, 299, 3) and np.array_equal(clean, adversarial)
+        assert np.all(perturbation == 128)  # no change is mid-grey
+        page = client.get(f"/adversarial/{detail['id']}").text
+        assert "decoder" in page and "correct" in page
+    assert httpx.get(f"{url}/api/adversarial/{detail['id']}").status_code == 401
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        if os.environ.get("ARENA_REQUIRE_DOCKER"):
+            pytest.fail("chromium is not installed (scripts/setup.sh installs it)")
+        pytest.skip("needs chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+def _log_in(page, url: str, token: str) -> None:
+    page.goto(f"{url}/login")
+    page.fill("#token", token)
+    page.click("form.stack button")
+    page.wait_for_url(f"{url}/")
+
+
+def test_a_team_uploads_in_the_browser_and_the_organizer_runs_it(site, browser, tmp_path):
+    _, _, url, _ = site
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.set_default_timeout(120_000)
+
+    _log_in(page, url, ORGANIZER)
+    page.goto(f"{url}/organizer")
+    page.fill("input[name=team]", "browser-team")
+    page.click("text=Issue a token")
+    token = page.inner_text("#token").strip()
+
+    page.context.clear_cookies()
+    _log_in(page, url, token)
+    page.goto(f"{url}/upload")
+    page.set_input_files("input[name=archive]", str(pack(SAMPLES / "random_noise", tmp_path / "random_noise.tar.gz")))
+    page.click("#upload-form button")
+    page.wait_for_url(f"{url}/submissions/*")
+    assert "accepted" in page.inner_text("h2")
+    assert "browser-team" in page.inner_text("dl.facts")
+
+    page.context.clear_cookies()
+    _log_in(page, url, ORGANIZER)
+    page.goto(f"{url}/organizer")
+    page.click("#run-button")
+    page.goto(f"{url}/")
+    # The page is not reloaded: live progress refreshes the leaderboards when jobs finish.
+    page.wait_for_function(
+        """() => {
+            const text = document.querySelector('#progress .text').textContent;
+            const m = text.match(/^(\\d+) of (\\d+) jobs done$/);
+            const row = [...document.querySelectorAll('#board-attack tbody tr')]
+                .find((r) => r.textContent.includes('random_noise'));
+            return m && m[1] === m[2] && row && row.textContent.includes('100%');
+        }""",
+        timeout=300_000,
+    )
+    attack_board = page.inner_text("#board-attack")
+    assert "random_noise" in attack_board and "noop" in attack_board
+    page.screenshot(path=str(tmp_path / "leaderboards.png"))
+
+    page.goto(f"{url}/matrix")
+    rows = page.locator("#heatmap th.row").all_inner_texts()
+    assert "random_noise" in rows
+    cell = page.locator("#heatmap td[data-attack=random_noise][data-defense=decoder]")
+    assert "random_noise vs decoder" in cell.get_attribute("title")
+    assert " of 40 answers" in cell.get_attribute("title")
