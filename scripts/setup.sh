@@ -2,7 +2,7 @@
 # Everything Arena needs on a fresh Debian machine (as root), and nothing twice:
 # Debian's docker.io, debootstrap and docker-compose when missing, redis-server and
 # postgresql for the distributed tests (installed only, never started here: the tests start
-# and stop their own),
+# and stop their own), Debian's chromium for the browser tests (driven by Playwright),
 # then the virtualenv with Arena in it.
 set -eu
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$missing postgresql"
 command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"  # the web tests' browser
 if [ -n "$missing" ]; then
     echo "installing from Debian:$missing"
     if [ ! -e /usr/sbin/policy-rc.d ]; then

@@ -1,4 +1,4 @@
-"""The compose stack (PostgreSQL, Redis, migrate, Celery workers, flower, scheduler), built
+"""The compose stack (PostgreSQL, Redis, migrate, Celery workers, web, flower, scheduler), built
 offline from the project's images, runs the demo tournament end to end."""
 
 import os
@@ -8,6 +8,7 @@ import subprocess
 import pytest
 from arena import REPO_ROOT, base_image
 from arena.config import Settings
+from servers import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -21,10 +22,11 @@ def test_the_compose_stack_runs_the_demo(tmp_path):
     data.mkdir(parents=True)
     result = subprocess.run(
         [str(REPO_ROOT / "scripts" / "compose-demo.sh")],
-        cwd=REPO_ROOT, env={**os.environ, "PWD": str(REPO_ROOT)},
+        cwd=REPO_ROOT, env={**os.environ, "PWD": str(REPO_ROOT), "ARENA_WEB_PORT": str(free_port())},
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1200,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "ran 24 attack jobs and 52 defense jobs" in result.stdout
     assert "Error matrix" in result.stdout and "smoothed_decoder" in result.stdout
+    assert '"submission":"random_noise"' in result.stdout  # the web service serves the leaderboard
     assert "Task arena.run_pack" in (data / "workers.log").read_text()  # the work went through Celery workers

@@ -88,6 +88,12 @@ class Settings(BaseSettings):
             raise ValueError(f"epsilons must lie in 0..255, got {bad}")
         return sorted(set(value))
 
+    @field_validator("organizer_token", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        """Compose passes ``ARENA_ORGANIZER_TOKEN=`` when the variable is not set."""
+        return None if isinstance(value, str) and not value.strip() else value
+
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'arena.db').resolve()}"

@@ -20,6 +20,7 @@ from fastapi import (
     Request,
     UploadFile,
 )
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
@@ -31,9 +32,17 @@ from arena.export import MATRICES
 from arena.images import ImageStore, encode_png
 from arena.models import AdversarialImage, Image, JobStatus
 from arena.progress import tournament_progress
-from arena.scoring import Standings
 from arena.web import queries
-from arena.web.auth import Caller, caller, organizer, team_or_organizer
+from arena.web.auth import (
+    Caller,
+    caller,
+    caller_in_own_session,
+    organizer,
+    presents_credential,
+    team_or_organizer,
+)
+from arena.web.cache import Snapshot
+from arena.web.datasets import pick_dataset
 from arena.web.deps import get_session, get_settings
 from arena.web.uploads import take_upload
 
@@ -57,18 +66,27 @@ class Disqualification(BaseModel):
     reason: str = Field(min_length=1, max_length=2000, description="Shown on the submission's page.")
 
 
-def standings(request: Request, dataset: DatasetName = None, who: Caller = Depends(caller),
-              session: Session = Depends(get_session)) -> tuple[Standings, object]:
-    """The dataset's standings, when the caller may see them."""
-    if not who.organizer and not tournament.current(session).leaderboards_public:
-        raise HTTPException(403, "the leaderboards are hidden until the end of the tournament")
-    chosen = queries.pick_dataset(session, dataset)
-    return request.app.state.standings.get(session, chosen), chosen
+async def snapshot(request: Request, dataset: DatasetName = None) -> Snapshot:
+    """The dataset's current standings, when the caller may see them. Served from the cache
+    with no query for anonymous readers while the leaderboards are public: the common case
+    under load. A credential, when one is sent, is checked all the same (401 if wrong)."""
+    cache = request.app.state.standings
+    current, public = cache.peek(dataset) or await run_in_threadpool(cache.get, dataset)
+    if presents_credential(request) or not public:
+        who = await run_in_threadpool(caller_in_own_session, request)
+        if not public and not who.organizer:
+            raise HTTPException(403, "the leaderboards are hidden until the end of the tournament")
+    return current
 
 
-Visible = Annotated[tuple[Standings, object], Depends(standings)]
+Visible = Annotated[Snapshot, Depends(snapshot)]
 SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+@router.get("/health", summary="Whether the web app answers (no database access): for health checks")
+async def health() -> dict:
+    return {"ok": True}
 
 
 @router.get("/tournament", summary="The tournament's settings and the web-started run")
@@ -99,7 +117,7 @@ def list_tournaments(session: SessionDep, settings: SettingsDep) -> list[dict]:
 
 @router.get("/progress", summary="Jobs done and expected, for live progress")
 def get_progress(request: Request, session: SessionDep, settings: SettingsDep, dataset: DatasetName = None) -> dict:
-    chosen = queries.pick_dataset(session, dataset)
+    chosen = pick_dataset(session, dataset)
     counts = tournament_progress(session, chosen, settings.epsilons)
     state = request.app.state.runner.state
     return {"dataset": chosen.name, **{kind: c.as_dict() for kind, c in counts.items()},
@@ -109,7 +127,7 @@ def get_progress(request: Request, session: SessionDep, settings: SettingsDep, d
 @router.post("/runs", status_code=202, summary="Run every missing job in the background (organizers)")
 def start_run(request: Request, session: SessionDep, dataset: DatasetName = None,
               _: Caller = Depends(organizer)) -> dict:
-    chosen = queries.pick_dataset(session, dataset)
+    chosen = pick_dataset(session, dataset)
     if not request.app.state.runner.start(chosen.name):
         raise HTTPException(409, "a run is already under way; wait for it to finish")
     return {"started": True, "dataset": chosen.name}
@@ -139,7 +157,7 @@ def upload_submission(
 def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep, dataset: DatasetName = None,
                    who: Caller = Depends(caller)) -> dict:
     submission = queries.submission_or_404(session, submission_id)
-    chosen = queries.pick_dataset(session, dataset)
+    chosen = pick_dataset(session, dataset)
     return queries.submission_detail(session, settings, chosen, submission, with_logs=who.owns(submission))
 
 
@@ -148,7 +166,7 @@ def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep
 def rerun_submission(request: Request, submission_id: Id, settings: SettingsDep, dataset: DatasetName = None,
                      _: Caller = Depends(organizer)) -> dict:
     with transaction(settings) as session:
-        chosen = queries.pick_dataset(session, dataset)
+        chosen = pick_dataset(session, dataset)
         if request.app.state.runner.state.running:
             raise HTTPException(409, "a run is under way; rerun when it has finished")
         scheduler.forget(session, queries.submission_or_404(session, submission_id))
@@ -178,43 +196,50 @@ def list_jobs(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[dict]:
-    chosen = queries.pick_dataset(session, dataset)
+    chosen = pick_dataset(session, dataset)
     submission = queries.submission_or_404(session, submission_id) if submission_id else None
     return queries.jobs(session, chosen, kind, submission, status, limit, offset)
 
 
 @router.get("/leaderboards/{track}", summary="A track's leaderboard: defense, attack or targeted_attack")
-def get_leaderboard(track: Literal["defense", "attack", "targeted_attack"], visible: Visible,
-                    session: SessionDep, settings: SettingsDep) -> list[dict]:
-    standings_, chosen = visible
-    return queries.leaderboard(session, settings, chosen, standings_, track)
+async def get_leaderboard(track: Literal["defense", "attack", "targeted_attack"], visible: Visible) -> Response:
+    key = ("leaderboard", track)
+    body = visible.cached_json(key) or await run_in_threadpool(
+        visible.json, key, lambda: queries.leaderboard(visible, track))
+    return _json(body)
+
+
+def _json(body: bytes) -> Response:
+    return Response(body, media_type="application/json")
 
 
 @router.get("/matrix", summary="The attack x defense matrix, overall or at one epsilon, optionally top-K")
-def get_matrix(
+async def get_matrix(
     visible: Visible,
     value: Literal["error", "correct", "hit"] = "error",
     epsilon: Epsilon = None,
     top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
-) -> dict:
-    return queries.matrix(visible[0], value, epsilon, top_attacks, top_defenses)
+) -> Response:
+    key = ("matrix", value, epsilon, top_attacks, top_defenses)
+    body = visible.cached_json(key) or await run_in_threadpool(
+        visible.json, key, lambda: queries.matrix(visible, value, epsilon, top_attacks, top_defenses))
+    return _json(body)
 
 
 @router.get("/curves", summary="Each defense's misclassification rate (%) by epsilon")
 def get_curves(visible: Visible, defense: Annotated[list[str] | None, Query(max_length=100)] = None) -> dict:
-    return queries.curves(visible[0], defense)
+    return queries.curves(visible, defense)
 
 
 @router.get("/export/{name}.csv", summary="The 2017 result files: matrices (optionally at one eps) and leaderboards")
-def export_csv(name: str, visible: Visible, session: SessionDep, settings: SettingsDep,
-               epsilon: Epsilon = None) -> Response:
-    standings_, chosen = visible
+def export_csv(name: str, visible: Visible, epsilon: Epsilon = None) -> Response:
+    standings = visible.standings
     if name in MATRICES:
-        queries.check_epsilon(standings_, epsilon)
-        frame, index = standings_.matrix(MATRICES[name], epsilon), True
+        queries.check_epsilon(standings, epsilon)
+        frame, index = standings.matrix(MATRICES[name], epsilon), True
     elif name in LEADERBOARD_CSVS:
-        frame, index = queries.TRACKS[LEADERBOARD_CSVS[name]][2](standings_), False
+        frame, index = queries.TRACKS[LEADERBOARD_CSVS[name]][2](standings), False
     else:
         raise HTTPException(404, f"no export {name!r}; exports: {', '.join([*MATRICES, *LEADERBOARD_CSVS])}")
     buffer = io.StringIO()
@@ -234,7 +259,7 @@ def get_results(
     offset: Offset = 0,
     _: Caller = Depends(organizer),
 ) -> list[dict]:
-    chosen = queries.pick_dataset(session, dataset)
+    chosen = pick_dataset(session, dataset)
     return queries.results(session, chosen, attack_id, defense_id, epsilon, limit, offset)
 
 

@@ -30,7 +30,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.organizer_token = (settings.organizer_token.get_secret_value() if settings.organizer_token
                                  else secrets.token_urlsafe(24))
-    app.state.standings = StandingsCache()
+    app.state.standings = StandingsCache(settings)
     app.state.runner = TournamentRunner(settings)
     app.mount("/static", StaticFiles(directory=REPO_ROOT / "web" / "static"), name="static")
     app.include_router(api.router)

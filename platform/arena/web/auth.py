@@ -12,6 +12,7 @@ from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
 from arena import teams
+from arena.db import transaction
 from arena.models import Submission, Team
 from arena.web.deps import get_session
 
@@ -39,6 +40,10 @@ def _token(request: Request) -> str | None:
     return request.cookies.get(COOKIE) or None
 
 
+def presents_credential(request: Request) -> bool:
+    return _token(request) is not None
+
+
 def identify(request: Request, token: str | None, session: Session) -> Caller:
     if token is None:
         return Caller()
@@ -53,6 +58,12 @@ def identify(request: Request, token: str | None, session: Session) -> Caller:
 
 def caller(request: Request, session: Session = Depends(get_session)) -> Caller:
     return identify(request, _token(request), session)
+
+
+def caller_in_own_session(request: Request) -> Caller:
+    """For the cached reads, which otherwise touch no database."""
+    with transaction(request.app.state.settings) as session:
+        return identify(request, _token(request), session)
 
 
 def organizer(who: Caller = Depends(caller)) -> Caller:

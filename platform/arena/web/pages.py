@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from arena import REPO_ROOT, scheduler, teams, tournament
 from arena.db import transaction
-from arena.models import Submission, Team
+from arena.models import Dataset, Submission, Team
 from arena.progress import tournament_progress
 from arena.web import charts, queries
 from arena.web.api import DatasetName, Epsilon, Id
@@ -26,6 +26,8 @@ from arena.web.auth import (
     organizer,
     team_or_organizer,
 )
+from arena.web.cache import Snapshot
+from arena.web.datasets import pick_dataset
 from arena.web.deps import get_session
 from arena.web.uploads import take_upload
 
@@ -46,24 +48,21 @@ def back_to(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303)
 
 
-def _visible_standings(request: Request, session: Session, who: Caller, dataset: str | None):
-    """Standings and dataset, or None when the leaderboards are hidden from this caller."""
-    chosen = queries.pick_dataset(session, dataset)
-    if not who.organizer and not tournament.current(session).leaderboards_public:
-        return None, chosen
-    return request.app.state.standings.get(session, chosen), chosen
+def _visible(request: Request, session: Session, who: Caller, dataset: str | None) -> tuple[Snapshot | None, Dataset]:
+    """The current snapshot and the dataset; no snapshot when the leaderboards are hidden from this caller."""
+    current, public = request.app.state.standings.get(dataset)
+    return (current if public or who.organizer else None), current.dataset
 
 
 @router.get("/", response_class=HTMLResponse)
 def leaderboards_page(request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None):
-    standings, chosen = _visible_standings(request, session, who, dataset)
+    snapshot, chosen = _visible(request, session, who, dataset)
     boards = {}
-    if standings is not None:
-        settings = request.app.state.settings
-        boards = {track: (title, meaning, queries.leaderboard(session, settings, chosen, standings, track))
+    if snapshot is not None:
+        boards = {track: (title, meaning, queries.leaderboard(snapshot, track))
                   for track, (title, meaning, _) in queries.TRACKS.items()}
     return render(request, "leaderboards.html", who, session, dataset=chosen, boards=boards,
-                  epsilons=standings.epsilons if standings else [])
+                  epsilons=snapshot.standings.epsilons if snapshot else [])
 
 
 @router.get("/matrix", response_class=HTMLResponse)
@@ -73,9 +72,9 @@ def matrix_page(
     top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ):
-    standings, chosen = _visible_standings(request, session, who, dataset)
-    view = queries.matrix(standings, value, epsilon, top_attacks, top_defenses) if standings else None
-    ids = {} if standings is None else {name: i for i, name in standings.names.frame["submission"].items()}
+    snapshot, chosen = _visible(request, session, who, dataset)
+    view = queries.matrix(snapshot, value, epsilon, top_attacks, top_defenses) if snapshot else None
+    ids = {} if snapshot is None else {name: i for i, name in snapshot.standings.names.frame["submission"].items()}
     return render(request, "matrix.html", who, session, dataset=chosen, view=view, ids=ids,
                   top_attacks=top_attacks, top_defenses=top_defenses)
 
@@ -83,9 +82,9 @@ def matrix_page(
 @router.get("/curves", response_class=HTMLResponse)
 def curves_page(request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None,
                 defense: Annotated[list[str] | None, Query()] = None):
-    standings, chosen = _visible_standings(request, session, who, dataset)
-    every = sorted(standings.defense_error_by_epsilon()) if standings else []
-    chart = charts.epsilon_chart(queries.curves(standings, defense)) if standings else None
+    snapshot, chosen = _visible(request, session, who, dataset)
+    every = sorted(queries.curves(snapshot)) if snapshot else []
+    chart = charts.epsilon_chart(queries.curves(snapshot, defense)) if snapshot else None
     return render(request, "curves.html", who, session, dataset=chosen, chart=chart, every=every,
                   chosen=set(defense or every))
 
@@ -99,7 +98,7 @@ def submissions_page(request: Request, session: SessionDep, who: CallerDep):
 def submission_page(request: Request, submission_id: Id, session: SessionDep, who: CallerDep,
                     dataset: DatasetName = None):
     submission = queries.submission_or_404(session, submission_id)
-    chosen = queries.pick_dataset(session, dataset)
+    chosen = pick_dataset(session, dataset)
     detail = queries.submission_detail(session, request.app.state.settings, chosen, submission,
                                        with_logs=who.owns(submission))
     return render(request, "submission.html", who, session, s=detail, dataset=chosen)
@@ -113,7 +112,7 @@ def results_page(
     epsilon: Epsilon = None, offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,
     who: Caller = Depends(organizer),
 ):
-    chosen = queries.pick_dataset(session, dataset)
+    chosen = pick_dataset(session, dataset)
     rows = queries.results(session, chosen, attack_id, defense_id, epsilon, 100, offset)
     names = dict(session.execute(select(Submission.id, Submission.name)).all())
     return render(request, "results.html", who, session, dataset=chosen, rows=rows, names=names, offset=offset,
@@ -166,7 +165,7 @@ def upload(
 @router.get("/organizer", response_class=HTMLResponse)
 def organizer_page(request: Request, session: SessionDep, who: Caller = Depends(organizer),
                    dataset: DatasetName = None):
-    chosen = queries.pick_dataset(session, dataset)
+    chosen = pick_dataset(session, dataset)
     counts = tournament_progress(session, chosen, request.app.state.settings.epsilons)
     return render(request, "organizer.html", who, session, dataset=chosen, counts=counts,
                   submissions=queries.submissions(session), run=request.app.state.runner.state,
@@ -190,7 +189,7 @@ def organizer_settings(
 @router.post("/organizer/run")
 def organizer_run(request: Request, session: SessionDep, dataset: Annotated[str | None, Form()] = None,
                   _: Caller = Depends(organizer)):
-    chosen = queries.pick_dataset(session, dataset or None)
+    chosen = pick_dataset(session, dataset or None)
     if not request.app.state.runner.start(chosen.name):
         raise HTTPException(409, "a run is already under way; wait for it to finish")
     return back_to("/organizer")
@@ -216,7 +215,7 @@ def rerun(request: Request, submission_id: Id, _: Caller = Depends(organizer)):
         raise HTTPException(409, "a run is under way; rerun when it has finished")
     with transaction(request.app.state.settings) as session:
         scheduler.forget(session, queries.submission_or_404(session, submission_id))
-        chosen = queries.pick_dataset(session, None)
+        chosen = pick_dataset(session, None)
     runner.start(chosen.name)
     return back_to(f"/submissions/{submission_id}")
 

@@ -8,12 +8,11 @@ import math
 
 import pandas as pd
 from fastapi import HTTPException
-from sqlalchemy import desc, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arena import progress
 from arena.config import Settings
-from arena.dataset import DatasetError, find_dataset
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -28,6 +27,7 @@ from arena.models import (
     Team,
 )
 from arena.scoring import Standings
+from arena.web.cache import Snapshot
 
 TRACKS = {
     "defense": ("Defenses", "correct answers on adversarial images", Standings.defense_leaderboard),
@@ -35,19 +35,6 @@ TRACKS = {
     "targeted_attack": ("Targeted attacks", "target class hit", Standings.targeted_attack_leaderboard),
 }
 MATRIX_VALUES = ("error", "correct", "hit")
-
-
-def pick_dataset(session: Session, name: str | None) -> Dataset:
-    """The named dataset, or the newest one: pages open on the tournament under way."""
-    if name is not None:
-        try:
-            return find_dataset(session, name)
-        except DatasetError as exc:
-            raise HTTPException(404, str(exc)) from None
-    dataset = session.scalar(select(Dataset).order_by(desc(Dataset.id)).limit(1))
-    if dataset is None:
-        raise HTTPException(404, "no dataset imported yet: import one with `arena dataset import`")
-    return dataset
 
 
 def submission_or_404(session: Session, submission_id: int) -> Submission:
@@ -88,20 +75,23 @@ def datasets(session: Session, settings: Settings) -> list[dict]:
     return result
 
 
-def leaderboard(session: Session, settings: Settings, dataset: Dataset, standings: Standings, track: str) -> list[dict]:
+def leaderboard(snapshot: Snapshot, track: str) -> list[dict]:
     """A track's leaderboard rows, with each submission's id, completion and median run time."""
     if track not in TRACKS:
         raise HTTPException(404, f"no track {track!r}; tracks: {', '.join(TRACKS)}")
-    board = TRACKS[track][2](standings)
+    return snapshot.view(("leaderboard", track), lambda: _leaderboard_rows(snapshot, track))
+
+
+def _leaderboard_rows(snapshot: Snapshot, track: str) -> list[dict]:
+    standings = snapshot.standings
     ids = {name: i for i, name in standings.names.frame["submission"].items()}
-    done = progress.completion(session, dataset, settings.epsilons)
-    seconds = progress.median_seconds_per_100(session)
     rows = []
-    for record in board.to_dict("records"):
+    for record in TRACKS[track][2](standings).to_dict("records"):
         submission_id = ids[record["submission"]]
+        seconds = snapshot.seconds_per_100.get(submission_id)
         record = {key: _number(value) for key, value in record.items()}
-        record.update(id=submission_id, completion=round(done.get(submission_id, 0.0), 4),
-                      median_seconds_per_100=_number(round(seconds[submission_id], 2)) if submission_id in seconds else None)
+        record.update(id=submission_id, completion=round(snapshot.completion.get(submission_id, 0.0), 4),
+                      median_seconds_per_100=None if seconds is None else round(seconds, 2))
         rows.append(record)
     return rows
 
@@ -111,13 +101,19 @@ def _top(totals: pd.Series, count: int | None) -> list[str]:
     return list(ordered.index if count is None else ordered.index[:count])
 
 
-def matrix(standings: Standings, value: str, epsilon: int | None, top_attacks: int | None,
+def matrix(snapshot: Snapshot, value: str, epsilon: int | None, top_attacks: int | None,
            top_defenses: int | None) -> dict:
     """Attack rows x defense columns with the counts behind each cell, optionally zoomed to the
     strongest attacks (most errors caused) and the strongest defenses (most correct answers)."""
     if value not in MATRIX_VALUES:
         raise HTTPException(422, f"value must be one of {', '.join(MATRIX_VALUES)}, not {value!r}")
-    check_epsilon(standings, epsilon)
+    check_epsilon(snapshot.standings, epsilon)
+    key = ("matrix", value, epsilon, top_attacks, top_defenses)
+    return snapshot.view(key, lambda: _matrix(snapshot.standings, value, epsilon, top_attacks, top_defenses))
+
+
+def _matrix(standings: Standings, value: str, epsilon: int | None, top_attacks: int | None,
+            top_defenses: int | None) -> dict:
     errors = standings.matrix("error", epsilon)
     answered = errors + standings.matrix("correct", epsilon)
     attacks = _top(errors.sum(axis=1), top_attacks)
@@ -131,9 +127,9 @@ def matrix(standings: Standings, value: str, epsilon: int | None, top_attacks: i
     }
 
 
-def curves(standings: Standings, defenses: list[str] | None = None) -> dict[str, dict[int, float]]:
+def curves(snapshot: Snapshot, defenses: list[str] | None = None) -> dict[str, dict[int, float]]:
     """Misclassified (%) by epsilon for each defense (or the chosen ones)."""
-    every = standings.defense_error_by_epsilon()
+    every = snapshot.view(("curves",), snapshot.standings.defense_error_by_epsilon)
     unknown = sorted(set(defenses or []) - set(every))
     if unknown:
         raise HTTPException(404, f"no results for defense(s) {', '.join(unknown)}")

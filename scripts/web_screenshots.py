@@ -1,0 +1,44 @@
+"""Screenshots of the main pages for docs/web/, taken in headless Chromium from a running
+`arena web` (the figures in the README come from the real-model study's database):
+
+    ARENA_DATA_DIR=data/real ARENA_ORGANIZER_TOKEN=secret arena web --port 8765 &
+    .venv/bin/python scripts/web_screenshots.py http://127.0.0.1:8765 secret docs/web
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+from playwright.sync_api import sync_playwright
+
+PAGES = {
+    "leaderboards": "/",
+    "matrix": "/matrix",
+    "curves": "/curves",
+    "submission": "/submissions/1",
+    "organizer": "/organizer",
+}
+
+
+def main(url: str, token: str, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        page = browser.new_context(viewport={"width": 1280, "height": 820}).new_page()
+        page.goto(f"{url}/login")
+        page.fill("#token", token)
+        page.click("form.stack button")
+        pages = dict(PAGES)
+        results = page.request.get(f"{url}/api/results?limit=1&eps=8&offset=900").json()
+        if results:
+            pages["drilldown"] = f"/adversarial/{results[0]['adversarial_image_id']}"
+        for name, path in pages.items():
+            page.goto(url + path)
+            page.wait_for_timeout(500)
+            page.screenshot(path=str(out / f"{name}.png"))
+            print(f"{out / name}.png")
+        browser.close()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], Path(sys.argv[3]))
