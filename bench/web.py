@@ -57,6 +57,7 @@ ENDPOINTS = {
     "/api/matrix": "/api/matrix",
     "/api/matrix?eps=8&top_attacks=40&top_defenses=15": "/api/matrix?eps=8&top_attacks=40&top_defenses=15",
     "/ (leaderboards page)": "/",
+    "/matrix (heatmap page)": "/matrix",
 }
 
 

@@ -195,11 +195,16 @@ def sweep() -> int:
     number of containers removed."""
     removed = 0
     now = time.time()
-    for container in docker_client().containers.list(all=True, filters={"label": LABEL}):
-        deadline = float(container.labels.get(LABEL, "0"))
-        if container.status == "running" and now > deadline:
-            _kill(container)
-        elif container.status in ("exited", "dead", "created") and now > deadline + SWEEP_GRACE_SECONDS:
-            container.remove(force=True)
-            removed += 1
+    # sparse: the list call alone, no inspect per container; a container that another run
+    # removes meanwhile (other threads and workers sweep and clean up too) is skipped.
+    for container in docker_client().containers.list(all=True, sparse=True, filters={"label": LABEL}):
+        deadline = float((container.attrs.get("Labels") or {}).get(LABEL, "0"))
+        try:
+            if container.status == "running" and now > deadline:
+                _kill(container)
+            elif container.status in ("exited", "dead", "created") and now > deadline + SWEEP_GRACE_SECONDS:
+                container.remove(force=True)
+                removed += 1
+        except NotFound:
+            continue
     return removed

@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -57,12 +58,16 @@ def _visible(request: Request, session: Session, who: Caller, dataset: str | Non
 @router.get("/", response_class=HTMLResponse)
 def leaderboards_page(request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None):
     snapshot, chosen = _visible(request, session, who, dataset)
-    boards = {}
-    if snapshot is not None:
-        boards = {track: (title, meaning, queries.leaderboard(snapshot, track))
-                  for track, (title, meaning, _) in queries.TRACKS.items()}
-    return render(request, "leaderboards.html", who, session, dataset=chosen, boards=boards,
-                  epsilons=snapshot.standings.epsilons if snapshot else [])
+    boards = None if snapshot is None else snapshot.view(("html", "boards"), lambda: _boards_html(snapshot))
+    return render(request, "leaderboards.html", who, session, dataset=chosen, boards_html=boards)
+
+
+def _boards_html(snapshot: Snapshot) -> Markup:
+    """The three tables, rendered once per snapshot: they are the same for every reader."""
+    boards = {track: (title, meaning, queries.leaderboard(snapshot, track))
+              for track, (title, meaning, _) in queries.TRACKS.items()}
+    return Markup(templates.get_template("_boards.html").render(
+        boards=boards, epsilons=snapshot.standings.epsilons, dataset=snapshot.dataset))
 
 
 @router.get("/matrix", response_class=HTMLResponse)
@@ -74,9 +79,20 @@ def matrix_page(
 ):
     snapshot, chosen = _visible(request, session, who, dataset)
     view = queries.matrix(snapshot, value, epsilon, top_attacks, top_defenses) if snapshot else None
-    ids = {} if snapshot is None else {name: i for i, name in snapshot.standings.names.frame["submission"].items()}
-    return render(request, "matrix.html", who, session, dataset=chosen, view=view, ids=ids,
+    heatmap = None
+    if snapshot is not None:
+        key = ("html", "heatmap", value, epsilon, top_attacks, top_defenses, who.organizer)
+        heatmap = snapshot.view(key, lambda: _heatmap_html(snapshot, view, who.organizer))
+    return render(request, "matrix.html", who, session, dataset=chosen, view=view, heatmap_html=heatmap,
                   top_attacks=top_attacks, top_defenses=top_defenses)
+
+
+def _heatmap_html(snapshot: Snapshot, view: dict, organizer: bool) -> Markup:
+    """The heatmap table, rendered once per snapshot, view and kind of reader (organizers get
+    links to the per-image results)."""
+    ids = {name: i for i, name in snapshot.standings.names.frame["submission"].items()}
+    return Markup(templates.get_template("_heatmap.html").render(
+        view=view, ids=ids, organizer=organizer, dataset=snapshot.dataset, heat=charts.heat))
 
 
 @router.get("/curves", response_class=HTMLResponse)
