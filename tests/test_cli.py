@@ -24,7 +24,8 @@ def arena(*args: str):
 @pytest.mark.parametrize(
     "command",
     [[], ["db"], ["dataset"], ["dataset", "import"], ["dataset", "synth"], ["submit"], ["run"], ["rerun"],
-     ["leaderboard"], ["matrix"], ["export"], ["images", "build"], ["submissions", "list"], ["demo"]],
+     ["leaderboard"], ["matrix"], ["export"], ["images", "build"], ["submissions", "list"], ["demo"], ["web"],
+     ["teams", "token"], ["disqualify"]],
 )
 def test_every_command_has_help(command):
     result = arena(*command, "--help")
@@ -119,3 +120,17 @@ def test_unknown_recipes_and_datasets_are_named(data_dir):
 def test_a_worker_needs_a_broker(data_dir):
     result = arena("worker")
     assert result.exit_code == 1 and "set ARENA_BROKER_URL" in result.output
+
+
+def test_team_tokens_and_disqualification(data_dir):
+    from arena import db
+    from arena.teams import team_for_token
+
+    issued = arena("teams", "token", "blue")
+    assert issued.exit_code == 0
+    token = issued.output.split(":")[-1].strip()
+    with db.transaction(get_settings()) as session:
+        assert team_for_token(session, token).name == "blue"
+    assert "1 to 200 characters" in arena("teams", "token", " ").output
+    missing = arena("disqualify", "ghost", "--reason", "cheating")
+    assert missing.exit_code == 1 and "no submission named 'ghost'" in missing.output
