@@ -6,12 +6,15 @@ import shutil
 from pathlib import Path
 
 import pytest
-from arena import REPO_ROOT, base_image, db
+from arena import REPO_ROOT, base_image, db, tallies
 from arena.archive import pack
 from arena.config import SandboxLimits, Settings
 from arena.dataset import store_dataset, synthesize
+from arena.db import transaction
 from arena.intake import submit
+from arena.models import CellTally, CleanTally
 from arena.sandbox import SandboxError, docker_client
+from sqlalchemy import select
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -58,3 +61,20 @@ def variant(folder: Path, tmp_path: Path, new_name: str) -> Path:
 
 def synth_dataset(settings: Settings, images: int, batch_size: int, name: str = "synthetic"):
     return store_dataset(settings, name, synthesize(images), batch_size=batch_size)
+
+
+def snapshot(settings: Settings) -> tuple[list, list]:
+    """Every tally row (cells, then clean), in key order."""
+    with transaction(settings) as session:
+        return tuple(
+            [tuple(row) for row in session.execute(select(*model.__table__.columns).order_by(*model.__table__.primary_key))]
+            for model in (CellTally, CleanTally)
+        )
+
+
+def assert_tallies_match_a_rebuild(settings: Settings) -> None:
+    """The tallies kept as results landed equal a full recount of the raw rows."""
+    kept = snapshot(settings)
+    with transaction(settings) as session:
+        tallies.rebuild(session)
+    assert snapshot(settings) == kept

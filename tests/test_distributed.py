@@ -25,7 +25,7 @@ from arena.models import (
 )
 from arena.sandbox import docker_client
 from arena.scoring import Standings
-from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
+from conftest import SAMPLES, assert_tallies_match_a_rebuild, make_settings, submit_folder, synth_dataset
 from servers import postgres_server, redis_server
 from sqlalchemy import func, select
 
@@ -116,6 +116,7 @@ def test_two_workers_give_the_embedded_matrix(servers, embedded, tmp_path):
     result = _matrices(settings, dataset)
     assert result["counts"] == embedded["counts"]
     assert result["error"].equals(embedded["error"]) and result["hit"].equals(embedded["hit"])
+    assert_tallies_match_a_rebuild(settings)
 
 
 def _running_jobs(settings: Settings) -> int:
@@ -153,6 +154,7 @@ def test_a_killed_worker_and_a_restarted_redis_lose_nothing(servers, embedded, t
     result = _matrices(settings, dataset)
     assert result["counts"] == embedded["counts"]
     assert result["error"].equals(embedded["error"]) and result["hit"].equals(embedded["hit"])
+    assert_tallies_match_a_rebuild(settings)
     with transaction(settings) as session:
         orphans = session.scalars(select(JobAttempt).where(JobAttempt.ended_at.is_(None))).all()
         assert orphans, "the killed worker left no unfinished attempt: it was not killed mid-run"

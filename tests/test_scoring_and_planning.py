@@ -1,7 +1,7 @@
 """Scoring and planning on a hand-made tournament in a real SQLite database (no containers)."""
 
 import pytest
-from arena import scheduler
+from arena import scheduler, tallies
 from arena.db import transaction
 from arena.models import (
     AdversarialImage,
@@ -109,6 +109,7 @@ def test_scores_follow_the_2017_rules(tournament):
                 session.add(Classification(defense_job_id=job.id, defense_id=ids["D"], image_id=image.id,
                                            adversarial_image_id=adversarial_id, label=label, problem=problem))
         session.flush()
+        tallies.count_defense_jobs(session, list(session.scalars(select(DefenseJob.id))))  # as jobs._store does
         standings = Standings.compute(session, dataset)
 
     errors = standings.matrix("error")

@@ -14,7 +14,7 @@ from arena.db import transaction
 from arena.images import ImageStore
 from arena.models import AdversarialImage, AttackJob, Classification, DefenseJob, Image
 from arena.scoring import Standings
-from conftest import SAMPLES, make_settings, submit_folder, synth_dataset, variant
+from conftest import SAMPLES, assert_tallies_match_a_rebuild, make_settings, submit_folder, synth_dataset, variant
 from sqlalchemy import func, select
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
@@ -81,6 +81,7 @@ def test_every_job_ran_once(tournament):
     with transaction(settings) as session:
         assert session.scalar(select(func.count(Classification.id))) == len(DEFENSES) * (len(ATTACKS) * len(EPSILONS) + 1) * 100
         assert scheduler.plan(session, dataset, EPSILONS) == scheduler.Plan(0, 0)
+    assert_tallies_match_a_rebuild(settings)
 
 
 def test_matrix_matches_the_submissions_run_in_process(tournament):
@@ -136,6 +137,7 @@ def test_rerunning_everything_gives_the_identical_matrix(tournament):
     after = _standings(settings, dataset)
     for value, frame in before.items():
         pd.testing.assert_frame_equal(frame, after.matrix(value))
+    assert_tallies_match_a_rebuild(settings)
 
 
 def test_export_writes_the_same_matrix(tournament, tmp_path):

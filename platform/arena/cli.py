@@ -19,7 +19,7 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import select
 
-from arena import base_image, db, executor, scheduler, teams, tournament
+from arena import base_image, db, executor, scheduler, tallies, teams, tournament
 from arena.archive import ArchiveError
 from arena.config import Settings, get_settings
 from arena.dataset import (
@@ -44,11 +44,13 @@ dataset_app = typer.Typer(help="Import and list image datasets.", no_args_is_hel
 images_app = typer.Typer(help="Container images for the sample submissions.", no_args_is_help=True)
 submissions_app = typer.Typer(help="List and inspect submissions.", no_args_is_help=True)
 teams_app = typer.Typer(help="Teams and their web tokens.", no_args_is_help=True)
+scores_app = typer.Typer(help="The tallies that scores are computed from.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(images_app, name="images")
 app.add_typer(submissions_app, name="submissions")
 app.add_typer(teams_app, name="teams")
+app.add_typer(scores_app, name="scores")
 
 console = Console(width=None if Console().is_terminal else 160)
 KNOWN_ERRORS = (base_image.RecipeError, DatasetError, SubmissionError, ArchiveError, MetadataError, SandboxError,
@@ -79,6 +81,16 @@ def db_upgrade() -> None:
     """Create or migrate the database schema to the latest revision."""
     db.upgrade(settings())
     console.print(f"database at {settings().resolved_database_url} is up to date")
+
+
+@scores_app.command("rebuild")
+def scores_rebuild() -> None:
+    """Recompute every tally from the stored per-image results (they are kept up to date as
+    results land; this is the check and the repair)."""
+    db.upgrade(settings())
+    with db.transaction(settings()) as session:
+        cells = tallies.rebuild(session)
+    console.print(f"tallies rebuilt from the stored results: {cells} matrix cells")
 
 
 @dataset_app.command("import")

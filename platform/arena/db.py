@@ -10,7 +10,8 @@ from functools import lru_cache
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from psycopg import sql
+from sqlalchemy import Engine, Enum, Table, create_engine, event, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from arena import REPO_ROOT
@@ -44,6 +45,36 @@ def transaction(settings: Settings) -> Iterator[Session]:
     """A session committed on success and rolled back on any error, so nothing is half-stored."""
     with session_factory(settings).begin() as session:
         yield session
+
+
+def bulk_insert(session: Session, table: Table, rows: list[dict]) -> None:
+    """Insert many plain rows (all with the same keys, in the same order) in the session's transaction.
+
+    On PostgreSQL the rows go in with COPY, straight into the table, inside the caller's
+    transaction: COPY checks the unique indexes and foreign keys like INSERT does, so a
+    duplicate fails the whole transaction (fencing check and status change included)
+    exactly as the INSERT did. A staging table with INSERT ... SELECT would only be needed
+    to skip duplicates quietly, and a duplicate here means a bug that must not pass
+    silently. Elsewhere (SQLite) one executemany ``insert()``.
+    """
+    if not rows:
+        return
+    session.flush()  # pending ORM changes first, as session.execute would do
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        connection.execute(insert(table), rows)
+        return
+    columns = list(rows[0])
+    enums = [k for k, column in enumerate(columns) if isinstance(table.c[column].type, Enum)]
+    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            values = list(row.values())
+            for k in enums:  # stored by value (models._enum), not by name as psycopg would send them
+                values[k] = None if values[k] is None else str(values[k])
+            copy.write_row(values)
 
 
 def alembic_config(settings: Settings) -> Config:

@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from arena.models import Dataset
 from arena.plots import epsilon_curves, heatmap
-from arena.scoring import Standings
+from arena.scoring import Names, Standings, load_results
 
 MATRICES = {"accuracy_matrix": "correct", "error_matrix": "error", "hit_target_class_matrix": "hit"}
 
@@ -22,8 +22,8 @@ def export(session: Session, dataset: Dataset, directory: Path) -> list[Path]:
     written.append(_csv(standings.defense_leaderboard(), directory / "defense_results.csv"))
     written.append(_csv(standings.attack_leaderboard(), directory / "attack_results.csv"))
     written.append(_csv(standings.targeted_attack_leaderboard(), directory / "targeted_attack_results.csv"))
-    written.append(_per_image(standings, directory / "classifications.parquet"))
-    if not standings.results.empty:
+    written.append(_per_image(load_results(session, dataset), standings.names, directory / "classifications.parquet"))
+    if not standings.empty:
         written.append(heatmap(standings.error_rate_matrix(), directory / "error_matrix.png", "Misclassified (%), all eps"))
         written.append(epsilon_curves(standings.defense_error_by_epsilon(), directory / "defense_error_by_eps.png",
                                       "Each defense against all attacks"))
@@ -35,12 +35,9 @@ def _csv(frame, path: Path, index: bool = False) -> Path:
     return path
 
 
-def _per_image(standings: Standings, path: Path) -> Path:
-    names = standings.names.frame["submission"]
-    frame = standings.results.assign(
-        defense=standings.results["defense_id"].map(names),
-        attack=standings.results["attack_id"].map(names),
-    )
+def _per_image(results, names: Names, path: Path) -> Path:
+    names = names.frame["submission"]
+    frame = results.assign(defense=results["defense_id"].map(names), attack=results["attack_id"].map(names))
     frame["label"] = frame["label"].astype("Int64")
     frame.to_parquet(path, index=False)
     return path

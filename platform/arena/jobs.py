@@ -19,18 +19,20 @@ A platform failure (no engine, missing image) marks the jobs ``error``: planned 
 """
 
 import threading
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from arena import tallies
 from arena.attack_run import AttackOutcome, CleanInput, execute_attack
 from arena.config import Settings
-from arena.db import transaction
+from arena.db import bulk_insert, transaction
 from arena.defense_run import DefenseInput, DefenseOutcome, execute_defense
 from arena.metadata import Metadata, SubmissionCode
 from arena.models import (
@@ -63,6 +65,9 @@ class Pack:
         return AttackJob if self.kind == "attack" else DefenseJob
 
     def halves(self) -> list["Pack"]:
+        """Two packs of half the jobs each; a pack of one job cannot be split and stays whole."""
+        if len(self.job_ids) < 2:
+            return [self]
         middle = len(self.job_ids) // 2
         return [Pack(self.kind, self.job_ids[:middle]), Pack(self.kind, self.job_ids[middle:])]
 
@@ -192,21 +197,33 @@ def _load_attack_pack(settings: Settings, session: Session, jobs: list[AttackJob
     return (lambda: execute_attack(settings, code, inputs, jobs[0].epsilon)), len(inputs), share
 
 
-def _defense_inputs(session: Session, job: DefenseJob) -> list[tuple[int, str, int | None]]:
-    """(image id, sha256 to show, adversarial image id) for each image the job covers."""
-    if job.attack_job_id is None:
-        images = session.scalars(select(Image).where(Image.batch_id == job.batch_id)).all()
-        return [(i.id, i.sha256, None) for i in images]
-    adversarial = session.scalars(select(AdversarialImage).where(AdversarialImage.attack_job_id == job.attack_job_id)).all()
-    return [(a.image_id, a.sha256, a.id) for a in adversarial]
+def _defense_inputs(session: Session, jobs: list[DefenseJob]) -> list[list[tuple[int, str, int | None]]]:
+    """For each job, (image id, sha256 to show, adversarial image id) of every image it covers;
+    two queries for the whole pack (clean batches, attack outputs) rather than one per job."""
+    clean = {job.batch_id for job in jobs if job.attack_job_id is None}
+    attacked = {job.attack_job_id for job in jobs if job.attack_job_id is not None}
+    of_batch, of_attack = defaultdict(list), defaultdict(list)
+    if clean:
+        query = select(Image.batch_id, Image.id, Image.sha256).where(Image.batch_id.in_(clean)).order_by(Image.id)
+        for batch_id, image_id, sha256 in session.execute(query):
+            of_batch[batch_id].append((image_id, sha256, None))
+    if attacked:
+        query = (
+            select(AdversarialImage.attack_job_id, AdversarialImage.image_id, AdversarialImage.sha256, AdversarialImage.id)
+            .where(AdversarialImage.attack_job_id.in_(attacked))
+            .order_by(AdversarialImage.id)
+        )
+        for attack_job_id, image_id, sha256, adversarial_id in session.execute(query):
+            of_attack[attack_job_id].append((image_id, sha256, adversarial_id))
+    return [of_batch[job.batch_id] if job.attack_job_id is None else of_attack[job.attack_job_id] for job in jobs]
 
 
 def _load_defense_pack(settings: Settings, session: Session, jobs: list[DefenseJob]) -> Loaded:
     code = submission_code(settings, jobs[0].submission)
     defense_id = jobs[0].submission_id
     inputs, origin = [], {}  # origin: input key -> (job id, image id, adversarial image id)
-    for job in jobs:
-        for image_id, sha256, adversarial_id in _defense_inputs(session, job):
+    for job, covered in zip(jobs, _defense_inputs(session, jobs)):
+        for image_id, sha256, adversarial_id in covered:
             key = len(inputs)
             inputs.append(DefenseInput(key, sha256))
             origin[key] = (job.id, image_id, adversarial_id)
@@ -216,8 +233,8 @@ def _load_defense_pack(settings: Settings, session: Session, jobs: list[DefenseJ
         for key, answer in outcome.answers.items():
             job_id, image_id, adversarial_id = origin[key]
             shares[job_id].rows.append(
-                dict(defense_job_id=job_id, defense_id=defense_id, image_id=image_id,
-                     adversarial_image_id=adversarial_id, label=answer.label, problem=answer.problem)
+                {"defense_job_id": job_id, "defense_id": defense_id, "image_id": image_id,
+                 "adversarial_image_id": adversarial_id, "label": answer.label, "problem": answer.problem}
             )
             shares[job_id].complete &= answer.problem is not ClassificationProblem.MISSING
         return shares
@@ -238,7 +255,9 @@ def run_pack(settings: Settings, pack: Pack) -> PackResult:
     if len(claimed) < len(pack.job_ids):  # a duplicate delivery raced us for some: run the rest
         pack = Pack(pack.kind, tuple(j for j in pack.job_ids if j in claimed))
         with transaction(settings) as session:
-            execute, _, share = loader(settings, session, [session.get(pack.job_class, j) for j in pack.job_ids])
+            execute, images, share = loader(settings, session, [session.get(pack.job_class, j) for j in pack.job_ids])
+            attempts = [attempt_id for attempt_id, _ in claimed.values()]  # they counted the whole pack
+            session.execute(update(JobAttempt).where(JobAttempt.id.in_(attempts)).values(images=images, pack_jobs=len(claimed)))
     try:
         with _heartbeat(settings, pack, claimed):
             outcome = execute()
@@ -248,16 +267,17 @@ def run_pack(settings: Settings, pack: Pack) -> PackResult:
     shares = share(outcome)
     retry = [] if outcome.run.succeeded or len(pack.job_ids) == 1 else [j for j in pack.job_ids if not shares[j].complete]
     stored = _store(settings, pack, claimed, outcome, shares, retry)
-    again = Pack(pack.kind, tuple(retry)).halves() if len(retry) > 1 else [Pack(pack.kind, tuple(retry))] if retry else []
+    again = Pack(pack.kind, tuple(retry)).halves() if retry else []
     return PackResult(finished=stored, again=again)
 
 
 def _store(settings: Settings, pack: Pack, claimed: dict[int, tuple[int, int]], outcome, shares: dict[int, JobShare],
            retry: list[int]) -> int:
     """Every kept job's rows, attempt and status in one transaction, each only while the job
-    still carries our token; return how many jobs were stored."""
+    still carries our token, and for defense jobs their counts added to the tallies; return
+    how many jobs were stored."""
     packed = [f"ran in a pack of {len(pack.job_ids)} jobs"] if len(pack.job_ids) > 1 else []
-    stored = 0
+    kept, rows = [], []
     with transaction(settings) as session:
         for job_id, piece in shares.items():
             attempt_id, token = claimed[job_id]
@@ -269,9 +289,11 @@ def _store(settings: Settings, pack: Pack, claimed: dict[int, tuple[int, int]], 
                 _finish_attempt(attempt, outcome.run, [*packed, "the pack failed before this job was complete: it runs again in a smaller pack"])
                 job.status, job.lease_expires_at = JobStatus.PENDING, None
             else:
-                if piece.rows:
-                    session.execute(insert(RESULT_MODEL[pack.kind]), piece.rows)
+                kept.append(job_id)
+                rows += piece.rows
                 _finish_attempt(attempt, outcome.run, packed + outcome.problems)
                 job.status, job.finished_at, job.lease_expires_at = JobStatus.DONE, utcnow(), None
-                stored += 1
-    return stored
+        bulk_insert(session, RESULT_MODEL[pack.kind].__table__, rows)
+        if pack.kind == "defense":
+            tallies.count_defense_jobs(session, kept)
+    return len(kept)

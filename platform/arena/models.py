@@ -264,3 +264,30 @@ class JobAttempt(Base):
     killed_reason: Mapped[str | None] = mapped_column(Text)  # output too large, too many files...
     log_excerpt: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)  # a platform error, not the submission's fault
+
+
+class CellTally(Base):
+    """Counts of one cell of the attack x defense x epsilon matrix of one dataset, kept in step
+    with the classifications (see ``arena.tallies``) so that scores read a few thousand rows
+    instead of every per-image answer."""
+
+    __tablename__ = "cell_tallies"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    attack_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), primary_key=True)
+    defense_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), primary_key=True)
+    epsilon: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scored: Mapped[int] = mapped_column(Integer)  # classifications, missing and invalid answers included
+    errors: Mapped[int] = mapped_column(Integer)  # label != TrueLabel, or no valid label
+    hits: Mapped[int] = mapped_column(Integer)  # label == TargetClass
+
+
+class CleanTally(Base):
+    """Counts of one defense's answers on the clean images of one dataset."""
+
+    __tablename__ = "clean_tallies"
+
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), primary_key=True)
+    defense_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), primary_key=True)
+    scored: Mapped[int] = mapped_column(Integer)
+    errors: Mapped[int] = mapped_column(Integer)

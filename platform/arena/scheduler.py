@@ -12,6 +12,7 @@ from itertools import product
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
+from arena import tallies
 from arena.models import (
     AttackJob,
     Batch,
@@ -142,7 +143,9 @@ def reap(session: Session) -> int:
 
 
 def forget(session: Session, submission: Submission | None = None) -> None:
-    """Delete the jobs (and, by cascade, the results) of one submission, or of all, so they run again."""
+    """Delete the jobs (and, by cascade, the results) of one submission, or of all, so they run
+    again; then their tallies. Jobs first: a job being stored holds its row lock, so the
+    tallies are deleted only once its counts are in."""
     if submission is None:
         session.execute(delete(DefenseJob))
         session.execute(delete(AttackJob))
@@ -150,3 +153,4 @@ def forget(session: Session, submission: Submission | None = None) -> None:
         session.execute(delete(AttackJob).where(AttackJob.submission_id == submission.id))
     else:
         session.execute(delete(DefenseJob).where(DefenseJob.submission_id == submission.id))
+    tallies.forget(session, submission)

@@ -1,4 +1,4 @@
-"""Scores, matrices and leaderboards from the per-image classifications, with pandas.
+"""Scores, matrices and leaderboards, with pandas, from the tallies of the classifications.
 
 The rules are the 2017 competition's (see docs/scoring.md):
 - error(d, a, eps, image) = label != TrueLabel; hit = label == TargetClass. A missing or
@@ -7,6 +7,10 @@ The rules are the 2017 competition's (see docs/scoring.md):
   ones included); attack score = errors over every defense; targeted-attack score = hits.
 - normalised rate = score / number of (image, counterpart, eps) cells that were scored.
 Only accepted submissions count: a disqualified one leaves every table.
+
+Every score is a sum over (attack, defense, epsilon) cells, so ``Standings`` reads the
+tallies (``arena.tallies``: a few thousand rows kept in step with the results) and never
+the per-image rows; ``load_results`` gives those for exports and drill-down.
 """
 
 from dataclasses import dataclass
@@ -19,7 +23,9 @@ from sqlalchemy.orm import Session
 from arena.models import (
     AdversarialImage,
     AttackJob,
+    CellTally,
     Classification,
+    CleanTally,
     Dataset,
     Image,
     Submission,
@@ -28,6 +34,7 @@ from arena.models import (
     Team,
 )
 
+CELL_COLUMNS = ["attack_id", "defense_id", "epsilon", "scored", "error", "hit"]
 RESULT_COLUMNS = ["defense_id", "attack_id", "epsilon", "image_id", "image", "label", "true_label", "target_class"]
 
 
@@ -62,19 +69,24 @@ def load_results(session: Session, dataset: Dataset) -> pd.DataFrame:
     return _judge(frame)
 
 
-def load_clean_results(session: Session, dataset: Dataset) -> pd.DataFrame:
-    query = (
-        select(Classification.defense_id, Classification.image_id, Classification.label, Image.true_label)
-        .join(Image, Classification.image_id == Image.id)
-        .where(
-            Image.dataset_id == dataset.id,
-            Classification.adversarial_image_id.is_(None),
-            Classification.defense_id.in_(_accepted_ids(session)),
-        )
-    )
-    frame = pd.DataFrame(session.execute(query).all(), columns=["defense_id", "image_id", "label", "true_label"])
-    frame["correct"] = frame["label"].eq(frame["true_label"])
+def load_cells(session: Session, dataset: Dataset, accepted: list[int]) -> pd.DataFrame:
+    """One row per (attack, defense, epsilon) with results: images scored and the sums of
+    error, correct and hit, between accepted submissions only."""
+    query = select(
+        CellTally.attack_id, CellTally.defense_id, CellTally.epsilon, CellTally.scored, CellTally.errors, CellTally.hits
+    ).where(CellTally.dataset_id == dataset.id, CellTally.attack_id.in_(accepted), CellTally.defense_id.in_(accepted))
+    frame = pd.DataFrame(session.execute(query).all(), columns=CELL_COLUMNS).astype("int64")
+    frame["correct"] = frame["scored"] - frame["error"]
     return frame
+
+
+def load_clean(session: Session, dataset: Dataset, accepted: list[int]) -> pd.DataFrame:
+    """Each accepted defense's accuracy on the clean images."""
+    query = select(CleanTally.defense_id, CleanTally.scored, CleanTally.errors).where(
+        CleanTally.dataset_id == dataset.id, CleanTally.defense_id.in_(accepted)
+    )
+    frame = pd.DataFrame(session.execute(query).all(), columns=["defense_id", "scored", "error"]).set_index("defense_id")
+    return ((frame["scored"] - frame["error"]) / frame["scored"]).astype(float).rename("clean_accuracy")
 
 
 def _judge(frame: pd.DataFrame) -> pd.DataFrame:
@@ -106,17 +118,16 @@ class Names:
         return self.frame[self.frame["kind"].isin([str(k) for k in kinds])]
 
 
-def matrix(results: pd.DataFrame, names: Names, value: str, epsilon: int | None = None) -> pd.DataFrame:
+def matrix(cells: pd.DataFrame, names: Names, value: str, epsilon: int | None = None) -> pd.DataFrame:
     """Attack rows x defense columns of summed ``value`` ("error", "correct" or "hit"), by name.
 
     Every accepted attack and defense gets its row and column, zero-filled when it has
     no results yet, so the shape never depends on how far the run has got."""
     if epsilon is not None:
-        results = results[results["epsilon"] == epsilon]
+        cells = cells[cells["epsilon"] == epsilon]
     attacks = names.of_kind(SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
     defenses = names.of_kind(SubmissionKind.DEFENSE)
-    values = results.assign(correct=~results["error"]) if value == "correct" else results
-    table = values.pivot_table(index="attack_id", columns="defense_id", values=value, aggfunc="sum", fill_value=0)
+    table = cells.pivot_table(index="attack_id", columns="defense_id", values=value, aggfunc="sum", fill_value=0)
     table = table.reindex(index=attacks.index, columns=defenses.index, fill_value=0).astype(int)
     table.index = attacks.loc[table.index, "submission"].to_numpy()
     table.columns = defenses.loc[table.columns, "submission"].to_numpy()
@@ -124,13 +135,13 @@ def matrix(results: pd.DataFrame, names: Names, value: str, epsilon: int | None 
     return table
 
 
-def _scores(frame: pd.DataFrame, by: str, value: str, epsilons: list[int]) -> pd.DataFrame:
-    grouped = frame.groupby(by)[value]
-    table = pd.DataFrame({"score": grouped.sum(), "scored": grouped.size()})
+def _scores(cells: pd.DataFrame, by: str, value: str, epsilons: list[int]) -> pd.DataFrame:
+    grouped = cells.groupby(by)[[value, "scored"]].sum()
+    table = pd.DataFrame({"score": grouped[value], "scored": grouped["scored"]})
     table["normalized"] = table["score"] / table["scored"]
     for eps in epsilons:
-        at_eps = frame[frame["epsilon"] == eps].groupby(by)[value]
-        table[f"eps={eps}"] = at_eps.sum() / at_eps.size()
+        at_eps = cells[cells["epsilon"] == eps].groupby(by)[[value, "scored"]].sum()
+        table[f"eps={eps}"] = at_eps[value] / at_eps["scored"]
     return table
 
 
@@ -144,21 +155,27 @@ def _leaderboard(table: pd.DataFrame, subjects: pd.DataFrame) -> pd.DataFrame:
 
 @dataclass
 class Standings:
-    """Everything the leaderboards, the matrix views and the exports show."""
+    """Everything the leaderboards and the matrix views show, from the tallies."""
 
-    results: pd.DataFrame
-    clean: pd.DataFrame
+    cells: pd.DataFrame  # CELL_COLUMNS + "correct", accepted submissions only
+    clean: pd.Series  # clean accuracy by defense id
     names: Names
     epsilons: list[int]
 
     @classmethod
     def compute(cls, session: Session, dataset: Dataset) -> "Standings":
-        results = load_results(session, dataset)
-        epsilons = sorted(int(e) for e in results["epsilon"].unique())
-        return cls(results, load_clean_results(session, dataset), Names.load(session), epsilons)
+        accepted = _accepted_ids(session)
+        cells = load_cells(session, dataset, accepted)
+        epsilons = sorted(int(e) for e in cells["epsilon"].unique())
+        return cls(cells, load_clean(session, dataset, accepted), Names.load(session), epsilons)
+
+    @property
+    def empty(self) -> bool:
+        """No adversarial image has been classified yet."""
+        return self.cells.empty
 
     def matrix(self, value: str, epsilon: int | None = None) -> pd.DataFrame:
-        return matrix(self.results, self.names, value, epsilon)
+        return matrix(self.cells, self.names, value, epsilon)
 
     def error_rate_matrix(self, epsilon: int | None = None) -> pd.DataFrame:
         """Misclassified (%) per cell: errors over answers scored, for pictures and reports."""
@@ -168,21 +185,20 @@ class Standings:
     def defense_error_by_epsilon(self) -> dict[str, pd.Series]:
         """Each defense's misclassified (%) over all attacks, by epsilon."""
         names = self.names.frame["submission"]
-        by = self.results.groupby(["defense_id", "epsilon"])["error"].mean().mul(100)
+        sums = self.cells.groupby(["defense_id", "epsilon"])[["error", "scored"]].sum()
+        by = (sums["error"] / sums["scored"]).mul(100).rename("error")
         return {names[d]: by.loc[d] for d in by.index.get_level_values(0).unique()}
 
     def defense_leaderboard(self) -> pd.DataFrame:
-        correct = self.results.assign(correct=~self.results["error"])
-        table = _scores(correct, "defense_id", "correct", self.epsilons)
-        clean = self.clean.groupby("defense_id")["correct"].mean().rename("clean_accuracy")
-        return _leaderboard(table.join(clean, how="outer"), self.names.of_kind(SubmissionKind.DEFENSE))
+        table = _scores(self.cells, "defense_id", "correct", self.epsilons)
+        return _leaderboard(table.join(self.clean, how="outer"), self.names.of_kind(SubmissionKind.DEFENSE))
 
     def attack_leaderboard(self) -> pd.DataFrame:
-        attacks = self.results[self.results["attack_id"].isin(self.names.of_kind(SubmissionKind.ATTACK).index)]
+        attacks = self.cells[self.cells["attack_id"].isin(self.names.of_kind(SubmissionKind.ATTACK).index)]
         table = _scores(attacks, "attack_id", "error", self.epsilons)
         return _leaderboard(table, self.names.of_kind(SubmissionKind.ATTACK))
 
     def targeted_attack_leaderboard(self) -> pd.DataFrame:
         kinds = self.names.of_kind(SubmissionKind.TARGETED_ATTACK)
-        table = _scores(self.results[self.results["attack_id"].isin(kinds.index)], "attack_id", "hit", self.epsilons)
+        table = _scores(self.cells[self.cells["attack_id"].isin(kinds.index)], "attack_id", "hit", self.epsilons)
         return _leaderboard(table, kinds)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from arena.models import Dataset
 from arena.plots import epsilon_curves, heatmap
-from arena.scoring import Standings
+from arena.scoring import Names, Standings, load_results
 
 UNFILTERED = ["lite0", "lite1", "lite2", "ensemble"]
 FILTERED = {"median_lite0": "lite0", "median_ensemble": "ensemble"}
@@ -24,11 +24,10 @@ STUDY_TABLE_3 = pd.DataFrame(
 )
 
 
-def error_rates(standings: Standings) -> pd.DataFrame:
+def error_rates(results: pd.DataFrame, names: Names) -> pd.DataFrame:
     """Misclassified (%) by attack, defense and epsilon, with names."""
-    names = standings.names.frame["submission"]
-    frame = standings.results.assign(attack=standings.results["attack_id"].map(names),
-                                     defense=standings.results["defense_id"].map(names))
+    names = names.frame["submission"]
+    frame = results.assign(attack=results["attack_id"].map(names), defense=results["defense_id"].map(names))
     return frame.groupby(["attack", "defense", "epsilon"])["error"].mean().mul(100).rename("rate").reset_index()
 
 
@@ -53,9 +52,10 @@ def _curve(rates: pd.DataFrame, attack: str, defense: str) -> pd.Series:
 
 def write_report(session: Session, dataset: Dataset, path: Path) -> list[Path]:
     standings = Standings.compute(session, dataset)
-    rates = error_rates(standings)
+    results = load_results(session, dataset)  # the study is small: its per-image rows fit in memory
+    rates = error_rates(results, standings.names)
     top = max(standings.epsilons)
-    images = standings.results["image_id"].nunique()
+    images = results["image_id"].nunique()
     path.parent.mkdir(parents=True, exist_ok=True)
     figures = path.parent / "study"
     figures.mkdir(exist_ok=True)
@@ -88,7 +88,7 @@ def write_report(session: Session, dataset: Dataset, path: Path) -> list[Path]:
             styles={"2017 study: with filtering": ":s", "2017 study: without filtering": ":s"},
         ),
     ]
-    path.write_text(_render(images, clean, unfiltered, filtered, table3, standings, top, rates))
+    path.write_text(_render(images, clean, unfiltered, filtered, table3, standings, results, top, rates))
     return [path, *written]
 
 
@@ -130,11 +130,11 @@ def _findings(rates: pd.DataFrame, target_hits: pd.DataFrame, low: int, top: int
     return lines
 
 
-def _render(images, clean, unfiltered, filtered, table3, standings, top, rates) -> str:
+def _render(images, clean, unfiltered, filtered, table3, standings, results, top, rates) -> str:
     clean_table = clean.rename("clean top-1 (%)").to_frame()
     clean_table.index.name = "defense"
     names = standings.names.frame["submission"]
-    targeted = standings.results[standings.results["attack_id"].map(names) == "targeted_ifgsm"]
+    targeted = results[results["attack_id"].map(names) == "targeted_ifgsm"]
     target_hits = targeted.assign(defense=targeted["defense_id"].map(names)).groupby(["defense", "epsilon"])["hit"].mean().mul(100).unstack()
     low = min(standings.epsilons)
     lines = [

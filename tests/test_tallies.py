@@ -1,0 +1,182 @@
+"""The tallies the scores read stay equal to a full recount of the raw rows: after defense
+packs stored through ``run_pack``, when an attempt is stale, after ``forget``, and they give
+the same matrices as the per-image rows. A fake defense stands in for the container; each
+test runs on SQLite and on a real PostgreSQL (where results go in with COPY)."""
+
+import itertools
+
+import pytest
+import sqlalchemy as sa
+from arena import jobs, scheduler
+from arena.classification import Answer
+from arena.db import transaction
+from arena.defense_run import DefenseInput, DefenseOutcome
+from arena.models import (
+    AdversarialImage,
+    AttackJob,
+    Classification,
+    ClassificationProblem,
+    CleanTally,
+    DefenseJob,
+    Image,
+    JobStatus,
+    Submission,
+    SubmissionKind,
+    SubmissionStatus,
+    Team,
+)
+from arena.sandbox import RunResult
+from arena.scoring import Standings, load_results
+from conftest import (
+    assert_tallies_match_a_rebuild,
+    make_settings,
+    snapshot,
+    synth_dataset,
+)
+from servers import postgres_server
+from sqlalchemy import select, update
+
+EPSILONS = [2, 8]
+DATABASES = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request, tmp_path):
+    """A fresh Arena on SQLite, or on its own database of the module's PostgreSQL server."""
+    if request.param == "sqlite":
+        return make_settings(tmp_path / "arena")
+    server, name = request.getfixturevalue("postgres"), f"tallies_{next(DATABASES)}"
+    with sa.create_engine(server, isolation_level="AUTOCOMMIT").connect() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    return make_settings(tmp_path / "arena", database_url=server.rsplit("/", 1)[0] + f"/{name}")
+
+
+@pytest.fixture
+def tournament(settings, monkeypatch):
+    """4 images in 2 batches; attacks A and T (targeted), defenses D and E; attack jobs done."""
+    dataset = synth_dataset(settings, 4, batch_size=2)
+    with transaction(settings) as session:
+        team = Team(name="t")
+        ids = {}
+        for name, kind in [("A", SubmissionKind.ATTACK), ("T", SubmissionKind.TARGETED_ATTACK),
+                           ("D", SubmissionKind.DEFENSE), ("E", SubmissionKind.DEFENSE)]:
+            submission = Submission(team=team, name=name, kind=kind, sha256=name.ljust(64, "0"), meta={},
+                                    status=SubmissionStatus.ACCEPTED)
+            session.add(submission)
+            session.flush()
+            ids[name] = submission.id
+        scheduler.plan(session, dataset, EPSILONS)
+        for job in session.scalars(select(AttackJob)):
+            job.status = JobStatus.DONE
+            for image in job.batch.images:
+                session.add(AdversarialImage(attack_job=job, image_id=image.id, sha256=image.sha256, linf=0))
+        session.flush()
+        scheduler.plan(session, dataset, EPSILONS)
+        labels = {i.sha256: (i.true_label, i.target_class) for i in session.scalars(select(Image))}
+    monkeypatch.setattr(jobs, "submission_code", lambda _settings, _submission: None)
+    monkeypatch.setattr(jobs, "execute_defense", lambda _s, _c, inputs: fake_defense(labels, inputs))
+    return settings, dataset, ids
+
+
+def fake_defense(labels: dict[str, tuple[int, int]], inputs: list[DefenseInput]) -> DefenseOutcome:
+    """Right, on the target, missing, invalid or wrong, by position: every case the rules name."""
+    answers = {}
+    for item in inputs:
+        truth, target = labels[item.sha256]
+        answers[item.key] = [
+            Answer(truth), Answer(target), Answer(None, ClassificationProblem.MISSING),
+            Answer(None, ClassificationProblem.INVALID), Answer(truth % 1000 + 1),
+        ][item.key % 5]
+    return DefenseOutcome(RunResult(0, False, None, 0.1, ""), answers)
+
+
+def defense_packs(settings) -> list[jobs.Pack]:
+    with transaction(settings) as session:
+        by_defense = {}
+        for job in session.scalars(select(DefenseJob).order_by(DefenseJob.id)):
+            by_defense.setdefault(job.submission_id, []).append(job.id)
+    return [jobs.Pack("defense", tuple(ids)) for ids in by_defense.values()]
+
+
+def test_stored_packs_are_tallied_as_a_recount_would(tournament):
+    settings, _, _ = tournament
+    for pack in defense_packs(settings):
+        assert jobs.run_pack(settings, pack).finished == len(pack.job_ids)
+    cells, clean = snapshot(settings)
+    assert len(cells) == 2 * 2 * len(EPSILONS) and len(clean) == 2
+    assert sum(row[4] for row in cells) == 2 * 2 * len(EPSILONS) * 4  # defenses x attacks x eps x images
+    assert_tallies_match_a_rebuild(settings)
+    with transaction(settings) as session:  # stored by value, as the ORM reads them back
+        problems = set(session.scalars(select(Classification.problem)))
+    assert problems == {None, ClassificationProblem.MISSING, ClassificationProblem.INVALID}
+
+
+def test_the_standings_equal_the_per_image_rows(tournament):
+    settings, dataset, _ = tournament
+    for pack in defense_packs(settings):
+        jobs.run_pack(settings, pack)
+    with transaction(settings) as session:
+        standings = Standings.compute(session, dataset)
+        results = load_results(session, dataset)
+    for value in ("error", "hit"):
+        for eps in [None, *EPSILONS]:
+            rows = results if eps is None else results[results["epsilon"] == eps]
+            expected = rows.groupby(["attack_id", "defense_id"])[value].sum()
+            shown = standings.matrix(value, eps)
+            assert shown.to_numpy().sum() == expected.sum() and shown.to_numpy().sum() > 0
+    assert standings.matrix("error").to_numpy().sum() + standings.matrix("correct").to_numpy().sum() == len(results)
+    assert standings.epsilons == EPSILONS
+
+
+def test_a_stale_attempt_adds_nothing(tournament, monkeypatch):
+    settings, _, _ = tournament
+    pack = defense_packs(settings)[0]
+    stolen = pack.job_ids[0]
+    run = jobs.execute_defense
+
+    def taken_over(*arguments):
+        with transaction(settings) as session:  # another worker claimed it meanwhile
+            session.execute(update(DefenseJob).where(DefenseJob.id == stolen).values(attempt=DefenseJob.attempt + 1))
+        return run(*arguments)
+
+    monkeypatch.setattr(jobs, "execute_defense", taken_over)
+    assert jobs.run_pack(settings, pack).finished == len(pack.job_ids) - 1
+    assert_tallies_match_a_rebuild(settings)
+    with transaction(settings) as session:
+        job = session.get(DefenseJob, stolen)
+        counted = session.scalar(select(CleanTally.scored).where(CleanTally.defense_id == job.submission_id)) or 0
+        clean_jobs = session.scalars(select(DefenseJob.id).where(DefenseJob.submission_id == job.submission_id,
+                                                                  DefenseJob.attack_job_id.is_(None))).all()
+    assert stolen in clean_jobs and counted == 2 * (len(clean_jobs) - 1)  # the stolen batch is not counted
+
+
+@pytest.mark.parametrize("forgotten", ["A", "D", None])
+def test_forgetting_results_forgets_their_tallies(tournament, forgotten):
+    settings, _, ids = tournament
+    for pack in defense_packs(settings):
+        jobs.run_pack(settings, pack)
+    with transaction(settings) as session:
+        scheduler.forget(session, session.get(Submission, ids[forgotten]) if forgotten else None)
+    cells, _ = snapshot(settings)
+    assert len(cells) == {"A": 4, "D": 4, None: 0}[forgotten]
+    assert_tallies_match_a_rebuild(settings)
+
+
+def test_a_disqualified_attack_leaves_the_tables_but_keeps_its_tallies(tournament):
+    settings, dataset, ids = tournament
+    for pack in defense_packs(settings):
+        jobs.run_pack(settings, pack)
+    with transaction(settings) as session:
+        session.get(Submission, ids["T"]).status = SubmissionStatus.DISQUALIFIED
+    with transaction(settings) as session:
+        standings = Standings.compute(session, dataset)
+    assert list(standings.matrix("hit").index) == ["A"]
+    assert standings.targeted_attack_leaderboard().empty
+    assert standings.defense_leaderboard()["scored"].tolist() == [len(EPSILONS) * 4] * 2  # A's cells only
+    assert len(snapshot(settings)[0]) == 2 * 2 * len(EPSILONS)
