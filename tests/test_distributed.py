@@ -25,7 +25,13 @@ from arena.models import (
 )
 from arena.sandbox import docker_client
 from arena.scoring import Standings
-from conftest import SAMPLES, assert_tallies_match_a_rebuild, make_settings, submit_folder, synth_dataset
+from conftest import (
+    SAMPLES,
+    assert_tallies_match_a_rebuild,
+    make_settings,
+    submit_folder,
+    synth_dataset,
+)
 from servers import postgres_server, redis_server
 from sqlalchemy import func, select
 

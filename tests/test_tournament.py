@@ -14,7 +14,14 @@ from arena.db import transaction
 from arena.images import ImageStore
 from arena.models import AdversarialImage, AttackJob, Classification, DefenseJob, Image
 from arena.scoring import Standings
-from conftest import SAMPLES, assert_tallies_match_a_rebuild, make_settings, submit_folder, synth_dataset, variant
+from conftest import (
+    SAMPLES,
+    assert_tallies_match_a_rebuild,
+    make_settings,
+    submit_folder,
+    synth_dataset,
+    variant,
+)
 from sqlalchemy import func, select
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]

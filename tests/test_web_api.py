@@ -123,7 +123,8 @@ def _tar(members: dict[str, bytes]) -> bytes:
     (b"not an archive at all", 400, "is not a .zip, .tar or .tar.gz"),
     (_tar({"../escape.sh": b"x"}), 400, "escape"),
     (_tar({"run.sh": b"echo"}), 400, "metadata.json"),
-    (b"x" * 5000, 413, "upload limit of 4096 bytes"),
+    (b"x" * 5000, 413, "larger than the limit of 4096 bytes"),
+    (b"x" * 200_000, 413, "larger than the limit of 4096 bytes"),  # refused before the body is parsed
     (b"", 400, "empty"),
 ])
 def test_bad_uploads_get_a_clear_4xx_and_store_nothing(arena, archive, status, message):
@@ -190,3 +191,16 @@ def test_no_request_to_a_read_endpoint_gets_a_5xx_even_as_organizer(arena):
 def test_no_request_from_the_public_gets_a_5xx(arena):
     """Every method, without credentials (an organizer's POSTs would start runs and forget results)."""
     _fuzz(arena[0].app, {"GET", "POST", "PATCH"}, None)
+
+
+def test_a_chunked_body_past_the_limit_is_cut_off(arena):
+    """No Content-Length to go by: the body is counted as it arrives."""
+    client, _, tokens, _ = arena
+
+    def chunks():
+        for _ in range(100):
+            yield b"x" * 4096
+
+    response = client.post("/api/submissions", content=chunks(), headers={
+        **_bearer(tokens["red"]), "Content-Type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 413 and "larger than the limit" in response.json()["detail"]

@@ -20,6 +20,7 @@ from arena.config import Settings
 from arena.web import api, pages
 from arena.web.cache import StandingsCache
 from arena.web.runner import TournamentRunner
+from arena.web.uploads import BodyLimit
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=REPO_ROOT / "web" / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return app

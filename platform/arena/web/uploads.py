@@ -1,8 +1,10 @@
 """Taking a submission archive over HTTP into the normal intake path.
 
-The upload is streamed to a scratch file and refused as soon as it passes the size limit,
-so an oversized upload never fills the disk; then it goes through exactly the same
-intake (safe unpacking, metadata, dedup, dry run) as ``arena submit``.
+Two guards keep an oversized upload from filling the disk: ``BodyLimit`` refuses a request
+whose body is larger than the limit (by its Content-Length, or as it arrives when chunked)
+before the multipart parser spools it; the archive is then copied to a scratch file with
+the same limit. It goes through exactly the same intake (safe unpacking, metadata, dedup,
+dry run) as ``arena submit``.
 """
 
 import re
@@ -11,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from fastapi import HTTPException, UploadFile
+from fastapi.responses import JSONResponse
 
 from arena import tournament
 from arena.archive import ArchiveError
@@ -22,6 +25,39 @@ from arena.models import Submission
 
 CHUNK = 2**20
 INTAKE_ERRORS = (SubmissionError, ArchiveError, MetadataError)
+#: Room for the multipart framing and form fields around the archive itself.
+FRAMING_BYTES = 64 * 2**10
+
+
+def too_large(limit: int) -> HTTPException:
+    return HTTPException(413, f"the upload is larger than the limit of {limit} bytes")
+
+
+class BodyLimit:
+    """ASGI middleware: 413 for a request body past the upload limit, read no further."""
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit + FRAMING_BYTES:
+            response = JSONResponse({"detail": too_large(self.limit).detail}, status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counted():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.limit + FRAMING_BYTES:
+                raise too_large(self.limit)
+            return message
+
+        await self.app(scope, counted, send)
 
 
 def _safe_filename(name: str | None) -> str:
@@ -37,7 +73,7 @@ def _save(upload: UploadFile, folder: Path, limit: int) -> Path:
         while chunk := upload.file.read(CHUNK):
             written += len(chunk)
             if written > limit:
-                raise HTTPException(413, f"the archive is larger than the upload limit of {limit} bytes")
+                raise too_large(limit)
             out.write(chunk)
     if written == 0:
         raise HTTPException(400, "the uploaded archive is empty")
