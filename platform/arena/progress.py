@@ -7,8 +7,8 @@ ask it rather than the process that started the run.
 
 from collections import Counter
 from dataclasses import dataclass, field
-from statistics import median
 
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -115,14 +115,14 @@ def completion(session: Session, dataset: Dataset, epsilons: list[int]) -> dict[
 
 def median_seconds_per_100(session: Session) -> dict[int, float]:
     """Each submission's median container time per 100 images, the unit of the 2017 time limit."""
-    rows = []
+    rows: list[tuple] = []
     for job_class, link in ((AttackJob, JobAttempt.attack_job_id), (DefenseJob, JobAttempt.defense_job_id)):
-        rows += session.execute(
+        query = (
             select(job_class.submission_id, JobAttempt.seconds, JobAttempt.images)
             .join(job_class, link == job_class.id)
             .where(JobAttempt.images > 0, JobAttempt.seconds.is_not(None))
-        ).all()
-    by_submission: dict[int, list[float]] = {}
-    for submission_id, seconds, images in rows:
-        by_submission.setdefault(submission_id, []).append(100 * seconds / images)
-    return {submission_id: median(values) for submission_id, values in by_submission.items()}
+        )
+        rows += (tuple(row) for row in session.connection().execute(query))  # Core: 40k attempts at 100 x 100
+    frame = pd.DataFrame.from_records(rows, columns=["submission_id", "seconds", "images"])
+    per_100 = 100 * frame["seconds"] / frame["images"]
+    return {int(k): float(v) for k, v in per_100.groupby(frame["submission_id"]).median().items()}
