@@ -74,6 +74,10 @@ def test_logs_are_shown_only_to_the_owning_team_and_organizers(arena):
     assert "log_tail" not in client.get(url, headers=_bearer(tokens["blue"])).json()["validation_report"]
     assert client.get(url, headers=_bearer(tokens["red"])).json()["validation_report"]["log_tail"] == "secret log of red-attack"
     assert client.get(url, headers=ORGANIZER).json()["logs_visible"] is True
+    logs = f"/api/submissions/{ids['attack']}/logs"
+    assert client.get(logs).status_code == 401
+    assert client.get(logs, headers=_bearer(tokens["blue"])).status_code == 403
+    assert client.get(logs, headers=_bearer(tokens["red"])).json()["dry_run_log_tail"] == "secret log of red-attack"
     client.cookies.set("arena_token", tokens["blue"])
     page = client.get(f"/submissions/{ids['attack']}").text
     assert "secret log" not in page and "Logs are shown to the submission's team" in page

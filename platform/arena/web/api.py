@@ -161,6 +161,17 @@ def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep
     return queries.submission_detail(session, settings, chosen, submission, with_logs=who.owns(submission))
 
 
+@router.get("/submissions/{submission_id}/logs",
+            summary="A submission's dry-run log tail and its runs' logs (its team and organizers)")
+def get_logs(submission_id: Id, session: SessionDep, limit: Limit = 50,
+             who: Caller = Depends(team_or_organizer)) -> dict:
+    submission = queries.submission_or_404(session, submission_id)
+    if not who.owns(submission):
+        raise HTTPException(403, "logs are shown only to the submission's team and to organizers")
+    report = submission.validation_report or {}
+    return {"dry_run_log_tail": report.get("log_tail"), "runs": queries.attempts(session, submission, True, limit)}
+
+
 @router.post("/submissions/{submission_id}/rerun", status_code=202,
              summary="Forget a submission's results and run them again (organizers)")
 def rerun_submission(request: Request, submission_id: Id, settings: SettingsDep, dataset: DatasetName = None,
