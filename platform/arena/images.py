@@ -77,6 +77,12 @@ def linf(clean: np.ndarray, adversarial: np.ndarray) -> int:
     return int(np.max(np.abs(clean.astype(np.int16) - adversarial.astype(np.int16))))
 
 
+def amplified_perturbation(clean: np.ndarray, adversarial: np.ndarray, epsilon: int) -> np.ndarray:
+    """The perturbation made visible: -eps..+eps stretched over the grey scale, no change mid-grey."""
+    difference = adversarial.astype(np.int16) - clean.astype(np.int16)
+    return np.clip(128 + difference * (127 / max(1, epsilon)), 0, 255).astype(np.uint8)
+
+
 def center_crop_resize(image: PILImage.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     """The largest centered square, resized to size x size RGB, as ImageNet evaluation does."""
     image = image.convert("RGB")

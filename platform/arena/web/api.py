@@ -8,7 +8,6 @@ per-image results, images and organizer actions need the organizer credential.
 import io
 from typing import Annotated, Literal
 
-import numpy as np
 from fastapi import (
     APIRouter,
     Depends,
@@ -29,7 +28,7 @@ from arena import scheduler, teams, tournament
 from arena.config import Settings
 from arena.db import transaction
 from arena.export import MATRICES
-from arena.images import ImageStore, encode_png
+from arena.images import ImageStore, amplified_perturbation, encode_png
 from arena.models import AdversarialImage, Image, JobStatus
 from arena.progress import tournament_progress
 from arena.web import queries
@@ -319,9 +318,8 @@ def perturbation_png(adversarial_id: Id, session: SessionDep, settings: Settings
     for sha256 in (adversarial.sha256, adversarial.image.sha256):
         if not store.path(sha256).is_file():
             raise HTTPException(404, "the image file is not in the store (was the data directory moved?)")
-    difference = store.read_pixels(adversarial.sha256).astype(np.int16) - store.read_pixels(adversarial.image.sha256)
-    gain = 127 / max(1, adversarial.attack_job.epsilon)
-    amplified = np.clip(128 + difference * gain, 0, 255).astype(np.uint8)
+    amplified = amplified_perturbation(store.read_pixels(adversarial.image.sha256), store.read_pixels(adversarial.sha256),
+                                       adversarial.attack_job.epsilon)
     return Response(encode_png(amplified), media_type="image/png")
 
 
