@@ -111,6 +111,62 @@ def postgres_server() -> Iterator[str]:
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
-        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
+        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), check=False,
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class PrivateDockerd:
+    """A second Docker engine of the test's own: its socket, data, state and pid file in one
+    scratch folder, no bridge and no iptables rules, so that stopping it touches nothing of
+    the host's engine. Images are copied in from the host's engine with save | load."""
+
+    def __init__(self, folder: Path) -> None:
+        if shutil.which("dockerd") is None or os.geteuid() != 0:
+            raise RuntimeError("a private dockerd needs the dockerd binary and root")
+        self.folder = folder
+        self.socket = folder / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.folder / "dockerd.log"
+        self.process = subprocess.Popen(
+            ["dockerd", "-H", self.host, "--data-root", str(self.folder / "data"), "--exec-root", str(self.folder / "exec"),
+             "--pidfile", str(self.folder / "dockerd.pid"), "--bridge=none", "--iptables=false", "--ip6tables=false",
+             "--shutdown-timeout=1"],
+            stdin=subprocess.DEVNULL, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while subprocess.run(["docker", "-H", self.host, "version"], check=False, stdin=subprocess.DEVNULL, capture_output=True).returncode:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the private dockerd did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def load(self, image: str) -> None:
+        saved = subprocess.Popen(["docker", "save", image], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        subprocess.run(["docker", "-H", self.host, "load", "-q"], stdin=saved.stdout, check=True, capture_output=True)
+        if saved.wait():
+            raise RuntimeError(f"docker save {image} failed")
+
+
+@contextmanager
+def private_dockerd(folder: Path, images: list[str]) -> Iterator[PrivateDockerd]:
+    engine = PrivateDockerd(folder)
+    engine.start()
+    try:
+        for image in images:
+            engine.load(image)
+        yield engine
+    finally:
+        engine.stop()
         shutil.rmtree(folder, ignore_errors=True)

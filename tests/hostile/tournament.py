@@ -125,11 +125,16 @@ def write_submission(folder: Path, kind: str, script: str, files: dict[str, str]
     return folder
 
 
-def enter(tournament: Tournament, name: str, kind: str, script: str, files: dict[str, str] | None = None) -> Submission:
-    """Take hostile code in through the normal intake path; run it when it was accepted."""
+def take_in(tournament: Tournament, name: str, kind: str, script: str, files: dict[str, str] | None = None) -> Submission:
+    """Submit code through the normal intake path (unpack, checks, dry run)."""
     folder = write_submission(tournament.root / "hostile" / name, kind, script, files)
     archive = pack(folder, tournament.root / "hostile" / f"{name}.tar.gz")
-    submission = submit(tournament.settings, archive, team=f"team-{name}", name=name)
+    return submit(tournament.settings, archive, team=f"team-{name}", name=name)
+
+
+def enter(tournament: Tournament, name: str, kind: str, script: str, files: dict[str, str] | None = None) -> Submission:
+    """Take code in; run it in the tournament when it was accepted."""
+    submission = take_in(tournament, name, kind, script, files)
     if submission.status is SubmissionStatus.ACCEPTED:
         summary = executor.run_missing(tournament.settings)
         assert summary.platform_errors == [], summary.platform_errors

@@ -1,0 +1,79 @@
+"""Faults of the platform itself, not of a submission: each is reported as a platform
+error, the run resumes, and nothing already stored is lost or blamed on a submission."""
+
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import docker
+import pytest
+from arena import executor
+from arena.db import transaction
+from arena.models import AttackJob, JobAttempt, JobStatus, SubmissionStatus
+from arena.sandbox import docker_client
+from servers import PrivateDockerd, private_dockerd
+from sqlalchemy import select
+
+from hostile.tournament import IMAGE, Tournament, attack_outcome, disqualify, take_in
+
+pytestmark = [pytest.mark.docker]
+SLOW_NOOP = 'sleep 2\ncp "$1"/*.png "$2"/\n'  # slow enough for a fault to land mid-run
+
+
+@pytest.fixture
+def private_engine(tournament, tmp_path_factory, monkeypatch) -> Iterator[PrivateDockerd]:
+    """The code under test talks to a private dockerd, which the test may restart at will
+    (the host's engine is shared and is never restarted)."""
+    try:
+        with private_dockerd(tmp_path_factory.mktemp("dockerd"), [IMAGE]) as engine:
+            monkeypatch.setenv("DOCKER_HOST", engine.host)
+            docker_client.cache_clear()
+            yield engine
+    except RuntimeError as exc:
+        if os.environ.get("ARENA_REQUIRE_DOCKER"):
+            raise
+        pytest.skip(str(exc))
+    finally:
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+        docker_client.cache_clear()
+
+
+def _when_a_container_runs(engine: PrivateDockerd) -> None:
+    client = docker.DockerClient(base_url=engine.host)
+    while not client.containers.list(filters={"status": "running"}):
+        time.sleep(0.1)
+    client.close()
+
+
+def _jobs_with_errors(tournament: Tournament, submission_id: int) -> list[str]:
+    with transaction(tournament.settings) as session:
+        return list(session.scalars(
+            select(JobAttempt.error).join(AttackJob, JobAttempt.attack_job_id == AttackJob.id)
+            .where(AttackJob.submission_id == submission_id, JobAttempt.error.is_not(None))
+        ))
+
+
+def test_dockerd_restarted_during_a_run(tournament, private_engine):
+    submission = take_in(tournament, "slow_noop", "attack", SLOW_NOOP)
+    assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(executor.run_missing, tournament.settings)
+            _when_a_container_runs(private_engine)
+            private_engine.restart()
+            interrupted = running.result()
+        assert any("Docker engine" in e for e in interrupted.platform_errors), interrupted.platform_errors
+        errors = _jobs_with_errors(tournament, submission.id)
+        assert errors and all("Docker engine" in e or "cannot" in e for e in errors)
+        tournament.check_unchanged()
+
+        resumed = executor.run_missing(tournament.settings)
+        assert resumed.platform_errors == []
+        for epsilon in tournament.settings.epsilons:
+            jobs, images, _ = attack_outcome(tournament.settings, submission.id, epsilon)
+            assert all(j.status is JobStatus.DONE for j in jobs)
+            assert len(images) == 6 and not any(i.missing for i in images)  # nothing blamed on the attack
+        tournament.check_unchanged()
+    finally:
+        disqualify(tournament.settings, submission.id)
