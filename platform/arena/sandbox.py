@@ -8,6 +8,7 @@ container is removed whatever happens.
 """
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -87,6 +88,17 @@ def _over_limit(output: Path, limits: SandboxLimits) -> str | None:
     return None
 
 
+def _check_room(output: Path, limits: SandboxLimits) -> None:
+    """Refuse to start unless the output's filesystem has room for all a run may write: on a
+    full disk the submission's writes would fail and its missing outputs be blamed on it."""
+    free = shutil.disk_usage(output).free
+    if free < limits.max_output_bytes:
+        raise SandboxError(
+            f"the output storage is full: {free} bytes free under {output.parent}, a run may write "
+            f"{limits.max_output_bytes} (free space, or lower ARENA_SANDBOX_MAX_OUTPUT_BYTES)"
+        )
+
+
 LABEL = "arena.deadline"
 #: How long a finished container of a dead runner is left for inspection before sweep removes it.
 SWEEP_GRACE_SECONDS = 300
@@ -128,6 +140,7 @@ def run(
 ) -> RunResult:
     """Run ``command`` in ``image`` and wait, at most ``time_limit`` seconds."""
     client = docker_client()
+    _check_room(output, limits)
     output.chmod(0o777)  # the non-root user inside must be able to write here
     try:
         container = client.containers.create(image, command, **_run_options(limits, mounts, time_limit))

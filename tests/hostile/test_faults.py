@@ -2,20 +2,31 @@
 error, the run resumes, and nothing already stored is lost or blamed on a submission."""
 
 import os
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import docker
 import pytest
 from arena import executor
 from arena.db import transaction
+from arena.intake import SubmissionError
 from arena.models import AttackJob, JobAttempt, JobStatus, SubmissionStatus
 from arena.sandbox import docker_client
 from servers import PrivateDockerd, private_dockerd
 from sqlalchemy import select
 
-from hostile.tournament import IMAGE, Tournament, attack_outcome, disqualify, take_in
+from hostile.tournament import (
+    IMAGE,
+    MAX_OUTPUT_BYTES,
+    Tournament,
+    attack_outcome,
+    disqualify,
+    take_in,
+)
 
 pytestmark = [pytest.mark.docker]
 SLOW_NOOP = 'sleep 2\ncp "$1"/*.png "$2"/\n'  # slow enough for a fault to land mid-run
@@ -74,6 +85,57 @@ def test_dockerd_restarted_during_a_run(tournament, private_engine):
             jobs, images, _ = attack_outcome(tournament.settings, submission.id, epsilon)
             assert all(j.status is JobStatus.DONE for j in jobs)
             assert len(images) == 6 and not any(i.missing for i in images)  # nothing blamed on the attack
+        tournament.check_unchanged()
+    finally:
+        disqualify(tournament.settings, submission.id)
+
+
+@pytest.fixture
+def small_work_storage(tournament) -> Iterator[Path]:
+    """The tournament's work folder (where outputs are written) on a 32 MiB tmpfs."""
+    work = tournament.settings.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(work)],
+                             check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if mounted.returncode:
+        if os.environ.get("ARENA_REQUIRE_DOCKER"):
+            pytest.fail(f"cannot mount a tmpfs: {mounted.stderr}")
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr}")
+    try:
+        yield work
+    finally:
+        subprocess.run(["umount", str(work)], check=True, stdin=subprocess.DEVNULL)
+
+
+def _fill(folder: Path, leave: int) -> Path:
+    """Write a ballast file until only about ``leave`` bytes remain free."""
+    ballast = folder / "ballast"
+    with ballast.open("wb") as handle:
+        while shutil.disk_usage(folder).free > leave:
+            handle.write(bytes(2**20))
+            handle.flush()
+    return ballast
+
+
+def test_full_output_storage(tournament, small_work_storage, tmp_path):
+    submission = take_in(tournament, "late_noop", "attack", SLOW_NOOP.replace("sleep 2", "true"))
+    assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
+    try:
+        ballast = _fill(small_work_storage, leave=MAX_OUTPUT_BYTES // 2)
+        full = executor.run_missing(tournament.settings)
+        assert full.platform_errors and all("output storage is full" in e for e in full.platform_errors)
+        assert _jobs_with_errors(tournament, submission.id)
+        with pytest.raises(SubmissionError, match="could not start, nothing was stored.*output storage is full"):
+            take_in(tournament, "while_full", "attack", 'cp "$1"/*.png "$2"/ # while full\n')
+        tournament.check_unchanged()
+
+        ballast.unlink()
+        resumed = executor.run_missing(tournament.settings)
+        assert resumed.platform_errors == []
+        for epsilon in tournament.settings.epsilons:
+            jobs, images, _ = attack_outcome(tournament.settings, submission.id, epsilon)
+            assert all(j.status is JobStatus.DONE for j in jobs)
+            assert len(images) == 6 and not any(i.missing for i in images)
         tournament.check_unchanged()
     finally:
         disqualify(tournament.settings, submission.id)
