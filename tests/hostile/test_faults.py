@@ -1,9 +1,11 @@
 """Faults of the platform itself, not of a submission: each is reported as a platform
 error, the run resumes, and nothing already stored is lost or blamed on a submission."""
 
+import logging
 import os
 import shutil
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -11,12 +13,12 @@ from pathlib import Path
 
 import docker
 import pytest
-from arena import executor
-from arena.db import transaction
+from arena import executor, sandbox
+from arena.db import get_engine, transaction
 from arena.intake import SubmissionError
 from arena.models import AttackJob, JobAttempt, JobStatus, SubmissionStatus
 from arena.sandbox import docker_client
-from servers import PrivateDockerd, private_dockerd
+from servers import PrivateDockerd, postgres_cluster, private_dockerd
 from sqlalchemy import select
 
 from hostile.tournament import (
@@ -24,6 +26,7 @@ from hostile.tournament import (
     MAX_OUTPUT_BYTES,
     Tournament,
     attack_outcome,
+    build,
     disqualify,
     take_in,
 )
@@ -139,3 +142,33 @@ def test_full_output_storage(tournament, small_work_storage, tmp_path):
         tournament.check_unchanged()
     finally:
         disqualify(tournament.settings, submission.id)
+
+
+def test_database_unreachable_for_a_while(engine, tmp_path, monkeypatch, caplog):
+    """PostgreSQL stops as a container run ends and comes back seconds later: the results
+    wait for it instead of being lost, and the wait is logged."""
+    with postgres_cluster() as database:
+        pg = build(tmp_path, database_url=database.url)
+        submission = take_in(pg, "late_noop", "attack", SLOW_NOOP.replace("sleep 2", "true"))
+        run = sandbox.run
+        outage = threading.Event()
+
+        def run_then_lose_the_database(*args, **kwargs):
+            result = run(*args, **kwargs)
+            if not outage.is_set():
+                outage.set()
+                database.stop()
+                threading.Timer(3, database.start).start()
+            return result
+
+        monkeypatch.setattr(sandbox, "run", run_then_lose_the_database)
+        caplog.set_level(logging.WARNING, logger="arena.db")
+        summary = executor.run_missing(pg.settings)
+        assert outage.is_set() and summary.platform_errors == []
+        assert "OperationalError" in caplog.text  # each retry is reported
+        for epsilon in pg.settings.epsilons:
+            jobs, images, _ = attack_outcome(pg.settings, submission.id, epsilon)
+            assert jobs and all(j.status is JobStatus.DONE for j in jobs)
+            assert len(images) == 6 and not any(i.missing for i in images)
+        pg.check_unchanged()
+        get_engine(database.url).dispose()

@@ -50,11 +50,11 @@ DEFENSE_GUARD = (
 ENTRY = {"attack": "run_attack.sh", "defense": "run_defense.sh"}
 
 
-def hostile_settings(data_dir: Path) -> Settings:
+def hostile_settings(data_dir: Path, **overrides) -> Settings:
     """Small time and output limits, so time-outs and output bombs end in seconds."""
     limits = SandboxLimits(memory="512m", max_output_bytes=MAX_OUTPUT_BYTES, max_output_files=MAX_OUTPUT_FILES,
                            max_log_bytes=256 * 1024)
-    return make_settings(data_dir, seconds_per_image=1.5, epsilons=EPSILONS, sandbox=limits)
+    return make_settings(data_dir, seconds_per_image=1.5, epsilons=EPSILONS, sandbox=limits, **overrides)
 
 
 @dataclass
@@ -68,8 +68,9 @@ class Tournament:
         assert snapshot(self.settings) == self.baseline
 
 
-def build(root: Path) -> Tournament:
-    settings = hostile_settings(root / "arena")
+def build(root: Path, **overrides) -> Tournament:
+    """The dataset and the well-behaved submissions, run once; ``overrides`` go to the settings."""
+    settings = hostile_settings(root / "arena", **overrides)
     synth_dataset(settings, 2 * BATCH, batch_size=BATCH)
     for name in WELL_BEHAVED:
         assert submit_folder(settings, SAMPLES / name, root).status is SubmissionStatus.ACCEPTED
