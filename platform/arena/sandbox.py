@@ -29,6 +29,15 @@ class SandboxError(RuntimeError):
     """The platform could not run the container (engine down, image missing): not the submission's fault."""
 
 
+#: What the SDK raises when the engine is gone: it does not wrap the transport's errors.
+ENGINE_ERRORS = (DockerException, requests.exceptions.RequestException)
+
+
+class EngineLost(SandboxError):
+    """The engine stopped answering while a container ran (dockerd stopped or restarted):
+    the run's outcome is unknown, so it is the platform's failure and the job runs again."""
+
+
 @dataclass(frozen=True)
 class Mount:
     host: Path
@@ -88,6 +97,21 @@ def _over_limit(output: Path, limits: SandboxLimits) -> str | None:
     return None
 
 
+def _check_runtime(client: docker.DockerClient, limits: SandboxLimits) -> None:
+    """A runtime the engine lacks (gVisor's runsc not installed) is named, with what is there."""
+    if not limits.runtime:
+        return
+    try:
+        runtimes = client.info().get("Runtimes", {})
+    except ENGINE_ERRORS as exc:
+        raise SandboxError(f"cannot ask the Docker engine for its runtimes: {exc}") from None
+    if limits.runtime not in runtimes:
+        raise SandboxError(
+            f"the Docker engine has no runtime {limits.runtime!r} (it has {', '.join(sorted(runtimes))}): register it "
+            "in /etc/docker/daemon.json (docs/security.md) or unset ARENA_SANDBOX_RUNTIME"
+        )
+
+
 def _check_room(output: Path, limits: SandboxLimits) -> None:
     """Refuse to start unless the output's filesystem has room for all a run may write: on a
     full disk the submission's writes would fail and its missing outputs be blamed on it."""
@@ -140,6 +164,7 @@ def run(
 ) -> RunResult:
     """Run ``command`` in ``image`` and wait, at most ``time_limit`` seconds."""
     client = docker_client()
+    _check_runtime(client, limits)
     _check_room(output, limits)
     output.chmod(0o777)  # the non-root user inside must be able to write here
     try:
@@ -157,15 +182,6 @@ def run(
             pass
         except ENGINE_ERRORS:
             pass  # the engine went away; it removes nothing, and sweep() removes it later
-
-
-#: What the SDK raises when the engine is gone: it does not wrap the transport's errors.
-ENGINE_ERRORS = (DockerException, requests.exceptions.RequestException)
-
-
-class EngineLost(SandboxError):
-    """The engine stopped answering while a container ran (dockerd stopped or restarted):
-    the run's outcome is unknown, so it is the platform's failure and the job runs again."""
 
 
 def _check_engine(container) -> None:
