@@ -5,6 +5,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from arena import executor, sandbox
 from arena.db import get_engine, transaction
 from arena.intake import SubmissionError
 from arena.models import AttackJob, JobAttempt, JobStatus, SubmissionStatus
-from arena.sandbox import docker_client
+from arena.sandbox import LABEL, docker_client
 from servers import PrivateDockerd, postgres_cluster, private_dockerd
 from sqlalchemy import select
 
@@ -172,3 +173,66 @@ def test_database_unreachable_for_a_while(engine, tmp_path, monkeypatch, caplog)
             assert len(images) == 6 and not any(i.missing for i in images)
         pg.check_unchanged()
         get_engine(database.url).dispose()
+
+
+def _arena_env(settings) -> dict[str, str]:
+    """The environment under which an ``arena`` process sees the same tournament and limits."""
+    limits = settings.sandbox
+    return {**os.environ, "ARENA_DATA_DIR": str(settings.data_dir), "ARENA_EPSILONS": ",".join(map(str, settings.epsilons)),
+            "ARENA_SECONDS_PER_IMAGE": str(settings.seconds_per_image), "ARENA_SANDBOX_MEMORY": limits.memory,
+            "ARENA_SANDBOX_MAX_OUTPUT_BYTES": str(limits.max_output_bytes),
+            "ARENA_SANDBOX_MAX_OUTPUT_FILES": str(limits.max_output_files)}
+
+
+def _running_attempts(tournament: Tournament, submission_id: int) -> list[JobAttempt]:
+    with transaction(tournament.settings) as session:
+        return list(session.scalars(
+            select(JobAttempt).join(AttackJob, JobAttempt.attack_job_id == AttackJob.id)
+            .where(AttackJob.submission_id == submission_id, JobAttempt.ended_at.is_(None))
+        ))
+
+
+def test_runner_killed_during_a_run(tournament, tmp_path):
+    """``arena run`` killed with SIGKILL while a container runs: the next run releases what it
+    held, finishes the work, and loses nothing. (What the killed runner leaves, its container
+    and scratch folder, is removed by the test: sweep() takes the container only after a
+    grace period, and nothing takes the scratch folder; see docs/security.md.)"""
+    submission = take_in(tournament, "killed_noop", "attack", SLOW_NOOP.replace("sleep 2", "sleep 4"))
+    assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
+    arena = Path(sys.executable).parent / "arena"
+    runner = subprocess.Popen([str(arena), "run"], env=_arena_env(tournament.settings), stdin=subprocess.DEVNULL,
+                              stdout=(tmp_path / "run.log").open("w"), stderr=subprocess.STDOUT)
+    try:
+        while not _running_attempts(tournament, submission.id):
+            assert runner.poll() is None, (tmp_path / "run.log").read_text()
+            time.sleep(0.1)
+        time.sleep(1)  # inside the container run now, not between claim and start
+    finally:
+        runner.kill()
+        runner.wait()
+    orphans = _running_attempts(tournament, submission.id)
+    try:
+        assert orphans
+        resumed = executor.run_missing(tournament.settings)
+        assert resumed.platform_errors == []
+        for epsilon in tournament.settings.epsilons:
+            jobs, images, _ = attack_outcome(tournament.settings, submission.id, epsilon)
+            assert all(j.status is JobStatus.DONE for j in jobs)
+            assert len(images) == 6 and not any(i.missing for i in images)
+        with transaction(tournament.settings) as session:
+            for orphan in orphans:
+                assert session.get(AttackJob, orphan.attack_job_id).attempt > orphan.number
+        tournament.check_unchanged()
+    finally:
+        disqualify(tournament.settings, submission.id)
+        _remove_leftovers(tournament.settings.work_dir)
+
+
+def _remove_leftovers(work: Path) -> None:
+    """The killed runner's container, found on the shared engine by its mounts of our work
+    folder (so only ours), and its scratch folders."""
+    for container in docker_client().containers.list(all=True, filters={"label": LABEL}):
+        if any(str(work.resolve()) in m.get("Source", "") for m in container.attrs.get("Mounts", [])):
+            container.remove(force=True)
+    for folder in work.iterdir():
+        shutil.rmtree(folder)

@@ -151,7 +151,7 @@ def test_hostile_defense_answers_are_contained(tournament, case: DefenseCase):
 @pytest.mark.parametrize("kind, script, reason", [
     ("attack", "b() { b | b & }; b\nsleep 600\n", "the attack timed out"),
     ("defense", "python3 -c \"x = b'1' * 2**30\"\n", "the defense exit code 137"),
-])
+], ids=["attack_fork_bomb", "defense_memory_bomb"])
 def test_code_hostile_in_the_dry_run_is_rejected_with_a_reason(tournament, kind, script, reason):
     submission = enter(tournament, f"dry_{kind}", kind, script)
     assert submission.status is SubmissionStatus.REJECTED
