@@ -11,10 +11,11 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import ParamSpec, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import (
     Retrying,
@@ -58,8 +59,9 @@ def transaction(settings: Settings) -> Iterator[Session]:
 
 
 def _unreachable(error: BaseException) -> bool:
-    """Connection refused or lost: worth waiting for (a restart, a failover), unlike a bad query."""
-    return isinstance(error, OperationalError) or (isinstance(error, DBAPIError) and error.connection_invalidated)
+    """Connection refused or lost: worth waiting for (a restart, a failover), unlike a bad query
+    (SQLite reports those as OperationalError too, so only the server's connection errors count)."""
+    return isinstance(error, DBAPIError) and (error.connection_invalidated or isinstance(error.orig, psycopg.OperationalError))
 
 
 P = ParamSpec("P")
