@@ -91,26 +91,103 @@ def _as_postgres(command: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
 
 
+class PostgresServer:
+    """A fresh PostgreSQL cluster on a free loopback port; ``stop`` and ``start`` keep its data
+    and port, so a test can make the database unreachable for a while."""
+
+    def __init__(self) -> None:
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        if not found:
+            raise RuntimeError("PostgreSQL is not installed (scripts/setup.sh installs Debian's postgresql)")
+        self.bin_dir = Path(found[-1]).parent
+        self.folder = Path(tempfile.mkdtemp(prefix="arena-pg-"))
+        self.folder.chmod(0o755)
+        self.data, self.port = self.folder / "data", free_port()
+        self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+        if os.geteuid() == 0:
+            shutil.chown(self.folder, "postgres")
+        self._pg("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
+
+    def _pg(self, program: str, *arguments: str, check: bool = True) -> None:
+        subprocess.run(_as_postgres([str(self.bin_dir / program), *arguments]), check=check,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._pg("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[PostgresServer]:
+    server = PostgresServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.folder, ignore_errors=True)
+
+
 @contextmanager
 def postgres_server() -> Iterator[str]:
     """Yields a SQLAlchemy URL of a fresh PostgreSQL cluster's ``postgres`` database."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if not found:
-        raise RuntimeError("PostgreSQL is not installed (scripts/setup.sh installs Debian's postgresql)")
-    bin_dir = Path(found[-1]).parent
-    folder = Path(tempfile.mkdtemp(prefix="arena-pg-"))
-    folder.chmod(0o755)
-    data, port = folder / "data", free_port()
-    if os.geteuid() == 0:
-        shutil.chown(folder, "postgres")
-    subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"]),
-                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]),
-                   check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with postgres_cluster() as server:
+        yield server.url
+
+class PrivateDockerd:
+    """A second Docker engine of the test's own: its socket, data, state and pid file in one
+    scratch folder, no bridge and no iptables rules, so that stopping it touches nothing of
+    the host's engine. Images are copied in from the host's engine with save | load."""
+
+    def __init__(self, folder: Path) -> None:
+        if shutil.which("dockerd") is None or os.geteuid() != 0:
+            raise RuntimeError("a private dockerd needs the dockerd binary and root")
+        self.folder = folder
+        self.socket = folder / "docker.sock"
+        self.host = f"unix://{self.socket}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        log = self.folder / "dockerd.log"
+        self.process = subprocess.Popen(
+            ["dockerd", "-H", self.host, "--data-root", str(self.folder / "data"), "--exec-root", str(self.folder / "exec"),
+             "--pidfile", str(self.folder / "dockerd.pid"), "--bridge=none", "--iptables=false", "--ip6tables=false",
+             "--shutdown-timeout=1"],
+            stdin=subprocess.DEVNULL, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while subprocess.run(["docker", "-H", self.host, "version"], check=False, stdin=subprocess.DEVNULL, capture_output=True).returncode:
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the private dockerd did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def load(self, image: str) -> None:
+        saved = subprocess.Popen(["docker", "save", image], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        subprocess.run(["docker", "-H", self.host, "load", "-q"], stdin=saved.stdout, check=True, capture_output=True)
+        if saved.wait():
+            raise RuntimeError(f"docker save {image} failed")
+
+
+@contextmanager
+def private_dockerd(folder: Path, images: list[str]) -> Iterator[PrivateDockerd]:
+    engine = PrivateDockerd(folder)
+    engine.start()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        for image in images:
+            engine.load(image)
+        yield engine
     finally:
-        subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        engine.stop()
         shutil.rmtree(folder, ignore_errors=True)

@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from arena.archive import ArchiveError, pack
+from arena.archive import pack
 from arena.db import transaction
 from arena.intake import SubmissionError, submit
 from arena.metadata import MetadataError
@@ -67,24 +67,6 @@ def test_missing_metadata_or_entry_point(small, tmp_path):
     (folder / "metadata.json").write_text("{not json")
     with pytest.raises(MetadataError, match="not valid JSON"):
         submit(small, pack(folder, tmp_path / "nometa3.tar.gz"), team="t")
-
-
-def test_hostile_archive_is_refused(small, tmp_path):
-    archive = tmp_path / "evil.zip"
-    with zipfile.ZipFile(archive, "w") as z:
-        z.writestr("metadata.json", json.dumps(ATTACK_META))
-        z.writestr("../../../tmp/owned", "x")
-    with pytest.raises(ArchiveError, match="path traversal"):
-        submit(small, archive, team="t")
-    assert not Path("/tmp/owned").exists() and _count(small) == 0
-
-
-def test_a_container_outside_the_allowlist_is_refused(tmp_path):
-    settings = make_settings(tmp_path / "arena", allowed_images=["arena/python:bookworm"])
-    synth_dataset(settings, 10, batch_size=10)
-    archive = make_submission(tmp_path, "other", {**ATTACK_META, "container": "evil/miner:latest"}, "true\n")
-    with pytest.raises(SubmissionError, match="'evil/miner:latest' is not allowed here"):
-        submit(settings, archive, team="t")
 
 
 def test_submitting_before_any_dataset_says_what_to_do(settings, tmp_path):

@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     gpu_queue: bool = Field(
         False, description="Send packs of submissions that name a container_gpu to the gpu queue (workers started with --gpu)."
     )
+    database_retry_seconds: float = Field(
+        300.0, description="How long a run waits for an unreachable database before it fails (results are kept meanwhile)."
+    )
     max_attempts: int = Field(3, description="Platform failures after which a job is left in error, not retried.")
     max_pack_images: int = Field(2000, description="Most images in one container run.")
     allowed_images: Annotated[list[str], NoDecode] = Field(

@@ -4,15 +4,27 @@ The schema is only ever created by Alembic (``arena db upgrade``), in tests too,
 migration that production runs is the one the tests exercise.
 """
 
-from collections.abc import Iterator
+import functools
+import logging
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from typing import ParamSpec, TypeVar
 
+import psycopg
 from alembic import command
 from alembic.config import Config
 from psycopg import sql
 from sqlalchemy import Engine, Enum, Table, create_engine, event, insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import (
+    Retrying,
+    before_sleep_log,
+    retry_if_exception,
+    stop_after_delay,
+    wait_exponential,
+)
 
 from arena import REPO_ROOT
 from arena.config import Settings
@@ -75,6 +87,39 @@ def bulk_insert(session: Session, table: Table, rows: list[dict]) -> None:
             for k in enums:  # stored by value (models._enum), not by name as psycopg would send them
                 values[k] = None if values[k] is None else str(values[k])
             copy.write_row(values)
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Connection refused or lost: worth waiting for (a restart, a failover), unlike a bad query
+    (SQLite reports those as OperationalError too, so only the server's connection errors count)."""
+    return isinstance(error, DBAPIError) and (error.connection_invalidated or isinstance(error.orig, psycopg.OperationalError))
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+log = logging.getLogger(__name__)
+
+
+def retry_while_unreachable(step: Callable[P, R]) -> Callable[P, R]:
+    """Retry a whole transaction while the database is unreachable, for steps whose first
+    argument is the Settings. A database restarted in the middle of a container run would
+    otherwise lose that run's results; each retry is logged, and after
+    ``settings.database_retry_seconds`` the error is raised. The step must be one
+    transaction, so that a retry starts from a clean slate."""
+
+    @functools.wraps(step)
+    def retried(*args: P.args, **kwargs: P.kwargs) -> R:
+        settings: Settings = args[0]
+        retrying = Retrying(
+            retry=retry_if_exception(_unreachable),
+            stop=stop_after_delay(settings.database_retry_seconds),
+            wait=wait_exponential(multiplier=0.5, max=10),
+            before_sleep=before_sleep_log(log, logging.WARNING),
+            reraise=True,
+        )
+        return retrying(step, *args, **kwargs)
+
+    return retried
 
 
 def alembic_config(settings: Settings) -> Config:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from arena import sandbox, scheduler
 from arena.config import Settings
 from arena.dataset import find_dataset
-from arena.db import transaction
+from arena.db import retry_while_unreachable, transaction
 from arena.jobs import Pack, PackResult, run_pack
 from arena.packing import plan_packs
 
@@ -42,6 +42,7 @@ class RunSummary:
         return f"ran {self.attack_jobs} attack jobs and {self.defense_jobs} defense jobs{runs}"
 
 
+@retry_while_unreachable
 def _new_packs(settings: Settings, dataset_name: str | None, skip: set[tuple[str, int]]) -> tuple[list[Pack], int]:
     """Plan, then pack the runnable jobs not in ``skip`` (already handed out, or failed on the
     platform); also return how many defense jobs unfinished attacks will still bring."""

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session
 from arena import tallies
 from arena.attack_run import AttackOutcome, CleanInput, execute_attack
 from arena.config import Settings
-from arena.db import bulk_insert, transaction
+from arena.db import bulk_insert, retry_while_unreachable, transaction
 from arena.defense_run import DefenseInput, DefenseOutcome, execute_defense
 from arena.metadata import Metadata, SubmissionCode
 from arena.models import (
@@ -102,6 +102,7 @@ def _lease(settings: Settings) -> datetime:
     return utcnow() + timedelta(seconds=settings.lease_seconds)
 
 
+@retry_while_unreachable
 def _claim(settings: Settings, pack: Pack, images: int) -> dict[int, tuple[int, int]]:
     """Claim what nobody else holds; return job id -> (attempt row id, fencing token)."""
     job_class, column = pack.job_class, _attempt_column(pack.job_class)
@@ -163,6 +164,7 @@ def _current(session: Session, job_class: type, job_id: int, token: int):
     return job if job.status is JobStatus.RUNNING and job.attempt == token else None
 
 
+@retry_while_unreachable
 def _platform_failed(settings: Settings, pack: Pack, claimed: dict[int, tuple[int, int]], error: Exception) -> None:
     with transaction(settings) as session:
         for job_id, (attempt_id, token) in claimed.items():
@@ -271,6 +273,7 @@ def run_pack(settings: Settings, pack: Pack) -> PackResult:
     return PackResult(finished=stored, again=again)
 
 
+@retry_while_unreachable
 def _store(settings: Settings, pack: Pack, claimed: dict[int, tuple[int, int]], outcome, shares: dict[int, JobShare],
            retry: list[int]) -> int:
     """Every kept job's rows, attempt and status in one transaction, each only while the job

@@ -8,6 +8,7 @@ container is removed whatever happens.
 """
 
 import os
+import shutil
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -26,6 +27,15 @@ LOG_EXCERPT_BYTES = 4000
 
 class SandboxError(RuntimeError):
     """The platform could not run the container (engine down, image missing): not the submission's fault."""
+
+
+#: What the SDK raises when the engine is gone: it does not wrap the transport's errors.
+ENGINE_ERRORS = (DockerException, requests.exceptions.RequestException)
+
+
+class EngineLost(SandboxError):
+    """The engine stopped answering while a container ran (dockerd stopped or restarted):
+    the run's outcome is unknown, so it is the platform's failure and the job runs again."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,32 @@ def _over_limit(output: Path, limits: SandboxLimits) -> str | None:
     return None
 
 
+def _check_runtime(client: docker.DockerClient, limits: SandboxLimits) -> None:
+    """A runtime the engine lacks (gVisor's runsc not installed) is named, with what is there."""
+    if not limits.runtime:
+        return
+    try:
+        runtimes = client.info().get("Runtimes", {})
+    except ENGINE_ERRORS as exc:
+        raise SandboxError(f"cannot ask the Docker engine for its runtimes: {exc}") from None
+    if limits.runtime not in runtimes:
+        raise SandboxError(
+            f"the Docker engine has no runtime {limits.runtime!r} (it has {', '.join(sorted(runtimes))}): register it "
+            "in /etc/docker/daemon.json (docs/security.md) or unset ARENA_SANDBOX_RUNTIME"
+        )
+
+
+def _check_room(output: Path, limits: SandboxLimits) -> None:
+    """Refuse to start unless the output's filesystem has room for all a run may write: on a
+    full disk the submission's writes would fail and its missing outputs be blamed on it."""
+    free = shutil.disk_usage(output).free
+    if free < limits.max_output_bytes:
+        raise SandboxError(
+            f"the output storage is full: {free} bytes free under {output.parent}, a run may write "
+            f"{limits.max_output_bytes} (free space, or lower ARENA_SANDBOX_MAX_OUTPUT_BYTES)"
+        )
+
+
 LABEL = "arena.deadline"
 #: How long a finished container of a dead runner is left for inspection before sweep removes it.
 SWEEP_GRACE_SECONDS = 300
@@ -128,6 +164,8 @@ def run(
 ) -> RunResult:
     """Run ``command`` in ``image`` and wait, at most ``time_limit`` seconds."""
     client = docker_client()
+    _check_runtime(client, limits)
+    _check_room(output, limits)
     output.chmod(0o777)  # the non-root user inside must be able to write here
     try:
         container = client.containers.create(image, command, **_run_options(limits, mounts, time_limit))
@@ -142,15 +180,28 @@ def run(
             container.remove(force=True)
         except NotFound:
             pass
-        except DockerException:
-            pass  # the engine went away; it removes nothing, but the run's outcome stands
+        except ENGINE_ERRORS:
+            pass  # the engine went away; it removes nothing, and sweep() removes it later
+
+
+def _check_engine(container) -> None:
+    try:
+        container.client.ping()
+    except ENGINE_ERRORS as exc:
+        raise EngineLost(f"the Docker engine stopped answering during the run ({exc})") from None
 
 
 def _wait(container, seconds: float) -> int | None:
-    """The exit code if the container ends within ``seconds``, else None."""
+    """The exit code if the container ends within ``seconds``, else None.
+
+    The SDK reports a wait that timed out as a ReadTimeout or as a ConnectionError saying
+    "Read timed out", and a vanished engine as a ConnectionError too: a ping tells them apart."""
     try:
         return container.wait(timeout=seconds)["StatusCode"]
-    except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+    except requests.exceptions.ReadTimeout:
+        return None
+    except requests.exceptions.ConnectionError:
+        _check_engine(container)
         return None
 
 
@@ -162,13 +213,9 @@ def _kill(container) -> None:
     container.wait(timeout=60)
 
 
-def _supervise(container, output: Path, time_limit: float, limits: SandboxLimits) -> RunResult:
-    """Wait for the exit in short slices, checking the time and output limits between slices."""
-    started = time.monotonic()
-    try:
-        container.start()
-    except DockerException as exc:
-        raise SandboxError(f"cannot start container: {exc}") from None
+def _watch(container, output: Path, time_limit: float, limits: SandboxLimits, started: float) -> tuple[int | None, bool, str | None]:
+    """Wait for the exit in short slices, killing on time-out or output past the limits;
+    return (exit code, timed out, kill reason)."""
     timed_out, killed_reason = False, None
     while (exit_code := _wait(container, WATCH_INTERVAL)) is None:
         timed_out = time.monotonic() - started > time_limit
@@ -176,8 +223,24 @@ def _supervise(container, output: Path, time_limit: float, limits: SandboxLimits
         if timed_out or killed_reason:
             _kill(container)
             break
-    seconds = time.monotonic() - started
-    log = container.logs(stdout=True, stderr=True, tail=200)[-LOG_EXCERPT_BYTES:]
+    return exit_code, timed_out, killed_reason
+
+
+def _supervise(container, output: Path, time_limit: float, limits: SandboxLimits) -> RunResult:
+    """Start, watch, collect the log; an engine lost on the way is a platform failure, never
+    blamed on the submission (its container died with the engine)."""
+    started = time.monotonic()
+    try:
+        container.start()
+    except ENGINE_ERRORS as exc:
+        raise SandboxError(f"cannot start container: {exc}") from None
+    try:
+        exit_code, timed_out, killed_reason = _watch(container, output, time_limit, limits, started)
+        seconds = time.monotonic() - started
+        container.reload()  # raises when the engine is going away, e.g. it stopped the container on shutdown
+        log = container.logs(stdout=True, stderr=True, tail=200)[-LOG_EXCERPT_BYTES:]
+    except ENGINE_ERRORS as exc:
+        raise EngineLost(f"the Docker engine failed during the run ({exc})") from None
     return RunResult(
         exit_code=None if timed_out or killed_reason else exit_code,
         timed_out=timed_out,

@@ -32,7 +32,10 @@ class Staging:
         try:
             target.hardlink_to(store.path(sha256))  # cheap and the store is not writable from inside
         except OSError:
-            shutil.copyfile(store.path(sha256), target)
+            try:
+                shutil.copyfile(store.path(sha256), target)
+            except OSError as exc:  # e.g. the work storage is full: the platform's failure, not the run's
+                raise sandbox.SandboxError(f"cannot stage an input in {self.input}: {exc}") from None
         self.names[name] = key
         return name
 

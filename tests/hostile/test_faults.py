@@ -1,0 +1,238 @@
+"""Faults of the platform itself, not of a submission: each is reported as a platform
+error, the run resumes, and nothing already stored is lost or blamed on a submission."""
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import docker
+import pytest
+from arena import executor, sandbox
+from arena.db import get_engine, transaction
+from arena.intake import SubmissionError
+from arena.models import AttackJob, JobAttempt, JobStatus, SubmissionStatus
+from arena.sandbox import LABEL, docker_client
+from servers import PrivateDockerd, postgres_cluster, private_dockerd
+from sqlalchemy import select
+
+from hostile.tournament import (
+    IMAGE,
+    MAX_OUTPUT_BYTES,
+    Tournament,
+    attack_outcome,
+    build,
+    disqualify,
+    take_in,
+)
+
+pytestmark = [pytest.mark.docker]
+SLOW_NOOP = 'sleep 2\ncp "$1"/*.png "$2"/\n'  # slow enough for a fault to land mid-run
+
+
+@pytest.fixture
+def private_engine(tournament, tmp_path_factory, monkeypatch) -> Iterator[PrivateDockerd]:
+    """The code under test talks to a private dockerd, which the test may restart at will
+    (the host's engine is shared and is never restarted)."""
+    try:
+        with private_dockerd(tmp_path_factory.mktemp("dockerd"), [IMAGE]) as engine:
+            monkeypatch.setenv("DOCKER_HOST", engine.host)
+            docker_client.cache_clear()
+            yield engine
+    except RuntimeError as exc:
+        if os.environ.get("ARENA_REQUIRE_DOCKER"):
+            raise
+        pytest.skip(str(exc))
+    finally:
+        monkeypatch.delenv("DOCKER_HOST", raising=False)
+        docker_client.cache_clear()
+
+
+def _when_a_container_runs(engine: PrivateDockerd) -> None:
+    client = docker.DockerClient(base_url=engine.host)
+    while not client.containers.list(filters={"status": "running"}):
+        time.sleep(0.1)
+    client.close()
+
+
+def _jobs_with_errors(tournament: Tournament, submission_id: int) -> list[str]:
+    with transaction(tournament.settings) as session:
+        return list(session.scalars(
+            select(JobAttempt.error).join(AttackJob, JobAttempt.attack_job_id == AttackJob.id)
+            .where(AttackJob.submission_id == submission_id, JobAttempt.error.is_not(None))
+        ))
+
+
+def test_dockerd_restarted_during_a_run(tournament, private_engine):
+    submission = take_in(tournament, "slow_noop", "attack", SLOW_NOOP)
+    assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(executor.run_missing, tournament.settings)
+            _when_a_container_runs(private_engine)
+            private_engine.restart()
+            interrupted = running.result()
+        assert any("Docker engine" in e for e in interrupted.platform_errors), interrupted.platform_errors
+        errors = _jobs_with_errors(tournament, submission.id)
+        assert errors and all("Docker engine" in e or "cannot" in e for e in errors)
+        tournament.check_unchanged()
+
+        resumed = executor.run_missing(tournament.settings)
+        assert resumed.platform_errors == []
+        for epsilon in tournament.settings.epsilons:
+            jobs, images, _ = attack_outcome(tournament.settings, submission.id, epsilon)
+            assert all(j.status is JobStatus.DONE for j in jobs)
+            assert len(images) == 6 and not any(i.missing for i in images)  # nothing blamed on the attack
+        tournament.check_unchanged()
+    finally:
+        disqualify(tournament.settings, submission.id)
+
+
+@pytest.fixture
+def small_work_storage(tournament) -> Iterator[Path]:
+    """The tournament's work folder (where outputs are written) on a 32 MiB tmpfs."""
+    work = tournament.settings.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(work)],
+                             check=False, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if mounted.returncode:
+        if os.environ.get("ARENA_REQUIRE_DOCKER"):
+            pytest.fail(f"cannot mount a tmpfs: {mounted.stderr}")
+        pytest.skip(f"cannot mount a tmpfs: {mounted.stderr}")
+    try:
+        yield work
+    finally:
+        subprocess.run(["umount", str(work)], check=True, stdin=subprocess.DEVNULL)
+
+
+def _fill(folder: Path, leave: int) -> Path:
+    """Write a ballast file until only about ``leave`` bytes remain free."""
+    ballast = folder / "ballast"
+    with ballast.open("wb") as handle:
+        while shutil.disk_usage(folder).free > leave:
+            handle.write(bytes(2**20))
+            handle.flush()
+    return ballast
+
+
+def test_full_output_storage(tournament, small_work_storage, tmp_path):
+    submission = take_in(tournament, "late_noop", "attack", SLOW_NOOP.replace("sleep 2", "true"))
+    assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
+    try:
+        ballast = _fill(small_work_storage, leave=MAX_OUTPUT_BYTES // 2)
+        full = executor.run_missing(tournament.settings)
+        assert full.platform_errors and all("output storage is full" in e for e in full.platform_errors)
+        assert _jobs_with_errors(tournament, submission.id)
+        with pytest.raises(SubmissionError, match="could not start, nothing was stored.*output storage is full"):
+            take_in(tournament, "while_full", "attack", 'cp "$1"/*.png "$2"/ # while full\n')
+        tournament.check_unchanged()
+
+        ballast.unlink()
+        resumed = executor.run_missing(tournament.settings)
+        assert resumed.platform_errors == []
+        for epsilon in tournament.settings.epsilons:
+            jobs, images, _ = attack_outcome(tournament.settings, submission.id, epsilon)
+            assert all(j.status is JobStatus.DONE for j in jobs)
+            assert len(images) == 6 and not any(i.missing for i in images)
+        tournament.check_unchanged()
+    finally:
+        disqualify(tournament.settings, submission.id)
+
+
+def test_database_unreachable_for_a_while(engine, tmp_path, monkeypatch, caplog):
+    """PostgreSQL stops as a container run ends and comes back seconds later: the results
+    wait for it instead of being lost, and the wait is logged."""
+    with postgres_cluster() as database:
+        pg = build(tmp_path, database_url=database.url)
+        submission = take_in(pg, "late_noop", "attack", SLOW_NOOP.replace("sleep 2", "true"))
+        run = sandbox.run
+        outage = threading.Event()
+
+        def run_then_lose_the_database(*args, **kwargs):
+            result = run(*args, **kwargs)
+            if not outage.is_set():
+                outage.set()
+                database.stop()
+                threading.Timer(3, database.start).start()
+            return result
+
+        monkeypatch.setattr(sandbox, "run", run_then_lose_the_database)
+        caplog.set_level(logging.WARNING, logger="arena.db")
+        summary = executor.run_missing(pg.settings)
+        assert outage.is_set() and summary.platform_errors == []
+        assert "OperationalError" in caplog.text  # each retry is reported
+        for epsilon in pg.settings.epsilons:
+            jobs, images, _ = attack_outcome(pg.settings, submission.id, epsilon)
+            assert jobs and all(j.status is JobStatus.DONE for j in jobs)
+            assert len(images) == 6 and not any(i.missing for i in images)
+        pg.check_unchanged()
+        get_engine(database.url).dispose()
+
+
+def _arena_env(settings) -> dict[str, str]:
+    """The environment under which an ``arena`` process sees the same tournament and limits."""
+    limits = settings.sandbox
+    return {**os.environ, "ARENA_DATA_DIR": str(settings.data_dir), "ARENA_EPSILONS": ",".join(map(str, settings.epsilons)),
+            "ARENA_SECONDS_PER_IMAGE": str(settings.seconds_per_image), "ARENA_SANDBOX_MEMORY": limits.memory,
+            "ARENA_SANDBOX_MAX_OUTPUT_BYTES": str(limits.max_output_bytes),
+            "ARENA_SANDBOX_MAX_OUTPUT_FILES": str(limits.max_output_files)}
+
+
+def _running_attempts(tournament: Tournament, submission_id: int) -> list[JobAttempt]:
+    with transaction(tournament.settings) as session:
+        return list(session.scalars(
+            select(JobAttempt).join(AttackJob, JobAttempt.attack_job_id == AttackJob.id)
+            .where(AttackJob.submission_id == submission_id, JobAttempt.ended_at.is_(None))
+        ))
+
+
+def test_runner_killed_during_a_run(tournament, tmp_path):
+    """``arena run`` killed with SIGKILL while a container runs: the next run releases what it
+    held, finishes the work, and loses nothing. (What the killed runner leaves, its container
+    and scratch folder, is removed by the test: sweep() takes the container only after a
+    grace period, and nothing takes the scratch folder; see docs/security.md.)"""
+    submission = take_in(tournament, "killed_noop", "attack", SLOW_NOOP.replace("sleep 2", "sleep 4"))
+    assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
+    arena = Path(sys.executable).parent / "arena"
+    runner = subprocess.Popen([str(arena), "run"], env=_arena_env(tournament.settings), stdin=subprocess.DEVNULL,
+                              stdout=(tmp_path / "run.log").open("w"), stderr=subprocess.STDOUT)
+    try:
+        while not _running_attempts(tournament, submission.id):
+            assert runner.poll() is None, (tmp_path / "run.log").read_text()
+            time.sleep(0.1)
+        time.sleep(1)  # inside the container run now, not between claim and start
+    finally:
+        runner.kill()
+        runner.wait()
+    orphans = _running_attempts(tournament, submission.id)
+    try:
+        assert orphans
+        resumed = executor.run_missing(tournament.settings)
+        assert resumed.platform_errors == []
+        for epsilon in tournament.settings.epsilons:
+            jobs, images, _ = attack_outcome(tournament.settings, submission.id, epsilon)
+            assert all(j.status is JobStatus.DONE for j in jobs)
+            assert len(images) == 6 and not any(i.missing for i in images)
+        with transaction(tournament.settings) as session:
+            for orphan in orphans:
+                assert session.get(AttackJob, orphan.attack_job_id).attempt > orphan.number
+        tournament.check_unchanged()
+    finally:
+        disqualify(tournament.settings, submission.id)
+        _remove_leftovers(tournament.settings.work_dir)
+
+
+def _remove_leftovers(work: Path) -> None:
+    """The killed runner's container, found on the shared engine by its mounts of our work
+    folder (so only ours), and its scratch folders."""
+    for container in docker_client().containers.list(all=True, filters={"label": LABEL}):
+        if any(str(work.resolve()) in m.get("Source", "") for m in container.attrs.get("Mounts", [])):
+            container.remove(force=True)
+    for folder in work.iterdir():
+        shutil.rmtree(folder)

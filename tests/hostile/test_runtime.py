@@ -1,0 +1,159 @@
+"""Hostile code at run time, taken in through intake and run in the shared tournament.
+
+Most cases are sleepers: honest in the dry run (so they are accepted), hostile in the
+tournament, which is where a cheater gains most. Each must end with its jobs done, the
+attempt recording what happened, its own results replaced or flagged as the rules say,
+and every other submission's results unchanged.
+"""
+
+from dataclasses import dataclass
+
+import pytest
+from arena.models import ClassificationProblem, JobStatus, SubmissionStatus
+
+from hostile.tournament import (
+    ATTACK_GUARD,
+    BATCH,
+    DEFENSE_GUARD,
+    MAX_OUTPUT_FILES,
+    attack_outcome,
+    defense_outcome,
+    disqualify,
+    enter,
+)
+
+pytestmark = [pytest.mark.docker]
+HOSTILE_EPSILON = 4
+
+#: Writes one PNG per input with python3 in the submission's image; PRODUCE(pixels, eps) makes it.
+PNG_WRITER = '''
+import os, sys, zlib, struct
+import numpy as np
+from PIL import Image
+src, dst, eps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for name in sorted(n for n in os.listdir(src) if n.endswith(".png")):
+    pixels = np.asarray(Image.open(os.path.join(src, name))).astype(int)
+    out = os.path.join(dst, name)
+    PRODUCE
+'''
+
+
+def png_case(produce: str) -> dict[str, str]:
+    return {"writer.py": PNG_WRITER.replace("PRODUCE", produce)}
+
+
+#: A PNG that claims 60000x60000 pixels, with a real deflate stream of zero rows behind it.
+PNG_BOMB = (
+    "rows = zlib.compress(b'\\0' * (1 + 60000) * 2000, 9)\n"
+    "    chunk = lambda kind, data: struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))\n"
+    "    open(out, 'wb').write(b'\\x89PNG\\r\\n\\x1a\\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', 60000, 60000, 8, 0, 0, 0, 0))"
+    " + chunk(b'IDAT', rows) + chunk(b'IEND', b''))"
+)
+
+
+@dataclass(frozen=True)
+class AttackCase:
+    name: str
+    script: str  # after the sleeper guard
+    expect: str  # must appear in the attempts' record (exit code, time-out, kill reason, log)
+    missing: int = 0  # outputs replaced by the clean image, of 2 * BATCH
+    wrong_size: int = 0
+    clipped: int = 0
+    files: dict[str, str] | None = None
+
+
+N = 2 * BATCH
+ATTACKS = [
+    AttackCase("fork_bomb", "b() { b | b & }; b\nsleep 600\n", "timed_out=True", missing=N),
+    AttackCase("memory_bomb", "python3 -c \"x = b'1' * 2**30\"\n", "exit=137", missing=N),
+    AttackCase("cpu_spin", "while :; do :; done\n", "timed_out=True", missing=N),
+    AttackCase("sleep_forever", "sleep 100000\n", "timed_out=True", missing=N),
+    AttackCase("ignore_sigterm", "trap '' TERM INT HUP\nwhile :; do sleep 1; done\n", "timed_out=True", missing=N),
+    AttackCase("huge_output", 'cat /dev/zero > "$2/fill"\n', "output grew past", missing=N),
+    AttackCase("many_files", 'i=0; while :; do : > "$2/extra$i"; i=$((i+1)); done\n',
+               f"more than {MAX_OUTPUT_FILES} files", missing=N),
+    AttackCase("huge_logs", 'yes "hostile log line" | head -c 30000000\ncp "$1"/*.png "$2"/\n', "hostile log line"),
+    AttackCase("exit_nonzero", "echo 'giving up' >&2\nexit 7\n", "exit=7", missing=N),
+    AttackCase("partial_outputs", 'cp "$(ls "$1"/*.png | head -1)" "$2"/\nexit 1\n', "exit=1", missing=N - 2),
+    AttackCase("symlink_outputs", 'for f in "$1"/*.png; do ln -s /etc/passwd "$2/$(basename "$f")"; done\n',
+               "outputs missing or unreadable", missing=N),
+    AttackCase("hardlink_to_inputs", 'for f in "$1"/*.png; do ln "$f" "$2/$(basename "$f")" || echo LINK REFUSED; done\n',
+               "LINK REFUSED", missing=N),
+    AttackCase("png_bomb", 'exec python3 writer.py "$@"\n', "decompression bomb", missing=N, files=png_case(PNG_BOMB)),
+    AttackCase("corrupt_png", 'exec python3 writer.py "$@"\n', "corrupt image", missing=N,
+               files=png_case("open(out, 'wb').write(b'\\x89PNG\\r\\n\\x1a\\n' + os.urandom(500))")),
+    AttackCase("wrong_size", 'exec python3 writer.py "$@"\n', "size 300x300, expected 299x299", wrong_size=N,
+               files=png_case("Image.new('RGB', (300, 300)).save(out)")),
+    AttackCase("wrong_mode", 'exec python3 writer.py "$@"\n', "mode L, expected RGB", wrong_size=N,
+               files=png_case("Image.fromarray(pixels[:, :, 0].astype('uint8'), 'L').save(out)")),
+    AttackCase("beyond_epsilon", 'exec python3 writer.py "$@"\n', "exit=0", clipped=N,
+               files=png_case("Image.fromarray(np.clip(pixels + 3 * eps, 0, 255).astype('uint8')).save(out)")),
+]
+
+
+@pytest.mark.parametrize("case", ATTACKS, ids=lambda c: c.name)
+def test_hostile_attack_is_contained(tournament, case: AttackCase):
+    submission = enter(tournament, case.name, "attack", ATTACK_GUARD + case.script, case.files)
+    try:
+        assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
+        jobs, images, record = attack_outcome(tournament.settings, submission.id, HOSTILE_EPSILON)
+        assert len(jobs) == 2 and all(j.status is JobStatus.DONE for j in jobs)
+        assert case.expect in record, record[-2000:]
+        assert len(images) == N and all(i.linf <= HOSTILE_EPSILON for i in images)
+        assert sum(i.missing for i in images) == case.missing
+        assert sum(i.wrong_size for i in images) == case.wrong_size
+        assert sum(i.clipped for i in images) == case.clipped
+        assert len(record) < 20 * 8000  # bounded logs, whatever the submission printed
+        tournament.check_unchanged()
+    finally:
+        disqualify(tournament.settings, submission.id)
+
+
+@dataclass(frozen=True)
+class DefenseCase:
+    name: str
+    script: str  # writes "$2" (result.csv) from the images in "$1"
+    problem: ClassificationProblem
+    expect: str
+
+
+EACH = 'for f in "$1"/*.png; do n=$(basename "$f"); '
+DEFENSES = [
+    DefenseCase("garbage_csv", 'head -c 5000 /dev/urandom > "$2"\n', ClassificationProblem.MISSING,
+                "are not IMAGE.png,LABEL"),
+    DefenseCase("unknown_ids", EACH + 'echo "x$n,5"; done > "$2"\n', ClassificationProblem.MISSING,
+                "name images that were not given"),
+    DefenseCase("duplicate_ids", EACH + 'echo "$n,5"; echo "$n,6"; done > "$2"\n', ClassificationProblem.DUPLICATE,
+                "image(s) duplicate"),
+    DefenseCase("huge_line", 'head -c 50000000 /dev/zero | tr "\\0" 7 > "$2"\n', ClassificationProblem.MISSING,
+                "only the start was read"),
+    DefenseCase("labels_out_of_range", EACH + 'echo "$n,1001"; done > "$2"\n', ClassificationProblem.INVALID,
+                "image(s) invalid"),
+]
+
+
+@pytest.mark.parametrize("case", DEFENSES, ids=lambda c: c.name)
+def test_hostile_defense_answers_are_contained(tournament, case: DefenseCase):
+    submission = enter(tournament, case.name, "defense", DEFENSE_GUARD + case.script)
+    try:
+        assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
+        jobs, rows, record = defense_outcome(tournament.settings, submission.id)
+        assert jobs and all(j.status is JobStatus.DONE for j in jobs)
+        assert case.expect in record, record[-2000:]
+        given = {(r.image_id, r.adversarial_image_id) for r in rows}
+        assert len(given) == len(rows)  # exactly one answer per image shown
+        assert {r.problem for r in rows} == {case.problem} and all(r.label is None for r in rows)
+        tournament.check_unchanged()
+    finally:
+        disqualify(tournament.settings, submission.id)
+
+
+@pytest.mark.parametrize("kind, script, reason", [
+    ("attack", "b() { b | b & }; b\nsleep 600\n", "the attack timed out"),
+    ("defense", "python3 -c \"x = b'1' * 2**30\"\n", "the defense exit code 137"),
+], ids=["attack_fork_bomb", "defense_memory_bomb"])
+def test_code_hostile_in_the_dry_run_is_rejected_with_a_reason(tournament, kind, script, reason):
+    submission = enter(tournament, f"dry_{kind}", kind, script)
+    assert submission.status is SubmissionStatus.REJECTED
+    assert reason in submission.reason
+    tournament.check_unchanged()

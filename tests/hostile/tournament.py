@@ -1,0 +1,174 @@
+"""One small shared tournament for the hostile suite, and how hostile code enters it.
+
+Every hostile case is a tiny submission taken in through ``arena.intake.submit``, run in
+the tournament with ``executor.run_missing`` when it passed its dry run, then disqualified
+so that later cases do not run against it. What each case must leave alone is captured
+by ``snapshot``: every stored result of the well-behaved submissions, the bytes behind
+every image they refer to, and their code.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from arena import executor
+from arena.archive import pack, tree_sha256
+from arena.config import SandboxLimits, Settings
+from arena.db import transaction
+from arena.images import ImageStore
+from arena.intake import submit
+from arena.models import (
+    AdversarialImage,
+    AttackJob,
+    Classification,
+    DefenseJob,
+    Image,
+    JobAttempt,
+    Submission,
+    SubmissionStatus,
+)
+from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
+
+IMAGE = "arena/python:bookworm"
+BATCH = 3  # images per batch; two batches
+EPSILONS = [4, 16]
+HONEST_EPSILON = max(EPSILONS)  # the dry run's: a sleeper attack behaves there and only there
+WELL_BEHAVED = ["random_noise", "decoder"]
+MAX_OUTPUT_BYTES = 16 * 2**20
+MAX_OUTPUT_FILES = 200
+
+#: Sleepers: honest in the dry run (largest epsilon; one batch of BATCH images), hostile in
+#: the tournament (smaller epsilon; defense packs of more images).
+ATTACK_GUARD = f'if [ "$3" = {HONEST_EPSILON} ]; then cp "$1"/*.png "$2"/; exit 0; fi\n'
+DEFENSE_GUARD = (
+    f'if [ "$(ls "$1" | wc -l)" -le {BATCH} ]; then\n'
+    '  for f in "$1"/*.png; do echo "$(basename "$f"),1"; done > "$2"; exit 0\nfi\n'
+)
+ENTRY = {"attack": "run_attack.sh", "defense": "run_defense.sh"}
+
+
+def hostile_settings(data_dir: Path, **overrides) -> Settings:
+    """Small time and output limits, so time-outs and output bombs end in seconds."""
+    limits = SandboxLimits(memory="512m", max_output_bytes=MAX_OUTPUT_BYTES, max_output_files=MAX_OUTPUT_FILES,
+                           max_log_bytes=256 * 1024)
+    return make_settings(data_dir, seconds_per_image=1.5, epsilons=EPSILONS, sandbox=limits, **overrides)
+
+
+@dataclass
+class Tournament:
+    settings: Settings
+    root: Path
+    baseline: dict
+
+    def check_unchanged(self) -> None:
+        """The well-behaved submissions' results, images and code, byte for byte."""
+        assert snapshot(self.settings) == self.baseline
+
+
+def build(root: Path, **overrides) -> Tournament:
+    """The dataset and the well-behaved submissions, run once; ``overrides`` go to the settings."""
+    settings = hostile_settings(root / "arena", **overrides)
+    synth_dataset(settings, 2 * BATCH, batch_size=BATCH)
+    for name in WELL_BEHAVED:
+        assert submit_folder(settings, SAMPLES / name, root).status is SubmissionStatus.ACCEPTED
+    summary = executor.run_missing(settings)
+    assert summary.platform_errors == [] and summary.jobs > 0
+    return Tournament(settings, root, snapshot(settings))
+
+
+def _file_sha(store: ImageStore, sha256: str) -> str:
+    return hashlib.sha256(store.read_bytes(sha256)).hexdigest()
+
+
+def snapshot(settings: Settings) -> dict:
+    """Everything stored for the well-behaved submissions, keyed by natural keys (names,
+    epsilon, batch), with a hash of each image file's bytes as it is on disk now."""
+    store = ImageStore(settings.store_dir)
+    attack, defense = aliased(Submission), aliased(Submission)
+    with transaction(settings) as session:
+        adversarial = {
+            (name, job.epsilon, image.name): (row.sha256, row.linf, row.clipped, row.missing, row.wrong_size,
+                                             _file_sha(store, row.sha256))
+            for row, job, image, name in session.execute(
+                select(AdversarialImage, AttackJob, Image, attack.name)
+                .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
+                .join(Image, AdversarialImage.image_id == Image.id)
+                .join(attack, AttackJob.submission_id == attack.id).where(attack.name.in_(WELL_BEHAVED))
+            )
+        }
+        classifications = {}
+        for row, image, name in session.execute(
+            select(Classification, Image, defense.name).join(Image, Classification.image_id == Image.id)
+            .join(defense, Classification.defense_id == defense.id).where(defense.name.in_(WELL_BEHAVED))
+        ):
+            source = session.get(AdversarialImage, row.adversarial_image_id) if row.adversarial_image_id else None
+            origin = (source.attack_job.submission.name, source.attack_job.epsilon) if source else ("clean", 0)
+            if origin[0] in WELL_BEHAVED or origin[0] == "clean":
+                classifications[(name, *origin, image.name)] = (row.label, row.problem)
+        clean = {image.name: _file_sha(store, image.sha256) for image in session.scalars(select(Image))}
+        code = {s.name: tree_sha256(settings.submissions_dir / s.sha256)
+                for s in session.scalars(select(Submission).where(Submission.name.in_(WELL_BEHAVED)))}
+    return {"adversarial": adversarial, "classifications": classifications, "clean": clean, "code": code}
+
+
+def write_submission(folder: Path, kind: str, script: str, files: dict[str, str] | None = None) -> Path:
+    """A submission folder: metadata, the entry point (``script`` after a shebang), extra files."""
+    folder.mkdir(parents=True)
+    entry = ENTRY["defense" if kind == "defense" else "attack"]
+    (folder / "metadata.json").write_text(json.dumps({"type": kind, "container": IMAGE, "entry_point": entry}))
+    (folder / entry).write_text("#!/bin/sh\n" + script)
+    (folder / entry).chmod(0o755)
+    for name, text in (files or {}).items():
+        (folder / name).write_text(text)
+    return folder
+
+
+def take_in(tournament: Tournament, name: str, kind: str, script: str, files: dict[str, str] | None = None) -> Submission:
+    """Submit code through the normal intake path (unpack, checks, dry run)."""
+    folder = write_submission(tournament.root / "hostile" / name, kind, script, files)
+    archive = pack(folder, tournament.root / "hostile" / f"{name}.tar.gz")
+    return submit(tournament.settings, archive, team=f"team-{name}", name=name)
+
+
+def enter(tournament: Tournament, name: str, kind: str, script: str, files: dict[str, str] | None = None) -> Submission:
+    """Take code in; run it in the tournament when it was accepted."""
+    submission = take_in(tournament, name, kind, script, files)
+    if submission.status is SubmissionStatus.ACCEPTED:
+        summary = executor.run_missing(tournament.settings)
+        assert summary.platform_errors == [], summary.platform_errors
+    return submission
+
+
+def disqualify(settings: Settings, submission_id: int) -> None:
+    """What organizers do with a cheater; it also keeps later cases from running against it."""
+    with transaction(settings) as session:
+        session.get(Submission, submission_id).status = SubmissionStatus.DISQUALIFIED
+
+
+def describe(attempt: JobAttempt) -> str:
+    """One attempt as a line of text that expectations can be matched against."""
+    return (f"exit={attempt.exit_code} timed_out={attempt.timed_out} killed={attempt.killed_reason} "
+            f"error={attempt.error}\n{attempt.log_excerpt or ''}")
+
+
+def attack_outcome(settings: Settings, submission_id: int, epsilon: int) -> tuple[list[AttackJob], list[AdversarialImage], str]:
+    """The attack's jobs at ``epsilon``, their stored images, and all their attempts described."""
+    with transaction(settings) as session:
+        jobs = session.scalars(select(AttackJob).where(AttackJob.submission_id == submission_id,
+                                                       AttackJob.epsilon == epsilon)).all()
+        ids = [j.id for j in jobs]
+        images = session.scalars(select(AdversarialImage).where(AdversarialImage.attack_job_id.in_(ids))).all()
+        attempts = session.scalars(select(JobAttempt).where(JobAttempt.attack_job_id.in_(ids))).all()
+        return list(jobs), list(images), "\n".join(map(describe, attempts))
+
+
+def defense_outcome(settings: Settings, submission_id: int) -> tuple[list[DefenseJob], list[Classification], str]:
+    with transaction(settings) as session:
+        jobs = session.scalars(select(DefenseJob).where(DefenseJob.submission_id == submission_id)).all()
+        ids = [j.id for j in jobs]
+        rows = session.scalars(select(Classification).where(Classification.defense_job_id.in_(ids))).all()
+        attempts = session.scalars(select(JobAttempt).where(JobAttempt.defense_job_id.in_(ids))).all()
+        return list(jobs), list(rows), "\n".join(map(describe, attempts))
