@@ -92,25 +92,28 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
-    """Yields a SQLAlchemy URL of a fresh PostgreSQL cluster's ``postgres`` database."""
+def postgres_server(parent: Path | None = None, options: dict[str, str] | None = None) -> Iterator[str]:
+    """Yields a SQLAlchemy URL of a fresh PostgreSQL cluster's ``postgres`` database, its data in
+    a new folder under ``parent`` (default: the temporary folder), with extra server
+    ``options`` (``-c name=value``: the benchmarks size memory and parallel workers)."""
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
     if not found:
         raise RuntimeError("PostgreSQL is not installed (scripts/setup.sh installs Debian's postgresql)")
     bin_dir = Path(found[-1]).parent
-    folder = Path(tempfile.mkdtemp(prefix="arena-pg-"))
+    folder = Path(tempfile.mkdtemp(prefix="arena-pg-", dir=parent))
     folder.chmod(0o755)
     data, port = folder / "data", free_port()
     if os.geteuid() == 0:
         shutil.chown(folder, "postgres")
     subprocess.run(_as_postgres([str(bin_dir / "initdb"), "-D", str(data), "--auth=trust", "-U", "postgres", "-E", "UTF8"]),
                    check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    options = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
-    subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(folder / "log"), "-w", "start"]),
+    settings = {"listen_addresses": "127.0.0.1", "fsync": "off", **(options or {})}
+    server_options = f"-p {port} -k {folder} " + " ".join(f"-c {name}={value}" for name, value in settings.items())
+    subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", server_options, "-l", str(folder / "log"), "-w", "start"]),
                    check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     finally:
         subprocess.run(_as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]),
-                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                       check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         shutil.rmtree(folder, ignore_errors=True)
