@@ -1,19 +1,36 @@
-"""Per-image result ingestion: ORM unit of work (``session.add_all``) against a bulk
-``insert()`` of plain rows, into the same SQLite database, in one invocation.
+"""Per-image result ingestion into SQLite and PostgreSQL, each way against the one before it,
+in one invocation (rounds alternate, the best round of each counts):
 
-    .venv/bin/python bench/ingest.py [--rows 20000] [--database-url URL]
+- SQLite: ORM unit of work (``session.add_all``) against one bulk ``insert()`` of plain rows
+  (the path SQLite keeps);
+- PostgreSQL: that bulk ``insert()`` against ``db.bulk_insert`` (COPY), rows only, and COPY
+  followed by the tally update of the same transaction, as ``jobs._store`` does it.
+
+The rows are adversarial-image classifications of 20 defenses on 2,500 images x 4 eps of one
+attack (200,000 rows, 2,000 defense jobs of 100 rows), stored in transactions of one job
+(100 rows), one full pack (2,000 rows, ARENA_MAX_PACK_IMAGES) and 20,000 rows. PostgreSQL is
+a private server started here (fsync off, as in the tests) unless --database-url is given.
+
+    .venv/bin/python bench/ingest.py [--rounds 3] [--database-url URL]
 """
 
 import argparse
+import sys
 import tempfile
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
-from arena import db
+from arena import REPO_ROOT, db, tallies
 from arena.config import Settings
-from arena.dataset import store_dataset, synthesize
 from arena.models import (
+    AdversarialImage,
+    AttackJob,
+    Batch,
+    CellTally,
     Classification,
+    Dataset,
     DefenseJob,
     Image,
     Submission,
@@ -22,57 +39,122 @@ from arena.models import (
     Team,
 )
 from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+sys.path.insert(0, str(REPO_ROOT / "tests"))
+from servers import postgres_server  # the tests' private server, reused
+
+IMAGES, DEFENSES, EPSILONS, BATCH = 2500, 20, [2, 4, 8, 16], 100
+TRANSACTION_ROWS = [100, 2000, 20000]
 
 
-def _setup(settings: Settings, rows: int) -> tuple[int, int, list[int]]:
-    store_dataset(settings, "ingest", synthesize(100), batch_size=100)
+def _submission(session: Session, team: Team, name: str, kind: SubmissionKind) -> int:
+    submission = Submission(team=team, name=name, kind=kind, sha256=name.ljust(64, "0"), meta={},
+                            status=SubmissionStatus.ACCEPTED)
+    session.add(submission)
+    session.flush()
+    return submission.id
+
+
+def setup(settings: Settings) -> list[dict]:
+    """A tournament's skeleton without results; return the classification rows to store, job by job."""
     with db.transaction(settings) as session:
-        defense = Submission(team=Team(name="t"), name="d", kind=SubmissionKind.DEFENSE, sha256="d" * 64, meta={},
-                             status=SubmissionStatus.ACCEPTED)
-        session.add(defense)
+        dataset = Dataset(name="ingest")
+        team = Team(name="t")
+        session.add_all([dataset, team])
         session.flush()
-        images = list(session.scalars(select(Image.id)))
-        job = DefenseJob(submission_id=defense.id, batch_id=session.scalar(select(Image.batch_id)))
-        session.add(job)
+        batches = [Batch(dataset_id=dataset.id, index=k) for k in range(IMAGES // BATCH)]
+        session.add_all(batches)
         session.flush()
-        return defense.id, job.id, images
+        session.execute(insert(Image), [
+            {"dataset_id": dataset.id, "batch_id": batches[k // BATCH].id, "name": f"{k}", "true_label": k % 1000 + 1,
+             "target_class": (k * 7) % 1000 + 1, "sha256": f"{k:064d}"} for k in range(IMAGES)])
+        attack = _submission(session, team, "attack", SubmissionKind.ATTACK)
+        defenses = [_submission(session, team, f"defense{d}", SubmissionKind.DEFENSE) for d in range(DEFENSES)]
+        session.execute(insert(AttackJob), [{"submission_id": attack, "batch_id": b.id, "epsilon": e}
+                                            for e in EPSILONS for b in batches])
+        images = session.execute(select(Image.id, Image.batch_id, Image.true_label)).all()
+        attack_jobs = session.execute(select(AttackJob.id, AttackJob.batch_id)).all()
+        session.execute(insert(AdversarialImage), [
+            {"attack_job_id": job, "image_id": image, "sha256": "0" * 64, "linf": 0}
+            for job, batch in attack_jobs for image, image_batch, _ in images if image_batch == batch])
+        session.execute(insert(DefenseJob), [{"submission_id": d, "batch_id": batch, "attack_job_id": job}
+                                             for d in defenses for job, batch in attack_jobs])
+        adversarial = session.execute(select(AdversarialImage.attack_job_id, AdversarialImage.image_id,
+                                             AdversarialImage.id)).all()
+        truth = {image: label for image, _, label in images}
+        of_job = {}
+        for job, image, adversarial_id in adversarial:
+            of_job.setdefault(job, []).append((image, adversarial_id))
+        rows = []
+        for defense_job, defense, attack_job in session.execute(
+            select(DefenseJob.id, DefenseJob.submission_id, DefenseJob.attack_job_id).order_by(DefenseJob.id)
+        ):
+            rows += [{"defense_job_id": defense_job, "defense_id": defense, "image_id": image,
+                      "adversarial_image_id": adversarial_id, "label": truth[image] if image % 3 else 1, "problem": None}
+                     for image, adversarial_id in of_job[attack_job]]
+        return rows
 
 
-def main(rows: int, database_url: str | None) -> None:
+def orm_add_all(session: Session, rows: list[dict]) -> None:
+    session.add_all(Classification(**row) for row in rows)
+
+
+def bulk_insert(session: Session, rows: list[dict]) -> None:
+    session.execute(insert(Classification), rows)
+
+
+def copy(session: Session, rows: list[dict]) -> None:
+    db.bulk_insert(session, Classification.__table__, rows)
+
+
+def copy_and_tally(session: Session, rows: list[dict]) -> None:
+    db.bulk_insert(session, Classification.__table__, rows)
+    tallies.count_defense_jobs(session, sorted({row["defense_job_id"] for row in rows}))
+
+
+def store_all(settings: Settings, rows: list[dict], per_transaction: int, store: Callable) -> float:
+    """Seconds to store every row, ``per_transaction`` at a time; the table is emptied before."""
+    with db.transaction(settings) as session:
+        session.execute(delete(Classification))
+        session.execute(delete(CellTally))
+    started = time.perf_counter()
+    for start in range(0, len(rows), per_transaction):
+        with db.transaction(settings) as session:
+            store(session, rows[start:start + per_transaction])
+    return time.perf_counter() - started
+
+
+def measure(settings: Settings, methods: dict[str, Callable], rounds: int) -> None:
+    rows = setup(settings)
+    backend = settings.resolved_database_url.split(":")[0]
+    print(f"{backend}: {len(rows):,} rows per measure, best of {rounds} rounds")
+    for per_transaction in TRANSACTION_ROWS:
+        best = {name: float("inf") for name in methods}
+        for _ in range(rounds):
+            for name, store in methods.items():
+                best[name] = min(best[name], store_all(settings, rows, per_transaction, store))
+        baseline = next(iter(methods))
+        for name, seconds in best.items():
+            ratio = best[baseline] / seconds
+            print(f"  {per_transaction:>6} rows/transaction  {name:<16} {len(rows) / seconds:>11,.0f} rows/s  "
+                  f"{ratio:.2f}x {baseline}")
+
+
+def main(rounds: int, database_url: str | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
-        settings = Settings(data_dir=Path(scratch), database_url=database_url)
-        db.upgrade(settings)
-        defense_id, job_id, images = _setup(settings, rows)
-        # clean-image classifications are unique per (defense, image): use one defense per chunk of images
-        values = [dict(defense_job_id=job_id, defense_id=defense_id, image_id=images[k % len(images)], label=k % 1000 + 1)
-                  for k in range(len(images))]
-        timings = {"orm add_all": [], "bulk insert": []}
-        repeats = max(1, rows // len(values))
-        for _ in range(3):
-            for method in timings:
-                with db.transaction(settings) as session:
-                    session.execute(delete(Classification))
-                started = time.perf_counter()
-                for _ in range(repeats):
-                    with db.transaction(settings) as session:
-                        if method == "orm add_all":
-                            session.add_all(Classification(**v) for v in values)
-                        else:
-                            session.execute(insert(Classification), values)
-                    with db.transaction(settings) as session:
-                        session.execute(delete(Classification))
-                timings[method].append(time.perf_counter() - started)
-        inserted = repeats * len(values)
-        best = {method: min(t) for method, t in timings.items()}
-        print(f"{inserted} rows in transactions of {len(values)} (one defense job's worth), {settings.resolved_database_url.split(':')[0]}")
-        for method, seconds in best.items():
-            print(f"{method}: {inserted / seconds:,.0f} rows/s (includes deleting them again)")
-        print(f"ratio bulk / orm: {best['orm add_all'] / best['bulk insert']:.2f}x faster")
+        sqlite = Settings(data_dir=Path(scratch) / "sqlite")
+        db.upgrade(sqlite)
+        measure(sqlite, {"bulk insert": bulk_insert, "orm add_all": orm_add_all}, rounds)
+        with postgres_server() if database_url is None else nullcontext(database_url) as url:
+            postgres = Settings(data_dir=Path(scratch) / "postgres", database_url=url)
+            db.upgrade(postgres)
+            measure(postgres, {"bulk insert": bulk_insert, "copy": copy, "copy + tallies": copy_and_tally}, rounds)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=20000)
-    parser.add_argument("--database-url")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--database-url", help="An empty PostgreSQL database (default: a private server started here).")
     arguments = parser.parse_args()
-    main(arguments.rows, arguments.database_url)
+    main(arguments.rounds, arguments.database_url)

@@ -93,14 +93,17 @@ def _as_postgres(command: list[str]) -> list[str]:
 
 class PostgresServer:
     """A fresh PostgreSQL cluster on a free loopback port; ``stop`` and ``start`` keep its data
-    and port, so a test can make the database unreachable for a while."""
+    and port, so a test can make the database unreachable for a while. Its data goes in a new
+    folder under ``parent`` (default: the temporary folder); ``options`` are extra server
+    settings (``-c name=value``: the benchmarks size memory and parallel workers)."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: Path | None = None, options: dict[str, str] | None = None) -> None:
         found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
         if not found:
             raise RuntimeError("PostgreSQL is not installed (scripts/setup.sh installs Debian's postgresql)")
         self.bin_dir = Path(found[-1]).parent
-        self.folder = Path(tempfile.mkdtemp(prefix="arena-pg-"))
+        self.folder = Path(tempfile.mkdtemp(prefix="arena-pg-", dir=parent))
+        self.options = {"listen_addresses": "127.0.0.1", "fsync": "off", **(options or {})}
         self.folder.chmod(0o755)
         self.data, self.port = self.folder / "data", free_port()
         self.url = f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
@@ -113,7 +116,7 @@ class PostgresServer:
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+        options = f"-p {self.port} -k {self.folder} " + " ".join(f"-c {name}={value}" for name, value in self.options.items())
         self._pg("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.folder / "log"), "-w", "start")
 
     def stop(self) -> None:
@@ -121,8 +124,8 @@ class PostgresServer:
 
 
 @contextmanager
-def postgres_cluster() -> Iterator[PostgresServer]:
-    server = PostgresServer()
+def postgres_cluster(parent: Path | None = None, options: dict[str, str] | None = None) -> Iterator[PostgresServer]:
+    server = PostgresServer(parent, options)
     server.start()
     try:
         yield server
@@ -132,10 +135,11 @@ def postgres_cluster() -> Iterator[PostgresServer]:
 
 
 @contextmanager
-def postgres_server() -> Iterator[str]:
+def postgres_server(parent: Path | None = None, options: dict[str, str] | None = None) -> Iterator[str]:
     """Yields a SQLAlchemy URL of a fresh PostgreSQL cluster's ``postgres`` database."""
-    with postgres_cluster() as server:
+    with postgres_cluster(parent, options) as server:
         yield server.url
+
 
 class PrivateDockerd:
     """A second Docker engine of the test's own: its socket, data, state and pid file in one
