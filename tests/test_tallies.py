@@ -34,7 +34,7 @@ from conftest import (
     synth_dataset,
 )
 from servers import postgres_server
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 EPSILONS = [2, 8]
 DATABASES = itertools.count()
@@ -166,6 +166,11 @@ def test_forgetting_results_forgets_their_tallies(tournament, forgotten):
     cells, _ = snapshot(settings)
     assert len(cells) == {"A": 4, "D": 4, None: 0}[forgotten]
     assert_tallies_match_a_rebuild(settings)
+    with transaction(settings) as session:  # the answers went with their jobs: none refers to a deleted row
+        orphans = select(func.count(Classification.id)).where(
+            Classification.adversarial_image_id.not_in(select(AdversarialImage.id))
+            | Classification.defense_id.not_in(select(DefenseJob.submission_id)))
+        assert session.scalar(orphans) == 0
 
 
 def test_a_disqualified_attack_leaves_the_tables_but_keeps_its_tallies(tournament):

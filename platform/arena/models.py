@@ -226,16 +226,24 @@ class DefenseJob(JobState, Base):
 
 
 class Classification(Base):
-    """A defense's answer for one image; ``label`` is null when the answer is missing or invalid."""
+    """A defense's answer for one image; ``label`` is null when the answer is missing or invalid.
+
+    The table the tournament grows to 200 million rows, so it carries one foreign key, to its
+    job: deleting a job, its submission, its attack job or its dataset deletes the answers
+    through it. ``defense_id``, ``image_id`` and ``adversarial_image_id`` are copied from
+    the job and its inputs by ``jobs`` in the transaction that holds the job's lock; a key
+    on each cost a trigger per row and six times the ingestion time on PostgreSQL
+    (migration 0006, docs/benchmarks.md).
+    """
 
     __tablename__ = "classifications"
     __table_args__ = _unique_by_source("classification", "defense_id", "adversarial_image_id", "image_id")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     defense_job_id: Mapped[int] = mapped_column(ForeignKey("defense_jobs.id", ondelete="CASCADE"), index=True)
-    defense_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"))
-    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
-    adversarial_image_id: Mapped[int | None] = mapped_column(ForeignKey("adversarial_images.id", ondelete="CASCADE"))
+    defense_id: Mapped[int] = mapped_column(Integer)
+    image_id: Mapped[int] = mapped_column(Integer)
+    adversarial_image_id: Mapped[int | None] = mapped_column(Integer)
     label: Mapped[int | None] = mapped_column(Integer)
     problem: Mapped[ClassificationProblem | None] = mapped_column(_enum(ClassificationProblem))
 
