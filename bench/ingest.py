@@ -3,8 +3,9 @@ in one invocation (rounds alternate, the best round of each counts):
 
 - SQLite: ORM unit of work (``session.add_all``) against one bulk ``insert()`` of plain rows
   (the path SQLite keeps);
-- PostgreSQL: that bulk ``insert()`` against ``db.bulk_insert`` (COPY), rows only, and COPY
-  followed by the tally update of the same transaction, as ``jobs._store`` does it.
+- PostgreSQL: that bulk ``insert()`` against ``db.bulk_insert`` (COPY), rows only; COPY
+  followed by the tally update of the same transaction, as ``jobs._store`` does it; and COPY
+  into a database at migration 0005, whose classifications still had four foreign keys.
 
 The rows are adversarial-image classifications of 20 defenses on 2,500 images x 4 eps of one
 attack (200,000 rows, 2,000 defense jobs of 100 rows), stored in transactions of one job
@@ -39,7 +40,7 @@ from arena.models import (
     SubmissionStatus,
     Team,
 )
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
@@ -126,36 +127,50 @@ def store_all(settings: Settings, rows: list[dict], per_transaction: int, store:
     return time.perf_counter() - started
 
 
-def measure(settings: Settings, methods: dict[str, Callable], rounds: int) -> None:
-    rows = setup(settings)
-    backend = settings.resolved_database_url.split(":")[0]
-    print(f"{backend}: {len(rows):,} rows per measure, best of {rounds} rounds")
+def measure(backend: str, methods: dict[str, tuple[Settings, Callable]], rounds: int) -> None:
+    """Each method stores the same rows into its own database, rounds alternating between them."""
+    rows = {}
+    for settings, _ in methods.values():
+        if id(settings) not in rows:
+            rows[id(settings)] = setup(settings)
+    count = len(next(iter(rows.values())))
+    print(f"{backend}: {count:,} rows per measure, best of {rounds} rounds")
     for per_transaction in TRANSACTION_ROWS:
         best = {name: float("inf") for name in methods}
         for _ in range(rounds):
-            for name, store in methods.items():
-                best[name] = min(best[name], store_all(settings, rows, per_transaction, store))
+            for name, (settings, store) in methods.items():
+                best[name] = min(best[name], store_all(settings, rows[id(settings)], per_transaction, store))
         baseline = next(iter(methods))
         for name, seconds in best.items():
-            ratio = best[baseline] / seconds
-            print(f"  {per_transaction:>6} rows/transaction  {name:<16} {len(rows) / seconds:>11,.0f} rows/s  "
-                  f"{ratio:.2f}x {baseline}")
+            print(f"  {per_transaction:>6} rows/transaction  {name:<26} {count / seconds:>11,.0f} rows/s  "
+                  f"{best[baseline] / seconds:.2f}x {baseline}")
+
+
+def database(server: str, name: str, scratch: str, revision: str = "head") -> Settings:
+    """A new database of the server, migrated to ``revision``."""
+    with db.get_engine(server).connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+        connection.execute(text(f"CREATE DATABASE {name}"))
+    settings = Settings(data_dir=Path(scratch) / name, database_url=server.rsplit("/", 1)[0] + f"/{name}")
+    db.upgrade(settings, revision)
+    return settings
 
 
 def main(rounds: int, database_url: str | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         sqlite = Settings(data_dir=Path(scratch) / "sqlite")
         db.upgrade(sqlite)
-        measure(sqlite, {"bulk insert": bulk_insert, "orm add_all": orm_add_all}, rounds)
+        measure("sqlite", {"bulk insert": (sqlite, bulk_insert), "orm add_all": (sqlite, orm_add_all)}, rounds)
         with postgres_server() if database_url is None else nullcontext(database_url) as url:
-            postgres = Settings(data_dir=Path(scratch) / "postgres", database_url=url)
-            db.upgrade(postgres)
-            measure(postgres, {"bulk insert": bulk_insert, "copy": copy, "copy + tallies": copy_and_tally}, rounds)
+            head, four_keys = database(url, "ingest_head", scratch), database(url, "ingest_0005", scratch, "0005")
+            measure("postgresql", {"bulk insert": (head, bulk_insert), "copy": (head, copy),
+                                   "copy + tallies": (head, copy_and_tally),
+                                   "copy, four keys (0005)": (four_keys, copy)}, rounds)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--database-url", help="An empty PostgreSQL database (default: a private server started here).")
+    parser.add_argument("--database-url", help="A PostgreSQL server's database to create two databases from "
+                                               "(default: a private server started here).")
     arguments = parser.parse_args()
     main(arguments.rounds, arguments.database_url)

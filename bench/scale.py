@@ -74,13 +74,13 @@ GENERATE = [
     f"""INSERT INTO classifications (defense_job_id, defense_id, image_id, adversarial_image_id, label, problem)
        SELECT dj.id, dj.submission_id, i.id, ai.id, a.label, CASE WHEN a.label IS NULL THEN 'missing' END
        FROM defense_jobs dj JOIN adversarial_images ai USING (attack_job_id) JOIN images i ON i.id = ai.image_id
-       CROSS JOIN LATERAL (SELECT ((dj.id::bigint * 7919 + ai.id * 104729) % 1000) AS r) h
+       CROSS JOIN LATERAL (SELECT ((dj.id::bigint * 7919 + ai.id::bigint * 104729) % 1000) AS r) h
        CROSS JOIN LATERAL (SELECT {ANSWER} AS label) a
        WHERE dj.status = 'done'""",
     f"""INSERT INTO classifications (defense_job_id, defense_id, image_id, adversarial_image_id, label, problem)
        SELECT dj.id, dj.submission_id, i.id, NULL, a.label, CASE WHEN a.label IS NULL THEN 'missing' END
        FROM defense_jobs dj JOIN images i USING (batch_id)
-       CROSS JOIN LATERAL (SELECT ((dj.id::bigint * 7919 + i.id * 104729) % 1000) AS r) h
+       CROSS JOIN LATERAL (SELECT ((dj.id::bigint * 7919 + i.id::bigint * 104729) % 1000) AS r) h
        CROSS JOIN LATERAL (SELECT {ANSWER} AS label) a
        WHERE dj.attack_job_id IS NULL AND dj.status = 'done'""",
 ]
