@@ -5,7 +5,9 @@ in one invocation (rounds alternate, the best round of each counts):
   (the path SQLite keeps);
 - PostgreSQL: that bulk ``insert()`` against ``db.bulk_insert`` (COPY), rows only; COPY
   followed by the tally update of the same transaction, as ``jobs._store`` does it; and COPY
-  into a database at migration 0005, whose classifications still had four foreign keys.
+  into a database at migration 0005, whose classifications still had four foreign keys;
+  and two ceilings: COPY with the key's per-row trigger switched off, and COPY into a
+  table left with its primary key only (no index, no key).
 
 The rows are adversarial-image classifications of 20 defenses on 2,500 images x 4 eps of one
 attack (200,000 rows, 2,000 defense jobs of 100 rows), stored in transactions of one job
@@ -115,6 +117,21 @@ def copy_and_tally(session: Session, rows: list[dict]) -> None:
     tallies.count_defense_jobs(session, sorted({row["defense_job_id"] for row in rows}))
 
 
+def copy_without_triggers(session: Session, rows: list[dict]) -> None:
+    """The ceiling with the indexes but without the foreign key's per-row trigger."""
+    session.execute(text("SET LOCAL session_replication_role = replica"))
+    copy(session, rows)
+
+
+def without_indexes(settings: Settings) -> Settings:
+    """The ceiling of the table itself: only its primary key left."""
+    with db.transaction(settings) as session:
+        for index in Classification.__table__.indexes:
+            session.execute(text(f"DROP INDEX {index.name}"))
+        session.execute(text("ALTER TABLE classifications DROP CONSTRAINT classifications_defense_job_id_fkey"))
+    return settings
+
+
 def store_all(settings: Settings, rows: list[dict], per_transaction: int, store: Callable) -> float:
     """Seconds to store every row, ``per_transaction`` at a time; the table is emptied before."""
     with db.transaction(settings) as session:
@@ -142,7 +159,7 @@ def measure(backend: str, methods: dict[str, tuple[Settings, Callable]], rounds:
                 best[name] = min(best[name], store_all(settings, rows[id(settings)], per_transaction, store))
         baseline = next(iter(methods))
         for name, seconds in best.items():
-            print(f"  {per_transaction:>6} rows/transaction  {name:<26} {count / seconds:>11,.0f} rows/s  "
+            print(f"  {per_transaction:>6} rows/transaction  {name:<24} {count / seconds:>11,.0f} rows/s  "
                   f"{best[baseline] / seconds:.2f}x {baseline}")
 
 
@@ -162,9 +179,12 @@ def main(rounds: int, database_url: str | None) -> None:
         measure("sqlite", {"bulk insert": (sqlite, bulk_insert), "orm add_all": (sqlite, orm_add_all)}, rounds)
         with postgres_server() if database_url is None else nullcontext(database_url) as url:
             head, four_keys = database(url, "ingest_head", scratch), database(url, "ingest_0005", scratch, "0005")
+            bare = without_indexes(database(url, "ingest_bare", scratch))
             measure("postgresql", {"bulk insert": (head, bulk_insert), "copy": (head, copy),
                                    "copy + tallies": (head, copy_and_tally),
-                                   "copy, four keys (0005)": (four_keys, copy)}, rounds)
+                                   "copy, four keys (0005)": (four_keys, copy),
+                                   "copy, no trigger": (head, copy_without_triggers),
+                                   "copy, primary key only": (bare, copy)}, rounds)
 
 
 if __name__ == "__main__":

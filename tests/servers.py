@@ -46,7 +46,26 @@ def stop(process: subprocess.Popen) -> None:
         process.wait()
 
 
-class RedisServer:
+class _Process:
+    """A server process of the test's own: ``stop`` ends it, ``restart`` starts it again on
+    the same port or socket (the subclass's ``start``)."""
+
+    process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class RedisServer(_Process):
     """redis-server on a free loopback port, no persistence; ``restart`` keeps the port."""
 
     def __init__(self) -> None:
@@ -55,7 +74,6 @@ class RedisServer:
         self.folder = Path(tempfile.mkdtemp(prefix="arena-redis-"))
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         log = self.folder / "redis.log"
@@ -66,14 +84,6 @@ class RedisServer:
         )
         _wait_for_port(self.port, self.process, log)
 
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-            self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
 
 @contextmanager
@@ -141,7 +151,7 @@ def postgres_server(parent: Path | None = None, options: dict[str, str] | None =
         yield server.url
 
 
-class PrivateDockerd:
+class PrivateDockerd(_Process):
     """A second Docker engine of the test's own: its socket, data, state and pid file in one
     scratch folder, no bridge and no iptables rules, so that stopping it touches nothing of
     the host's engine. Images are copied in from the host's engine with save | load."""
@@ -152,7 +162,6 @@ class PrivateDockerd:
         self.folder = folder
         self.socket = folder / "docker.sock"
         self.host = f"unix://{self.socket}"
-        self.process: subprocess.Popen | None = None
 
     def start(self) -> None:
         log = self.folder / "dockerd.log"
@@ -168,14 +177,6 @@ class PrivateDockerd:
                 raise RuntimeError(f"the private dockerd did not start: {log.read_text()[-2000:]}")
             time.sleep(0.2)
 
-    def stop(self) -> None:
-        if self.process is not None:
-            stop(self.process)
-            self.process = None
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
 
     def load(self, image: str) -> None:
         saved = subprocess.Popen(["docker", "save", image], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)

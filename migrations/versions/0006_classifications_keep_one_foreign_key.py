@@ -1,7 +1,7 @@
 """classifications keep one foreign key, to their defense job
 
 The keys on defense_id, image_id and adversarial_image_id each fired a trigger per row
-and made COPY 2.5 to 2.8 times slower on PostgreSQL; every delete already reaches the
+and made COPY nearly three times slower on PostgreSQL; every delete already reaches the
 classifications through defense_job_id (see models.Classification).
 
 Revision ID: 0006

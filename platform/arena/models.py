@@ -232,7 +232,7 @@ class Classification(Base):
     job: deleting a job, its submission, its attack job or its dataset deletes the answers
     through it. ``defense_id``, ``image_id`` and ``adversarial_image_id`` are copied from
     the job and its inputs by ``jobs`` in the transaction that holds the job's lock; a key
-    on each cost a trigger per row: COPY into PostgreSQL ran 2.5 to 2.8 times slower
+    on each cost a trigger per row: COPY into PostgreSQL ran nearly three times slower
     (migration 0006, docs/benchmarks.md).
     """
 

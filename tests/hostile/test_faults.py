@@ -83,12 +83,7 @@ def test_dockerd_restarted_during_a_run(tournament, private_engine):
         assert errors and all("Docker engine" in e or "cannot" in e for e in errors)
         tournament.check_unchanged()
 
-        resumed = executor.run_missing(tournament.settings)
-        assert resumed.platform_errors == []
-        for epsilon in tournament.settings.epsilons:
-            jobs, images, _ = attack_outcome(tournament.settings, submission.id, epsilon)
-            assert all(j.status is JobStatus.DONE for j in jobs)
-            assert len(images) == 6 and not any(i.missing for i in images)  # nothing blamed on the attack
+        _resumes_with_nothing_blamed(tournament, submission.id)
         tournament.check_unchanged()
     finally:
         disqualify(tournament.settings, submission.id)
@@ -109,6 +104,17 @@ def small_work_storage(tournament) -> Iterator[Path]:
         yield work
     finally:
         subprocess.run(["umount", str(work)], check=True, stdin=subprocess.DEVNULL)
+
+
+def _resumes_with_nothing_blamed(tournament: Tournament, submission_id: int) -> None:
+    """The next run redoes what the fault interrupted: every job done, every image the
+    attack's own (none replaced as missing), no platform error left."""
+    resumed = executor.run_missing(tournament.settings)
+    assert resumed.platform_errors == []
+    for epsilon in tournament.settings.epsilons:
+        jobs, images, _ = attack_outcome(tournament.settings, submission_id, epsilon)
+        assert all(j.status is JobStatus.DONE for j in jobs)
+        assert len(images) == 6 and not any(i.missing for i in images)
 
 
 def _fill(folder: Path, leave: int) -> Path:
@@ -134,12 +140,7 @@ def test_full_output_storage(tournament, small_work_storage, tmp_path):
         tournament.check_unchanged()
 
         ballast.unlink()
-        resumed = executor.run_missing(tournament.settings)
-        assert resumed.platform_errors == []
-        for epsilon in tournament.settings.epsilons:
-            jobs, images, _ = attack_outcome(tournament.settings, submission.id, epsilon)
-            assert all(j.status is JobStatus.DONE for j in jobs)
-            assert len(images) == 6 and not any(i.missing for i in images)
+        _resumes_with_nothing_blamed(tournament, submission.id)
         tournament.check_unchanged()
     finally:
         disqualify(tournament.settings, submission.id)
@@ -213,12 +214,7 @@ def test_runner_killed_during_a_run(tournament, tmp_path):
     orphans = _running_attempts(tournament, submission.id)
     try:
         assert orphans
-        resumed = executor.run_missing(tournament.settings)
-        assert resumed.platform_errors == []
-        for epsilon in tournament.settings.epsilons:
-            jobs, images, _ = attack_outcome(tournament.settings, submission.id, epsilon)
-            assert all(j.status is JobStatus.DONE for j in jobs)
-            assert len(images) == 6 and not any(i.missing for i in images)
+        _resumes_with_nothing_blamed(tournament, submission.id)
         with transaction(tournament.settings) as session:
             for orphan in orphans:
                 assert session.get(AttackJob, orphan.attack_job_id).attempt > orphan.number
