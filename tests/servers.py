@@ -14,7 +14,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 
@@ -87,14 +87,18 @@ class RedisServer(_Process):
 
 
 @contextmanager
-def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+def running(server: "RedisServer | PostgresServer") -> Iterator:
+    """Start a server of the test's own; stop it and remove its folder, whatever happens."""
     server.start()
     try:
         yield server
     finally:
         server.stop()
         shutil.rmtree(server.folder, ignore_errors=True)
+
+
+def redis_server() -> AbstractContextManager[RedisServer]:
+    return running(RedisServer())
 
 
 def _as_postgres(command: list[str]) -> list[str]:
@@ -133,15 +137,8 @@ class PostgresServer:
         self._pg("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop", check=False)
 
 
-@contextmanager
-def postgres_cluster(parent: Path | None = None, options: dict[str, str] | None = None) -> Iterator[PostgresServer]:
-    server = PostgresServer(parent, options)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.folder, ignore_errors=True)
+def postgres_cluster(parent: Path | None = None, options: dict[str, str] | None = None) -> AbstractContextManager[PostgresServer]:
+    return running(PostgresServer(parent, options))
 
 
 @contextmanager
