@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from arena.dataset import synthetic_pixels
-from arena.images import ImageStore, clip_to_epsilon, encode_png, linf, read_png
+from arena.data.dataset import synthetic_pixels
+from arena.data.images import ImageStore, clip_to_epsilon, encode_png, linf, read_png
 
 
 def work(store: ImageStore, clean: list[np.ndarray], outputs: list[bytes], level: int) -> float:

@@ -26,7 +26,8 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
-from arena import REPO_ROOT, db, tallies
+from arena import REPO_ROOT, db
+from arena.results import tallies
 from arena.config import Settings
 from arena.models import (
     AdversarialImage,

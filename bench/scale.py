@@ -8,7 +8,7 @@ invocation:
 
 1. a full recount of the tallies from the raw rows (``tallies.rebuild``: one GROUP BY over
    every classification, with PostgreSQL's parallel workers, then again without them);
-2. a defense job's results landing (``jobs.run_pack`` with the container replaced by an
+2. a defense job's results landing (``pack.run_pack`` with the container replaced by an
    instant fake defense: inputs loaded, claim, COPY of 100 rows, tally update, commit), then
    the standings current again (``Standings.compute``, both matrices, the three
    leaderboards, the error-rate matrix), for each job left out;
@@ -27,13 +27,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from arena import REPO_ROOT, db, jobs, tallies
-from arena.classification import Answer
+from arena import REPO_ROOT, db
+from arena.execution import pack_run
+from arena.results import tallies
+from arena.sandbox.result_csv import Answer
 from arena.config import Settings
-from arena.defense_run import DefenseInput, DefenseOutcome
+from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
 from arena.models import CellTally, Classification, CleanTally, Dataset, DefenseJob, JobStatus
-from arena.sandbox import RunResult
-from arena.scoring import Standings
+from arena.sandbox.containers import RunResult
+from arena.results.scoring import Standings
 from sqlalchemy import Engine, select, text
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
@@ -146,13 +148,13 @@ def current_standings(settings: Settings) -> None:
 
 def land_jobs(settings: Settings) -> list[tuple[float, float]]:
     """For each job left out: seconds for its results to land, then for the standings."""
-    jobs.execute_defense, jobs.submission_code = fake_defense, lambda _settings, _submission: None
+    pack_run.execute_defense, pack_run.submission_code = fake_defense, lambda _settings, _submission: None
     with db.transaction(settings) as session:
         waiting = session.scalars(select(DefenseJob.id).where(DefenseJob.status == JobStatus.PENDING)).all()
     timings = []
     for job_id in waiting:
         started = time.perf_counter()
-        assert jobs.run_pack(settings, jobs.Pack("defense", (job_id,))).finished == 1
+        assert pack_run.run_pack(settings, pack_run.Pack("defense", (job_id,))).finished == 1
         landed = time.perf_counter()
         current_standings(settings)
         timings.append((landed - started, time.perf_counter() - landed))

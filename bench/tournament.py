@@ -16,12 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from arena import REPO_ROOT, db, executor
-from arena.archive import pack
+from arena import REPO_ROOT, db
+from arena.execution import local
+from arena.intake.archive import pack
 from arena.config import Settings
-from arena.dataset import store_dataset, synthesize
-from arena.intake import submit
-from arena.sandbox import docker_client
+from arena.data.dataset import store_dataset, synthesize
+from arena.intake.submit import submit
+from arena.sandbox.containers import docker_client
 from rich.console import Console
 from rich.table import Table
 
@@ -75,11 +76,11 @@ def arena_tournament(rows, scratch: Path, concurrency: int) -> tuple[float, floa
     for name in ATTACKS + DEFENSES:
         submit(settings, pack(SAMPLES / name, scratch / f"{name}.tar.gz"), team=name)
     started = time.perf_counter()
-    whole = executor.run_missing(settings)
+    whole = local.run_missing(settings)
     whole_seconds = time.perf_counter() - started
     submit(settings, pack(SAMPLES / ADDED, scratch / f"{ADDED}.tar.gz"), team=ADDED)
     started = time.perf_counter()
-    added = executor.run_missing(settings)
+    added = local.run_missing(settings)
     return whole_seconds, time.perf_counter() - started, whole.container_runs, added.container_runs
 
 

@@ -25,7 +25,8 @@ from pathlib import Path
 import aiohttp
 import httpx
 import numpy as np
-from arena import db, tallies
+from arena import db
+from arena.results import tallies
 from arena.config import Settings
 from arena.models import (
     AdversarialImage,

@@ -6,14 +6,16 @@ import shutil
 from pathlib import Path
 
 import pytest
-from arena import REPO_ROOT, base_image, db, tallies
-from arena.archive import pack
+from arena import REPO_ROOT, db
+from arena.tools import base_image
+from arena.results import tallies
+from arena.intake.archive import pack
 from arena.config import SandboxLimits, Settings
-from arena.dataset import store_dataset, synthesize
+from arena.data.dataset import store_dataset, synthesize
 from arena.db import transaction
-from arena.intake import submit
+from arena.intake.submit import submit
 from arena.models import CellTally, CleanTally
-from arena.sandbox import SandboxError, docker_client
+from arena.sandbox.containers import SandboxError, docker_client
 from sqlalchemy import select
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"

@@ -4,10 +4,10 @@ missing, unreadable, a link, or of the wrong size or mode."""
 
 
 import pytest
-from arena.attack_run import CleanInput, execute_attack
+from arena.sandbox.attack_run import CleanInput, execute_attack
 from arena.db import transaction
-from arena.images import ImageStore, linf
-from arena.metadata import Metadata, SubmissionCode
+from arena.data.images import ImageStore, linf
+from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import Image
 from conftest import make_settings, synth_dataset
 from sqlalchemy import select

@@ -1,4 +1,4 @@
-from arena.classification import parse_result_csv
+from arena.sandbox.result_csv import parse_result_csv
 from arena.models import ClassificationProblem as P
 
 

@@ -85,7 +85,7 @@ def test_export_writes_the_2017_files(data_dir):
 @pytest.mark.docker
 @pytest.mark.usefixtures("engine")
 def test_a_small_tournament_through_the_command_line(data_dir, monkeypatch):
-    from arena.archive import pack
+    from arena.intake.archive import pack
     from conftest import SAMPLES
 
     monkeypatch.setenv("ARENA_EPSILONS", "4,16")
@@ -124,7 +124,7 @@ def test_a_worker_needs_a_broker(data_dir):
 
 def test_team_tokens_and_disqualification(data_dir):
     from arena import db
-    from arena.teams import team_for_token
+    from arena.admin.teams import team_for_token
 
     issued = arena("teams", "token", "blue")
     assert issued.exit_code == 0

@@ -6,7 +6,8 @@ import shutil
 import subprocess
 
 import pytest
-from arena import REPO_ROOT, base_image
+from arena import REPO_ROOT
+from arena.tools import base_image
 from arena.config import Settings
 from servers import free_port
 

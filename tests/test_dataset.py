@@ -3,7 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from arena.dataset import (
+from arena.data.dataset import (
     DatasetError,
     assign_target_class,
     read_competition_csv,
@@ -12,7 +12,7 @@ from arena.dataset import (
     synthesize,
 )
 from arena.db import transaction
-from arena.images import encode_png
+from arena.data.images import encode_png
 from arena.models import Batch, Dataset, Image
 from PIL import Image as PILImage
 from sqlalchemy import func, select

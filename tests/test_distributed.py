@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from arena import executor
+from arena.execution import local
 from arena.config import Settings
 from arena.db import transaction
-from arena.dispatcher import dispatch
+from arena.execution.distributed import dispatch
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -23,8 +23,8 @@ from arena.models import (
     JobAttempt,
     JobStatus,
 )
-from arena.sandbox import docker_client
-from arena.scoring import Standings
+from arena.sandbox.containers import docker_client
+from arena.results.scoring import Standings
 from conftest import (
     SAMPLES,
     assert_tallies_match_a_rebuild,
@@ -66,7 +66,7 @@ def embedded(tmp_path_factory):
     root = tmp_path_factory.mktemp("embedded")
     settings = make_settings(root / "arena", epsilons=EPSILONS)
     dataset = _prepare(settings, root)
-    executor.run_missing(settings)
+    local.run_missing(settings)
     return _matrices(settings, dataset)
 
 

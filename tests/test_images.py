@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from arena.images import (
+from arena.data.images import (
     BadImage,
     ImageStore,
     WrongShape,

@@ -4,10 +4,10 @@ fewer runs, and a failing pack split until the bad batch is alone."""
 import json
 
 import pytest
-from arena import executor
-from arena.archive import pack
+from arena.execution import local
+from arena.intake.archive import pack
 from arena.db import transaction
-from arena.intake import submit
+from arena.intake.submit import submit
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -20,8 +20,8 @@ from arena.models import (
     SubmissionStatus,
     Team,
 )
-from arena.packing import make_packs, pack_images
-from arena.scoring import Standings
+from arena.execution.packing import make_packs, pack_images
+from arena.results.scoring import Standings
 from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
 from sqlalchemy import Integer, func, select
 
@@ -74,7 +74,7 @@ def _tournament(root, pack_seconds: float):
     dataset = synth_dataset(settings, 60, batch_size=10)
     for name in SAMPLE_SET:
         submit_folder(settings, SAMPLES / name, root)
-    summary = executor.run_missing(settings)
+    summary = local.run_missing(settings)
     with transaction(settings) as session:
         adversarial = set(session.execute(
             select(Image.name, Submission.name, AttackJob.epsilon, AdversarialImage.sha256)
@@ -139,7 +139,7 @@ def test_a_failing_pack_is_split_until_the_bad_batch_is_alone(tmp_path):
     (folder / "metadata.json").write_text(json.dumps({"type": "attack", "container": "arena/python:bookworm", "entry_point": "run_attack.sh"}))
     assert submit(settings, pack(folder, tmp_path / "poison.tar.gz"), team="t").status is SubmissionStatus.ACCEPTED
 
-    summary = executor.run_missing(settings)
+    summary = local.run_missing(settings)
 
     assert summary.attack_jobs == 8 and summary.container_runs > 1
     with transaction(settings) as session:

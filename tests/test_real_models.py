@@ -5,14 +5,14 @@ fools it on most of the same photos, all through the tournament's sandbox."""
 from pathlib import Path
 
 import pytest
-from arena import base_image
-from arena.attack_run import CleanInput, execute_attack
+from arena.tools import base_image
+from arena.sandbox.attack_run import CleanInput, execute_attack
 from arena.config import Settings
-from arena.dataset import read_photo_folder
-from arena.defense_run import DefenseInput, execute_defense
-from arena.images import ImageStore
-from arena.metadata import Metadata, SubmissionCode
-from arena.study import DEFAULT_PHOTOS, REAL_SAMPLES
+from arena.data.dataset import read_photo_folder
+from arena.sandbox.defense_run import DefenseInput, execute_defense
+from arena.data.images import ImageStore
+from arena.intake.metadata import Metadata, SubmissionCode
+from arena.tools.study import DEFAULT_PHOTOS, REAL_SAMPLES
 from conftest import make_settings
 
 pytestmark = [

@@ -3,8 +3,8 @@ container is given. (No GPU host is available to run it for real; see workers/RE
 
 from arena.config import SandboxLimits
 from arena.db import transaction
-from arena.jobs import Pack
-from arena.metadata import Metadata, SubmissionCode
+from arena.execution.pack_run import Pack
+from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import (
     AttackJob,
     Batch,
@@ -13,8 +13,8 @@ from arena.models import (
     SubmissionStatus,
     Team,
 )
-from arena.sandbox import _run_options
-from arena.worker import queue_of
+from arena.sandbox.containers import _run_options
+from arena.execution.broker import queue_of
 from conftest import synth_dataset
 from sqlalchemy import select
 

@@ -3,22 +3,22 @@
 from pathlib import Path
 
 import pytest
-from arena import sandbox
+from arena.sandbox import containers
 from arena.config import SandboxLimits
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 IMAGE = "arena/python:bookworm"
 
 
-def _run(tmp_path: Path, script: str, time_limit: float = 30, **limits) -> tuple[sandbox.RunResult, Path]:
+def _run(tmp_path: Path, script: str, time_limit: float = 30, **limits) -> tuple[containers.RunResult, Path]:
     code, output = tmp_path / "code", tmp_path / "output"
     code.mkdir(parents=True, exist_ok=True)
     output.mkdir(exist_ok=True)
     (code / "probe.py").write_text(script)
-    result = sandbox.run(
+    result = containers.run(
         IMAGE,
         ["python3", "probe.py"],
-        [sandbox.Mount(code, "/code"), sandbox.Mount(output, "/out", writable=True)],
+        [containers.Mount(code, "/code"), containers.Mount(output, "/out", writable=True)],
         output=output,
         time_limit=time_limit,
         limits=SandboxLimits(**{"memory": "256m", **limits}),
@@ -68,7 +68,7 @@ open('/tmp/scratch', 'w').write('fine')
 
 
 def _container_ids() -> set[str]:
-    return {c.id for c in sandbox.docker_client().containers.list(all=True)}
+    return {c.id for c in containers.docker_client().containers.list(all=True)}
 
 
 def test_time_limit_kills_and_the_container_is_removed(tmp_path):
@@ -106,21 +106,21 @@ def test_output_size_and_file_count_are_bounded(tmp_path):
 
 
 def test_a_missing_image_is_a_platform_error(tmp_path):
-    with pytest.raises(sandbox.SandboxError, match="not on this Docker engine"):
-        sandbox.run("arena/does-not-exist:1", ["true"], [], output=tmp_path, time_limit=5, limits=SandboxLimits())
+    with pytest.raises(containers.SandboxError, match="not on this Docker engine"):
+        containers.run("arena/does-not-exist:1", ["true"], [], output=tmp_path, time_limit=5, limits=SandboxLimits())
 
 
 def test_sweep_ends_what_a_dead_runner_left_behind(tmp_path):
-    client = sandbox.docker_client()
-    overdue = client.containers.run(IMAGE, ["sleep", "600"], labels={sandbox.LABEL: "0"}, detach=True, network_mode="none")
-    in_time = client.containers.run(IMAGE, ["sleep", "600"], labels={sandbox.LABEL: "9999999999"}, detach=True, network_mode="none")
+    client = containers.docker_client()
+    overdue = client.containers.run(IMAGE, ["sleep", "600"], labels={containers.LABEL: "0"}, detach=True, network_mode="none")
+    in_time = client.containers.run(IMAGE, ["sleep", "600"], labels={containers.LABEL: "9999999999"}, detach=True, network_mode="none")
     try:
-        sandbox.sweep()
+        containers.sweep()
         overdue.reload()
         in_time.reload()
         assert overdue.status == "exited"
         assert in_time.status == "running"
-        assert sandbox.sweep() >= 1  # the killed one is past deadline + grace: removed
+        assert containers.sweep() >= 1  # the killed one is past deadline + grace: removed
         assert overdue.id not in {c.id for c in client.containers.list(all=True)}
     finally:
         for container in (overdue, in_time):

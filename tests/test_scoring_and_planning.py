@@ -1,7 +1,8 @@
 """Scoring and planning on a hand-made tournament in a real SQLite database (no containers)."""
 
 import pytest
-from arena import scheduler, tallies
+from arena.execution import planning
+from arena.results import tallies
 from arena.db import transaction
 from arena.models import (
     AdversarialImage,
@@ -16,7 +17,7 @@ from arena.models import (
     SubmissionStatus,
     Team,
 )
-from arena.scoring import Standings
+from arena.results.scoring import Standings
 from conftest import synth_dataset
 from sqlalchemy import func, select
 
@@ -36,7 +37,7 @@ def tournament(settings):
     with transaction(settings) as session:
         ids = {name: _add(session, name, kind).id for name, kind in
                [("A", SubmissionKind.ATTACK), ("T", SubmissionKind.TARGETED_ATTACK), ("D", SubmissionKind.DEFENSE)]}
-        scheduler.plan(session, dataset, [2, 8])
+        planning.plan(session, dataset, [2, 8])
     return settings, dataset, ids
 
 
@@ -54,8 +55,8 @@ def test_planning_covers_the_grid_once(tournament):
         assert session.scalar(select(func.count(DefenseJob.id))) == 2  # clean batches only, for now
         _finish_attacks(session)
         session.flush()
-        assert scheduler.plan(session, dataset, [2, 8]) == scheduler.Plan(0, 8)
-        assert scheduler.plan(session, dataset, [2, 8]) == scheduler.Plan(0, 0)
+        assert planning.plan(session, dataset, [2, 8]) == planning.Plan(0, 8)
+        assert planning.plan(session, dataset, [2, 8]) == planning.Plan(0, 0)
 
 
 def test_a_new_defense_adds_only_its_column_and_a_new_epsilon_only_its_jobs(tournament):
@@ -63,13 +64,13 @@ def test_a_new_defense_adds_only_its_column_and_a_new_epsilon_only_its_jobs(tour
     with transaction(settings) as session:
         _finish_attacks(session)
         session.flush()
-        scheduler.plan(session, dataset, [2, 8])
+        planning.plan(session, dataset, [2, 8])
         _add(session, "D2", SubmissionKind.DEFENSE)
-        plan = scheduler.plan(session, dataset, [2, 8])
-        assert plan == scheduler.Plan(attack_jobs=0, defense_jobs=8 + 2)
+        plan = planning.plan(session, dataset, [2, 8])
+        assert plan == planning.Plan(attack_jobs=0, defense_jobs=8 + 2)
         new = session.scalars(select(DefenseJob).join(Submission).where(Submission.name == "D2")).all()
         assert len(new) == 10
-        assert scheduler.plan(session, dataset, [2, 4, 8]) == scheduler.Plan(attack_jobs=2 * 2, defense_jobs=0)
+        assert planning.plan(session, dataset, [2, 4, 8]) == planning.Plan(attack_jobs=2 * 2, defense_jobs=0)
 
 
 def test_rejected_and_disqualified_submissions_are_not_planned(settings):
@@ -77,7 +78,7 @@ def test_rejected_and_disqualified_submissions_are_not_planned(settings):
     with transaction(settings) as session:
         _add(session, "R", SubmissionKind.ATTACK, SubmissionStatus.REJECTED)
         _add(session, "Q", SubmissionKind.DEFENSE, SubmissionStatus.DISQUALIFIED)
-        assert scheduler.plan(session, dataset, [2]) == scheduler.Plan(0, 0)
+        assert planning.plan(session, dataset, [2]) == planning.Plan(0, 0)
 
 
 def test_scores_follow_the_2017_rules(tournament):
@@ -85,7 +86,7 @@ def test_scores_follow_the_2017_rules(tournament):
     with transaction(settings) as session:
         _finish_attacks(session)
         session.flush()
-        scheduler.plan(session, dataset, [2, 8])
+        planning.plan(session, dataset, [2, 8])
         images = {i.id: i for i in session.scalars(select(Image))}
         first = min(images)
         for job in session.scalars(select(DefenseJob)):

@@ -7,10 +7,11 @@ import itertools
 
 import pytest
 import sqlalchemy as sa
-from arena import jobs, scheduler
-from arena.classification import Answer
+from arena.execution import pack_run
+from arena.execution import planning
+from arena.sandbox.result_csv import Answer
 from arena.db import transaction
-from arena.defense_run import DefenseInput, DefenseOutcome
+from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -25,8 +26,8 @@ from arena.models import (
     SubmissionStatus,
     Team,
 )
-from arena.sandbox import RunResult
-from arena.scoring import Standings, load_results
+from arena.sandbox.containers import RunResult
+from arena.results.scoring import Standings, load_results
 from conftest import (
     assert_tallies_match_a_rebuild,
     make_settings,
@@ -71,16 +72,16 @@ def tournament(settings, monkeypatch):
             session.add(submission)
             session.flush()
             ids[name] = submission.id
-        scheduler.plan(session, dataset, EPSILONS)
+        planning.plan(session, dataset, EPSILONS)
         for job in session.scalars(select(AttackJob)):
             job.status = JobStatus.DONE
             for image in job.batch.images:
                 session.add(AdversarialImage(attack_job=job, image_id=image.id, sha256=image.sha256, linf=0))
         session.flush()
-        scheduler.plan(session, dataset, EPSILONS)
+        planning.plan(session, dataset, EPSILONS)
         labels = {i.sha256: (i.true_label, i.target_class) for i in session.scalars(select(Image))}
-    monkeypatch.setattr(jobs, "submission_code", lambda _settings, _submission: None)
-    monkeypatch.setattr(jobs, "execute_defense", lambda _s, _c, inputs: fake_defense(labels, inputs))
+    monkeypatch.setattr(pack_run, "submission_code", lambda _settings, _submission: None)
+    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, _c, inputs: fake_defense(labels, inputs))
     return settings, dataset, ids
 
 
@@ -96,18 +97,18 @@ def fake_defense(labels: dict[str, tuple[int, int]], inputs: list[DefenseInput])
     return DefenseOutcome(RunResult(0, False, None, 0.1, ""), answers)
 
 
-def defense_packs(settings) -> list[jobs.Pack]:
+def defense_packs(settings) -> list[pack_run.Pack]:
     with transaction(settings) as session:
         by_defense = {}
         for job in session.scalars(select(DefenseJob).order_by(DefenseJob.id)):
             by_defense.setdefault(job.submission_id, []).append(job.id)
-    return [jobs.Pack("defense", tuple(ids)) for ids in by_defense.values()]
+    return [pack_run.Pack("defense", tuple(ids)) for ids in by_defense.values()]
 
 
 def test_stored_packs_are_tallied_as_a_recount_would(tournament):
     settings, _, _ = tournament
     for pack in defense_packs(settings):
-        assert jobs.run_pack(settings, pack).finished == len(pack.job_ids)
+        assert pack_run.run_pack(settings, pack).finished == len(pack.job_ids)
     cells, clean = snapshot(settings)
     assert len(cells) == 2 * 2 * len(EPSILONS) and len(clean) == 2
     assert sum(row[4] for row in cells) == 2 * 2 * len(EPSILONS) * 4  # defenses x attacks x eps x images
@@ -120,7 +121,7 @@ def test_stored_packs_are_tallied_as_a_recount_would(tournament):
 def test_the_standings_equal_the_per_image_rows(tournament):
     settings, dataset, _ = tournament
     for pack in defense_packs(settings):
-        jobs.run_pack(settings, pack)
+        pack_run.run_pack(settings, pack)
     with transaction(settings) as session:
         standings = Standings.compute(session, dataset)
         results = load_results(session, dataset)
@@ -138,15 +139,15 @@ def test_a_stale_attempt_adds_nothing(tournament, monkeypatch):
     settings, _, _ = tournament
     pack = defense_packs(settings)[0]
     stolen = pack.job_ids[0]
-    run = jobs.execute_defense
+    run = pack_run.execute_defense
 
     def taken_over(*arguments):
         with transaction(settings) as session:  # another worker claimed it meanwhile
             session.execute(update(DefenseJob).where(DefenseJob.id == stolen).values(attempt=DefenseJob.attempt + 1))
         return run(*arguments)
 
-    monkeypatch.setattr(jobs, "execute_defense", taken_over)
-    assert jobs.run_pack(settings, pack).finished == len(pack.job_ids) - 1
+    monkeypatch.setattr(pack_run, "execute_defense", taken_over)
+    assert pack_run.run_pack(settings, pack).finished == len(pack.job_ids) - 1
     assert_tallies_match_a_rebuild(settings)
     with transaction(settings) as session:
         job = session.get(DefenseJob, stolen)
@@ -160,9 +161,9 @@ def test_a_stale_attempt_adds_nothing(tournament, monkeypatch):
 def test_forgetting_results_forgets_their_tallies(tournament, forgotten):
     settings, _, ids = tournament
     for pack in defense_packs(settings):
-        jobs.run_pack(settings, pack)
+        pack_run.run_pack(settings, pack)
     with transaction(settings) as session:
-        scheduler.forget(session, session.get(Submission, ids[forgotten]) if forgotten else None)
+        planning.forget(session, session.get(Submission, ids[forgotten]) if forgotten else None)
     cells, _ = snapshot(settings)
     assert len(cells) == {"A": 4, "D": 4, None: 0}[forgotten]
     assert_tallies_match_a_rebuild(settings)
@@ -176,7 +177,7 @@ def test_forgetting_results_forgets_their_tallies(tournament, forgotten):
 def test_a_disqualified_attack_leaves_the_tables_but_keeps_its_tallies(tournament):
     settings, dataset, ids = tournament
     for pack in defense_packs(settings):
-        jobs.run_pack(settings, pack)
+        pack_run.run_pack(settings, pack)
     with transaction(settings) as session:
         session.get(Submission, ids["T"]).status = SubmissionStatus.DISQUALIFIED
     with transaction(settings) as session:

@@ -9,11 +9,12 @@ import importlib.util
 import numpy as np
 import pandas as pd
 import pytest
-from arena import executor, scheduler
+from arena.execution import local
+from arena.execution import planning
 from arena.db import transaction
-from arena.images import ImageStore
+from arena.data.images import ImageStore
 from arena.models import AdversarialImage, AttackJob, Classification, DefenseJob, Image
-from arena.scoring import Standings
+from arena.results.scoring import Standings
 from conftest import (
     SAMPLES,
     assert_tallies_match_a_rebuild,
@@ -71,7 +72,7 @@ def tournament(tmp_path_factory, engine):
     dataset = synth_dataset(settings, 100, batch_size=50)
     for name in ATTACKS + DEFENSES:
         assert submit_folder(settings, SAMPLES / name, root).status.value == "accepted"
-    summary = executor.run_missing(settings)
+    summary = local.run_missing(settings)
     return settings, dataset, summary, root
 
 
@@ -87,7 +88,7 @@ def test_every_job_ran_once(tournament):
     assert summary.platform_errors == []
     with transaction(settings) as session:
         assert session.scalar(select(func.count(Classification.id))) == len(DEFENSES) * (len(ATTACKS) * len(EPSILONS) + 1) * 100
-        assert scheduler.plan(session, dataset, EPSILONS) == scheduler.Plan(0, 0)
+        assert planning.plan(session, dataset, EPSILONS) == planning.Plan(0, 0)
     assert_tallies_match_a_rebuild(settings)
 
 
@@ -123,7 +124,7 @@ def test_adding_a_defense_runs_only_its_column(tournament):
     with transaction(settings) as session:
         before = pd.DataFrame(session.execute(select(Classification.id, Classification.label)).all())
     submit_folder(settings, variant(SAMPLES / "decoder", root, "decoder_copy"), root)
-    added = executor.run_missing(settings)
+    added = local.run_missing(settings)
     assert added.attack_jobs == 0
     assert added.defense_jobs == summary.attack_jobs + 2
     with transaction(settings) as session:
@@ -137,9 +138,9 @@ def test_rerunning_everything_gives_the_identical_matrix(tournament):
     settings, dataset, _, _ = tournament
     before = {v: _standings(settings, dataset).matrix(v) for v in ("error", "hit", "correct")}
     with transaction(settings) as session:
-        scheduler.forget(session)
+        planning.forget(session)
         assert session.scalar(select(func.count(DefenseJob.id))) == 0
-    again = executor.run_missing(settings)
+    again = local.run_missing(settings)
     assert again.attack_jobs == len(ATTACKS) * len(EPSILONS) * 2
     after = _standings(settings, dataset)
     for value, frame in before.items():
@@ -148,7 +149,7 @@ def test_rerunning_everything_gives_the_identical_matrix(tournament):
 
 
 def test_export_writes_the_same_matrix(tournament, tmp_path):
-    from arena.export import export
+    from arena.results.export import export
 
     settings, dataset, _, _ = tournament
     with transaction(settings) as session:

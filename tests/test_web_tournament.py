@@ -9,10 +9,10 @@ import shutil
 import httpx
 import numpy as np
 import pytest
-from arena.archive import pack
+from arena.intake.archive import pack
 from arena.db import transaction
-from arena.executor import run_missing
-from arena.scoring import Standings
+from arena.execution.local import run_missing
+from arena.results.scoring import Standings
 from arena.web.app import create_app
 from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
 from PIL import Image
@@ -39,7 +39,7 @@ def site(engine, tmp_path_factory):
 
 def _standings(settings) -> Standings:
     with transaction(settings) as session:
-        from arena.dataset import find_dataset
+        from arena.data.dataset import find_dataset
 
         return Standings.compute(session, find_dataset(session, None))
 

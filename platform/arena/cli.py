@@ -19,10 +19,16 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import select
 
-from arena import base_image, db, executor, scheduler, tallies, teams, tournament
-from arena.archive import ArchiveError
+from arena import db
+from arena.tools import base_image
+from arena.execution import local
+from arena.execution import planning
+from arena.results import tallies
+from arena.admin import teams
+from arena.admin import tournament
+from arena.intake.archive import ArchiveError
 from arena.config import Settings, get_settings
-from arena.dataset import (
+from arena.data.dataset import (
     DatasetError,
     find_dataset,
     read_competition_csv,
@@ -30,13 +36,13 @@ from arena.dataset import (
     store_dataset,
     synthesize,
 )
-from arena.export import export as export_results
-from arena.intake import SubmissionError
-from arena.intake import submit as take_submission
-from arena.metadata import MetadataError
+from arena.results.export import export as export_results
+from arena.intake.submit import SubmissionError
+from arena.intake.submit import submit as take_submission
+from arena.intake.metadata import MetadataError
 from arena.models import Dataset, Submission, SubmissionStatus
-from arena.sandbox import SandboxError
-from arena.scoring import Standings
+from arena.sandbox.containers import SandboxError
+from arena.results.scoring import Standings
 
 app = typer.Typer(help="Arena: attack-defense tournaments in the NIPS 2017 competition format.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
@@ -220,7 +226,7 @@ def submissions_show(name: Annotated[str, typer.Argument(help="Submission name."
         _print_submission(submission)
 
 
-def _run(dataset: str | None, wait: bool = True) -> executor.RunSummary:
+def _run(dataset: str | None, wait: bool = True) -> local.RunSummary:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("jobs", total=None)
@@ -229,13 +235,13 @@ def _run(dataset: str | None, wait: bool = True) -> executor.RunSummary:
             progress.update(task, completed=done, total=total, description=f"jobs ({message})")
 
         if settings().broker_url:
-            from arena.dispatcher import (
+            from arena.execution.distributed import (
                 dispatch,  # imports Celery only where it is used
             )
 
             summary = dispatch(settings(), dataset, update, wait=wait)
         else:
-            summary = executor.run_missing(settings(), dataset, update)
+            summary = local.run_missing(settings(), dataset, update)
     console.print(summary.describe())
     for error in summary.platform_errors:
         console.print(f"[yellow]platform error:[/] {error}")
@@ -269,7 +275,7 @@ def rerun(
             chosen = session.scalar(select(Submission).where(Submission.name == submission))
             if chosen is None:
                 raise SubmissionError(f"no submission named {submission!r}")
-        scheduler.forget(session, chosen)
+        planning.forget(session, chosen)
     with reported_errors():
         _run(dataset)
 
@@ -304,7 +310,7 @@ def worker(
     if not settings().broker_url:
         console.print("[bold red]error:[/] set ARENA_BROKER_URL (for instance redis://localhost:6379/0) to start a worker")
         raise typer.Exit(1)
-    from arena.worker import configure
+    from arena.execution.broker import configure
 
     db.upgrade(settings())
     configure(settings()).worker_main(["worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", queues,
@@ -399,7 +405,7 @@ def demo(
     images: Annotated[int, typer.Option(help="Synthetic images (batches of 100).")] = 200,
 ) -> None:
     """The whole tournament on synthetic data: base images, dataset, sample submissions, run, leaderboards."""
-    from arena.demo import (
+    from arena.tools.demo import (
         run_demo,  # kept apart: the demo is a script over the commands above
     )
 
@@ -416,8 +422,8 @@ def study(
 ) -> None:
     """The real-model study: EfficientNet-Lite attacks and defenses, with and without a median
     filter, on real ImageNet photos at every eps; writes a report with plots. Resumable."""
-    from arena.study import DEFAULT_PHOTOS, run_study
-    from arena.study_report import write_report
+    from arena.tools.study import DEFAULT_PHOTOS, run_study
+    from arena.tools.study_report import write_report
 
     with reported_errors():
         name = run_study(settings(), images, photos or DEFAULT_PHOTOS, console, _run)

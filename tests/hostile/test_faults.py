@@ -14,11 +14,12 @@ from pathlib import Path
 
 import docker
 import pytest
-from arena import executor, sandbox
+from arena.execution import local
+from arena.sandbox import containers
 from arena.db import get_engine, transaction
-from arena.intake import SubmissionError
+from arena.intake.submit import SubmissionError
 from arena.models import AttackJob, JobAttempt, JobStatus, SubmissionStatus
-from arena.sandbox import LABEL, docker_client
+from arena.sandbox.containers import LABEL, docker_client
 from servers import PrivateDockerd, postgres_cluster, private_dockerd
 from sqlalchemy import select
 
@@ -74,7 +75,7 @@ def test_dockerd_restarted_during_a_run(tournament, private_engine):
     assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
     try:
         with ThreadPoolExecutor(1) as pool:
-            running = pool.submit(executor.run_missing, tournament.settings)
+            running = pool.submit(local.run_missing, tournament.settings)
             _when_a_container_runs(private_engine)
             private_engine.restart()
             interrupted = running.result()
@@ -109,7 +110,7 @@ def small_work_storage(tournament) -> Iterator[Path]:
 def _resumes_with_nothing_blamed(tournament: Tournament, submission_id: int) -> None:
     """The next run redoes what the fault interrupted: every job done, every image the
     attack's own (none replaced as missing), no platform error left."""
-    resumed = executor.run_missing(tournament.settings)
+    resumed = local.run_missing(tournament.settings)
     assert resumed.platform_errors == []
     for epsilon in tournament.settings.epsilons:
         jobs, images, _ = attack_outcome(tournament.settings, submission_id, epsilon)
@@ -132,7 +133,7 @@ def test_full_output_storage(tournament, small_work_storage, tmp_path):
     assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
     try:
         ballast = _fill(small_work_storage, leave=MAX_OUTPUT_BYTES // 2)
-        full = executor.run_missing(tournament.settings)
+        full = local.run_missing(tournament.settings)
         assert full.platform_errors and all("output storage is full" in e for e in full.platform_errors)
         assert _jobs_with_errors(tournament, submission.id)
         with pytest.raises(SubmissionError, match="could not start, nothing was stored.*output storage is full"):
@@ -152,7 +153,7 @@ def test_database_unreachable_for_a_while(engine, tmp_path, monkeypatch, caplog)
     with postgres_cluster() as database:
         pg = build(tmp_path, database_url=database.url)
         submission = take_in(pg, "late_noop", "attack", SLOW_NOOP.replace("sleep 2", "true"))
-        run = sandbox.run
+        run = containers.run
         outage = threading.Event()
 
         def run_then_lose_the_database(*args, **kwargs):
@@ -163,9 +164,9 @@ def test_database_unreachable_for_a_while(engine, tmp_path, monkeypatch, caplog)
                 threading.Timer(3, database.start).start()
             return result
 
-        monkeypatch.setattr(sandbox, "run", run_then_lose_the_database)
+        monkeypatch.setattr(containers, "run", run_then_lose_the_database)
         caplog.set_level(logging.WARNING, logger="arena.db")
-        summary = executor.run_missing(pg.settings)
+        summary = local.run_missing(pg.settings)
         assert outage.is_set() and summary.platform_errors == []
         assert "OperationalError" in caplog.text  # each retry is reported
         for epsilon in pg.settings.epsilons:

@@ -4,7 +4,7 @@ platform error; where the engine has runsc, hostile code is contained under it t
 from pathlib import Path
 
 import pytest
-from arena import sandbox
+from arena.sandbox import containers
 from arena.config import SandboxLimits
 
 from hostile.tournament import IMAGE
@@ -13,22 +13,22 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 RUNSC = "runsc"
 
 
-def _run(tmp_path: Path, script: str, runtime: str) -> sandbox.RunResult:
+def _run(tmp_path: Path, script: str, runtime: str) -> containers.RunResult:
     code, output = tmp_path / "code", tmp_path / "output"
     code.mkdir()
     output.mkdir()
     (code / "probe.sh").write_text(script)
-    return sandbox.run(IMAGE, ["sh", "probe.sh"], [sandbox.Mount(code, "/code"), sandbox.Mount(output, "/out", writable=True)],
+    return containers.run(IMAGE, ["sh", "probe.sh"], [containers.Mount(code, "/code"), containers.Mount(output, "/out", writable=True)],
                        output=output, time_limit=5, limits=SandboxLimits(memory="256m", pids=50, runtime=runtime))
 
 
 def test_a_runtime_the_engine_lacks_is_named(tmp_path):
-    with pytest.raises(sandbox.SandboxError, match="the Docker engine has no runtime 'no-such-runtime' \\(it has .*runc"):
+    with pytest.raises(containers.SandboxError, match="the Docker engine has no runtime 'no-such-runtime' \\(it has .*runc"):
         _run(tmp_path, "true\n", "no-such-runtime")
 
 
 def test_hostile_code_under_gvisor(tmp_path):
-    if RUNSC not in sandbox.docker_client().info().get("Runtimes", {}):
+    if RUNSC not in containers.docker_client().info().get("Runtimes", {}):
         pytest.skip("this engine has no runsc runtime (gVisor); see docs/security.md to add it")
     result = _run(tmp_path, "dmesg | head -1; echo interfaces $(ls /sys/class/net)\nb() { b | b & }; b\nsleep 600\n", RUNSC)
     assert "Starting gVisor" in result.log_tail  # gVisor's own kernel log: the runtime was really used

@@ -1,7 +1,7 @@
 """One small shared tournament for the hostile suite, and how hostile code enters it.
 
 Every hostile case is a tiny submission taken in through ``arena.intake.submit``, run in
-the tournament with ``executor.run_missing`` when it passed its dry run, then disqualified
+the tournament with ``local.run_missing`` when it passed its dry run, then disqualified
 so that later cases do not run against it. What each case must leave alone is captured
 by ``snapshot``: every stored result of the well-behaved submissions, the bytes behind
 every image they refer to, and their code.
@@ -12,12 +12,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from arena import executor
-from arena.archive import pack, tree_sha256
+from arena.execution import local
+from arena.intake.archive import pack, tree_sha256
 from arena.config import SandboxLimits, Settings
 from arena.db import transaction
-from arena.images import ImageStore
-from arena.intake import submit
+from arena.data.images import ImageStore
+from arena.intake.submit import submit
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -74,7 +74,7 @@ def build(root: Path, **overrides) -> Tournament:
     synth_dataset(settings, 2 * BATCH, batch_size=BATCH)
     for name in WELL_BEHAVED:
         assert submit_folder(settings, SAMPLES / name, root).status is SubmissionStatus.ACCEPTED
-    summary = executor.run_missing(settings)
+    summary = local.run_missing(settings)
     assert summary.platform_errors == [] and summary.jobs > 0
     return Tournament(settings, root, snapshot(settings))
 
@@ -137,7 +137,7 @@ def enter(tournament: Tournament, name: str, kind: str, script: str, files: dict
     """Take code in; run it in the tournament when it was accepted."""
     submission = take_in(tournament, name, kind, script, files)
     if submission.status is SubmissionStatus.ACCEPTED:
-        summary = executor.run_missing(tournament.settings)
+        summary = local.run_missing(tournament.settings)
         assert summary.platform_errors == [], summary.platform_errors
     return submission
 

@@ -24,13 +24,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from arena import scheduler, teams, tournament
+from arena.execution import planning
+from arena.admin import teams
+from arena.admin import tournament
 from arena.config import Settings
 from arena.db import transaction
-from arena.export import MATRICES
-from arena.images import ImageStore, amplified_perturbation, encode_png
+from arena.results.export import MATRICES
+from arena.data.images import ImageStore, amplified_perturbation, encode_png
 from arena.models import AdversarialImage, Image, JobStatus
-from arena.progress import tournament_progress
+from arena.results.progress import tournament_progress
 from arena.web import queries
 from arena.web.auth import (
     Caller,
@@ -179,7 +181,7 @@ def rerun_submission(request: Request, submission_id: Id, settings: SettingsDep,
         chosen = pick_dataset(session, dataset)
         if request.app.state.runner.state.running:
             raise HTTPException(409, "a run is under way; rerun when it has finished")
-        scheduler.forget(session, queries.submission_or_404(session, submission_id))
+        planning.forget(session, queries.submission_or_404(session, submission_id))
     request.app.state.runner.start(chosen.name)
     return {"started": True, "dataset": chosen.name}
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from fastapi import Depends, HTTPException, Request
 from sqlalchemy.orm import Session
 
-from arena import teams
+from arena.admin import teams
 from arena.db import transaction
 from arena.models import Submission, Team
 from arena.web.deps import get_session

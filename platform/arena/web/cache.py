@@ -18,7 +18,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena import progress, tournament
+from arena.results import progress
+from arena.admin import tournament
 from arena.config import Settings
 from arena.db import transaction
 from arena.models import (
@@ -29,7 +30,7 @@ from arena.models import (
     Submission,
     SubmissionStatus,
 )
-from arena.scoring import Standings
+from arena.results.scoring import Standings
 from arena.web.datasets import pick_dataset
 
 logger = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ from fastapi import HTTPException
 from sqlalchemy import desc, select
 from sqlalchemy.orm import Session
 
-from arena.dataset import DatasetError, find_dataset
+from arena.data.dataset import DatasetError, find_dataset
 from arena.models import Dataset
 
 

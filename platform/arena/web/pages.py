@@ -13,10 +13,13 @@ from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena import REPO_ROOT, scheduler, teams, tournament
+from arena import REPO_ROOT
+from arena.execution import planning
+from arena.admin import teams
+from arena.admin import tournament
 from arena.db import transaction
 from arena.models import Dataset, Submission, Team
-from arena.progress import tournament_progress
+from arena.results.progress import tournament_progress
 from arena.web import charts, queries
 from arena.web.api import DatasetName, Epsilon, Id
 from arena.web.auth import (
@@ -230,7 +233,7 @@ def rerun(request: Request, submission_id: Id, _: Caller = Depends(organizer)):
     if runner.state.running:
         raise HTTPException(409, "a run is under way; rerun when it has finished")
     with transaction(request.app.state.settings) as session:
-        scheduler.forget(session, queries.submission_or_404(session, submission_id))
+        planning.forget(session, queries.submission_or_404(session, submission_id))
         chosen = pick_dataset(session, None)
     runner.start(chosen.name)
     return back_to(f"/submissions/{submission_id}")

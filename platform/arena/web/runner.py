@@ -9,7 +9,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from arena import executor
+from arena.execution import local
 from arena.config import Settings
 from arena.models import utcnow
 
@@ -60,9 +60,9 @@ class TournamentRunner:
             self.state.running = False
             self.state.finished_at = utcnow()
 
-    def _execute(self, dataset_name: str | None) -> executor.RunSummary:
+    def _execute(self, dataset_name: str | None) -> local.RunSummary:
         if self.settings.broker_url:
-            from arena.dispatcher import dispatch  # Celery only where it is used
+            from arena.execution.distributed import dispatch  # Celery only where it is used
 
             return dispatch(self.settings, dataset_name, self._progress, wait=True)
-        return executor.run_missing(self.settings, dataset_name, self._progress)
+        return local.run_missing(self.settings, dataset_name, self._progress)

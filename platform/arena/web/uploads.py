@@ -15,12 +15,12 @@ from pathlib import Path
 from fastapi import HTTPException, UploadFile
 from fastapi.responses import JSONResponse
 
-from arena import tournament
-from arena.archive import ArchiveError
+from arena.admin import tournament
+from arena.intake.archive import ArchiveError
 from arena.config import Settings
 from arena.db import transaction
-from arena.intake import SubmissionError, submit
-from arena.metadata import MetadataError
+from arena.intake.submit import SubmissionError, submit
+from arena.intake.metadata import MetadataError
 from arena.models import Submission
 
 CHUNK = 2**20

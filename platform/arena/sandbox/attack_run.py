@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from arena import sandbox
+from arena.sandbox import containers
 from arena.config import Settings
-from arena.images import (
+from arena.data.images import (
     BadImage,
     ImageStore,
     WrongShape,
@@ -19,8 +19,8 @@ from arena.images import (
     linf,
     read_png,
 )
-from arena.metadata import SubmissionCode
-from arena.staging import Staging, staging
+from arena.intake.metadata import SubmissionCode
+from arena.sandbox.staging import Staging, staging
 
 #: Far above any honest 299x299 PNG (about 270 KB uncompressed); larger files are not read.
 MAX_OUTPUT_FILE_BYTES = 4 * 2**20
@@ -45,7 +45,7 @@ class AdversarialResult:
 
 @dataclass
 class AttackOutcome:
-    run: sandbox.RunResult
+    run: containers.RunResult
     results: list[AdversarialResult]
     problems: list[str] = field(default_factory=list)
 

@@ -13,9 +13,9 @@ from itertools import groupby
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena import scheduler
+from arena.execution import planning
 from arena.config import Settings
-from arena.jobs import Pack
+from arena.execution.pack_run import Pack
 from arena.models import AttackJob, Dataset, DefenseJob, Image, JobAttempt, Submission
 
 #: Runs looked at to learn a submission's time per image: recent ones say most.
@@ -89,10 +89,10 @@ def plan_packs(
 ) -> list[Pack]:
     """Plan what is missing, then pack every runnable job not in ``skip`` (``(kind, job id)``
     pairs already handed out, or failed on the platform in this run)."""
-    scheduler.plan(session, dataset, settings.epsilons)
+    planning.plan(session, dataset, settings.epsilons)
     packs = []
     for kind, job_class in (("attack", AttackJob), ("defense", DefenseJob)):
-        jobs = scheduler.runnable(session, dataset, job_class, max_attempts=max_attempts)
+        jobs = planning.runnable(session, dataset, job_class, max_attempts=max_attempts)
         runnable = [job for job in jobs if (kind, job) not in skip]
         packs += make_packs(session, settings, kind, runnable) if runnable else []
     return packs

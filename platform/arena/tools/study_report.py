@@ -11,8 +11,8 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from arena.models import Dataset
-from arena.plots import epsilon_curves, heatmap
-from arena.scoring import Names, Standings, load_results
+from arena.results.plots import epsilon_curves, heatmap
+from arena.results.scoring import Names, Standings, load_results
 
 UNFILTERED = ["lite0", "lite1", "lite2", "ensemble"]
 FILTERED = {"median_lite0": "lite0", "median_ensemble": "ensemble"}

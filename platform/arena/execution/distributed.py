@@ -9,15 +9,15 @@ progress from the database, which is the single source of truth.
 import time
 from collections import Counter
 
-from arena import scheduler
+from arena.execution import planning
 from arena.config import Settings
-from arena.dataset import find_dataset
+from arena.data.dataset import find_dataset
 from arena.db import transaction
-from arena.executor import Progress, RunSummary, silent
+from arena.execution.local import Progress, RunSummary, silent
 from arena.models import AttackJob, DefenseJob, JobStatus
-from arena.packing import plan_packs
-from arena.progress import job_statuses
-from arena.worker import enqueue
+from arena.execution.packing import plan_packs
+from arena.results.progress import job_statuses
+from arena.execution.broker import enqueue
 
 POLL_SECONDS = 1.0
 
@@ -26,7 +26,7 @@ def _turn(settings: Settings, dataset_name: str | None) -> tuple[Counter, Counte
     """One pass: reap, plan, queue; return attack and defense status counts and packs queued."""
     with transaction(settings) as session:
         dataset = find_dataset(session, dataset_name)
-        scheduler.reap(session)
+        planning.reap(session)
         packs = plan_packs(session, settings, dataset, max_attempts=settings.max_attempts)
         counts = job_statuses(session, dataset, AttackJob), job_statuses(session, dataset, DefenseJob)
     if packs:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from arena.archive import extract, tree_sha256
+from arena.intake.archive import extract, tree_sha256
 from arena.config import Settings
 from arena.db import transaction
-from arena.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import Submission, SubmissionStatus, Team
-from arena.sandbox import SandboxError
-from arena.validation import ValidationReport, sample_batch, validate
+from arena.sandbox.containers import SandboxError
+from arena.intake.dry_run import ValidationReport, sample_batch, validate
 
 
 class SubmissionError(ValueError):

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from arena.config import Settings
 from arena.db import transaction
-from arena.images import BadImage, ImageStore, center_crop_resize, encode_png, read_png
+from arena.data.images import BadImage, ImageStore, center_crop_resize, encode_png, read_png
 from arena.models import Batch, Dataset, Image
 
 Track = Callable[[Iterable, str], Iterable]

@@ -18,7 +18,7 @@ from docker.errors import ImageNotFound
 
 from arena import REPO_ROOT
 from arena.config import Settings
-from arena.sandbox import docker_client
+from arena.sandbox.containers import docker_client
 
 SUITE = "bookworm"
 #: Root filesystems and their Debian packages: Python with NumPy and Pillow for submissions

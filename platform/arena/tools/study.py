@@ -13,10 +13,11 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import select
 
-from arena import REPO_ROOT, base_image, db
+from arena import REPO_ROOT, db
+from arena.tools import base_image
 from arena.config import Settings
-from arena.dataset import DatasetError, read_photo_folder, store_dataset
-from arena.demo import submit_samples
+from arena.data.dataset import DatasetError, read_photo_folder, store_dataset
+from arena.tools.demo import submit_samples
 from arena.models import Dataset
 
 REAL_SAMPLES = REPO_ROOT / "submissions" / "real"

@@ -7,11 +7,12 @@ from pathlib import Path
 from rich.console import Console
 from sqlalchemy import select
 
-from arena import REPO_ROOT, base_image, db
-from arena.archive import pack
+from arena import REPO_ROOT, db
+from arena.tools import base_image
+from arena.intake.archive import pack
 from arena.config import Settings
-from arena.dataset import store_dataset, synthesize
-from arena.intake import submit
+from arena.data.dataset import store_dataset, synthesize
+from arena.intake.submit import submit
 from arena.models import Dataset, Submission
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"

@@ -11,12 +11,13 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from arena import sandbox, scheduler
+from arena.sandbox import containers
+from arena.execution import planning
 from arena.config import Settings
-from arena.dataset import find_dataset
+from arena.data.dataset import find_dataset
 from arena.db import retry_while_unreachable, transaction
-from arena.jobs import Pack, PackResult, run_pack
-from arena.packing import plan_packs
+from arena.execution.pack_run import Pack, PackResult, run_pack
+from arena.execution.packing import plan_packs
 
 #: Called with (jobs finished so far, jobs known in all, a line about the last run).
 Progress = Callable[[int, int, str], None]
@@ -49,7 +50,7 @@ def _new_packs(settings: Settings, dataset_name: str | None, skip: set[tuple[str
     with transaction(settings) as session:
         dataset = find_dataset(session, dataset_name)
         packs = plan_packs(session, settings, dataset, frozenset(skip))
-        return packs, scheduler.expected_defense_jobs(session, dataset)
+        return packs, planning.expected_defense_jobs(session, dataset)
 
 
 def run_missing(settings: Settings, dataset_name: str | None = None, progress: Progress = silent) -> RunSummary:
@@ -58,8 +59,8 @@ def run_missing(settings: Settings, dataset_name: str | None = None, progress: P
     A job the platform failed (no engine, missing image) waits for the next call."""
     with transaction(settings) as session:
         find_dataset(session, dataset_name)  # a wrong name is said before anything runs
-        scheduler.release_interrupted(session)
-    sandbox.sweep()
+        planning.release_interrupted(session)
+    containers.sweep()
     pool = ThreadPoolExecutor(max_workers=settings.concurrency)
     try:
         return _rounds(settings, dataset_name, progress, pool)

@@ -2,12 +2,12 @@
 
 from dataclasses import dataclass, field
 
-from arena import sandbox
-from arena.classification import Answer, parse_result_csv
+from arena.sandbox import containers
+from arena.sandbox.result_csv import Answer, parse_result_csv
 from arena.config import Settings
-from arena.images import ImageStore
-from arena.metadata import SubmissionCode
-from arena.staging import staging
+from arena.data.images import ImageStore
+from arena.intake.metadata import SubmissionCode
+from arena.sandbox.staging import staging
 
 
 @dataclass(frozen=True)
@@ -20,7 +20,7 @@ class DefenseInput:
 
 @dataclass
 class DefenseOutcome:
-    run: sandbox.RunResult
+    run: containers.RunResult
     answers: dict[int, Answer]  # by DefenseInput.key
     problems: list[str] = field(default_factory=list)
 

@@ -5,8 +5,8 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from arena.models import Dataset
-from arena.plots import epsilon_curves, heatmap
-from arena.scoring import Names, Standings, load_results
+from arena.results.plots import epsilon_curves, heatmap
+from arena.results.scoring import Names, Standings, load_results
 
 MATRICES = {"accuracy_matrix": "correct", "error_matrix": "error", "hit_target_class_matrix": "hit"}
 

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arena import sandbox
+from arena.sandbox import containers
 from arena.config import Settings
-from arena.images import ImageStore
-from arena.metadata import SubmissionCode
+from arena.data.images import ImageStore
+from arena.intake.metadata import SubmissionCode
 
 
 @dataclass
@@ -35,20 +35,20 @@ class Staging:
             try:
                 shutil.copyfile(store.path(sha256), target)
             except OSError as exc:  # e.g. the work storage is full: the platform's failure, not the run's
-                raise sandbox.SandboxError(f"cannot stage an input in {self.input}: {exc}") from None
+                raise containers.SandboxError(f"cannot stage an input in {self.input}: {exc}") from None
         self.names[name] = key
         return name
 
-    def run(self, settings: Settings, code: SubmissionCode, output_mount: str, *arguments: str) -> sandbox.RunResult:
+    def run(self, settings: Settings, code: SubmissionCode, output_mount: str, *arguments: str) -> containers.RunResult:
         """Run the submission on this stage: code and inputs read-only, ``output_mount`` writable,
         under a time limit scaled by the number of images."""
-        return sandbox.run(
+        return containers.run(
             code.image(gpu=settings.sandbox.gpu),
             code.command("/input_images", *arguments),
             [
-                sandbox.Mount(code.root, "/code"),
-                sandbox.Mount(self.input, "/input_images"),
-                sandbox.Mount(self.output, output_mount, writable=True),
+                containers.Mount(code.root, "/code"),
+                containers.Mount(self.input, "/input_images"),
+                containers.Mount(self.output, output_mount, writable=True),
             ],
             output=self.output,
             time_limit=settings.time_limit(len(self.names)),

@@ -29,12 +29,12 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from arena import tallies
-from arena.attack_run import AttackOutcome, CleanInput, execute_attack
+from arena.results import tallies
+from arena.sandbox.attack_run import AttackOutcome, CleanInput, execute_attack
 from arena.config import Settings
 from arena.db import bulk_insert, retry_while_unreachable, transaction
-from arena.defense_run import DefenseInput, DefenseOutcome, execute_defense
-from arena.metadata import Metadata, SubmissionCode
+from arena.sandbox.defense_run import DefenseInput, DefenseOutcome, execute_defense
+from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -47,7 +47,7 @@ from arena.models import (
     Submission,
     utcnow,
 )
-from arena.sandbox import RunResult, SandboxError
+from arena.sandbox.containers import RunResult, SandboxError
 
 #: Where each kind of job's per-image results go.
 RESULT_MODEL = {"attack": AdversarialImage, "defense": Classification}

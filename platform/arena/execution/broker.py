@@ -12,10 +12,10 @@ from datetime import timedelta
 
 from celery import Celery
 
-from arena import sandbox
+from arena.sandbox import containers
 from arena.config import Settings, get_settings
 from arena.db import transaction
-from arena.jobs import Pack, run_pack
+from arena.execution.pack_run import Pack, run_pack
 from arena.models import JobStatus, utcnow
 
 app = Celery("arena")
@@ -39,7 +39,7 @@ def configure(settings: Settings) -> Celery:
 def run_pack_task(kind: str, job_ids: list[int]) -> int:
     """Run one pack; queue the smaller packs a failure splits it into. Returns jobs finished."""
     settings = get_settings()
-    sandbox.sweep()
+    containers.sweep()
     result = run_pack(settings, Pack(kind, tuple(job_ids)))
     for smaller in result.again:
         enqueue(settings, [smaller])

@@ -12,7 +12,7 @@ from itertools import product
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from arena import tallies
+from arena.results import tallies
 from arena.models import (
     AttackJob,
     Batch,

@@ -1,0 +1,1 @@
+"""What organizers decide: teams and their tokens, the tournament's settings."""

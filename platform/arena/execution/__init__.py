@@ -1,0 +1,1 @@
+"""Planning the missing jobs, packing them, running packs in-process or on Celery workers."""

@@ -1,0 +1,1 @@
+"""Taking a submission in: safe unpacking, metadata, dedup, dry run."""

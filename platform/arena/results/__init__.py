@@ -1,0 +1,1 @@
+"""From stored answers to tallies, scores, leaderboards, progress, exports and plots."""

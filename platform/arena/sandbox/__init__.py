@@ -1,0 +1,1 @@
+"""Running submitted code: the locked-down container, its staging, attack and defense runs."""

@@ -1,0 +1,1 @@
+"""Scripts over the platform: base images, the demo, the real-model study."""
