@@ -27,7 +27,6 @@ from contextlib import nullcontext
 from pathlib import Path
 
 from arena import REPO_ROOT, db
-from arena.results import tallies
 from arena.config import Settings
 from arena.models import (
     AdversarialImage,
@@ -43,6 +42,7 @@ from arena.models import (
     SubmissionStatus,
     Team,
 )
+from arena.results import tallies
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.orm import Session
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from arena import REPO_ROOT, db
 from arena.config import Settings
 from arena.data.dataset import store_dataset, synthesize
-from arena.sandbox.defense_run import DefenseInput, execute_defense
 from arena.data.images import ImageStore
 from arena.intake.metadata import Metadata, SubmissionCode
 from arena.sandbox.containers import docker_client
+from arena.sandbox.defense_run import DefenseInput, execute_defense
 
 DECODER = REPO_ROOT / "submissions" / "samples" / "decoder"
 IMAGE = "arena/python:bookworm"

@@ -10,12 +10,12 @@ import tempfile
 from pathlib import Path
 
 from arena import REPO_ROOT, db
-from arena.sandbox.attack_run import CleanInput, execute_attack
 from arena.config import Settings
 from arena.data.dataset import read_photo_folder, store_dataset
-from arena.sandbox.defense_run import DefenseInput, execute_defense
 from arena.data.images import ImageStore
 from arena.intake.metadata import Metadata, SubmissionCode
+from arena.sandbox.attack_run import CleanInput, execute_attack
+from arena.sandbox.defense_run import DefenseInput, execute_defense
 from rich.console import Console
 from rich.table import Table
 

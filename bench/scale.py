@@ -28,14 +28,21 @@ import time
 from pathlib import Path
 
 from arena import REPO_ROOT, db
-from arena.execution import pack_run
-from arena.results import tallies
-from arena.sandbox.result_csv import Answer
 from arena.config import Settings
-from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
-from arena.models import CellTally, Classification, CleanTally, Dataset, DefenseJob, JobStatus
-from arena.sandbox.containers import RunResult
+from arena.execution import pack_run
+from arena.models import (
+    CellTally,
+    Classification,
+    CleanTally,
+    Dataset,
+    DefenseJob,
+    JobStatus,
+)
+from arena.results import tallies
 from arena.results.scoring import Standings
+from arena.sandbox.containers import RunResult
+from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
+from arena.sandbox.result_csv import Answer
 from sqlalchemy import Engine, select, text
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 
 from arena import REPO_ROOT, db
-from arena.execution import local
-from arena.intake.archive import pack
 from arena.config import Settings
 from arena.data.dataset import store_dataset, synthesize
+from arena.execution import local
+from arena.intake.archive import pack
 from arena.intake.submit import submit
 from arena.sandbox.containers import docker_client
 from rich.console import Console

@@ -26,7 +26,6 @@ import aiohttp
 import httpx
 import numpy as np
 from arena import db
-from arena.results import tallies
 from arena.config import Settings
 from arena.models import (
     AdversarialImage,
@@ -44,6 +43,7 @@ from arena.models import (
     Team,
     utcnow,
 )
+from arena.results import tallies
 from sqlalchemy import insert, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))

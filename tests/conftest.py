@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 from arena import REPO_ROOT, db
-from arena.tools import base_image
-from arena.results import tallies
-from arena.intake.archive import pack
 from arena.config import SandboxLimits, Settings
 from arena.data.dataset import store_dataset, synthesize
 from arena.db import transaction
+from arena.intake.archive import pack
 from arena.intake.submit import submit
 from arena.models import CellTally, CleanTally
+from arena.results import tallies
 from arena.sandbox.containers import SandboxError, docker_client
+from arena.tools import base_image
 from sqlalchemy import select
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"

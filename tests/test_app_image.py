@@ -1,8 +1,8 @@
 """The platform's own image (docker-compose.yml, worker hosts) builds offline and works."""
 
 import pytest
-from arena.tools import base_image
 from arena.sandbox.containers import docker_client
+from arena.tools import base_image
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 

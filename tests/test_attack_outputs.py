@@ -4,11 +4,11 @@ missing, unreadable, a link, or of the wrong size or mode."""
 
 
 import pytest
-from arena.sandbox.attack_run import CleanInput, execute_attack
-from arena.db import transaction
 from arena.data.images import ImageStore, linf
+from arena.db import transaction
 from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import Image
+from arena.sandbox.attack_run import CleanInput, execute_attack
 from conftest import make_settings, synth_dataset
 from sqlalchemy import select
 

@@ -1,5 +1,5 @@
-from arena.sandbox.result_csv import parse_result_csv
 from arena.models import ClassificationProblem as P
+from arena.sandbox.result_csv import parse_result_csv
 
 
 def test_each_input_gets_one_answer_whatever_the_file_holds(tmp_path):

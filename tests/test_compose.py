@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 from arena import REPO_ROOT
-from arena.tools import base_image
 from arena.config import Settings
+from arena.tools import base_image
 from servers import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]

@@ -11,8 +11,8 @@ from arena.data.dataset import (
     store_dataset,
     synthesize,
 )
-from arena.db import transaction
 from arena.data.images import encode_png
+from arena.db import transaction
 from arena.models import Batch, Dataset, Image
 from PIL import Image as PILImage
 from sqlalchemy import func, select

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pytest
-from arena.execution import local
 from arena.config import Settings
 from arena.db import transaction
+from arena.execution import local
 from arena.execution.distributed import dispatch
 from arena.models import (
     AdversarialImage,
@@ -23,8 +23,8 @@ from arena.models import (
     JobAttempt,
     JobStatus,
 )
-from arena.sandbox.containers import docker_client
 from arena.results.scoring import Standings
+from arena.sandbox.containers import docker_client
 from conftest import (
     SAMPLES,
     assert_tallies_match_a_rebuild,

@@ -6,10 +6,10 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from arena.intake.archive import pack
 from arena.db import transaction
-from arena.intake.submit import SubmissionError, submit
+from arena.intake.archive import pack
 from arena.intake.metadata import MetadataError
+from arena.intake.submit import SubmissionError, submit
 from arena.models import Submission, SubmissionStatus
 from conftest import SAMPLES, make_settings, submit_folder, synth_dataset, variant
 from sqlalchemy import func, select

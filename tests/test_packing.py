@@ -4,9 +4,10 @@ fewer runs, and a failing pack split until the bad batch is alone."""
 import json
 
 import pytest
-from arena.execution import local
-from arena.intake.archive import pack
 from arena.db import transaction
+from arena.execution import local
+from arena.execution.packing import make_packs, pack_images
+from arena.intake.archive import pack
 from arena.intake.submit import submit
 from arena.models import (
     AdversarialImage,
@@ -20,7 +21,6 @@ from arena.models import (
     SubmissionStatus,
     Team,
 )
-from arena.execution.packing import make_packs, pack_images
 from arena.results.scoring import Standings
 from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
 from sqlalchemy import Integer, func, select

@@ -5,13 +5,13 @@ fools it on most of the same photos, all through the tournament's sandbox."""
 from pathlib import Path
 
 import pytest
-from arena.tools import base_image
-from arena.sandbox.attack_run import CleanInput, execute_attack
 from arena.config import Settings
 from arena.data.dataset import read_photo_folder
-from arena.sandbox.defense_run import DefenseInput, execute_defense
 from arena.data.images import ImageStore
 from arena.intake.metadata import Metadata, SubmissionCode
+from arena.sandbox.attack_run import CleanInput, execute_attack
+from arena.sandbox.defense_run import DefenseInput, execute_defense
+from arena.tools import base_image
 from arena.tools.study import DEFAULT_PHOTOS, REAL_SAMPLES
 from conftest import make_settings
 

@@ -3,6 +3,7 @@ container is given. (No GPU host is available to run it for real; see workers/RE
 
 from arena.config import SandboxLimits
 from arena.db import transaction
+from arena.execution.broker import queue_of
 from arena.execution.pack_run import Pack
 from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import (
@@ -14,7 +15,6 @@ from arena.models import (
     Team,
 )
 from arena.sandbox.containers import _run_options
-from arena.execution.broker import queue_of
 from conftest import synth_dataset
 from sqlalchemy import select
 

@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-from arena.sandbox import containers
 from arena.config import SandboxLimits
+from arena.sandbox import containers
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 IMAGE = "arena/python:bookworm"

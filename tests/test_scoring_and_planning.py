@@ -1,9 +1,8 @@
 """Scoring and planning on a hand-made tournament in a real SQLite database (no containers)."""
 
 import pytest
-from arena.execution import planning
-from arena.results import tallies
 from arena.db import transaction
+from arena.execution import planning
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -17,6 +16,7 @@ from arena.models import (
     SubmissionStatus,
     Team,
 )
+from arena.results import tallies
 from arena.results.scoring import Standings
 from conftest import synth_dataset
 from sqlalchemy import func, select

@@ -7,11 +7,8 @@ import itertools
 
 import pytest
 import sqlalchemy as sa
-from arena.execution import pack_run
-from arena.execution import planning
-from arena.sandbox.result_csv import Answer
 from arena.db import transaction
-from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
+from arena.execution import pack_run, planning
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -26,8 +23,10 @@ from arena.models import (
     SubmissionStatus,
     Team,
 )
-from arena.sandbox.containers import RunResult
 from arena.results.scoring import Standings, load_results
+from arena.sandbox.containers import RunResult
+from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
+from arena.sandbox.result_csv import Answer
 from conftest import (
     assert_tallies_match_a_rebuild,
     make_settings,

@@ -9,10 +9,9 @@ import importlib.util
 import numpy as np
 import pandas as pd
 import pytest
-from arena.execution import local
-from arena.execution import planning
-from arena.db import transaction
 from arena.data.images import ImageStore
+from arena.db import transaction
+from arena.execution import local, planning
 from arena.models import AdversarialImage, AttackJob, Classification, DefenseJob, Image
 from arena.results.scoring import Standings
 from conftest import (

@@ -6,9 +6,9 @@ import tarfile
 
 import pytest
 import schemathesis
+from arena.admin.teams import issue_token
 from arena.db import transaction
 from arena.models import Submission, SubmissionKind, SubmissionStatus, Team
-from arena.admin.teams import issue_token
 from arena.web.app import create_app
 from conftest import make_settings, synth_dataset
 from fastapi.testclient import TestClient

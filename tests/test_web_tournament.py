@@ -9,9 +9,9 @@ import shutil
 import httpx
 import numpy as np
 import pytest
-from arena.intake.archive import pack
 from arena.db import transaction
 from arena.execution.local import run_missing
+from arena.intake.archive import pack
 from arena.results.scoring import Standings
 from arena.web.app import create_app
 from conftest import SAMPLES, make_settings, submit_folder, synth_dataset

@@ -20,13 +20,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from arena import db
-from arena.tools import base_image
-from arena.execution import local
-from arena.execution import planning
-from arena.results import tallies
-from arena.admin import teams
-from arena.admin import tournament
-from arena.intake.archive import ArchiveError
+from arena.admin import teams, tournament
 from arena.config import Settings, get_settings
 from arena.data.dataset import (
     DatasetError,
@@ -36,13 +30,17 @@ from arena.data.dataset import (
     store_dataset,
     synthesize,
 )
-from arena.results.export import export as export_results
+from arena.execution import local, planning
+from arena.intake.archive import ArchiveError
+from arena.intake.metadata import MetadataError
 from arena.intake.submit import SubmissionError
 from arena.intake.submit import submit as take_submission
-from arena.intake.metadata import MetadataError
 from arena.models import Dataset, Submission, SubmissionStatus
-from arena.sandbox.containers import SandboxError
+from arena.results import tallies
+from arena.results.export import export as export_results
 from arena.results.scoring import Standings
+from arena.sandbox.containers import SandboxError
+from arena.tools import base_image
 
 app = typer.Typer(help="Arena: attack-defense tournaments in the NIPS 2017 competition format.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema.", no_args_is_help=True)

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import docker
 import pytest
-from arena.execution import local
-from arena.sandbox import containers
 from arena.db import get_engine, transaction
+from arena.execution import local
 from arena.intake.submit import SubmissionError
 from arena.models import AttackJob, JobAttempt, JobStatus, SubmissionStatus
+from arena.sandbox import containers
 from arena.sandbox.containers import LABEL, docker_client
 from servers import PrivateDockerd, postgres_cluster, private_dockerd
 from sqlalchemy import select

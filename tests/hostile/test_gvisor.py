@@ -4,8 +4,8 @@ platform error; where the engine has runsc, hostile code is contained under it t
 from pathlib import Path
 
 import pytest
-from arena.sandbox import containers
 from arena.config import SandboxLimits
+from arena.sandbox import containers
 
 from hostile.tournament import IMAGE
 

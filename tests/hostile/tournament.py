@@ -12,11 +12,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from arena.config import SandboxLimits, Settings
+from arena.data.images import ImageStore
+from arena.db import transaction
 from arena.execution import local
 from arena.intake.archive import pack, tree_sha256
-from arena.config import SandboxLimits, Settings
-from arena.db import transaction
-from arena.data.images import ImageStore
 from arena.intake.submit import submit
 from arena.models import (
     AdversarialImage,

@@ -10,10 +10,11 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena.errors import InputError
 from arena.models import Team
 
 
-class TeamError(ValueError):
+class TeamError(InputError):
     """A team name that cannot be used; the message says why."""
 
 

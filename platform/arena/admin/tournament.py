@@ -12,7 +12,10 @@ from arena.models import Submission, SubmissionStatus, Tournament
 SETTINGS_ROW = 1
 
 
-class SettingError(ValueError):
+from arena.errors import InputError
+
+
+class SettingError(InputError):
     """A setting or an organizer action that cannot be taken as given; the message says why."""
 
 

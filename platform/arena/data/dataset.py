@@ -29,7 +29,10 @@ def no_progress(items: Iterable, _description: str) -> Iterable:
     return items
 
 
-class DatasetError(ValueError):
+from arena.errors import InputError
+
+
+class DatasetError(InputError):
     """Everything wrong with an input, one line per offending row."""
 
     def __init__(self, summary: str, problems: list[str]):

@@ -12,11 +12,11 @@ from datetime import timedelta
 
 from celery import Celery
 
-from arena.sandbox import containers
 from arena.config import Settings, get_settings
 from arena.db import transaction
 from arena.execution.pack_run import Pack, run_pack
 from arena.models import JobStatus, utcnow
+from arena.sandbox import containers
 
 app = Celery("arena")
 

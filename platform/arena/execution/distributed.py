@@ -9,15 +9,15 @@ progress from the database, which is the single source of truth.
 import time
 from collections import Counter
 
-from arena.execution import planning
 from arena.config import Settings
 from arena.data.dataset import find_dataset
 from arena.db import transaction
-from arena.execution.local import Progress, RunSummary, silent
-from arena.models import AttackJob, DefenseJob, JobStatus
-from arena.execution.packing import plan_packs
-from arena.results.progress import job_statuses
+from arena.execution import planning
 from arena.execution.broker import enqueue
+from arena.execution.local import Progress, RunSummary, silent
+from arena.execution.packing import plan_packs
+from arena.models import AttackJob, DefenseJob, JobStatus
+from arena.results.progress import job_statuses
 
 POLL_SECONDS = 1.0
 

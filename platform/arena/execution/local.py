@@ -11,13 +11,13 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
-from arena.sandbox import containers
-from arena.execution import planning
 from arena.config import Settings
 from arena.data.dataset import find_dataset
 from arena.db import retry_while_unreachable, transaction
+from arena.execution import planning
 from arena.execution.pack_run import Pack, PackResult, run_pack
 from arena.execution.packing import plan_packs
+from arena.sandbox import containers
 
 #: Called with (jobs finished so far, jobs known in all, a line about the last run).
 Progress = Callable[[int, int, str], None]

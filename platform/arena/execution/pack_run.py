@@ -29,11 +29,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from arena.results import tallies
-from arena.sandbox.attack_run import AttackOutcome, CleanInput, execute_attack
 from arena.config import Settings
 from arena.db import bulk_insert, retry_while_unreachable, transaction
-from arena.sandbox.defense_run import DefenseInput, DefenseOutcome, execute_defense
 from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import (
     AdversarialImage,
@@ -47,7 +44,10 @@ from arena.models import (
     Submission,
     utcnow,
 )
+from arena.results import tallies
+from arena.sandbox.attack_run import AttackOutcome, CleanInput, execute_attack
 from arena.sandbox.containers import RunResult, SandboxError
+from arena.sandbox.defense_run import DefenseInput, DefenseOutcome, execute_defense
 
 #: Where each kind of job's per-image results go.
 RESULT_MODEL = {"attack": AdversarialImage, "defense": Classification}

@@ -13,8 +13,8 @@ from itertools import groupby
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena.execution import planning
 from arena.config import Settings
+from arena.execution import planning
 from arena.execution.pack_run import Pack
 from arena.models import AttackJob, Dataset, DefenseJob, Image, JobAttempt, Submission
 

@@ -12,7 +12,6 @@ from itertools import product
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from arena.results import tallies
 from arena.models import (
     AttackJob,
     Batch,
@@ -24,6 +23,7 @@ from arena.models import (
     SubmissionStatus,
     utcnow,
 )
+from arena.results import tallies
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,10 @@ from pathlib import Path, PurePosixPath
 CHUNK = 1 << 20
 
 
-class ArchiveError(ValueError):
+from arena.errors import InputError
+
+
+class ArchiveError(InputError):
     """The archive is unsafe or unreadable; the message names the member and the rule."""
 
 

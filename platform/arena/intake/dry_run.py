@@ -10,13 +10,13 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena.sandbox.attack_run import CleanInput, execute_attack
 from arena.config import Settings
 from arena.data.dataset import DatasetError
-from arena.sandbox.defense_run import DefenseInput, execute_defense
 from arena.intake.metadata import SubmissionCode
 from arena.models import Batch, Image
+from arena.sandbox.attack_run import CleanInput, execute_attack
 from arena.sandbox.containers import RunResult
+from arena.sandbox.defense_run import DefenseInput, execute_defense
 
 
 @dataclass

@@ -6,10 +6,11 @@ from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from arena.errors import InputError
 from arena.models import SubmissionKind
 
 
-class MetadataError(ValueError):
+class MetadataError(InputError):
     """metadata.json is missing or wrong; the message says which field and why."""
 
 

@@ -13,16 +13,17 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from arena.intake.archive import extract, tree_sha256
 from arena.config import Settings
 from arena.db import transaction
+from arena.errors import InputError
+from arena.intake.archive import extract, tree_sha256
+from arena.intake.dry_run import ValidationReport, sample_batch, validate
 from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import Submission, SubmissionStatus, Team
 from arena.sandbox.containers import SandboxError
-from arena.intake.dry_run import ValidationReport, sample_batch, validate
 
 
-class SubmissionError(ValueError):
+class SubmissionError(InputError):
     """The submission cannot be taken; the message says why."""
 
 

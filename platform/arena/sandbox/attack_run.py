@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from arena.sandbox import containers
 from arena.config import Settings
 from arena.data.images import (
     BadImage,
@@ -20,6 +19,7 @@ from arena.data.images import (
     read_png,
 )
 from arena.intake.metadata import SubmissionCode
+from arena.sandbox import containers
 from arena.sandbox.staging import Staging, staging
 
 #: Far above any honest 299x299 PNG (about 270 KB uncompressed); larger files are not read.

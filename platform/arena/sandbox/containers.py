@@ -24,8 +24,10 @@ from arena.config import SandboxLimits
 WATCH_INTERVAL = 0.25
 LOG_EXCERPT_BYTES = 4000
 
+from arena.errors import PlatformError
 
-class SandboxError(RuntimeError):
+
+class SandboxError(PlatformError):
     """The platform could not run the container (engine down, image missing): not the submission's fault."""
 
 

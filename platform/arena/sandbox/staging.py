@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from arena.sandbox import containers
 from arena.config import Settings
 from arena.data.images import ImageStore
 from arena.intake.metadata import SubmissionCode
+from arena.sandbox import containers
 
 
 @dataclass

@@ -18,6 +18,7 @@ from docker.errors import ImageNotFound
 
 from arena import REPO_ROOT
 from arena.config import Settings
+from arena.errors import InputError, PlatformError
 from arena.sandbox.containers import docker_client
 
 SUITE = "bookworm"
@@ -32,7 +33,7 @@ RECIPES = REPO_ROOT / "submissions" / "base-images"
 TRIM = ["usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale", "var/cache/apt/archives", "var/lib/apt/lists"]
 
 
-class RecipeError(ValueError):
+class RecipeError(InputError):
     """An unknown base-image recipe was asked for."""
 
 
@@ -66,7 +67,7 @@ def base_of(name: str) -> str:
 
 def _debootstrap(settings: Settings, target: Path, packages: list[str]) -> None:
     if shutil.which("debootstrap") is None:
-        raise RuntimeError("debootstrap is not installed (apt-get install debootstrap)")
+        raise PlatformError("debootstrap is not installed (apt-get install debootstrap)")
     command = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE, str(target), settings.debian_mirror]
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     for relative in TRIM:

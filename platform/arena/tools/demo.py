@@ -8,12 +8,12 @@ from rich.console import Console
 from sqlalchemy import select
 
 from arena import REPO_ROOT, db
-from arena.tools import base_image
-from arena.intake.archive import pack
 from arena.config import Settings
 from arena.data.dataset import store_dataset, synthesize
+from arena.intake.archive import pack
 from arena.intake.submit import submit
 from arena.models import Dataset, Submission
+from arena.tools import base_image
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"
 DEMO_DATASET = "demo"

@@ -14,11 +14,11 @@ from rich.console import Console
 from sqlalchemy import select
 
 from arena import REPO_ROOT, db
-from arena.tools import base_image
 from arena.config import Settings
 from arena.data.dataset import DatasetError, read_photo_folder, store_dataset
-from arena.tools.demo import submit_samples
 from arena.models import Dataset
+from arena.tools import base_image
+from arena.tools.demo import submit_samples
 
 REAL_SAMPLES = REPO_ROOT / "submissions" / "real"
 DEFAULT_PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-sample-1000"

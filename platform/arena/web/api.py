@@ -24,14 +24,13 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from arena.execution import planning
-from arena.admin import teams
-from arena.admin import tournament
+from arena.admin import teams, tournament
 from arena.config import Settings
-from arena.db import transaction
-from arena.results.export import MATRICES
 from arena.data.images import ImageStore, amplified_perturbation, encode_png
+from arena.db import transaction
+from arena.execution import planning
 from arena.models import AdversarialImage, Image, JobStatus
+from arena.results.export import MATRICES
 from arena.results.progress import tournament_progress
 from arena.web import queries
 from arena.web.auth import (

@@ -18,7 +18,6 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena.results import progress
 from arena.admin import tournament
 from arena.config import Settings
 from arena.db import transaction
@@ -30,6 +29,7 @@ from arena.models import (
     Submission,
     SubmissionStatus,
 )
+from arena.results import progress
 from arena.results.scoring import Standings
 from arena.web.datasets import pick_dataset
 

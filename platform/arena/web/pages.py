@@ -14,10 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena import REPO_ROOT
-from arena.execution import planning
-from arena.admin import teams
-from arena.admin import tournament
+from arena.admin import teams, tournament
 from arena.db import transaction
+from arena.execution import planning
 from arena.models import Dataset, Submission, Team
 from arena.results.progress import tournament_progress
 from arena.web import charts, queries

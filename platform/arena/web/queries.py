@@ -11,7 +11,6 @@ from fastapi import HTTPException
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena.results import progress
 from arena.config import Settings
 from arena.models import (
     AdversarialImage,
@@ -26,6 +25,7 @@ from arena.models import (
     SubmissionKind,
     Team,
 )
+from arena.results import progress
 from arena.results.scoring import Standings
 from arena.web.cache import Snapshot
 

@@ -9,8 +9,8 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from arena.execution import local
 from arena.config import Settings
+from arena.execution import local
 from arena.models import utcnow
 
 
@@ -62,7 +62,9 @@ class TournamentRunner:
 
     def _execute(self, dataset_name: str | None) -> local.RunSummary:
         if self.settings.broker_url:
-            from arena.execution.distributed import dispatch  # Celery only where it is used
+            from arena.execution.distributed import (
+                dispatch,  # Celery only where it is used
+            )
 
             return dispatch(self.settings, dataset_name, self._progress, wait=True)
         return local.run_missing(self.settings, dataset_name, self._progress)

@@ -16,11 +16,11 @@ from fastapi import HTTPException, UploadFile
 from fastapi.responses import JSONResponse
 
 from arena.admin import tournament
-from arena.intake.archive import ArchiveError
 from arena.config import Settings
 from arena.db import transaction
-from arena.intake.submit import SubmissionError, submit
+from arena.intake.archive import ArchiveError
 from arena.intake.metadata import MetadataError
+from arena.intake.submit import SubmissionError, submit
 from arena.models import Submission
 
 CHUNK = 2**20

@@ -1,0 +1,40 @@
+"""Every failure Arena expects, under one base class, each with the HTTP status it means.
+
+An expected failure is a message for a person: bad input, something that does not exist,
+an action that conflicts with the state, or the platform itself unable to go on (no
+Docker engine). The CLI prints any ``ArenaError`` as one red line with exit code 1, and
+the web app answers it with its ``status`` and the message, each in one place
+(``cli.reported_errors``, ``web.app``); anything else is a bug and keeps its traceback.
+The domain's own errors (``DatasetError``, ``SubmissionError``...) derive from these
+four, so callers catch the kind and the message stays specific.
+"""
+
+
+class ArenaError(Exception):
+    """An expected failure; ``str()`` is the sentence shown to the person."""
+
+    status: int = 400
+
+
+class InputError(ArenaError, ValueError):
+    """What was given cannot be used as it is (an archive, a CSV, a name, a setting)."""
+
+    status = 422
+
+
+class NotFoundError(ArenaError, LookupError):
+    """What was named does not exist."""
+
+    status = 404
+
+
+class ConflictError(ArenaError):
+    """The action does not fit the current state (already there, already running)."""
+
+    status = 409
+
+
+class PlatformError(ArenaError, RuntimeError):
+    """The platform could not do its part (no Docker engine, a tool missing): not the caller's fault."""
+
+    status = 503
