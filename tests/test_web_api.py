@@ -6,16 +6,17 @@ import tarfile
 
 import pytest
 import schemathesis
-from arena.admin.teams import issue_token
-from arena.db import transaction
-from arena.models import Submission, SubmissionKind, SubmissionStatus, Team
-from arena.web.app import create_app
-from conftest import make_settings, synth_dataset
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from schemathesis.checks import not_a_server_error
 from sqlalchemy import select
+
+from arena.admin.teams import issue_token
+from arena.db import transaction
+from arena.models import Submission, SubmissionKind, SubmissionStatus, Team
+from arena.web.app import create_app
+from conftest import make_settings, synth_dataset
 
 ORGANIZER = {"Authorization": "Bearer organizer-secret"}
 
@@ -124,12 +125,12 @@ def _tar(members: dict[str, bytes]) -> bytes:
 
 
 @pytest.mark.parametrize(("archive", "status", "message"), [
-    (b"not an archive at all", 400, "is not a .zip, .tar or .tar.gz"),
-    (_tar({"../escape.sh": b"x"}), 400, "escape"),
-    (_tar({"run.sh": b"echo"}), 400, "metadata.json"),
+    (b"not an archive at all", 422, "is not a .zip, .tar or .tar.gz"),
+    (_tar({"../escape.sh": b"x"}), 422, "escape"),
+    (_tar({"run.sh": b"echo"}), 422, "metadata.json"),
     (b"x" * 5000, 413, "larger than the limit of 4096 bytes"),
     (b"x" * 200_000, 413, "larger than the limit of 4096 bytes"),  # refused before the body is parsed
-    (b"", 400, "empty"),
+    (b"", 422, "empty"),
 ])
 def test_bad_uploads_get_a_clear_4xx_and_store_nothing(arena, archive, status, message):
     client, settings, tokens, _ = arena

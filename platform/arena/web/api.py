@@ -102,10 +102,7 @@ def get_tournament(request: Request, session: SessionDep, settings: SettingsDep)
 def patch_tournament(request: Request, change: TournamentUpdate, settings: SettingsDep,
                      _: Caller = Depends(organizer)) -> dict:
     with transaction(settings) as session:
-        try:
-            tournament.update(session, **change.model_dump())
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+        tournament.update(session, **change.model_dump())
     with transaction(settings) as session:
         return get_tournament(request, session, settings)
 
@@ -190,10 +187,7 @@ def disqualify_submission(submission_id: Id, body: Disqualification, settings: S
                           _: Caller = Depends(organizer)) -> dict:
     with transaction(settings) as session:
         submission = queries.submission_or_404(session, submission_id)
-        try:
-            tournament.disqualify(submission, body.reason)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+        tournament.disqualify(submission, body.reason)
         return queries.submission_summary(submission)
 
 
@@ -329,10 +323,7 @@ def perturbation_png(adversarial_id: Id, session: SessionDep, settings: Settings
 def issue_team_token(team: Annotated[str, Path(min_length=1, max_length=200)], settings: SettingsDep,
                      _: Caller = Depends(organizer)) -> dict:
     with transaction(settings) as session:
-        try:
-            token = teams.issue_token(session, team)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+        token = teams.issue_token(session, team)
     return {"team": team.strip(), "token": token}
 
 

@@ -1,7 +1,9 @@
 """The web application: `arena web` serves it with uvicorn.
 
-API errors are JSON ``{"detail": ...}``; page errors are an HTML page with the same
-message, so a person in a browser reads what went wrong instead of raw JSON.
+Errors are answered here and nowhere else: an ``ArenaError`` raised anywhere below a route
+(a domain check, an action, a lookup) becomes its ``status`` with its message, like an
+``HTTPException``. API errors are JSON ``{"detail": ...}``; page errors are an HTML page with
+the same message, so a person in a browser reads what went wrong instead of raw JSON.
 """
 
 import secrets
@@ -12,11 +14,13 @@ from fastapi.exception_handlers import (
     request_validation_exception_handler,
 )
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from arena import REPO_ROOT, db
 from arena.config import Settings
+from arena.errors import ArenaError
 from arena.web import api, pages
 from arena.web.cache import StandingsCache
 from arena.web.runner import TournamentRunner
@@ -37,6 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_exception_handler(ArenaError, _arena_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return app
@@ -46,19 +51,29 @@ def _wants_page(request: Request) -> bool:
     return not request.url.path.startswith(("/api", "/docs", "/openapi", "/static"))
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException):
+def _page(request: Request, status: int, detail: str, headers: dict | None = None) -> Response:
+    """The error page: the status and the sentence, for a person in a browser."""
+    return pages.templates.TemplateResponse(
+        request, "error.html", {"status": status, "detail": detail, "who": None, "tournament": None},
+        status_code=status, headers=headers,
+    )
+
+
+async def _arena_error(request: Request, exc: ArenaError) -> Response:
+    """An expected failure from the domain or an action: its own status, its own sentence."""
+    if not _wants_page(request):
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+    return _page(request, exc.status, str(exc))
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """What is about HTTP itself: authentication, a body too large, an unknown path or method."""
     if not _wants_page(request):
         return await http_exception_handler(request, exc)
-    return pages.templates.TemplateResponse(
-        request, "error.html", {"status": exc.status_code, "detail": exc.detail, "who": None, "tournament": None},
-        status_code=exc.status_code, headers=getattr(exc, "headers", None),
-    )
+    return _page(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
 
 
-async def _validation_error(request: Request, exc: RequestValidationError):
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
     if not _wants_page(request):
         return await request_validation_exception_handler(request, exc)
-    problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors())
-    return pages.templates.TemplateResponse(
-        request, "error.html", {"status": 422, "detail": problems, "who": None, "tournament": None}, status_code=422
-    )
+    return _page(request, 422, "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors()))

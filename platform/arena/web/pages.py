@@ -197,10 +197,7 @@ def organizer_settings(
     _: Caller = Depends(organizer),
 ):
     with transaction(request.app.state.settings) as session:
-        try:
-            tournament.update(session, title, leaderboards_public, uploads_open)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+        tournament.update(session, title, leaderboards_public, uploads_open)
     return back_to("/organizer")
 
 
@@ -218,10 +215,7 @@ def organizer_team_token(request: Request, team: Annotated[str, Form(min_length=
                          _: Caller = Depends(organizer)):
     """Shown once on the organizer page, which is only served to organizers; never stored in clear."""
     with transaction(request.app.state.settings) as session:
-        try:
-            token = teams.issue_token(session, team)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+        token = teams.issue_token(session, team)
     page = templates.get_template("token.html").render(team=team.strip(), token=token)
     return HTMLResponse(page, status_code=201)
 
@@ -242,8 +236,5 @@ def rerun(request: Request, submission_id: Id, _: Caller = Depends(organizer)):
 def disqualify(request: Request, submission_id: Id, reason: Annotated[str, Form(min_length=1, max_length=2000)],
                _: Caller = Depends(organizer)):
     with transaction(request.app.state.settings) as session:
-        try:
-            tournament.disqualify(queries.submission_or_404(session, submission_id), reason)
-        except ValueError as exc:
-            raise HTTPException(422, str(exc)) from None
+        tournament.disqualify(queries.submission_or_404(session, submission_id), reason)
     return back_to(f"/submissions/{submission_id}")

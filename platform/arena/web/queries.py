@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arena.config import Settings
+from arena.errors import InputError, NotFoundError
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -40,14 +41,14 @@ MATRIX_VALUES = ("error", "correct", "hit")
 def submission_or_404(session: Session, submission_id: int) -> Submission:
     submission = session.get(Submission, submission_id)
     if submission is None:
-        raise HTTPException(404, f"no submission with id {submission_id}")
+        raise NotFoundError(f"no submission with id {submission_id}")
     return submission
 
 
 def check_epsilon(standings: Standings, epsilon: int | None) -> None:
     if epsilon is not None and epsilon not in standings.epsilons:
         known = ", ".join(map(str, standings.epsilons)) or "none yet"
-        raise HTTPException(404, f"no results at eps={epsilon} (epsilons with results: {known})")
+        raise NotFoundError(f"no results at eps={epsilon} (epsilons with results: {known})")
 
 
 def _number(value: object) -> object:
@@ -78,7 +79,7 @@ def datasets(session: Session, settings: Settings) -> list[dict]:
 def leaderboard(snapshot: Snapshot, track: str) -> list[dict]:
     """A track's leaderboard rows, with each submission's id, completion and median run time."""
     if track not in TRACKS:
-        raise HTTPException(404, f"no track {track!r}; tracks: {', '.join(TRACKS)}")
+        raise NotFoundError(f"no track {track!r}; tracks: {', '.join(TRACKS)}")
     return snapshot.view(("leaderboard", track), lambda: _leaderboard_rows(snapshot, track))
 
 
@@ -106,7 +107,7 @@ def matrix(snapshot: Snapshot, value: str, epsilon: int | None, top_attacks: int
     """Attack rows x defense columns with the counts behind each cell, optionally zoomed to the
     strongest attacks (most errors caused) and the strongest defenses (most correct answers)."""
     if value not in MATRIX_VALUES:
-        raise HTTPException(422, f"value must be one of {', '.join(MATRIX_VALUES)}, not {value!r}")
+        raise InputError(f"value must be one of {', '.join(MATRIX_VALUES)}, not {value!r}")
     check_epsilon(snapshot.standings, epsilon)
     key = ("matrix", value, epsilon, top_attacks, top_defenses)
     return snapshot.view(key, lambda: _matrix(snapshot.standings, value, epsilon, top_attacks, top_defenses))
@@ -132,7 +133,7 @@ def curves(snapshot: Snapshot, defenses: list[str] | None = None) -> dict[str, d
     every = snapshot.view(("curves",), snapshot.standings.defense_error_by_epsilon)
     unknown = sorted(set(defenses or []) - set(every))
     if unknown:
-        raise HTTPException(404, f"no results for defense(s) {', '.join(unknown)}")
+        raise NotFoundError(f"no results for defense(s) {', '.join(unknown)}")
     chosen = defenses or sorted(every)
     return {name: {int(eps): round(float(rate), 2) for eps, rate in every[name].items()} for name in chosen}
 

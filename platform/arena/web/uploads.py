@@ -4,7 +4,9 @@ Two guards keep an oversized upload from filling the disk: ``BodyLimit`` refuses
 whose body is larger than the limit (by its Content-Length, or as it arrives when chunked)
 before the multipart parser spools it; the archive is then copied to a scratch file with
 the same limit. It goes through exactly the same intake (safe unpacking, metadata, dedup,
-dry run) as ``arena submit``.
+dry run) as ``arena submit``, and the intake's errors reach the app's one handler as they
+are (``web.app``): a bad archive, a bad metadata.json, no dataset yet are each a 4xx with
+the intake's own sentence.
 """
 
 import re
@@ -18,13 +20,11 @@ from fastapi.responses import JSONResponse
 from arena.admin import tournament
 from arena.config import Settings
 from arena.db import transaction
-from arena.intake.archive import ArchiveError
-from arena.intake.metadata import MetadataError
-from arena.intake.submit import SubmissionError, submit
+from arena.errors import InputError
+from arena.intake.submit import submit
 from arena.models import Submission
 
 CHUNK = 2**20
-INTAKE_ERRORS = (SubmissionError, ArchiveError, MetadataError)
 #: Room for the multipart framing and form fields around the archive itself.
 FRAMING_BYTES = 64 * 2**10
 
@@ -76,12 +76,12 @@ def _save(upload: UploadFile, folder: Path, limit: int) -> Path:
                 raise too_large(limit)
             out.write(chunk)
     if written == 0:
-        raise HTTPException(400, "the uploaded archive is empty")
+        raise InputError("the uploaded archive is empty")
     return path
 
 
 def take_upload(settings: Settings, upload: UploadFile, team: str, name: str | None) -> Submission:
-    """Store and dry-run an uploaded archive; a bad archive is a 400 naming the problem."""
+    """Store and dry-run an uploaded archive; the scratch copy is removed whatever happens."""
     with transaction(settings) as session:
         if not tournament.current(session).uploads_open:
             raise HTTPException(403, "uploads are closed for this tournament")
@@ -90,7 +90,5 @@ def take_upload(settings: Settings, upload: UploadFile, team: str, name: str | N
     try:
         archive = _save(upload, folder, settings.max_upload_bytes)
         return submit(settings, archive, team=team, name=(name or "").strip() or None)
-    except INTAKE_ERRORS as exc:
-        raise HTTPException(400, str(exc)) from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
