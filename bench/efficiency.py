@@ -12,10 +12,11 @@ platform between runs.
 import argparse
 from datetime import datetime, timezone
 
+from sqlalchemy import func, select
+
 from arena.config import get_settings
 from arena.db import transaction
 from arena.models import JobAttempt
-from sqlalchemy import func, select
 
 
 def main(since: str | None) -> None:

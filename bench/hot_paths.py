@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from arena.data.dataset import synthetic_pixels
 from arena.data.images import ImageStore, clip_to_epsilon, encode_png, linf, read_png
 

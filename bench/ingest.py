@@ -26,6 +26,9 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.orm import Session
+
 from arena import REPO_ROOT, db
 from arena.config import Settings
 from arena.models import (
@@ -43,8 +46,6 @@ from arena.models import (
     Team,
 )
 from arena.results import tallies
-from sqlalchemy import delete, insert, select, text
-from sqlalchemy.orm import Session
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from servers import postgres_server  # the tests' private server, reused

@@ -9,6 +9,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from arena import REPO_ROOT, db
 from arena.config import Settings
 from arena.data.dataset import read_photo_folder, store_dataset
@@ -16,8 +19,6 @@ from arena.data.images import ImageStore
 from arena.intake.metadata import Metadata, SubmissionCode
 from arena.sandbox.attack_run import CleanInput, execute_attack
 from arena.sandbox.defense_run import DefenseInput, execute_defense
-from rich.console import Console
-from rich.table import Table
 
 REAL = REPO_ROOT / "submissions" / "real"
 PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-sample-1000"

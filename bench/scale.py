@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sqlalchemy import Engine, select, text
+
 from arena import REPO_ROOT, db
 from arena.config import Settings
 from arena.execution import pack_run
@@ -43,7 +45,6 @@ from arena.results.scoring import Standings
 from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
 from arena.sandbox.result_csv import Answer
-from sqlalchemy import Engine, select, text
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from servers import postgres_server  # the tests' private server, reused

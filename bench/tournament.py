@@ -16,15 +16,16 @@ import tempfile
 import time
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from arena import REPO_ROOT, db
 from arena.config import Settings
 from arena.data.dataset import store_dataset, synthesize
-from arena.execution import local
+from arena.execution.run import run
 from arena.intake.archive import pack
 from arena.intake.submit import submit
 from arena.sandbox.containers import docker_client
-from rich.console import Console
-from rich.table import Table
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"
 ATTACKS = ["noop", "random_noise", "step_to_target"]
@@ -76,11 +77,11 @@ def arena_tournament(rows, scratch: Path, concurrency: int) -> tuple[float, floa
     for name in ATTACKS + DEFENSES:
         submit(settings, pack(SAMPLES / name, scratch / f"{name}.tar.gz"), team=name)
     started = time.perf_counter()
-    whole = local.run_missing(settings)
+    whole = run(settings)
     whole_seconds = time.perf_counter() - started
     submit(settings, pack(SAMPLES / ADDED, scratch / f"{ADDED}.tar.gz"), team=ADDED)
     started = time.perf_counter()
-    added = local.run_missing(settings)
+    added = run(settings)
     return whole_seconds, time.perf_counter() - started, whole.container_runs, added.container_runs
 
 

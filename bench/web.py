@@ -25,6 +25,8 @@ from pathlib import Path
 import aiohttp
 import httpx
 import numpy as np
+from sqlalchemy import insert, update
+
 from arena import db
 from arena.config import Settings
 from arena.models import (
@@ -44,7 +46,6 @@ from arena.models import (
     utcnow,
 )
 from arena.results import tallies
-from sqlalchemy import insert, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import _wait_for_port, free_port, stop  # noqa: E402

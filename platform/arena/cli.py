@@ -1,7 +1,7 @@
 """The ``arena`` command: thin wrappers that parse options, call the domain modules, print."""
 
-from collections.abc import Iterable
-from contextlib import contextmanager
+import functools
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -18,6 +18,7 @@ from rich.progress import (
 )
 from rich.table import Table
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from arena import db
 from arena.admin import teams, tournament
@@ -30,25 +31,49 @@ from arena.data.dataset import (
     store_dataset,
     synthesize,
 )
-from arena.execution import local, planning
-from arena.intake.archive import ArchiveError
-from arena.intake.metadata import MetadataError
-from arena.intake.submit import SubmissionError
+from arena.errors import ArenaError, NotFoundError
+from arena.execution import planning
+from arena.execution.run import run as run_missing
+from arena.execution.summary import RunSummary
 from arena.intake.submit import submit as take_submission
 from arena.models import Dataset, Submission, SubmissionStatus
 from arena.results import tallies
 from arena.results.export import export as export_results
+from arena.results.judging import MatrixValue
 from arena.results.scoring import Standings
-from arena.sandbox.containers import SandboxError
 from arena.tools import base_image
 
-app = typer.Typer(help="Arena: attack-defense tournaments in the NIPS 2017 competition format.", no_args_is_help=True)
-db_app = typer.Typer(help="The database schema.", no_args_is_help=True)
-dataset_app = typer.Typer(help="Import and list image datasets.", no_args_is_help=True)
-images_app = typer.Typer(help="Container images for the sample submissions.", no_args_is_help=True)
-submissions_app = typer.Typer(help="List and inspect submissions.", no_args_is_help=True)
-teams_app = typer.Typer(help="Teams and their web tokens.", no_args_is_help=True)
-scores_app = typer.Typer(help="The tallies that scores are computed from.", no_args_is_help=True)
+
+class Commands(typer.Typer):
+    """A command group whose every command reports expected failures the same way."""
+
+    def command(self, *args, **kwargs):
+        register = super().command(*args, **kwargs)
+        return lambda function: register(_reported(function))
+
+
+def _reported(function: Callable) -> Callable:
+    """Any ``ArenaError`` becomes one red line and exit code 1, never a traceback; anything
+    else is a bug and keeps its traceback."""
+
+    @functools.wraps(function)
+    def command(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except ArenaError as exc:
+            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            raise typer.Exit(1) from None
+
+    return command
+
+
+app = Commands(help="Arena: attack-defense tournaments in the NIPS 2017 competition format.", no_args_is_help=True)
+db_app = Commands(help="The database schema.", no_args_is_help=True)
+dataset_app = Commands(help="Import and list image datasets.", no_args_is_help=True)
+images_app = Commands(help="Container images for the sample submissions.", no_args_is_help=True)
+submissions_app = Commands(help="List and inspect submissions.", no_args_is_help=True)
+teams_app = Commands(help="Teams and their web tokens.", no_args_is_help=True)
+scores_app = Commands(help="The tallies that scores are computed from.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(images_app, name="images")
@@ -57,23 +82,25 @@ app.add_typer(teams_app, name="teams")
 app.add_typer(scores_app, name="scores")
 
 console = Console(width=None if Console().is_terminal else 160)
-KNOWN_ERRORS = (base_image.RecipeError, DatasetError, SubmissionError, ArchiveError, MetadataError, SandboxError,
-                teams.TeamError, tournament.SettingError)
 DatasetOption = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name; optional when there is one.")]
-
-
-@contextmanager
-def reported_errors():
-    """Known input errors become one red message and exit code 1, never a traceback."""
-    try:
-        yield
-    except KNOWN_ERRORS as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(1) from None
 
 
 def settings() -> Settings:
     return get_settings()
+
+
+def database() -> Settings:
+    """The settings, once the database is known to be at the current schema (``arena db
+    upgrade`` is the one command that changes it)."""
+    db.require_schema(settings())
+    return settings()
+
+
+def _submission(session: Session, name: str) -> Submission:
+    submission = session.scalar(select(Submission).where(Submission.name == name))
+    if submission is None:
+        raise NotFoundError(f"no submission named {name!r}")
+    return submission
 
 
 def _track(items: Iterable, description: str) -> Iterable:
@@ -82,7 +109,7 @@ def _track(items: Iterable, description: str) -> Iterable:
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
-    """Create or migrate the database schema to the latest revision."""
+    """Create or migrate the database schema to the latest revision: the one command that changes it."""
     db.upgrade(settings())
     console.print(f"database at {settings().resolved_database_url} is up to date")
 
@@ -91,8 +118,7 @@ def db_upgrade() -> None:
 def scores_rebuild() -> None:
     """Recompute every tally from the stored per-image results (they are kept up to date as
     results land; this is the check and the repair)."""
-    db.upgrade(settings())
-    with db.transaction(settings()) as session:
+    with db.transaction(database()) as session:
         cells = tallies.rebuild(session)
     console.print(f"tallies rebuilt from the stored results: {cells} matrix cells")
 
@@ -108,15 +134,14 @@ def dataset_import(
     """Import a dataset: the 2017 format (ImageId,...,TrueLabel,TargetClass with ImageId.png files,
     299x299) or photos of any size with a labels CSV (filename + TrueLabel or class_index), which
     are centre-cropped and resized to 299x299."""
-    with reported_errors():
-        csv_path = csv_file or _only_csv(folder)
-        image_dir = images or (folder / "images" if (folder / "images").is_dir() else folder)
-        header = csv_path.open(encoding="utf-8-sig").readline() if csv_path.is_file() else ""
-        if "ImageId" in header.strip().split(","):
-            rows = read_competition_csv(csv_path, image_dir, seed=seed, track=_track)
-        else:
-            rows = read_photo_folder(image_dir, csv_path, seed=seed, track=_track)
-        _store(rows, name or folder.resolve().name)
+    csv_path = csv_file or _only_csv(folder)
+    image_dir = images or (folder / "images" if (folder / "images").is_dir() else folder)
+    header = csv_path.open(encoding="utf-8-sig").readline() if csv_path.is_file() else ""
+    if "ImageId" in header.strip().split(","):
+        rows = read_competition_csv(csv_path, image_dir, seed=seed, track=_track)
+    else:
+        rows = read_photo_folder(image_dir, csv_path, seed=seed, track=_track)
+    _store(rows, name or folder.resolve().name)
 
 
 def _only_csv(folder: Path) -> Path:
@@ -127,8 +152,7 @@ def _only_csv(folder: Path) -> Path:
 
 
 def _store(rows, name: str) -> None:
-    db.upgrade(settings())
-    dataset = store_dataset(settings(), name, rows)
+    dataset = store_dataset(database(), name, rows)
     console.print(f"imported dataset {dataset.name!r}: {len(rows)} images in batches of {settings().batch_size}")
 
 
@@ -139,15 +163,13 @@ def dataset_synth(
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same images.")] = 0,
 ) -> None:
     """Make a synthetic dataset whose class is written in the picture (see dataset/README.md)."""
-    with reported_errors():
-        _store(synthesize(count, seed=seed, track=_track), name)
+    _store(synthesize(count, seed=seed, track=_track), name)
 
 
 @dataset_app.command("list")
 def dataset_list() -> None:
     """List imported datasets."""
-    db.upgrade(settings())
-    with db.transaction(settings()) as session:
+    with db.transaction(database()) as session:
         table = Table("dataset", "batches", "images")
         for dataset in session.scalars(select(Dataset).order_by(Dataset.id)):
             table.add_row(dataset.name, str(len(dataset.batches)), str(sum(len(b.images) for b in dataset.batches)))
@@ -161,16 +183,14 @@ def images_build(
 ) -> None:
     """Build base images offline: debootstrap a Debian rootfs, import it, build the recipes FROM it
     (`arena images build python torch` for the real-model samples too)."""
-    with reported_errors():
-        built = base_image.build(settings(), recipes, rebuild=rebuild, say=console.print)
+    built = base_image.build(settings(), recipes, rebuild=rebuild, say=console.print)
     console.print(f"base images ready ({len(built)} built, the rest already there)")
 
 
 @images_app.command("app")
 def images_app_build() -> None:
     """Build arena/app, the platform's own image (docker-compose.yml, worker hosts), offline."""
-    with reported_errors():
-        tag = base_image.build_app(say=console.print)
+    tag = base_image.build_app(say=console.print)
     console.print(f"{tag} ready")
 
 
@@ -181,10 +201,8 @@ def submit(
     name: Annotated[Optional[str], typer.Option(help="Submission name (default: the archive's name).")] = None,
 ) -> None:
     """Take a submission in: safe unpacking, metadata check, dedup, and a dry run on one batch."""
-    db.upgrade(settings())
-    with reported_errors():
-        with console.status("dry run on the sample batch..."):
-            submission = take_submission(settings(), archive, team, name)
+    with console.status("dry run on the sample batch..."):
+        submission = take_submission(settings(), archive, team, name)
     _print_submission(submission)
     if submission.status is not SubmissionStatus.ACCEPTED:
         raise typer.Exit(1)
@@ -205,8 +223,7 @@ def _print_submission(submission: Submission) -> None:
 @submissions_app.command("list")
 def submissions_list() -> None:
     """List submissions with their kind, team and status."""
-    db.upgrade(settings())
-    with db.transaction(settings()) as session:
+    with db.transaction(database()) as session:
         table = Table("id", "submission", "kind", "team", "status", "reason")
         for s in session.scalars(select(Submission).order_by(Submission.id)):
             table.add_row(str(s.id), s.name, s.kind.value, s.team.name, s.status.value, (s.reason or "")[:80])
@@ -216,15 +233,11 @@ def submissions_list() -> None:
 @submissions_app.command("show")
 def submissions_show(name: Annotated[str, typer.Argument(help="Submission name.")]) -> None:
     """Show a submission's status and its dry-run report."""
-    with db.transaction(settings()) as session:
-        submission = session.scalar(select(Submission).where(Submission.name == name))
-        if submission is None:
-            console.print(f"[bold red]error:[/] no submission named {name!r}")
-            raise typer.Exit(1)
-        _print_submission(submission)
+    with db.transaction(database()) as session:
+        _print_submission(_submission(session, name))
 
 
-def _run(dataset: str | None, wait: bool = True) -> local.RunSummary:
+def _run(dataset: str | None, wait: bool = True) -> RunSummary:
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("jobs", total=None)
@@ -232,14 +245,7 @@ def _run(dataset: str | None, wait: bool = True) -> local.RunSummary:
         def update(done: int, total: int, message: str) -> None:
             progress.update(task, completed=done, total=total, description=f"jobs ({message})")
 
-        if settings().broker_url:
-            from arena.execution.distributed import (
-                dispatch,  # imports Celery only where it is used
-            )
-
-            summary = dispatch(settings(), dataset, update, wait=wait)
-        else:
-            summary = local.run_missing(settings(), dataset, update)
+        summary = run_missing(database(), dataset, update, wait=wait)
     console.print(summary.describe())
     for error in summary.platform_errors:
         console.print(f"[yellow]platform error:[/] {error}")
@@ -253,9 +259,7 @@ def run(
 ) -> None:
     """Run every job that is missing: new submissions get only their row or column. In-process, or
     on Celery workers when ARENA_BROKER_URL is set."""
-    db.upgrade(settings())
-    with reported_errors():
-        summary = _run(dataset, wait)
+    summary = _run(dataset, wait)
     if summary.platform_errors:
         raise typer.Exit(2)
 
@@ -266,16 +270,9 @@ def rerun(
     dataset: DatasetOption = None,
 ) -> None:
     """Forget stored results (of one submission, or all) and compute them again."""
-    db.upgrade(settings())
-    with reported_errors(), db.transaction(settings()) as session:
-        chosen = None
-        if submission is not None:
-            chosen = session.scalar(select(Submission).where(Submission.name == submission))
-            if chosen is None:
-                raise SubmissionError(f"no submission named {submission!r}")
-        planning.forget(session, chosen)
-    with reported_errors():
-        _run(dataset)
+    with db.transaction(database()) as session:
+        planning.forget(session, None if submission is None else _submission(session, submission))
+    _run(dataset)
 
 
 def _frame_table(frame: pd.DataFrame, title: str, index: bool = False) -> Table:
@@ -302,16 +299,15 @@ def worker(
     gpu: Annotated[bool, typer.Option(help="This host has GPUs: give them to containers and run container_gpu images.")] = False,
 ) -> None:
     """Start a Celery worker that runs packs from ARENA_BROKER_URL on this host's Docker engine."""
-    if gpu:
-        settings().sandbox.gpu = True
-    queues = queues or ("gpu" if gpu else "cpu")
-    if not settings().broker_url:
-        console.print("[bold red]error:[/] set ARENA_BROKER_URL (for instance redis://localhost:6379/0) to start a worker")
-        raise typer.Exit(1)
-    from arena.execution.broker import configure
+    own = database()
+    if not own.broker_url:
+        raise ArenaError("set ARENA_BROKER_URL (for instance redis://localhost:6379/0) to start a worker")
+    if gpu:  # this worker's own copy: nothing else sees the change
+        own = own.model_copy(update={"sandbox": own.sandbox.model_copy(update={"gpu": True})})
+    from arena.execution.broker import celery_app  # imports Celery only where it is used
 
-    db.upgrade(settings())
-    configure(settings()).worker_main(["worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", queues,
+    queues = queues or ("gpu" if gpu else "cpu")
+    celery_app(own).worker_main(["worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", queues,
                                        "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
 
 
@@ -336,8 +332,7 @@ def web(
 @teams_app.command("token")
 def teams_token(name: Annotated[str, typer.Argument(help="Team name (created if new).")]) -> None:
     """Issue a team's web token (shown once; the team's earlier token stops working)."""
-    db.upgrade(settings())
-    with reported_errors(), db.transaction(settings()) as session:
+    with db.transaction(database()) as session:
         token = teams.issue_token(session, name)
     console.print(f"token for team {name!r}: [bold]{token}[/]", highlight=False)
 
@@ -348,19 +343,15 @@ def disqualify(
     reason: Annotated[str, typer.Option(help="Why; shown on the submission's page.")],
 ) -> None:
     """Take a submission out of every table and of planning (its stored results are kept)."""
-    with reported_errors(), db.transaction(settings()) as session:
-        submission = session.scalar(select(Submission).where(Submission.name == name))
-        if submission is None:
-            raise SubmissionError(f"no submission named {name!r}")
-        tournament.disqualify(submission, reason)
+    with db.transaction(database()) as session:
+        tournament.disqualify(_submission(session, name), reason)
     console.print(f"{name} is disqualified: {reason}")
 
 
 @app.command()
 def leaderboard(dataset: DatasetOption = None) -> None:
     """Print the defense, attack and targeted-attack leaderboards and the error matrix."""
-    db.upgrade(settings())
-    with reported_errors(), db.transaction(settings()) as session:
+    with db.transaction(database()) as session:
         standings = Standings.compute(session, find_dataset(session, dataset))
     for title, board in (
         ("Defenses (score = correct answers on adversarial images)", standings.defense_leaderboard()),
@@ -368,22 +359,19 @@ def leaderboard(dataset: DatasetOption = None) -> None:
         ("Targeted attacks (score = target class hit)", standings.targeted_attack_leaderboard()),
     ):
         console.print(_frame_table(board, title))
-    console.print(_frame_table(standings.matrix("error"), "Error matrix (attack x defense, all eps)", index=True))
+    console.print(_frame_table(standings.matrix(MatrixValue.ERROR), "Error matrix (attack x defense, all eps)", index=True))
 
 
 @app.command()
 def matrix(
-    value: Annotated[str, typer.Option(help="error, correct or hit.")] = "error",
+    value: Annotated[MatrixValue, typer.Option(help="What a cell counts.")] = MatrixValue.ERROR,
     epsilon: Annotated[Optional[int], typer.Option("--eps", help="One epsilon only.")] = None,
     dataset: DatasetOption = None,
 ) -> None:
     """Print the attack x defense matrix of errors, correct answers or target hits."""
-    if value not in ("error", "correct", "hit"):
-        console.print(f"[bold red]error:[/] --value must be error, correct or hit, not {value!r}")
-        raise typer.Exit(1)
-    with reported_errors(), db.transaction(settings()) as session:
+    with db.transaction(database()) as session:
         standings = Standings.compute(session, find_dataset(session, dataset))
-    title = f"{value} matrix" + (f" at eps={epsilon}" if epsilon is not None else " (all eps)")
+    title = f"{value.value} matrix" + (f" at eps={epsilon}" if epsilon is not None else " (all eps)")
     console.print(_frame_table(standings.matrix(value, epsilon), title, index=True))
 
 
@@ -393,7 +381,7 @@ def export(
     dataset: DatasetOption = None,
 ) -> None:
     """Write the 2017 result files (matrices, three results CSVs) and per-image results as Parquet."""
-    with reported_errors(), db.transaction(settings()) as session:
+    with db.transaction(database()) as session:
         written = export_results(session, find_dataset(session, dataset), directory)
     console.print(f"wrote {len(written)} files to {directory}")
 
@@ -407,8 +395,7 @@ def demo(
         run_demo,  # kept apart: the demo is a script over the commands above
     )
 
-    with reported_errors():
-        run_demo(settings(), images, console, _run)
+    run_demo(settings(), images, console, _run)
     leaderboard(None)
 
 
@@ -423,8 +410,7 @@ def study(
     from arena.tools.study import DEFAULT_PHOTOS, run_study
     from arena.tools.study_report import write_report
 
-    with reported_errors():
-        name = run_study(settings(), images, photos or DEFAULT_PHOTOS, console, _run)
-        with db.transaction(settings()) as session:
-            written = write_report(session, find_dataset(session, name), report)
+    name = run_study(settings(), images, photos or DEFAULT_PHOTOS, console, _run)
+    with db.transaction(database()) as session:
+        written = write_report(session, find_dataset(session, name), report)
     console.print(f"report written: {', '.join(str(p) for p in written)}")

@@ -1,7 +1,11 @@
 """Database engine, sessions and schema migrations.
 
-The schema is only ever created by Alembic (``arena db upgrade``), in tests too, so the
-migration that production runs is the one the tests exercise.
+The schema is only ever created or changed by Alembic, in one explicit place: ``arena db
+upgrade`` (which the README's set-up, the compose stack's ``migrate`` service and the
+demo run), and the tests make theirs the same way, so the migration that production runs
+is the one the tests exercise. Everything else only checks that the schema is current
+(``require_schema``) and says what to run when it is not, rather than migrating as a side
+effect of a read.
 """
 
 import functools
@@ -14,6 +18,8 @@ from typing import ParamSpec, TypeVar
 import psycopg
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from psycopg import sql
 from sqlalchemy import Engine, Enum, Table, create_engine, event, insert
 from sqlalchemy.exc import DBAPIError
@@ -28,6 +34,7 @@ from tenacity import (
 
 from arena import REPO_ROOT
 from arena.config import Settings
+from arena.errors import ConflictError
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -132,3 +139,22 @@ def alembic_config(settings: Settings) -> Config:
 def upgrade(settings: Settings, revision: str = "head") -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(settings), revision)
+
+
+class SchemaOutOfDate(ConflictError):
+    """The database is not at the schema this code expects."""
+
+
+def require_schema(settings: Settings) -> None:
+    """Raise ``SchemaOutOfDate``, naming the command to run, unless the database is at the
+    newest migration; a new data directory or an older release's database both end here."""
+    head = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)  # where SQLite's file is looked for
+    with get_engine(settings.resolved_database_url).connect() as connection:
+        current = MigrationContext.configure(connection).get_current_revision()
+    if current != head:
+        found = f"at revision {current}" if current else "without Arena's schema"
+        raise SchemaOutOfDate(
+            f"the database {settings.resolved_database_url} is {found}; this Arena needs revision {head}: "
+            "run `arena db upgrade`"
+        )

@@ -77,6 +77,33 @@ class JobStatus(StrEnum):
     ERROR = "error"  # the platform failed (not the submission); the job is planned again
 
 
+class JobKind(StrEnum):
+    """The two kinds of job, and where each keeps its rows: one place to ask, so no code
+    branches on a bare "attack"/"defense" string."""
+
+    ATTACK = "attack"
+    DEFENSE = "defense"
+
+    @classmethod
+    def of(cls, submission_kind: SubmissionKind) -> "JobKind":
+        """The jobs a submission of this kind runs."""
+        return cls.ATTACK if submission_kind.is_attack else cls.DEFENSE
+
+    @property
+    def job_class(self) -> type["AttackJob"] | type["DefenseJob"]:
+        return AttackJob if self is JobKind.ATTACK else DefenseJob
+
+    @property
+    def attempt_column(self):
+        """The column of ``JobAttempt`` that points at a job of this kind."""
+        return JobAttempt.attack_job_id if self is JobKind.ATTACK else JobAttempt.defense_job_id
+
+    @property
+    def result_table(self) -> type["AdversarialImage"] | type["Classification"]:
+        """Where a job of this kind stores its per-image results."""
+        return AdversarialImage if self is JobKind.ATTACK else Classification
+
+
 class ClassificationProblem(StrEnum):
     MISSING = "missing"  # no line for this image in result.csv
     INVALID = "invalid"  # a line that does not parse or a label outside 1..1000

@@ -17,8 +17,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.config import Settings
-from arena.db import transaction
 from arena.data.images import BadImage, ImageStore, center_crop_resize, encode_png, read_png
+from arena.db import transaction
+from arena.errors import InputError
 from arena.models import Batch, Dataset, Image
 
 Track = Callable[[Iterable, str], Iterable]
@@ -27,9 +28,6 @@ MAX_LISTED_PROBLEMS = 30
 
 def no_progress(items: Iterable, _description: str) -> Iterable:
     return items
-
-
-from arena.errors import InputError
 
 
 class DatasetError(InputError):

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arena.config import Settings
-from arena.execution import planning
+from arena.execution import leases, planning
 from arena.execution.pack_run import Pack
-from arena.models import AttackJob, Dataset, DefenseJob, Image, JobAttempt, Submission
+from arena.models import Dataset, Image, JobAttempt, JobKind, Submission
 
 #: Runs looked at to learn a submission's time per image: recent ones say most.
 RECENT_RUNS = 20
@@ -24,13 +24,11 @@ RECENT_RUNS = 20
 
 def seconds_per_image(session: Session, submission: Submission) -> float | None:
     """The submission's measured time per image: its recent runs, else its dry run."""
-    column = AttackJob.submission_id if submission.kind.is_attack else DefenseJob.submission_id
-    job = AttackJob if submission.kind.is_attack else DefenseJob
-    link = JobAttempt.attack_job_id if submission.kind.is_attack else JobAttempt.defense_job_id
+    kind = JobKind.of(submission.kind)
     ratios = session.scalars(
         select(JobAttempt.seconds / JobAttempt.images)
-        .join(job, link == job.id)
-        .where(column == submission.id, JobAttempt.images > 0, JobAttempt.seconds.is_not(None))
+        .join(kind.job_class, kind.attempt_column == kind.job_class.id)
+        .where(kind.job_class.submission_id == submission.id, JobAttempt.images > 0, JobAttempt.seconds.is_not(None))
         .order_by(JobAttempt.id.desc())
         .limit(RECENT_RUNS)
     ).all()
@@ -55,14 +53,14 @@ def _images_per_batch(session: Session, batch_ids: set[int]) -> dict[int, int]:
     return dict(session.execute(query).all())
 
 
-def make_packs(session: Session, settings: Settings, kind: str, job_ids: list[int]) -> list[Pack]:
+def make_packs(session: Session, settings: Settings, kind: JobKind, job_ids: list[int]) -> list[Pack]:
     """Group runnable jobs into packs, each at least one job and at most ``pack_images`` images."""
-    job_class = AttackJob if kind == "attack" else DefenseJob
+    job_class = kind.job_class
     jobs = session.scalars(select(job_class).where(job_class.id.in_(job_ids)).order_by(job_class.id)).all()
     sizes = _images_per_batch(session, {j.batch_id for j in jobs})
 
     def key(job) -> tuple:
-        return (job.submission_id, job.epsilon) if kind == "attack" else (job.submission_id,)
+        return (job.submission_id, job.epsilon) if kind is JobKind.ATTACK else (job.submission_id,)
 
     packs = []
     for _, group in groupby(sorted(jobs, key=lambda j: (key(j), j.id)), key=key):
@@ -80,19 +78,18 @@ def make_packs(session: Session, settings: Settings, kind: str, job_ids: list[in
     return packs
 
 
-def plan_packs(
-    session: Session,
-    settings: Settings,
-    dataset: Dataset,
-    skip: frozenset[tuple[str, int]] = frozenset(),
-    max_attempts: int | None = None,
+def next_packs(
+    session: Session, settings: Settings, dataset: Dataset, skip: frozenset[tuple[JobKind, int]] = frozenset()
 ) -> list[Pack]:
-    """Plan what is missing, then pack every runnable job not in ``skip`` (``(kind, job id)``
-    pairs already handed out, or failed on the platform in this run)."""
+    """One turn of every executor: reap expired leases, plan what is missing, then pack every
+    runnable job not in ``skip`` (``(kind, job id)`` pairs this run already handed out, or
+    saw fail on the platform). A job that failed on the platform ``settings.max_attempts``
+    times is left in error."""
+    leases.reap(session)
     planning.plan(session, dataset, settings.epsilons)
     packs = []
-    for kind, job_class in (("attack", AttackJob), ("defense", DefenseJob)):
-        jobs = planning.runnable(session, dataset, job_class, max_attempts=max_attempts)
+    for kind in JobKind:
+        jobs = planning.runnable(session, dataset, kind, max_attempts=settings.max_attempts)
         runnable = [job for job in jobs if (kind, job) not in skip]
         packs += make_packs(session, settings, kind, runnable) if runnable else []
     return packs

@@ -3,13 +3,16 @@
 The tournament's work is a grid: every accepted attack x every epsilon x every batch,
 then every accepted defense x every finished attack job and every clean batch. Planning
 compares the grid with the jobs already in the database and inserts the difference, so
-a new attack adds only its row and a new defense only its column.
+a new attack adds only its row and a new defense only its column. Two runners may plan at
+once (two ``arena run``, a worker fleet's dispatcher and the web's Run button): a job the
+other one inserted first is skipped by the unique constraints, not an error.
 """
 
 from dataclasses import dataclass
 from itertools import product
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import Table, delete, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from arena.models import (
@@ -17,11 +20,11 @@ from arena.models import (
     Batch,
     Dataset,
     DefenseJob,
+    JobKind,
     JobStatus,
     Submission,
     SubmissionKind,
     SubmissionStatus,
-    utcnow,
 )
 from arena.results import tallies
 
@@ -51,9 +54,7 @@ def plan_attack_jobs(session: Session, dataset: Dataset, epsilons: list[int]) ->
     )
     wanted = product(_accepted(session, defenses=False), epsilons, batches)
     missing = [dict(submission_id=s, epsilon=e, batch_id=b) for s, e, b in wanted if (s, e, b) not in existing]
-    if missing:
-        session.execute(AttackJob.__table__.insert(), missing)
-    return len(missing)
+    return _insert_new(session, AttackJob.__table__, missing)
 
 
 def plan_defense_jobs(session: Session, dataset: Dataset) -> int:
@@ -82,19 +83,24 @@ def plan_defense_jobs(session: Session, dataset: Dataset) -> int:
         for a, b in targets
         if (d, a, b) not in existing
     ]
-    if missing:
-        session.execute(DefenseJob.__table__.insert(), missing)
-    return len(missing)
+    return _insert_new(session, DefenseJob.__table__, missing)
+
+
+def _insert_new(session: Session, table: Table, rows: list[dict]) -> int:
+    """Insert the rows another planner has not inserted meanwhile; return how many were new."""
+    if not rows:
+        return 0
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return session.execute(dialect.insert(table).on_conflict_do_nothing(), rows).rowcount
 
 
 def plan(session: Session, dataset: Dataset, epsilons: list[int]) -> Plan:
     return Plan(plan_attack_jobs(session, dataset, epsilons), plan_defense_jobs(session, dataset))
 
 
-def runnable(
-    session: Session, dataset: Dataset, job_class: type[AttackJob] | type[DefenseJob], max_attempts: int | None = None
-) -> list[int]:
+def runnable(session: Session, dataset: Dataset, kind: JobKind, max_attempts: int | None = None) -> list[int]:
     """Jobs waiting to run: never run, or interrupted by a platform error (up to ``max_attempts``)."""
+    job_class = kind.job_class
     waiting = job_class.status == JobStatus.PENDING
     failed = job_class.status == JobStatus.ERROR
     if max_attempts is not None:
@@ -118,28 +124,18 @@ def expected_defense_jobs(session: Session, dataset: Dataset) -> int:
     return unfinished * len(_accepted(session, defenses=True))
 
 
-def _back_to_pending(session: Session, still_valid_lease: bool) -> int:
-    """Running or queued jobs go back to pending; with ``still_valid_lease`` False, only those
-    whose lease ran out. A finished job is never touched."""
-    released = 0
-    for job_class in (AttackJob, DefenseJob):
-        held = job_class.status.in_([JobStatus.RUNNING, JobStatus.QUEUED])
-        condition = held if still_valid_lease else held & (job_class.lease_expires_at < utcnow())
-        query = update(job_class).where(condition).values(status=JobStatus.PENDING, lease_expires_at=None)
-        released += session.execute(query).rowcount
-    return released
-
-
-def release_interrupted(session: Session) -> int:
-    """Embedded mode has one runner, so anything left running or queued by an earlier process
-    that died is free to run again at once, whatever its lease says."""
-    return _back_to_pending(session, still_valid_lease=True)
-
-
-def reap(session: Session) -> int:
-    """Jobs whose lease ran out (their worker died, or their queue message was lost) go back
-    to pending, to be queued again."""
-    return _back_to_pending(session, still_valid_lease=False)
+def held(session: Session, dataset: Dataset) -> int:
+    """Jobs of the dataset queued or running under someone's lease: a runner that finds
+    nothing to do follows these until they finish or their lease runs out."""
+    count = 0
+    for kind in JobKind:
+        job_class = kind.job_class
+        count += session.scalar(
+            select(func.count(job_class.id))
+            .join(Batch, job_class.batch_id == Batch.id)
+            .where(Batch.dataset_id == dataset.id, job_class.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+        )
+    return count
 
 
 def forget(session: Session, submission: Submission | None = None) -> None:

@@ -13,10 +13,9 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-CHUNK = 1 << 20
-
-
 from arena.errors import InputError
+
+CHUNK = 1 << 20
 
 
 class ArchiveError(InputError):

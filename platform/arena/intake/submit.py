@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from arena.config import Settings
 from arena.db import transaction
@@ -33,13 +35,41 @@ def _check_allowed(settings: Settings, metadata: Metadata) -> None:
         raise SubmissionError(f"container {metadata.container!r} is not allowed here (allowed: {allowed})")
 
 
-def _check_new(settings: Settings, sha256: str, name: str) -> None:
+def _refuse_duplicate(session: Session, sha256: str, name: str) -> None:
+    same = session.scalar(select(Submission).where(Submission.sha256 == sha256))
+    if same:
+        raise SubmissionError(f"this code was already submitted as {same.name!r} (status {same.status.value})")
+    if session.scalar(select(Submission).where(Submission.name == name)):
+        raise SubmissionError(f"a submission named {name!r} exists; choose another with --name")
+
+
+def _register(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata) -> int:
+    """Store the submission as validating before anything else is done with its code.
+
+    Two uploads of the same code (or name, or a new team's first two) may race: the unique
+    constraints decide, and the loser is told what the winner took, as if it had come
+    second; a race over the new team alone is simply tried again, the team now existing."""
+    try:
+        return _insert(settings, sha256, name, team, metadata)
+    except IntegrityError:
+        with transaction(settings) as session:
+            _refuse_duplicate(session, sha256, name)
+        return _insert(settings, sha256, name, team, metadata)
+
+
+def _insert(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata) -> int:
     with transaction(settings) as session:
-        same = session.scalar(select(Submission).where(Submission.sha256 == sha256))
-        if same:
-            raise SubmissionError(f"this code was already submitted as {same.name!r} (status {same.status.value})")
-        if session.scalar(select(Submission).where(Submission.name == name)):
-            raise SubmissionError(f"a submission named {name!r} exists; choose another with --name")
+        _refuse_duplicate(session, sha256, name)
+        owner = session.scalar(select(Team).where(Team.name == team)) or Team(name=team)
+        submission = Submission(team=owner, name=name, kind=metadata.type, sha256=sha256, meta=metadata.model_dump())
+        session.add(submission)
+        session.flush()
+        return submission.id
+
+
+def _forget(settings: Settings, submission_id: int) -> None:
+    with transaction(settings) as session:
+        session.delete(session.get(Submission, submission_id))
 
 
 def _default_name(archive: Path) -> str:
@@ -84,19 +114,17 @@ def submit(settings: Settings, archive: Path, team: str, name: str | None = None
     name = name or _default_name(archive)
     with unpacked(settings, archive) as (root, metadata, sha256):
         _check_allowed(settings, metadata)
-        _check_new(settings, sha256, name)
-        code = SubmissionCode(_install(settings, root, metadata, sha256), metadata)
-    with transaction(settings) as session:
-        owner = session.scalar(select(Team).where(Team.name == team)) or Team(name=team)
-        submission = Submission(team=owner, name=name, kind=metadata.type, sha256=sha256, meta=metadata.model_dump())
-        session.add(submission)
-    try:
-        report = validate(settings, code, images)
-    except SandboxError as exc:
-        with transaction(settings) as session:
-            session.delete(session.get(Submission, submission.id))
-        raise SubmissionError(f"the dry run could not start, nothing was stored: {exc}") from None
-    return _record(settings, submission.id, report)
+        submission_id = _register(settings, sha256, name, team, metadata)
+        try:
+            code = SubmissionCode(_install(settings, root, metadata, sha256), metadata)
+            report = validate(settings, code, images)
+        except SandboxError as exc:
+            _forget(settings, submission_id)
+            raise SubmissionError(f"the dry run could not start, nothing was stored: {exc}") from None
+        except BaseException:
+            _forget(settings, submission_id)
+            raise
+    return _record(settings, submission_id, report)
 
 
 def _record(settings: Settings, submission_id: int, report: ValidationReport) -> Submission:

@@ -5,10 +5,13 @@ from pathlib import Path
 from sqlalchemy.orm import Session
 
 from arena.models import Dataset
+from arena.results.judging import MatrixValue
 from arena.results.plots import epsilon_curves, heatmap
 from arena.results.scoring import Names, Standings, load_results
 
-MATRICES = {"accuracy_matrix": "correct", "error_matrix": "error", "hit_target_class_matrix": "hit"}
+#: The 2017 file names of the three matrices.
+MATRICES = {"accuracy_matrix": MatrixValue.CORRECT, "error_matrix": MatrixValue.ERROR,
+            "hit_target_class_matrix": MatrixValue.HIT}
 
 
 def export(session: Session, dataset: Dataset, directory: Path) -> list[Path]:

@@ -13,11 +13,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arena.models import (
-    AttackJob,
     Batch,
     Dataset,
-    DefenseJob,
     JobAttempt,
+    JobKind,
     JobStatus,
     Submission,
     SubmissionKind,
@@ -49,7 +48,8 @@ class JobCounts:
         }
 
 
-def job_statuses(session: Session, dataset: Dataset, job_class, submission_id: int | None = None) -> Counter:
+def job_statuses(session: Session, dataset: Dataset, kind: JobKind, submission_id: int | None = None) -> Counter:
+    job_class = kind.job_class
     query = (
         select(job_class.status, func.count(job_class.id))
         .join(Batch, job_class.batch_id == Batch.id)
@@ -79,18 +79,17 @@ def tournament_progress(session: Session, dataset: Dataset, epsilons: list[int])
     attacks = _accepted(session, SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
     defenses = _accepted(session, SubmissionKind.DEFENSE)
     return {
-        "attack_jobs": JobCounts(job_statuses(session, dataset, AttackJob), attacks * per_attack),
-        "defense_jobs": JobCounts(job_statuses(session, dataset, DefenseJob), defenses * per_defense),
+        "attack_jobs": JobCounts(job_statuses(session, dataset, JobKind.ATTACK), attacks * per_attack),
+        "defense_jobs": JobCounts(job_statuses(session, dataset, JobKind.DEFENSE), defenses * per_defense),
     }
 
 
 def submission_progress(session: Session, dataset: Dataset, submission: Submission, epsilons: list[int]) -> JobCounts:
     per_attack, per_defense = _grid(session, dataset, epsilons)
-    job_class = AttackJob if submission.kind.is_attack else DefenseJob
     expected = per_attack if submission.kind.is_attack else per_defense
     if submission.status is not SubmissionStatus.ACCEPTED:
         expected = 0
-    return JobCounts(job_statuses(session, dataset, job_class, submission.id), expected)
+    return JobCounts(job_statuses(session, dataset, JobKind.of(submission.kind), submission.id), expected)
 
 
 def completion(session: Session, dataset: Dataset, epsilons: list[int]) -> dict[int, float]:
@@ -98,7 +97,7 @@ def completion(session: Session, dataset: Dataset, epsilons: list[int]) -> dict[
     queries, whatever the number of submissions: the leaderboards show it on every row)."""
     per_attack, per_defense = _grid(session, dataset, epsilons)
     done: dict[int, int] = {}
-    for job_class in (AttackJob, DefenseJob):
+    for job_class in (kind.job_class for kind in JobKind):
         done.update(session.execute(
             select(job_class.submission_id, func.count(job_class.id))
             .join(Batch, job_class.batch_id == Batch.id)
@@ -116,10 +115,10 @@ def completion(session: Session, dataset: Dataset, epsilons: list[int]) -> dict[
 def median_seconds_per_100(session: Session) -> dict[int, float]:
     """Each submission's median container time per 100 images, the unit of the 2017 time limit."""
     rows: list[tuple] = []
-    for job_class, link in ((AttackJob, JobAttempt.attack_job_id), (DefenseJob, JobAttempt.defense_job_id)):
+    for kind in JobKind:
         query = (
-            select(job_class.submission_id, JobAttempt.seconds, JobAttempt.images)
-            .join(job_class, link == job_class.id)
+            select(kind.job_class.submission_id, JobAttempt.seconds, JobAttempt.images)
+            .join(kind.job_class, kind.attempt_column == kind.job_class.id)
             .where(JobAttempt.images > 0, JobAttempt.seconds.is_not(None))
         )
         rows += (tuple(row) for row in session.connection().execute(query))  # Core: 40k attempts at 100 x 100

@@ -2,7 +2,7 @@
 
 The rules are the 2017 competition's (see docs/scoring.md):
 - error(d, a, eps, image) = label != TrueLabel; hit = label == TargetClass. A missing or
-  invalid answer is an error and never a hit.
+  invalid answer is an error and never a hit (``judging`` holds the rule, once).
 - defense score = correct answers over every adversarial image of every attack (targeted
   ones included); attack score = errors over every defense; targeted-attack score = hits.
 - normalised rate = score / number of (image, counterpart, eps) cells that were scored.
@@ -33,9 +33,11 @@ from arena.models import (
     SubmissionStatus,
     Team,
 )
+from arena.results.judging import ERROR, HIT, MatrixValue
 
-CELL_COLUMNS = ["attack_id", "defense_id", "epsilon", "scored", "error", "hit"]
-RESULT_COLUMNS = ["defense_id", "attack_id", "epsilon", "image_id", "image", "label", "true_label", "target_class"]
+CELL_COLUMNS = ["attack_id", "defense_id", "epsilon", "scored", MatrixValue.ERROR, MatrixValue.HIT]
+RESULT_COLUMNS = ["defense_id", "attack_id", "epsilon", "image_id", "image", "label", "true_label", "target_class",
+                  MatrixValue.ERROR, MatrixValue.HIT]
 
 
 def _accepted_ids(session: Session) -> list[int]:
@@ -55,6 +57,8 @@ def load_results(session: Session, dataset: Dataset) -> pd.DataFrame:
             Classification.label,
             Image.true_label,
             Image.target_class,
+            ERROR,
+            HIT,
         )
         .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
         .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
@@ -66,7 +70,7 @@ def load_results(session: Session, dataset: Dataset) -> pd.DataFrame:
         )
     )
     frame = pd.DataFrame(session.execute(query).all(), columns=RESULT_COLUMNS)
-    return _judge(frame)
+    return frame.astype({"error": bool, "hit": bool})
 
 
 def load_cells(session: Session, dataset: Dataset, accepted: list[int]) -> pd.DataFrame:
@@ -79,7 +83,7 @@ def load_cells(session: Session, dataset: Dataset, accepted: list[int]) -> pd.Da
     # at 40k cells (a 100 x 100 tournament at 4 eps; bench/web.py).
     rows = [tuple(row) for row in session.connection().execute(query)]
     frame = pd.DataFrame.from_records(rows, columns=CELL_COLUMNS).astype("int64")
-    frame["correct"] = frame["scored"] - frame["error"]
+    frame[MatrixValue.CORRECT] = frame["scored"] - frame[MatrixValue.ERROR]
     return frame
 
 
@@ -90,13 +94,6 @@ def load_clean(session: Session, dataset: Dataset, accepted: list[int]) -> pd.Da
     )
     frame = pd.DataFrame(session.execute(query).all(), columns=["defense_id", "scored", "error"]).set_index("defense_id")
     return ((frame["scored"] - frame["error"]) / frame["scored"]).astype(float).rename("clean_accuracy")
-
-
-def _judge(frame: pd.DataFrame) -> pd.DataFrame:
-    label = frame["label"].astype("Int64")
-    frame["error"] = ~label.eq(frame["true_label"]).fillna(False).astype(bool)
-    frame["hit"] = label.eq(frame["target_class"]).fillna(False).astype(bool)
-    return frame
 
 
 @dataclass
@@ -121,8 +118,8 @@ class Names:
         return self.frame[self.frame["kind"].isin([str(k) for k in kinds])]
 
 
-def matrix(cells: pd.DataFrame, names: Names, value: str, epsilon: int | None = None) -> pd.DataFrame:
-    """Attack rows x defense columns of summed ``value`` ("error", "correct" or "hit"), by name.
+def matrix(cells: pd.DataFrame, names: Names, value: MatrixValue, epsilon: int | None = None) -> pd.DataFrame:
+    """Attack rows x defense columns of summed ``value``, by name.
 
     Every accepted attack and defense gets its row and column, zero-filled when it has
     no results yet, so the shape never depends on how far the run has got."""
@@ -138,7 +135,7 @@ def matrix(cells: pd.DataFrame, names: Names, value: str, epsilon: int | None = 
     return table
 
 
-def _scores(cells: pd.DataFrame, by: str, value: str, epsilons: list[int]) -> pd.DataFrame:
+def _scores(cells: pd.DataFrame, by: str, value: MatrixValue, epsilons: list[int]) -> pd.DataFrame:
     grouped = cells.groupby(by)[[value, "scored"]].sum()
     table = pd.DataFrame({"score": grouped[value], "scored": grouped["scored"]})
     table["normalized"] = table["score"] / table["scored"]
@@ -177,13 +174,13 @@ class Standings:
         """No adversarial image has been classified yet."""
         return self.cells.empty
 
-    def matrix(self, value: str, epsilon: int | None = None) -> pd.DataFrame:
+    def matrix(self, value: MatrixValue, epsilon: int | None = None) -> pd.DataFrame:
         return matrix(self.cells, self.names, value, epsilon)
 
     def error_rate_matrix(self, epsilon: int | None = None) -> pd.DataFrame:
         """Misclassified (%) per cell: errors over answers scored, for pictures and reports."""
-        counts = self.matrix("error", epsilon) + self.matrix("correct", epsilon)
-        return (self.matrix("error", epsilon) * 100 / counts.where(counts > 0)).fillna(0.0)
+        counts = self.matrix(MatrixValue.ERROR, epsilon) + self.matrix(MatrixValue.CORRECT, epsilon)
+        return (self.matrix(MatrixValue.ERROR, epsilon) * 100 / counts.where(counts > 0)).fillna(0.0)
 
     def defense_error_by_epsilon(self) -> dict[str, pd.Series]:
         """Each defense's misclassified (%) over all attacks, by epsilon."""
@@ -193,15 +190,15 @@ class Standings:
         return {names[d]: by.loc[d] for d in by.index.get_level_values(0).unique()}
 
     def defense_leaderboard(self) -> pd.DataFrame:
-        table = _scores(self.cells, "defense_id", "correct", self.epsilons)
+        table = _scores(self.cells, "defense_id", MatrixValue.CORRECT, self.epsilons)
         return _leaderboard(table.join(self.clean, how="outer"), self.names.of_kind(SubmissionKind.DEFENSE))
 
     def attack_leaderboard(self) -> pd.DataFrame:
         attacks = self.cells[self.cells["attack_id"].isin(self.names.of_kind(SubmissionKind.ATTACK).index)]
-        table = _scores(attacks, "attack_id", "error", self.epsilons)
+        table = _scores(attacks, "attack_id", MatrixValue.ERROR, self.epsilons)
         return _leaderboard(table, self.names.of_kind(SubmissionKind.ATTACK))
 
     def targeted_attack_leaderboard(self) -> pd.DataFrame:
         kinds = self.names.of_kind(SubmissionKind.TARGETED_ATTACK)
-        table = _scores(self.cells[self.cells["attack_id"].isin(kinds.index)], "attack_id", "hit", self.epsilons)
+        table = _scores(self.cells[self.cells["attack_id"].isin(kinds.index)], "attack_id", MatrixValue.HIT, self.epsilons)
         return _leaderboard(table, kinds)

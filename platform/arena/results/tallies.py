@@ -8,7 +8,7 @@ How the counts stay exact, whatever the executor does:
 
 - ``count_defense_jobs`` runs in the transaction that stores those jobs' classifications,
   after the fencing check, and adds the counts *of the rows just stored* (read back with
-  the same judging query the rebuild uses) with INSERT ... ON CONFLICT DO UPDATE. A stale
+  the same judging query the rebuild uses, ``judging``'s) with INSERT ... ON CONFLICT DO UPDATE. A stale
   attempt stores no rows and counts nothing; a rolled-back transaction takes its counts
   with it; the unique indexes let a job's rows, hence its counts, land only once.
 - ``forget`` drops the tallies of what ``scheduler.forget`` deletes, in its transaction.
@@ -16,7 +16,7 @@ How the counts stay exact, whatever the executor does:
 - ``rebuild`` recomputes every tally from the raw rows (``arena scores rebuild``).
 """
 
-from sqlalchemy import Select, case, delete, func, insert, select, text
+from sqlalchemy import Select, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -29,11 +29,7 @@ from arena.models import (
     Image,
     Submission,
 )
-
-#: label != TrueLabel; a null label (missing or invalid answer) compares to nothing: an error.
-ERROR = case((Classification.label == Image.true_label, 0), else_=1)
-#: label == TargetClass; a null label is never a hit.
-HIT = case((Classification.label == Image.target_class, 1), else_=0)
+from arena.results.judging import ERROR, HIT
 
 
 def cell_counts(*where) -> Select:

@@ -20,11 +20,10 @@ from docker.errors import APIError, DockerException, ImageNotFound, NotFound
 from docker.types import DeviceRequest, LogConfig
 
 from arena.config import SandboxLimits
+from arena.errors import PlatformError
 
 WATCH_INTERVAL = 0.25
 LOG_EXCERPT_BYTES = 4000
-
-from arena.errors import PlatformError
 
 
 class SandboxError(PlatformError):

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from arena.config import Settings
-from arena.execution import local
+from arena.execution.run import run
+from arena.execution.summary import RunSummary
 from arena.models import utcnow
 
 
@@ -60,11 +61,5 @@ class TournamentRunner:
             self.state.running = False
             self.state.finished_at = utcnow()
 
-    def _execute(self, dataset_name: str | None) -> local.RunSummary:
-        if self.settings.broker_url:
-            from arena.execution.distributed import (
-                dispatch,  # Celery only where it is used
-            )
-
-            return dispatch(self.settings, dataset_name, self._progress, wait=True)
-        return local.run_missing(self.settings, dataset_name, self._progress)
+    def _execute(self, dataset_name: str | None) -> RunSummary:
+        return run(self.settings, dataset_name, self._progress)

@@ -1,0 +1,1 @@
+"""Datasets and their images, on disk and in the store."""

@@ -1,0 +1,39 @@
+"""What a run reports, the same whichever executor ran it, and how it reports progress."""
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from arena.models import JobKind
+
+#: Called with (jobs finished so far, jobs known in all, a line about the last step).
+Progress = Callable[[int, int, str], None]
+
+
+def silent(_done: int, _total: int, _message: str) -> None:
+    return None
+
+
+@dataclass
+class RunSummary:
+    """Jobs this run finished, by kind; container runs where this process made them."""
+
+    where: str  # "in-process" or "on the Celery workers"
+    finished: dict[JobKind, int] = field(default_factory=lambda: dict.fromkeys(JobKind, 0))
+    container_runs: int | None = None  # the workers' runs are theirs to count
+    platform_errors: list[str] = field(default_factory=list)
+
+    @property
+    def attack_jobs(self) -> int:
+        return self.finished[JobKind.ATTACK]
+
+    @property
+    def defense_jobs(self) -> int:
+        return self.finished[JobKind.DEFENSE]
+
+    @property
+    def jobs(self) -> int:
+        return sum(self.finished.values())
+
+    def describe(self) -> str:
+        runs = f" in {self.container_runs} container runs" if self.container_runs is not None else ""
+        return f"ran {self.attack_jobs} attack jobs and {self.defense_jobs} defense jobs {self.where}{runs}"

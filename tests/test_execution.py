@@ -1,0 +1,164 @@
+"""One execution model: whoever runs the tournament, a job under someone's live lease is
+theirs, an expired lease is reaped, and two runners at once run every job exactly once."""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from arena.db import transaction
+from arena.execution import pack_run, planning
+from arena.execution.run import run
+from arena.models import (
+    AdversarialImage,
+    AttackJob,
+    DefenseJob,
+    Image,
+    JobAttempt,
+    JobKind,
+    JobStatus,
+    SubmissionKind,
+    utcnow,
+)
+from arena.results.scoring import Standings
+from arena.sandbox.containers import RunResult
+from arena.sandbox.defense_run import DefenseOutcome
+from arena.sandbox.result_csv import Answer
+from conftest import SAMPLES, make_settings
+from factories import add_submission, submit_folder, synth_dataset
+
+DEADLINE_SECONDS = 120
+
+
+@pytest.fixture
+def attacked(settings, monkeypatch):
+    """Two batches attacked by one attack (its jobs done), one defense whose runs are faked
+    (every answer right): the defense jobs are what the runners share."""
+    dataset = synth_dataset(settings, 4, batch_size=2)
+    with transaction(settings) as session:
+        add_submission(session, "A", SubmissionKind.ATTACK)
+        add_submission(session, "D", SubmissionKind.DEFENSE)
+        planning.plan(session, dataset, settings.epsilons)
+        for job in session.scalars(select(AttackJob)):
+            job.status = JobStatus.DONE
+            for image in job.batch.images:
+                session.add(AdversarialImage(attack_job=job, image_id=image.id, sha256=image.sha256, linf=0))
+        session.flush()
+        planning.plan(session, dataset, settings.epsilons)
+        truth = {image.sha256: image.true_label for image in session.scalars(select(Image))}
+    monkeypatch.setattr(pack_run, "submission_code", lambda _settings, _submission: None)
+    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, _c, inputs: DefenseOutcome(
+        RunResult(0, False, None, 0.01, ""), {item.key: Answer(truth[item.sha256]) for item in inputs}))
+    return settings
+
+
+def _lease(settings, job_id: int, seconds: float, token: int = 7) -> None:
+    """Someone else holds the job: running under attempt ``token``, lease ending in ``seconds``."""
+    with transaction(settings) as session:
+        session.execute(update(DefenseJob).where(DefenseJob.id == job_id).values(
+            status=JobStatus.RUNNING, attempt=token, lease_expires_at=utcnow() + timedelta(seconds=seconds)))
+
+
+def _job(settings, job_id: int) -> DefenseJob:
+    with transaction(settings) as session:
+        return session.get(DefenseJob, job_id)
+
+
+def _attempts(settings, job_id: int) -> int:
+    with transaction(settings) as session:
+        return session.scalar(select(func.count(JobAttempt.id)).where(JobAttempt.defense_job_id == job_id))
+
+
+def test_a_live_lease_is_followed_and_an_expired_one_reaped(attacked):
+    """The in-process runner used to reset every running job at start, taking over jobs that
+    another runner held under a live lease. Now it leaves them alone, follows them until
+    their holder finishes, and takes over only a job whose lease ran out."""
+    settings = attacked
+    with transaction(settings) as session:
+        live, expired, *_ = session.scalars(select(DefenseJob.id).order_by(DefenseJob.id))
+    _lease(settings, live, seconds=60)
+    _lease(settings, expired, seconds=-1)
+    finished = []
+    runner = threading.Thread(target=lambda: finished.append(run(settings)), daemon=True)
+    runner.start()
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while _job(settings, expired).status is not JobStatus.DONE:  # the rest of the work goes on meanwhile
+        assert time.monotonic() < deadline, "the expired job was never taken over"
+        time.sleep(0.1)
+    time.sleep(1.5)  # more than one poll of the runner: it must still be following the live job
+    assert runner.is_alive() and _job(settings, live).attempt == 7 and _attempts(settings, live) == 0
+    with transaction(settings) as session:  # the holder finishes its job
+        session.execute(update(DefenseJob).where(DefenseJob.id == live).values(status=JobStatus.DONE))
+    runner.join(DEADLINE_SECONDS)
+    assert not runner.is_alive(), "the runner did not stop once the held job was done"
+    summary = finished[0]
+    assert _job(settings, expired).attempt == 8 and _attempts(settings, expired) == 1
+    assert summary.defense_jobs == summary.jobs and summary.container_runs >= 1
+    assert summary.describe().startswith(f"ran 0 attack jobs and {summary.defense_jobs} defense jobs in-process")
+
+
+def test_the_retry_cap_holds_in_process_as_on_workers(attacked, monkeypatch):
+    """A job that failed on the platform ``max_attempts`` times is left in error by the
+    in-process runner too (it used to retry it on every run, forever)."""
+    settings = attacked.model_copy(update={"max_attempts": 2})
+    with transaction(settings) as session:
+        capped, *_ = session.scalars(select(DefenseJob.id).order_by(DefenseJob.id))
+        session.execute(update(DefenseJob).where(DefenseJob.id == capped).values(status=JobStatus.ERROR, attempt=2))
+    summary = run(settings)
+    assert _job(settings, capped).status is JobStatus.ERROR and _attempts(settings, capped) == 0
+    with transaction(settings) as session:
+        others = session.scalars(select(DefenseJob.status).where(DefenseJob.id != capped)).all()
+    assert set(others) == {JobStatus.DONE} and summary.defense_jobs == len(others)
+
+
+def _arena_env(settings) -> dict[str, str]:
+    return {**os.environ, "ARENA_DATA_DIR": str(settings.data_dir), "ARENA_EPSILONS": ",".join(map(str, settings.epsilons)),
+            "ARENA_SANDBOX_MEMORY": settings.sandbox.memory, "ARENA_PACK_SECONDS": "0", "ARENA_CONCURRENCY": "2"}
+
+
+def _tournament(root: Path):
+    """Twelve images in batches of three, one attack and one defense at two epsilons: 8
+    attack jobs and 12 defense jobs, one container run each (packing off)."""
+    settings = make_settings(root / "arena", epsilons=[4, 16], pack_seconds=0)
+    dataset = synth_dataset(settings, 12, batch_size=3)
+    for sample in ("random_noise", "decoder"):
+        assert submit_folder(settings, SAMPLES / sample, root).status.value == "accepted"
+    return settings, dataset
+
+
+def _matrix(settings, dataset):
+    with transaction(settings) as session:
+        return Standings.compute(session, dataset).matrix("error", None)
+
+
+@pytest.mark.docker
+@pytest.mark.usefixtures("engine")
+def test_two_runs_at_once_run_every_job_exactly_once(tmp_path):
+    shared, dataset = _tournament(tmp_path / "shared")
+    arena = Path(sys.executable).parent / "arena"
+    logs = [tmp_path / f"run{k}.log" for k in (1, 2)]
+    runners = [subprocess.Popen([str(arena), "run"], env=_arena_env(shared), stdin=subprocess.DEVNULL,
+                                stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
+    try:
+        codes = [runner.wait(timeout=600) for runner in runners]
+    finally:
+        for runner in runners:
+            runner.kill()
+    assert codes == [0, 0], [log.read_text() for log in logs]
+    with transaction(shared) as session:
+        for kind in JobKind:
+            jobs = session.scalars(select(kind.job_class)).all()
+            runs = dict(session.execute(select(kind.attempt_column, func.count(JobAttempt.id))
+                                        .where(kind.attempt_column.is_not(None)).group_by(kind.attempt_column)).all())
+            assert jobs and all(job.status is JobStatus.DONE for job in jobs)
+            assert {job.id: runs.get(job.id, 0) for job in jobs} == {job.id: 1 for job in jobs}, f"{kind} jobs"
+    alone, alone_dataset = _tournament(tmp_path / "alone")
+    assert not run(alone).platform_errors
+    assert _matrix(shared, dataset).equals(_matrix(alone, alone_dataset))
+    assert _matrix(shared, dataset).to_numpy().sum() > 0
