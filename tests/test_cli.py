@@ -2,19 +2,28 @@
 
 import pandas as pd
 import pytest
+from typer.testing import CliRunner
+
 from arena.cli import app
 from arena.config import get_settings
-from typer.testing import CliRunner
 
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def data_dir(tmp_path, monkeypatch):
+@pytest.fixture
+def fresh_dir(tmp_path, monkeypatch):
+    """A data directory nothing has run in yet: no database."""
     monkeypatch.setenv("ARENA_DATA_DIR", str(tmp_path / "arena"))
     get_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
+
+
+@pytest.fixture(autouse=True)
+def data_dir(fresh_dir):
+    """A data directory after the README's set-up step, `arena db upgrade`."""
+    assert arena("db", "upgrade").exit_code == 0
+    return fresh_dir
 
 
 def arena(*args: str):
@@ -69,7 +78,9 @@ def test_commands_need_to_know_the_dataset(data_dir):
     board = arena("leaderboard", "--dataset", "two")
     assert board.exit_code == 1 and "no dataset named 'two' (known: one)" in board.output
     assert arena("rerun", "--submission", "ghost").output.count("no submission named 'ghost'") == 1
-    assert "--value must be error, correct or hit" in arena("matrix", "--value", "bogus").output
+    bogus = arena("matrix", "--value", "bogus")
+    said = " ".join(bogus.output.replace("│", " ").split())  # rich draws the message in a box
+    assert bogus.exit_code == 2 and "'bogus' is not one of 'error', 'correct', 'hit'" in said
 
 
 def test_export_writes_the_2017_files(data_dir):
@@ -134,3 +145,21 @@ def test_team_tokens_and_disqualification(data_dir):
     assert "1 to 200 characters" in arena("teams", "token", " ").output
     missing = arena("disqualify", "ghost", "--reason", "cheating")
     assert missing.exit_code == 1 and "no submission named 'ghost'" in missing.output
+
+
+def test_only_db_upgrade_changes_the_schema(fresh_dir, monkeypatch):
+    """Reads never migrate: before `arena db upgrade` every command that needs the database
+    says to run it (exit 1, no traceback) and leaves no table behind."""
+    monkeypatch.setenv("ARENA_DATA_DIR", str(fresh_dir / "elsewhere"))
+    get_settings.cache_clear()
+    for command in (["dataset", "synth", "10"], ["run"], ["leaderboard"], ["submissions", "list"], ["teams", "token", "b"]):
+        result = arena(*command)
+        assert result.exit_code == 1 and "run `arena db upgrade`" in result.output, (command, result.output)
+        assert "Traceback" not in result.output
+    from sqlalchemy import inspect
+
+    from arena import db
+
+    assert inspect(db.get_engine(get_settings().resolved_database_url)).get_table_names() == []
+    assert arena("db", "upgrade").exit_code == 0
+    assert arena("dataset", "synth", "10").exit_code == 0

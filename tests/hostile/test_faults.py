@@ -9,20 +9,20 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import docker
 import pytest
+from sqlalchemy import select
+
 from arena.db import get_engine, transaction
-from arena.execution import local
+from arena.execution.run import run
 from arena.intake.submit import SubmissionError
 from arena.models import AttackJob, JobAttempt, JobStatus, SubmissionStatus
 from arena.sandbox import containers
-from arena.sandbox.containers import LABEL, docker_client
-from servers import PrivateDockerd, postgres_cluster, private_dockerd
-from sqlalchemy import select
-
+from arena.sandbox.containers import docker_client
+from conftest import containers_mounting, wait_until
 from hostile.tournament import (
     IMAGE,
     MAX_OUTPUT_BYTES,
@@ -32,6 +32,7 @@ from hostile.tournament import (
     disqualify,
     take_in,
 )
+from servers import PrivateDockerd, postgres_cluster, private_dockerd
 
 pytestmark = [pytest.mark.docker]
 SLOW_NOOP = 'sleep 2\ncp "$1"/*.png "$2"/\n'  # slow enough for a fault to land mid-run
@@ -55,11 +56,16 @@ def private_engine(tournament, tmp_path_factory, monkeypatch) -> Iterator[Privat
         docker_client.cache_clear()
 
 
-def _when_a_container_runs(engine: PrivateDockerd) -> None:
+def _when_a_container_runs(engine: PrivateDockerd, run: Future) -> None:
+    """Return once the private engine runs a container (``run``'s first); fail when ``run``
+    ends first or none starts within a minute, rather than wait for ever."""
     client = docker.DockerClient(base_url=engine.host)
-    while not client.containers.list(filters={"status": "running"}):
-        time.sleep(0.1)
-    client.close()
+    try:
+        wait_until(lambda: client.containers.list(filters={"status": "running"}) or run.done(), 60,
+                   "a container running on the private engine")
+        assert not run.done(), f"the run ended before any container ran: {run.result()}"
+    finally:
+        client.close()
 
 
 def _jobs_with_errors(tournament: Tournament, submission_id: int) -> list[str]:
@@ -75,8 +81,8 @@ def test_dockerd_restarted_during_a_run(tournament, private_engine):
     assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
     try:
         with ThreadPoolExecutor(1) as pool:
-            running = pool.submit(local.run_missing, tournament.settings)
-            _when_a_container_runs(private_engine)
+            running = pool.submit(run, tournament.settings)
+            _when_a_container_runs(private_engine, running)
             private_engine.restart()
             interrupted = running.result()
         assert any("Docker engine" in e for e in interrupted.platform_errors), interrupted.platform_errors
@@ -110,7 +116,7 @@ def small_work_storage(tournament) -> Iterator[Path]:
 def _resumes_with_nothing_blamed(tournament: Tournament, submission_id: int) -> None:
     """The next run redoes what the fault interrupted: every job done, every image the
     attack's own (none replaced as missing), no platform error left."""
-    resumed = local.run_missing(tournament.settings)
+    resumed = run(tournament.settings)
     assert resumed.platform_errors == []
     for epsilon in tournament.settings.epsilons:
         jobs, images, _ = attack_outcome(tournament.settings, submission_id, epsilon)
@@ -133,7 +139,7 @@ def test_full_output_storage(tournament, small_work_storage, tmp_path):
     assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
     try:
         ballast = _fill(small_work_storage, leave=MAX_OUTPUT_BYTES // 2)
-        full = local.run_missing(tournament.settings)
+        full = run(tournament.settings)
         assert full.platform_errors and all("output storage is full" in e for e in full.platform_errors)
         assert _jobs_with_errors(tournament, submission.id)
         with pytest.raises(SubmissionError, match="could not start, nothing was stored.*output storage is full"):
@@ -153,11 +159,11 @@ def test_database_unreachable_for_a_while(engine, tmp_path, monkeypatch, caplog)
     with postgres_cluster() as database:
         pg = build(tmp_path, database_url=database.url)
         submission = take_in(pg, "late_noop", "attack", SLOW_NOOP.replace("sleep 2", "true"))
-        run = containers.run
+        run_container = containers.run
         outage = threading.Event()
 
         def run_then_lose_the_database(*args, **kwargs):
-            result = run(*args, **kwargs)
+            result = run_container(*args, **kwargs)
             if not outage.is_set():
                 outage.set()
                 database.stop()
@@ -166,7 +172,7 @@ def test_database_unreachable_for_a_while(engine, tmp_path, monkeypatch, caplog)
 
         monkeypatch.setattr(containers, "run", run_then_lose_the_database)
         caplog.set_level(logging.WARNING, logger="arena.db")
-        summary = local.run_missing(pg.settings)
+        summary = run(pg.settings)
         assert outage.is_set() and summary.platform_errors == []
         assert "OperationalError" in caplog.text  # each retry is reported
         for epsilon in pg.settings.epsilons:
@@ -183,7 +189,9 @@ def _arena_env(settings) -> dict[str, str]:
     return {**os.environ, "ARENA_DATA_DIR": str(settings.data_dir), "ARENA_EPSILONS": ",".join(map(str, settings.epsilons)),
             "ARENA_SECONDS_PER_IMAGE": str(settings.seconds_per_image), "ARENA_SANDBOX_MEMORY": limits.memory,
             "ARENA_SANDBOX_MAX_OUTPUT_BYTES": str(limits.max_output_bytes),
-            "ARENA_SANDBOX_MAX_OUTPUT_FILES": str(limits.max_output_files)}
+            "ARENA_SANDBOX_MAX_OUTPUT_FILES": str(limits.max_output_files),
+            # The next run follows the killed runner's jobs until their lease runs out: keep it short.
+            "ARENA_LEASE_SECONDS": "4"}
 
 
 def _running_attempts(tournament: Tournament, submission_id: int) -> list[JobAttempt]:
@@ -204,10 +212,12 @@ def test_runner_killed_during_a_run(tournament, tmp_path):
     arena = Path(sys.executable).parent / "arena"
     runner = subprocess.Popen([str(arena), "run"], env=_arena_env(tournament.settings), stdin=subprocess.DEVNULL,
                               stdout=(tmp_path / "run.log").open("w"), stderr=subprocess.STDOUT)
+    def started() -> bool:
+        assert runner.poll() is None, (tmp_path / "run.log").read_text()
+        return bool(_running_attempts(tournament, submission.id))
+
     try:
-        while not _running_attempts(tournament, submission.id):
-            assert runner.poll() is None, (tmp_path / "run.log").read_text()
-            time.sleep(0.1)
+        wait_until(started, 120, "`arena run` to start the attack's job")
         time.sleep(1)  # inside the container run now, not between claim and start
     finally:
         runner.kill()
@@ -228,8 +238,7 @@ def test_runner_killed_during_a_run(tournament, tmp_path):
 def _remove_leftovers(work: Path) -> None:
     """The killed runner's container, found on the shared engine by its mounts of our work
     folder (so only ours), and its scratch folders."""
-    for container in docker_client().containers.list(all=True, filters={"label": LABEL}):
-        if any(str(work.resolve()) in m.get("Source", "") for m in container.attrs.get("Mounts", [])):
-            container.remove(force=True)
+    for container in containers_mounting(work):
+        container.remove(force=True)
     for folder in work.iterdir():
         shutil.rmtree(folder)
