@@ -143,10 +143,9 @@ def forget(session: Session, submission: Submission | None = None) -> None:
     again; then their tallies. Jobs first: a job being stored holds its row lock, so the
     tallies are deleted only once its counts are in."""
     if submission is None:
-        session.execute(delete(DefenseJob))
-        session.execute(delete(AttackJob))
-    elif submission.kind.is_attack:
-        session.execute(delete(AttackJob).where(AttackJob.submission_id == submission.id))
+        for job_class in (DefenseJob, AttackJob):  # defense jobs first: they point at attack jobs
+            session.execute(delete(job_class))
     else:
-        session.execute(delete(DefenseJob).where(DefenseJob.submission_id == submission.id))
+        job_class = JobKind.of(submission.kind).job_class
+        session.execute(delete(job_class).where(job_class.submission_id == submission.id))
     tallies.forget(session, submission)
