@@ -162,3 +162,46 @@ def test_two_runs_at_once_run_every_job_exactly_once(tmp_path):
     assert not run(alone).platform_errors
     assert _matrix(shared, dataset).equals(_matrix(alone, alone_dataset))
     assert _matrix(shared, dataset).to_numpy().sum() > 0
+
+
+def test_the_broker_app_is_built_from_the_settings_it_is_given(tmp_path):
+    """No Celery app is configured at import; each caller builds its own from its settings."""
+    from arena.config import Settings
+    from arena.execution import broker
+
+    assert not hasattr(broker, "app")
+    one = broker.celery_app(Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:1/0", visibility_timeout=5))
+    other = broker.celery_app(Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:2/0"))
+    assert one.conf.broker_url != other.conf.broker_url
+    assert one.conf.broker_transport_options["visibility_timeout"] == 5 and broker.TASK in one.tasks
+
+
+def test_a_gpu_worker_changes_its_own_settings_only(tmp_path, monkeypatch):
+    """``arena worker --gpu`` used to set ``gpu`` on the process's shared settings object."""
+    from typer.testing import CliRunner
+
+    from arena.cli import app
+    from arena.config import get_settings
+    from arena.execution import broker
+
+    monkeypatch.setenv("ARENA_DATA_DIR", str(tmp_path / "arena"))
+    monkeypatch.setenv("ARENA_BROKER_URL", "redis://127.0.0.1:1/0")
+    get_settings.cache_clear()
+    given = []
+
+    class Worker:
+        def __init__(self, settings):
+            given.append(settings)
+
+        def worker_main(self, argv):
+            given.append(argv)
+
+    monkeypatch.setattr(broker, "celery_app", Worker)
+    try:
+        assert CliRunner().invoke(app, ["db", "upgrade"]).exit_code == 0
+        result = CliRunner().invoke(app, ["worker", "--gpu"])
+        assert result.exit_code == 0, result.output
+        assert given[0].sandbox.gpu and not get_settings().sandbox.gpu
+        assert given[1][given[1].index("--queues") + 1] == "gpu"
+    finally:
+        get_settings.cache_clear()
