@@ -1,5 +1,6 @@
 """The REST API and the pages without containers: who may do what, bad input, and a
-property-based run against the OpenAPI description (schemathesis) that must find no 5xx."""
+property-based run against the OpenAPI description (schemathesis) that must find no 5xx and
+no answer that differs from its declared schema or content type."""
 
 import io
 import tarfile
@@ -9,7 +10,11 @@ import schemathesis
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_schema_conformance,
+)
 from sqlalchemy import select
 
 from arena.admin.teams import issue_token
@@ -26,7 +31,7 @@ def _submission(session, team: Team, name: str, kind: SubmissionKind) -> Submiss
         team=team, name=name, kind=kind, sha256=name.ljust(64, "0"), status=SubmissionStatus.ACCEPTED,
         meta={"type": kind.value, "container": "arena/python:bookworm", "entry_point": "run.sh"},
         validation_report={"passed": True, "images": 4, "seconds": 1.0, "time_limit": 20.0, "exit_code": 0,
-                           "problems": [], "log_tail": f"secret log of {name}"},
+                           "timed_out": False, "problems": [], "log_tail": f"secret log of {name}"},
     )
     session.add(submission)
     return submission
@@ -173,8 +178,12 @@ def test_pages_answer_errors_as_html(arena):
     assert "no submission with id 999" in response.text
 
 
+CHECKS = [not_a_server_error, response_schema_conformance, content_type_conformance]
+
+
 def _fuzz(app, methods: set[str], headers: dict | None) -> None:
-    """Every operation of the OpenAPI description, with generated valid and invalid input."""
+    """Every operation of the OpenAPI description, with generated valid and invalid input: no
+    5xx, and every answer (errors included) has the declared content type and schema."""
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     for result in schema.get_all_operations():
         operation = result.ok()
@@ -184,7 +193,7 @@ def _fuzz(app, methods: set[str], headers: dict | None) -> None:
         @given(case=operation.as_strategy())
         @hypothesis_settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
         def check(case) -> None:
-            case.call_and_validate(headers=headers, checks=[not_a_server_error])
+            case.call_and_validate(headers=headers, checks=CHECKS)
 
         check()
 

@@ -3,6 +3,10 @@
 Reading leaderboards, matrices and submissions is public (unless organizers hide the
 leaderboards until the end); uploading needs a team token or the organizer credential;
 per-image results, images and organizer actions need the organizer credential.
+
+Every JSON answer has its model (``web.schemas``), so /openapi.json describes each field;
+actions go through ``web.actions``, the same functions as the pages' forms; errors are
+answered by ``web.app`` (any 4xx is a ``Problem``).
 """
 
 import io
@@ -21,18 +25,17 @@ from fastapi import (
 )
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from arena.admin import teams, tournament
+from arena.admin import tournament
 from arena.config import Settings
 from arena.data.images import ImageStore, amplified_perturbation, encode_png
 from arena.db import transaction
-from arena.execution import planning
+from arena.errors import NotFoundError
 from arena.models import AdversarialImage, Image, JobStatus
 from arena.results.export import MATRICES
 from arena.results.progress import tournament_progress
-from arena.web import queries
+from arena.web import actions, queries
 from arena.web.auth import (
     Caller,
     caller,
@@ -44,9 +47,34 @@ from arena.web.auth import (
 from arena.web.cache import Snapshot
 from arena.web.datasets import pick_dataset
 from arena.web.deps import get_session, get_settings
-from arena.web.uploads import take_upload
+from arena.web.schemas import (
+    Curves,
+    Disqualification,
+    Drilldown,
+    Health,
+    Job,
+    LeaderboardRow,
+    Logs,
+    Matrix,
+    MatrixValue,
+    Problem,
+    Progress,
+    ResultRow,
+    RunStarted,
+    SubmissionDetail,
+    SubmissionSummary,
+    TeamToken,
+    TournamentProgress,
+    TournamentState,
+    TournamentUpdate,
+    Track,
+    UploadedSubmission,
+)
 
-router = APIRouter(prefix="/api")
+#: Every error answer has the same shape, whoever raised it (``web.app``); "4XX" also stands
+#: for FastAPI's own 422, whose ``detail`` is the list of bad parameters.
+router = APIRouter(prefix="/api", responses={"4XX": {"model": Problem, "description": "What was wrong"},
+                                              503: {"model": Problem, "description": "The platform could not do its part"}})
 
 Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="A database id.")]
 DatasetName = Annotated[str | None, Query(max_length=200, description="Dataset (default: the newest).")]
@@ -54,16 +82,6 @@ Epsilon = Annotated[int | None, Query(alias="eps", ge=0, le=255, description="On
 Limit = Annotated[int, Query(ge=1, le=10_000)]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 LEADERBOARD_CSVS = {"defense_results": "defense", "attack_results": "attack", "targeted_attack_results": "targeted_attack"}
-
-
-class TournamentUpdate(BaseModel):
-    title: str | None = Field(None, min_length=1, max_length=200)
-    leaderboards_public: bool | None = None
-    uploads_open: bool | None = None
-
-
-class Disqualification(BaseModel):
-    reason: str = Field(min_length=1, max_length=2000, description="Shown on the submission's page.")
 
 
 async def snapshot(request: Request, dataset: DatasetName = None) -> Snapshot:
@@ -84,58 +102,59 @@ SessionDep = Annotated[Session, Depends(get_session)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-@router.get("/health", summary="Whether the web app answers (no database access): for health checks")
+@router.get("/health", response_model=Health,
+            summary="Whether the web app answers (no database access): for health checks")
 async def health() -> dict:
     return {"ok": True}
 
 
-@router.get("/tournament", summary="The tournament's settings and the web-started run")
+def _run_state(request: Request) -> dict:
+    state = request.app.state.runner.state
+    return {"running": state.running, "message": state.message, "outcome": state.outcome, "errors": state.errors}
+
+
+@router.get("/tournament", response_model=TournamentState, summary="The tournament's settings and the web-started run")
 def get_tournament(request: Request, session: SessionDep, settings: SettingsDep) -> dict:
     row = tournament.current(session)
-    state = request.app.state.runner.state
     return {"title": row.title, "leaderboards_public": row.leaderboards_public, "uploads_open": row.uploads_open,
-            "epsilons": settings.epsilons, "seconds_per_image": settings.seconds_per_image,
-            "run": {"running": state.running, "message": state.message, "outcome": state.outcome, "errors": state.errors}}
+            "epsilons": settings.epsilons, "seconds_per_image": settings.seconds_per_image, "run": _run_state(request)}
 
 
-@router.patch("/tournament", summary="Change the tournament's settings (organizers)")
+@router.patch("/tournament", response_model=TournamentState, summary="Change the tournament's settings (organizers)")
 def patch_tournament(request: Request, change: TournamentUpdate, settings: SettingsDep,
                      _: Caller = Depends(organizer)) -> dict:
-    with transaction(settings) as session:
-        tournament.update(session, **change.model_dump())
+    actions.update_settings(settings, **change.model_dump())
     with transaction(settings) as session:
         return get_tournament(request, session, settings)
 
 
-@router.get("/tournaments", summary="Datasets with how far the tournament on each has got")
+@router.get("/tournaments", response_model=list[TournamentProgress],
+            summary="Datasets with how far the tournament on each has got")
 def list_tournaments(session: SessionDep, settings: SettingsDep) -> list[dict]:
     return queries.datasets(session, settings)
 
 
-@router.get("/progress", summary="Jobs done and expected, for live progress")
+@router.get("/progress", response_model=Progress, summary="Jobs done and expected, for live progress")
 def get_progress(request: Request, session: SessionDep, settings: SettingsDep, dataset: DatasetName = None) -> dict:
     chosen = pick_dataset(session, dataset)
     counts = tournament_progress(session, chosen, settings.epsilons)
-    state = request.app.state.runner.state
-    return {"dataset": chosen.name, **{kind: c.as_dict() for kind, c in counts.items()},
-            "run": {"running": state.running, "message": state.message, "outcome": state.outcome, "errors": state.errors}}
+    return {"dataset": chosen.name, **{kind: c.as_dict() for kind, c in counts.items()}, "run": _run_state(request)}
 
 
-@router.post("/runs", status_code=202, summary="Run every missing job in the background (organizers)")
-def start_run(request: Request, session: SessionDep, dataset: DatasetName = None,
+@router.post("/runs", status_code=202, response_model=RunStarted,
+             summary="Run every missing job in the background (organizers; 409 while a run is under way)")
+def start_run(request: Request, settings: SettingsDep, dataset: DatasetName = None,
               _: Caller = Depends(organizer)) -> dict:
-    chosen = pick_dataset(session, dataset)
-    if not request.app.state.runner.start(chosen.name):
-        raise HTTPException(409, "a run is already under way; wait for it to finish")
-    return {"started": True, "dataset": chosen.name}
+    return {"started": True, "dataset": actions.start_run(settings, request.app.state.runner, dataset)}
 
 
-@router.get("/submissions", summary="Every submission with its status")
+@router.get("/submissions", response_model=list[SubmissionSummary], summary="Every submission with its status")
 def list_submissions(session: SessionDep) -> list[dict]:
     return queries.submissions(session)
 
 
-@router.post("/submissions", status_code=201, summary="Upload a submission archive (team token or organizers)")
+@router.post("/submissions", status_code=201, response_model=UploadedSubmission,
+             summary="Upload a submission archive (team token or organizers)")
 def upload_submission(
     settings: SettingsDep,
     archive: Annotated[UploadFile, File(description="A .zip, .tar or .tar.gz with metadata.json and the code.")],
@@ -143,14 +162,12 @@ def upload_submission(
     team: Annotated[str | None, Form(max_length=200, description="Organizers only: the owning team.")] = None,
     who: Caller = Depends(team_or_organizer),
 ) -> dict:
-    owner = who.team_name if not who.organizer else (team or "").strip()
-    if not owner:
-        raise HTTPException(422, "organizers must say which team the submission belongs to")
-    submission = take_upload(settings, archive, owner, name)
+    submission = actions.upload(settings, who, archive, name, team)
     return {**queries.submission_summary(submission), "validation_report": submission.validation_report}
 
 
-@router.get("/submissions/{submission_id}", summary="A submission: status, progress, runs, dry-run report")
+@router.get("/submissions/{submission_id}", response_model=SubmissionDetail, response_model_exclude_unset=True,
+            summary="A submission: status, progress, runs, dry-run report")
 def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep, dataset: DatasetName = None,
                    who: Caller = Depends(caller)) -> dict:
     submission = queries.submission_or_404(session, submission_id)
@@ -158,7 +175,7 @@ def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep
     return queries.submission_detail(session, settings, chosen, submission, with_logs=who.owns(submission))
 
 
-@router.get("/submissions/{submission_id}/logs",
+@router.get("/submissions/{submission_id}/logs", response_model=Logs,
             summary="A submission's dry-run log tail and its runs' logs (its team and organizers)")
 def get_logs(submission_id: Id, session: SessionDep, limit: Limit = 50,
              who: Caller = Depends(team_or_organizer)) -> dict:
@@ -169,29 +186,21 @@ def get_logs(submission_id: Id, session: SessionDep, limit: Limit = 50,
     return {"dry_run_log_tail": report.get("log_tail"), "runs": queries.attempts(session, submission, True, limit)}
 
 
-@router.post("/submissions/{submission_id}/rerun", status_code=202,
-             summary="Forget a submission's results and run them again (organizers)")
+@router.post("/submissions/{submission_id}/rerun", status_code=202, response_model=RunStarted,
+             summary="Forget a submission's results and run them again (organizers; 409 while a run is under way)")
 def rerun_submission(request: Request, submission_id: Id, settings: SettingsDep, dataset: DatasetName = None,
                      _: Caller = Depends(organizer)) -> dict:
-    with transaction(settings) as session:
-        chosen = pick_dataset(session, dataset)
-        if request.app.state.runner.state.running:
-            raise HTTPException(409, "a run is under way; rerun when it has finished")
-        planning.forget(session, queries.submission_or_404(session, submission_id))
-    request.app.state.runner.start(chosen.name)
-    return {"started": True, "dataset": chosen.name}
+    return {"started": True, "dataset": actions.rerun(settings, request.app.state.runner, submission_id, dataset)}
 
 
-@router.post("/submissions/{submission_id}/disqualify", summary="Take a submission out of every table (organizers)")
+@router.post("/submissions/{submission_id}/disqualify", response_model=SubmissionSummary,
+             summary="Take a submission out of every table (organizers)")
 def disqualify_submission(submission_id: Id, body: Disqualification, settings: SettingsDep,
                           _: Caller = Depends(organizer)) -> dict:
-    with transaction(settings) as session:
-        submission = queries.submission_or_404(session, submission_id)
-        tournament.disqualify(submission, body.reason)
-        return queries.submission_summary(submission)
+    return actions.disqualify(settings, submission_id, body.reason)
 
 
-@router.get("/jobs", summary="Jobs of a dataset, filtered by kind, submission and status")
+@router.get("/jobs", response_model=list[Job], summary="Jobs of a dataset, filtered by kind, submission and status")
 def list_jobs(
     session: SessionDep,
     kind: Literal["attack", "defense"] = "attack",
@@ -206,22 +215,26 @@ def list_jobs(
     return queries.jobs(session, chosen, kind, submission, status, limit, offset)
 
 
-@router.get("/leaderboards/{track}", summary="A track's leaderboard: defense, attack or targeted_attack")
-async def get_leaderboard(track: Literal["defense", "attack", "targeted_attack"], visible: Visible) -> Response:
+def _json(body: bytes) -> Response:
+    """Bytes serialised once per snapshot: FastAPI passes a Response through unvalidated, so the
+    route's ``response_model`` only describes it."""
+    return Response(body, media_type="application/json")
+
+
+@router.get("/leaderboards/{track}", response_model=list[LeaderboardRow],
+            summary="A track's leaderboard: defense, attack or targeted_attack")
+async def get_leaderboard(track: Track, visible: Visible) -> Response:
     key = ("leaderboard", track)
     body = visible.cached_json(key) or await run_in_threadpool(
         visible.json, key, lambda: queries.leaderboard(visible, track))
     return _json(body)
 
 
-def _json(body: bytes) -> Response:
-    return Response(body, media_type="application/json")
-
-
-@router.get("/matrix", summary="The attack x defense matrix, overall or at one epsilon, optionally top-K")
+@router.get("/matrix", response_model=Matrix,
+            summary="The attack x defense matrix, overall or at one epsilon, optionally top-K")
 async def get_matrix(
     visible: Visible,
-    value: Literal["error", "correct", "hit"] = "error",
+    value: MatrixValue = "error",
     epsilon: Epsilon = None,
     top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
@@ -232,12 +245,14 @@ async def get_matrix(
     return _json(body)
 
 
-@router.get("/curves", summary="Each defense's misclassification rate (%) by epsilon")
+@router.get("/curves", response_model=Curves, summary="Each defense's misclassification rate (%) by epsilon")
 def get_curves(visible: Visible, defense: Annotated[list[str] | None, Query(max_length=100)] = None) -> dict:
     return queries.curves(visible, defense)
 
 
-@router.get("/export/{name}.csv", summary="The 2017 result files: matrices (optionally at one eps) and leaderboards")
+@router.get("/export/{name}.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+            summary="The 2017 result files: matrices (optionally at one eps) and leaderboards")
 def export_csv(name: str, visible: Visible, epsilon: Epsilon = None) -> Response:
     standings = visible.standings
     if name in MATRICES:
@@ -246,14 +261,15 @@ def export_csv(name: str, visible: Visible, epsilon: Epsilon = None) -> Response
     elif name in LEADERBOARD_CSVS:
         frame, index = queries.TRACKS[LEADERBOARD_CSVS[name]][2](standings), False
     else:
-        raise HTTPException(404, f"no export {name!r}; exports: {', '.join([*MATRICES, *LEADERBOARD_CSVS])}")
+        raise NotFoundError(f"no export {name!r}; exports: {', '.join([*MATRICES, *LEADERBOARD_CSVS])}")
     buffer = io.StringIO()
     frame.to_csv(buffer, index=index)
     return Response(buffer.getvalue(), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 
-@router.get("/results", summary="Per-image answers on adversarial images (organizers: they reveal labels)")
+@router.get("/results", response_model=list[ResultRow],
+            summary="Per-image answers on adversarial images (organizers: they reveal labels)")
 def get_results(
     session: SessionDep,
     attack_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
@@ -268,62 +284,59 @@ def get_results(
     return queries.results(session, chosen, attack_id, defense_id, epsilon, limit, offset)
 
 
-@router.get("/adversarial/{adversarial_id}", summary="One adversarial image and every defense's answer on it")
+@router.get("/adversarial/{adversarial_id}", response_model=Drilldown,
+            summary="One adversarial image and every defense's answer on it")
 def get_adversarial(adversarial_id: Id, session: SessionDep, _: Caller = Depends(organizer)) -> dict:
     return queries.drilldown(session, adversarial_id)
+
+
+PNG = {"response_class": Response, "responses": {200: {"content": {"image/png": {}}}}}
 
 
 def _png(store: ImageStore, sha256: str) -> Response:
     path = store.path(sha256)
     if not path.is_file():
-        raise HTTPException(404, "the image file is not in the store (was the data directory moved?)")
+        raise NotFoundError("the image file is not in the store (was the data directory moved?)")
     return Response(path.read_bytes(), media_type="image/png")
 
 
-@router.get("/images/{image_id}/image.png", summary="A clean dataset image (organizers)",
-            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+@router.get("/images/{image_id}/image.png", summary="A clean dataset image (organizers)", **PNG)
 def clean_png(image_id: Id, session: SessionDep, settings: SettingsDep, _: Caller = Depends(organizer)) -> Response:
     image = session.get(Image, image_id)
     if image is None:
-        raise HTTPException(404, f"no image with id {image_id}")
+        raise NotFoundError(f"no image with id {image_id}")
     return _png(ImageStore(settings.store_dir), image.sha256)
 
 
 def _adversarial(session: Session, adversarial_id: int) -> AdversarialImage:
     adversarial = session.get(AdversarialImage, adversarial_id)
     if adversarial is None:
-        raise HTTPException(404, f"no adversarial image with id {adversarial_id}")
+        raise NotFoundError(f"no adversarial image with id {adversarial_id}")
     return adversarial
 
 
-@router.get("/adversarial/{adversarial_id}/image.png", summary="An adversarial image (organizers)",
-            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+@router.get("/adversarial/{adversarial_id}/image.png", summary="An adversarial image (organizers)", **PNG)
 def adversarial_png(adversarial_id: Id, session: SessionDep, settings: SettingsDep,
                     _: Caller = Depends(organizer)) -> Response:
     return _png(ImageStore(settings.store_dir), _adversarial(session, adversarial_id).sha256)
 
 
 @router.get("/adversarial/{adversarial_id}/perturbation.png",
-            summary="The perturbation, amplified so that +-eps spans the grey scale (organizers)",
-            response_class=Response, responses={200: {"content": {"image/png": {}}}})
+            summary="The perturbation, amplified so that +-eps spans the grey scale (organizers)", **PNG)
 def perturbation_png(adversarial_id: Id, session: SessionDep, settings: SettingsDep,
                      _: Caller = Depends(organizer)) -> Response:
     adversarial = _adversarial(session, adversarial_id)
     store = ImageStore(settings.store_dir)
     for sha256 in (adversarial.sha256, adversarial.image.sha256):
         if not store.path(sha256).is_file():
-            raise HTTPException(404, "the image file is not in the store (was the data directory moved?)")
+            raise NotFoundError("the image file is not in the store (was the data directory moved?)")
     amplified = amplified_perturbation(store.read_pixels(adversarial.image.sha256), store.read_pixels(adversarial.sha256),
                                        adversarial.attack_job.epsilon)
     return Response(encode_png(amplified), media_type="image/png")
 
 
-@router.post("/teams/{team}/token", status_code=201,
+@router.post("/teams/{team}/token", status_code=201, response_model=TeamToken,
              summary="Issue a team's token, creating the team if new; the old token stops working (organizers)")
 def issue_team_token(team: Annotated[str, Path(min_length=1, max_length=200)], settings: SettingsDep,
                      _: Caller = Depends(organizer)) -> dict:
-    with transaction(settings) as session:
-        token = teams.issue_token(session, team)
-    return {"team": team.strip(), "token": token}
-
-
+    return actions.issue_team_token(settings, team)

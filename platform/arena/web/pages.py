@@ -1,12 +1,14 @@
 """The HTML pages: Jinja2 templates from web/templates, forms that post back here.
 
-Pages read through the same queries as the API and act through the same domain functions,
-so a page and an API call never disagree. Forms answer with a redirect (post/redirect/get).
+Pages read through the same queries as the API and act through the same actions
+(``web.actions``), so a page and an API call never disagree. Forms answer with a redirect
+(post/redirect/get); an action's error is answered as the error page by ``web.app``.
 """
 
 from typing import Annotated
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
@@ -14,12 +16,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena import REPO_ROOT
-from arena.admin import teams, tournament
-from arena.db import transaction
-from arena.execution import planning
+from arena.admin import tournament
 from arena.models import Dataset, Submission, Team
 from arena.results.progress import tournament_progress
-from arena.web import charts, queries
+from arena.web import actions, charts, queries
 from arena.web.api import DatasetName, Epsilon, Id
 from arena.web.auth import (
     COOKIE,
@@ -32,7 +32,6 @@ from arena.web.auth import (
 from arena.web.cache import Snapshot
 from arena.web.datasets import pick_dataset
 from arena.web.deps import get_session
-from arena.web.uploads import take_upload
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=REPO_ROOT / "web" / "templates")
@@ -40,6 +39,8 @@ templates.env.globals["heat"] = charts.heat
 
 SessionDep = Annotated[Session, Depends(get_session)]
 CallerDep = Annotated[Caller, Depends(caller)]
+#: The dataset a form acts on: its page's, sent as a hidden field (empty or absent: the newest).
+DatasetField = Annotated[str | None, Form(max_length=200)]
 
 
 def render(request: Request, name: str, who: Caller, session: Session, status_code: int = 200, **context) -> HTMLResponse:
@@ -47,8 +48,9 @@ def render(request: Request, name: str, who: Caller, session: Session, status_co
     return templates.TemplateResponse(request, name, context, status_code=status_code)
 
 
-def back_to(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303)
+def back_to(url: str, dataset: str | None = None) -> RedirectResponse:
+    """Post/redirect/get, to the page of the dataset acted on when there is one."""
+    return RedirectResponse(f"{url}?{urlencode({'dataset': dataset})}" if dataset else url, status_code=303)
 
 
 def _visible(request: Request, session: Session, who: Caller, dataset: str | None) -> tuple[Snapshot | None, Dataset]:
@@ -173,10 +175,7 @@ def upload(
     request: Request, archive: UploadFile, name: Annotated[str | None, Form(max_length=200)] = None,
     team: Annotated[str | None, Form(max_length=200)] = None, who: Caller = Depends(team_or_organizer),
 ):
-    owner = who.team_name if not who.organizer else (team or "").strip()
-    if not owner:
-        raise HTTPException(422, "say which team the submission belongs to")
-    submission = take_upload(request.app.state.settings, archive, owner, name)
+    submission = actions.upload(request.app.state.settings, who, archive, name, team)
     return back_to(f"/submissions/{submission.id}")
 
 
@@ -196,45 +195,32 @@ def organizer_settings(
     leaderboards_public: Annotated[bool, Form()] = False, uploads_open: Annotated[bool, Form()] = False,
     _: Caller = Depends(organizer),
 ):
-    with transaction(request.app.state.settings) as session:
-        tournament.update(session, title, leaderboards_public, uploads_open)
+    actions.update_settings(request.app.state.settings, title, leaderboards_public, uploads_open)
     return back_to("/organizer")
 
 
 @router.post("/organizer/run")
-def organizer_run(request: Request, session: SessionDep, dataset: Annotated[str | None, Form()] = None,
-                  _: Caller = Depends(organizer)):
-    chosen = pick_dataset(session, dataset or None)
-    if not request.app.state.runner.start(chosen.name):
-        raise HTTPException(409, "a run is already under way; wait for it to finish")
-    return back_to("/organizer")
+def organizer_run(request: Request, dataset: DatasetField = None, _: Caller = Depends(organizer)):
+    chosen = actions.start_run(request.app.state.settings, request.app.state.runner, dataset or None)
+    return back_to("/organizer", chosen)
 
 
 @router.post("/organizer/teams")
 def organizer_team_token(request: Request, team: Annotated[str, Form(min_length=1, max_length=200)],
                          _: Caller = Depends(organizer)):
     """Shown once on the organizer page, which is only served to organizers; never stored in clear."""
-    with transaction(request.app.state.settings) as session:
-        token = teams.issue_token(session, team)
-    page = templates.get_template("token.html").render(team=team.strip(), token=token)
-    return HTMLResponse(page, status_code=201)
+    issued = actions.issue_team_token(request.app.state.settings, team)
+    return HTMLResponse(templates.get_template("token.html").render(**issued), status_code=201)
 
 
 @router.post("/submissions/{submission_id}/rerun")
-def rerun(request: Request, submission_id: Id, _: Caller = Depends(organizer)):
-    runner = request.app.state.runner
-    if runner.state.running:
-        raise HTTPException(409, "a run is under way; rerun when it has finished")
-    with transaction(request.app.state.settings) as session:
-        planning.forget(session, queries.submission_or_404(session, submission_id))
-        chosen = pick_dataset(session, None)
-    runner.start(chosen.name)
-    return back_to(f"/submissions/{submission_id}")
+def rerun(request: Request, submission_id: Id, dataset: DatasetField = None, _: Caller = Depends(organizer)):
+    chosen = actions.rerun(request.app.state.settings, request.app.state.runner, submission_id, dataset or None)
+    return back_to(f"/submissions/{submission_id}", chosen)
 
 
 @router.post("/submissions/{submission_id}/disqualify")
 def disqualify(request: Request, submission_id: Id, reason: Annotated[str, Form(min_length=1, max_length=2000)],
                _: Caller = Depends(organizer)):
-    with transaction(request.app.state.settings) as session:
-        tournament.disqualify(queries.submission_or_404(session, submission_id), reason)
+    actions.disqualify(request.app.state.settings, submission_id, reason)
     return back_to(f"/submissions/{submission_id}")

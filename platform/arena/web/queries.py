@@ -153,8 +153,10 @@ def submissions(session: Session) -> list[dict]:
 
 def submission_detail(session: Session, settings: Settings, dataset: Dataset, submission: Submission,
                       with_logs: bool) -> dict:
-    report = dict(submission.validation_report or {})
-    if not with_logs:
+    """The submission's page; the dry run's log tail and the runs' logs only ``with_logs``; no
+    report (None) until the dry run has finished."""
+    report = dict(submission.validation_report) if submission.validation_report is not None else None
+    if report is not None and not with_logs:
         report.pop("log_tail", None)
     return {
         **submission_summary(submission),

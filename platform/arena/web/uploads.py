@@ -17,9 +17,7 @@ from pathlib import Path
 from fastapi import HTTPException, UploadFile
 from fastapi.responses import JSONResponse
 
-from arena.admin import tournament
 from arena.config import Settings
-from arena.db import transaction
 from arena.errors import InputError
 from arena.intake.submit import submit
 from arena.models import Submission
@@ -82,9 +80,6 @@ def _save(upload: UploadFile, folder: Path, limit: int) -> Path:
 
 def take_upload(settings: Settings, upload: UploadFile, team: str, name: str | None) -> Submission:
     """Store and dry-run an uploaded archive; the scratch copy is removed whatever happens."""
-    with transaction(settings) as session:
-        if not tournament.current(session).uploads_open:
-            raise HTTPException(403, "uploads are closed for this tournament")
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="upload-", dir=settings.work_dir))
     try:

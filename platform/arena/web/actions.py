@@ -1,0 +1,81 @@
+"""What organizers and teams do through the web, written once for the API and the pages.
+
+A route checks who is calling (``web.auth``), calls one function here and shapes the answer
+(JSON, or a redirect and a page), so the API and a form cannot drift apart. An action is
+thin: its checks, the domain calls, its own transaction where it writes. It says what went
+wrong by raising an ``ArenaError`` (bad input, unknown id, a run already under way) that
+``web.app`` answers once for both; it never reports a run that did not start.
+"""
+
+from fastapi import HTTPException, UploadFile
+
+from arena.admin import teams, tournament
+from arena.config import Settings
+from arena.db import transaction
+from arena.errors import ConflictError, InputError
+from arena.execution import planning
+from arena.models import Submission
+from arena.web import queries
+from arena.web.auth import Caller
+from arena.web.datasets import pick_dataset
+from arena.web.runner import TournamentRunner
+from arena.web.uploads import take_upload
+
+
+def upload(settings: Settings, who: Caller, archive: UploadFile, name: str | None, team: str | None) -> Submission:
+    """Take an archive in for the caller's team; organizers name the team (any team)."""
+    owner = who.team_name if not who.organizer else (team or "").strip()
+    if not owner:
+        raise InputError("organizers must say which team the submission belongs to")
+    with transaction(settings) as session:
+        if not tournament.current(session).uploads_open:
+            raise HTTPException(403, "uploads are closed for this tournament")
+    return take_upload(settings, archive, owner, name)
+
+
+def start_run(settings: Settings, runner: TournamentRunner, dataset: str | None) -> str:
+    """Start running the missing jobs of the dataset (default: the newest); its name."""
+    with transaction(settings) as session:
+        chosen = pick_dataset(session, dataset).name
+    if not runner.start(chosen):
+        raise ConflictError("a run is already under way; wait for it to finish")
+    return chosen
+
+
+def rerun(settings: Settings, runner: TournamentRunner, submission_id: int, dataset: str | None) -> str:
+    """Forget a submission's results and start a run on the dataset (default: the newest); its name.
+
+    Refused while a run is under way, since that run may be storing the very results to
+    forget. A run can still start between that check and ours: then the results are
+    forgotten but no run of ours started, and the caller is told so, not that it started."""
+    if runner.state.running:
+        raise ConflictError("a run is under way; rerun when it has finished")
+    with transaction(settings) as session:
+        chosen = pick_dataset(session, dataset).name
+        planning.forget(session, queries.submission_or_404(session, submission_id))
+    if not runner.start(chosen):
+        raise ConflictError("another run started meanwhile; the submission's results are forgotten: "
+                            "run the missing jobs when it has finished")
+    return chosen
+
+
+def disqualify(settings: Settings, submission_id: int, reason: str) -> dict:
+    """Take a submission out of every table; its summary as it is now."""
+    with transaction(settings) as session:
+        submission = queries.submission_or_404(session, submission_id)
+        tournament.disqualify(submission, reason)
+        return queries.submission_summary(submission)
+
+
+def update_settings(settings: Settings, title: str | None = None, leaderboards_public: bool | None = None,
+                    uploads_open: bool | None = None) -> None:
+    """Change the tournament's settings; None leaves one as it is."""
+    with transaction(settings) as session:
+        tournament.update(session, title, leaderboards_public, uploads_open)
+
+
+def issue_team_token(settings: Settings, team: str) -> dict:
+    """A new token for the team (created if new), to show once: only its hash is kept."""
+    with transaction(settings) as session:
+        token = teams.issue_token(session, team)
+    return {"team": team.strip(), "token": token}

@@ -1,0 +1,271 @@
+"""The shapes of what the API takes and answers, for validation and for /openapi.json.
+
+``web.queries`` shapes plain dicts once for the pages and the API; the API routes declare
+these models as their ``response_model``, so every answer is checked against its model
+before it leaves (a missing or mistyped field is a 500 in the tests, not a surprise for a
+client) and /docs shows each field. The leaderboards and the matrix are served as bytes
+serialised once per snapshot (``web.cache``): their routes declare the model for the
+description only. Nullable fields are ``| None``; fields shown only to some callers
+(logs) have a default and are left out, not sent as null, when not shown.
+"""
+
+from datetime import datetime, timezone
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
+
+from arena.models import ClassificationProblem, JobStatus, SubmissionKind, SubmissionStatus
+
+
+def _in_utc(moment: datetime) -> datetime:
+    """Every time is stored in UTC; SQLite gives it back without its zone, PostgreSQL with it."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+#: A time with its zone, as RFC 3339 (and so OpenAPI's date-time) requires, whatever the database.
+Utc = Annotated[datetime, AfterValidator(_in_utc)]
+Track = Literal["defense", "attack", "targeted_attack"]
+MatrixValue = Literal["error", "correct", "hit"]
+
+
+class TournamentUpdate(BaseModel):
+    """What to change; a field left out stays as it is."""
+
+    title: str | None = Field(None, min_length=1, max_length=200)
+    leaderboards_public: bool | None = None
+    uploads_open: bool | None = None
+
+
+class Disqualification(BaseModel):
+    reason: str = Field(min_length=1, max_length=2000, description="Shown on the submission's page.")
+
+
+class ValidationIssue(BaseModel):
+    """One problem FastAPI found in the request (a parameter out of range, a field missing)."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class Problem(BaseModel):
+    """Every error answer: a sentence naming the problem, or the list of bad parameters."""
+
+    detail: str | list[ValidationIssue]
+
+
+class Health(BaseModel):
+    ok: bool
+
+
+class RunState(BaseModel):
+    """The run started from the web, as the runner last saw it."""
+
+    running: bool
+    message: str
+    outcome: str
+    errors: list[str]
+
+
+class TournamentState(BaseModel):
+    title: str
+    leaderboards_public: bool
+    uploads_open: bool
+    epsilons: list[int]
+    seconds_per_image: float
+    run: RunState
+
+
+class JobCounts(BaseModel):
+    """Jobs by status, and how many the whole grid will have (``fraction`` = done / expected)."""
+
+    done: int
+    expected: int
+    fraction: float
+    pending: int
+    queued: int
+    running: int
+    error: int
+
+
+class TournamentProgress(BaseModel):
+    """A dataset, and how far the tournament on it has got."""
+
+    id: int
+    name: str
+    created_at: Utc
+    batches: int
+    images: int
+    epsilons: list[int]
+    attack_jobs: JobCounts
+    defense_jobs: JobCounts
+
+
+class Progress(BaseModel):
+    dataset: str
+    attack_jobs: JobCounts
+    defense_jobs: JobCounts
+    run: RunState
+
+
+class RunStarted(BaseModel):
+    """Answered only when a run did start; otherwise the answer is a 409."""
+
+    started: Literal[True]
+    dataset: str
+
+
+class SubmissionSummary(BaseModel):
+    id: int
+    name: str
+    team: str
+    kind: SubmissionKind
+    status: SubmissionStatus
+    reason: str | None
+    created_at: Utc
+    container: str | None
+
+
+class ValidationReport(BaseModel):
+    """The dry run's outcome; ``log_tail`` only for the submission's team and organizers."""
+
+    passed: bool
+    images: int
+    seconds: float
+    time_limit: float
+    exit_code: int | None
+    timed_out: bool
+    problems: list[str]
+    log_tail: str | None = None
+
+
+class UploadedSubmission(SubmissionSummary):
+    validation_report: ValidationReport
+
+
+class Attempt(BaseModel):
+    """One container run of one of the submission's jobs; ``log_excerpt`` only with the logs."""
+
+    job_id: int
+    attempt: int
+    started_at: Utc
+    seconds: float | None
+    images: int | None
+    pack_jobs: int | None
+    exit_code: int | None
+    timed_out: bool
+    killed_reason: str | None
+    platform_error: str | None
+    log_excerpt: str | None = None
+
+
+class SubmissionDetail(SubmissionSummary):
+    validation_report: ValidationReport | None = Field(description="null until the dry run has finished.")
+    progress: JobCounts
+    attempts: list[Attempt]
+    logs_visible: bool
+
+
+class Logs(BaseModel):
+    dry_run_log_tail: str | None
+    runs: list[Attempt]
+
+
+class Job(BaseModel):
+    kind: Literal["attack", "defense"]
+    id: int
+    submission_id: int
+    batch: int
+    epsilon: int | None = Field(description="Attack jobs only.")
+    attack_job_id: int | None = Field(description="Defense jobs on adversarial images only.")
+    status: JobStatus
+    attempt: int
+    finished_at: Utc | None
+
+
+class LeaderboardRow(BaseModel):
+    """One submission's line; besides these fields, one ``eps=N`` rate (or null) per epsilon."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, float | None] = Field(init=False)
+
+    rank: int
+    submission: str
+    team: str
+    score: int
+    scored: int
+    normalized: float | None
+    clean_accuracy: float | None = Field(None, description="Defenses only: accuracy on the clean images.")
+    id: int
+    completion: float
+    median_seconds_per_100: float | None
+
+
+class Matrix(BaseModel):
+    """Attack rows x defense columns: ``counts`` of ``value`` and ``answered`` (scored) per cell."""
+
+    value: MatrixValue
+    epsilon: int | None
+    attacks: list[str]
+    defenses: list[str]
+    counts: list[list[int]]
+    answered: list[list[int]]
+    epsilons: list[int]
+
+
+class Curves(RootModel[dict[str, dict[int, float]]]):
+    """Misclassified (%) by epsilon, for each defense by name."""
+
+
+class ResultRow(BaseModel):
+    """One defense's answer on one adversarial image, with the truth beside it."""
+
+    id: int
+    defense_id: int
+    attack_id: int
+    epsilon: int
+    image_id: int
+    image: str
+    true_label: int
+    target_class: int
+    label: int | None
+    problem: ClassificationProblem | None
+    adversarial_image_id: int
+    error: bool
+    hit: bool
+
+
+class Answer(BaseModel):
+    """One defense's answer on the adversarial image, and on the clean one (null: not classified)."""
+
+    defense_id: int
+    defense: str
+    label: int | None
+    clean_label: int | None
+    problem: ClassificationProblem | None
+    correct: bool
+    hit: bool
+
+
+class Drilldown(BaseModel):
+    id: int
+    image_id: int
+    image: str
+    true_label: int
+    target_class: int
+    attack: str
+    attack_id: int
+    attack_kind: SubmissionKind
+    epsilon: int
+    linf: int
+    clipped: bool
+    missing: bool
+    wrong_size: bool
+    answers: list[Answer]
+
+
+class TeamToken(BaseModel):
+    """Shown once: only its hash is stored."""
+
+    team: str
+    token: str

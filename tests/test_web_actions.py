@@ -1,0 +1,189 @@
+"""The web's actions, written once for the API and the pages (web/actions.py), its one error
+handler (web/app.py) and its response schemas (web/schemas.py), without containers. A test's
+docstring says what was wrong before; the others hold the API and the pages to the same answer."""
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
+from sqlalchemy import select
+
+from arena.db import transaction
+from arena.errors import ConflictError, InputError, NotFoundError, PlatformError
+from arena.models import Submission, SubmissionKind, SubmissionStatus, Team
+from arena.web import actions
+from arena.web.app import create_app
+from arena.web.schemas import LeaderboardRow, Matrix
+from conftest import make_settings, synth_dataset
+
+TOKEN = "organizer-secret"
+ORGANIZER = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class FakeRunner:
+    """Records the datasets it is asked to run; ``starts`` says whether a run starts (False:
+    one was already under way, as when two organizers click at once)."""
+
+    def __init__(self, starts: bool = True) -> None:
+        self.starts = starts
+        self.started: list[str] = []
+        self.state = type("State", (), {"running": False, "message": "", "outcome": "", "errors": []})()
+
+    def start(self, dataset_name: str) -> bool:
+        if self.starts:
+            self.started.append(dataset_name)
+        return self.starts
+
+
+def _client(settings) -> TestClient:
+    client = TestClient(create_app(settings))
+    client.app.state.runner = FakeRunner()
+    return client
+
+
+@pytest.fixture
+def site(tmp_path):
+    """Two datasets (``second`` is the newest) and one accepted attack; the runner is a fake."""
+    settings = make_settings(tmp_path / "arena", organizer_token=TOKEN)
+    synth_dataset(settings, 2, batch_size=2, name="first")
+    synth_dataset(settings, 2, batch_size=2, name="second")
+    with transaction(settings) as session:
+        attack = Submission(team=Team(name="red"), name="red-attack", kind=SubmissionKind.ATTACK, sha256="a" * 64,
+                            status=SubmissionStatus.ACCEPTED, meta={})
+        session.add(attack)
+        session.flush()
+        attack_id = attack.id
+    return _client(settings), attack_id
+
+
+def _as_organizer_in_a_browser(client: TestClient) -> TestClient:
+    client.cookies.set("arena_token", TOKEN)
+    return client
+
+
+def _is_error_page(response, status: int, sentence: str) -> None:
+    """A page for a person: HTML with the status and the sentence, not JSON or a traceback."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert f'<p class="error" id="error">{sentence}' in response.text and "Traceback" not in response.text
+
+
+def test_an_upload_before_any_dataset_exists_is_a_422_that_says_so(tmp_path):
+    """DatasetError was missing from the upload's list of intake errors: a 500."""
+    settings = make_settings(tmp_path / "arena", organizer_token=TOKEN)
+    client = _client(settings)
+    token = client.post("/api/teams/red/token", headers=ORGANIZER).json()["token"]
+    archive = {"archive": ("sub.tar.gz", b"any bytes: the dataset is checked first")}
+    response = client.post("/api/submissions", files=archive, headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 422 and "validation needs a dataset" in response.json()["detail"]
+    client.cookies.set("arena_token", token)
+    _is_error_page(client.post("/upload", files=archive), 422, "validation needs a dataset")
+    with transaction(settings) as session:
+        assert session.scalars(select(Submission)).all() == []
+    assert not list(settings.work_dir.glob("upload-*"))
+
+
+@pytest.mark.parametrize("url", ["/api/runs", "/api/submissions/{attack}/rerun"])
+def test_an_api_run_that_does_not_start_is_a_409_never_started(site, url):
+    """The rerun answered "started": true whatever ``runner.start`` said."""
+    client, attack = site
+    client.app.state.runner.starts = False
+    response = client.post(url.format(attack=attack), headers=ORGANIZER)
+    assert response.status_code == 409 and "started" not in response.json()
+    assert "run" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("url", ["/organizer/run", "/submissions/{attack}/rerun"])
+def test_a_page_run_that_does_not_start_is_a_409_page(site, url):
+    client, attack = site
+    client.app.state.runner.starts = False
+    response = _as_organizer_in_a_browser(client).post(url.format(attack=attack), follow_redirects=False)
+    assert response.status_code == 409 and "text/html" in response.headers["content-type"]
+
+
+def test_a_rerun_while_a_run_is_under_way_forgets_nothing_and_starts_nothing(site):
+    client, attack = site
+    client.app.state.runner.state.running = True
+    response = client.post(f"/api/submissions/{attack}/rerun", headers=ORGANIZER)
+    assert response.status_code == 409 and "under way" in response.json()["detail"]
+    assert client.app.state.runner.started == []
+
+
+def test_the_page_rerun_takes_the_dataset_like_the_api(site):
+    """The page took the newest dataset whatever page it was posted from."""
+    client, attack = site
+    runner = client.app.state.runner
+    browser = _as_organizer_in_a_browser(client)
+    assert 'name="dataset" value="first"' in browser.get(f"/submissions/{attack}?dataset=first").text
+    page = browser.post(f"/submissions/{attack}/rerun", data={"dataset": "first"}, follow_redirects=False)
+    assert page.status_code == 303 and page.headers["location"] == f"/submissions/{attack}?dataset=first"
+    assert browser.post(f"/submissions/{attack}/rerun", follow_redirects=False).status_code == 303  # the newest
+    api = client.post(f"/api/submissions/{attack}/rerun?dataset=first", headers=ORGANIZER)
+    assert api.status_code == 202 and api.json() == {"started": True, "dataset": "first"}
+    assert runner.started == ["first", "second", "first"]
+    _is_error_page(browser.post(f"/submissions/{attack}/rerun", data={"dataset": "nope"}), 404,
+                   "no dataset named &#39;nope&#39;")
+
+
+@pytest.mark.parametrize(("api", "page", "sentence"), [
+    (("patch", "/api/tournament", {"json": {"title": "   "}}),
+     ("/organizer/settings", {"title": "   "}), "the title must be 1 to 200 characters"),
+    (("post", "/api/submissions/{attack}/disqualify", {"json": {"reason": "   "}}),
+     ("/submissions/{attack}/disqualify", {"reason": "   "}), "say why the submission is disqualified"),
+    (("post", "/api/teams/%20%20/token", {}),
+     ("/organizer/teams", {"team": "  "}), "a team name must be 1 to 200 characters"),
+])
+def test_a_domain_input_error_is_422_json_on_the_api_and_an_error_page_on_pages(site, api, page, sentence):
+    client, attack = site
+    method, url, body = api
+    response = client.request(method, url.format(attack=attack), headers=ORGANIZER, **body)
+    assert response.status_code == 422 and response.json() == {"detail": sentence}
+    url, form = page
+    _is_error_page(_as_organizer_in_a_browser(client).post(url.format(attack=attack), data=form), 422, sentence)
+
+
+@pytest.mark.parametrize("error", [InputError("bad input"), NotFoundError("no such thing"),
+                                   ConflictError("not now"), PlatformError("no Docker engine")])
+def test_every_kind_of_arena_error_gets_its_status_on_both_sides(site, monkeypatch, error):
+    client, _ = site
+
+    def fail(*args):
+        raise error
+
+    monkeypatch.setattr(actions, "start_run", fail)
+    response = client.post("/api/runs", headers=ORGANIZER)
+    assert response.status_code == error.status and response.json() == {"detail": str(error)}
+    _is_error_page(_as_organizer_in_a_browser(client).post("/organizer/run"), error.status, str(error))
+
+
+def _described(schema: dict) -> bool:
+    """A named model, or a list or mapping of one: not an empty or open schema."""
+    inner = schema.get("items") or schema.get("additionalProperties")
+    return "$ref" in schema or (isinstance(inner, dict) and "$ref" in inner)
+
+
+def test_every_api_operation_declares_what_it_answers(site):
+    """/openapi.json had no response schema but open objects."""
+    client, _ = site
+    paths = client.get("/openapi.json").json()["paths"]
+    operations = [(method, path, op) for path, ops in paths.items() for method, op in ops.items()]
+    assert operations and all(path.startswith("/api/") for _, path, _ in operations)
+    for method, path, op in operations:
+        success = next(body for status, body in op["responses"].items() if status.startswith("2"))
+        content = success["content"]
+        if "application/json" in content:
+            assert _described(content["application/json"]["schema"]), (method, path)
+        else:
+            assert set(content) <= {"image/png", "text/csv"} and content, (method, path)
+        assert op["responses"]["4XX"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    cached = {path: paths[path]["get"]["responses"]["200"]["content"]["application/json"]["schema"]
+              for path in ("/api/leaderboards/{track}", "/api/matrix")}
+    assert cached["/api/leaderboards/{track}"]["items"] == {"$ref": "#/components/schemas/LeaderboardRow"}
+    assert cached["/api/matrix"] == {"$ref": "#/components/schemas/Matrix"}
+
+
+def test_the_bytes_served_from_the_cache_match_their_declared_models(site):
+    """The leaderboards and the matrix bypass FastAPI's validation: check them against their models."""
+    client, _ = site
+    for track in ("defense", "attack", "targeted_attack"):
+        TypeAdapter(list[LeaderboardRow]).validate_json(client.get(f"/api/leaderboards/{track}").content, strict=True)
+    Matrix.model_validate_json(client.get("/api/matrix?top_attacks=1").content, strict=True)
