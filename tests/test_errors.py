@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from arena.cli import app
 from arena.config import get_settings
-from arena.errors import ArenaError, ConflictError, InputError, NotFoundError, PlatformError
+from arena.errors import ArenaError, ConflictError, ForbiddenError, InputError, NotFoundError, PlatformError
 from arena.intake import submit as intake
 from arena.intake.archive import pack
 from arena.intake.dry_run import ValidationReport
@@ -30,7 +30,7 @@ def test_every_domain_error_is_an_arena_error_with_its_status():
     from arena.sandbox.containers import EngineLost, SandboxError
     from arena.tools.base_image import RecipeError
 
-    kinds = {InputError: 422, NotFoundError: 404, ConflictError: 409, PlatformError: 503}
+    kinds = {InputError: 422, NotFoundError: 404, ForbiddenError: 403, ConflictError: 409, PlatformError: 503}
     for error in (TeamError, SettingError, DatasetError, SchemaOutOfDate, ArchiveError, MetadataError, SandboxError,
                   EngineLost, RecipeError, SubmissionError):
         kind = next(k for k in kinds if issubclass(error, k))

@@ -28,10 +28,14 @@ class FakeRunner:
         self.started: list[str] = []
         self.state = type("State", (), {"running": False, "message": "", "outcome": "", "errors": []})()
 
-    def start(self, dataset_name: str) -> bool:
-        if self.starts:
-            self.started.append(dataset_name)
-        return self.starts
+    def start(self, dataset_name: str, first=None) -> bool:
+        """Like ``TournamentRunner.start``: nothing happens, ``first`` included, unless a run starts."""
+        if not self.starts or self.state.running:
+            return False
+        if first is not None:
+            first()
+        self.started.append(dataset_name)
+        return True
 
 
 def _client(settings) -> TestClient:
@@ -187,3 +191,14 @@ def test_the_bytes_served_from_the_cache_match_their_declared_models(site):
     for track in ("defense", "attack", "targeted_attack"):
         TypeAdapter(list[LeaderboardRow]).validate_json(client.get(f"/api/leaderboards/{track}").content, strict=True)
     Matrix.model_validate_json(client.get("/api/matrix?top_attacks=1").content, strict=True)
+
+
+def test_the_runner_forgets_a_submission_only_when_its_run_starts(settings):
+    """A re-run's forgetting happens under the runner's lock: with a run under way, nothing
+    is forgotten (it used to be checked first and forgotten after, leaving a window)."""
+    from arena.web.runner import TournamentRunner
+
+    runner, forgotten = TournamentRunner(settings), []
+    runner.state.running = True
+    assert not runner.start("any", first=lambda: forgotten.append(True))
+    assert forgotten == []

@@ -1,12 +1,12 @@
 """Every failure Arena expects, under one base class, each with the HTTP status it means.
 
 An expected failure is a message for a person: bad input, something that does not exist,
-an action that conflicts with the state, or the platform itself unable to go on (no
-Docker engine). The CLI prints any ``ArenaError`` as one red line with exit code 1, and
+something the caller may not do, an action that conflicts with the state, or the platform
+itself unable to go on (no Docker engine). The CLI prints any ``ArenaError`` as one red line with exit code 1, and
 the web app answers it with its ``status`` and the message, each in one place
 (``cli.reported_errors``, ``web.app``); anything else is a bug and keeps its traceback.
 The domain's own errors (``DatasetError``, ``SubmissionError``...) derive from these
-four, so callers catch the kind and the message stays specific.
+kinds, so callers catch the kind and the message stays specific.
 """
 
 
@@ -26,6 +26,12 @@ class NotFoundError(ArenaError, LookupError):
     """What was named does not exist."""
 
     status = 404
+
+
+class ForbiddenError(ArenaError):
+    """The caller may not do this, or not now (uploads closed, leaderboards hidden, another team's logs)."""
+
+    status = 403
 
 
 class ConflictError(ArenaError):

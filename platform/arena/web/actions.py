@@ -7,12 +7,12 @@ wrong by raising an ``ArenaError`` (bad input, unknown id, a run already under w
 ``web.app`` answers once for both; it never reports a run that did not start.
 """
 
-from fastapi import HTTPException, UploadFile
+from fastapi import UploadFile
 
 from arena.admin import teams, tournament
 from arena.config import Settings
 from arena.db import transaction
-from arena.errors import ConflictError, InputError
+from arena.errors import ConflictError, ForbiddenError, InputError
 from arena.execution import planning
 from arena.models import Submission
 from arena.web import queries
@@ -29,7 +29,7 @@ def upload(settings: Settings, who: Caller, archive: UploadFile, name: str | Non
         raise InputError("organizers must say which team the submission belongs to")
     with transaction(settings) as session:
         if not tournament.current(session).uploads_open:
-            raise HTTPException(403, "uploads are closed for this tournament")
+            raise ForbiddenError("uploads are closed for this tournament")
     return take_upload(settings, archive, owner, name)
 
 
@@ -46,16 +46,18 @@ def rerun(settings: Settings, runner: TournamentRunner, submission_id: int, data
     """Forget a submission's results and start a run on the dataset (default: the newest); its name.
 
     Refused while a run is under way, since that run may be storing the very results to
-    forget. A run can still start between that check and ours: then the results are
-    forgotten but no run of ours started, and the caller is told so, not that it started."""
-    if runner.state.running:
-        raise ConflictError("a run is under way; rerun when it has finished")
+    forget: the results are forgotten by the runner itself, under the lock that lets one
+    run start, so no run can start between the check and the forgetting."""
     with transaction(settings) as session:
         chosen = pick_dataset(session, dataset).name
-        planning.forget(session, queries.submission_or_404(session, submission_id))
-    if not runner.start(chosen):
-        raise ConflictError("another run started meanwhile; the submission's results are forgotten: "
-                            "run the missing jobs when it has finished")
+        submission = queries.submission_or_404(session, submission_id)
+
+    def forget() -> None:
+        with transaction(settings) as session:
+            planning.forget(session, session.get(Submission, submission.id))
+
+    if not runner.start(chosen, first=forget):
+        raise ConflictError("a run is under way; rerun when it has finished")
     return chosen
 
 

@@ -10,14 +10,13 @@ answered by ``web.app`` (any 4xx is a ``Problem``).
 """
 
 import io
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import (
     APIRouter,
     Depends,
     File,
     Form,
-    HTTPException,
     Path,
     Query,
     Request,
@@ -31,9 +30,10 @@ from arena.admin import tournament
 from arena.config import Settings
 from arena.data.images import ImageStore, amplified_perturbation, encode_png
 from arena.db import transaction
-from arena.errors import NotFoundError
-from arena.models import AdversarialImage, Image, JobStatus
+from arena.errors import ForbiddenError, NotFoundError
+from arena.models import AdversarialImage, Image, JobKind, JobStatus
 from arena.results.export import MATRICES
+from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
 from arena.web import actions, queries
 from arena.web.auth import (
@@ -56,7 +56,6 @@ from arena.web.schemas import (
     LeaderboardRow,
     Logs,
     Matrix,
-    MatrixValue,
     Problem,
     Progress,
     ResultRow,
@@ -93,7 +92,7 @@ async def snapshot(request: Request, dataset: DatasetName = None) -> Snapshot:
     if presents_credential(request) or not public:
         who = await run_in_threadpool(caller_in_own_session, request)
         if not public and not who.organizer:
-            raise HTTPException(403, "the leaderboards are hidden until the end of the tournament")
+            raise ForbiddenError("the leaderboards are hidden until the end of the tournament")
     return current
 
 
@@ -181,7 +180,7 @@ def get_logs(submission_id: Id, session: SessionDep, limit: Limit = 50,
              who: Caller = Depends(team_or_organizer)) -> dict:
     submission = queries.submission_or_404(session, submission_id)
     if not who.owns(submission):
-        raise HTTPException(403, "logs are shown only to the submission's team and to organizers")
+        raise ForbiddenError("logs are shown only to the submission's team and to organizers")
     report = submission.validation_report or {}
     return {"dry_run_log_tail": report.get("log_tail"), "runs": queries.attempts(session, submission, True, limit)}
 
@@ -203,7 +202,7 @@ def disqualify_submission(submission_id: Id, body: Disqualification, settings: S
 @router.get("/jobs", response_model=list[Job], summary="Jobs of a dataset, filtered by kind, submission and status")
 def list_jobs(
     session: SessionDep,
-    kind: Literal["attack", "defense"] = "attack",
+    kind: JobKind = JobKind.ATTACK,
     submission_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     status: JobStatus | None = None,
     dataset: DatasetName = None,
@@ -234,7 +233,7 @@ async def get_leaderboard(track: Track, visible: Visible) -> Response:
             summary="The attack x defense matrix, overall or at one epsilon, optionally top-K")
 async def get_matrix(
     visible: Visible,
-    value: MatrixValue = "error",
+    value: MatrixValue = MatrixValue.ERROR,
     epsilon: Epsilon = None,
     top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,

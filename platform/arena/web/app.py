@@ -28,8 +28,8 @@ from arena.web.uploads import BodyLimit
 
 
 def create_app(settings: Settings) -> FastAPI:
-    """An app over ``settings``' database; the schema is brought up to date first."""
-    db.upgrade(settings)
+    """An app over ``settings``' database, which must be at the current schema (``arena db upgrade``)."""
+    db.require_schema(settings)
     app = FastAPI(title="Arena", description="Attack-defense tournaments in the NIPS 2017 competition format.",
                   version="1.0")
     app.state.settings = settings

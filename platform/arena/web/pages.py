@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from arena import REPO_ROOT
 from arena.admin import tournament
 from arena.models import Dataset, Submission, Team
+from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
 from arena.web import actions, charts, queries
 from arena.web.api import DatasetName, Epsilon, Id
@@ -77,7 +78,7 @@ def _boards_html(snapshot: Snapshot) -> Markup:
 @router.get("/matrix", response_class=HTMLResponse)
 def matrix_page(
     request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None,
-    value: Annotated[str, Query(pattern="^(error|correct|hit)$")] = "error", epsilon: Epsilon = None,
+    value: MatrixValue = MatrixValue.ERROR, epsilon: Epsilon = None,
     top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ):

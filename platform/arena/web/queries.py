@@ -7,12 +7,11 @@ as JSON or through a template.
 import math
 
 import pandas as pd
-from fastapi import HTTPException
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arena.config import Settings
-from arena.errors import InputError, NotFoundError
+from arena.errors import NotFoundError
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -22,11 +21,12 @@ from arena.models import (
     DefenseJob,
     Image,
     JobAttempt,
+    JobKind,
     Submission,
-    SubmissionKind,
     Team,
 )
 from arena.results import progress
+from arena.results.judging import ERROR, HIT, MatrixValue
 from arena.results.scoring import Standings
 from arena.web.cache import Snapshot
 
@@ -35,7 +35,6 @@ TRACKS = {
     "attack": ("Attacks", "misclassifications caused", Standings.attack_leaderboard),
     "targeted_attack": ("Targeted attacks", "target class hit", Standings.targeted_attack_leaderboard),
 }
-MATRIX_VALUES = ("error", "correct", "hit")
 
 
 def submission_or_404(session: Session, submission_id: int) -> Submission:
@@ -102,21 +101,20 @@ def _top(totals: pd.Series, count: int | None) -> list[str]:
     return list(ordered.index if count is None else ordered.index[:count])
 
 
-def matrix(snapshot: Snapshot, value: str, epsilon: int | None, top_attacks: int | None,
+def matrix(snapshot: Snapshot, value: MatrixValue, epsilon: int | None, top_attacks: int | None,
            top_defenses: int | None) -> dict:
     """Attack rows x defense columns with the counts behind each cell, optionally zoomed to the
     strongest attacks (most errors caused) and the strongest defenses (most correct answers)."""
-    if value not in MATRIX_VALUES:
-        raise InputError(f"value must be one of {', '.join(MATRIX_VALUES)}, not {value!r}")
+    value = MatrixValue(value)
     check_epsilon(snapshot.standings, epsilon)
     key = ("matrix", value, epsilon, top_attacks, top_defenses)
     return snapshot.view(key, lambda: _matrix(snapshot.standings, value, epsilon, top_attacks, top_defenses))
 
 
-def _matrix(standings: Standings, value: str, epsilon: int | None, top_attacks: int | None,
+def _matrix(standings: Standings, value: MatrixValue, epsilon: int | None, top_attacks: int | None,
             top_defenses: int | None) -> dict:
-    errors = standings.matrix("error", epsilon)
-    answered = errors + standings.matrix("correct", epsilon)
+    errors = standings.matrix(MatrixValue.ERROR, epsilon)
+    answered = errors + standings.matrix(MatrixValue.CORRECT, epsilon)
     attacks = _top(errors.sum(axis=1), top_attacks)
     defenses = _top(standings.matrix("correct", epsilon).sum(axis=0), top_defenses)
     values = standings.matrix(value, epsilon).loc[attacks, defenses]
@@ -184,13 +182,10 @@ def attempts(session: Session, submission: Submission, with_logs: bool, limit: i
     } for a in rows]
 
 
-JOB_KINDS = {"attack": AttackJob, "defense": DefenseJob}
-
-
-def jobs(session: Session, dataset: Dataset, kind: str, submission: Submission | None, status: str | None,
+def jobs(session: Session, dataset: Dataset, kind: JobKind, submission: Submission | None, status: str | None,
          limit: int, offset: int) -> list[dict]:
     """One kind of job of the dataset, filtered, by id."""
-    job_class = JOB_KINDS[kind]
+    job_class = JobKind(kind).job_class
     query = select(job_class).join(Batch, job_class.batch_id == Batch.id).where(Batch.dataset_id == dataset.id)
     if submission is not None:
         query = query.where(job_class.submission_id == submission.id)
@@ -210,7 +205,7 @@ def results(session: Session, dataset: Dataset, attack_id: int | None, defense_i
     query = (
         select(Classification.id, Classification.defense_id, AttackJob.submission_id, AttackJob.epsilon,
                Image.id, Image.name, Image.true_label, Image.target_class, Classification.label,
-               Classification.problem, AdversarialImage.id)
+               Classification.problem, AdversarialImage.id, ERROR, HIT)
         .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
         .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
         .join(Image, Classification.image_id == Image.id)
@@ -224,12 +219,10 @@ def results(session: Session, dataset: Dataset, attack_id: int | None, defense_i
     if epsilon is not None:
         query = query.where(AttackJob.epsilon == epsilon)
     keys = ("id", "defense_id", "attack_id", "epsilon", "image_id", "image", "true_label", "target_class",
-            "label", "problem", "adversarial_image_id")
+            "label", "problem", "adversarial_image_id", "error", "hit")
     rows = [dict(zip(keys, row, strict=True)) for row in session.execute(query.limit(limit).offset(offset))]
     for row in rows:
-        row["problem"] = row["problem"].value if row["problem"] else None
-        row["error"] = row["label"] != row["true_label"]
-        row["hit"] = row["label"] == row["target_class"]
+        row.update(problem=row["problem"].value if row["problem"] else None, error=bool(row["error"]), hit=bool(row["hit"]))
     return rows
 
 
@@ -237,11 +230,12 @@ def drilldown(session: Session, adversarial_id: int) -> dict:
     """One adversarial image: its attack, the clean image, and every defense's answer on it."""
     adversarial = session.get(AdversarialImage, adversarial_id)
     if adversarial is None:
-        raise HTTPException(404, f"no adversarial image with id {adversarial_id}")
+        raise NotFoundError(f"no adversarial image with id {adversarial_id}")
     image, job = adversarial.image, adversarial.attack_job
     answers = session.execute(
-        select(Submission.id, Submission.name, Classification.label, Classification.problem)
+        select(Submission.id, Submission.name, Classification.label, Classification.problem, ERROR, HIT)
         .join(Submission, Classification.defense_id == Submission.id)
+        .join(Image, Classification.image_id == Image.id)
         .where(Classification.adversarial_image_id == adversarial_id)
         .order_by(Submission.name)
     ).all()
@@ -256,7 +250,6 @@ def drilldown(session: Session, adversarial_id: int) -> dict:
         "clipped": adversarial.clipped, "missing": adversarial.missing, "wrong_size": adversarial.wrong_size,
         "answers": [{
             "defense_id": defense_id, "defense": name, "label": label, "clean_label": clean.get(defense_id),
-            "problem": problem.value if problem else None, "correct": label == image.true_label,
-            "hit": job.submission.kind is SubmissionKind.TARGETED_ATTACK and label == image.target_class,
-        } for defense_id, name, label, problem in answers],
+            "problem": problem.value if problem else None, "correct": not error, "hit": bool(hit),
+        } for defense_id, name, label, problem, error, hit in answers],
     }

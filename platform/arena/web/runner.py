@@ -6,6 +6,7 @@ run did is kept for the page; how far the tournament has got is read from the da
 """
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -32,11 +33,15 @@ class TournamentRunner:
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
 
-    def start(self, dataset_name: str | None) -> bool:
-        """Start a run of the missing jobs; False when one is already under way."""
+    def start(self, dataset_name: str | None, first: Callable[[], None] | None = None) -> bool:
+        """Start a run of the missing jobs; False when one is already under way. ``first``
+        (forgetting a submission's results, for a re-run) is done before the run starts,
+        under the same lock, so no other run can start in between."""
         with self._lock:
             if self.state.running:
                 return False
+            if first is not None:
+                first()
             self.state = RunState(running=True, started_at=utcnow(), message="planning")
             self._thread = threading.Thread(target=self._run, args=(dataset_name,), name="tournament-run", daemon=True)
             self._thread.start()

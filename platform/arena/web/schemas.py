@@ -14,7 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
 
-from arena.models import ClassificationProblem, JobStatus, SubmissionKind, SubmissionStatus
+from arena.models import ClassificationProblem, JobKind, JobStatus, SubmissionKind, SubmissionStatus
+from arena.results.judging import MatrixValue
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -25,7 +26,6 @@ def _in_utc(moment: datetime) -> datetime:
 #: A time with its zone, as RFC 3339 (and so OpenAPI's date-time) requires, whatever the database.
 Utc = Annotated[datetime, AfterValidator(_in_utc)]
 Track = Literal["defense", "attack", "targeted_attack"]
-MatrixValue = Literal["error", "correct", "hit"]
 
 
 class TournamentUpdate(BaseModel):
@@ -172,7 +172,7 @@ class Logs(BaseModel):
 
 
 class Job(BaseModel):
-    kind: Literal["attack", "defense"]
+    kind: JobKind
     id: int
     submission_id: int
     batch: int
