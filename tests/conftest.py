@@ -2,21 +2,26 @@
 and for docker-marked tests a real engine with the base images built."""
 
 import os
-import shutil
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
+from docker.models.containers import Container
+from sqlalchemy import select
+
 from arena import REPO_ROOT, db
 from arena.config import SandboxLimits, Settings
-from arena.data.dataset import store_dataset, synthesize
 from arena.db import transaction
-from arena.intake.archive import pack
-from arena.intake.submit import submit
 from arena.models import CellTally, CleanTally
 from arena.results import tallies
-from arena.sandbox.containers import SandboxError, docker_client
+from arena.sandbox.containers import LABEL, SandboxError, docker_client
 from arena.tools import base_image
-from sqlalchemy import select
+
+# tests/test_web_*.py still import these builders from here; the rest import ``factories``.
+from factories import submit_folder as submit_folder
+from factories import synth_dataset as synth_dataset
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -47,22 +52,27 @@ def engine(tmp_path_factory) -> None:
     base_image.build(Settings(data_dir=tmp_path_factory.mktemp("base-images")), say=lambda _m: None)
 
 
-def submit_folder(settings: Settings, folder: Path, tmp_path: Path, name: str | None = None, team: str | None = None):
-    archive = pack(folder, tmp_path / f"{folder.name}.tar.gz")
-    return submit(settings, archive, team=team or f"team-{folder.name}", name=name)
+T = TypeVar("T")
 
 
-def variant(folder: Path, tmp_path: Path, new_name: str) -> Path:
-    """A copy of a sample with one changed comment: same behaviour, different code hash."""
-    copy = tmp_path / new_name
-    shutil.copytree(folder, copy)
-    script = next(copy.glob("run_*.sh"))
-    script.write_text(script.read_text() + f"# variant {new_name}\n")
-    return copy
+def wait_until(condition: Callable[[], T], seconds: float, what: str, every: float = 0.1) -> T:
+    """Poll ``condition`` until it returns something true, and return that; fail naming
+    ``what`` was awaited when ``seconds`` pass first, so that no wait of a test hangs."""
+    deadline = time.monotonic() + seconds
+    while not (result := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {seconds:g} s for {what}")
+        time.sleep(every)
+    return result
 
 
-def synth_dataset(settings: Settings, images: int, batch_size: int, name: str = "synthetic"):
-    return store_dataset(settings, name, synthesize(images), batch_size=batch_size)
+def containers_mounting(folder: Path) -> list[Container]:
+    """The sandbox containers (Arena's label) that bind-mount something under ``folder``: a
+    test's own, found by its own folder, so that tests never look at or remove the
+    containers of other tests or people on a shared engine."""
+    inside = folder.resolve()
+    return [container for container in docker_client().containers.list(all=True, filters={"label": LABEL})
+            if any(Path(m.get("Source", "/")).is_relative_to(inside) for m in container.attrs.get("Mounts", []))]
 
 
 def snapshot(settings: Settings) -> tuple[list, list]:

@@ -4,13 +4,15 @@ missing, unreadable, a link, or of the wrong size or mode."""
 
 
 import pytest
+from sqlalchemy import select
+
 from arena.data.images import ImageStore, linf
 from arena.db import transaction
 from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import Image
 from arena.sandbox.attack_run import CleanInput, execute_attack
-from conftest import make_settings, synth_dataset
-from sqlalchemy import select
+from conftest import make_settings
+from factories import synth_dataset
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 

@@ -6,25 +6,25 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+
 from arena.db import transaction
 from arena.intake.archive import pack
 from arena.intake.metadata import MetadataError
 from arena.intake.submit import SubmissionError, submit
 from arena.models import Submission, SubmissionStatus
-from conftest import SAMPLES, make_settings, submit_folder, synth_dataset, variant
-from sqlalchemy import func, select
+from conftest import SAMPLES, make_settings
+from factories import submit_folder, synth_dataset, variant, write_submission
 
 ATTACK_META = {"type": "attack", "container": "arena/python:bookworm", "entry_point": "run_attack.sh"}
 DEFENSE_META = {"type": "defense", "container": "arena/python:bookworm", "entry_point": "run_defense.sh"}
 
 
 def make_submission(tmp_path: Path, name: str, metadata: dict, script: str) -> Path:
-    folder = tmp_path / name
-    folder.mkdir()
-    (folder / "metadata.json").write_text(json.dumps(metadata))
-    if metadata.get("entry_point") and ".." not in metadata["entry_point"]:
-        (folder / metadata["entry_point"]).write_text("#!/bin/sh\n" + script)
-    return pack(folder, tmp_path / f"{name}.tar.gz")
+    """An archive whose entry point (when the metadata names one inside) runs ``script``."""
+    entry = metadata.get("entry_point")
+    files = {entry: "#!/bin/sh\n" + script} if entry and ".." not in entry else {}
+    return pack(write_submission(tmp_path / name, metadata, files), tmp_path / f"{name}.tar.gz")
 
 
 @pytest.fixture

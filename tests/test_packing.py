@@ -1,14 +1,13 @@
 """Packing several batches into one container run: the same results as one run per batch,
 fewer runs, and a failing pack split until the bad batch is alone."""
 
-import json
 
 import pytest
+from sqlalchemy import Integer, func, select
+
 from arena.db import transaction
-from arena.execution import local
 from arena.execution.packing import make_packs, pack_images
-from arena.intake.archive import pack
-from arena.intake.submit import submit
+from arena.execution.run import run
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -16,14 +15,13 @@ from arena.models import (
     Classification,
     Image,
     JobAttempt,
+    JobKind,
     Submission,
-    SubmissionKind,
     SubmissionStatus,
-    Team,
 )
 from arena.results.scoring import Standings
-from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
-from sqlalchemy import Integer, func, select
+from conftest import SAMPLES, make_settings
+from factories import add_submission, submit_folder, synth_dataset, write_submission
 
 SAMPLE_SET = ["random_noise", "step_to_target", "decoder"]
 
@@ -32,12 +30,8 @@ SAMPLE_SET = ["random_noise", "step_to_target", "decoder"]
 
 
 def _submission(session, name: str, seconds: float, images: int) -> Submission:
-    submission = Submission(team=Team(name=f"team-{name}"), name=name, kind=SubmissionKind.ATTACK, sha256=name.ljust(64, "0"),
-                            meta={}, status=SubmissionStatus.ACCEPTED,
-                            validation_report={"seconds": seconds, "images": images})
-    session.add(submission)
-    session.flush()
-    return submission
+    """An accepted attack whose dry run took ``seconds`` for ``images``: what sizing reads."""
+    return add_submission(session, name, owner=f"team-{name}", validation_report={"seconds": seconds, "images": images})
 
 
 def test_pack_size_follows_the_measured_time_per_image(settings):
@@ -53,7 +47,7 @@ def test_pack_size_follows_the_measured_time_per_image(settings):
         session.flush()
         assert pack_images(session, settings, fast) == 40
         job_ids = list(session.scalars(select(AttackJob.id)))
-        packs = make_packs(session, settings, "attack", job_ids)
+        packs = make_packs(session, settings, JobKind.ATTACK, job_ids)
         jobs = {j.id: j for j in session.scalars(select(AttackJob))}
         fast_packs = [p for p in packs if jobs[p.job_ids[0]].submission_id == fast.id]
         assert sorted(len(p.job_ids) for p in fast_packs) == [2, 2, 4, 4]  # 6 batches per eps: 4 + 2
@@ -74,7 +68,7 @@ def _tournament(root, pack_seconds: float):
     dataset = synth_dataset(settings, 60, batch_size=10)
     for name in SAMPLE_SET:
         submit_folder(settings, SAMPLES / name, root)
-    summary = local.run_missing(settings)
+    summary = run(settings)
     with transaction(settings) as session:
         adversarial = set(session.execute(
             select(Image.name, Submission.name, AttackJob.epsilon, AdversarialImage.sha256)
@@ -132,14 +126,13 @@ def test_a_failing_pack_is_split_until_the_bad_batch_is_alone(tmp_path):
         # a label found once, in a batch that is not the first (the dry run's batch)
         poison = next(i for i in images if counts[i.true_label] == 1 and i.batch.index == 5)
         poison_batch = poison.batch_id
-    folder = tmp_path / "poison"
-    folder.mkdir()
-    (folder / "attack.py").write_text(POISON_ATTACK.replace("POISON", str(poison.true_label)))
-    (folder / "run_attack.sh").write_text('#!/bin/sh\nexec python3 attack.py "$@"\n')
-    (folder / "metadata.json").write_text(json.dumps({"type": "attack", "container": "arena/python:bookworm", "entry_point": "run_attack.sh"}))
-    assert submit(settings, pack(folder, tmp_path / "poison.tar.gz"), team="t").status is SubmissionStatus.ACCEPTED
+    folder = write_submission(
+        tmp_path / "poison", {"type": "attack", "container": "arena/python:bookworm", "entry_point": "run_attack.sh"},
+        {"attack.py": POISON_ATTACK.replace("POISON", str(poison.true_label)),
+         "run_attack.sh": '#!/bin/sh\nexec python3 attack.py "$@"\n'})
+    assert submit_folder(settings, folder, tmp_path, team="t").status is SubmissionStatus.ACCEPTED
 
-    summary = local.run_missing(settings)
+    summary = run(settings)
 
     assert summary.attack_jobs == 8 and summary.container_runs > 1
     with transaction(settings) as session:

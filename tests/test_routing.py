@@ -1,6 +1,8 @@
 """GPU routing, without a GPU: which queue a pack goes to, which image runs, what the
 container is given. (No GPU host is available to run it for real; see workers/README.md.)"""
 
+from sqlalchemy import select
+
 from arena.config import SandboxLimits
 from arena.db import transaction
 from arena.execution.broker import queue_of
@@ -9,14 +11,9 @@ from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import (
     AttackJob,
     Batch,
-    Submission,
-    SubmissionKind,
-    SubmissionStatus,
-    Team,
 )
 from arena.sandbox.containers import _run_options
-from conftest import synth_dataset
-from sqlalchemy import select
+from factories import add_submission, synth_dataset
 
 
 def test_gpu_hosts_get_device_requests_and_the_gpu_image(tmp_path):
@@ -33,12 +30,10 @@ def test_gpu_hosts_get_device_requests_and_the_gpu_image(tmp_path):
 def test_packs_of_gpu_submissions_go_to_the_gpu_queue(settings):
     synth_dataset(settings, 10, batch_size=10)
     with transaction(settings) as session:
-        team = Team(name="t")
         batch_id = session.scalar(select(Batch.id))
         ids = {}
         for name, meta in (("on_gpu", {"container_gpu": "x/gpu:1"}), ("cpu_only", {})):
-            submission = Submission(team=team, name=name, kind=SubmissionKind.ATTACK, sha256=name.ljust(64, "0"),
-                                    meta={"container": "x/cpu:1", **meta}, status=SubmissionStatus.ACCEPTED)
+            submission = add_submission(session, name, meta={"container": "x/cpu:1", **meta})
             job = AttackJob(submission=submission, batch_id=batch_id, epsilon=4)
             session.add(job)
             session.flush()

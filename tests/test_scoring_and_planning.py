@@ -1,6 +1,8 @@
 """Scoring and planning on a hand-made tournament in a real SQLite database (no containers)."""
 
 import pytest
+from sqlalchemy import func, select
+
 from arena.db import transaction
 from arena.execution import planning
 from arena.models import (
@@ -14,20 +16,10 @@ from arena.models import (
     Submission,
     SubmissionKind,
     SubmissionStatus,
-    Team,
 )
 from arena.results import tallies
 from arena.results.scoring import Standings
-from conftest import synth_dataset
-from sqlalchemy import func, select
-
-
-def _add(session, name, kind, status=SubmissionStatus.ACCEPTED):
-    team = session.scalar(select(Team).where(Team.name == "t")) or Team(name="t")
-    submission = Submission(team=team, name=name, kind=kind, sha256=name.ljust(64, "0"), meta={}, status=status)
-    session.add(submission)
-    session.flush()
-    return submission
+from factories import add_submission, synth_dataset
 
 
 @pytest.fixture
@@ -35,7 +27,7 @@ def tournament(settings):
     """4 images in 2 batches; attacks A (untargeted) and T (targeted); defense D; eps 2 and 8."""
     dataset = synth_dataset(settings, 4, batch_size=2)
     with transaction(settings) as session:
-        ids = {name: _add(session, name, kind).id for name, kind in
+        ids = {name: add_submission(session, name, kind).id for name, kind in
                [("A", SubmissionKind.ATTACK), ("T", SubmissionKind.TARGETED_ATTACK), ("D", SubmissionKind.DEFENSE)]}
         planning.plan(session, dataset, [2, 8])
     return settings, dataset, ids
@@ -65,7 +57,7 @@ def test_a_new_defense_adds_only_its_column_and_a_new_epsilon_only_its_jobs(tour
         _finish_attacks(session)
         session.flush()
         planning.plan(session, dataset, [2, 8])
-        _add(session, "D2", SubmissionKind.DEFENSE)
+        add_submission(session, "D2", SubmissionKind.DEFENSE)
         plan = planning.plan(session, dataset, [2, 8])
         assert plan == planning.Plan(attack_jobs=0, defense_jobs=8 + 2)
         new = session.scalars(select(DefenseJob).join(Submission).where(Submission.name == "D2")).all()
@@ -76,8 +68,8 @@ def test_a_new_defense_adds_only_its_column_and_a_new_epsilon_only_its_jobs(tour
 def test_rejected_and_disqualified_submissions_are_not_planned(settings):
     dataset = synth_dataset(settings, 2, batch_size=2)
     with transaction(settings) as session:
-        _add(session, "R", SubmissionKind.ATTACK, SubmissionStatus.REJECTED)
-        _add(session, "Q", SubmissionKind.DEFENSE, SubmissionStatus.DISQUALIFIED)
+        add_submission(session, "R", SubmissionKind.ATTACK, status=SubmissionStatus.REJECTED)
+        add_submission(session, "Q", SubmissionKind.DEFENSE, status=SubmissionStatus.DISQUALIFIED)
         assert planning.plan(session, dataset, [2]) == planning.Plan(0, 0)
 
 

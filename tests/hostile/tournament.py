@@ -1,21 +1,23 @@
 """One small shared tournament for the hostile suite, and how hostile code enters it.
 
 Every hostile case is a tiny submission taken in through ``arena.intake.submit``, run in
-the tournament with ``local.run_missing`` when it passed its dry run, then disqualified
+the tournament with ``run`` when it passed its dry run, then disqualified
 so that later cases do not run against it. What each case must leave alone is captured
 by ``snapshot``: every stored result of the well-behaved submissions, the bytes behind
 every image they refer to, and their code.
 """
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import aliased
 
 from arena.config import SandboxLimits, Settings
 from arena.data.images import ImageStore
 from arena.db import transaction
-from arena.execution import local
+from arena.execution.run import run
 from arena.intake.archive import pack, tree_sha256
 from arena.intake.submit import submit
 from arena.models import (
@@ -28,9 +30,8 @@ from arena.models import (
     Submission,
     SubmissionStatus,
 )
-from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
-from sqlalchemy import select
-from sqlalchemy.orm import aliased
+from conftest import SAMPLES, make_settings
+from factories import submit_folder, synth_dataset, write_submission
 
 IMAGE = "arena/python:bookworm"
 BATCH = 3  # images per batch; two batches
@@ -74,7 +75,7 @@ def build(root: Path, **overrides) -> Tournament:
     synth_dataset(settings, 2 * BATCH, batch_size=BATCH)
     for name in WELL_BEHAVED:
         assert submit_folder(settings, SAMPLES / name, root).status is SubmissionStatus.ACCEPTED
-    summary = local.run_missing(settings)
+    summary = run(settings)
     assert summary.platform_errors == [] and summary.jobs > 0
     return Tournament(settings, root, snapshot(settings))
 
@@ -114,21 +115,22 @@ def snapshot(settings: Settings) -> dict:
     return {"adversarial": adversarial, "classifications": classifications, "clean": clean, "code": code}
 
 
-def write_submission(folder: Path, kind: str, script: str, files: dict[str, str] | None = None) -> Path:
-    """A submission folder: metadata, the entry point (``script`` after a shebang), extra files."""
-    folder.mkdir(parents=True)
+def code_folder(settings: Settings, name: str) -> Path:
+    """Where the submission called ``name`` keeps its unpacked code."""
+    with transaction(settings) as session:
+        return settings.submissions_dir / session.scalar(select(Submission.sha256).where(Submission.name == name))
+
+
+def write_hostile(folder: Path, kind: str, script: str, files: dict[str, str] | None = None) -> Path:
+    """A submission folder in the suite's image: the entry point is ``script`` after a shebang."""
     entry = ENTRY["defense" if kind == "defense" else "attack"]
-    (folder / "metadata.json").write_text(json.dumps({"type": kind, "container": IMAGE, "entry_point": entry}))
-    (folder / entry).write_text("#!/bin/sh\n" + script)
-    (folder / entry).chmod(0o755)
-    for name, text in (files or {}).items():
-        (folder / name).write_text(text)
-    return folder
+    return write_submission(folder, {"type": kind, "container": IMAGE, "entry_point": entry},
+                            {entry: "#!/bin/sh\n" + script, **(files or {})})
 
 
 def take_in(tournament: Tournament, name: str, kind: str, script: str, files: dict[str, str] | None = None) -> Submission:
     """Submit code through the normal intake path (unpack, checks, dry run)."""
-    folder = write_submission(tournament.root / "hostile" / name, kind, script, files)
+    folder = write_hostile(tournament.root / "hostile" / name, kind, script, files)
     archive = pack(folder, tournament.root / "hostile" / f"{name}.tar.gz")
     return submit(tournament.settings, archive, team=f"team-{name}", name=name)
 
@@ -137,7 +139,7 @@ def enter(tournament: Tournament, name: str, kind: str, script: str, files: dict
     """Take code in; run it in the tournament when it was accepted."""
     submission = take_in(tournament, name, kind, script, files)
     if submission.status is SubmissionStatus.ACCEPTED:
-        summary = local.run_missing(tournament.settings)
+        summary = run(tournament.settings)
         assert summary.platform_errors == [], summary.platform_errors
     return submission
 

@@ -1,0 +1,99 @@
+"""Test data, built in one place: synthetic datasets, submission folders and archives, the
+samples taken in through intake, and database rows (teams, accepted submissions) for the
+tests that need a tournament's rows but not its containers.
+
+Fixtures stay in ``conftest.py``; what a fixture or a test builds comes from here, so a
+change of the models or of intake is made once.
+"""
+
+import json
+import os
+import shutil
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arena.config import Settings
+from arena.data.dataset import store_dataset, synthesize
+from arena.intake.archive import pack
+from arena.intake.submit import submit
+from arena.models import Dataset, Submission, SubmissionKind, SubmissionStatus, Team
+
+
+def synth_dataset(settings: Settings, images: int, batch_size: int, name: str = "synthetic") -> Dataset:
+    """A stored dataset of ``images`` synthetic images (fixed seed: the same pixels each run)."""
+    return store_dataset(settings, name, synthesize(images), batch_size=batch_size)
+
+
+def team_named(session: Session, name: str) -> Team:
+    """The team called ``name``, made when it does not exist yet: rows of one team share it."""
+    return session.scalar(select(Team).where(Team.name == name)) or Team(name=name)
+
+
+def add_submission(
+    session: Session,
+    name: str,
+    kind: SubmissionKind = SubmissionKind.ATTACK,
+    *,
+    owner: Team | str = "t",
+    status: SubmissionStatus = SubmissionStatus.ACCEPTED,
+    meta: dict | None = None,
+    validation_report: dict | None = None,
+) -> Submission:
+    """A submission row as intake leaves it, without code or dry run (planning, scoring and
+    routing read only the row); flushed, so it has its id. Its sha256 is the padded name,
+    unique as names are. ``owner`` is a team or the name of one (made when missing)."""
+    submission = Submission(
+        team=owner if isinstance(owner, Team) else team_named(session, owner), name=name, kind=kind,
+        sha256=name.ljust(64, "0"), meta=meta or {}, status=status, validation_report=validation_report,
+    )
+    session.add(submission)
+    session.flush()
+    return submission
+
+
+def write_submission(folder: Path, metadata: dict, files: dict[str, str]) -> Path:
+    """A submission folder: ``metadata.json`` and ``files`` (name: text), its entry point
+    executable as a team would ship it."""
+    folder.mkdir(parents=True)
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    if metadata.get("entry_point") in files:
+        (folder / metadata["entry_point"]).chmod(0o755)
+    return folder
+
+
+def submit_folder(settings: Settings, folder: Path, tmp_path: Path, name: str | None = None, team: str | None = None) -> Submission:
+    """Pack ``folder`` (a sample or a written submission) and take it in through intake,
+    dry run included; the archive goes in ``tmp_path``."""
+    archive = pack(folder, tmp_path / f"{folder.name}.tar.gz")
+    return submit(settings, archive, team=team or f"team-{folder.name}", name=name)
+
+
+def variant(folder: Path, tmp_path: Path, new_name: str) -> Path:
+    """A copy of a sample with one changed comment: same behaviour, different code hash."""
+    copy = tmp_path / new_name
+    shutil.copytree(folder, copy)
+    script = next(copy.glob("run_*.sh"))
+    script.write_text(script.read_text() + f"# variant {new_name}\n")
+    return copy
+
+
+def copy_arena(settings: Settings, data_dir: Path) -> Settings:
+    """A copy of a SQLite tournament in ``data_dir``, and settings for it: for a test that
+    changes a tournament other tests share (one costs scores of container runs, a copy
+    a second). The database is copied with SQLite's backup (consistent under WAL); the
+    image store is hard-linked, as its files are written once, through a temp file and a
+    rename, and never changed; the scratch folder is left out."""
+    if settings.database_url is not None:
+        raise ValueError("only a tournament in SQLite is copied")
+    shutil.copytree(settings.data_dir, data_dir, ignore=shutil.ignore_patterns("arena.db*", "work", "store"))
+    shutil.copytree(settings.store_dir, data_dir / "store", copy_function=os.link)
+    with closing(sqlite3.connect(settings.data_dir / "arena.db")) as source, \
+            closing(sqlite3.connect(data_dir / "arena.db")) as copy:
+        source.backup(copy)
+    return settings.model_copy(update={"data_dir": data_dir})
