@@ -9,20 +9,16 @@ import importlib.util
 import numpy as np
 import pandas as pd
 import pytest
+from sqlalchemy import func, select
+
 from arena.data.images import ImageStore
 from arena.db import transaction
-from arena.execution import local, planning
+from arena.execution import planning
+from arena.execution.run import run
 from arena.models import AdversarialImage, AttackJob, Classification, DefenseJob, Image
 from arena.results.scoring import Standings
-from conftest import (
-    SAMPLES,
-    assert_tallies_match_a_rebuild,
-    make_settings,
-    submit_folder,
-    synth_dataset,
-    variant,
-)
-from sqlalchemy import func, select
+from conftest import SAMPLES, assert_tallies_match_a_rebuild, make_settings
+from factories import copy_arena, submit_folder, synth_dataset, variant
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 EPSILONS = [2, 4, 8, 16]
@@ -65,14 +61,23 @@ def expected_errors(settings, dataset) -> dict[tuple[str, str, int], int]:
 
 @pytest.fixture(scope="module")
 def tournament(tmp_path_factory, engine):
-    """One finished tournament shared by the tests below (it costs about 80 container runs)."""
+    """One finished tournament shared by the tests below (it costs about 80 container runs),
+    never changed by them: a test that changes it takes ``own_copy``."""
     root = tmp_path_factory.mktemp("tournament")
     settings = make_settings(root / "arena", epsilons=EPSILONS)
     dataset = synth_dataset(settings, 100, batch_size=50)
     for name in ATTACKS + DEFENSES:
         assert submit_folder(settings, SAMPLES / name, root).status.value == "accepted"
-    summary = local.run_missing(settings)
-    return settings, dataset, summary, root
+    summary = run(settings)
+    return settings, dataset, summary
+
+
+@pytest.fixture
+def own_copy(tournament, tmp_path):
+    """The finished tournament copied into this test's folder, to add to or rerun: the
+    shared one stays as the other tests, in whatever order they run, expect it."""
+    settings, dataset, summary = tournament
+    return copy_arena(settings, tmp_path / "arena"), dataset, summary
 
 
 def _standings(settings, dataset) -> Standings:
@@ -81,7 +86,7 @@ def _standings(settings, dataset) -> Standings:
 
 
 def test_every_job_ran_once(tournament):
-    settings, dataset, summary, _ = tournament
+    settings, dataset, summary = tournament
     assert summary.attack_jobs == len(ATTACKS) * len(EPSILONS) * 2
     assert summary.defense_jobs == len(DEFENSES) * (summary.attack_jobs + 2)
     assert summary.platform_errors == []
@@ -92,7 +97,7 @@ def test_every_job_ran_once(tournament):
 
 
 def test_matrix_matches_the_submissions_run_in_process(tournament):
-    settings, dataset, _, _ = tournament
+    settings, dataset, _ = tournament
     expected = expected_errors(settings, dataset)
     standings = _standings(settings, dataset)
     for eps in EPSILONS:
@@ -110,7 +115,7 @@ def test_matrix_matches_the_submissions_run_in_process(tournament):
 
 
 def test_stored_adversarial_images_respect_epsilon(tournament):
-    settings, _, _, _ = tournament
+    settings, _, _ = tournament
     with transaction(settings) as session:
         rows = session.execute(select(AttackJob.epsilon, AdversarialImage.linf, AdversarialImage.missing)
                                .join(AttackJob)).all()
@@ -118,12 +123,12 @@ def test_stored_adversarial_images_respect_epsilon(tournament):
     assert {eps for eps, linf, _ in rows if linf == eps} == set(EPSILONS)
 
 
-def test_adding_a_defense_runs_only_its_column(tournament):
-    settings, dataset, summary, root = tournament
+def test_adding_a_defense_runs_only_its_column(own_copy, tmp_path):
+    settings, dataset, summary = own_copy
     with transaction(settings) as session:
         before = pd.DataFrame(session.execute(select(Classification.id, Classification.label)).all())
-    submit_folder(settings, variant(SAMPLES / "decoder", root, "decoder_copy"), root)
-    added = local.run_missing(settings)
+    submit_folder(settings, variant(SAMPLES / "decoder", tmp_path, "decoder_copy"), tmp_path)
+    added = run(settings)
     assert added.attack_jobs == 0
     assert added.defense_jobs == summary.attack_jobs + 2
     with transaction(settings) as session:
@@ -133,13 +138,13 @@ def test_adding_a_defense_runs_only_its_column(tournament):
     assert matrix["decoder_copy"].tolist() == matrix["decoder"].tolist()
 
 
-def test_rerunning_everything_gives_the_identical_matrix(tournament):
-    settings, dataset, _, _ = tournament
+def test_rerunning_everything_gives_the_identical_matrix(own_copy):
+    settings, dataset, _ = own_copy
     before = {v: _standings(settings, dataset).matrix(v) for v in ("error", "hit", "correct")}
     with transaction(settings) as session:
         planning.forget(session)
         assert session.scalar(select(func.count(DefenseJob.id))) == 0
-    again = local.run_missing(settings)
+    again = run(settings)
     assert again.attack_jobs == len(ATTACKS) * len(EPSILONS) * 2
     after = _standings(settings, dataset)
     for value, frame in before.items():
@@ -150,7 +155,7 @@ def test_rerunning_everything_gives_the_identical_matrix(tournament):
 def test_export_writes_the_same_matrix(tournament, tmp_path):
     from arena.results.export import export
 
-    settings, dataset, _, _ = tournament
+    settings, dataset, _ = tournament
     with transaction(settings) as session:
         export(session, dataset, tmp_path)
     written = pd.read_csv(tmp_path / "error_matrix.csv", index_col=0)
