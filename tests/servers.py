@@ -7,6 +7,7 @@ user that Debian's package creates.
 """
 
 import glob
+import itertools
 import os
 import shutil
 import socket
@@ -16,6 +17,8 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+
+import sqlalchemy as sa
 
 
 def free_port() -> int:
@@ -126,7 +129,8 @@ class PostgresServer:
         self._pg("initdb", "-D", str(self.data), "--auth=trust", "-U", "postgres", "-E", "UTF8")
 
     def _pg(self, program: str, *arguments: str, check: bool = True) -> None:
-        subprocess.run(_as_postgres([str(self.bin_dir / program), *arguments]), check=check,
+        """Run a PostgreSQL program; two minutes are far more than initdb or pg_ctl -w need."""
+        subprocess.run(_as_postgres([str(self.bin_dir / program), *arguments]), check=check, timeout=120,
                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
     def start(self) -> None:
@@ -146,6 +150,23 @@ def postgres_server(parent: Path | None = None, options: dict[str, str] | None =
     """Yields a SQLAlchemy URL of a fresh PostgreSQL cluster's ``postgres`` database."""
     with postgres_cluster(parent, options) as server:
         yield server.url
+
+
+_DATABASES = itertools.count()
+
+
+def new_database(server: str) -> str:
+    """The URL of a new, empty database on the PostgreSQL server whose ``postgres`` database
+    is at ``server``: tests that share a server (it takes seconds to start) each take their
+    own database, so that none sees what another left, in any order."""
+    name = f"test_{next(_DATABASES)}"
+    engine = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text(f"CREATE DATABASE {name}"))
+    finally:
+        engine.dispose()
+    return server.rsplit("/", 1)[0] + f"/{name}"
 
 
 class PrivateDockerd(_Process):
@@ -176,10 +197,18 @@ class PrivateDockerd(_Process):
 
 
     def load(self, image: str) -> None:
+        """Copy ``image`` in from the host's engine; five minutes each for save and load, far
+        more than the suite's images need, so that a stuck engine fails the test instead."""
         saved = subprocess.Popen(["docker", "save", image], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-        subprocess.run(["docker", "-H", self.host, "load", "-q"], stdin=saved.stdout, check=True, capture_output=True)
-        if saved.wait():
-            raise RuntimeError(f"docker save {image} failed")
+        try:
+            subprocess.run(["docker", "-H", self.host, "load", "-q"], stdin=saved.stdout, check=True,
+                           capture_output=True, timeout=300)
+            if saved.wait(timeout=300):
+                raise RuntimeError(f"docker save {image} failed")
+        finally:
+            if saved.poll() is None:
+                saved.kill()
+                saved.wait()
 
 
 @contextmanager

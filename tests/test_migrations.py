@@ -7,10 +7,11 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+
 from arena import db
 from arena.config import Settings
 from arena.models import Base
-from servers import postgres_server
+from servers import new_database, postgres_server
 
 
 @pytest.fixture(scope="module")
@@ -23,7 +24,7 @@ def postgres():
 def settings(request, tmp_path) -> Settings:
     if request.param == "sqlite":
         return Settings(data_dir=tmp_path / "arena")
-    return Settings(data_dir=tmp_path / "arena", database_url=request.getfixturevalue("postgres"))
+    return Settings(data_dir=tmp_path / "arena", database_url=new_database(request.getfixturevalue("postgres")))
 
 
 def differences(settings: Settings) -> list:

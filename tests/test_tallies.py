@@ -3,10 +3,10 @@ packs stored through ``run_pack``, when an attempt is stale, after ``forget``, a
 the same matrices as the per-image rows. A fake defense stands in for the container; each
 test runs on SQLite and on a real PostgreSQL (where results go in with COPY)."""
 
-import itertools
 
 import pytest
-import sqlalchemy as sa
+from sqlalchemy import func, select, update
+
 from arena.db import transaction
 from arena.execution import pack_run, planning
 from arena.models import (
@@ -21,23 +21,16 @@ from arena.models import (
     Submission,
     SubmissionKind,
     SubmissionStatus,
-    Team,
 )
 from arena.results.scoring import Standings, load_results
 from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
 from arena.sandbox.result_csv import Answer
-from conftest import (
-    assert_tallies_match_a_rebuild,
-    make_settings,
-    snapshot,
-    synth_dataset,
-)
-from servers import postgres_server
-from sqlalchemy import func, select, update
+from conftest import assert_tallies_match_a_rebuild, make_settings, snapshot
+from factories import add_submission, synth_dataset
+from servers import new_database, postgres_server
 
 EPSILONS = [2, 8]
-DATABASES = itertools.count()
 
 
 @pytest.fixture(scope="module")
@@ -51,10 +44,7 @@ def settings(request, tmp_path):
     """A fresh Arena on SQLite, or on its own database of the module's PostgreSQL server."""
     if request.param == "sqlite":
         return make_settings(tmp_path / "arena")
-    server, name = request.getfixturevalue("postgres"), f"tallies_{next(DATABASES)}"
-    with sa.create_engine(server, isolation_level="AUTOCOMMIT").connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {name}"))
-    return make_settings(tmp_path / "arena", database_url=server.rsplit("/", 1)[0] + f"/{name}")
+    return make_settings(tmp_path / "arena", database_url=new_database(request.getfixturevalue("postgres")))
 
 
 @pytest.fixture
@@ -62,15 +52,9 @@ def tournament(settings, monkeypatch):
     """4 images in 2 batches; attacks A and T (targeted), defenses D and E; attack jobs done."""
     dataset = synth_dataset(settings, 4, batch_size=2)
     with transaction(settings) as session:
-        team = Team(name="t")
-        ids = {}
-        for name, kind in [("A", SubmissionKind.ATTACK), ("T", SubmissionKind.TARGETED_ATTACK),
-                           ("D", SubmissionKind.DEFENSE), ("E", SubmissionKind.DEFENSE)]:
-            submission = Submission(team=team, name=name, kind=kind, sha256=name.ljust(64, "0"), meta={},
-                                    status=SubmissionStatus.ACCEPTED)
-            session.add(submission)
-            session.flush()
-            ids[name] = submission.id
+        ids = {name: add_submission(session, name, kind).id for name, kind in
+               [("A", SubmissionKind.ATTACK), ("T", SubmissionKind.TARGETED_ATTACK),
+                ("D", SubmissionKind.DEFENSE), ("E", SubmissionKind.DEFENSE)]}
         planning.plan(session, dataset, EPSILONS)
         for job in session.scalars(select(AttackJob)):
             job.status = JobStatus.DONE
