@@ -6,15 +6,16 @@ import os
 import signal
 import subprocess
 import sys
-import threading
-import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+
 from arena.config import Settings
 from arena.db import transaction
-from arena.execution import local
 from arena.execution.distributed import dispatch
+from arena.execution.run import run
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -24,16 +25,9 @@ from arena.models import (
     JobStatus,
 )
 from arena.results.scoring import Standings
-from arena.sandbox.containers import docker_client
-from conftest import (
-    SAMPLES,
-    assert_tallies_match_a_rebuild,
-    make_settings,
-    submit_folder,
-    synth_dataset,
-)
-from servers import postgres_server, redis_server
-from sqlalchemy import func, select
+from conftest import SAMPLES, assert_tallies_match_a_rebuild, containers_mounting, make_settings, wait_until
+from factories import submit_folder, synth_dataset
+from servers import new_database, postgres_server, redis_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 SUBMISSIONS = ["noop", "random_noise", "step_to_target", "decoder", "smoothed_decoder"]
@@ -66,18 +60,14 @@ def embedded(tmp_path_factory):
     root = tmp_path_factory.mktemp("embedded")
     settings = make_settings(root / "arena", epsilons=EPSILONS)
     dataset = _prepare(settings, root)
-    local.run_missing(settings)
+    run(settings)
     return _matrices(settings, dataset)
 
 
-def _distributed_settings(root: Path, redis, postgres: str, database: str) -> tuple[Settings, dict]:
-    import sqlalchemy as sa
-
-    with sa.create_engine(postgres, isolation_level="AUTOCOMMIT").connect() as connection:
-        connection.execute(sa.text(f"CREATE DATABASE {database}"))
+def _distributed_settings(root: Path, redis, postgres: str) -> tuple[Settings, dict]:
     env = {
         "ARENA_DATA_DIR": str(root / "arena"),
-        "ARENA_DATABASE_URL": postgres.rsplit("/", 1)[0] + f"/{database}",
+        "ARENA_DATABASE_URL": new_database(postgres),
         "ARENA_BROKER_URL": redis.url,
         "ARENA_EPSILONS": ",".join(map(str, EPSILONS)),
         "ARENA_LEASE_SECONDS": "6",
@@ -111,11 +101,11 @@ def _stop(workers: list[subprocess.Popen]) -> None:
 
 def test_two_workers_give_the_embedded_matrix(servers, embedded, tmp_path):
     redis, postgres = servers
-    settings, env = _distributed_settings(tmp_path, redis, postgres, "two_workers")
+    settings, env = _distributed_settings(tmp_path, redis, postgres)
     dataset = _prepare(settings, tmp_path)
     workers = _workers(env, 2, tmp_path)
     try:
-        summary = dispatch(settings, timeout=600)
+        summary = dispatch(settings, dataset.id, timeout=600)
     finally:
         _stop(workers)
     assert summary.platform_errors == []
@@ -132,30 +122,28 @@ def _running_jobs(settings: Settings) -> int:
 
 def test_a_killed_worker_and_a_restarted_redis_lose_nothing(servers, embedded, tmp_path):
     redis, postgres = servers
-    settings, env = _distributed_settings(tmp_path, redis, postgres, "chaos")
+    settings, env = _distributed_settings(tmp_path, redis, postgres)
     dataset = _prepare(settings, tmp_path)
     workers = _workers(env, 1, tmp_path)
-    before = {c.id for c in docker_client().containers.list(all=True)}
 
     def chaos() -> None:
-        while _running_jobs(settings) == 0:  # the only worker is now inside a container run
-            time.sleep(0.2)
-        workers[0].send_signal(signal.SIGKILL)
+        wait_until(lambda: _running_jobs(settings), 300, "the only worker to start a job", every=0.2)
+        workers[0].send_signal(signal.SIGKILL)  # it is now inside a container run
         redis.restart()  # and every queued message is lost: leases bring the jobs back
         replacements = tmp_path / "replacements"
         replacements.mkdir()
         workers.extend(_workers(env, 2, replacements))
 
-    saboteur = threading.Thread(target=chaos)
-    saboteur.start()
+    saboteur = ThreadPoolExecutor(1)
+    sabotage = saboteur.submit(chaos)
     try:
-        summary = dispatch(settings, timeout=600)
+        summary = dispatch(settings, dataset.id, timeout=600)
     finally:
-        saboteur.join()
+        saboteur.shutdown()
         _stop(workers)
-        for container in docker_client().containers.list(all=True):  # what the killed worker left
-            if container.id not in before:
-                container.remove(force=True)
+        for container in containers_mounting(tmp_path):  # what the killed worker left
+            container.remove(force=True)
+    sabotage.result()  # a failed wait fails the test here
     assert summary.platform_errors == []
     result = _matrices(settings, dataset)
     assert result["counts"] == embedded["counts"]

@@ -2,9 +2,12 @@
 
 from pathlib import Path
 
+import docker
 import pytest
+
 from arena.config import SandboxLimits
 from arena.sandbox import containers
+from conftest import containers_mounting
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 IMAGE = "arena/python:bookworm"
@@ -67,16 +70,11 @@ open('/tmp/scratch', 'w').write('fine')
     assert (output / "ok").read_text() == "fine"
 
 
-def _container_ids() -> set[str]:
-    return {c.id for c in containers.docker_client().containers.list(all=True)}
-
-
 def test_time_limit_kills_and_the_container_is_removed(tmp_path):
-    before = _container_ids()
     result, _ = _run(tmp_path, "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(600)\n", time_limit=2)
     assert result.timed_out and result.exit_code is None
     assert result.seconds < 30
-    assert _container_ids() <= before
+    assert containers_mounting(tmp_path) == []
 
 
 def test_memory_and_process_limits(tmp_path):
@@ -121,10 +119,11 @@ def test_sweep_ends_what_a_dead_runner_left_behind(tmp_path):
         assert overdue.status == "exited"
         assert in_time.status == "running"
         assert containers.sweep() >= 1  # the killed one is past deadline + grace: removed
-        assert overdue.id not in {c.id for c in client.containers.list(all=True)}
+        with pytest.raises(docker.errors.NotFound):
+            overdue.reload()
     finally:
         for container in (overdue, in_time):
             try:
                 container.remove(force=True)
-            except Exception:
-                pass
+            except docker.errors.NotFound:
+                pass  # swept

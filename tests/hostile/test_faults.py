@@ -212,6 +212,7 @@ def test_runner_killed_during_a_run(tournament, tmp_path):
     arena = Path(sys.executable).parent / "arena"
     runner = subprocess.Popen([str(arena), "run"], env=_arena_env(tournament.settings), stdin=subprocess.DEVNULL,
                               stdout=(tmp_path / "run.log").open("w"), stderr=subprocess.STDOUT)
+
     def started() -> bool:
         assert runner.poll() is None, (tmp_path / "run.log").read_text()
         return bool(_running_attempts(tournament, submission.id))
