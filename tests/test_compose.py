@@ -6,26 +6,39 @@ import shutil
 import subprocess
 
 import pytest
+
 from arena import REPO_ROOT
 from arena.config import Settings
 from arena.tools import base_image
 from servers import free_port
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
+COMPOSE_SECONDS = 1200
+
+
+def _take_down(env: dict[str, str]) -> None:
+    """Take the test's stack down, as the script does when it gets to its end: after a
+    time-out or an early exit nothing of it must be left running. Its own project name
+    (in ``env``) makes it the test's stack only, never one of ``make compose-demo``."""
+    subprocess.run(["docker-compose", "down", "-v"], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                   capture_output=True, timeout=300, check=False)
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed (scripts/setup.sh installs it)")
+@pytest.mark.timeout(COMPOSE_SECONDS + 600)  # the script's limit, then the images' build and the stack taken down
 def test_the_compose_stack_runs_the_demo(tmp_path):
     base_image.build(Settings(data_dir=tmp_path), ["python", "services"], say=lambda _m: None)
     base_image.build_app(say=lambda _m: None)
     data = REPO_ROOT / "data" / "compose"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    result = subprocess.run(
-        [str(REPO_ROOT / "scripts" / "compose-demo.sh")],
-        cwd=REPO_ROOT, env={**os.environ, "PWD": str(REPO_ROOT), "ARENA_WEB_PORT": str(free_port())},
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1200,
-    )
+    env = {**os.environ, "PWD": str(REPO_ROOT), "ARENA_WEB_PORT": str(free_port()),
+           "COMPOSE_PROJECT_NAME": f"arena-test-{os.getpid()}"}
+    try:
+        result = subprocess.run([str(REPO_ROOT / "scripts" / "compose-demo.sh")], cwd=REPO_ROOT, env=env,
+                                stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=COMPOSE_SECONDS)
+    finally:
+        _take_down(env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "ran 24 attack jobs and 52 defense jobs" in result.stdout
     assert "Error matrix" in result.stdout and "smoothed_decoder" in result.stdout

@@ -10,10 +10,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from arena.models import SubmissionStatus
-from servers import postgres_server, redis_server
 
-from hostile.tournament import attack_outcome, disqualify, enter
+from arena.models import SubmissionStatus
+from hostile.tournament import WELL_BEHAVED, attack_outcome, code_folder, disqualify, enter
+from servers import postgres_server, redis_server
 
 pytestmark = [pytest.mark.docker]
 
@@ -85,7 +85,7 @@ def spy(tournament, web_port, tmp_path_factory):
                "web_loopback": ("127.0.0.1", web_port), "web_host": (host, web_port)}
         for address in tcp.values():  # each target answers from the host: the probes can fail only by containment
             socket.create_connection(address, timeout=5).close()
-        other = next(settings.submissions_dir.iterdir())
+        other = code_folder(settings, WELL_BEHAVED[0])  # not a hostile case's, whichever ran before
         targets = {
             "tcp": tcp,
             "read": {"database": str((settings.data_dir / "arena.db").resolve()), "store": str(settings.store_dir.resolve()),
