@@ -20,8 +20,6 @@ from arena.sandbox.containers import LABEL, SandboxError, docker_client
 from arena.tools import base_image
 
 # tests/test_web_*.py still import these builders from here; the rest import ``factories``.
-from factories import submit_folder as submit_folder
-from factories import synth_dataset as synth_dataset
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"
 FIXTURES = Path(__file__).parent / "fixtures"

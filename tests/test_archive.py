@@ -3,6 +3,7 @@ import tarfile
 import zipfile
 
 import pytest
+
 from arena.intake.archive import ArchiveError, extract, pack, tree_sha256
 
 LIMITS = dict(max_bytes=10_000, max_files=20)

@@ -3,6 +3,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image as PILImage
+from sqlalchemy import func, select
+
 from arena.data.dataset import (
     DatasetError,
     assign_target_class,
@@ -14,8 +17,6 @@ from arena.data.dataset import (
 from arena.data.images import encode_png
 from arena.db import transaction
 from arena.models import Batch, Dataset, Image
-from PIL import Image as PILImage
-from sqlalchemy import func, select
 
 
 def _png(folder, name, size=299):

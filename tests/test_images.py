@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from arena.data.images import (
     BadImage,
     ImageStore,

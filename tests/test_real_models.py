@@ -5,6 +5,7 @@ fools it on most of the same photos, all through the tournament's sandbox."""
 from pathlib import Path
 
 import pytest
+
 from arena.config import Settings
 from arena.data.dataset import read_photo_folder
 from arena.data.images import ImageStore

@@ -13,7 +13,8 @@ from arena.models import Submission, SubmissionKind, SubmissionStatus, Team
 from arena.web import actions
 from arena.web.app import create_app
 from arena.web.schemas import LeaderboardRow, Matrix
-from conftest import make_settings, synth_dataset
+from conftest import make_settings
+from factories import synth_dataset
 
 TOKEN = "organizer-secret"
 ORGANIZER = {"Authorization": f"Bearer {TOKEN}"}

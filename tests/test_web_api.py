@@ -19,22 +19,22 @@ from sqlalchemy import select
 
 from arena.admin.teams import issue_token
 from arena.db import transaction
-from arena.models import Submission, SubmissionKind, SubmissionStatus, Team
+from arena.models import Submission, SubmissionKind, Team
 from arena.web.app import create_app
-from conftest import make_settings, synth_dataset
+from conftest import make_settings
+from factories import add_submission, synth_dataset
 
 ORGANIZER = {"Authorization": "Bearer organizer-secret"}
 
 
 def _submission(session, team: Team, name: str, kind: SubmissionKind) -> Submission:
-    submission = Submission(
-        team=team, name=name, kind=kind, sha256=name.ljust(64, "0"), status=SubmissionStatus.ACCEPTED,
+    """An accepted submission with a full dry-run report, whose log only its team may read."""
+    return add_submission(
+        session, name, kind, owner=team,
         meta={"type": kind.value, "container": "arena/python:bookworm", "entry_point": "run.sh"},
         validation_report={"passed": True, "images": 4, "seconds": 1.0, "time_limit": 20.0, "exit_code": 0,
                            "timed_out": False, "problems": [], "log_tail": f"secret log of {name}"},
     )
-    session.add(submission)
-    return submission
 
 
 @pytest.fixture

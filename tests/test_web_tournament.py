@@ -9,13 +9,15 @@ import shutil
 import httpx
 import numpy as np
 import pytest
+from PIL import Image
+
 from arena.db import transaction
-from arena.execution.local import run_missing
+from arena.execution.run import run
 from arena.intake.archive import pack
 from arena.results.scoring import Standings
 from arena.web.app import create_app
-from conftest import SAMPLES, make_settings, submit_folder, synth_dataset
-from PIL import Image
+from conftest import SAMPLES, make_settings
+from factories import submit_folder, synth_dataset
 from web_server import live_server
 
 pytestmark = pytest.mark.docker
@@ -31,7 +33,7 @@ def site(engine, tmp_path_factory):
     synth_dataset(settings, 20, batch_size=10)
     for name in ("noop", "step_to_target", "decoder"):
         assert submit_folder(settings, SAMPLES / name, tmp).status.value == "accepted"
-    assert not run_missing(settings).platform_errors
+    assert not run(settings).platform_errors
     app = create_app(settings)
     with live_server(app) as url:
         yield settings, app, url, tmp

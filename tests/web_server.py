@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 import uvicorn
 from fastapi import FastAPI
+
 from servers import free_port
 
 

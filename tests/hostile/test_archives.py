@@ -10,13 +10,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
+
 from arena.db import transaction
 from arena.intake.archive import ArchiveError
 from arena.intake.metadata import MetadataError
 from arena.intake.submit import SubmissionError, submit
 from arena.models import Submission
-from sqlalchemy import func, select
-
 from hostile.tournament import IMAGE
 
 pytestmark = [pytest.mark.docker]

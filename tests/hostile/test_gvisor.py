@@ -4,9 +4,9 @@ platform error; where the engine has runsc, hostile code is contained under it t
 from pathlib import Path
 
 import pytest
+
 from arena.config import SandboxLimits
 from arena.sandbox import containers
-
 from hostile.tournament import IMAGE
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]

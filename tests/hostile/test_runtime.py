@@ -9,8 +9,8 @@ and every other submission's results unchanged.
 from dataclasses import dataclass
 
 import pytest
-from arena.models import ClassificationProblem, JobStatus, SubmissionStatus
 
+from arena.models import ClassificationProblem, JobStatus, SubmissionStatus
 from hostile.tournament import (
     ATTACK_GUARD,
     BATCH,
