@@ -174,6 +174,7 @@ def test_the_broker_app_is_built_from_the_settings_it_is_given(tmp_path):
     other = broker.celery_app(Settings(data_dir=tmp_path, broker_url="redis://127.0.0.1:2/0"))
     assert one.conf.broker_url != other.conf.broker_url
     assert one.conf.broker_transport_options["visibility_timeout"] == 5 and broker.TASK in one.tasks
+    assert one.tasks[broker.TASK] is not other.tasks[broker.TASK]  # each runs packs with its own settings
 
 
 def test_a_gpu_worker_changes_its_own_settings_only(tmp_path, monkeypatch):

@@ -36,7 +36,7 @@ def celery_app(settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
     )
 
-    @app.task(name=TASK)
+    @app.task(name=TASK, shared=False)  # this app only: another app in the process keeps its own settings
     def run_pack_task(kind: str, job_ids: list[int]) -> int:
         """Run one pack; queue the smaller packs a failure splits it into. Returns jobs finished."""
         containers.sweep()
