@@ -1,6 +1,7 @@
 """What the platform makes of an attack's outputs, through a real container: every input
-leaves with exactly one adversarial image, clipped, or the clean image when the output is
-missing, unreadable, a link, or of the wrong size or mode."""
+leaves with exactly one adversarial image, clipped; converted to RGB or resized as the 2017
+evaluation did when it came in another mode or size; the clean image when the output is
+missing, unreadable or a link."""
 
 
 import pytest
@@ -29,7 +30,7 @@ for k, name in enumerate(sorted(n for n in os.listdir(src) if n.endswith('.png')
     if kind == 0:
         Image.fromarray(np.clip(pixels + 3 * eps, 0, 255).astype('uint8')).save(out)   # beyond eps
     elif kind == 1:
-        pass                                                                            # missing
+        Image.fromarray(pixels.astype('uint8')).save(out[:-4] + '.PNG')                 # missing: .PNG is another name
     elif kind == 2:
         Image.new('RGB', (100, 100)).save(out)                                          # wrong size
     elif kind == 3:
@@ -61,14 +62,15 @@ def test_outputs_are_judged_one_by_one(tmp_path):
     store = ImageStore(settings.store_dir)
     clean_of = {i.image_id: i.sha256 for i in inputs}
     clipped = [r for r in outcome.results if r.clipped]
-    assert len(clipped) == 2 and all(r.linf == 4 for r in clipped)
-    assert sum(r.wrong_size for r in outcome.results) == 4  # wrong size and wrong mode
+    assert len(clipped) >= 4 and all(r.linf == 4 for r in clipped)  # beyond eps, resized (grey may fit in eps)
+    assert sum(r.wrong_size and r.clipped for r in outcome.results) == 2  # resized as in 2017, then clipped
+    assert [r.converted for r in outcome.results if r.converted] == ["L PNG"] * 2  # converted as in 2017
     assert sum(r.missing for r in outcome.results) == 6  # missing, link and corrupt
     for result in outcome.results:
         kept = store.read_pixels(result.sha256)
         assert linf(store.read_pixels(clean_of[result.image_id]), kept) == result.linf <= 4
-        if result.missing or result.wrong_size:
+        if result.missing:
             assert result.sha256 == clean_of[result.image_id]
     assert outcome.problems[0] == "6 of 12 outputs missing or unreadable: replaced by the clean image"
-    assert any("size 100x100" in p for p in outcome.problems)
-    assert any("mode L, expected RGB" in p for p in outcome.problems)
+    assert "2 output(s) converted to RGB PNG as in 2017 (2 L PNG)" in outcome.notes
+    assert "2 output(s) of the wrong size resized to 299x299 (bicubic) as in 2017" in outcome.notes

@@ -51,7 +51,7 @@ def test_two_uploads_of_the_same_code_at_once(settings, tmp_path, monkeypatch):
         together.wait()
 
     monkeypatch.setattr(intake, "_check_allowed", check_then_wait)
-    monkeypatch.setattr(intake, "validate", lambda *_: ValidationReport(True, 10, 0.1, 50.0, 0, False))
+    monkeypatch.setattr(intake, "validate", lambda *_: ValidationReport(passed=True, images=10, seconds=0.1, time_limit=50.0, exit_code=0, timed_out=False))
     outcomes: list = []
 
     def upload(name: str) -> None:

@@ -8,6 +8,7 @@ from arena.data.images import (
     clip_to_epsilon,
     encode_png,
     linf,
+    read_attack_output,
     read_png,
 )
 
@@ -60,3 +61,42 @@ def test_store_is_content_addressed(tmp_path):
     assert first == second
     assert np.array_equal(store.read_pixels(first), pixels)
     assert len(list(tmp_path.rglob("*.png"))) == 1
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "P", "L", "LA", "I;16", "JPEG", "RGB"])
+def test_attack_outputs_are_read_as_the_2017_evaluation_read_them(mode):
+    """Pillow, then .convert("RGB"), whatever the PNG's mode or JPEG data under the name."""
+    import io
+
+    from PIL import Image
+
+    pixels = (np.indices((299, 299, 3)).sum(axis=0) % 256).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    buffer = io.BytesIO()
+    if mode == "JPEG":
+        image.save(buffer, format="JPEG")
+    elif mode == "I;16":
+        Image.fromarray(np.asarray(image.convert("L"), dtype=np.uint16) * 257).save(buffer, format="PNG")
+    else:
+        image.convert(mode).save(buffer, format="PNG")
+    output = read_attack_output(buffer.getvalue())
+    expected = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+    assert np.array_equal(output.pixels, expected) and output.resized_from is None
+    assert output.converted_from == (None if mode == "RGB" else f"{Image.open(buffer).mode} {Image.open(buffer).format}")
+
+
+def test_attack_outputs_of_another_size_are_resized_and_bombs_refused():
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (300, 280), (10, 20, 30)).save(buffer, format="PNG")
+    output = read_attack_output(buffer.getvalue())
+    assert output.pixels.shape == (299, 299, 3) and output.resized_from == (300, 280)
+    assert output.pixels[150, 150].tolist() == [10, 20, 30]
+    for refused, reason in ((Image.new("L", (5000, 5000)), "far larger"), (Image.new("RGB", (10, 10)), "not a PNG but GIF")):
+        buffer = io.BytesIO()
+        refused.save(buffer, format="PNG" if refused.size[0] > 10 else "GIF")
+        with pytest.raises(BadImage, match=reason):
+            read_attack_output(buffer.getvalue())

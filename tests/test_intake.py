@@ -98,11 +98,12 @@ class TestDryRun:
         assert "10 of 10 outputs missing" in rejected.reason
         assert "model weights not found" in rejected.validation_report["log_tail"]
 
-    def test_wrong_size_outputs_are_reported(self, small, tmp_path):
+    def test_wrong_size_outputs_are_resized_as_in_2017(self, small, tmp_path):
+        """The 2017 evaluation resized them (bicubic) and scored them; so does Arena, and says so."""
         script = 'python3 -c "\nimport sys, os\nfrom PIL import Image\nfor n in os.listdir(sys.argv[1]):\n    Image.new(\'RGB\', (300, 300)).save(os.path.join(sys.argv[2], n))\n" "$1" "$2"\n'
-        rejected = submit(small, make_submission(tmp_path, "big", ATTACK_META, script), team="t")
-        assert rejected.status is SubmissionStatus.REJECTED
-        assert "size 300x300, expected 299x299" in rejected.reason
+        accepted = submit(small, make_submission(tmp_path, "big", ATTACK_META, script), team="t")
+        assert accepted.status is SubmissionStatus.ACCEPTED, accepted.reason
+        assert "10 output(s) of the wrong size resized to 299x299 (bicubic) as in 2017" in accepted.validation_report["notes"]
 
     def test_a_slow_defense_times_out(self, small, tmp_path):
         rejected = submit(small, make_submission(tmp_path, "slow", DEFENSE_META, "sleep 600\n"), team="t")

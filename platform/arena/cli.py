@@ -216,6 +216,8 @@ def _print_submission(submission: Submission) -> None:
         console.print(f"  dry run: {report['images']} images in {report['seconds']} s (limit {report['time_limit']} s), exit code {report['exit_code']}")
     for problem in report.get("problems", []):
         console.print(f"  - {problem}", highlight=False)
+    for note in report.get("notes", []):
+        console.print(f"  [dim]note: {note}[/]", highlight=False)
     if report and not report["passed"] and report.get("log_tail"):
         console.print("  log tail:\n" + report["log_tail"][-1500:], highlight=False)
 

@@ -57,7 +57,8 @@ class AttackCase:
     script: str  # after the sleeper guard
     expect: str  # must appear in the attempts' record (exit code, time-out, kill reason, log)
     missing: int = 0  # outputs replaced by the clean image, of 2 * BATCH
-    wrong_size: int = 0
+    wrong_size: int = 0  # resized, as in 2017
+    converted: int = 0  # converted to an RGB PNG, as in 2017
     clipped: int = 0
     files: dict[str, str] | None = None
 
@@ -82,10 +83,10 @@ ATTACKS = [
     AttackCase("png_bomb", 'exec python3 writer.py "$@"\n', "decompression bomb", missing=N, files=png_case(PNG_BOMB)),
     AttackCase("corrupt_png", 'exec python3 writer.py "$@"\n', "corrupt image", missing=N,
                files=png_case("open(out, 'wb').write(b'\\x89PNG\\r\\n\\x1a\\n' + os.urandom(500))")),
-    AttackCase("wrong_size", 'exec python3 writer.py "$@"\n', "size 300x300, expected 299x299", wrong_size=N,
-               files=png_case("Image.new('RGB', (300, 300)).save(out)")),
-    AttackCase("wrong_mode", 'exec python3 writer.py "$@"\n', "mode L, expected RGB", wrong_size=N,
-               files=png_case("Image.fromarray(pixels[:, :, 0].astype('uint8'), 'L').save(out)")),
+    AttackCase("wrong_size", 'exec python3 writer.py "$@"\n', "resized to 299x299 (bicubic) as in 2017", wrong_size=N,
+               clipped=N, files=png_case("Image.new('RGB', (300, 300)).save(out)")),
+    AttackCase("wrong_mode", 'exec python3 writer.py "$@"\n', "L PNG)", converted=N,
+               clipped=N, files=png_case("Image.fromarray(pixels[:, :, 0].astype('uint8'), 'L').save(out)")),
     AttackCase("beyond_epsilon", 'exec python3 writer.py "$@"\n', "exit=0", clipped=N,
                files=png_case("Image.fromarray(np.clip(pixels + 3 * eps, 0, 255).astype('uint8')).save(out)")),
 ]
@@ -102,6 +103,7 @@ def test_hostile_attack_is_contained(tournament, case: AttackCase):
         assert len(images) == N and all(i.linf <= HOSTILE_EPSILON for i in images)
         assert sum(i.missing for i in images) == case.missing
         assert sum(i.wrong_size for i in images) == case.wrong_size
+        assert sum(i.converted is not None for i in images) == case.converted
         assert sum(i.clipped for i in images) == case.clipped
         assert len(record) < 20 * 8000  # bounded logs, whatever the submission printed
         tournament.check_unchanged()

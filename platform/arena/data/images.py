@@ -25,7 +25,22 @@ class BadImage(ValueError):
 
 
 class WrongShape(BadImage):
-    """A readable PNG of the wrong size or mode, which the 2017 rules report separately."""
+    """A readable PNG of the wrong size or mode, where only a 299x299 RGB PNG will do (datasets)."""
+
+
+#: What an attack may write, as the 2017 evaluation read it (Pillow, then ``.convert("RGB")``):
+#: PNG in any mode or depth, and JPEG data under the .png name. Other formats Pillow knows
+#: are refused: each is one more decoder run on untrusted bytes in the platform's process.
+OUTPUT_FORMATS = ("PNG", "JPEG")
+
+
+@dataclass(frozen=True)
+class AttackOutput:
+    """An attack's output as scored: 299x299 RGB pixels, and what was done to get them."""
+
+    pixels: np.ndarray
+    converted_from: str | None = None  # e.g. "RGBA PNG", "JPEG": converted to RGB as in 2017
+    resized_from: tuple[int, int] | None = None  # width, height: resized (bicubic) as in 2017
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -59,6 +74,30 @@ def read_png(data: bytes, *, require_size: bool = True) -> np.ndarray:
             if image.mode != "RGB":
                 raise WrongShape(f"mode {image.mode}, expected RGB")
             return np.asarray(image, dtype=np.uint8)
+    except BadImage:
+        raise
+    except Exception as exc:  # Pillow raises many types for corrupt data
+        raise BadImage(f"corrupt image ({exc.__class__.__name__}: {exc})") from None
+
+
+def read_attack_output(data: bytes) -> AttackOutput:
+    """Decode an attack's output the way the 2017 evaluation did (``eval_lib/dataset_helper.py``,
+    ``enforce_epsilon_and_compute_hash``): any PNG or JPEG Pillow reads is converted to RGB,
+    and one of another size is resized to 299x299 with bicubic interpolation; both are
+    recorded. Raise BadImage for anything else, or for far too many pixels (a bomb)."""
+    try:
+        with PILImage.open(io.BytesIO(data)) as image:
+            if image.format not in OUTPUT_FORMATS:
+                raise BadImage(f"not a PNG but {image.format}")
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise BadImage(f"{width}x{height} pixels is far larger than {IMAGE_SIZE}x{IMAGE_SIZE}")
+            converted = None if (image.format, image.mode) == ("PNG", "RGB") else f"{image.mode} {image.format}"
+            rgb = image.convert("RGB")
+            resized = None
+            if (width, height) != (IMAGE_SIZE, IMAGE_SIZE):
+                rgb, resized = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), PILImage.Resampling.BICUBIC), (width, height)
+            return AttackOutput(np.asarray(rgb, dtype=np.uint8), converted, resized)
     except BadImage:
         raise
     except Exception as exc:  # Pillow raises many types for corrupt data

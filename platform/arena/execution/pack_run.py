@@ -80,6 +80,7 @@ class Outcome(Protocol):
 
     run: RunResult
     problems: list[str]
+    notes: list[str]
 
 
 O = TypeVar("O", bound=Outcome)
@@ -253,7 +254,7 @@ def _store(settings: Settings, pack: Pack, claims: dict[int, Claim], outcome: Ou
             else:
                 kept.append(job_id)
                 rows += piece.rows
-                _finish_attempt(attempt, outcome.run, packed + outcome.problems)
+                _finish_attempt(attempt, outcome.run, packed + outcome.problems + outcome.notes)
                 job.status, job.finished_at, job.lease_expires_at = JobStatus.DONE, utcnow(), None
         bulk_insert(session, pack.kind.result_table.__table__, rows)
         if pack.kind is JobKind.DEFENSE:

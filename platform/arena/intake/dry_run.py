@@ -5,8 +5,7 @@ the largest epsilon for attacks) and reports everything a team needs to fix: exi
 time-out, missing or ill-sized outputs, an unparsable result.csv, and the log tail.
 """
 
-from dataclasses import asdict, dataclass, field
-
+from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -19,19 +18,18 @@ from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseInput, execute_defense
 
 
-@dataclass
-class ValidationReport:
+class ValidationReport(BaseModel):
+    """What the dry run found; stored as JSON with the submission and served by the API."""
+
     passed: bool
     images: int
     seconds: float
     time_limit: float
     exit_code: int | None
     timed_out: bool
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = []  # any of these fails the dry run
+    notes: list[str] = []  # accepted as 2017 accepted it, said all the same (none in older reports)
     log_tail: str = ""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def sample_batch(session: Session) -> list[Image]:
@@ -42,7 +40,7 @@ def sample_batch(session: Session) -> list[Image]:
     return list(batch.images)
 
 
-def _report(settings: Settings, run: RunResult, images: int, problems: list[str]) -> ValidationReport:
+def _report(settings: Settings, run: RunResult, images: int, problems: list[str], notes: list[str]) -> ValidationReport:
     return ValidationReport(
         passed=run.succeeded and not problems,
         images=images,
@@ -51,6 +49,7 @@ def _report(settings: Settings, run: RunResult, images: int, problems: list[str]
         exit_code=run.exit_code,
         timed_out=run.timed_out,
         problems=problems,
+        notes=notes,
         log_tail=run.log_tail,
     )
 
@@ -61,4 +60,4 @@ def validate(settings: Settings, code: SubmissionCode, images: list[Image]) -> V
     else:
         inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in images]
         outcome = execute_attack(settings, code, inputs, max(settings.epsilons))
-    return _report(settings, outcome.run, len(images), outcome.problems)
+    return _report(settings, outcome.run, len(images), outcome.problems, outcome.notes)

@@ -5,6 +5,7 @@ its output clipped into the epsilon ball, or the clean image itself when the out
 missing, unreadable, or of the wrong size or mode (each case flagged and counted).
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -13,10 +14,9 @@ from arena.config import Settings
 from arena.data.images import (
     BadImage,
     ImageStore,
-    WrongShape,
     clip_to_epsilon,
     linf,
-    read_png,
+    read_attack_output,
 )
 from arena.intake.metadata import SubmissionCode
 from arena.sandbox import containers
@@ -40,14 +40,16 @@ class AdversarialResult:
     linf: int
     clipped: bool = False
     missing: bool = False
-    wrong_size: bool = False
+    wrong_size: bool = False  # resized to 299x299, as the 2017 evaluation did
+    converted: str | None = None  # the mode and format converted to an RGB PNG, as in 2017
 
 
 @dataclass
 class AttackOutcome:
     run: containers.RunResult
     results: list[AdversarialResult]
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what the team should fix
+    notes: list[str] = field(default_factory=list)  # what was accepted as 2017 accepted it
 
 
 def _stage_inputs(stage: Staging, store: ImageStore, inputs: list[CleanInput], targeted: bool) -> None:
@@ -67,15 +69,12 @@ def _judge(stage: Staging, name: str, clean: np.ndarray, epsilon: int, problems:
     try:
         if path.stat().st_size > MAX_OUTPUT_FILE_BYTES:
             raise BadImage(f"{path.stat().st_size} bytes is far too large for a 299x299 PNG")
-        adversarial = read_png(path.read_bytes())
-    except WrongShape as exc:
-        problems.append(f"{name}: {exc}")
-        return clean, {"wrong_size": True}
+        output = read_attack_output(path.read_bytes())
     except BadImage as exc:
         problems.append(f"{name}: {exc}")
         return clean, {"missing": True}
-    clipped, moved = clip_to_epsilon(clean, adversarial, epsilon)
-    return clipped, {"clipped": moved}
+    clipped, moved = clip_to_epsilon(clean, output.pixels, epsilon)
+    return clipped, {"clipped": moved, "converted": output.converted_from, "wrong_size": output.resized_from is not None}
 
 
 def _collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilon: int) -> tuple[list[AdversarialResult], list[str]]:
@@ -92,13 +91,26 @@ def _collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilo
     return results, problems
 
 
+def _notes(results: list[AdversarialResult]) -> list[str]:
+    """What was converted as the 2017 evaluation converted it: said, but not held against the run."""
+    notes = []
+    converted = Counter(r.converted for r in results if r.converted)
+    if converted:
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(converted.items()))
+        notes.append(f"{sum(converted.values())} output(s) converted to RGB PNG as in 2017 ({kinds})")
+    resized = sum(r.wrong_size for r in results)
+    if resized:
+        notes.append(f"{resized} output(s) of the wrong size resized to 299x299 (bicubic) as in 2017")
+    return notes
+
+
 def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanInput], epsilon: int) -> AttackOutcome:
     """Run the attack on ``inputs`` and return one result per input (no database involved)."""
     store = ImageStore(settings.store_dir)
-    with staging(settings.work_dir) as stage:
+    with staging(settings) as stage:
         _stage_inputs(stage, store, inputs, targeted=code.metadata.type == "targeted_attack")
         run = stage.run(settings, code, "/output_images", "/output_images", str(epsilon))
         results, problems = _collect(stage, store, inputs, epsilon)
     if not run.succeeded:
         problems.insert(0, f"the attack {run.describe()}")
-    return AttackOutcome(run, results, problems)
+    return AttackOutcome(run, results, problems, _notes(results))

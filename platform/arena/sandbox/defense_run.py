@@ -22,18 +22,19 @@ class DefenseInput:
 class DefenseOutcome:
     run: containers.RunResult
     answers: dict[int, Answer]  # by DefenseInput.key
-    problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # what the team should fix
+    notes: list[str] = field(default_factory=list)  # what was accepted as 2017 accepted it
 
 
 def execute_defense(settings: Settings, code: SubmissionCode, inputs: list[DefenseInput]) -> DefenseOutcome:
     """Run the defense on ``inputs`` and return one answer per input (no database involved)."""
     store = ImageStore(settings.store_dir)
-    with staging(settings.work_dir) as stage:
+    with staging(settings) as stage:
         for item in inputs:
             stage.add_image(store, item.sha256, item.key)
         run = stage.run(settings, code, "/output_data", "/output_data/result.csv")
-        by_name, problems = parse_result_csv(stage.output / "result.csv", list(stage.names))
-        answers = {stage.names[name]: answer for name, answer in by_name.items()}
+        parsed = parse_result_csv(stage.output / "result.csv", list(stage.names))
+        answers = {stage.names[name]: answer for name, answer in parsed.answers.items()}
     if not run.succeeded:
-        problems.insert(0, f"the defense {run.describe()}")
-    return DefenseOutcome(run, answers, problems)
+        parsed.problems.insert(0, f"the defense {run.describe()}")
+    return DefenseOutcome(run, answers, parsed.problems, parsed.notes)

@@ -67,7 +67,7 @@ def datasets(session: Session, settings: Settings) -> list[dict]:
     ).all()
     result = []
     for dataset_id, name, created_at, batches, images in rows:
-        counts = progress.tournament_progress(session, session.get(Dataset, dataset_id), settings.epsilons)
+        counts = progress.tournament_progress(session, session.get(Dataset, dataset_id), settings)
         result.append({
             "id": dataset_id, "name": name, "created_at": created_at, "batches": batches, "images": images,
             "epsilons": settings.epsilons, **{kind: c.as_dict() for kind, c in counts.items()},
@@ -159,7 +159,7 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
     return {
         **submission_summary(submission),
         "validation_report": report,
-        "progress": progress.submission_progress(session, dataset, submission, settings.epsilons).as_dict(),
+        "progress": progress.submission_progress(session, dataset, submission, settings).as_dict(),
         "attempts": attempts(session, submission, with_logs),
         "logs_visible": with_logs,
     }
@@ -248,6 +248,7 @@ def drilldown(session: Session, adversarial_id: int) -> dict:
         "target_class": image.target_class, "attack": job.submission.name, "attack_id": job.submission_id,
         "attack_kind": job.submission.kind.value, "epsilon": job.epsilon, "linf": adversarial.linf,
         "clipped": adversarial.clipped, "missing": adversarial.missing, "wrong_size": adversarial.wrong_size,
+        "converted": adversarial.converted,
         "answers": [{
             "defense_id": defense_id, "defense": name, "label": label, "clean_label": clean.get(defense_id),
             "problem": problem.value if problem else None, "correct": not error, "hit": bool(hit),

@@ -14,7 +14,14 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
 
-from arena.models import ClassificationProblem, JobKind, JobStatus, SubmissionKind, SubmissionStatus
+from arena.intake import dry_run
+from arena.models import (
+    ClassificationProblem,
+    JobKind,
+    JobStatus,
+    SubmissionKind,
+    SubmissionStatus,
+)
 from arena.results.judging import MatrixValue
 
 
@@ -126,16 +133,9 @@ class SubmissionSummary(BaseModel):
     container: str | None
 
 
-class ValidationReport(BaseModel):
+class ValidationReport(dry_run.ValidationReport):
     """The dry run's outcome; ``log_tail`` only for the submission's team and organizers."""
 
-    passed: bool
-    images: int
-    seconds: float
-    time_limit: float
-    exit_code: int | None
-    timed_out: bool
-    problems: list[str]
     log_tail: str | None = None
 
 
@@ -260,7 +260,8 @@ class Drilldown(BaseModel):
     linf: int
     clipped: bool
     missing: bool
-    wrong_size: bool
+    wrong_size: bool  # resized, as in 2017
+    converted: str | None  # the mode and format it came in, when not an RGB PNG
     answers: list[Answer]
 
 
