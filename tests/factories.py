@@ -18,9 +18,10 @@ from sqlalchemy.orm import Session
 
 from arena.config import Settings
 from arena.data.dataset import store_dataset, synthesize
+from arena.db import transaction
 from arena.intake.archive import pack
 from arena.intake.submit import submit
-from arena.models import Dataset, Submission, SubmissionKind, SubmissionStatus, Team
+from arena.models import AdversarialImage, AttackJob, Dataset, Image, Submission, SubmissionKind, SubmissionStatus, Team
 
 
 def synth_dataset(settings: Settings, images: int, batch_size: int, name: str = "synthetic") -> Dataset:
@@ -97,3 +98,36 @@ def copy_arena(settings: Settings, data_dir: Path) -> Settings:
             closing(sqlite3.connect(data_dir / "arena.db")) as copy:
         source.backup(copy)
     return settings.model_copy(update={"data_dir": data_dir})
+
+
+#: One random stream over the images of the run, in name order: a common 2017 pattern,
+#: whose output for an image depends on the other images of its run.
+STREAM_ATTACK = """
+import sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+
+def main(inputs, outputs, eps):
+    stream = np.random.RandomState(0)
+    for path in sorted(Path(inputs).glob("*.png")):
+        pixels = np.asarray(Image.open(path).convert("RGB")).astype(np.int16)
+        signs = stream.randint(0, 2, size=pixels.shape) * 2 - 1
+        Image.fromarray(np.clip(pixels + int(eps) * signs, 0, 255).astype(np.uint8)).save(Path(outputs) / path.name)
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
+"""
+
+
+def stream_attack(folder: Path) -> Path:
+    """An attack whose outputs depend on which images share its run, and in what name order."""
+    return write_submission(folder, {"type": "attack", "container": "arena/python:bookworm", "entry_point": "run_attack.sh"},
+                            {"run_attack.sh": '#!/bin/sh\nexec python3 attack.py "$@"\n', "attack.py": STREAM_ATTACK})
+
+
+def adversarial_outputs(settings: Settings) -> dict[tuple, str]:
+    """Every stored adversarial image's hash, by (attack id, epsilon, image name)."""
+    with transaction(settings) as session:
+        return {(job.submission_id, job.epsilon, image.name): adversarial.sha256 for adversarial, job, image in
+                session.execute(select(AdversarialImage, AttackJob, Image).join(AttackJob).join(Image))}

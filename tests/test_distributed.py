@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 
 from arena.config import Settings
 from arena.db import transaction
+from arena.execution import planning
 from arena.execution.distributed import dispatch
 from arena.execution.run import run
 from arena.models import (
@@ -26,7 +27,7 @@ from arena.models import (
 )
 from arena.results.scoring import Standings
 from conftest import SAMPLES, assert_tallies_match_a_rebuild, containers_mounting, make_settings, wait_until
-from factories import submit_folder, synth_dataset
+from factories import adversarial_outputs, stream_attack, submit_folder, synth_dataset
 from servers import new_database, postgres_server, redis_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
@@ -155,3 +156,26 @@ def test_a_killed_worker_and_a_restarted_redis_lose_nothing(servers, embedded, t
         for attempt in orphans:
             job = session.get(AttackJob, attempt.attack_job_id) if attempt.attack_job_id else session.get(DefenseJob, attempt.defense_job_id)
             assert job.status is JobStatus.DONE and job.attempt > attempt.number
+
+
+def test_results_that_depend_on_the_run_are_the_same_on_the_workers(servers, tmp_path):
+    """Which images share a run is fixed by the submission (at its dry run) and the dataset,
+    and input names by the installation's key: an attack drawing one random stream over its
+    run gives the same outputs, hence the same matrix, in-process and on the workers."""
+    redis, postgres = servers
+    settings, env = _distributed_settings(tmp_path, redis, postgres)
+    settings = settings.model_copy(update={"pack_seconds": 600})  # the dry run packs all four batches
+    dataset = synth_dataset(settings, 40, batch_size=10)
+    assert submit_folder(settings, stream_attack(tmp_path / "stream"), tmp_path).pack_images >= 40
+    submit_folder(settings, SAMPLES / "decoder", tmp_path)
+    assert not run(settings.model_copy(update={"broker_url": None})).platform_errors
+    in_process, matrices = adversarial_outputs(settings), _matrices(settings, dataset)
+    with transaction(settings) as session:
+        planning.forget(session, None)
+    workers = _workers(env, 2, tmp_path)  # their ARENA_PACK_SECONDS is the default: the stored choice rules
+    try:
+        assert dispatch(settings, dataset.id, timeout=600).platform_errors == []
+    finally:
+        _stop(workers)
+    assert adversarial_outputs(settings) == in_process
+    assert _matrices(settings, dataset)["error"].equals(matrices["error"]) and matrices["error"].to_numpy().sum() > 0

@@ -13,10 +13,12 @@ from arena.models import (
     AttackJob,
     Batch,
     Classification,
+    DefenseJob,
     Image,
     JobAttempt,
     JobKind,
     Submission,
+    SubmissionKind,
     SubmissionStatus,
 )
 from arena.results.scoring import Standings
@@ -29,35 +31,49 @@ SAMPLE_SET = ["random_noise", "step_to_target", "decoder"]
 # --- sizing, without containers ---------------------------------------------------------
 
 
-def _submission(session, name: str, seconds: float, images: int) -> Submission:
-    """An accepted attack whose dry run took ``seconds`` for ``images``: what sizing reads."""
-    return add_submission(session, name, owner=f"team-{name}", validation_report={"seconds": seconds, "images": images})
+def _submission(session, name: str, seconds: float, images: int, kind=SubmissionKind.ATTACK) -> Submission:
+    """An accepted submission whose dry run took ``seconds`` for ``images``: what sizing reads."""
+    return add_submission(session, name, kind, owner=f"team-{name}", validation_report={"seconds": seconds, "images": images})
 
 
-def test_pack_size_follows_the_measured_time_per_image(settings):
+def test_packs_are_aligned_groups_fixed_by_the_dry_run(settings):
+    """Which batches share a run follows from the dry run alone (a power of two of them), not
+    from the order jobs come in or from what later runs measure; a defense over an attack's
+    output takes at most the attack's batches, so each of its packs lies in one attack pack."""
     dataset = synth_dataset(settings, 60, batch_size=10)
     settings.pack_seconds, settings.max_pack_images = 2.0, 1000
     with transaction(settings) as session:
-        fast = _submission(session, "fast", seconds=0.5, images=10)  # 0.05 s per image: 40 images per run
+        fast = _submission(session, "fast", seconds=0.5, images=10)  # 0.05 s per image: 40 images, 4 batches
         slow = _submission(session, "slow", seconds=30, images=10)  # 3 s per image: one batch per run
-        batches = list(session.scalars(select(Batch.id).where(Batch.dataset_id == dataset.id)))
+        wide = _submission(session, "wide", seconds=0.1, images=10, kind=SubmissionKind.DEFENSE)  # 200: 16 -> 6 batches
+        batches = list(session.scalars(select(Batch.id).where(Batch.dataset_id == dataset.id).order_by(Batch.index)))
         for submission in (fast, slow):
             for eps in (4, 16):
-                session.add_all(AttackJob(submission_id=submission.id, batch_id=b, epsilon=eps) for b in batches)
+                session.add_all(AttackJob(submission_id=submission.id, batch_id=b, epsilon=eps) for b in reversed(batches))
         session.flush()
-        assert pack_images(session, settings, fast) == 40
-        job_ids = list(session.scalars(select(AttackJob.id)))
-        packs = make_packs(session, settings, JobKind.ATTACK, job_ids)
+        assert pack_images(settings, fast.validation_report) == 40
         jobs = {j.id: j for j in session.scalars(select(AttackJob))}
-        fast_packs = [p for p in packs if jobs[p.job_ids[0]].submission_id == fast.id]
-        assert sorted(len(p.job_ids) for p in fast_packs) == [2, 2, 4, 4]  # 6 batches per eps: 4 + 2
+        index = {b: k for k, b in enumerate(batches)}
+        packs = make_packs(session, settings, JobKind.ATTACK, list(jobs))
+        fast_packs = [[index[jobs[j].batch_id] for j in p.job_ids] for p in packs if jobs[p.job_ids[0]].submission_id == fast.id]
+        assert sorted(fast_packs) == [[0, 1, 2, 3], [0, 1, 2, 3], [4, 5], [4, 5]]  # aligned, in batch order
         assert all(len({jobs[j].epsilon for j in p.job_ids}) == 1 for p in packs)
         assert all(len(p.job_ids) == 1 for p in packs if jobs[p.job_ids[0]].submission_id == slow.id)
-        # later runs teach it: the slow one turned out fast
-        attempt_job = next(j for j in jobs.values() if j.submission_id == slow.id)
-        session.add(JobAttempt(attack_job_id=attempt_job.id, seconds=1.0, images=100))
+        assert make_packs(session, settings, JobKind.ATTACK, sorted(jobs, reverse=True)) == packs  # order-free
+        session.add(JobAttempt(attack_job_id=next(iter(jobs)), seconds=1.0, images=100))  # later runs change nothing
         session.flush()
-        assert pack_images(session, settings, slow) == 200
+        assert make_packs(session, settings, JobKind.ATTACK, list(jobs)) == packs
+        for job in jobs.values():
+            session.add(DefenseJob(submission_id=wide.id, batch_id=job.batch_id, attack_job_id=job.id))
+        session.add_all(DefenseJob(submission_id=wide.id, batch_id=b) for b in batches)  # the clean batches
+        session.flush()
+        defense_jobs = list(session.scalars(select(DefenseJob.id)))
+        defense = {j.id: j for j in session.scalars(select(DefenseJob))}
+        sizes = {}
+        for pack in make_packs(session, settings, JobKind.DEFENSE, defense_jobs):
+            source = defense[pack.job_ids[0]].attack_job
+            sizes.setdefault(source.submission_id if source else None, set()).add(len(pack.job_ids))
+        assert sizes == {fast.id: {4, 2}, slow.id: {1}, None: {6}}  # within the attack packs; 16 batches for clean
 
 
 # --- the real thing ---------------------------------------------------------------------
@@ -87,8 +103,8 @@ def test_packed_runs_give_the_same_results_in_fewer_containers(tmp_path):
     packed = _tournament(tmp_path / "packed", pack_seconds=60)
     assert unpacked[0].attack_jobs == packed[0].attack_jobs == 2 * 2 * 6
     assert unpacked[0].container_runs == 2 * 2 * 6 + 1 * (24 + 6)
-    # one run per (attack, eps); defense packs grow with what attacks have finished when a slot frees
-    assert packed[0].container_runs <= unpacked[0].container_runs / 3
+    # one run per (attack, eps); one per (attack, eps) and the clean images for the defense
+    assert packed[0].container_runs == 2 * 2 + (1 + 2 * 2)
     for one, other in zip(unpacked[1:], packed[1:]):
         if hasattr(one, "equals"):
             assert one.equals(other)

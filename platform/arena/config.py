@@ -4,12 +4,30 @@ Everything an organizer may want to change between machines lives here, so that 
 code never reads ``os.environ`` itself and tests can build a ``Settings`` directly.
 """
 
+from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class EpsilonSchedule(StrEnum):
+    """Which epsilons each batch is attacked at."""
+
+    ALL = "all"  # every epsilon on every batch: the epsilon curves see every image at every epsilon
+    ROUND_ROBIN = "round_robin"  # batch k at the k-th epsilon, cyclically: the 2017 final round's way
+
+    def of_batch(self, epsilons: list[int], index: int) -> list[int]:
+        """The epsilons the batch at ``index`` is attacked at."""
+        if self is EpsilonSchedule.ALL or not epsilons:
+            return list(epsilons)
+        return [epsilons[index % len(epsilons)]]
+
+    def per_batch(self, epsilons: list[int]) -> int:
+        """Attack jobs one attack has per batch."""
+        return len(epsilons) if self is EpsilonSchedule.ALL else min(1, len(epsilons))
 
 
 class SandboxLimits(BaseSettings):
@@ -38,6 +56,11 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="SQLAlchemy URL; a SQLite file in data_dir when unset.")
     broker_url: str | None = Field(None, description="Celery broker; jobs run in-process when unset.")
     epsilons: Annotated[list[int], NoDecode] = Field([2, 4, 8, 16], description="L-infinity budgets every attack is run at.")
+    eps_schedule: EpsilonSchedule = Field(
+        EpsilonSchedule.ALL,
+        description="all: every epsilon on every batch; round_robin: batch k at the k-th epsilon, as the 2017 final "
+        "round ran (a quarter of the container work with four epsilons, scored per epsilon as ever).",
+    )
     seconds_per_image: float = Field(5.0, description="Time limit per image (500 s per 100 images in 2017).")
     batch_size: int = Field(100, description="Images per batch when a dataset is imported.")
     concurrency: int = Field(2, description="Container runs at once in the in-process executor.")

@@ -183,6 +183,8 @@ class Submission(Base):
     status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus), default=SubmissionStatus.VALIDATING)
     reason: Mapped[str | None] = mapped_column(Text)
     validation_report: Mapped[dict | None] = mapped_column(JSON)
+    #: Images per container run, fixed once from the dry run (``execution.packing``).
+    pack_images: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     team: Mapped[Team] = relationship()
@@ -230,7 +232,8 @@ class AdversarialImage(Base):
     linf: Mapped[int] = mapped_column(Integer)  # after clipping, so never above epsilon
     clipped: Mapped[bool] = mapped_column(Boolean, default=False)
     missing: Mapped[bool] = mapped_column(Boolean, default=False)  # replaced by the clean image
-    wrong_size: Mapped[bool] = mapped_column(Boolean, default=False)  # wrong size or mode: replaced by the clean image
+    wrong_size: Mapped[bool] = mapped_column(Boolean, default=False)  # resized to 299x299 (bicubic), as in 2017
+    converted: Mapped[str | None] = mapped_column(String(40))  # mode and format converted to an RGB PNG, as in 2017
 
     attack_job: Mapped[AttackJob] = relationship(back_populates="adversarial_images")
     image: Mapped[Image] = relationship()

@@ -1,81 +1,115 @@
-"""Packing: how many batches go into one container run.
+"""Packing: which batches share one container run, fixed per submission.
 
 Container start-up (about half a second here) and model loading (seconds) are paid per
 run; with one run per 100-image batch a defense in a large tournament pays them tens of
-thousands of times. Jobs of one submission (and one epsilon, for attacks) are therefore
-packed until their expected time reaches ``pack_seconds``, the time per image learnt from
-the submission's earlier runs (or its dry run). The time limit of a run scales with its
-image count, so packing never tightens a submission's budget.
+thousands of times. Jobs of one submission are therefore packed: ``pack_images``, chosen
+once from the submission's dry run (its time per image, up to ``pack_seconds`` of work)
+and stored with it, says how many images go in one run. A pack is an aligned group of
+consecutive batches (batch index // batches per pack) of one source: one epsilon for an
+attack; one attack and epsilon, or the clean images, for a defense. Batches per pack are a
+power of two, and a defense over an attack's output takes at most the attack's number:
+so each defense pack lies inside one attack pack, whose jobs are all stored in one
+transaction, and its jobs are always planned together, never as the timing allows.
+
+Which images run together is thus a property of the submission and the dataset, never of
+the timing of a particular run: a submission whose output for an image depends on the
+other images of its run (one random stream over its inputs, a statistic over the run)
+gives the same results on a re-run and on any worker, as the 2017 evaluation's one batch
+per container did. The time limit of a run scales with its image count, so packing never
+tightens a submission's budget.
 """
 
-from itertools import groupby
+from collections import defaultdict
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from arena.config import Settings
 from arena.execution import leases, planning
 from arena.execution.pack_run import Pack
-from arena.models import Dataset, Image, JobAttempt, JobKind, Submission
-
-#: Runs looked at to learn a submission's time per image: recent ones say most.
-RECENT_RUNS = 20
-
-
-def seconds_per_image(session: Session, submission: Submission) -> float | None:
-    """The submission's measured time per image: its recent runs, else its dry run."""
-    kind = JobKind.of(submission.kind)
-    ratios = session.scalars(
-        select(JobAttempt.seconds / JobAttempt.images)
-        .join(kind.job_class, kind.attempt_column == kind.job_class.id)
-        .where(kind.job_class.submission_id == submission.id, JobAttempt.images > 0, JobAttempt.seconds.is_not(None))
-        .order_by(JobAttempt.id.desc())
-        .limit(RECENT_RUNS)
-    ).all()
-    if ratios:
-        return sum(ratios) / len(ratios)
-    report = submission.validation_report or {}
-    if report.get("images"):
-        return report["seconds"] / report["images"]
-    return None
+from arena.models import (
+    AttackJob,
+    Batch,
+    Dataset,
+    DefenseJob,
+    Image,
+    JobKind,
+    Submission,
+)
 
 
-def pack_images(session: Session, settings: Settings, submission: Submission) -> int:
-    """Images to put in one run of this submission."""
-    measured = seconds_per_image(session, submission)
-    if settings.pack_seconds <= 0 or measured is None:
-        return 1  # one batch: nothing known yet, or packing switched off
-    return max(1, min(settings.max_pack_images, int(settings.pack_seconds / max(measured, 1e-3))))
+def pack_images(settings: Settings, report: dict | None) -> int:
+    """Images per container run for a submission whose dry run gave ``report``."""
+    if settings.pack_seconds <= 0 or not report or not report.get("images"):
+        return 1  # one batch per run: nothing measured, or packing switched off
+    per_image = max(report["seconds"] / report["images"], 1e-3)
+    return max(1, min(settings.max_pack_images, int(settings.pack_seconds / per_image)))
 
 
-def _images_per_batch(session: Session, batch_ids: set[int]) -> dict[int, int]:
-    query = select(Image.batch_id, func.count(Image.id)).where(Image.batch_id.in_(batch_ids)).group_by(Image.batch_id)
-    return dict(session.execute(query).all())
+def _pack_images(settings: Settings, submission: Submission) -> int:
+    """The stored choice; made (and stored) now for a submission taken in before it existed."""
+    if submission.pack_images is None:
+        submission.pack_images = pack_images(settings, submission.validation_report)
+    return submission.pack_images
+
+
+def _batch_images(session: Session, dataset_ids: set[int]) -> dict[int, int]:
+    """The images of a full batch, per dataset (its largest batch: only the last may be short)."""
+    sizes = (
+        select(Batch.dataset_id, func.count(Image.id).label("images"))
+        .join(Image, Image.batch_id == Batch.id)
+        .where(Batch.dataset_id.in_(dataset_ids))
+        .group_by(Batch.id)
+        .subquery()
+    )
+    return dict(session.execute(select(sizes.c.dataset_id, func.max(sizes.c.images)).group_by(sizes.c.dataset_id)).all())
+
+
+def _batches_per_pack(images: int, batch_images: int) -> int:
+    """The largest power of two of full batches within ``images`` (at least one)."""
+    batches = max(1, images // max(1, batch_images))
+    return 1 << (batches.bit_length() - 1)
+
+
+def _placed(session: Session, kind: JobKind, job_ids: list[int]) -> list[tuple]:
+    """(job id, submission id, source, batch index, dataset id) per job; the source is
+    (None, epsilon) for an attack job, (attack, epsilon) or (None, None) for a defense job."""
+    if kind is JobKind.ATTACK:
+        query = (
+            select(AttackJob.id, AttackJob.submission_id, AttackJob.epsilon, Batch.index, Batch.dataset_id)
+            .join(Batch, AttackJob.batch_id == Batch.id)
+            .where(AttackJob.id.in_(job_ids))
+        )
+        return [(job, submission, (None, eps), index, dataset)
+                for job, submission, eps, index, dataset in session.execute(query)]
+    source = aliased(AttackJob)
+    query = (
+        select(DefenseJob.id, DefenseJob.submission_id, source.submission_id, source.epsilon, Batch.index, Batch.dataset_id)
+        .join(Batch, DefenseJob.batch_id == Batch.id)
+        .outerjoin(source, DefenseJob.attack_job_id == source.id)
+        .where(DefenseJob.id.in_(job_ids))
+    )
+    return [(job, submission, (attack, eps), index, dataset)
+            for job, submission, attack, eps, index, dataset in session.execute(query)]
 
 
 def make_packs(session: Session, settings: Settings, kind: JobKind, job_ids: list[int]) -> list[Pack]:
-    """Group runnable jobs into packs, each at least one job and at most ``pack_images`` images."""
-    job_class = kind.job_class
-    jobs = session.scalars(select(job_class).where(job_class.id.in_(job_ids)).order_by(job_class.id)).all()
-    sizes = _images_per_batch(session, {j.batch_id for j in jobs})
+    """Group runnable jobs into packs: per submission, source and aligned group of batches."""
+    placed = _placed(session, kind, job_ids)
+    involved = {p[1] for p in placed} | {p[2][0] for p in placed if p[2][0] is not None}
+    submissions = {s.id: s for s in session.scalars(select(Submission).where(Submission.id.in_(involved)))}
+    batch_images = _batch_images(session, {p[4] for p in placed})
 
-    def key(job) -> tuple:
-        return (job.submission_id, job.epsilon) if kind is JobKind.ATTACK else (job.submission_id,)
+    def per_pack(submission_id: int, dataset_id: int) -> int:
+        return _batches_per_pack(_pack_images(settings, submissions[submission_id]), batch_images.get(dataset_id, 1))
 
-    packs = []
-    for _, group in groupby(sorted(jobs, key=lambda j: (key(j), j.id)), key=key):
-        group = list(group)
-        budget = pack_images(session, settings, group[0].submission)
-        current: list[int] = []
-        filled = 0
-        for job in group:
-            if current and filled + sizes.get(job.batch_id, 0) > budget:
-                packs.append(Pack(kind, tuple(current)))
-                current, filled = [], 0
-            current.append(job.id)
-            filled += sizes.get(job.batch_id, 0)
-        packs.append(Pack(kind, tuple(current)))
-    return packs
+    groups: dict[tuple, list[tuple[int, int]]] = defaultdict(list)
+    for job, submission, (attack, eps), index, dataset in placed:
+        batches = per_pack(submission, dataset)
+        if attack is not None:  # inside the attack's own pack
+            batches = min(batches, per_pack(attack, dataset))
+        groups[(submission, attack or 0, eps or 0, dataset, index // batches)].append((index, job))
+    return [Pack(kind, tuple(job for _, job in sorted(members))) for _, members in sorted(groups.items())]
 
 
 def next_packs(
@@ -86,7 +120,7 @@ def next_packs(
     saw fail on the platform). A job that failed on the platform ``settings.max_attempts``
     times is left in error."""
     leases.reap(session)
-    planning.plan(session, dataset, settings.epsilons)
+    planning.plan(session, dataset, settings.epsilons, settings.eps_schedule)
     packs = []
     for kind in JobKind:
         jobs = planning.runnable(session, dataset, kind, max_attempts=settings.max_attempts)

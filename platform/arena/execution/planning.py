@@ -15,6 +15,7 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from arena.config import EpsilonSchedule
 from arena.models import (
     AttackJob,
     Batch,
@@ -45,14 +46,16 @@ def _batch_ids(session: Session, dataset: Dataset) -> list[int]:
     return list(session.scalars(select(Batch.id).where(Batch.dataset_id == dataset.id).order_by(Batch.index)))
 
 
-def plan_attack_jobs(session: Session, dataset: Dataset, epsilons: list[int]) -> int:
+def plan_attack_jobs(session: Session, dataset: Dataset, epsilons: list[int],
+                     schedule: EpsilonSchedule = EpsilonSchedule.ALL) -> int:
     batches = _batch_ids(session, dataset)
     existing = set(
         map(tuple, session.execute(
             select(AttackJob.submission_id, AttackJob.epsilon, AttackJob.batch_id).where(AttackJob.batch_id.in_(batches))
         ))
     )
-    wanted = product(_accepted(session, defenses=False), epsilons, batches)
+    at = [(eps, batch) for index, batch in enumerate(batches) for eps in schedule.of_batch(epsilons, index)]
+    wanted = ((submission, eps, batch) for submission, (eps, batch) in product(_accepted(session, defenses=False), at))
     missing = [dict(submission_id=s, epsilon=e, batch_id=b) for s, e, b in wanted if (s, e, b) not in existing]
     return _insert_new(session, AttackJob.__table__, missing)
 
@@ -94,8 +97,8 @@ def _insert_new(session: Session, table: Table, rows: list[dict]) -> int:
     return session.execute(dialect.insert(table).on_conflict_do_nothing(), rows).rowcount
 
 
-def plan(session: Session, dataset: Dataset, epsilons: list[int]) -> Plan:
-    return Plan(plan_attack_jobs(session, dataset, epsilons), plan_defense_jobs(session, dataset))
+def plan(session: Session, dataset: Dataset, epsilons: list[int], schedule: EpsilonSchedule = EpsilonSchedule.ALL) -> Plan:
+    return Plan(plan_attack_jobs(session, dataset, epsilons, schedule), plan_defense_jobs(session, dataset))
 
 
 def runnable(session: Session, dataset: Dataset, kind: JobKind, max_attempts: int | None = None) -> list[int]:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from arena.config import Settings
 from arena.db import transaction
 from arena.errors import InputError
+from arena.execution import packing
 from arena.intake.archive import extract, tree_sha256
 from arena.intake.dry_run import ValidationReport, sample_batch, validate
 from arena.intake.metadata import Metadata, SubmissionCode
@@ -132,7 +133,8 @@ def _record(settings: Settings, submission_id: int, report: ValidationReport) ->
         submission = session.get(Submission, submission_id)
         submission.status = SubmissionStatus.ACCEPTED if report.passed else SubmissionStatus.REJECTED
         submission.reason = None if report.passed else "; ".join(report.problems) or "the dry run failed"
-        submission.validation_report = report.as_dict()
+        submission.validation_report = report.model_dump()
+        submission.pack_images = packing.pack_images(settings, submission.validation_report)
         session.flush()
         session.refresh(submission, ["team"])
         return submission

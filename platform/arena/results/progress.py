@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arena.config import Settings
 from arena.models import (
     Batch,
     Dataset,
@@ -66,16 +67,16 @@ def _accepted(session: Session, *kinds: SubmissionKind) -> int:
     return session.scalar(query)
 
 
-def _grid(session: Session, dataset: Dataset, epsilons: list[int]) -> tuple[int, int]:
+def _grid(session: Session, dataset: Dataset, settings: Settings) -> tuple[int, int]:
     """Jobs one attack and one defense have in the full grid."""
     batches = session.scalar(select(func.count(Batch.id)).where(Batch.dataset_id == dataset.id))
     attacks = _accepted(session, SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
-    per_attack = batches * len(epsilons)
+    per_attack = batches * settings.eps_schedule.per_batch(settings.epsilons)
     return per_attack, batches + attacks * per_attack
 
 
-def tournament_progress(session: Session, dataset: Dataset, epsilons: list[int]) -> dict[str, JobCounts]:
-    per_attack, per_defense = _grid(session, dataset, epsilons)
+def tournament_progress(session: Session, dataset: Dataset, settings: Settings) -> dict[str, JobCounts]:
+    per_attack, per_defense = _grid(session, dataset, settings)
     attacks = _accepted(session, SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
     defenses = _accepted(session, SubmissionKind.DEFENSE)
     return {
@@ -84,18 +85,18 @@ def tournament_progress(session: Session, dataset: Dataset, epsilons: list[int])
     }
 
 
-def submission_progress(session: Session, dataset: Dataset, submission: Submission, epsilons: list[int]) -> JobCounts:
-    per_attack, per_defense = _grid(session, dataset, epsilons)
+def submission_progress(session: Session, dataset: Dataset, submission: Submission, settings: Settings) -> JobCounts:
+    per_attack, per_defense = _grid(session, dataset, settings)
     expected = per_attack if submission.kind.is_attack else per_defense
     if submission.status is not SubmissionStatus.ACCEPTED:
         expected = 0
     return JobCounts(job_statuses(session, dataset, JobKind.of(submission.kind), submission.id), expected)
 
 
-def completion(session: Session, dataset: Dataset, epsilons: list[int]) -> dict[int, float]:
+def completion(session: Session, dataset: Dataset, settings: Settings) -> dict[int, float]:
     """Each accepted submission's finished share of its jobs, by submission id (two grouped
     queries, whatever the number of submissions: the leaderboards show it on every row)."""
-    per_attack, per_defense = _grid(session, dataset, epsilons)
+    per_attack, per_defense = _grid(session, dataset, settings)
     done: dict[int, int] = {}
     for job_class in (kind.job_class for kind in JobKind):
         done.update(session.execute(

@@ -136,7 +136,7 @@ def list_tournaments(session: SessionDep, settings: SettingsDep) -> list[dict]:
 @router.get("/progress", response_model=Progress, summary="Jobs done and expected, for live progress")
 def get_progress(request: Request, session: SessionDep, settings: SettingsDep, dataset: DatasetName = None) -> dict:
     chosen = pick_dataset(session, dataset)
-    counts = tournament_progress(session, chosen, settings.epsilons)
+    counts = tournament_progress(session, chosen, settings)
     return {"dataset": chosen.name, **{kind: c.as_dict() for kind, c in counts.items()}, "run": _run_state(request)}
 
 

@@ -67,8 +67,8 @@ class Snapshot:
     _views: dict[tuple, Any] = field(default_factory=dict)
 
     @classmethod
-    def compute(cls, session: Session, dataset: Dataset, epsilons: list[int]) -> "Snapshot":
-        return cls(dataset, Standings.compute(session, dataset), progress.completion(session, dataset, epsilons),
+    def compute(cls, session: Session, dataset: Dataset, settings: Settings) -> "Snapshot":
+        return cls(dataset, Standings.compute(session, dataset), progress.completion(session, dataset, settings),
                    progress.median_seconds_per_100(session))
 
     def view(self, key: tuple, make: Callable[[], Any]) -> Any:
@@ -146,7 +146,7 @@ class StandingsCache:
             key = version(session, dataset)
             entry = self._entries.get(dataset_name)
             snapshot = entry.snapshot if entry is not None and entry.version == key else \
-                Snapshot.compute(session, dataset, self._settings.epsilons)
+                Snapshot.compute(session, dataset, self._settings)
             entry = _Entry(key, snapshot, tournament.current(session).leaderboards_public, time.monotonic())
             self._entries[dataset_name] = entry
             return entry

@@ -184,7 +184,7 @@ def upload(
 def organizer_page(request: Request, session: SessionDep, who: Caller = Depends(organizer),
                    dataset: DatasetName = None):
     chosen = pick_dataset(session, dataset)
-    counts = tournament_progress(session, chosen, request.app.state.settings.epsilons)
+    counts = tournament_progress(session, chosen, request.app.state.settings)
     return render(request, "organizer.html", who, session, dataset=chosen, counts=counts,
                   submissions=queries.submissions(session), run=request.app.state.runner.state,
                   teams=list(session.scalars(select(Team).order_by(Team.name))))
