@@ -45,6 +45,7 @@ def _naive_run(code: Path, inputs: Path, output: Path, *arguments: str) -> None:
         volumes={str(code): {"bind": "/code", "mode": "ro"}, str(inputs): {"bind": "/input_images", "mode": "ro"},
                  str(output): {"bind": mount, "mode": "rw"}},
         working_dir="/code",
+        network_mode="none",  # as Arena's sandbox: no bridge network needed on the engine
         remove=True,
     )
 
