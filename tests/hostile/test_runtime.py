@@ -85,8 +85,9 @@ ATTACKS = [
                files=png_case("open(out, 'wb').write(b'\\x89PNG\\r\\n\\x1a\\n' + os.urandom(500))")),
     AttackCase("wrong_size", 'exec python3 writer.py "$@"\n', "resized to 299x299 (bicubic) as in 2017", wrong_size=N,
                clipped=N, files=png_case("Image.new('RGB', (300, 300)).save(out)")),
+    # The synthetic images are grey: their red channel as an L image, converted back, is the image itself.
     AttackCase("wrong_mode", 'exec python3 writer.py "$@"\n', "L PNG)", converted=N,
-               clipped=N, files=png_case("Image.fromarray(pixels[:, :, 0].astype('uint8'), 'L').save(out)")),
+               files=png_case("Image.fromarray(pixels[:, :, 0].astype('uint8'), 'L').save(out)")),
     AttackCase("beyond_epsilon", 'exec python3 writer.py "$@"\n', "exit=0", clipped=N,
                files=png_case("Image.fromarray(np.clip(pixels + 3 * eps, 0, 255).astype('uint8')).save(out)")),
 ]
