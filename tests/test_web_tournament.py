@@ -153,3 +153,88 @@ def test_a_team_uploads_in_the_browser_and_the_organizer_runs_it(site, browser, 
     cell = page.locator("#heatmap td[data-attack=random_noise][data-defense=decoder]")
     assert "random_noise vs decoder" in cell.get_attribute("title")
     assert " of 40 answers" in cell.get_attribute("title")
+
+
+@pytest.mark.parametrize("eps", ["all", "8"])
+def test_the_matrix_form_with_blank_and_filled_fields_shows_the_matrix(site, browser, eps):
+    _, _, url, _ = site
+    attacks = len(httpx.get(f"{url}/api/matrix").json()["attacks"])
+    page = browser.new_page()
+    for top_attacks, top_defenses in [("", ""), ("1", ""), ("", "1"), ("2", "1")]:
+        page.goto(f"{url}/matrix")
+        page.select_option("select[name=eps]", label=eps)
+        page.fill("input[name=top_attacks]", top_attacks)
+        page.fill("input[name=top_defenses]", top_defenses)
+        with page.expect_navigation() as navigation:
+            page.click("form.controls button")
+        assert navigation.value.status == 200, (eps, top_attacks, top_defenses, page.content()[:500])
+        rows = page.locator("#heatmap th.row").count()
+        assert rows == (int(top_attacks) if top_attacks else attacks)
+        corner = page.get_attribute("#heatmap th.corner", "title")
+        assert ("±8/255" in corner) if eps == "8" else ("every ε" in corner)
+    page.close()
+
+
+def _offline_page(browser, url: str):
+    """A page that can reach the local server and nothing else: any other request is aborted."""
+    context = browser.new_context()
+    blocked: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith(url):
+            r.continue_()
+        else:
+            blocked.append(r.request.url)
+            r.abort()
+
+    context.route("**/*", route)
+    return context.new_page(), blocked
+
+
+def test_the_api_docs_render_without_internet(site, browser):
+    _, _, url, _ = site
+    page, blocked = _offline_page(browser, url)
+    page.goto(f"{url}/docs")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    operations = page.locator(".opblock-summary-path").all_inner_texts()
+    assert "/api/matrix" in operations and "/api/leaderboards/{track}" in operations
+    page.goto(f"{url}/redoc")
+    page.wait_for_selector(".redoc-wrap", timeout=30_000)
+    assert "/api/matrix" in page.content() and "Attack-defense tournaments" in page.inner_text("body")
+    # Nothing else was asked of another host: only ReDoc's "powered by" logo, which the page does without.
+    assert all(u.endswith("/logo-mini.svg") for u in blocked), blocked
+    page.goto(f"{url}/")
+    page.click("footer >> text=REST API")
+    page.wait_for_selector(".opblock", timeout=30_000)
+    page.context.close()
+
+
+def test_the_leaderboard_headers_explain_themselves(site, browser):
+    _, _, url, _ = site
+    page = browser.new_page()
+    page.goto(f"{url}/")
+    assert "normalized" in page.inner_text("main") and "normalised" not in page.content()
+    headers = page.locator("#board-defense th")
+    titles = {headers.nth(i).inner_text().strip(): headers.nth(i).get_attribute("title")
+              for i in range(headers.count())}
+    for column in ("score", "normalized", "ε=2", "ε=8", "clean accuracy", "completion", "median s / 100 images"):
+        assert titles[column], column
+    assert "cells scored so far" in titles["normalized"]
+    assert "0 to 1" in titles["ε=8"] and "0–255" in titles["ε=8"]
+    notes = page.inner_text("#notes-defense")
+    assert "normalized" in notes and "ε=16 means ±16/255" in notes and "completion" in notes
+    page.close()
+
+
+def test_a_fresh_site_shows_how_to_begin(browser, tmp_path):
+    settings = make_settings(tmp_path / "fresh")
+    with live_server(create_app(settings)) as url:
+        page, blocked = _offline_page(browser, url)
+        response = page.goto(f"{url}/")
+        assert response.status == 200
+        text = page.inner_text("#main")
+        for command in ("arena db upgrade", "arena dataset import", "arena submit", "arena run"):
+            assert command in text
+        page.click("#main >> text=submission format")
+        assert "metadata.json" in page.inner_text("#help")
+        page.context.close()

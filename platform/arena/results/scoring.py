@@ -5,7 +5,7 @@ The rules are the 2017 competition's (see docs/scoring.md):
   invalid answer is an error and never a hit (``judging`` holds the rule, once).
 - defense score = correct answers over every adversarial image of every attack (targeted
   ones included); attack score = errors over every defense; targeted-attack score = hits.
-- normalised rate = score / number of (image, counterpart, eps) cells that were scored.
+- normalized rate = score / number of (image, counterpart, eps) cells that were scored.
 Only accepted submissions count: a disqualified one leaves every table.
 
 Every score is a sum over (attack, defense, epsilon) cells, so ``Standings`` reads the

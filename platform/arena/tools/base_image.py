@@ -158,7 +158,7 @@ def build_app(say: Callable[[str], None] = print) -> str:
         # async-timeout: redis-py needs it on Python < 3.11.3, which Debian's 3.11.2 is and the
         # host's pip, judging markers by its own Python, would not know.
         _pip_into(context / "site", f"{REPO_ROOT}[ops]", "async-timeout")
-        for folder in ("migrations", "submissions", "web"):
+        for folder in ("docs", "migrations", "submissions", "web"):
             shutil.copytree(REPO_ROOT / folder, context / folder, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(REPO_ROOT / "workers" / "Dockerfile", context / "Dockerfile")
         say(f"building {APP_IMAGE}")

@@ -7,6 +7,7 @@ the same message, so a person in a browser reads what went wrong instead of raw 
 """
 
 import secrets
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import (
@@ -16,10 +17,14 @@ from fastapi.exception_handlers import (
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arena import REPO_ROOT, db
+from arena.admin import tournament
 from arena.config import Settings
+from arena.db import transaction
 from arena.errors import ArenaError
 from arena.web import api, pages
 from arena.web.cache import StandingsCache
@@ -30,8 +35,10 @@ from arena.web.uploads import BodyLimit
 def create_app(settings: Settings) -> FastAPI:
     """An app over ``settings``' database, which must be at the current schema (``arena db upgrade``)."""
     db.require_schema(settings)
-    app = FastAPI(title="Arena", description="Attack-defense tournaments in the NIPS 2017 competition format.",
-                  version="1.0")
+    # /docs and /redoc with Swagger UI's and ReDoc's files served from the app itself (the
+    # fastapi-offline package ships them), not from a CDN: they work on a machine without internet.
+    app = FastAPIOffline(title="Arena", description="Attack-defense tournaments in the NIPS 2017 competition format.",
+                         version="1.0", static_url=DOCS_STATIC)
     app.state.settings = settings
     app.state.organizer_token = (settings.organizer_token.get_secret_value() if settings.organizer_token
                                  else secrets.token_urlsafe(24))
@@ -41,20 +48,54 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(BlankFieldsAreUnset)
     app.add_exception_handler(ArenaError, _arena_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return app
 
 
+DOCS_STATIC = "/static-offline-docs"
+#: Paths that are not pages: the API, its description and documentation, static files.
+NOT_PAGES = ("/api", "/docs", "/redoc", "/openapi", "/static")
+
+
 def _wants_page(request: Request) -> bool:
-    return not request.url.path.startswith(("/api", "/docs", "/openapi", "/static"))
+    return not request.url.path.startswith(NOT_PAGES)
+
+
+class BlankFieldsAreUnset:
+    """On pages, a query parameter sent empty is a parameter not sent.
+
+    An HTML form sends every field, so a form left blank (``top_attacks=&eps=``) must mean
+    "not set", as a link without the parameter does, and not be refused as a bad number.
+    The API keeps its parameters as sent."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["query_string"] and not scope["path"].startswith(NOT_PAGES):
+            pairs = parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)
+            kept = [(key, value) for key, value in pairs if value.strip()]
+            if len(kept) != len(pairs):
+                scope = dict(scope, query_string=urlencode(kept).encode("latin-1"))
+        await self.app(scope, receive, send)
+
+
+def _title(request: Request) -> dict | None:
+    """The tournament's title for the error page's header; none when the database cannot say."""
+    try:
+        with transaction(request.app.state.settings) as session:
+            return {"title": tournament.current(session).title}
+    except Exception:  # noqa: BLE001 - an error page must be answered even when the database is down
+        return None
 
 
 def _page(request: Request, status: int, detail: str, headers: dict | None = None) -> Response:
     """The error page: the status and the sentence, for a person in a browser."""
     return pages.templates.TemplateResponse(
-        request, "error.html", {"status": status, "detail": detail, "who": None, "tournament": None},
+        request, "error.html", {"status": status, "detail": detail, "who": None, "tournament": _title(request)},
         status_code=status, headers=headers,
     )
 
@@ -76,4 +117,37 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
     if not _wants_page(request):
         return await request_validation_exception_handler(request, exc)
-    return _page(request, 422, "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in exc.errors()))
+    return _page(request, 422, " ".join(explain(error) for error in exc.errors()))
+
+
+#: How the pages' fields are named on the pages.
+LABELS = {"eps": "ε (eps)", "top_attacks": "top attacks", "top_defenses": "top defenses", "value": "value",
+          "attack_id": "attack", "defense_id": "defense", "offset": "offset", "dataset": "dataset"}
+
+
+def explain(error: dict) -> str:
+    """One sentence for one of FastAPI's validation errors: the field, what it must be, what it got."""
+    loc = [str(part) for part in error.get("loc", ()) if part not in ("query", "path", "body", "header", "cookie")]
+    name = loc[-1] if loc else "a field"
+    label = LABELS.get(name, name.replace("_", " "))
+    kind, ctx = error.get("type", ""), error.get("ctx") or {}
+    if kind == "missing":
+        return f"{label} is required."
+    expected = {
+        "int_parsing": "a whole number",
+        "int_from_float": "a whole number",
+        "bool_parsing": "true or false",
+        "greater_than_equal": f"at least {ctx.get('ge')}",
+        "greater_than": f"more than {ctx.get('gt')}",
+        "less_than_equal": f"at most {ctx.get('le')}",
+        "less_than": f"less than {ctx.get('lt')}",
+        "string_too_short": f"at least {ctx.get('min_length')} character(s) long",
+        "string_too_long": f"at most {ctx.get('max_length')} characters long",
+        "enum": f"one of {ctx.get('expected')}",
+        "literal_error": f"one of {ctx.get('expected')}",
+    }.get(kind, str(error.get("msg", "valid")).removeprefix("Input should be ").removeprefix("Value error, "))
+    given = error.get("input")
+    if isinstance(given, str | int | float) and not isinstance(given, bool):
+        shown = str(given) if len(str(given)) <= 40 else str(given)[:40] + "…"
+        return f"{label} must be {expected}, not “{shown}”."
+    return f"{label} must be {expected}."

@@ -11,6 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from markdown_it import MarkdownIt
 from markupsafe import Markup
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -54,6 +55,16 @@ def back_to(url: str, dataset: str | None = None) -> RedirectResponse:
     return RedirectResponse(f"{url}?{urlencode({'dataset': dataset})}" if dataset else url, status_code=303)
 
 
+def _fresh_site(session: Session, dataset: str | None) -> bool:
+    """No dataset asked for and none imported yet: the site has nothing to show but how to begin."""
+    return dataset is None and session.scalar(select(Dataset.id).limit(1)) is None
+
+
+def getting_started(request: Request, who: Caller, session: Session) -> HTMLResponse:
+    """What an organizer does first, instead of a 404 on a site with no dataset."""
+    return render(request, "getting_started.html", who, session)
+
+
 def _visible(request: Request, session: Session, who: Caller, dataset: str | None) -> tuple[Snapshot | None, Dataset]:
     """The current snapshot and the dataset; no snapshot when the leaderboards are hidden from this caller."""
     current, public = request.app.state.standings.get(dataset)
@@ -62,6 +73,8 @@ def _visible(request: Request, session: Session, who: Caller, dataset: str | Non
 
 @router.get("/", response_class=HTMLResponse)
 def leaderboards_page(request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None):
+    if _fresh_site(session, dataset):
+        return getting_started(request, who, session)
     snapshot, chosen = _visible(request, session, who, dataset)
     boards = None if snapshot is None else snapshot.view(("html", "boards"), lambda: _boards_html(snapshot))
     return render(request, "leaderboards.html", who, session, dataset=chosen, boards_html=boards)
@@ -82,6 +95,8 @@ def matrix_page(
     top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ):
+    if _fresh_site(session, dataset):
+        return getting_started(request, who, session)
     snapshot, chosen = _visible(request, session, who, dataset)
     view = queries.matrix(snapshot, value, epsilon, top_attacks, top_defenses) if snapshot else None
     heatmap = None
@@ -103,6 +118,8 @@ def _heatmap_html(snapshot: Snapshot, view: dict, organizer: bool) -> Markup:
 @router.get("/curves", response_class=HTMLResponse)
 def curves_page(request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None,
                 defense: Annotated[list[str] | None, Query()] = None):
+    if _fresh_site(session, dataset):
+        return getting_started(request, who, session)
     snapshot, chosen = _visible(request, session, who, dataset)
     every = sorted(queries.curves(snapshot)) if snapshot else []
     chart = charts.epsilon_chart(queries.curves(snapshot, defense)) if snapshot else None
@@ -145,6 +162,22 @@ def adversarial_page(request: Request, adversarial_id: Id, session: SessionDep, 
     return render(request, "adversarial.html", who, session, a=queries.drilldown(session, adversarial_id))
 
 
+@router.get("/help/submissions", response_class=HTMLResponse)
+def submission_format_page(request: Request, session: SessionDep, who: CallerDep):
+    """docs/submissions.md, the submission format, as a page (the upload page links it)."""
+    return render(request, "help.html", who, session, title="Submission format", body=_submission_format())
+
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+_FORMAT: list[Markup] = []
+
+
+def _submission_format() -> Markup:
+    if not _FORMAT:
+        _FORMAT.append(Markup(_MARKDOWN.render((REPO_ROOT / "docs" / "submissions.md").read_text(encoding="utf-8"))))
+    return _FORMAT[0]
+
+
 @router.get("/login", response_class=HTMLResponse)
 def login_page(request: Request, session: SessionDep, who: CallerDep):
     return render(request, "login.html", who, session)
@@ -183,6 +216,8 @@ def upload(
 @router.get("/organizer", response_class=HTMLResponse)
 def organizer_page(request: Request, session: SessionDep, who: Caller = Depends(organizer),
                    dataset: DatasetName = None):
+    if _fresh_site(session, dataset):
+        return getting_started(request, who, session)
     chosen = pick_dataset(session, dataset)
     counts = tournament_progress(session, chosen, request.app.state.settings)
     return render(request, "organizer.html", who, session, dataset=chosen, counts=counts,

@@ -1,0 +1,125 @@
+"""The pages as people use them, without containers or a browser (TestClient): blank form
+fields are "not set", a bad field is a sentence on the error page, a fresh site says how to
+begin, headers explain themselves, the API docs need no internet."""
+
+import itertools
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from arena.admin import tournament
+from arena.db import transaction
+from arena.models import SubmissionKind
+from arena.web.app import create_app
+from conftest import make_settings
+from factories import add_submission, synth_dataset
+
+ORGANIZER = {"Authorization": "Bearer organizer-secret"}
+
+
+@pytest.fixture
+def client(tmp_path):
+    settings = make_settings(tmp_path / "arena", organizer_token="organizer-secret", epsilons=[4, 16])
+    synth_dataset(settings, 4, batch_size=2)
+    with transaction(settings) as session:
+        tournament.update(session, title="Spring Cup")
+        add_submission(session, "red-attack", SubmissionKind.ATTACK, owner="red")
+        add_submission(session, "blue-defense", SubmissionKind.DEFENSE, owner="blue")
+    return TestClient(create_app(settings))
+
+
+def _error(page: str) -> str:
+    return re.search(r'id="error">(.*?)</p>', page, re.S).group(1)
+
+
+@pytest.mark.parametrize(("value", "eps", "top_attacks", "top_defenses"),
+                         list(itertools.product(["", "error"], ["", None], ["", "3"], ["", "2"])))
+def test_blank_matrix_fields_are_not_set(client, value, eps, top_attacks, top_defenses):
+    fields = {"dataset": "", "value": value, "eps": eps, "top_attacks": top_attacks, "top_defenses": top_defenses}
+    query = "&".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    response = client.get(f"/matrix?{query}")
+    assert response.status_code == 200, response.text
+    assert 'id="heatmap"' in response.text
+
+
+def test_blank_fields_on_the_results_filter_and_the_curves_are_not_set(client):
+    response = client.get("/results?dataset=&attack_id=&defense_id=&eps=&offset=", headers=ORGANIZER)
+    assert response.status_code == 200 and "Per-image results" in response.text
+    assert client.get("/curves?dataset=&defense=").status_code == 200
+
+
+@pytest.mark.parametrize(("query", "sentence"), [
+    ("top_attacks=abc", "top attacks must be a whole number, not “abc”."),
+    ("top_defenses=0", "top defenses must be at least 1, not “0”."),
+    ("eps=300", "ε (eps) must be at most 255, not “300”."),
+    ("value=score", "value must be one of"),
+])
+def test_a_bad_page_field_is_a_sentence_on_the_error_page(client, query, sentence):
+    response = client.get(f"/matrix?{query}")
+    assert response.status_code == 422 and "text/html" in response.headers["content-type"]
+    assert sentence in _error(response.text).replace("&#39;", "'")
+    assert "Input should be" not in response.text and "loc" not in response.text
+
+
+def test_the_api_keeps_its_parameters_as_sent(client):
+    response = client.get("/api/matrix?top_attacks=")
+    assert response.status_code == 422 and response.json()["detail"][0]["loc"] == ["query", "top_attacks"]
+
+
+def test_error_pages_show_the_tournament_title(client):
+    response = client.get("/submissions/999")
+    assert response.status_code == 404
+    assert "<title>Error 404 · Spring Cup</title>" in response.text
+    assert '<a class="brand" href="/">Spring Cup</a>' in response.text
+
+
+def test_a_fresh_site_shows_how_to_begin(tmp_path):
+    fresh = TestClient(create_app(make_settings(tmp_path / "arena", organizer_token="organizer-secret")))
+    for path, headers in [("/", {}), ("/matrix", {}), ("/curves", {}), ("/organizer", ORGANIZER)]:
+        response = fresh.get(path, headers=headers)
+        assert response.status_code == 200, path
+        for command in ("arena db upgrade", "arena dataset import", "arena submit", "arena run"):
+            assert command in response.text, (path, command)
+    assert fresh.get("/?dataset=nope").status_code == 404  # a named dataset that does not exist is still a 404
+
+
+def test_leaderboard_headers_explain_themselves_on_hover_and_below(client):
+    page = client.get("/").text
+    assert "normalised" not in page
+    headers = re.findall(r"<th ([^>]*)>([^<]+)</th>", page)
+    titled = {text: attrs for attrs, text in headers if 'title="' in attrs}
+    # The ε columns appear with the first results: tests/test_web_tournament.py checks theirs.
+    for column in ("rank", "score", "normalized", "clean accuracy", "completion", "median s / 100 images"):
+        assert column in titled, column
+    assert "cells scored so far" in titled["normalized"] and "0 to 1" in titled["normalized"]  # its denominator
+    assert "jobs on this dataset that have finished" in titled["completion"]
+    for track in ("defense", "attack", "targeted_attack"):  # the same, visible, under each table (phones)
+        notes = re.search(rf'<dl class="notes" id="notes-{track}">(.*?)</dl>', page, re.S).group(1)
+        assert "normalized" in notes and "cells scored so far" in notes and "completion" in notes
+
+
+def test_matrix_headers_explain_themselves(client):
+    page = client.get("/matrix").text
+    assert re.search(r'<th class="corner" title="Rows: attacks[^"]*at every ε', page)
+    assert re.search(r'<th class="col" title="Defense ', page) and re.search(r'<th class="row" title="Attack ', page)
+    assert 'id="matrix-notes"' in page and "±16/255" in page
+
+
+def test_the_api_docs_are_served_by_the_app_and_linked(client):
+    for path in ("/docs", "/redoc"):
+        page = client.get(path).text
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css))"', page)
+        assert assets and all(a.startswith("/static-offline-docs/") for a in assets), assets
+        assert "cdn." not in page and "fonts.googleapis" not in page
+        for asset in assets:
+            assert client.get(asset).status_code == 200
+    footer = re.search(r"<footer>(.*?)</footer>", client.get("/").text, re.S).group(1)
+    assert 'href="/docs"' in footer and 'href="/redoc"' in footer
+
+
+def test_the_upload_page_links_the_submission_format(client):
+    red = client.post("/api/teams/red/token", headers=ORGANIZER).json()["token"]
+    assert 'href="/help/submissions"' in client.get("/upload", headers={"Authorization": f"Bearer {red}"}).text
+    page = client.get("/help/submissions").text
+    assert "metadata.json" in page and "<h1>Submissions</h1>" in page
