@@ -26,8 +26,12 @@ from arena.web.auth import (
     COOKIE,
     Caller,
     caller,
+    clear_session_cookie,
+    close_session,
     identify,
+    open_session,
     organizer,
+    set_session_cookie,
     team_or_organizer,
 )
 from arena.web.cache import Snapshot
@@ -152,16 +156,20 @@ def login_page(request: Request, session: SessionDep, who: CallerDep):
 
 @router.post("/login")
 def login(request: Request, session: SessionDep, token: Annotated[str, Form(min_length=1, max_length=200)]):
-    identify(request, token.strip(), session)  # 401 for a wrong token, before any cookie is set
+    """The token is checked (401 if wrong, 429 after too many wrong ones) and exchanged for a
+    session: the cookie carries only the session's random id, never the token."""
+    who = identify(request, token.strip(), session)
     response = back_to("/")
-    response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", max_age=30 * 24 * 3600)
+    set_session_cookie(request, response, open_session(request, session, who))
     return response
 
 
 @router.post("/logout")
-def logout():
+def logout(request: Request, session: SessionDep):
+    """Ends the session for good: the id in the cookie no longer stands for anyone."""
+    close_session(session, request.cookies.get(COOKIE))
     response = back_to("/")
-    response.delete_cookie(COOKIE)
+    clear_session_cookie(request, response)
     return response
 
 
