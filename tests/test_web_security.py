@@ -214,3 +214,29 @@ def test_secrets_are_answered_no_store(site):
     new = client.post("/api/teams/green/token", headers=BEARER)
     assert new.headers["cache-control"] == "no-store"
 
+
+# Hidden leaderboards hide the jobs and the runs' timings
+
+
+def test_hidden_leaderboards_hide_jobs_and_run_timings_but_not_from_organizers(site):
+    client, _, tokens, attack_id, _ = site
+    red, blue = ({"Authorization": f"Bearer {tokens[n]}"} for n in ("red", "blue"))
+    detail = f"/api/submissions/{attack_id}"
+    assert len(client.get("/api/jobs").json()) == 1
+    assert client.get(detail).json()["attempts"][0]["seconds"] == 12.5  # public while the leaderboards are
+
+    assert client.patch("/api/tournament", json={"leaderboards_public": False}, headers=BEARER).status_code == 200
+    for headers in ({}, red, blue):
+        jobs = client.get("/api/jobs", headers=headers)
+        assert jobs.status_code == 403 and "hidden" in jobs.json()["detail"]
+    assert len(client.get("/api/jobs", headers=BEARER).json()) == 1
+    for headers in ({}, blue):
+        answer = client.get(detail, headers=headers).json()
+        assert answer["attempts"] == [] and answer["runs_visible"] is False
+    for headers in (red, BEARER):
+        answer = client.get(detail, headers=headers).json()
+        assert answer["attempts"][0]["seconds"] == 12.5 and answer["runs_visible"] is True
+    page = client.get(f"/submissions/{attack_id}").text
+    assert "12.5" not in page and "hidden until the end" in page
+    _log_in(client, tokens["red"])
+    assert "12.5" in client.get(f"/submissions/{attack_id}").text

@@ -125,7 +125,8 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
     submission = queries.submission_or_404(session, submission_id)
     chosen = pick_dataset(session, dataset)
     detail = queries.submission_detail(session, request.app.state.settings, chosen, submission,
-                                       with_logs=who.owns(submission))
+                                       with_logs=who.owns(submission),
+                                       with_runs=queries.runs_visible(session, who, submission))
     return render(request, "submission.html", who, session, s=detail, dataset=chosen)
 
 
