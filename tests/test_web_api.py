@@ -84,7 +84,7 @@ def test_logs_are_shown_only_to_the_owning_team_and_organizers(arena):
     assert client.get(logs).status_code == 401
     assert client.get(logs, headers=_bearer(tokens["blue"])).status_code == 403
     assert client.get(logs, headers=_bearer(tokens["red"])).json()["dry_run_log_tail"] == "secret log of red-attack"
-    client.cookies.set("arena_token", tokens["blue"])
+    client.post("/login", data={"token": tokens["blue"]})
     page = client.get(f"/submissions/{ids['attack']}").text
     assert "secret log" not in page and "Logs are shown to the submission's team" in page
 

@@ -238,3 +238,40 @@ def test_a_fresh_site_shows_how_to_begin(browser, tmp_path):
         page.click("#main >> text=submission format")
         assert "metadata.json" in page.inner_text("#help")
         page.context.close()
+
+
+def test_the_browser_keeps_a_session_id_not_the_token_and_the_pages_keep_to_their_policy(site, browser):
+    """The cookie Chromium keeps is an HttpOnly, SameSite=Strict session id; every page runs
+    under its Content-Security-Policy with nothing refused (script from /static, heatmap
+    colours in style attributes); after logging out the same id stands for nobody."""
+    _, _, url, _ = site
+    context = browser.new_context()
+    page = context.new_page()
+    page.add_init_script("""window.__refused = [];
+        document.addEventListener('securitypolicyviolation', (e) => window.__refused.push(e.violatedDirective));""")
+    refused_in_console = []
+    page.on("console", lambda m: "Content Security Policy" in m.text and refused_in_console.append(m.text))
+
+    _log_in(page, url, ORGANIZER)
+    [cookie] = context.cookies()
+    assert cookie["name"] == "arena_session" and ORGANIZER not in cookie["value"]
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]  # plain http here
+    assert page.evaluate("document.cookie") == ""
+
+    for path in ("/", "/matrix", "/curves", "/submissions", "/organizer"):
+        response = page.goto(f"{url}{path}")
+        assert response.status == 200 and "frame-ancestors 'none'" in response.headers["content-security-policy"]
+        page.wait_for_function("() => !document.querySelector('#progress .text') || "
+                               "document.querySelector('#progress .text').textContent !== '…'")  # arena.js ran
+        assert page.evaluate("window.__refused") == [], path
+    page.goto(f"{url}/matrix")
+    colour = page.eval_on_selector("#heatmap td[data-defense=decoder]", "td => getComputedStyle(td).backgroundColor")
+    assert colour not in ("", "rgba(0, 0, 0, 0)")  # the style attribute is allowed
+    assert refused_in_console == []
+
+    page.click("header form button")  # log out
+    page.wait_for_url(f"{url}/")
+    assert context.cookies() == []
+    context.add_cookies([cookie])  # the id copied before logging out
+    assert page.goto(f"{url}/organizer").status == 401
+    context.close()

@@ -95,6 +95,17 @@ class Settings(BaseSettings):
         None, description="The organizers' credential for the web app; `arena web` makes one up and prints it when unset."
     )
     max_upload_bytes: int = Field(256 * 2**20, description="Largest archive the web app accepts in one upload.")
+    session_hours: float = Field(
+        24.0, gt=0, description="How long a browser login lasts; the session cookie carries a random id, never the token."
+    )
+    secure_cookies: bool = Field(
+        False, description="Always mark the session cookie Secure; it is anyway when the request came over HTTPS."
+    )
+    login_max_failures: int = Field(
+        10, ge=1, description="Wrong credentials from one client address, within login_window_seconds, after which "
+        "it is answered 429 (logins and Bearer tokens alike) until the window has passed.",
+    )
+    login_window_seconds: float = Field(300.0, gt=0, description="The window login_max_failures is counted over.")
     debian_mirror: str = Field("http://deb.debian.org/debian", description="Where debootstrap fetches base-image packages.")
     sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
 

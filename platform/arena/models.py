@@ -160,6 +160,24 @@ class Team(Base):
     token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)  # the team's web token, hashed
 
 
+class WebSession(Base):
+    """A browser's login: the cookie carries a random session id, this row only its sha256.
+
+    ``team_id`` is null for an organizer. ``binding`` ties the row to the credential it was
+    opened with (an HMAC keyed by the session id over the team's token hash, or over the
+    organizer credential's hash), so a new team token or organizer credential ends the
+    session, and the row alone says nothing about either."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid_sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    binding: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
 class Tournament(Base):
     """What organizers change from the web while a tournament runs; one row."""
 

@@ -171,7 +171,8 @@ def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep
                    who: Caller = Depends(caller)) -> dict:
     submission = queries.submission_or_404(session, submission_id)
     chosen = pick_dataset(session, dataset)
-    return queries.submission_detail(session, settings, chosen, submission, with_logs=who.owns(submission))
+    return queries.submission_detail(session, settings, chosen, submission, with_logs=who.owns(submission),
+                                     with_runs=queries.runs_visible(session, who, submission))
 
 
 @router.get("/submissions/{submission_id}/logs", response_model=Logs,
@@ -199,9 +200,12 @@ def disqualify_submission(submission_id: Id, body: Disqualification, settings: S
     return actions.disqualify(settings, submission_id, body.reason)
 
 
-@router.get("/jobs", response_model=list[Job], summary="Jobs of a dataset, filtered by kind, submission and status")
+@router.get("/jobs", response_model=list[Job],
+            summary="Jobs of a dataset, filtered by kind, submission and status (organizers only while the "
+            "leaderboards are hidden)")
 def list_jobs(
     session: SessionDep,
+    who: Caller = Depends(caller),
     kind: JobKind = JobKind.ATTACK,
     submission_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     status: JobStatus | None = None,
@@ -209,6 +213,8 @@ def list_jobs(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[dict]:
+    if not who.organizer and not tournament.current(session).leaderboards_public:
+        raise ForbiddenError("the jobs are hidden, like the leaderboards, until the end of the tournament")
     chosen = pick_dataset(session, dataset)
     submission = queries.submission_or_404(session, submission_id) if submission_id else None
     return queries.jobs(session, chosen, kind, submission, status, limit, offset)

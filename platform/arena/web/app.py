@@ -28,6 +28,8 @@ from arena.db import transaction
 from arena.errors import ArenaError
 from arena.web import api, pages
 from arena.web.cache import StandingsCache
+from arena.web.headers import SecurityHeaders
+from arena.web.limits import FailureLimiter
 from arena.web.runner import TournamentRunner
 from arena.web.uploads import BodyLimit
 
@@ -44,11 +46,13 @@ def create_app(settings: Settings) -> FastAPI:
                                  else secrets.token_urlsafe(24))
     app.state.standings = StandingsCache(settings)
     app.state.runner = TournamentRunner(settings)
+    app.state.login_limiter = FailureLimiter(settings.login_max_failures, settings.login_window_seconds)
     app.mount("/static", StaticFiles(directory=REPO_ROOT / "web" / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(BlankFieldsAreUnset)
+    app.add_middleware(SecurityHeaders)  # outermost: a 413 gets the headers too
     app.add_exception_handler(ArenaError, _arena_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)

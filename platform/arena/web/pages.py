@@ -27,8 +27,12 @@ from arena.web.auth import (
     COOKIE,
     Caller,
     caller,
+    clear_session_cookie,
+    close_session,
     identify,
+    open_session,
     organizer,
+    set_session_cookie,
     team_or_organizer,
 )
 from arena.web.cache import Snapshot
@@ -138,7 +142,8 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
     submission = queries.submission_or_404(session, submission_id)
     chosen = pick_dataset(session, dataset)
     detail = queries.submission_detail(session, request.app.state.settings, chosen, submission,
-                                       with_logs=who.owns(submission))
+                                       with_logs=who.owns(submission),
+                                       with_runs=queries.runs_visible(session, who, submission))
     return render(request, "submission.html", who, session, s=detail, dataset=chosen)
 
 
@@ -185,16 +190,20 @@ def login_page(request: Request, session: SessionDep, who: CallerDep):
 
 @router.post("/login")
 def login(request: Request, session: SessionDep, token: Annotated[str, Form(min_length=1, max_length=200)]):
-    identify(request, token.strip(), session)  # 401 for a wrong token, before any cookie is set
+    """The token is checked (401 if wrong, 429 after too many wrong ones) and exchanged for a
+    session: the cookie carries only the session's random id, never the token."""
+    who = identify(request, token.strip(), session)
     response = back_to("/")
-    response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", max_age=30 * 24 * 3600)
+    set_session_cookie(request, response, open_session(request, session, who))
     return response
 
 
 @router.post("/logout")
-def logout():
+def logout(request: Request, session: SessionDep):
+    """Ends the session for good: the id in the cookie no longer stands for anyone."""
+    close_session(session, request.cookies.get(COOKIE))
     response = back_to("/")
-    response.delete_cookie(COOKIE)
+    clear_session_cookie(request, response)
     return response
 
 

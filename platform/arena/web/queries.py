@@ -10,6 +10,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arena.admin import tournament
 from arena.config import Settings
 from arena.errors import NotFoundError
 from arena.models import (
@@ -28,6 +29,7 @@ from arena.models import (
 from arena.results import progress
 from arena.results.judging import ERROR, HIT, MatrixValue
 from arena.results.scoring import Standings
+from arena.web.auth import Caller
 from arena.web.cache import Snapshot
 
 TRACKS = {
@@ -149,10 +151,17 @@ def submissions(session: Session) -> list[dict]:
     return [submission_summary(s) for s in session.scalars(query)]
 
 
+def runs_visible(session: Session, who: Caller, submission: Submission) -> bool:
+    """Whether ``who`` may see the submission's container runs (their timings): always while
+    the leaderboards are public; while they are hidden, only organizers and its own team."""
+    return who.owns(submission) or tournament.current(session).leaderboards_public
+
+
 def submission_detail(session: Session, settings: Settings, dataset: Dataset, submission: Submission,
-                      with_logs: bool) -> dict:
-    """The submission's page; the dry run's log tail and the runs' logs only ``with_logs``; no
-    report (None) until the dry run has finished."""
+                      with_logs: bool, with_runs: bool = True) -> dict:
+    """The submission's page; the dry run's log tail and the runs' logs only ``with_logs``; its
+    container runs only ``with_runs`` (an empty list otherwise); no report (None) until the
+    dry run has finished."""
     report = dict(submission.validation_report) if submission.validation_report is not None else None
     if report is not None and not with_logs:
         report.pop("log_tail", None)
@@ -160,8 +169,9 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
         **submission_summary(submission),
         "validation_report": report,
         "progress": progress.submission_progress(session, dataset, submission, settings).as_dict(),
-        "attempts": attempts(session, submission, with_logs),
+        "attempts": attempts(session, submission, with_logs) if with_runs else [],
         "logs_visible": with_logs,
+        "runs_visible": with_runs,
     }
 
 

@@ -162,8 +162,9 @@ class Attempt(BaseModel):
 class SubmissionDetail(SubmissionSummary):
     validation_report: ValidationReport | None = Field(description="null until the dry run has finished.")
     progress: JobCounts
-    attempts: list[Attempt]
+    attempts: list[Attempt] = Field(description="Empty for the public and other teams while the leaderboards are hidden.")
     logs_visible: bool
+    runs_visible: bool = Field(description="Whether `attempts` (the runs and their timings) are shown to this caller.")
 
 
 class Logs(BaseModel):

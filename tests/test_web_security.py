@@ -1,0 +1,242 @@
+"""Sessions, the login limit, security headers and what hidden leaderboards hide, through
+the app (TestClient); the browser's side of the same is in test_web_tournament.py."""
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from arena.admin.teams import issue_token
+from arena.db import transaction
+from arena.models import AttackJob, Batch, JobAttempt, SubmissionKind, Team, WebSession
+from arena.web.app import create_app
+from arena.web.headers import DOCS_POLICY, PAGES_POLICY
+from arena.web.limits import FailureLimiter
+from conftest import make_settings
+from factories import add_submission, synth_dataset
+
+ORGANIZER = "organizer-secret"
+BEARER = {"Authorization": f"Bearer {ORGANIZER}"}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def site(tmp_path):
+    """Teams red and blue with tokens, red's attack with one container run, a dataset; the
+    login limit is 3 wrong credentials a minute, on a clock the test moves."""
+    settings = make_settings(tmp_path / "arena", organizer_token=ORGANIZER, login_max_failures=3,
+                             login_window_seconds=60)
+    synth_dataset(settings, 2, batch_size=2)
+    with transaction(settings) as session:
+        tokens = {name: issue_token(session, name) for name in ("red", "blue")}
+        red = session.scalar(select(Team).where(Team.name == "red"))
+        attack = add_submission(session, "red-attack", SubmissionKind.ATTACK, owner=red,
+                                validation_report={"passed": True, "images": 2, "seconds": 1.0, "time_limit": 10.0,
+                                                   "exit_code": 0, "timed_out": False, "problems": [],
+                                                   "log_tail": "red's log"})
+        job = AttackJob(submission=attack, batch=session.scalars(select(Batch)).first(), epsilon=2)
+        session.add(job)
+        session.flush()
+        session.add(JobAttempt(attack_job_id=job.id, seconds=12.5, images=2, exit_code=0, log_excerpt="run log"))
+        attack_id = attack.id
+    app = create_app(settings)
+    clock = Clock()
+    app.state.login_limiter.clock = clock
+    return TestClient(app), settings, tokens, attack_id, clock
+
+
+def _log_in(client: TestClient, token: str):
+    return client.post("/login", data={"token": token}, follow_redirects=False)
+
+
+def _cookie(response, name: str = "arena_session") -> str:
+    return next(c for c in response.headers.get_list("set-cookie") if c.startswith(f"{name}="))
+
+
+def _attributes(cookie: str) -> set[str]:
+    return {part.strip().lower() for part in cookie.split(";")}
+
+
+def _sessions(settings) -> list[WebSession]:
+    with transaction(settings) as session:
+        rows = list(session.scalars(select(WebSession)))
+        session.expunge_all()
+        return rows
+
+
+# Sessions
+
+
+@pytest.mark.parametrize("who", ["organizer", "red"])
+def test_the_session_cookie_carries_no_token_and_logout_ends_the_session(site, who):
+    client, settings, tokens, _, _ = site
+    token = ORGANIZER if who == "organizer" else tokens["red"]
+    login = _log_in(client, token)
+    assert login.status_code == 303
+    cookie = _cookie(login)
+    assert token not in cookie and {"httponly", "samesite=strict", "path=/"} <= _attributes(cookie)
+    assert "secure" not in _attributes(cookie)  # plain http here; see the https test
+    sid = client.cookies["arena_session"]
+    assert sid != token and len(sid) >= 40
+    stored = _sessions(settings)
+    assert len(stored) == 1 and sid not in {stored[0].sid_sha256, stored[0].binding}
+    assert token not in {stored[0].sid_sha256, stored[0].binding}
+    assert client.get("/upload").status_code == 200
+
+    logout = client.post("/logout", follow_redirects=False)
+    assert logout.status_code == 303 and _cookie(logout).startswith('arena_session="";')
+    assert _sessions(settings) == []
+    client.cookies.set("arena_session", sid)  # the old id, kept by someone who copied it
+    assert client.get("/upload").status_code == 401
+    assert "Log in" in client.get("/").text
+
+
+def test_a_new_team_token_ends_the_teams_sessions(site):
+    client, _, tokens, _, _ = site
+    _log_in(client, tokens["red"])
+    assert "team red" in client.get("/upload").text
+    assert client.post("/api/teams/red/token", headers=BEARER).status_code == 201
+    assert client.get("/upload").status_code == 401
+
+
+def test_an_expired_session_is_nobody(site):
+    client, settings, _, _, _ = site
+    _log_in(client, ORGANIZER)
+    assert client.get("/organizer").status_code == 200
+    with transaction(settings) as session:
+        row = session.scalar(select(WebSession))
+        row.expires_at = row.created_at
+    assert client.get("/organizer").status_code == 401
+
+
+def test_the_cookie_is_secure_over_https(site):
+    client, _, _, _, _ = site
+    https = TestClient(client.app, base_url="https://testserver")
+    assert "secure" in _attributes(_cookie(_log_in(https, ORGANIZER)))
+
+
+def test_an_old_raw_token_cookie_is_no_credential_and_is_removed_at_login(site):
+    client, _, _, _, _ = site
+    client.cookies.set("arena_token", ORGANIZER)
+    assert client.get("/organizer").status_code == 401
+    assert _cookie(_log_in(client, ORGANIZER), "arena_token").startswith('arena_token="";')
+
+
+# Login limit
+
+
+def test_wrong_logins_are_answered_429_until_the_window_has_passed(site):
+    client, _, tokens, _, clock = site
+    for _ in range(3):
+        assert _log_in(client, "guess").status_code == 401
+        clock.now += 1
+    refused = _log_in(client, ORGANIZER)  # right, but too soon
+    assert refused.status_code == 429 and "too many wrong credentials" in refused.text
+    assert int(refused.headers["retry-after"]) == 57  # the first failure, at 0 s, leaves at 60 s
+    bearer = client.get("/api/submissions/1/logs", headers={"Authorization": f"Bearer {tokens['red']}"})
+    assert bearer.status_code == 429 and "try again in 57 seconds" in bearer.json()["detail"]
+    assert client.get("/api/leaderboards/defense").status_code == 200  # no credential: nothing to limit
+    clock.now += 56
+    assert _log_in(client, ORGANIZER).status_code == 429
+    clock.now += 1
+    assert _log_in(client, ORGANIZER).status_code == 303
+    assert client.get("/organizer").status_code == 200
+
+
+def test_wrong_bearer_tokens_count_as_wrong_logins(site):
+    client, _, _, _, _ = site
+    for _ in range(3):
+        assert client.get("/api/results", headers={"Authorization": "Bearer guess"}).status_code == 401
+    assert _log_in(client, ORGANIZER).status_code == 429
+
+
+def test_the_limiter_counts_each_address_in_its_own_sliding_window():
+    clock = Clock()
+    limiter = FailureLimiter(max_failures=2, window=10, clock=clock, max_clients=3)
+    limiter.fail("a")
+    clock.now += 5
+    limiter.fail("a")
+    assert limiter.retry_after("a") == 5 and limiter.retry_after("b") is None
+    clock.now += 5
+    assert limiter.retry_after("a") is None  # the first failure has left the window
+    limiter.fail("a")
+    assert limiter.retry_after("a") == 5
+    for client in "bcdef":
+        limiter.fail(client)
+    assert len(limiter._failures) <= 3  # memory stays bounded
+
+
+# Headers
+
+
+def _secured(response, policy: str = PAGES_POLICY) -> None:
+    assert response.headers["content-security-policy"] == policy
+    assert response.headers["x-frame-options"] == "DENY"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["referrer-policy"] == "same-origin"
+
+
+def test_every_answer_has_the_security_headers(site):
+    client, _, _, _, _ = site
+    for url in ("/", "/matrix", "/api/leaderboards/defense", "/api/tournament", "/static/arena.js",
+                "/static/arena.css", "/no-such-page", "/api/results"):
+        response = client.get(url)
+        _secured(response)
+        assert ("no-store" in response.headers.get("cache-control", "")) != url.startswith("/static/"), url
+    _secured(client.get("/docs"), DOCS_POLICY)
+    assert "frame-ancestors 'none'" in PAGES_POLICY and "script-src 'self'" in PAGES_POLICY
+    assert "'unsafe-inline'" not in PAGES_POLICY.replace("style-src-attr 'unsafe-inline'", "")
+
+
+def test_the_templates_need_no_inline_script():
+    from arena import REPO_ROOT
+
+    for template in (REPO_ROOT / "web" / "templates").glob("*.html"):
+        text = template.read_text()
+        assert "<script>" not in text and "<style" not in text and " on" + "click=" not in text, template.name
+
+
+def test_secrets_are_answered_no_store(site):
+    client, _, tokens, attack_id, _ = site
+    _log_in(client, ORGANIZER)
+    issued = client.post("/organizer/teams", data={"team": "green"})
+    assert issued.status_code == 201 and "no-store" in issued.headers["cache-control"]
+    for url in (f"/api/submissions/{attack_id}/logs", f"/api/submissions/{attack_id}", "/api/results", "/results",
+                f"/submissions/{attack_id}"):
+        response = client.get(url)
+        assert response.status_code == 200 and response.headers["cache-control"] == "no-store", url
+    new = client.post("/api/teams/green/token", headers=BEARER)
+    assert new.headers["cache-control"] == "no-store"
+
+
+# Hidden leaderboards hide the jobs and the runs' timings
+
+
+def test_hidden_leaderboards_hide_jobs_and_run_timings_but_not_from_organizers(site):
+    client, _, tokens, attack_id, _ = site
+    red, blue = ({"Authorization": f"Bearer {tokens[n]}"} for n in ("red", "blue"))
+    detail = f"/api/submissions/{attack_id}"
+    assert len(client.get("/api/jobs").json()) == 1
+    assert client.get(detail).json()["attempts"][0]["seconds"] == 12.5  # public while the leaderboards are
+
+    assert client.patch("/api/tournament", json={"leaderboards_public": False}, headers=BEARER).status_code == 200
+    for headers in ({}, red, blue):
+        jobs = client.get("/api/jobs", headers=headers)
+        assert jobs.status_code == 403 and "hidden" in jobs.json()["detail"]
+    assert len(client.get("/api/jobs", headers=BEARER).json()) == 1
+    for headers in ({}, blue):
+        answer = client.get(detail, headers=headers).json()
+        assert answer["attempts"] == [] and answer["runs_visible"] is False
+    for headers in (red, BEARER):
+        answer = client.get(detail, headers=headers).json()
+        assert answer["attempts"][0]["seconds"] == 12.5 and answer["runs_visible"] is True
+    page = client.get(f"/submissions/{attack_id}").text
+    assert "12.5" not in page and "hidden until the end" in page
+    _log_in(client, tokens["red"])
+    assert "12.5" in client.get(f"/submissions/{attack_id}").text
