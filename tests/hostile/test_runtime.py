@@ -151,12 +151,14 @@ def test_hostile_defense_answers_are_contained(tournament, case: DefenseCase):
         disqualify(tournament.settings, submission.id)
 
 
-@pytest.mark.parametrize("kind, script, reason", [
-    ("attack", "b() { b | b & }; b\nsleep 600\n", "the attack timed out"),
-    ("defense", "python3 -c \"x = b'1' * 2**30\"\n", "the defense exit code 137"),
+@pytest.mark.parametrize("kind, script, reasons", [
+    # The bomb either keeps the shell busy until the time limit, or leaves it unable to fork
+    # `sleep` (sh then gives up with exit code 2), depending on the machine's load: rejected both ways.
+    ("attack", "b() { b | b & }; b\nsleep 600\n", ("the attack timed out", "the attack exit code 2")),
+    ("defense", "python3 -c \"x = b'1' * 2**30\"\n", ("the defense exit code 137",)),
 ], ids=["attack_fork_bomb", "defense_memory_bomb"])
-def test_code_hostile_in_the_dry_run_is_rejected_with_a_reason(tournament, kind, script, reason):
+def test_code_hostile_in_the_dry_run_is_rejected_with_a_reason(tournament, kind, script, reasons):
     submission = enter(tournament, f"dry_{kind}", kind, script)
     assert submission.status is SubmissionStatus.REJECTED
-    assert reason in submission.reason
+    assert any(reason in submission.reason for reason in reasons), submission.reason
     tournament.check_unchanged()

@@ -52,10 +52,14 @@ ENTRY = {"attack": "run_attack.sh", "defense": "run_defense.sh"}
 
 
 def hostile_settings(data_dir: Path, **overrides) -> Settings:
-    """Small time and output limits, so time-outs and output bombs end in seconds."""
+    """Small time and output limits, so time-outs and output bombs end in seconds. Packs as
+    large as they go (a submission's pack size is fixed at its dry run, whose time varies
+    with the machine's load): a tournament run then always holds both batches, which is
+    what the sleeper defenses tell the dry run by."""
     limits = SandboxLimits(memory="512m", max_output_bytes=MAX_OUTPUT_BYTES, max_output_files=MAX_OUTPUT_FILES,
                            max_log_bytes=256 * 1024)
-    return make_settings(data_dir, seconds_per_image=1.5, epsilons=EPSILONS, sandbox=limits, **overrides)
+    values = dict(seconds_per_image=1.5, epsilons=EPSILONS, sandbox=limits, pack_seconds=3600.0)
+    return make_settings(data_dir, **{**values, **overrides})
 
 
 @dataclass
