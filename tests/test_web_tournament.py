@@ -115,6 +115,7 @@ def test_a_team_uploads_in_the_browser_and_the_organizer_runs_it(site, browser, 
     _log_in(page, url, ORGANIZER)
     page.goto(f"{url}/organizer")
     page.fill("input[name=team]", "browser-team")
+    page.check("input[name=create]")  # a new team: without the tick, an unknown name is refused
     page.click("text=Issue a token")
     token = page.inner_text("#token").strip()
 
