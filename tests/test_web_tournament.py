@@ -241,6 +241,35 @@ def test_a_fresh_site_shows_how_to_begin(browser, tmp_path):
         page.context.close()
 
 
+def test_a_rerun_in_the_browser_asks_first_cancel_keeps_confirm_forgets(browser, tmp_path, monkeypatch):
+    """A scored tournament of its own (a fake defense, as in tests/test_web_confirm.py) and a
+    runner that only forgets, as the real one does before it runs, so no container is needed."""
+    from test_web_actions import FakeRunner
+    from test_web_confirm import _answers, scored_tournament
+
+    settings, ids = scored_tournament(tmp_path, monkeypatch)
+    app = create_app(settings)
+    app.state.runner = FakeRunner()
+    answers = _answers(settings, ids["D"])
+    with live_server(app) as url:
+        page = browser.new_page()
+        _log_in(page, url, ORGANIZER)
+        page.goto(f"{url}/submissions/{ids['D']}")
+        page.click("text=Re-run its jobs")
+        page.wait_for_selector("#confirm-heading")
+        assert page.inner_text("#confirm-heading") == "Re-run D?"
+        assert f"This forgets {answers} results of D" in page.inner_text("#losses")
+        page.click("#cancel")
+        page.wait_for_url(f"{url}/submissions/{ids['D']}?dataset=synthetic")
+        assert _answers(settings, ids["D"]) == answers and app.state.runner.started == []
+
+        page.click("text=Re-run its jobs")
+        page.click("#confirm")
+        page.wait_for_url(f"{url}/submissions/{ids['D']}?dataset=synthetic")
+        assert _answers(settings, ids["D"]) == 0 and app.state.runner.started == ["synthetic"]
+        page.close()
+
+
 def test_the_browser_keeps_a_session_id_not_the_token_and_the_pages_keep_to_their_policy(site, browser):
     """The cookie Chromium keeps is an HttpOnly, SameSite=Strict session id; every page runs
     under its Content-Security-Policy with nothing refused (script from /static, heatmap
