@@ -101,7 +101,8 @@ def test_an_api_run_that_does_not_start_is_a_409_never_started(site, url):
 def test_a_page_run_that_does_not_start_is_a_409_page(site, url):
     client, attack = site
     client.app.state.runner.starts = False
-    response = _as_organizer_in_a_browser(client).post(url.format(attack=attack), follow_redirects=False)
+    response = _as_organizer_in_a_browser(client).post(url.format(attack=attack), data={"confirmed": "true"},
+                                                       follow_redirects=False)
     assert response.status_code == 409 and "text/html" in response.headers["content-type"]
 
 
@@ -119,9 +120,11 @@ def test_the_page_rerun_takes_the_dataset_like_the_api(site):
     runner = client.app.state.runner
     browser = _as_organizer_in_a_browser(client)
     assert 'name="dataset" value="first"' in browser.get(f"/submissions/{attack}?dataset=first").text
-    page = browser.post(f"/submissions/{attack}/rerun", data={"dataset": "first"}, follow_redirects=False)
+    page = browser.post(f"/submissions/{attack}/rerun", data={"dataset": "first", "confirmed": "true"},
+                        follow_redirects=False)
     assert page.status_code == 303 and page.headers["location"] == f"/submissions/{attack}?dataset=first"
-    assert browser.post(f"/submissions/{attack}/rerun", follow_redirects=False).status_code == 303  # the newest
+    newest = browser.post(f"/submissions/{attack}/rerun", data={"confirmed": "true"}, follow_redirects=False)
+    assert newest.status_code == 303  # the newest
     api = client.post(f"/api/submissions/{attack}/rerun?dataset=first", headers=ORGANIZER)
     assert api.status_code == 202 and api.json() == {"started": True, "dataset": "first"}
     assert runner.started == ["first", "second", "first"]

@@ -205,7 +205,7 @@ def test_the_templates_need_no_inline_script():
 def test_secrets_are_answered_no_store(site):
     client, _, tokens, attack_id, _ = site
     _log_in(client, ORGANIZER)
-    issued = client.post("/organizer/teams", data={"team": "green"})
+    issued = client.post("/organizer/teams", data={"team": "green", "create": "true"})
     assert issued.status_code == 201 and "no-store" in issued.headers["cache-control"]
     for url in (f"/api/submissions/{attack_id}/logs", f"/api/submissions/{attack_id}", "/api/results", "/results",
                 f"/submissions/{attack_id}"):

@@ -115,6 +115,7 @@ def test_a_team_uploads_in_the_browser_and_the_organizer_runs_it(site, browser, 
     _log_in(page, url, ORGANIZER)
     page.goto(f"{url}/organizer")
     page.fill("input[name=team]", "browser-team")
+    page.check("input[name=create]")  # a new team: without the tick, an unknown name is refused
     page.click("text=Issue a token")
     token = page.inner_text("#token").strip()
 
@@ -148,8 +149,10 @@ def test_a_team_uploads_in_the_browser_and_the_organizer_runs_it(site, browser, 
     page.screenshot(path=str(tmp_path / "leaderboards.png"))
 
     page.goto(f"{url}/matrix")
-    rows = page.locator("#heatmap th.row").all_inner_texts()
+    rows = page.locator("#heatmap th.row a").all_inner_texts()
     assert "random_noise" in rows
+    tags = dict(zip(rows, page.locator("#heatmap th.row .tag").all_inner_texts(), strict=True))
+    assert tags == {"noop": "untargeted", "random_noise": "untargeted", "step_to_target": "targeted"}
     cell = page.locator("#heatmap td[data-attack=random_noise][data-defense=decoder]")
     assert "random_noise vs decoder" in cell.get_attribute("title")
     assert " of 40 answers" in cell.get_attribute("title")
@@ -238,6 +241,35 @@ def test_a_fresh_site_shows_how_to_begin(browser, tmp_path):
         page.click("#main >> text=submission format")
         assert "metadata.json" in page.inner_text("#help")
         page.context.close()
+
+
+def test_a_rerun_in_the_browser_asks_first_cancel_keeps_confirm_forgets(browser, tmp_path, monkeypatch):
+    """A scored tournament of its own (a fake defense, as in tests/test_web_confirm.py) and a
+    runner that only forgets, as the real one does before it runs, so no container is needed."""
+    from test_web_actions import FakeRunner
+    from test_web_confirm import _answers, scored_tournament
+
+    settings, ids = scored_tournament(tmp_path, monkeypatch)
+    app = create_app(settings)
+    app.state.runner = FakeRunner()
+    answers = _answers(settings, ids["D"])
+    with live_server(app) as url:
+        page = browser.new_page()
+        _log_in(page, url, ORGANIZER)
+        page.goto(f"{url}/submissions/{ids['D']}")
+        page.click("text=Re-run its jobs")
+        page.wait_for_selector("#confirm-heading")
+        assert page.inner_text("#confirm-heading") == "Re-run D?"
+        assert f"This forgets {answers} results of D" in page.inner_text("#losses")
+        page.click("#cancel")
+        page.wait_for_url(f"{url}/submissions/{ids['D']}?dataset=synthetic")
+        assert _answers(settings, ids["D"]) == answers and app.state.runner.started == []
+
+        page.click("text=Re-run its jobs")
+        page.click("#confirm")
+        page.wait_for_url(f"{url}/submissions/{ids['D']}?dataset=synthetic")
+        assert _answers(settings, ids["D"]) == 0 and app.state.runner.started == ["synthetic"]
+        page.close()
 
 
 def test_the_browser_keeps_a_session_id_not_the_token_and_the_pages_keep_to_their_policy(site, browser):

@@ -22,11 +22,17 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def find_or_create(session: Session, name: str) -> Team:
+def find(session: Session, name: str) -> Team | None:
+    """The team of that name (surrounding blanks ignored); a name that cannot be one is refused."""
     name = name.strip()
     if not name or len(name) > 200:
         raise TeamError("a team name must be 1 to 200 characters")
-    team = session.scalar(select(Team).where(Team.name == name))
+    return session.scalar(select(Team).where(Team.name == name))
+
+
+def find_or_create(session: Session, name: str) -> Team:
+    team = find(session, name)
+    name = name.strip()
     if team is None:
         team = Team(name=name)
         session.add(team)

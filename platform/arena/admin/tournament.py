@@ -36,10 +36,14 @@ def update(session: Session, title: str | None = None, leaderboards_public: bool
     return row
 
 
+def check_reason(reason: str) -> None:
+    if not reason.strip():
+        raise SettingError("say why the submission is disqualified")
+
+
 def disqualify(submission: Submission, reason: str) -> None:
     """Take a submission out of every table and of planning; its stored results are kept, so
     the decision can be reviewed (scoring reads only accepted submissions)."""
-    if not reason.strip():
-        raise SettingError("say why the submission is disqualified")
+    check_reason(reason)
     submission.status = SubmissionStatus.DISQUALIFIED
     submission.reason = reason.strip()

@@ -12,7 +12,7 @@ from fastapi import UploadFile
 from arena.admin import teams, tournament
 from arena.config import Settings
 from arena.db import transaction
-from arena.errors import ConflictError, ForbiddenError, InputError
+from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from arena.execution import planning
 from arena.models import Submission
 from arena.web import queries
@@ -76,8 +76,11 @@ def update_settings(settings: Settings, title: str | None = None, leaderboards_p
         tournament.update(session, title, leaderboards_public, uploads_open)
 
 
-def issue_team_token(settings: Settings, team: str) -> dict:
-    """A new token for the team (created if new), to show once: only its hash is kept."""
+def issue_team_token(settings: Settings, team: str, create: bool = True) -> dict:
+    """A new token for the team, to show once: only its hash is kept. An unknown team is
+    created only when ``create`` says so (the page asks; a mistyped name is refused)."""
     with transaction(settings) as session:
+        if not create and teams.find(session, team) is None:
+            raise NotFoundError(f"no team named “{team.strip()}”; tick “create the team” to create it")
         token = teams.issue_token(session, team)
     return {"team": team.strip(), "token": token}

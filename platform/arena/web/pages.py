@@ -13,12 +13,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
 from markupsafe import Markup
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arena import REPO_ROOT
-from arena.admin import tournament
-from arena.models import Dataset, Submission, Team
+from arena.admin import teams, tournament
+from arena.errors import NotFoundError
+from arena.models import Dataset, Submission, SubmissionKind, Team, WebSession, utcnow
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
 from arena.web import actions, charts, queries
@@ -114,9 +115,11 @@ def matrix_page(
 def _heatmap_html(snapshot: Snapshot, view: dict, organizer: bool) -> Markup:
     """The heatmap table, rendered once per snapshot, view and kind of reader (organizers get
     links to the per-image results)."""
-    ids = {name: i for i, name in snapshot.standings.names.frame["submission"].items()}
+    frame = snapshot.standings.names.frame
+    ids = {name: i for i, name in frame["submission"].items()}
+    targeted = set(frame.loc[frame["kind"] == SubmissionKind.TARGETED_ATTACK.value, "submission"])
     return Markup(templates.get_template("_heatmap.html").render(
-        view=view, ids=ids, organizer=organizer, dataset=snapshot.dataset, heat=charts.heat))
+        view=view, ids=ids, targeted=targeted, organizer=organizer, dataset=snapshot.dataset, heat=charts.heat))
 
 
 @router.get("/curves", response_class=HTMLResponse)
@@ -143,8 +146,11 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
     chosen = pick_dataset(session, dataset)
     detail = queries.submission_detail(session, request.app.state.settings, chosen, submission,
                                        with_logs=who.owns(submission),
-                                       with_runs=queries.runs_visible(session, who, submission))
-    return render(request, "submission.html", who, session, s=detail, dataset=chosen)
+                                       with_runs=queries.runs_visible(session, who, submission), attempt_limit=1000)
+    snapshot, _ = _visible(request, session, who, chosen.name)
+    return render(request, "submission.html", who, session, s=detail, dataset=chosen,
+                  runs=queries.container_runs(detail["attempts"])[:50],
+                  standing=queries.standing(snapshot, submission), standing_hidden=snapshot is None)
 
 
 @router.get("/results", response_class=HTMLResponse)
@@ -250,22 +256,89 @@ def organizer_run(request: Request, dataset: DatasetField = None, _: Caller = De
     return back_to("/organizer", chosen)
 
 
+def confirm(request: Request, who: Caller, session: Session, heading: str, losses: list[str], action: str,
+            fields: dict, button: str, cancel: str, notes: list[str] | None = None) -> HTMLResponse:
+    """The confirm step of a destructive form: what will be lost, then Confirm (posts the same
+    form again with ``confirmed``) or Cancel (a link back: nothing posted, nothing done)."""
+    return render(request, "confirm.html", who, session, heading=heading, losses=losses, action=action,
+                  fields={k: v for k, v in fields.items() if v is not None}, button=button, cancel=cancel,
+                  notes=notes or [])
+
+
+Confirmed = Annotated[bool, Form()]
+
+
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else (many or one + 's')}"
+
+
 @router.post("/organizer/teams")
-def organizer_team_token(request: Request, team: Annotated[str, Form(min_length=1, max_length=200)],
-                         _: Caller = Depends(organizer)):
-    """Shown once on the organizer page, which is only served to organizers; never stored in clear."""
-    issued = actions.issue_team_token(request.app.state.settings, team)
+def organizer_team_token(request: Request, session: SessionDep, team: Annotated[str, Form(min_length=1, max_length=200)],
+                         create: Annotated[bool, Form()] = False, confirmed: Confirmed = False,
+                         who: Caller = Depends(organizer)):
+    """Shown once on the organizer page, which is only served to organizers; never stored in clear.
+    An unknown team is refused unless ``create`` is ticked; replacing a team's token (which
+    revokes the old one) asks first."""
+    known = teams.find(session, team)
+    if known is None and not create:
+        raise NotFoundError(f"no team named “{team.strip()}”; tick “create the team” to create it")
+    if known is not None and known.token_sha256 and not confirmed:
+        sessions = session.scalar(select(func.count(WebSession.id))
+                               .where(WebSession.team_id == known.id, WebSession.expires_at > utcnow()))
+        return confirm(
+            request, who, session, f"Issue a new token to {known.name}?",
+            [f"The current token of {known.name} stops working at once: its uploads and API calls with it are refused.",
+             f"Its {_plural(sessions, 'open session')} in browsers end{'s' if sessions == 1 else ''}; "
+             "the team logs in again with the new token."],
+            "/organizer/teams", {"team": known.name, "create": "true" if create else None},
+            "Issue a new token", "/organizer")
+    issued = actions.issue_team_token(request.app.state.settings, team, create=create)
     return HTMLResponse(templates.get_template("token.html").render(**issued), status_code=201)
 
 
 @router.post("/submissions/{submission_id}/rerun")
-def rerun(request: Request, submission_id: Id, dataset: DatasetField = None, _: Caller = Depends(organizer)):
+def rerun(request: Request, session: SessionDep, submission_id: Id, dataset: DatasetField = None,
+          confirmed: Confirmed = False, who: Caller = Depends(organizer)):
+    if not confirmed:
+        submission = queries.submission_or_404(session, submission_id)
+        chosen = pick_dataset(session, dataset or None)
+        lost = queries.rerun_losses(session, submission)
+        what = [f"{_plural(lost['done'], 'finished job')} of {lost['jobs']}"]
+        if submission.kind.is_attack:
+            what.append(_plural(lost["adversarial_images"], "adversarial image"))
+            what.append(f"{_plural(lost['answers'], 'answer')} the defenses gave on them")
+        else:
+            what.append(f"{_plural(lost['answers'], 'answer')} it gave")
+        results = lost["answers"] + lost["adversarial_images"]
+        notes = (["A run is under way: the re-run will be refused until it has finished."]
+                 if request.app.state.runner.state.running else [])
+        return confirm(
+            request, who, session, f"Re-run {submission.name}?",
+            [f"This forgets {_plural(results, 'result')} of {submission.name} on every dataset: "
+             + ", ".join(what) + ".",
+             f"Its jobs then run again from the start on {chosen.name}; until they finish, it scores nothing."],
+            f"/submissions/{submission_id}/rerun", {"dataset": chosen.name}, "Forget the results and re-run",
+            f"/submissions/{submission_id}?{urlencode({'dataset': chosen.name})}", notes)
     chosen = actions.rerun(request.app.state.settings, request.app.state.runner, submission_id, dataset or None)
     return back_to(f"/submissions/{submission_id}", chosen)
 
 
 @router.post("/submissions/{submission_id}/disqualify")
-def disqualify(request: Request, submission_id: Id, reason: Annotated[str, Form(min_length=1, max_length=2000)],
-               _: Caller = Depends(organizer)):
+def disqualify(request: Request, session: SessionDep, submission_id: Id,
+               reason: Annotated[str, Form(min_length=1, max_length=2000)], confirmed: Confirmed = False,
+               who: Caller = Depends(organizer)):
+    if not confirmed:
+        submission = queries.submission_or_404(session, submission_id)
+        tournament.check_reason(reason)
+        lost = queries.rerun_losses(session, submission)
+        return confirm(
+            request, who, session, f"Disqualify {submission.name}?",
+            [f"{submission.name} (team {submission.team.name}) leaves every leaderboard, the matrix and the curves, "
+             "and its jobs are no longer planned.",
+             f"Its {_plural(lost['answers'], 'scored answer')} stop counting (they are kept, for review). "
+             "Nothing on this site makes it accepted again.",
+             f"The reason shown on its page: “{reason.strip()}”."],
+            f"/submissions/{submission_id}/disqualify", {"reason": reason}, "Disqualify",
+            f"/submissions/{submission_id}")
     actions.disqualify(request.app.state.settings, submission_id, reason)
     return back_to(f"/submissions/{submission_id}")

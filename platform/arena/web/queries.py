@@ -23,6 +23,7 @@ from arena.models import (
     Image,
     JobAttempt,
     JobKind,
+    JobStatus,
     Submission,
     Team,
 )
@@ -158,7 +159,7 @@ def runs_visible(session: Session, who: Caller, submission: Submission) -> bool:
 
 
 def submission_detail(session: Session, settings: Settings, dataset: Dataset, submission: Submission,
-                      with_logs: bool, with_runs: bool = True) -> dict:
+                      with_logs: bool, with_runs: bool = True, attempt_limit: int = 50) -> dict:
     """The submission's page; the dry run's log tail and the runs' logs only ``with_logs``; its
     container runs only ``with_runs`` (an empty list otherwise); no report (None) until the
     dry run has finished."""
@@ -169,7 +170,7 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
         **submission_summary(submission),
         "validation_report": report,
         "progress": progress.submission_progress(session, dataset, submission, settings).as_dict(),
-        "attempts": attempts(session, submission, with_logs) if with_runs else [],
+        "attempts": attempts(session, submission, with_logs, attempt_limit) if with_runs else [],
         "logs_visible": with_logs,
         "runs_visible": with_runs,
     }
@@ -190,6 +191,77 @@ def attempts(session: Session, submission: Submission, with_logs: bool, limit: i
         "timed_out": a.timed_out, "killed_reason": a.killed_reason, "platform_error": a.error,
         **({"log_excerpt": a.log_excerpt} if with_logs else {}),
     } for a in rows]
+
+
+#: What the attempts of one container run share: its jobs were claimed together (consecutive
+#: attempt rows, ``pack_jobs`` of them) and finished with the same run's figures.
+_SAME_RUN = ("pack_jobs", "seconds", "images", "exit_code", "timed_out", "killed_reason")
+
+
+def container_runs(attempts_newest_first: list[dict]) -> list[dict]:
+    """The attempts grouped into the container runs they were, newest first: one row per run
+    with its jobs, instead of one identical row per job of a pack.
+
+    Attempts of one run are next to each other (claimed in one statement), number
+    ``pack_jobs`` and share the run's time, image count, exit code and end; a group is
+    closed once it holds ``pack_jobs`` attempts, so two runs with the same figures in a row
+    stay two."""
+    runs: list[dict] = []
+    for a in attempts_newest_first:
+        last = runs[-1] if runs else None
+        if (last is not None and all(last[k] == a[k] for k in _SAME_RUN)
+                and len(last["job_ids"]) < (a["pack_jobs"] or 1)):
+            last["job_ids"].append(a["job_id"])
+            last["attempts"].add(a["attempt"])
+            last["started_at"] = min(last["started_at"], a["started_at"])
+            for key in ("platform_error", "log_excerpt"):
+                if a.get(key) and a[key] not in last[key + "s"]:
+                    last[key + "s"].append(a[key])
+            continue
+        runs.append({**{k: a[k] for k in _SAME_RUN}, "started_at": a["started_at"], "job_ids": [a["job_id"]],
+                     "attempts": {a["attempt"]},
+                     "platform_errors": [a["platform_error"]] if a["platform_error"] else [],
+                     "log_excerpts": [a["log_excerpt"]] if a.get("log_excerpt") else []})
+    for run in runs:
+        run["job_ids"].sort()
+        run["attempts"] = sorted(run["attempts"])
+    return runs
+
+
+def standing(snapshot: Snapshot | None, submission: Submission) -> dict | None:
+    """The submission's row in its track's leaderboard (rank, score, ...) with the track's
+    size; None without a snapshot (hidden leaderboards) or when it is not on the board."""
+    if snapshot is None or submission.kind.value not in TRACKS:
+        return None
+    board = leaderboard(snapshot, submission.kind.value)
+    row = next((r for r in board if r["id"] == submission.id), None)
+    if row is None:
+        return None
+    return {**row, "track": submission.kind.value, "track_title": TRACKS[submission.kind.value][0],
+            "entries": len(board)}
+
+
+def rerun_losses(session: Session, submission: Submission) -> dict:
+    """What re-running the submission forgets, on every dataset: its jobs (and how many had
+    finished), the adversarial images of an attack, and the answers scored on them (an attack)
+    or given by it (a defense)."""
+    job_class = JobKind.of(submission.kind).job_class
+    jobs_count, done = session.execute(
+        select(func.count(job_class.id), func.count(job_class.id).filter(job_class.status == JobStatus.DONE))
+        .where(job_class.submission_id == submission.id)
+    ).one()
+    if submission.kind.is_attack:
+        images = session.scalar(select(func.count(AdversarialImage.id)).join(AttackJob)
+                                .where(AttackJob.submission_id == submission.id))
+        answers = session.scalar(select(func.count(Classification.id))
+                                 .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
+                                 .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
+                                 .where(AttackJob.submission_id == submission.id))
+    else:
+        images = 0
+        answers = session.scalar(select(func.count(Classification.id))
+                                 .where(Classification.defense_id == submission.id))
+    return {"jobs": jobs_count, "done": done, "adversarial_images": images, "answers": answers}
 
 
 def jobs(session: Session, dataset: Dataset, kind: JobKind, submission: Submission | None, status: str | None,
