@@ -37,6 +37,13 @@ def main(url: str, token: str, out: Path) -> None:
             page.wait_for_timeout(500)
             page.screenshot(path=str(out / f"{name}.png"))
             print(f"{out / name}.png")
+        # A phone: the same session, 375 px wide (the navigation wraps, tables scroll in their box).
+        phone = browser.new_context(viewport={"width": 375, "height": 740}, storage_state=page.context.storage_state())
+        small = phone.new_page()
+        small.goto(f"{url}/")
+        small.wait_for_timeout(500)
+        small.screenshot(path=str(out / "phone.png"))
+        print(f"{out / 'phone'}.png")
         browser.close()
 
 

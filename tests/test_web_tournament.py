@@ -17,7 +17,7 @@ from arena.intake.archive import pack
 from arena.results.scoring import Standings
 from arena.web.app import create_app
 from conftest import SAMPLES, make_settings
-from factories import submit_folder, synth_dataset
+from factories import submit_folder, synth_dataset, variant
 from web_server import live_server
 
 pytestmark = pytest.mark.docker
@@ -307,3 +307,126 @@ def test_the_browser_keeps_a_session_id_not_the_token_and_the_pages_keep_to_thei
     context.add_cookies([cookie])  # the id copied before logging out
     assert page.goto(f"{url}/organizer").status == 401
     context.close()
+
+
+def _pages_by_role(settings, url: str) -> dict[str, tuple[str | None, list[str]]]:
+    """Every page of the site, for each kind of reader: its token (None: anonymous) and paths."""
+    from arena.admin.teams import issue_token
+
+    with transaction(settings) as session:
+        team_token = issue_token(session, "team-noop")
+    headers = {"Authorization": f"Bearer {ORGANIZER}"}
+    names = {s["name"]: s["id"] for s in httpx.get(f"{url}/api/submissions", headers=headers).json()}
+    row = httpx.get(f"{url}/api/results?attack_id={names['step_to_target']}&eps=8&limit=1", headers=headers).json()[0]
+    public = ["/", "/matrix", "/matrix?eps=8&value=hit", "/curves", "/submissions", f"/submissions/{names['noop']}",
+              f"/submissions/{names['decoder']}", "/help/submissions", "/login"]
+    return {
+        "anonymous": (None, public),
+        "team": (team_token, [*public, "/upload"]),
+        "organizer": (ORGANIZER, [*public, "/upload", "/organizer", f"/adversarial/{row['adversarial_image_id']}",
+                                  f"/results?attack_id={names['step_to_target']}&defense_id={names['decoder']}&eps=8"]),
+    }
+
+
+def _open_as(browser, url: str, token: str | None, **context):
+    page = browser.new_context(**context).new_page()
+    if token is not None:
+        _log_in(page, url, token)
+    return page
+
+
+def _wait_for_scripts(page) -> None:
+    page.wait_for_function("() => !document.querySelector('#progress .text') || "
+                           "document.querySelector('#progress .text').textContent !== '…'")
+
+
+@pytest.mark.parametrize("role", ["anonymous", "team", "organizer"])
+def test_on_a_phone_nothing_runs_off_the_screen(site, browser, role):
+    """375 px wide: the page never scrolls sideways (wide tables scroll in their own box), every
+    navigation link is on screen, and the ε-curve chart shrinks to fit, ε=8 included."""
+    settings, _, url, _ = site
+    token, paths = _pages_by_role(settings, url)[role]
+    page = _open_as(browser, url, token, viewport={"width": 375, "height": 740})
+    for path in paths:
+        assert page.goto(f"{url}{path}").status == 200, path
+        _wait_for_scripts(page)
+        width = page.evaluate("document.documentElement.clientWidth")
+        assert width == 375
+        assert page.evaluate("document.documentElement.scrollWidth") <= width, path
+        links = page.locator("header nav a, header .who a, header .who button")
+        expected = {"Leaderboards", "Error matrix", "ε curves", "Submissions"}
+        expected |= {"Log in"} if token is None else {"Upload", "Log out"}
+        assert expected <= set(links.all_inner_texts()), (path, links.all_inner_texts())
+        for i in range(links.count()):
+            link = links.nth(i)
+            box = link.bounding_box()
+            assert link.is_visible() and box["x"] >= 0 and box["x"] + box["width"] <= width, (path, link.inner_text(), box)
+        if path == "/curves":
+            chart = page.locator("#curves").bounding_box()
+            assert chart["x"] + chart["width"] <= width
+            ticks = page.locator("#curves text", has_text="ε=8")
+            tick = ticks.bounding_box()
+            assert ticks.is_visible() and tick["x"] + tick["width"] <= width
+    if token is None:
+        page.click("header >> text=Log in")
+        page.wait_for_url(f"{url}/login")
+    page.context.close()
+
+
+@pytest.mark.parametrize("role", ["anonymous", "team", "organizer"])
+def test_axe_finds_no_serious_accessibility_violation(site, browser, role):
+    """axe-core (the copy shipped by axe-playwright-python, no network) on every page this reader can see."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    settings, _, url, _ = site
+    token, paths = _pages_by_role(settings, url)[role]
+    axe = Axe()
+    for viewport in ({"width": 1280, "height": 900}, {"width": 375, "height": 740}):
+        page = _open_as(browser, url, token, viewport=viewport)
+        for path in paths:
+            assert page.goto(f"{url}{path}").status == 200, path
+            _wait_for_scripts(page)
+            violations = axe.run(page).response["violations"]
+            serious = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:5]) for v in violations
+                       if v["impact"] in ("serious", "critical")]
+            assert serious == [], (role, viewport["width"], path, serious)
+        page.context.close()
+
+
+def test_a_leaderboard_sorts_from_the_keyboard(site, browser):
+    """Tab reaches a column header, Enter sorts by it (ascending, then descending), and the
+    header's aria-sort follows; Space sorts by the next one, which takes the aria-sort over."""
+    settings, _, url, tmp = site
+    if len(httpx.get(f"{url}/api/leaderboards/attack").json()) < 2:  # a second attack, so there is an order
+        assert submit_folder(settings, variant(SAMPLES / "noop", tmp, "quiet_noop"), tmp,
+                             name="quiet_noop").status.value == "accepted"
+        assert not run(settings).platform_errors
+    page = browser.new_page()
+    page.goto(f"{url}/")
+    _wait_for_scripts(page)
+    board = "#board-attack"
+    headers = page.locator(f"{board} thead th")
+
+    def names() -> list[str]:
+        return page.locator(f"{board} tbody tr td:nth-child(2)").all_inner_texts()
+
+    before = names()
+    assert len(before) >= 2
+    page.focus("a.csv[href^='/api/export/attack_results']")  # the attack board's CSV link, just above it
+    for _ in range(2):  # the rank header, then the submission header
+        page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('th')?.textContent.trim()") == "submission"
+    assert page.evaluate("document.activeElement.closest('table').id") == "board-attack"
+    assert headers.nth(1).get_attribute("aria-sort") is None
+    page.keyboard.press("Enter")
+    assert headers.nth(1).get_attribute("aria-sort") == "ascending"
+    ascending = names()
+    assert ascending == sorted(before, key=str.lower)
+    page.keyboard.press("Enter")
+    assert headers.nth(1).get_attribute("aria-sort") == "descending"
+    assert names() == ascending[::-1] != ascending  # the rows moved
+    page.keyboard.press("Tab")  # the team header
+    page.keyboard.press(" ")
+    assert headers.nth(1).get_attribute("aria-sort") is None
+    assert headers.nth(2).get_attribute("aria-sort") == "ascending"
+    page.close()

@@ -7,8 +7,12 @@ function sortTable(header) {
   const column = [...header.parentNode.children].indexOf(header);
   const numeric = header.dataset.type === "number";
   const ascending = !header.classList.contains("asc");
-  table.querySelectorAll("th").forEach((th) => th.classList.remove("asc", "desc"));
+  table.querySelectorAll("th").forEach((th) => {
+    th.classList.remove("asc", "desc");
+    th.removeAttribute("aria-sort");
+  });
   header.classList.add(ascending ? "asc" : "desc");
+  header.setAttribute("aria-sort", ascending ? "ascending" : "descending");
   const body = table.tBodies[0];
   const key = (row) => {
     const cell = row.children[column];
@@ -23,8 +27,18 @@ function sortTable(header) {
   rows.forEach((row) => body.appendChild(row));
 }
 
+// Each sortable header's text goes into a button (the sortable-table pattern of WAI-ARIA):
+// Tab reaches it, Enter or Space sorts, and the header's aria-sort says the order.
 function bindSorting(root) {
-  root.querySelectorAll("table.sortable th").forEach((th) => th.addEventListener("click", () => sortTable(th)));
+  root.querySelectorAll("table.sortable th").forEach((th) => {
+    if (!th.textContent.trim() || th.querySelector("button.sort")) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "sort";
+    button.append(...th.childNodes);
+    th.appendChild(button);
+    button.addEventListener("click", () => sortTable(th));
+  });
 }
 
 async function refreshMain() {

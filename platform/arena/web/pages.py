@@ -185,7 +185,10 @@ _FORMAT: list[Markup] = []
 
 def _submission_format() -> Markup:
     if not _FORMAT:
-        _FORMAT.append(Markup(_MARKDOWN.render((REPO_ROOT / "docs" / "submissions.md").read_text(encoding="utf-8"))))
+        html = _MARKDOWN.render((REPO_ROOT / "docs" / "submissions.md").read_text(encoding="utf-8"))
+        # On a phone wide tables and code scroll in their own box, which the keyboard can reach and scroll.
+        html = html.replace("<table>", '<div class="table-box" tabindex="0"><table>').replace("</table>", "</table></div>")
+        _FORMAT.append(Markup(html.replace("<pre>", '<pre tabindex="0">')))
     return _FORMAT[0]
 
 
