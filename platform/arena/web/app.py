@@ -97,9 +97,15 @@ def _title(request: Request) -> dict | None:
 
 
 def _page(request: Request, status: int, detail: str, headers: dict | None = None) -> Response:
-    """The error page: the status and the sentence, for a person in a browser."""
+    """The error page: the status and the sentence, for a person in a browser. A 401 links the
+    login page with the page asked for as ``next``, so that logging in returns to it (a GET only:
+    a form's target is no page to return to)."""
+    back = None
+    if request.method == "GET":
+        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     return pages.templates.TemplateResponse(
-        request, "error.html", {"status": status, "detail": detail, "who": None, "tournament": _title(request)},
+        request, "error.html",
+        {"status": status, "detail": detail, "who": None, "tournament": _title(request), "back": back},
         status_code=status, headers=headers,
     )
 

@@ -153,6 +153,10 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
                   standing=queries.standing(snapshot, submission), standing_hidden=snapshot is None)
 
 
+#: Rows on one page of /results.
+RESULTS_PAGE = 100
+
+
 @router.get("/results", response_class=HTMLResponse)
 def results_page(
     request: Request, session: SessionDep, dataset: DatasetName = None,
@@ -162,10 +166,26 @@ def results_page(
     who: Caller = Depends(organizer),
 ):
     chosen = pick_dataset(session, dataset)
-    rows = queries.results(session, chosen, attack_id, defense_id, epsilon, 100, offset)
-    names = dict(session.execute(select(Submission.id, Submission.name)).all())
+    total = queries.results_count(session, chosen, attack_id, defense_id, epsilon)
+    if offset >= total:  # past the end: the last page, never an empty table
+        offset = max(0, (total - 1) // RESULTS_PAGE * RESULTS_PAGE)
+    rows = queries.results(session, chosen, attack_id, defense_id, epsilon, RESULTS_PAGE, offset)
+    submissions = session.execute(select(Submission.id, Submission.name, Submission.kind).order_by(Submission.name)).all()
+    names = {id_: name for id_, name, _ in submissions}
+    attacks = [(id_, name) for id_, name, kind in submissions if kind != SubmissionKind.DEFENSE]
+    defenses = [(id_, name) for id_, name, kind in submissions if kind == SubmissionKind.DEFENSE]
+    targeted = {id_ for id_, _, kind in submissions if kind == SubmissionKind.TARGETED_ATTACK}
+    query = {"attack_id": attack_id, "defense_id": defense_id, "eps": epsilon}
+    link = {"dataset": chosen.name} | {key: value for key, value in query.items() if value is not None}
+
+    def page(start: int) -> str:
+        return "/results?" + urlencode(link | ({"offset": start} if start else {}))
+
     return render(request, "results.html", who, session, dataset=chosen, rows=rows, names=names, offset=offset,
-                  query={"attack_id": attack_id, "defense_id": defense_id, "eps": epsilon})
+                  total=total, page_size=RESULTS_PAGE, query=query, attacks=attacks, defenses=defenses, targeted=targeted,
+                  epsilons=sorted(set(request.app.state.settings.epsilons) | ({epsilon} - {None})),
+                  previous=page(max(0, offset - RESULTS_PAGE)) if offset > 0 else None,
+                  next=page(offset + RESULTS_PAGE) if offset + RESULTS_PAGE < total else None)
 
 
 @router.get("/adversarial/{adversarial_id}", response_class=HTMLResponse)
@@ -192,17 +212,34 @@ def _submission_format() -> Markup:
     return _FORMAT[0]
 
 
+def local_path(next_: str | None) -> str:
+    """Where to go after logging in: a path on this site (``/`` and not ``//``), else ``/``.
+
+    Never an outside address: ``//host``, ``/\\host`` (read by browsers as ``//host``),
+    ``https://host`` or anything with a control character is refused for ``/``."""
+    if (not next_ or not next_.startswith("/") or next_.startswith("//") or "\\" in next_
+            or any(ord(c) < 32 or ord(c) == 127 for c in next_) or next_.startswith("/login")):
+        return "/"
+    return next_
+
+
+#: The page to return to after logging in, carried by the login link and form.
+NextField = Annotated[str | None, Query(alias="next", max_length=2000)]
+
+
 @router.get("/login", response_class=HTMLResponse)
-def login_page(request: Request, session: SessionDep, who: CallerDep):
-    return render(request, "login.html", who, session)
+def login_page(request: Request, session: SessionDep, who: CallerDep, next_: NextField = None):
+    return render(request, "login.html", who, session, next=local_path(next_))
 
 
 @router.post("/login")
-def login(request: Request, session: SessionDep, token: Annotated[str, Form(min_length=1, max_length=200)]):
+def login(request: Request, session: SessionDep, token: Annotated[str, Form(min_length=1, max_length=200)],
+          next_: Annotated[str | None, Form(alias="next", max_length=2000)] = None):
     """The token is checked (401 if wrong, 429 after too many wrong ones) and exchanged for a
-    session: the cookie carries only the session's random id, never the token."""
+    session: the cookie carries only the session's random id, never the token. The answer
+    returns to ``next``, the page the visitor came from, when it is a path on this site."""
     who = identify(request, token.strip(), session)
-    response = back_to("/")
+    response = RedirectResponse(local_path(next_), status_code=303)
     set_session_cookie(request, response, open_session(request, session, who))
     return response
 

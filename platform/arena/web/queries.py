@@ -280,32 +280,47 @@ def jobs(session: Session, dataset: Dataset, kind: JobKind, submission: Submissi
     } for job in session.scalars(query.order_by(job_class.id).limit(limit).offset(offset))]
 
 
-def results(session: Session, dataset: Dataset, attack_id: int | None, defense_id: int | None,
-            epsilon: int | None, limit: int, offset: int) -> list[dict]:
-    """Per-image answers on adversarial images, with the truth beside them (organizers only:
-    they reveal the dataset's labels)."""
-    query = (
-        select(Classification.id, Classification.defense_id, AttackJob.submission_id, AttackJob.epsilon,
-               Image.id, Image.name, Image.true_label, Image.target_class, Classification.label,
-               Classification.problem, AdversarialImage.id, ERROR, HIT)
-        .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
-        .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
-        .join(Image, Classification.image_id == Image.id)
-        .where(Image.dataset_id == dataset.id)
-        .order_by(Classification.id)
-    )
+def _filtered(query, attack_id: int | None, defense_id: int | None, epsilon: int | None):
     if attack_id is not None:
         query = query.where(AttackJob.submission_id == attack_id)
     if defense_id is not None:
         query = query.where(Classification.defense_id == defense_id)
     if epsilon is not None:
         query = query.where(AttackJob.epsilon == epsilon)
+    return query
+
+
+def _results_from(query, dataset: Dataset):
+    return (query.select_from(Classification)
+            .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
+            .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
+            .join(Image, Classification.image_id == Image.id)
+            .where(Image.dataset_id == dataset.id))
+
+
+def results(session: Session, dataset: Dataset, attack_id: int | None, defense_id: int | None,
+            epsilon: int | None, limit: int, offset: int) -> list[dict]:
+    """Per-image answers on adversarial images, with the truth beside them (organizers only:
+    they reveal the dataset's labels)."""
+    query = _results_from(
+        select(Classification.id, Classification.defense_id, AttackJob.submission_id, AttackJob.epsilon,
+               Image.id, Image.name, Image.true_label, Image.target_class, Classification.label,
+               Classification.problem, AdversarialImage.id, ERROR, HIT), dataset,
+    ).order_by(Classification.id)
+    query = _filtered(query, attack_id, defense_id, epsilon)
     keys = ("id", "defense_id", "attack_id", "epsilon", "image_id", "image", "true_label", "target_class",
             "label", "problem", "adversarial_image_id", "error", "hit")
     rows = [dict(zip(keys, row, strict=True)) for row in session.execute(query.limit(limit).offset(offset))]
     for row in rows:
         row.update(problem=row["problem"].value if row["problem"] else None, error=bool(row["error"]), hit=bool(row["hit"]))
     return rows
+
+
+def results_count(session: Session, dataset: Dataset, attack_id: int | None, defense_id: int | None,
+                  epsilon: int | None) -> int:
+    """How many rows ``results`` has in all with these filters (for the page's total and its links)."""
+    query = _filtered(_results_from(select(func.count(Classification.id)), dataset), attack_id, defense_id, epsilon)
+    return session.scalar(query) or 0
 
 
 def drilldown(session: Session, adversarial_id: int) -> dict:
