@@ -1,7 +1,9 @@
 """Screenshots of the main pages for docs/web/, taken in headless Chromium from a running
-`arena web` (the figures in the README come from the real-model study's database):
+`arena web`, e.g. on the demo tournament (`arena demo`: the sample submissions on 200 synthetic
+images) or the real-model study's database (data/real):
 
-    ARENA_DATA_DIR=data/real ARENA_ORGANIZER_TOKEN=secret arena web --port 8765 &
+    ARENA_DATA_DIR=/tmp/demo ARENA_ORGANIZER_TOKEN=secret arena demo
+    ARENA_DATA_DIR=/tmp/demo ARENA_ORGANIZER_TOKEN=secret arena web --port 8765 &
     .venv/bin/python scripts/web_screenshots.py http://127.0.0.1:8765 secret docs/web
 """
 
@@ -17,6 +19,7 @@ PAGES = {
     "curves": "/curves",
     "submission": "/submissions/1",
     "organizer": "/organizer",
+    "results": "/results",
 }
 
 
@@ -29,7 +32,8 @@ def main(url: str, token: str, out: Path) -> None:
         page.fill("#token", token)
         page.click("form.stack button")
         pages = dict(PAGES)
-        results = page.request.get(f"{url}/api/results?limit=1&eps=8&offset=900").json()
+        results = (page.request.get(f"{url}/api/results?limit=1&eps=8&offset=900").json()
+                   or page.request.get(f"{url}/api/results?limit=1&eps=8").json())
         if results:
             pages["drilldown"] = f"/adversarial/{results[0]['adversarial_image_id']}"
         for name, path in pages.items():
