@@ -31,6 +31,7 @@ def main(url: str, token: str, out: Path) -> None:
         page.goto(f"{url}/login")
         page.fill("#token", token)
         page.click("form.stack button")
+        page.wait_for_url(f"{url}/")  # the session cookie is set once the login's redirect has landed
         pages = dict(PAGES)
         results = (page.request.get(f"{url}/api/results?limit=1&eps=8&offset=900").json()
                    or page.request.get(f"{url}/api/results?limit=1&eps=8").json())
