@@ -19,7 +19,6 @@ from arena.models import (
     Batch,
     Classification,
     Dataset,
-    DefenseJob,
     Image,
     JobAttempt,
     JobKind,
@@ -178,10 +177,10 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
 
 def attempts(session: Session, submission: Submission, with_logs: bool, limit: int = 50) -> list[dict]:
     """The submission's latest container runs, newest first."""
-    job_class, link = ((AttackJob, JobAttempt.attack_job_id) if submission.kind.is_attack
-                       else (DefenseJob, JobAttempt.defense_job_id))
+    kind = JobKind.of(submission.kind)
+    job_class = kind.job_class
     rows = session.scalars(
-        select(JobAttempt).join(job_class, link == job_class.id)
+        select(JobAttempt).join(job_class, kind.attempt_column == job_class.id)
         .where(job_class.submission_id == submission.id)
         .order_by(JobAttempt.id.desc()).limit(limit)
     )
