@@ -30,7 +30,7 @@ from arena.results.scoring import Standings
 from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseOutcome
 from arena.sandbox.result_csv import Answer
-from conftest import SAMPLES, make_settings
+from conftest import SAMPLES, make_settings, wait_until
 from factories import add_submission, submit_folder, synth_dataset
 
 DEADLINE_SECONDS = 120
@@ -137,15 +137,31 @@ def _matrix(settings, dataset):
         return Standings.compute(session, dataset).matrix("error", None)
 
 
+def _running_jobs(settings) -> int:
+    with transaction(settings) as session:
+        return sum(session.scalar(select(func.count(kind.job_class.id)).where(kind.job_class.status == JobStatus.RUNNING))
+                   for kind in JobKind)
+
+
 @pytest.mark.docker
 @pytest.mark.usefixtures("engine")
 def test_two_runs_at_once_run_every_job_exactly_once(tmp_path):
+    """The second `arena run` starts while the first holds running jobs: it used to release
+    them all at start and run them again (22 container runs for 20 jobs, run by hand on the
+    code before the fix), the first one's results then dropped as stale."""
     shared, dataset = _tournament(tmp_path / "shared")
     arena = Path(sys.executable).parent / "arena"
     logs = [tmp_path / f"run{k}.log" for k in (1, 2)]
-    runners = [subprocess.Popen([str(arena), "run"], env=_arena_env(shared), stdin=subprocess.DEVNULL,
-                                stdout=log.open("w"), stderr=subprocess.STDOUT) for log in logs]
+
+    def start(log: Path) -> subprocess.Popen:
+        return subprocess.Popen([str(arena), "run"], env=_arena_env(shared), stdin=subprocess.DEVNULL,
+                                stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    runners = [start(logs[0])]
     try:
+        wait_until(lambda: _running_jobs(shared) > 0 or runners[0].poll() is not None, 120,
+                   "the first run to hold a running job")
+        runners.append(start(logs[1]))
         codes = [runner.wait(timeout=600) for runner in runners]
     finally:
         for runner in runners:
