@@ -19,9 +19,25 @@ from sqlalchemy.orm import Session
 from arena.config import Settings
 from arena.data.dataset import store_dataset, synthesize
 from arena.db import transaction
+from arena.execution import pack_run, planning
 from arena.intake.archive import pack
 from arena.intake.submit import submit
-from arena.models import AdversarialImage, AttackJob, Dataset, Image, Submission, SubmissionKind, SubmissionStatus, Team
+from arena.models import (
+    AdversarialImage,
+    AttackJob,
+    ClassificationProblem,
+    Dataset,
+    DefenseJob,
+    Image,
+    JobStatus,
+    Submission,
+    SubmissionKind,
+    SubmissionStatus,
+    Team,
+)
+from arena.sandbox.containers import RunResult
+from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
+from arena.sandbox.result_csv import Answer
 
 
 def synth_dataset(settings: Settings, images: int, batch_size: int, name: str = "synthetic") -> Dataset:
@@ -131,3 +147,57 @@ def adversarial_outputs(settings: Settings) -> dict[tuple, str]:
     with transaction(settings) as session:
         return {(job.submission_id, job.epsilon, image.name): adversarial.sha256 for adversarial, job, image in
                 session.execute(select(AdversarialImage, AttackJob, Image).join(AttackJob).join(Image))}
+
+
+#: The fabricated tournaments' submissions: an untargeted and a targeted attack, two defenses.
+TWO_BY_TWO = [("A", SubmissionKind.ATTACK), ("T", SubmissionKind.TARGETED_ATTACK),
+              ("D", SubmissionKind.DEFENSE), ("E", SubmissionKind.DEFENSE)]
+
+
+def attacked(session: Session, dataset: Dataset, epsilons: list[int],
+             submissions: list[tuple[str, SubmissionKind]] = TWO_BY_TWO, owner: str = "t") -> dict[str, int]:
+    """Accepted submissions whose attack jobs are done, each adversarial image the clean one,
+    and whose defense jobs are planned: what defense runs need, without a container. The
+    submissions' ids by name."""
+    ids = {name: add_submission(session, name, kind, owner=owner).id for name, kind in submissions}
+    planning.plan(session, dataset, epsilons)
+    for job in session.scalars(select(AttackJob)):
+        job.status = JobStatus.DONE
+        for image in job.batch.images:
+            session.add(AdversarialImage(attack_job=job, image_id=image.id, sha256=image.sha256, linf=0))
+    session.flush()
+    planning.plan(session, dataset, epsilons)
+    return ids
+
+
+Labels = dict[str, tuple[int, int]]  # an image's sha256 -> (true label, target class)
+
+
+def every_case(labels: Labels, inputs: list[DefenseInput]) -> DefenseOutcome:
+    """Right, on the target, missing, invalid or wrong, by position: every case the scoring
+    rules name (target hits for untargeted attacks too)."""
+    answers = {}
+    for item in inputs:
+        truth, target = labels[item.sha256]
+        answers[item.key] = [
+            Answer(truth), Answer(target), Answer(None, ClassificationProblem.MISSING),
+            Answer(None, ClassificationProblem.INVALID), Answer(truth % 1000 + 1),
+        ][item.key % 5]
+    return DefenseOutcome(RunResult(0, False, None, 0.1, ""), answers)
+
+
+def fake_defenses(monkeypatch, settings: Settings, answer=every_case) -> None:
+    """Defense runs through ``pack_run`` with ``answer(labels, inputs)`` in place of the container."""
+    with transaction(settings) as session:
+        labels = {i.sha256: (i.true_label, i.target_class) for i in session.scalars(select(Image))}
+    monkeypatch.setattr(pack_run, "submission_code", lambda _settings, _submission: None)
+    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, _c, inputs: answer(labels, inputs))
+
+
+def defense_packs(settings: Settings) -> list[pack_run.Pack]:
+    """One pack per defense, of all its jobs."""
+    with transaction(settings) as session:
+        by_defense: dict[int, list[int]] = {}
+        for job in session.scalars(select(DefenseJob).order_by(DefenseJob.id)):
+            by_defense.setdefault(job.submission_id, []).append(job.id)
+    return [pack_run.Pack("defense", tuple(ids)) for ids in by_defense.values()]

@@ -13,13 +13,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from arena.db import transaction
-from arena.execution import pack_run, planning
 from arena.execution.run import run
 from arena.models import (
-    AdversarialImage,
-    AttackJob,
     DefenseJob,
-    Image,
     JobAttempt,
     JobKind,
     JobStatus,
@@ -31,30 +27,23 @@ from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseOutcome
 from arena.sandbox.result_csv import Answer
 from conftest import SAMPLES, make_settings, wait_until
-from factories import add_submission, submit_folder, synth_dataset
+from factories import Labels, attacked, fake_defenses, submit_folder, synth_dataset
 
 DEADLINE_SECONDS = 120
 
 
+def _right(labels: Labels, inputs) -> DefenseOutcome:
+    return DefenseOutcome(RunResult(0, False, None, 0.01, ""), {item.key: Answer(labels[item.sha256][0]) for item in inputs})
+
+
 @pytest.fixture
-def attacked(settings, monkeypatch):
+def attacked_tournament(settings, monkeypatch):
     """Two batches attacked by one attack (its jobs done), one defense whose runs are faked
     (every answer right): the defense jobs are what the runners share."""
     dataset = synth_dataset(settings, 4, batch_size=2)
     with transaction(settings) as session:
-        add_submission(session, "A", SubmissionKind.ATTACK)
-        add_submission(session, "D", SubmissionKind.DEFENSE)
-        planning.plan(session, dataset, settings.epsilons)
-        for job in session.scalars(select(AttackJob)):
-            job.status = JobStatus.DONE
-            for image in job.batch.images:
-                session.add(AdversarialImage(attack_job=job, image_id=image.id, sha256=image.sha256, linf=0))
-        session.flush()
-        planning.plan(session, dataset, settings.epsilons)
-        truth = {image.sha256: image.true_label for image in session.scalars(select(Image))}
-    monkeypatch.setattr(pack_run, "submission_code", lambda _settings, _submission: None)
-    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, _c, inputs: DefenseOutcome(
-        RunResult(0, False, None, 0.01, ""), {item.key: Answer(truth[item.sha256]) for item in inputs}))
+        attacked(session, dataset, settings.epsilons, [("A", SubmissionKind.ATTACK), ("D", SubmissionKind.DEFENSE)])
+    fake_defenses(monkeypatch, settings, _right)
     return settings
 
 
@@ -75,11 +64,11 @@ def _attempts(settings, job_id: int) -> int:
         return session.scalar(select(func.count(JobAttempt.id)).where(JobAttempt.defense_job_id == job_id))
 
 
-def test_a_live_lease_is_followed_and_an_expired_one_reaped(attacked):
+def test_a_live_lease_is_followed_and_an_expired_one_reaped(attacked_tournament):
     """The in-process runner used to reset every running job at start, taking over jobs that
     another runner held under a live lease. Now it leaves them alone, follows them until
     their holder finishes, and takes over only a job whose lease ran out."""
-    settings = attacked
+    settings = attacked_tournament
     with transaction(settings) as session:
         live, expired, *_ = session.scalars(select(DefenseJob.id).order_by(DefenseJob.id))
     _lease(settings, live, seconds=60)
@@ -103,10 +92,10 @@ def test_a_live_lease_is_followed_and_an_expired_one_reaped(attacked):
     assert summary.describe().startswith(f"ran 0 attack jobs and {summary.defense_jobs} defense jobs in-process")
 
 
-def test_the_retry_cap_holds_in_process_as_on_workers(attacked, monkeypatch):
+def test_the_retry_cap_holds_in_process_as_on_workers(attacked_tournament):
     """A job that failed on the platform ``max_attempts`` times is left in error by the
     in-process runner too (it used to retry it on every run, forever)."""
-    settings = attacked.model_copy(update={"max_attempts": 2})
+    settings = attacked_tournament.model_copy(update={"max_attempts": 2})
     with transaction(settings) as session:
         capped, *_ = session.scalars(select(DefenseJob.id).order_by(DefenseJob.id))
         session.execute(update(DefenseJob).where(DefenseJob.id == capped).values(status=JobStatus.ERROR, attempt=2))

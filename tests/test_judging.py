@@ -12,68 +12,34 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from arena.db import transaction
-from arena.execution import pack_run, planning
+from arena.execution import pack_run
 from arena.models import (
-    AdversarialImage,
-    AttackJob,
     CellTally,
-    ClassificationProblem,
-    DefenseJob,
-    Image,
-    JobStatus,
     Submission,
-    SubmissionKind,
 )
 from arena.results.export import MATRICES, export
 from arena.results.judging import MatrixValue
 from arena.results.scoring import Standings
-from arena.sandbox.containers import RunResult
-from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
-from arena.sandbox.result_csv import Answer
 from arena.web.app import create_app
 from conftest import make_settings
-from factories import add_submission, synth_dataset
+from factories import attacked, defense_packs, fake_defenses, synth_dataset
 
 EPSILONS = [2, 8]
 ORGANIZER = {"Authorization": "Bearer organizer-secret"}
 Cell = tuple[str, str, int]  # attack, defense, epsilon
 
 
-def _answers(labels: dict[str, tuple[int, int]], inputs: list[DefenseInput]) -> DefenseOutcome:
-    """Right, on the target, missing, invalid or wrong, by position: every case the rule names,
-    and target hits for the untargeted attack too."""
-    answers = {}
-    for item in inputs:
-        truth, target = labels[item.sha256]
-        answers[item.key] = [
-            Answer(truth), Answer(target), Answer(None, ClassificationProblem.MISSING),
-            Answer(None, ClassificationProblem.INVALID), Answer(truth % 1000 + 1),
-        ][item.key % 5]
-    return DefenseOutcome(RunResult(0, False, None, 0.1, ""), answers)
-
-
 @pytest.fixture
 def tournament(tmp_path, monkeypatch):
-    """Attacks A (untargeted) and T (targeted), defenses D and E, 5 images; every job done."""
+    """Attacks A (untargeted) and T (targeted), defenses D and E, 5 images; every job done,
+    the defenses answering every case the rule names (target hits for A too)."""
     settings = make_settings(tmp_path / "arena", epsilons=EPSILONS, organizer_token="organizer-secret")
     dataset = synth_dataset(settings, 5, batch_size=5)
     with transaction(settings) as session:
-        for name, kind in [("A", SubmissionKind.ATTACK), ("T", SubmissionKind.TARGETED_ATTACK),
-                           ("D", SubmissionKind.DEFENSE), ("E", SubmissionKind.DEFENSE)]:
-            add_submission(session, name, kind)
-        planning.plan(session, dataset, EPSILONS)
-        for job in session.scalars(select(AttackJob)):
-            job.status = JobStatus.DONE
-            for image in job.batch.images:
-                session.add(AdversarialImage(attack_job=job, image_id=image.id, sha256=image.sha256, linf=0))
-        session.flush()
-        planning.plan(session, dataset, EPSILONS)
-        labels = {i.sha256: (i.true_label, i.target_class) for i in session.scalars(select(Image))}
-        packs = [pack_run.Pack("defense", (job_id,)) for job_id in session.scalars(select(DefenseJob.id))]
-    monkeypatch.setattr(pack_run, "submission_code", lambda _settings, _submission: None)
-    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, _c, inputs: _answers(labels, inputs))
-    for pack in packs:
-        assert pack_run.run_pack(settings, pack).finished == 1
+        attacked(session, dataset, EPSILONS)
+    fake_defenses(monkeypatch, settings)
+    for pack in defense_packs(settings):
+        assert pack_run.run_pack(settings, pack).finished == len(pack.job_ids)
     return settings, dataset
 
 

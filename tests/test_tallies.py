@@ -11,23 +11,16 @@ from arena.db import transaction
 from arena.execution import pack_run, planning
 from arena.models import (
     AdversarialImage,
-    AttackJob,
     Classification,
     ClassificationProblem,
     CleanTally,
     DefenseJob,
-    Image,
-    JobStatus,
     Submission,
-    SubmissionKind,
     SubmissionStatus,
 )
 from arena.results.scoring import Standings, load_results
-from arena.sandbox.containers import RunResult
-from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
-from arena.sandbox.result_csv import Answer
 from conftest import assert_tallies_match_a_rebuild, make_settings, snapshot
-from factories import add_submission, synth_dataset
+from factories import attacked, defense_packs, fake_defenses, synth_dataset
 from servers import new_database, postgres_server
 
 EPSILONS = [2, 8]
@@ -52,40 +45,9 @@ def tournament(settings, monkeypatch):
     """4 images in 2 batches; attacks A and T (targeted), defenses D and E; attack jobs done."""
     dataset = synth_dataset(settings, 4, batch_size=2)
     with transaction(settings) as session:
-        ids = {name: add_submission(session, name, kind).id for name, kind in
-               [("A", SubmissionKind.ATTACK), ("T", SubmissionKind.TARGETED_ATTACK),
-                ("D", SubmissionKind.DEFENSE), ("E", SubmissionKind.DEFENSE)]}
-        planning.plan(session, dataset, EPSILONS)
-        for job in session.scalars(select(AttackJob)):
-            job.status = JobStatus.DONE
-            for image in job.batch.images:
-                session.add(AdversarialImage(attack_job=job, image_id=image.id, sha256=image.sha256, linf=0))
-        session.flush()
-        planning.plan(session, dataset, EPSILONS)
-        labels = {i.sha256: (i.true_label, i.target_class) for i in session.scalars(select(Image))}
-    monkeypatch.setattr(pack_run, "submission_code", lambda _settings, _submission: None)
-    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, _c, inputs: fake_defense(labels, inputs))
+        ids = attacked(session, dataset, EPSILONS)
+    fake_defenses(monkeypatch, settings)
     return settings, dataset, ids
-
-
-def fake_defense(labels: dict[str, tuple[int, int]], inputs: list[DefenseInput]) -> DefenseOutcome:
-    """Right, on the target, missing, invalid or wrong, by position: every case the rules name."""
-    answers = {}
-    for item in inputs:
-        truth, target = labels[item.sha256]
-        answers[item.key] = [
-            Answer(truth), Answer(target), Answer(None, ClassificationProblem.MISSING),
-            Answer(None, ClassificationProblem.INVALID), Answer(truth % 1000 + 1),
-        ][item.key % 5]
-    return DefenseOutcome(RunResult(0, False, None, 0.1, ""), answers)
-
-
-def defense_packs(settings) -> list[pack_run.Pack]:
-    with transaction(settings) as session:
-        by_defense = {}
-        for job in session.scalars(select(DefenseJob).order_by(DefenseJob.id)):
-            by_defense.setdefault(job.submission_id, []).append(job.id)
-    return [pack_run.Pack("defense", tuple(ids)) for ids in by_defense.values()]
 
 
 def test_stored_packs_are_tallied_as_a_recount_would(tournament):

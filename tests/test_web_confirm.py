@@ -15,13 +15,9 @@ from sqlalchemy import func, select
 
 from arena.admin import teams
 from arena.db import transaction
-from arena.execution import pack_run, planning
+from arena.execution import pack_run
 from arena.models import (
-    AdversarialImage,
-    AttackJob,
     Classification,
-    Image,
-    JobStatus,
     Submission,
     SubmissionKind,
     SubmissionStatus,
@@ -29,8 +25,7 @@ from arena.models import (
 )
 from arena.web.app import create_app
 from conftest import make_settings
-from factories import add_submission, synth_dataset
-from test_tallies import defense_packs, fake_defense
+from factories import add_submission, attacked, defense_packs, fake_defenses, synth_dataset
 from test_web_actions import FakeRunner
 
 TOKEN = "organizer-secret"
@@ -44,20 +39,9 @@ def scored_tournament(tmp_path, monkeypatch) -> tuple:
     settings = make_settings(tmp_path / "arena", organizer_token=TOKEN, epsilons=EPSILONS)
     dataset = synth_dataset(settings, 4, batch_size=2)
     with transaction(settings) as session:
-        ids = {name: add_submission(session, name, kind, owner="red").id for name, kind in
-               [("A", SubmissionKind.ATTACK), ("T", SubmissionKind.TARGETED_ATTACK),
-                ("D", SubmissionKind.DEFENSE), ("E", SubmissionKind.DEFENSE)]}
-        planning.plan(session, dataset, EPSILONS)
-        for job in session.scalars(select(AttackJob)):
-            job.status = JobStatus.DONE
-            for image in job.batch.images:
-                session.add(AdversarialImage(attack_job=job, image_id=image.id, sha256=image.sha256, linf=0))
-        session.flush()
-        planning.plan(session, dataset, EPSILONS)
-        labels = {i.sha256: (i.true_label, i.target_class) for i in session.scalars(select(Image))}
+        ids = attacked(session, dataset, EPSILONS, owner="red")
         teams.issue_token(session, "red")
-    monkeypatch.setattr(pack_run, "submission_code", lambda _settings, _submission: None)
-    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, _c, inputs: fake_defense(labels, inputs))
+    fake_defenses(monkeypatch, settings)
     for pack in defense_packs(settings):
         assert pack_run.run_pack(settings, pack).finished == len(pack.job_ids)
     return settings, ids
