@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from arena.db import transaction
+from arena.execution import pack_run
 from arena.execution.run import run
 from arena.models import (
     DefenseJob,
@@ -64,6 +65,8 @@ def _attempts(settings, job_id: int) -> int:
         return session.scalar(select(func.count(JobAttempt.id)).where(JobAttempt.defense_job_id == job_id))
 
 
+@pytest.mark.docker  # the run sweeps the engine for a dead runner's containers first
+@pytest.mark.usefixtures("engine")
 def test_a_live_lease_is_followed_and_an_expired_one_reaped(attacked_tournament):
     """The in-process runner used to reset every running job at start, taking over jobs that
     another runner held under a live lease. Now it leaves them alone, follows them until
@@ -92,6 +95,8 @@ def test_a_live_lease_is_followed_and_an_expired_one_reaped(attacked_tournament)
     assert summary.describe().startswith(f"ran 0 attack jobs and {summary.defense_jobs} defense jobs in-process")
 
 
+@pytest.mark.docker  # the run sweeps the engine for a dead runner's containers first
+@pytest.mark.usefixtures("engine")
 def test_the_retry_cap_holds_in_process_as_on_workers(attacked_tournament):
     """A job that failed on the platform ``max_attempts`` times is left in error by the
     in-process runner too (it used to retry it on every run, forever)."""
@@ -211,3 +216,17 @@ def test_a_gpu_worker_changes_its_own_settings_only(tmp_path, monkeypatch):
         assert given[1][given[1].index("--queues") + 1] == "gpu"
     finally:
         get_settings.cache_clear()
+
+
+def test_the_attempts_of_one_container_run_share_its_run_id(attacked_tournament):
+    """Claimed together, run together: the submission page groups by this, not by guessing."""
+    settings = attacked_tournament
+    with transaction(settings) as session:
+        first, *rest = session.scalars(select(DefenseJob.id).order_by(DefenseJob.id))
+    assert pack_run.run_pack(settings, pack_run.Pack("defense", tuple(rest))).finished == len(rest)
+    assert pack_run.run_pack(settings, pack_run.Pack("defense", (first,))).finished == 1
+    with transaction(settings) as session:
+        runs = dict(session.execute(select(JobAttempt.defense_job_id, JobAttempt.run_id)).all())
+        attempt_ids = dict(session.execute(select(JobAttempt.defense_job_id, JobAttempt.id)).all())
+    assert {runs[job] for job in rest} == {min(attempt_ids[job] for job in rest)}
+    assert runs[first] == attempt_ids[first] and runs[first] not in {runs[job] for job in rest}

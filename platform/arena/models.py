@@ -315,6 +315,8 @@ class JobAttempt(Base):
     seconds: Mapped[float | None] = mapped_column(Float)
     images: Mapped[int | None] = mapped_column(Integer)  # in the whole container run, to learn time per image
     pack_jobs: Mapped[int | None] = mapped_column(Integer)  # jobs that shared the container run
+    #: The container run, as the id of its first attempt row: the attempts claimed together.
+    run_id: Mapped[int | None] = mapped_column(Integer, index=True)
     exit_code: Mapped[int | None] = mapped_column(Integer)
     timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
     killed_reason: Mapped[str | None] = mapped_column(Text)  # output too large, too many files...

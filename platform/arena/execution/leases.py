@@ -56,10 +56,12 @@ def claim(settings: Settings, kind: JobKind, job_ids: tuple[int, ...]) -> dict[i
                     lease_expires_at=lease_until(settings.lease_seconds))
             .returning(job_class.id, job_class.attempt)
         ).all()
-        for job_id, token in tokens:
-            attempt = JobAttempt(number=token, pack_jobs=len(tokens), **{kind.attempt_column.key: job_id})
-            session.add(attempt)
-            session.flush()
+        attempts = [JobAttempt(number=token, pack_jobs=len(tokens), **{kind.attempt_column.key: job_id})
+                    for job_id, token in tokens]
+        session.add_all(attempts)
+        session.flush()
+        for attempt, (job_id, token) in zip(attempts, tokens):
+            attempt.run_id = attempts[0].id  # one container run: the web shows it as one row
             claims[job_id] = Claim(attempt.id, token)
     return claims
 

@@ -186,45 +186,35 @@ def attempts(session: Session, submission: Submission, with_logs: bool, limit: i
     )
     return [{
         "job_id": a.attack_job_id or a.defense_job_id, "attempt": a.number, "started_at": a.started_at,
-        "seconds": a.seconds, "images": a.images, "pack_jobs": a.pack_jobs, "exit_code": a.exit_code,
+        "seconds": a.seconds, "images": a.images, "pack_jobs": a.pack_jobs, "run_id": a.run_id, "exit_code": a.exit_code,
         "timed_out": a.timed_out, "killed_reason": a.killed_reason, "platform_error": a.error,
         **({"log_excerpt": a.log_excerpt} if with_logs else {}),
     } for a in rows]
 
 
-#: What the attempts of one container run share: its jobs were claimed together (consecutive
-#: attempt rows, ``pack_jobs`` of them) and finished with the same run's figures.
-_SAME_RUN = ("pack_jobs", "seconds", "images", "exit_code", "timed_out", "killed_reason")
-
-
 def container_runs(attempts_newest_first: list[dict]) -> list[dict]:
-    """The attempts grouped into the container runs they were, newest first: one row per run
-    with its jobs, instead of one identical row per job of a pack.
-
-    Attempts of one run are next to each other (claimed in one statement), number
-    ``pack_jobs`` and share the run's time, image count, exit code and end; a group is
-    closed once it holds ``pack_jobs`` attempts, so two runs with the same figures in a row
-    stay two."""
-    runs: list[dict] = []
-    for a in attempts_newest_first:
-        last = runs[-1] if runs else None
-        if (last is not None and all(last[k] == a[k] for k in _SAME_RUN)
-                and len(last["job_ids"]) < (a["pack_jobs"] or 1)):
-            last["job_ids"].append(a["job_id"])
-            last["attempts"].add(a["attempt"])
-            last["started_at"] = min(last["started_at"], a["started_at"])
-            for key in ("platform_error", "log_excerpt"):
-                if a.get(key) and a[key] not in last[key + "s"]:
-                    last[key + "s"].append(a[key])
+    """The attempts grouped into the container runs they were (``run_id``, recorded when the
+    jobs were claimed together), newest first: one row per run with its jobs, instead of
+    one identical row per job of a pack."""
+    runs: dict[object, dict] = {}
+    for row, a in enumerate(attempts_newest_first):
+        key = a["run_id"] if a["run_id"] is not None else ("alone", row)  # a row made by hand: its own run
+        run = runs.get(key)
+        if run is None:
+            runs[key] = {**a, "job_ids": [a["job_id"]], "attempts": {a["attempt"]},
+                                 "platform_errors": [a["platform_error"]] if a["platform_error"] else [],
+                                 "log_excerpts": [a["log_excerpt"]] if a.get("log_excerpt") else []}
             continue
-        runs.append({**{k: a[k] for k in _SAME_RUN}, "started_at": a["started_at"], "job_ids": [a["job_id"]],
-                     "attempts": {a["attempt"]},
-                     "platform_errors": [a["platform_error"]] if a["platform_error"] else [],
-                     "log_excerpts": [a["log_excerpt"]] if a.get("log_excerpt") else []})
-    for run in runs:
+        run["job_ids"].append(a["job_id"])
+        run["attempts"].add(a["attempt"])
+        run["started_at"] = min(run["started_at"], a["started_at"])
+        for key in ("platform_error", "log_excerpt"):
+            if a.get(key) and a[key] not in run[key + "s"]:
+                run[key + "s"].append(a[key])
+    for run in runs.values():
         run["job_ids"].sort()
         run["attempts"] = sorted(run["attempts"])
-    return runs
+    return list(runs.values())
 
 
 def standing(snapshot: Snapshot | None, submission: Submission) -> dict | None:

@@ -152,6 +152,7 @@ class Attempt(BaseModel):
     seconds: float | None
     images: int | None
     pack_jobs: int | None
+    run_id: int | None  # the attempts of one container run share it
     exit_code: int | None
     timed_out: bool
     killed_reason: str | None
