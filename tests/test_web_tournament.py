@@ -152,7 +152,8 @@ def test_a_team_uploads_in_the_browser_and_the_organizer_runs_it(site, browser, 
     rows = page.locator("#heatmap th.row a").all_inner_texts()
     assert "random_noise" in rows
     tags = dict(zip(rows, page.locator("#heatmap th.row .tag").all_inner_texts(), strict=True))
-    assert tags == {"noop": "untargeted", "random_noise": "untargeted", "step_to_target": "targeted"}
+    # every row is tagged; the keyboard test may have added an attack of its own to the shared site
+    assert {"noop": "untargeted", "random_noise": "untargeted", "step_to_target": "targeted"}.items() <= tags.items()
     cell = page.locator("#heatmap td[data-attack=random_noise][data-defense=decoder]")
     assert "random_noise vs decoder" in cell.get_attribute("title")
     assert " of 40 answers" in cell.get_attribute("title")
