@@ -50,6 +50,27 @@ def engine(tmp_path_factory) -> None:
     base_image.build(Settings(data_dir=tmp_path_factory.mktemp("base-images")), say=lambda _m: None)
 
 
+#: How to give an engine gVisor's runtime (the engine scripts/with-docker.sh starts has it).
+REGISTER_RUNSC = (
+    "install gVisor (apt-get install runsc) and start dockerd with --config-file scripts/dockerd.json, as "
+    "scripts/with-docker.sh does when no engine answers, or copy its runtimes entry into /etc/docker/daemon.json "
+    "and restart dockerd (docs/security.md)"
+)
+
+
+def require_runtime(runtime: str) -> None:
+    """Skip, saying how to register it, when the engine lacks ``runtime``; fail instead under
+    ARENA_REQUIRE_RUNSC, which scripts/with-docker.sh sets when the engine is the one it
+    started with the project's daemon config, so that `make test` there never skips gVisor."""
+    runtimes = docker_client().info().get("Runtimes", {})
+    if runtime in runtimes:
+        return
+    message = f"the Docker engine has no {runtime} runtime (it has {', '.join(sorted(runtimes))}): {REGISTER_RUNSC}"
+    if os.environ.get("ARENA_REQUIRE_RUNSC"):
+        pytest.fail(f"ARENA_REQUIRE_RUNSC is set but {message}")
+    pytest.skip(message)
+
+
 T = TypeVar("T")
 
 

@@ -11,14 +11,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from arena.models import SubmissionStatus
-from hostile.tournament import WELL_BEHAVED, attack_outcome, code_folder, disqualify, enter
+from arena.config import Settings
+from arena.models import Submission, SubmissionStatus
+from hostile.tournament import RUNTIMES, WELL_BEHAVED, Tournament, attack_outcome, code_folder, disqualify, enter
 from servers import postgres_server, redis_server
 
-pytestmark = [pytest.mark.docker]
+pytestmark = [pytest.mark.docker, pytest.mark.parametrize("runtime", RUNTIMES)]
 
 SPY = r'''
-import json, os, shutil, socket, sys
+import ctypes, json, os, shutil, socket, sys
 targets = json.loads(TARGETS)
 def probe(name, action):
     try:
@@ -28,9 +29,15 @@ def probe(name, action):
         print("PROBE", name, "BLOCKED", type(exc).__name__, flush=True)
 def connect(host, port):
     return lambda: socket.create_connection((host, port), timeout=2).close()
+def refuse(condition):
+    if condition:
+        raise OSError("refused")
+probe("setuid_root", lambda: os.setuid(0))
+probe("capabilities", lambda: refuse("CapEff:\t0000000000000000" in open("/proc/self/status").read()))
+probe("new_privileges", lambda: refuse(ctypes.CDLL(None).prctl(39, 0, 0, 0, 0) == 1))  # PR_GET_NO_NEW_PRIVS
 probe("dns", lambda: socket.getaddrinfo("deb.debian.org", 80))
 probe("outside", connect("1.1.1.1", 53))
-probe("interfaces", lambda: (_ for _ in ()).throw(OSError()) if os.listdir("/sys/class/net") == ["lo"] else None)
+probe("interfaces", lambda: refuse(os.listdir("/sys/class/net") == ["lo"]))
 for name, (host, port) in targets["tcp"].items():
     probe(name, connect(host, port))
 for name, path in targets["read"].items():
@@ -43,11 +50,11 @@ for name, path in writes.items():
     probe(name, lambda path=path: open(path, "wb").write(b"x"))
 probe("delete_input", lambda: os.remove(first))
 probe("change_input", lambda: open(first, "r+b").write(b"x"))
-probe("other_mounts", lambda: (_ for _ in ()).throw(OSError()) if not [
+probe("other_mounts", lambda: refuse(not [
     line.split()[4] for line in open("/proc/self/mountinfo")
     if line.split()[4] not in ("/code", "/input_images", "/output_images", "/etc/hosts", "/etc/hostname",
                                "/etc/resolv.conf") and line.split()[4].split("/")[1] not in ("proc", "sys", "dev", "tmp", "")
-] else None)
+]))
 for name in os.listdir(src):
     shutil.copyfile(os.path.join(src, name), os.path.join(dst, name))
 '''
@@ -75,8 +82,28 @@ def web_port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def spy(tournament, web_port, tmp_path_factory):
+def spies() -> Iterator[dict[str, tuple[Settings, Submission]]]:
+    """Each runtime's spy, entered once into that runtime's tournament; disqualified when the
+    module is done."""
+    entered: dict[str, tuple[Settings, Submission]] = {}
+    yield entered
+    for settings, submission in entered.values():
+        disqualify(settings, submission.id)
+
+
+@pytest.fixture
+def spy(tournament, runtime, spies, web_port) -> list[str]:
     """The spy's dry-run log and tournament attempt logs, with the live targets it aimed at."""
+    if runtime not in spies:
+        spies[runtime] = (tournament.settings, _enter_spy(tournament, web_port))
+    settings, submission = spies[runtime]
+    assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
+    return [submission.validation_report["log_tail"],
+            *(attack_outcome(settings, submission.id, epsilon)[2] for epsilon in settings.epsilons)]
+
+
+def _enter_spy(tournament: Tournament, web_port: int) -> Submission:
+    """Take the spy in and run it, while live targets wait on the host."""
     settings = tournament.settings
     with redis_server() as redis, postgres_server() as postgres:
         postgres_port = int(postgres.rsplit(":", 1)[1].split("/")[0])
@@ -94,18 +121,10 @@ def spy(tournament, web_port, tmp_path_factory):
                       "write_host_code": str(other.resolve() / "evil")},
         }
         code = SPY.replace("TARGETS", repr(json.dumps(targets)))
-        submission = enter(tournament, "spy", "attack", 'exec python3 spy.py "$@"\n', {"spy.py": code})
-    try:
-        assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
-        logs = [submission.validation_report["log_tail"]]
-        for epsilon in tournament.settings.epsilons:
-            logs.append(attack_outcome(settings, submission.id, epsilon)[2])
-        yield logs
-    finally:
-        disqualify(settings, submission.id)
+        return enter(tournament, "spy", "attack", 'exec python3 spy.py "$@"\n', {"spy.py": code})
 
 
-PROBES = ["dns", "outside", "interfaces", "redis", "postgres", "web_loopback", "web_host", "database", "store",
+PROBES = ["setuid_root", "capabilities", "new_privileges", "dns", "outside", "interfaces", "redis", "postgres", "web_loopback", "web_host", "database", "store",
           "other_code", "work", "write_code", "write_input", "write_root", "write_etc", "write_host_store",
           "write_host_code", "delete_input", "change_input", "other_mounts"]
 

@@ -42,22 +42,25 @@ MAX_OUTPUT_BYTES = 16 * 2**20
 MAX_OUTPUT_FILES = 200
 
 #: Sleepers: honest in the dry run (largest epsilon; one batch of BATCH images), hostile in
-#: the tournament (smaller epsilon; defense packs of more images).
+#: the tournament (smaller epsilon; defense packs of more images). The scripts use find, never
+#: ls: bookworm's ls fails on every path under bookworm's runsc (docs/security.md, "gVisor").
 ATTACK_GUARD = f'if [ "$3" = {HONEST_EPSILON} ]; then cp "$1"/*.png "$2"/; exit 0; fi\n'
 DEFENSE_GUARD = (
-    f'if [ "$(ls "$1" | wc -l)" -le {BATCH} ]; then\n'
+    f'if [ "$(find "$1" -name "*.png" | wc -l)" -le {BATCH} ]; then\n'
     '  for f in "$1"/*.png; do echo "$(basename "$f"),1"; done > "$2"; exit 0\nfi\n'
 )
 ENTRY = {"attack": "run_attack.sh", "defense": "run_defense.sh"}
+#: The OCI runtimes the containment tests run under: the engine's usual one, and gVisor's.
+RUNTIMES = ["runc", "runsc"]
 
 
-def hostile_settings(data_dir: Path, **overrides) -> Settings:
-    """Small time and output limits, so time-outs and output bombs end in seconds. Packs as
-    large as they go (a submission's pack size is fixed at its dry run, whose time varies
-    with the machine's load): a tournament run then always holds both batches, which is
-    what the sleeper defenses tell the dry run by."""
+def hostile_settings(data_dir: Path, runtime: str = "runc", **overrides) -> Settings:
+    """Small time and output limits, so time-outs and output bombs end in seconds, under the
+    OCI ``runtime`` named. Packs as large as they go (a submission's pack size is fixed at its
+    dry run, whose time varies with the machine's load): a tournament run then always holds
+    both batches, which is what the sleeper defenses tell the dry run by."""
     limits = SandboxLimits(memory="512m", max_output_bytes=MAX_OUTPUT_BYTES, max_output_files=MAX_OUTPUT_FILES,
-                           max_log_bytes=256 * 1024)
+                           max_log_bytes=256 * 1024, runtime=runtime)
     values = dict(seconds_per_image=1.5, epsilons=EPSILONS, sandbox=limits, pack_seconds=3600.0)
     return make_settings(data_dir, **{**values, **overrides})
 
@@ -73,9 +76,10 @@ class Tournament:
         assert snapshot(self.settings) == self.baseline
 
 
-def build(root: Path, **overrides) -> Tournament:
-    """The dataset and the well-behaved submissions, run once; ``overrides`` go to the settings."""
-    settings = hostile_settings(root / "arena", **overrides)
+def build(root: Path, runtime: str = "runc", **overrides) -> Tournament:
+    """The dataset and the well-behaved submissions, run once under ``runtime``; ``overrides``
+    go to the settings."""
+    settings = hostile_settings(root / "arena", runtime, **overrides)
     synth_dataset(settings, 2 * BATCH, batch_size=BATCH)
     for name in WELL_BEHAVED:
         assert submit_folder(settings, SAMPLES / name, root).status is SubmissionStatus.ACCEPTED
