@@ -1,6 +1,7 @@
 #!/bin/sh
 # Everything Arena needs on a fresh Debian machine (as root), and nothing twice:
-# Debian's docker.io, debootstrap and docker-compose when missing, redis-server and
+# Debian's docker.io, debootstrap and docker-compose when missing, runsc (gVisor, the
+# optional stronger sandbox, which the tests run the hostile suite under), redis-server and
 # postgresql for the distributed tests (installed only, never started here: the tests start
 # and stop their own), Debian's chromium for the browser tests (driven by Playwright),
 # then the virtualenv with Arena in it.
@@ -10,6 +11,7 @@ cd "$(dirname "$0")/.."
 missing=""
 command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
 command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
+[ -x /usr/bin/runsc ] || missing="$missing runsc"  # the path scripts/dockerd.json registers
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$missing postgresql"
 command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"

@@ -1,7 +1,10 @@
 #!/bin/sh
 # Run a command with a Docker engine at hand. When no engine answers, start dockerd in the
 # background (detached from the terminal, log in data/dockerd/) and stop it when the command
-# ends, so that nothing this script started outlives it.
+# ends, so that nothing this script started outlives it. The engine it starts reads the
+# project's daemon config (scripts/dockerd.json: gVisor's runsc registered, without a network
+# of its own, which runsc needs for `--network none` containers), never the host's
+# /etc/docker/daemon.json, and ARENA_REQUIRE_RUNSC=1 tells the tests that it has runsc.
 set -u
 cd "$(dirname "$0")/.."
 
@@ -22,8 +25,9 @@ trap 'stop_engine; exit 130' INT TERM
 
 if ! engine_answers; then
     mkdir -p data/dockerd
-    dockerd >data/dockerd/dockerd.log 2>&1 </dev/null &
+    dockerd --config-file "$PWD/scripts/dockerd.json" >data/dockerd/dockerd.log 2>&1 </dev/null &
     pid=$!
+    export ARENA_REQUIRE_RUNSC=1
     tries=0
     until engine_answers; do
         tries=$((tries + 1))
