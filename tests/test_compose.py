@@ -44,3 +44,20 @@ def test_the_compose_stack_runs_the_demo(tmp_path):
     assert "Error matrix" in result.stdout and "smoothed_decoder" in result.stdout
     assert '"submission":"random_noise"' in result.stdout  # the web service serves the leaderboard
     assert "Task arena.run_pack" in (data / "workers.log").read_text()  # the work went through Celery workers
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed (scripts/setup.sh installs it)")
+def test_every_arena_service_gets_the_sandbox_runtime():
+    """ARENA_SANDBOX_RUNTIME=runsc where the stack is started reaches the workers (which run the
+    sandboxes) and every other service of the app image; unset, it is empty: the engine's default."""
+    def rendered(runtime: str | None) -> str:
+        env = {key: value for key, value in os.environ.items() if key != "ARENA_SANDBOX_RUNTIME"}
+        env |= {"PWD": str(REPO_ROOT), **({"ARENA_SANDBOX_RUNTIME": runtime} if runtime else {})}
+        return subprocess.run(["docker-compose", "config"], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60, check=True).stdout
+
+    with_gvisor, default = rendered("runsc"), rendered(None)
+    services = with_gvisor.count("image: arena/app:latest")
+    assert services >= 5 and "  worker:\n" in with_gvisor
+    assert with_gvisor.count("ARENA_SANDBOX_RUNTIME: runsc") == services
+    assert default.count("ARENA_SANDBOX_RUNTIME: ''") == services

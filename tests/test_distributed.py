@@ -26,8 +26,15 @@ from arena.models import (
     JobStatus,
 )
 from arena.results.scoring import Standings
-from conftest import SAMPLES, assert_tallies_match_a_rebuild, containers_mounting, make_settings, wait_until
-from factories import adversarial_outputs, stream_attack, submit_folder, synth_dataset
+from conftest import (
+    SAMPLES,
+    assert_tallies_match_a_rebuild,
+    containers_mounting,
+    make_settings,
+    require_runtime,
+    wait_until,
+)
+from factories import adversarial_outputs, stream_attack, submit_folder, synth_dataset, write_submission
 from servers import new_database, postgres_server, redis_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
@@ -179,3 +186,25 @@ def test_results_that_depend_on_the_run_are_the_same_on_the_workers(servers, tmp
         _stop(workers)
     assert adversarial_outputs(settings) == in_process
     assert _matrices(settings, dataset)["error"].equals(matrices["error"]) and matrices["error"].to_numpy().sum() > 0
+
+
+def test_a_worker_host_runs_its_packs_under_its_own_runtime(servers, tmp_path):
+    """ARENA_SANDBOX_RUNTIME=runsc on a worker host: every pack it runs goes through gVisor,
+    whatever the runtime where the submission was taken in (its dry run ran under runc here)."""
+    require_runtime("runsc")
+    redis, postgres = servers
+    settings, env = _distributed_settings(tmp_path, redis, postgres)
+    dataset = synth_dataset(settings, 20, batch_size=10)
+    kernel = write_submission(tmp_path / "kernel", {"type": "attack", "container": "arena/python:bookworm",
+                                                    "entry_point": "run_attack.sh"},
+                              {"run_attack.sh": '#!/bin/sh\ndmesg 2>&1 | head -1\ncp "$1"/*.png "$2"/\n'})
+    submission = submit_folder(settings, kernel, tmp_path)
+    assert "Starting gVisor" not in submission.validation_report["log_tail"]
+    workers = _workers({**env, "ARENA_SANDBOX_RUNTIME": "runsc"}, 1, tmp_path)
+    try:
+        assert dispatch(settings, dataset.id, timeout=600).platform_errors == []
+    finally:
+        _stop(workers)
+    with transaction(settings) as session:
+        logs = session.scalars(select(JobAttempt.log_excerpt).where(JobAttempt.attack_job_id.is_not(None))).all()
+    assert len(logs) >= 2 and all("Starting gVisor" in log for log in logs), logs
