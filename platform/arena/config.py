@@ -37,7 +37,7 @@ class SandboxLimits(BaseSettings):
 
     memory: str = Field("2g", description="Memory limit; swap is disabled by setting memory+swap to the same value.")
     cpus: float = Field(1.0, description="CPU cores a container may use.")
-    pids: int = Field(256, description="Maximum number of processes and threads.")
+    pids: int = Field(256, description="Maximum number of processes and threads (under runsc: gVisor's own host tasks).")
     tmpfs_size: str = Field("256m", description="Size of the writable /tmp.")
     max_output_bytes: int = Field(512 * 2**20, description="Output directory size at which the run is killed.")
     max_output_files: int = Field(10_000, description="Output file count at which the run is killed.")
