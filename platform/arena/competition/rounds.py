@@ -70,15 +70,15 @@ def create(session: Session, settings: Settings, name: str, dataset: Dataset, *,
     name = name.strip()
     if not name or len(name) > 200:
         raise RoundError("a round name must be 1 to 200 characters")
+    epsilons = sorted(set(epsilons or settings.epsilons))
+    seconds = seconds_per_image or settings.seconds_per_image
+    _check(epsilons, seconds, Window(as_utc(opens_at), as_utc(closes_at)))
+    _check_quotas(daily_quota, total_quota)
     if session.scalar(select(Round).where(Round.name == name)):
         raise ConflictError(f"a round named {name!r} exists")
     if session.scalar(select(Round).where(Round.dataset_id == dataset.id)):
         raise ConflictError(f"dataset {dataset.name!r} already belongs to a round: results are kept per dataset, "
                             "so import the images again under another name for a new round")
-    epsilons = sorted(set(epsilons or settings.epsilons))
-    seconds = seconds_per_image or settings.seconds_per_image
-    _check(epsilons, seconds, Window(as_utc(opens_at), as_utc(closes_at)))
-    _check_quotas(daily_quota, total_quota)
     round_ = Round(name=name, dataset=dataset, epsilons=epsilons, seconds_per_image=seconds, opens_at=opens_at,
                    closes_at=closes_at, visibility=visibility, daily_quota=daily_quota, total_quota=total_quota)
     session.add(round_)
