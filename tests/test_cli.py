@@ -1,5 +1,7 @@
 """The ``arena`` command: help everywhere, and bad input gives one clear message and exit 1."""
 
+import zipfile
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -35,7 +37,7 @@ def arena(*args: str):
     [[], ["db"], ["dataset"], ["dataset", "import"], ["dataset", "synth"], ["submit"], ["run"], ["rerun"],
      ["leaderboard"], ["matrix"], ["export"], ["images", "build"], ["submissions", "list"], ["demo"], ["web"],
      ["teams", "token"], ["disqualify"], ["round"], ["round", "create"], ["round", "set"], ["round", "carry"],
-     ["round", "publish"], ["round", "choose"], ["teams", "member"], ["baseline"]],
+     ["round", "publish"], ["round", "choose"], ["round", "bundle"], ["teams", "member"], ["baseline"]],
 )
 def test_every_command_has_help(command):
     result = arena(*command, "--help")
@@ -204,5 +206,7 @@ def test_rounds_teams_and_baselines_through_the_command_line(data_dir):
     assert arena("round", "close", "dev").output.count("already closed") == 1
     unfinished = arena("round", "publish", "final")
     assert unfinished.exit_code == 1 and "jobs not done: run them first" in unfinished.output
+    assert arena("round", "bundle", "final", str(data_dir / "final.zip")).exit_code == 0
+    assert "manifest.json" in zipfile.ZipFile(data_dir / "final.zip").namelist()
     shortcut = arena("round", "set", "final", "--visibility", "published")
     assert shortcut.exit_code == 1 and "publish a round with `arena round publish`" in shortcut.output

@@ -89,8 +89,11 @@ def test_a_fresh_site_shows_how_to_begin(tmp_path):
 def test_leaderboard_headers_explain_themselves_on_hover_and_below(client):
     page = client.get("/").text
     assert "normalised" not in page
-    headers = re.findall(r"<th ([^>]*)>([^<]+)</th>", page)
-    titled = {text: attrs for attrs, text in headers if 'title="' in attrs}
+    headers = re.findall(r'<th ([^>]*)>([^<]+?) <a class="explain" href="/evaluation#([\w-]+)"', page)
+    titled = {text: attrs for attrs, text, _ in headers if 'title="' in attrs}
+    explained = {anchor for _, _, anchor in headers}
+    evaluation = client.get("/evaluation").text
+    assert explained and all(f'id="{anchor}"' in evaluation for anchor in explained)  # every column links its explanation
     # The ε columns appear with the first results: tests/test_web_tournament.py checks theirs.
     for column in ("rank", "score", "normalized", "clean accuracy", "completion", "median s / 100 images"):
         assert column in titled, column

@@ -1,10 +1,12 @@
-"""rounds, their entries, team members and baselines
+"""rounds, their entries, team members, baselines and the competition's pages
 
 A tournament becomes a competition in rounds: each round owns a dataset, its epsilons,
 time limit, upload window, quotas and leaderboard visibility; submissions take part in a
 round through an entry. An existing database becomes one round per dataset (named after
 it), at the epsilons its attack jobs were run at (the 2017 four where none ran yet) and
 the default 5 s per image, with every submission entered, so every table reads as before.
+The tournament row gains the organizers' overview and rules (Markdown) and whether teams
+may register themselves.
 
 Revision ID: 0014
 Revises: 0010
@@ -48,6 +50,7 @@ def upgrade() -> None:
         sa.Column("daily_quota", sa.Integer(), nullable=True),
         sa.Column("total_quota", sa.Integer(), nullable=True),
         sa.Column("rank_baselines", sa.Boolean(), nullable=False),
+        sa.Column("data_public", sa.Boolean(), nullable=False),
         sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     )
@@ -61,6 +64,10 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("submissions") as batch_op:
         batch_op.add_column(sa.Column("baseline", sa.Boolean(), nullable=False, server_default=sa.text("false")))
+    with op.batch_alter_table("tournament") as batch_op:
+        batch_op.add_column(sa.Column("overview", sa.Text(), nullable=False, server_default=""))
+        batch_op.add_column(sa.Column("rules", sa.Text(), nullable=False, server_default=""))
+        batch_op.add_column(sa.Column("self_registration", sa.Boolean(), nullable=False, server_default=sa.text("false")))
     _one_round_per_dataset(op.get_bind())
 
 
@@ -73,8 +80,8 @@ def _one_round_per_dataset(bind) -> None:
             "SELECT DISTINCT a.epsilon FROM attack_jobs a JOIN batches b ON a.batch_id = b.id WHERE b.dataset_id = :d"
         ), {"d": dataset_id}).scalars()) or DEFAULT_EPSILONS
         round_id = bind.execute(sa.text(
-            "INSERT INTO rounds (name, dataset_id, epsilons, seconds_per_image, visibility, rank_baselines, created_at) "
-            "VALUES (:name, :d, :eps, :seconds, :visibility, false, :created) RETURNING id"
+            "INSERT INTO rounds (name, dataset_id, epsilons, seconds_per_image, visibility, rank_baselines, data_public, "
+            "created_at) VALUES (:name, :d, :eps, :seconds, :visibility, false, false, :created) RETURNING id"
         ), {"name": name, "d": dataset_id, "eps": json.dumps(epsilons), "seconds": DEFAULT_SECONDS_PER_IMAGE,
             "visibility": visibility, "created": created_at}).scalar()
         if submissions:
@@ -85,6 +92,9 @@ def _one_round_per_dataset(bind) -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("tournament") as batch_op:
+        for column in ("self_registration", "rules", "overview"):
+            batch_op.drop_column(column)
     with op.batch_alter_table("submissions") as batch_op:
         batch_op.drop_column("baseline")
     op.drop_table("round_entries")

@@ -40,7 +40,7 @@ from arena.execution.run import run as run_missing
 from arena.execution.summary import RunSummary
 from arena.intake.submit import submit as take_submission
 from arena.models import Dataset, Round, Submission, SubmissionStatus, Visibility, as_utc, utcnow
-from arena.results import tallies
+from arena.results import bundle, tallies
 from arena.results.export import export as export_results
 from arena.results.judging import MatrixValue
 from arena.results.scoring import Standings
@@ -511,12 +511,14 @@ def round_set(
     daily_quota: Quota = None,
     total_quota: Quota = None,
     rank_baselines: Annotated[Optional[bool], typer.Option(help="Give baselines a rank like teams.")] = None,
+    public_data: Annotated[Optional[bool], typer.Option(
+        help="Let anyone download the round's images and labels (a development set; never a hidden final set).")] = None,
 ) -> None:
-    """Change a round's window, quotas or leaderboard visibility."""
+    """Change a round's window, quotas, leaderboard visibility or whether its data is public."""
     with db.transaction(database()) as session:
         round_ = rounds.update(_round(session, name), opens_at=as_utc(opens), closes_at=as_utc(closes),
                                visibility=visibility, daily_quota=daily_quota, total_quota=total_quota,
-                               rank_baselines=rank_baselines)
+                               rank_baselines=rank_baselines, data_public=public_data)
         console.print(f"round {round_.name!r}: {_time_left(round_)}, leaderboards {round_.visibility.value}")
 
 
@@ -553,6 +555,15 @@ def round_carry(
             raise rounds.RoundError("name submissions to carry, or --counting-from ROUND")
         carried = rounds.carry(session, _round(session, name), chosen)
     console.print(f"carried {len(carried)} submissions into {name!r}: {', '.join(s.name for s in carried) or 'none new'}")
+
+
+@round_app.command("bundle")
+def round_bundle(name: RoundName, target: Annotated[Path, typer.Argument(help="The .zip to write.")]) -> None:
+    """Write the round's results bundle: the 2017 result files, per-image Parquet and a manifest
+    (round settings, dataset hash, every entry's code hash and container, platform settings)."""
+    with db.transaction(database()) as session:
+        bundle.write(session, settings(), _round(session, name), target)
+    console.print(f"wrote {target}")
 
 
 @round_app.command("choose")

@@ -219,6 +219,9 @@ class Tournament(Base):
     title: Mapped[str] = mapped_column(String(200), default="Arena tournament")
     leaderboards_public: Mapped[bool] = mapped_column(Boolean, default=True)  # False hides them until the end
     uploads_open: Mapped[bool] = mapped_column(Boolean, default=True)
+    overview: Mapped[str] = mapped_column(Text, default="", server_default="")  # Markdown, by the organizers
+    rules: Mapped[str] = mapped_column(Text, default="", server_default="")  # Markdown, by the organizers
+    self_registration: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 class Submission(Base):
@@ -268,6 +271,7 @@ class Round(Base):
     daily_quota: Mapped[int | None] = mapped_column(Integer)  # uploads per team and track in any 24 hours
     total_quota: Mapped[int | None] = mapped_column(Integer)  # uploads per team and track in the round
     rank_baselines: Mapped[bool] = mapped_column(Boolean, default=False)
+    data_public: Mapped[bool] = mapped_column(Boolean, default=False)  # its images downloadable (a development set)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

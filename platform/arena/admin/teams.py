@@ -10,7 +10,7 @@ import secrets
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena.errors import InputError
+from arena.errors import ConflictError, InputError
 from arena.models import Submission, Team, TeamMember
 
 
@@ -69,3 +69,12 @@ def overview(session: Session) -> list[tuple[str, str, int]]:
          counts.get(team.id, 0))
         for team in session.scalars(select(Team).order_by(Team.name))
     ]
+
+
+def register(session: Session, name: str, member: str, contact: str | None) -> str:
+    """A team that signs itself up (where organizers allow it): a new name only, with its first
+    member; its token, to show once."""
+    if find(session, name) is not None:
+        raise ConflictError(f"a team named {name.strip()!r} exists: choose another name, or ask its members for the token")
+    add_member(session, name, member, contact)
+    return issue_token(session, name)

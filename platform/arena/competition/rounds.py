@@ -100,7 +100,8 @@ def ensure(session: Session, settings: Settings, dataset: Dataset) -> Round:
 
 def update(round_: Round, *, opens_at: datetime | None = None, closes_at: datetime | None = None,
            visibility: Visibility | None = None, daily_quota: int | None = None,
-           total_quota: int | None = None, rank_baselines: bool | None = None) -> Round:
+           total_quota: int | None = None, rank_baselines: bool | None = None,
+           data_public: bool | None = None) -> Round:
     """Change what organizers may change while a round runs (not its data, epsilons or time
     limit, which the stored results were computed under)."""
     if round_.visibility is Visibility.PUBLISHED:
@@ -112,7 +113,7 @@ def update(round_: Round, *, opens_at: datetime | None = None, closes_at: dateti
     _check_quotas(daily_quota, total_quota)
     round_.opens_at, round_.closes_at = new_window.opens_at, new_window.closes_at
     for field, value in (("visibility", visibility), ("daily_quota", daily_quota), ("total_quota", total_quota),
-                         ("rank_baselines", rank_baselines)):
+                         ("rank_baselines", rank_baselines), ("data_public", data_public)):
         if value is not None:
             setattr(round_, field, value)
     return round_

@@ -119,6 +119,21 @@ def update_settings(settings: Settings, title: str | None = None, leaderboards_p
         tournament.update(session, title, leaderboards_public, uploads_open)
 
 
+def update_pages(settings: Settings, overview: str, rules: str, self_registration: bool) -> None:
+    """The competition's overview and rules (Markdown) and whether teams may sign up themselves."""
+    with transaction(settings) as session:
+        tournament.update(session, overview=overview, rules=rules, self_registration=self_registration)
+
+
+def register_team(settings: Settings, team: str, member: str, contact: str | None) -> dict:
+    """A team signing itself up, where organizers allow it: its token, to show once."""
+    with transaction(settings) as session:
+        if not tournament.current(session).self_registration:
+            raise ForbiddenError("teams cannot sign up themselves here: ask the organizers for a token")
+        token = teams.register(session, team, member, contact)
+    return {"team": team.strip(), "token": token}
+
+
 def issue_team_token(settings: Settings, team: str, create: bool = True) -> dict:
     """A new token for the team, to show once: only its hash is kept. An unknown team is
     created only when ``create`` says so (the page asks; a mistyped name is refused)."""

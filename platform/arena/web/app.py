@@ -28,7 +28,7 @@ from arena.config import Settings
 from arena.db import transaction
 from arena.errors import ArenaError, QuotaError
 from arena.models import utcnow
-from arena.web import api, pages
+from arena.web import api, competition_pages, pages
 from arena.web.cache import StandingsCache
 from arena.web.headers import SecurityHeaders
 from arena.web.limits import FailureLimiter
@@ -52,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=REPO_ROOT / "web" / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(competition_pages.router)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(BlankFieldsAreUnset)
     app.add_middleware(SecurityHeaders)  # outermost: a 413 gets the headers too

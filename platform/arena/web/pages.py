@@ -91,12 +91,6 @@ def leaderboards_page(request: Request, session: SessionDep, who: CallerDep, dat
                   scope=scope if who.organizer else Scope.COUNTING, round=queries.round_of(session, chosen, who))
 
 
-@router.get("/rounds", response_class=HTMLResponse)
-def rounds_page(request: Request, session: SessionDep, who: CallerDep):
-    """Every round: its data, window and time left, quotas, and a team's uploads left."""
-    return render(request, "rounds.html", who, session, rounds=queries.rounds_list(session, who))
-
-
 def _boards_html(snapshot: Snapshot) -> Markup:
     """The three tables, rendered once per snapshot: they are the same for every reader."""
     boards = {track: (title, meaning, queries.leaderboard(snapshot, track))
@@ -216,16 +210,23 @@ def submission_format_page(request: Request, session: SessionDep, who: CallerDep
     return render(request, "help.html", who, session, title="Submission format", body=_submission_format())
 
 
+#: Raw HTML in the Markdown is shown as text and unsafe link schemes (javascript:...) are
+#: refused by markdown-it itself, so organizers' pages cannot carry script.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 _FORMAT: list[Markup] = []
 
 
+def markdown(text: str) -> Markup:
+    """Markdown as safe HTML; on a phone wide tables and code scroll in their own box, which
+    the keyboard can reach and scroll."""
+    html = _MARKDOWN.render(text)
+    html = html.replace("<table>", '<div class="table-box" tabindex="0"><table>').replace("</table>", "</table></div>")
+    return Markup(html.replace("<pre>", '<pre tabindex="0">'))
+
+
 def _submission_format() -> Markup:
     if not _FORMAT:
-        html = _MARKDOWN.render((REPO_ROOT / "docs" / "submissions.md").read_text(encoding="utf-8"))
-        # On a phone wide tables and code scroll in their own box, which the keyboard can reach and scroll.
-        html = html.replace("<table>", '<div class="table-box" tabindex="0"><table>').replace("</table>", "</table></div>")
-        _FORMAT.append(Markup(html.replace("<pre>", '<pre tabindex="0">')))
+        _FORMAT.append(markdown((REPO_ROOT / "docs" / "submissions.md").read_text(encoding="utf-8")))
     return _FORMAT[0]
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from arena.admin import tournament
 from arena.competition import entries, quotas, rounds
+from arena.competition.entries import Scope
 from arena.config import Settings
 from arena.errors import NotFoundError
 from arena.models import (
@@ -20,6 +21,7 @@ from arena.models import (
     Batch,
     Classification,
     Dataset,
+    Entry,
     Image,
     JobAttempt,
     JobKind,
@@ -167,6 +169,7 @@ def round_summary(session: Session, round_: Round, team: Team | None = None) -> 
         "seconds_per_image": round_.seconds_per_image, "opens_at": window.opens_at, "closes_at": window.closes_at,
         "state": window.state(now), "visibility": round_.visibility.value, "daily_quota": round_.daily_quota,
         "total_quota": round_.total_quota, "entries": len(entries.accepted(session, round_.dataset_id)),
+        "data_public": round_.data_public,
         "seconds_left": (window.closes_at - now).total_seconds() if window.state(now) == "open" and window.closes_at
         else None,
     }
@@ -384,3 +387,30 @@ def drilldown(session: Session, adversarial_id: int) -> dict:
             "problem": problem.value if problem else None, "correct": not error, "hit": bool(hit),
         } for defense_id, name, label, problem, error, hit in answers],
     }
+
+
+def team_or_404(session: Session, name: str) -> Team:
+    team = session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        raise NotFoundError(f"no team named {name!r}")
+    return team
+
+
+def team_submissions(session: Session, cache, team: Team, who: Caller) -> list[dict]:
+    """Every submission of the team, once per round it takes part in, with its standing there
+    (when the round's leaderboards are visible to ``who``) and whether it counts."""
+    rows = []
+    query = (select(Submission, Round).join(Entry, Entry.submission_id == Submission.id)
+             .join(Round, Entry.round_id == Round.id).where(Submission.team_id == team.id)
+             .order_by(Round.id, Submission.id))
+    for submission, round_ in session.execute(query).all():
+        every, public = cache.get(round_.dataset.name, Scope.ALL)
+        visible = public or who.organizer
+        counting = submission.id in set(entries.counting(session, round_.dataset_id))
+        rows.append({**submission_summary(submission), "round": round_.name, "dataset": round_.dataset.name,
+                     "counting": counting, "standing": standing(every, submission) if visible else None,
+                     "hidden": not visible})
+    unentered = select(Submission).where(Submission.team_id == team.id, ~Submission.id.in_(select(Entry.submission_id)))
+    rows += [{**submission_summary(s), "round": None, "dataset": None, "counting": False, "standing": None,
+              "hidden": False} for s in session.scalars(unentered)]
+    return rows

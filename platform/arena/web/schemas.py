@@ -291,6 +291,7 @@ class RoundSummary(BaseModel):
     daily_quota: int | None
     total_quota: int | None
     entries: int = Field(description="Accepted submissions entered.")
+    data_public: bool = Field(description="Whether its images and labels can be downloaded (/data).")
     uploads_left: dict[str, int | None] | None = Field(
         None, description="For a team: uploads it may still make now, per track (null: no quota).")
 
