@@ -14,7 +14,7 @@ from sqlalchemy import select
 from arena.competition import rounds
 from arena.data.dataset import read_competition_csv
 from arena.db import transaction
-from arena.models import Image, SubmissionKind
+from arena.models import Entry, Image, Submission, SubmissionKind, utcnow
 from arena.results import bundle
 from arena.web.app import create_app
 from conftest import make_settings
@@ -108,3 +108,38 @@ def test_teams_sign_up_themselves_only_where_allowed(client):
     assert again.status_code == 409 and "a team named &#39;green&#39; exists" in again.text
     assert "Grace &lt;grace@example.org&gt;" in client.get("/teams/green", headers=ORGANIZER).text
     assert "grace@example.org" not in client.get("/teams/green").text  # contacts are for organizers
+
+
+def test_the_forms_choose_mark_baselines_and_run_the_rounds(client):
+    """What the API does, the pages' forms do: a team picks its counting entry on the
+    submission page; organizers mark a baseline, close, carry into and publish rounds."""
+    settings = client.app.state.settings
+    with transaction(settings) as session:
+        ids = {s.name: s.id for s in session.scalars(select(Submission))}
+    blue = TestClient(client.app)
+    token = client.post("/api/teams/blue/token", headers=ORGANIZER).json()["token"]
+    blue.post("/login", data={"token": token})
+    page = blue.get(f"/submissions/{ids['blue-1']}").text
+    assert "does not count for team blue" in page and "Make this the one that counts" in page
+    assert blue.post(f"/submissions/{ids['blue-1']}/choose", data={"round": "synthetic"}).status_code == 200
+    assert "<strong>counts</strong> for team blue" in blue.get(f"/submissions/{ids['blue-1']}").text
+    assert blue.post(f"/submissions/{ids['red-attack']}/choose", data={"round": "synthetic"}).status_code == 403
+    assert blue.post(f"/submissions/{ids['blue-2']}/baseline", data={"baseline": "true"}).status_code == 403
+
+    admin = _organizer(TestClient(client.app))
+    admin.post(f"/submissions/{ids['blue-2']}/baseline", data={"baseline": "true"})
+    assert 'class="tag baseline"' in admin.get("/?scope=all").text
+    synth_dataset(settings, 2, batch_size=2, name="final")
+    with transaction(settings) as session:  # the factory entered everything; start the final round empty
+        final = rounds.find(session, "final")
+        for entry in session.scalars(select(Entry).where(Entry.round_id == final.id)):
+            session.delete(entry)
+    admin.post("/organizer/rounds/synthetic/close")
+    admin.post("/organizer/rounds/final/carry", data={"counting_from": "synthetic"})
+    with transaction(settings) as session:
+        final = rounds.find(session, "final")
+        carried = set(session.scalars(select(Entry.submission_id).where(Entry.round_id == final.id)))
+        assert carried == {ids["red-attack"], ids["blue-1"]}  # blue's chosen one, not its latest
+        assert rounds.window(rounds.find(session, "synthetic")).state(utcnow()) == "closed"
+    refused = admin.post("/organizer/rounds/final/publish")
+    assert refused.status_code == 409 and "jobs not done" in refused.text

@@ -323,8 +323,8 @@ def _pages_by_role(settings, url: str) -> dict[str, tuple[str | None, list[str]]
     names = {s["name"]: s["id"] for s in httpx.get(f"{url}/api/submissions", headers=headers).json()}
     row = httpx.get(f"{url}/api/results?attack_id={names['step_to_target']}&eps=8&limit=1", headers=headers).json()[0]
     public = ["/", "/matrix", "/matrix?eps=8&value=hit", "/curves", "/submissions", f"/submissions/{names['noop']}",
-              f"/submissions/{names['decoder']}", "/help/submissions", "/login", "/competition", "/rules", "/rounds",
-              "/evaluation", "/data", "/teams/team-noop", "/register"]
+              f"/submissions/{names['decoder']}", "/help/submissions", "/competition", "/rules", "/rounds",
+              "/evaluation", "/data", "/teams/team-noop", "/register", "/login"]
     return {
         "anonymous": (None, public),
         "team": (team_token, [*public, "/upload"]),
@@ -418,7 +418,7 @@ def test_a_leaderboard_sorts_from_the_keyboard(site, browser):
     before = names()
     assert len(before) >= 2
     page.focus("a.csv[href^='/api/export/attack_results']")  # the attack board's CSV link, just above it
-    for _ in range(2):  # the rank header, then the submission header
+    for _ in range(3):  # the rank header, its "?" link to the explanation, then the submission header
         page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.closest('th')?.textContent.trim()") == "submission"
     assert page.evaluate("document.activeElement.closest('table').id") == "board-attack"

@@ -51,11 +51,18 @@ def carry(settings: Settings, round_name: str, names: list[str], counting_from: 
         return [s.name for s in rounds.carry(session, rounds.find(session, round_name), chosen)]
 
 
-def change_round(settings: Settings, round_name: str, action: str) -> dict:
-    """Close a round to uploads, or publish it (only when every job is done)."""
+def close_round(settings: Settings, round_name: str) -> dict:
+    """Stop a round's uploads now; its results keep being computed."""
+    with transaction(settings) as session:
+        round_ = rounds.close(rounds.find(session, round_name))
+        return queries.round_summary(session, round_)
+
+
+def publish_round(settings: Settings, round_name: str) -> dict:
+    """Freeze a round and make its leaderboards public, only once every job is done."""
     with transaction(settings) as session:
         round_ = rounds.find(session, round_name)
-        rounds.close(round_) if action == "close" else rounds.publish(session, round_)
+        rounds.publish(session, round_)
         return queries.round_summary(session, round_)
 
 

@@ -202,14 +202,14 @@ def carry_into_round(round_name: RoundPath, body: Carry, settings: SettingsDep,
 
 @router.post("/rounds/{round_name}/close", response_model=RoundSummary, summary="Close a round to uploads (organizers)")
 def close_round(round_name: RoundPath, settings: SettingsDep, _: Caller = Depends(organizer)) -> dict:
-    return actions.change_round(settings, round_name, "close")
+    return actions.close_round(settings, round_name)
 
 
 @router.post("/rounds/{round_name}/publish", response_model=RoundSummary,
              summary="Freeze a finished round and make its leaderboards public (organizers)")
 def publish_round(round_name: RoundPath, settings: SettingsDep, _: Caller = Depends(organizer)) -> dict:
     """409 while any of its jobs is not done."""
-    return actions.change_round(settings, round_name, "publish")
+    return actions.publish_round(settings, round_name)
 
 
 @router.post("/rounds/{round_name}/choose/{submission_id}", response_model=SubmissionSummary,

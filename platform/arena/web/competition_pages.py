@@ -19,7 +19,8 @@ from arena.errors import ForbiddenError
 from arena.models import Visibility
 from arena.results import bundle
 from arena.web import actions, queries
-from arena.web.auth import Caller, organizer
+from arena.web.api import Id
+from arena.web.auth import Caller, organizer, team_or_organizer
 from arena.web.pages import CallerDep, SessionDep, markdown, render
 
 router = APIRouter(include_in_schema=False)
@@ -102,6 +103,39 @@ def register(request: Request, session: SessionDep, who: CallerDep,
     """A new team signs itself up where organizers allow it; its token is shown once."""
     issued = actions.register_team(request.app.state.settings, team, member, contact)
     return render(request, "token.html", who, session, **issued, registered=True)
+
+
+@router.post("/submissions/{submission_id}/choose")
+def choose(request: Request, submission_id: Id, round_name: Annotated[str, Form(alias="round", max_length=200)],
+           who: Caller = Depends(team_or_organizer)):
+    actions.choose(request.app.state.settings, who, round_name, submission_id)
+    return RedirectResponse(f"/submissions/{submission_id}", status_code=303)
+
+
+@router.post("/submissions/{submission_id}/baseline")
+def baseline(request: Request, submission_id: Id, baseline: Annotated[bool, Form()] = False,
+             _: Caller = Depends(organizer)):
+    actions.mark_baseline(request.app.state.settings, submission_id, baseline)
+    return RedirectResponse(f"/submissions/{submission_id}", status_code=303)
+
+
+@router.post("/organizer/rounds/{round_name}/close")
+def round_close(request: Request, round_name: RoundName, _: Caller = Depends(organizer)):
+    actions.close_round(request.app.state.settings, round_name)
+    return RedirectResponse("/rounds", status_code=303)
+
+
+@router.post("/organizer/rounds/{round_name}/publish")
+def round_publish(request: Request, round_name: RoundName, _: Caller = Depends(organizer)):
+    actions.publish_round(request.app.state.settings, round_name)
+    return RedirectResponse("/rounds", status_code=303)
+
+
+@router.post("/organizer/rounds/{round_name}/carry")
+def round_carry(request: Request, round_name: RoundName,
+                counting_from: Annotated[str, Form(min_length=1, max_length=200)], _: Caller = Depends(organizer)):
+    actions.carry(request.app.state.settings, round_name, [], counting_from)
+    return RedirectResponse("/rounds", status_code=303)
 
 
 @router.post("/organizer/pages")

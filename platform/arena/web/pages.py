@@ -161,7 +161,8 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
         standing = standing and {**standing, "counting": False}
     return render(request, "submission.html", who, session, s=detail, dataset=chosen,
                   runs=queries.container_runs(detail["attempts"])[:50],
-                  standing=standing, standing_hidden=snapshot is None)
+                  standing=standing, standing_hidden=snapshot is None, entries=queries.entries_of(session, submission),
+                  owner=who.owns(submission))
 
 
 #: Rows on one page of /results.

@@ -30,6 +30,7 @@ from arena.models import (
     Submission,
     SubmissionKind,
     Team,
+    Visibility,
     utcnow,
 )
 from arena.results import progress
@@ -414,3 +415,13 @@ def team_submissions(session: Session, cache, team: Team, who: Caller) -> list[d
     rows += [{**submission_summary(s), "round": None, "dataset": None, "counting": False, "standing": None,
               "hidden": False} for s in session.scalars(unentered)]
     return rows
+
+
+def entries_of(session: Session, submission: Submission) -> list[dict]:
+    """The rounds the submission takes part in: whether it counts there for its team, and
+    whether its team may still change that (before the round's deadline)."""
+    rows = session.scalars(select(Round).join(Entry, Entry.round_id == Round.id)
+                           .where(Entry.submission_id == submission.id).order_by(Round.id))
+    return [{"round": r.name, "counting": submission.id in set(entries.counting(session, r.dataset_id)),
+             "open": rounds.window(r).state(utcnow()) != "closed" and r.visibility is not Visibility.PUBLISHED}
+            for r in rows]
