@@ -16,6 +16,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena.competition import rounds
 from arena.config import Settings
 from arena.data.dataset import store_dataset, synthesize
 from arena.db import transaction
@@ -28,8 +29,10 @@ from arena.models import (
     ClassificationProblem,
     Dataset,
     DefenseJob,
+    Entry,
     Image,
     JobStatus,
+    Round,
     Submission,
     SubmissionKind,
     SubmissionStatus,
@@ -41,8 +44,13 @@ from arena.sandbox.result_csv import Answer
 
 
 def synth_dataset(settings: Settings, images: int, batch_size: int, name: str = "synthetic") -> Dataset:
-    """A stored dataset of ``images`` synthetic images (fixed seed: the same pixels each run)."""
-    return store_dataset(settings, name, synthesize(images), batch_size=batch_size)
+    """A stored dataset of ``images`` synthetic images (fixed seed: the same pixels each run),
+    with its round open and every submission made so far entered, as in a one-round tournament."""
+    dataset = store_dataset(settings, name, synthesize(images), batch_size=batch_size)
+    with transaction(settings) as session:
+        round_ = rounds.ensure(session, settings, session.get_one(Dataset, dataset.id))
+        session.add_all(Entry(round=round_, submission=s) for s in session.scalars(select(Submission)))
+    return dataset
 
 
 def team_named(session: Session, name: str) -> Team:
@@ -68,6 +76,7 @@ def add_submission(
         sha256=name.ljust(64, "0"), meta=meta or {}, status=status, validation_report=validation_report,
     )
     session.add(submission)
+    session.add_all(Entry(round=round_, submission=submission) for round_ in session.scalars(select(Round)))
     session.flush()
     return submission
 

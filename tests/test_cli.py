@@ -1,5 +1,7 @@
 """The ``arena`` command: help everywhere, and bad input gives one clear message and exit 1."""
 
+import zipfile
+
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -34,7 +36,8 @@ def arena(*args: str):
     "command",
     [[], ["db"], ["dataset"], ["dataset", "import"], ["dataset", "synth"], ["submit"], ["run"], ["rerun"],
      ["leaderboard"], ["matrix"], ["export"], ["images", "build"], ["submissions", "list"], ["demo"], ["web"],
-     ["teams", "token"], ["disqualify"]],
+     ["teams", "token"], ["disqualify"], ["round"], ["round", "create"], ["round", "set"], ["round", "carry"],
+     ["round", "publish"], ["round", "choose"], ["round", "bundle"], ["teams", "member"], ["baseline"]],
 )
 def test_every_command_has_help(command):
     result = arena(*command, "--help")
@@ -163,3 +166,47 @@ def test_only_db_upgrade_changes_the_schema(fresh_dir, monkeypatch):
     assert inspect(db.get_engine(get_settings().resolved_database_url)).get_table_names() == []
     assert arena("db", "upgrade").exit_code == 0
     assert arena("dataset", "synth", "10").exit_code == 0
+
+
+def test_rounds_teams_and_baselines_through_the_command_line(data_dir):
+    """Organizers run a competition from the command line: a dataset opens its round, a second
+    round is made on other images, its window, quota and visibility set; entries carried,
+    a counting one chosen, a baseline marked, members added; mistakes named."""
+    from arena import db
+    from arena.competition import entries, rounds
+    from arena.models import SubmissionKind
+    from factories import add_submission
+
+    assert "round 'dev' open for uploads, epsilons [2, 4, 8, 16]" in arena("dataset", "synth", "4", "--name", "dev").output
+    settings = get_settings()
+    with db.transaction(settings) as session:
+        a = add_submission(session, "A", SubmissionKind.ATTACK, owner="red")
+        d1 = add_submission(session, "D1", SubmissionKind.DEFENSE, owner="red")
+        add_submission(session, "D2", SubmissionKind.DEFENSE, owner="red")
+        ids = {"A": a.id, "D1": d1.id}
+    arena("dataset", "synth", "4", "--name", "final-images", "--seed", "3", "--round", "")
+    created = arena("round", "create", "final", "--dataset", "final-images", "--eps", "8,16", "--opens", "2030-01-01",
+                    "--hidden", "--total-quota", "2")
+    assert created.exit_code == 0 and "epsilons [8, 16], not open yet" in created.output
+    assert arena("round", "create", "again", "--dataset", "final-images").output.count("already belongs to a round") == 1
+    assert "--eps takes integers" in arena("round", "create", "x", "--dataset", "dev", "--eps", "a,b").output
+    assert arena("round", "choose", "dev", "D1").exit_code == 0
+    carried = arena("round", "carry", "final", "--counting-from", "dev")
+    assert "carried 2 submissions into 'final': A, D1" in carried.output
+    assert arena("baseline", "A").exit_code == 0
+    assert arena("teams", "member", "red", "Ada", "--contact", "ada@example.org").exit_code == 0
+    assert "Ada <ada@example.org>" in arena("teams", "list").output
+    with db.transaction(settings) as session:
+        final = rounds.find(session, "final")
+        assert entries.accepted(session, final.dataset_id) == [ids["A"], ids["D1"]]
+        assert final.total_quota == 2 and final.visibility.value == "hidden"
+    listing = arena("round", "list").output
+    assert "not open yet" in listing and "hidden" in listing
+    assert "round 'dev' is closed to uploads" in arena("round", "close", "dev").output
+    assert arena("round", "close", "dev").output.count("already closed") == 1
+    unfinished = arena("round", "publish", "final")
+    assert unfinished.exit_code == 1 and "jobs not done: run them first" in unfinished.output
+    assert arena("round", "bundle", "final", str(data_dir / "final.zip")).exit_code == 0
+    assert "manifest.json" in zipfile.ZipFile(data_dir / "final.zip").namelist()
+    shortcut = arena("round", "set", "final", "--visibility", "published")
+    assert shortcut.exit_code == 1 and "publish a round with `arena round publish`" in shortcut.output

@@ -70,7 +70,7 @@ def test_missing_metadata_or_entry_point(small, tmp_path):
 
 
 def test_submitting_before_any_dataset_says_what_to_do(settings, tmp_path):
-    with pytest.raises(Exception, match="validation needs a dataset"):
+    with pytest.raises(Exception, match="no round takes uploads: there is none yet"):
         submit_folder(settings, SAMPLES / "noop", tmp_path)
 
 

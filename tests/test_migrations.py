@@ -2,6 +2,8 @@
 schema of the models (what ``alembic check`` says), and every revision downgrades and
 upgrades again, so a release can be rolled back."""
 
+import json
+
 import pytest
 import sqlalchemy as sa
 from alembic import command
@@ -55,3 +57,34 @@ def test_classifications_keep_one_foreign_key(settings):
     command.downgrade(db.alembic_config(settings), "0005")
     keys = sa.inspect(db.get_engine(settings.resolved_database_url)).get_foreign_keys("classifications")
     assert len(keys) == 4
+
+
+def test_an_existing_tournament_becomes_one_round_per_dataset(settings):
+    """Migration 0014, with data in it: each dataset becomes a round at the epsilons its
+    attacks ran at, every submission is entered, and hidden leaderboards stay hidden."""
+    settings.data_dir.mkdir(parents=True)
+    command.upgrade(db.alembic_config(settings), "0010")
+    engine = db.get_engine(settings.resolved_database_url)
+    with engine.begin() as connection:
+        run = connection.execute
+        run(sa.text("UPDATE tournament SET leaderboards_public = false"))
+        run(sa.text("INSERT INTO datasets (id, name, created_at) VALUES (1, 'dev', '2026-01-01'), (2, 'final', '2026-01-02')"))
+        run(sa.text("INSERT INTO batches (id, dataset_id, \"index\") VALUES (1, 1, 0), (2, 2, 0)"))
+        run(sa.text("INSERT INTO teams (id, name, created_at) VALUES (1, 'a', '2026-01-01')"))
+        run(sa.text("INSERT INTO submissions (id, team_id, name, kind, sha256, metadata, status, created_at) VALUES "
+                    "(1, 1, 'fgsm', 'attack', 'x', '{}', 'accepted', '2026-01-03'), "
+                    "(2, 1, 'guard', 'defense', 'y', '{}', 'accepted', '2026-01-04')"))
+        run(sa.text("INSERT INTO attack_jobs (submission_id, batch_id, epsilon, status, attempt) VALUES "
+                    "(1, 1, 16, 'done', 1), (1, 1, 4, 'done', 1)"))
+    db.upgrade(settings)
+    with engine.connect() as connection:
+        rounds = connection.execute(sa.text("SELECT name, dataset_id, epsilons, visibility FROM rounds ORDER BY id")).all()
+        entries = connection.execute(sa.text("SELECT round_id, submission_id FROM round_entries ORDER BY 1, 2")).all()
+        baseline = connection.execute(sa.text("SELECT baseline FROM submissions WHERE id = 1")).scalar()
+    parsed = [(name, dataset, json.loads(eps) if isinstance(eps, str) else eps, visibility)
+              for name, dataset, eps, visibility in rounds]
+    assert parsed == [("dev", 1, [4, 16], "hidden"), ("final", 2, [2, 4, 8, 16], "hidden")]
+    assert [entry[1] for entry in entries] == [1, 2, 1, 2]
+    assert baseline is False or baseline == 0
+    command.downgrade(db.alembic_config(settings), "0010")
+    assert "rounds" not in tables(settings)

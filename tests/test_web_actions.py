@@ -72,16 +72,17 @@ def _is_error_page(response, status: int, sentence: str) -> None:
     assert f'<p class="error" id="error">{sentence}' in response.text and "Traceback" not in response.text
 
 
-def test_an_upload_before_any_dataset_exists_is_a_422_that_says_so(tmp_path):
-    """DatasetError was missing from the upload's list of intake errors: a 500."""
+def test_an_upload_before_any_round_exists_is_a_403_that_says_so(tmp_path):
+    """Once a 500 (DatasetError was missing from the upload's list of intake errors); with no
+    dataset there is no round either, so no round takes the upload."""
     settings = make_settings(tmp_path / "arena", organizer_token=TOKEN)
     client = _client(settings)
     token = client.post("/api/teams/red/token", headers=ORGANIZER).json()["token"]
     archive = {"archive": ("sub.tar.gz", b"any bytes: the dataset is checked first")}
     response = client.post("/api/submissions", files=archive, headers={"Authorization": f"Bearer {token}"})
-    assert response.status_code == 422 and "validation needs a dataset" in response.json()["detail"]
+    assert response.status_code == 403 and "no round takes uploads" in response.json()["detail"]
     client.post("/login", data={"token": token})
-    _is_error_page(client.post("/upload", files=archive), 422, "validation needs a dataset")
+    _is_error_page(client.post("/upload", files=archive), 403, "no round takes uploads")
     with transaction(settings) as session:
         assert session.scalars(select(Submission)).all() == []
     assert not list(settings.work_dir.glob("upload-*"))

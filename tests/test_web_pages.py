@@ -4,13 +4,15 @@ begin, headers explain themselves, the API docs need no internet."""
 
 import itertools
 import re
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 
 from arena.admin import tournament
+from arena.competition import rounds
 from arena.db import transaction
-from arena.models import SubmissionKind
+from arena.models import SubmissionKind, utcnow
 from arena.web.app import create_app
 from conftest import make_settings
 from factories import add_submission, synth_dataset
@@ -87,8 +89,11 @@ def test_a_fresh_site_shows_how_to_begin(tmp_path):
 def test_leaderboard_headers_explain_themselves_on_hover_and_below(client):
     page = client.get("/").text
     assert "normalised" not in page
-    headers = re.findall(r"<th ([^>]*)>([^<]+)</th>", page)
-    titled = {text: attrs for attrs, text in headers if 'title="' in attrs}
+    headers = re.findall(r'<th ([^>]*)>([^<]+?) <a class="explain" href="/evaluation#([\w-]+)"', page)
+    titled = {text: attrs for attrs, text, _ in headers if 'title="' in attrs}
+    explained = {anchor for _, _, anchor in headers}
+    evaluation = client.get("/evaluation").text
+    assert explained and all(f'id="{anchor}"' in evaluation for anchor in explained)  # every column links its explanation
     # The ε columns appear with the first results: tests/test_web_tournament.py checks theirs.
     for column in ("rank", "score", "normalized", "clean accuracy", "completion", "median s / 100 images"):
         assert column in titled, column
@@ -123,3 +128,36 @@ def test_the_upload_page_links_the_submission_format(client):
     assert 'href="/help/submissions"' in client.get("/upload", headers={"Authorization": f"Bearer {red}"}).text
     page = client.get("/help/submissions").text
     assert "metadata.json" in page and "<h1>Submissions</h1>" in page
+
+
+def test_rounds_show_their_deadline_and_a_team_its_uploads_left(client):
+    """The round's banner on the leaderboards and the upload page, and the rounds page: time
+    left to the deadline, and for a team the uploads it may still make per track."""
+    with transaction(client.app.state.settings) as session:
+        rounds.update(rounds.find(session, "synthetic"), closes_at=utcnow() + timedelta(days=2, hours=3, minutes=30),
+                      daily_quota=2)
+    red = {"Authorization": f"Bearer {client.post('/api/teams/red/token', headers=ORGANIZER).json()['token']}"}
+    banner = re.search(r'<p class="round-banner" id="round-banner">(.*?)</p>', client.get("/").text, re.S).group(1)
+    assert "Round <strong>synthetic</strong>: open, closes" in banner and re.search(r">2 d 3 h (29|30) min left<", banner)
+    upload = client.get("/upload", headers=red).text
+    assert "uploads left now: attack 1, targeted attack 2, defense 2" in upload  # red-attack entered today
+    rows = re.findall(r"<tr>(.*?)</tr>", client.get("/rounds").text, re.S)
+    assert len(rows) == 2 and "4, 16" in rows[1] and "quota per team and track: 2 a day" in rows[1]
+
+
+def test_the_leaderboards_show_one_entry_per_team_and_tag_baselines(client):
+    """Everyone sees one row per team and track; organizers can ask for every entry."""
+    settings = client.app.state.settings
+    with transaction(settings) as session:
+        add_submission(session, "blue-defense-2", SubmissionKind.DEFENSE, owner="blue")
+        add_submission(session, "reference", SubmissionKind.DEFENSE, owner="organizers").baseline = True
+    public = client.get("/").text
+    board = re.search(r'id="board-defense">(.*?)</table>', public, re.S).group(1)
+    assert "blue-defense-2" in board and "blue-defense<" not in board
+    assert re.search(r'reference</a> <span class="tag baseline"', board)
+    assert "All submissions" not in public and client.get("/api/leaderboards/defense?scope=all").status_code == 403
+    every = client.get("/?scope=all", headers=ORGANIZER).text
+    assert "blue-defense<" in re.search(r'id="board-defense">(.*?)</table>', every, re.S).group(1)
+    rows = {r["submission"]: r for r in client.get("/api/leaderboards/defense?scope=all", headers=ORGANIZER).json()}
+    assert rows["reference"]["rank"] is None and rows["reference"]["baseline"] is True
+    assert sorted(r["rank"] for r in rows.values() if r["rank"] is not None) == [1, 2]

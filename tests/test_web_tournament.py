@@ -219,7 +219,7 @@ def test_the_leaderboard_headers_explain_themselves(site, browser):
     page.goto(f"{url}/")
     assert "normalized" in page.inner_text("main") and "normalised" not in page.content()
     headers = page.locator("#board-defense th")
-    titles = {headers.nth(i).inner_text().strip(): headers.nth(i).get_attribute("title")
+    titles = {headers.nth(i).locator("button.sort").inner_text().strip(): headers.nth(i).get_attribute("title")
               for i in range(headers.count())}
     for column in ("score", "normalized", "ε=2", "ε=8", "clean accuracy", "completion", "median s / 100 images"):
         assert titles[column], column
@@ -227,6 +227,9 @@ def test_the_leaderboard_headers_explain_themselves(site, browser):
     assert "0 to 1" in titles["ε=8"] and "0–255" in titles["ε=8"]
     notes = page.inner_text("#notes-defense")
     assert "normalized" in notes and "ε=16 means ±16/255" in notes and "completion" in notes
+    page.click("#board-defense th >> nth=3 >> a.explain")  # "?" beside score: what it means
+    page.wait_for_url(f"{url}/evaluation#score")
+    assert "one point per adversarial image it labels correctly" in page.inner_text("#evaluation")
     page.close()
 
 
@@ -320,7 +323,8 @@ def _pages_by_role(settings, url: str) -> dict[str, tuple[str | None, list[str]]
     names = {s["name"]: s["id"] for s in httpx.get(f"{url}/api/submissions", headers=headers).json()}
     row = httpx.get(f"{url}/api/results?attack_id={names['step_to_target']}&eps=8&limit=1", headers=headers).json()[0]
     public = ["/", "/matrix", "/matrix?eps=8&value=hit", "/curves", "/submissions", f"/submissions/{names['noop']}",
-              f"/submissions/{names['decoder']}", "/help/submissions", "/login"]
+              f"/submissions/{names['decoder']}", "/help/submissions", "/competition", "/rules", "/rounds",
+              "/evaluation", "/data", "/teams/team-noop", "/register", "/login"]
     return {
         "anonymous": (None, public),
         "team": (team_token, [*public, "/upload"]),
@@ -414,7 +418,7 @@ def test_a_leaderboard_sorts_from_the_keyboard(site, browser):
     before = names()
     assert len(before) >= 2
     page.focus("a.csv[href^='/api/export/attack_results']")  # the attack board's CSV link, just above it
-    for _ in range(2):  # the rank header, then the submission header
+    for _ in range(3):  # the rank header, its "?" link to the explanation, then the submission header
         page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.closest('th')?.textContent.trim()") == "submission"
     assert page.evaluate("document.activeElement.closest('table').id") == "board-attack"

@@ -2,6 +2,7 @@
 
 import functools
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -22,6 +23,8 @@ from sqlalchemy.orm import Session
 
 from arena import db
 from arena.admin import teams, tournament
+from arena.competition import entries, rounds
+from arena.competition.entries import Scope
 from arena.config import Settings, get_settings
 from arena.data.dataset import (
     DatasetError,
@@ -36,8 +39,8 @@ from arena.execution import planning
 from arena.execution.run import run as run_missing
 from arena.execution.summary import RunSummary
 from arena.intake.submit import submit as take_submission
-from arena.models import Dataset, Submission, SubmissionStatus
-from arena.results import tallies
+from arena.models import Dataset, Round, Submission, SubmissionStatus, Visibility, as_utc, utcnow
+from arena.results import bundle, tallies
 from arena.results.export import export as export_results
 from arena.results.judging import MatrixValue
 from arena.results.scoring import Standings
@@ -74,14 +77,18 @@ images_app = Commands(help="Container images for the sample submissions.", no_ar
 submissions_app = Commands(help="List and inspect submissions.", no_args_is_help=True)
 teams_app = Commands(help="Teams and their web tokens.", no_args_is_help=True)
 scores_app = Commands(help="The tallies that scores are computed from.", no_args_is_help=True)
+round_app = Commands(help="Rounds: their datasets, upload windows, quotas and publication.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(images_app, name="images")
 app.add_typer(submissions_app, name="submissions")
 app.add_typer(teams_app, name="teams")
 app.add_typer(scores_app, name="scores")
+app.add_typer(round_app, name="round")
 
 console = Console(width=None if Console().is_terminal else 160)
+RoundForDataset = Annotated[Optional[str], typer.Option(
+    "--round", help="Name of the round opened on the dataset (default: the dataset's name; \"\" for none).")]
 DatasetOption = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name; optional when there is one.")]
 
 
@@ -130,6 +137,7 @@ def dataset_import(
     images: Annotated[Optional[Path], typer.Option(help="Image folder (default: FOLDER/images if present, else FOLDER).")] = None,
     name: Annotated[Optional[str], typer.Option(help="Dataset name (default: the folder's name).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for TargetClass where the CSV has none.")] = 0,
+    round_name: RoundForDataset = None,
 ) -> None:
     """Import a dataset: the 2017 format (ImageId,...,TrueLabel,TargetClass with ImageId.png files,
     299x299) or photos of any size with a labels CSV (filename + TrueLabel or class_index), which
@@ -141,7 +149,7 @@ def dataset_import(
         rows = read_competition_csv(csv_path, image_dir, seed=seed, track=_track)
     else:
         rows = read_photo_folder(image_dir, csv_path, seed=seed, track=_track)
-    _store(rows, name or folder.resolve().name)
+    _store(rows, name or folder.resolve().name, round_name)
 
 
 def _only_csv(folder: Path) -> Path:
@@ -151,9 +159,15 @@ def _only_csv(folder: Path) -> Path:
     return found[0]
 
 
-def _store(rows, name: str) -> None:
+def _store(rows, name: str, round_name: str | None) -> None:
+    """Store the dataset and, unless told not to, open a round on it with the settings' epsilons
+    and time limit (``arena round set`` changes its window, quotas and visibility)."""
     dataset = store_dataset(database(), name, rows)
     console.print(f"imported dataset {dataset.name!r}: {len(rows)} images in batches of {settings().batch_size}")
+    if round_name != "":
+        with db.transaction(database()) as session:
+            round_ = rounds.create(session, settings(), round_name or name, session.get_one(Dataset, dataset.id))
+            console.print(f"round {round_.name!r} open for uploads, epsilons {round_.epsilons}")
 
 
 @dataset_app.command("synth")
@@ -161,9 +175,10 @@ def dataset_synth(
     count: Annotated[int, typer.Argument(help="Number of images.", min=1)],
     name: Annotated[str, typer.Option(help="Dataset name.")] = "synthetic",
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same images.")] = 0,
+    round_name: RoundForDataset = None,
 ) -> None:
     """Make a synthetic dataset whose class is written in the picture (see dataset/README.md)."""
-    _store(synthesize(count, seed=seed, track=_track), name)
+    _store(synthesize(count, seed=seed, track=_track), name, round_name)
 
 
 @dataset_app.command("list")
@@ -199,10 +214,12 @@ def submit(
     archive: Annotated[Path, typer.Argument(help="A .zip, .tar or .tar.gz holding metadata.json and the code.")],
     team: Annotated[str, typer.Option(help="The team that owns the submission.")],
     name: Annotated[Optional[str], typer.Option(help="Submission name (default: the archive's name).")] = None,
+    round_name: Annotated[Optional[str], typer.Option("--round", help="Round to enter (default: the one open now).")] = None,
 ) -> None:
-    """Take a submission in: safe unpacking, metadata check, dedup, and a dry run on one batch."""
+    """Take a submission into a round: safe unpacking, metadata check, dedup, deadline and
+    quota, and a dry run on one batch."""
     with console.status("dry run on the sample batch..."):
-        submission = take_submission(settings(), archive, team, name)
+        submission = take_submission(database(), archive, team, name, round_name)
     _print_submission(submission)
     if submission.status is not SubmissionStatus.ACCEPTED:
         raise typer.Exit(1)
@@ -351,10 +368,14 @@ def disqualify(
 
 
 @app.command()
-def leaderboard(dataset: DatasetOption = None) -> None:
-    """Print the defense, attack and targeted-attack leaderboards and the error matrix."""
+def leaderboard(
+    dataset: DatasetOption = None,
+    every: Annotated[bool, typer.Option("--all", help="Every accepted entry, not one per team and track.")] = False,
+) -> None:
+    """Print the defense, attack and targeted-attack leaderboards and the error matrix: one
+    row per team and track (its counting submission), or every entry with --all."""
     with db.transaction(database()) as session:
-        standings = Standings.compute(session, find_dataset(session, dataset))
+        standings = Standings.compute(session, find_dataset(session, dataset), Scope.ALL if every else Scope.COUNTING)
     for title, board in (
         ("Defenses (score = correct answers on adversarial images)", standings.defense_leaderboard()),
         ("Attacks (score = misclassifications caused)", standings.attack_leaderboard()),
@@ -398,7 +419,7 @@ def demo(
     )
 
     run_demo(settings(), images, console, _run)
-    leaderboard(None)
+    leaderboard(None, every=True)
 
 
 @app.command()
@@ -416,3 +437,171 @@ def study(
     with db.transaction(database()) as session:
         written = write_report(session, find_dataset(session, name), report)
     console.print(f"report written: {', '.join(str(p) for p in written)}")
+
+
+# --- rounds, teams and baselines -----------------------------------------------------
+
+When = Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+                                                 help="UTC, e.g. 2026-12-01T12:00.")]
+Quota = Annotated[Optional[int], typer.Option(min=1, help="Uploads per team and track (default: no limit).")]
+RoundName = Annotated[str, typer.Argument(help="Round name.")]
+
+
+def _round(session: Session, name: str) -> Round:
+    return rounds.find(session, name)
+
+
+def _epsilons(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise rounds.RoundError(f"--eps takes integers separated by commas, got {text!r}") from None
+
+
+def _time_left(round_: Round) -> str:
+    window = rounds.window(round_)
+    state = window.state(utcnow())
+    if state == "open" and window.closes_at is not None:
+        return f"open, closes in {str(window.closes_at - utcnow()).split('.')[0]}"
+    return state
+
+
+@round_app.command("create")
+def round_create(
+    name: RoundName,
+    dataset: Annotated[str, typer.Option(help="The round's dataset (one of its own: results are kept per dataset).")],
+    eps: Annotated[Optional[str], typer.Option(help="Epsilons, e.g. 2,4,8,16 (default: ARENA_EPSILONS).")] = None,
+    seconds_per_image: Annotated[Optional[float], typer.Option(help="Time limit per image (default: the setting).")] = None,
+    opens: When = None,
+    closes: When = None,
+    hidden: Annotated[bool, typer.Option(help="Leaderboards only for organizers until published.")] = False,
+    daily_quota: Quota = None,
+    total_quota: Quota = None,
+) -> None:
+    """Open a round on a dataset, with its epsilons, time limit, upload window and quotas."""
+    with db.transaction(database()) as session:
+        round_ = rounds.create(
+            session, settings(), name, find_dataset(session, dataset), epsilons=_epsilons(eps),
+            seconds_per_image=seconds_per_image, opens_at=as_utc(opens), closes_at=as_utc(closes),
+            visibility=Visibility.HIDDEN if hidden else Visibility.LIVE, daily_quota=daily_quota, total_quota=total_quota,
+        )
+        console.print(f"round {round_.name!r} on {dataset!r}: epsilons {round_.epsilons}, {_time_left(round_)}")
+
+
+@round_app.command("list")
+def round_list() -> None:
+    """Every round with its window, quotas, visibility and entries."""
+    with db.transaction(database()) as session:
+        table = Table("round", "dataset", "epsilons", "s/image", "uploads", "quota/day", "quota", "leaderboards", "entries")
+        for r in session.scalars(select(Round).order_by(Round.id)):
+            table.add_row(r.name, r.dataset.name, ",".join(map(str, r.epsilons)), f"{r.seconds_per_image:g}",
+                          _time_left(r), _cell(r.daily_quota or "-"), _cell(r.total_quota or "-"), r.visibility.value,
+                          str(len(entries.accepted(session, r.dataset_id))))
+    console.print(table)
+
+
+@round_app.command("set")
+def round_set(
+    name: RoundName,
+    opens: When = None,
+    closes: When = None,
+    visibility: Annotated[Optional[Visibility], typer.Option(help="live or hidden (publish with `round publish`).")] = None,
+    daily_quota: Quota = None,
+    total_quota: Quota = None,
+    rank_baselines: Annotated[Optional[bool], typer.Option(help="Give baselines a rank like teams.")] = None,
+    public_data: Annotated[Optional[bool], typer.Option(
+        help="Let anyone download the round's images and labels (a development set; never a hidden final set).")] = None,
+) -> None:
+    """Change a round's window, quotas, leaderboard visibility or whether its data is public."""
+    with db.transaction(database()) as session:
+        round_ = rounds.update(_round(session, name), opens_at=as_utc(opens), closes_at=as_utc(closes),
+                               visibility=visibility, daily_quota=daily_quota, total_quota=total_quota,
+                               rank_baselines=rank_baselines, data_public=public_data)
+        console.print(f"round {round_.name!r}: {_time_left(round_)}, leaderboards {round_.visibility.value}")
+
+
+@round_app.command("close")
+def round_close(name: RoundName) -> None:
+    """Refuse new uploads from now on (results keep being computed)."""
+    with db.transaction(database()) as session:
+        rounds.close(_round(session, name))
+    console.print(f"round {name!r} is closed to uploads")
+
+
+@round_app.command("publish")
+def round_publish(name: RoundName) -> None:
+    """Freeze a round whose jobs are all done and show its leaderboards to everyone."""
+    with db.transaction(database()) as session:
+        rounds.publish(session, _round(session, name))
+    console.print(f"round {name!r} is published")
+
+
+@round_app.command("carry")
+def round_carry(
+    name: Annotated[str, typer.Argument(help="The round to carry submissions into.")],
+    submissions: Annotated[Optional[list[str]], typer.Argument(help="Submission names.")] = None,
+    counting_from: Annotated[Optional[str], typer.Option(
+        "--counting-from", help="Carry every team's counting submissions of this round.")] = None,
+) -> None:
+    """Enter stored submissions into a round without a new upload; run them with `arena run`."""
+    with db.transaction(database()) as session:
+        chosen = [_submission(session, n) for n in submissions or []]
+        if counting_from is not None:
+            ids = entries.counting(session, _round(session, counting_from).dataset_id)
+            chosen += list(session.scalars(select(Submission).where(Submission.id.in_(ids))))
+        if not chosen:
+            raise rounds.RoundError("name submissions to carry, or --counting-from ROUND")
+        carried = rounds.carry(session, _round(session, name), chosen)
+    console.print(f"carried {len(carried)} submissions into {name!r}: {', '.join(s.name for s in carried) or 'none new'}")
+
+
+@round_app.command("bundle")
+def round_bundle(name: RoundName, target: Annotated[Path, typer.Argument(help="The .zip to write.")]) -> None:
+    """Write the round's results bundle: the 2017 result files, per-image Parquet and a manifest
+    (round settings, dataset hash, every entry's code hash and container, platform settings)."""
+    with db.transaction(database()) as session:
+        bundle.write(session, settings(), _round(session, name), target)
+    console.print(f"wrote {target}")
+
+
+@round_app.command("choose")
+def round_choose(name: RoundName, submission: Annotated[str, typer.Argument(help="Submission name.")]) -> None:
+    """Make a submission the one that counts for its team and track in the round."""
+    with db.transaction(database()) as session:
+        entries.choose(session, _round(session, name), _submission(session, submission))
+    console.print(f"{submission} counts for its team in {name!r}")
+
+
+@teams_app.command("member")
+def teams_member(
+    team: Annotated[str, typer.Argument(help="Team name (created if new).")],
+    member: Annotated[str, typer.Argument(help="The member's name.")],
+    contact: Annotated[Optional[str], typer.Option(help="E-mail or other contact, shown to organizers.")] = None,
+) -> None:
+    """Add a member to a team."""
+    with db.transaction(database()) as session:
+        teams.add_member(session, team, member, contact)
+    console.print(f"{member} is in team {team!r}")
+
+
+@teams_app.command("list")
+def teams_list() -> None:
+    """Teams with their members and submissions."""
+    with db.transaction(database()) as session:
+        table = Table("team", "members", "submissions")
+        for team, members, count in teams.overview(session):
+            table.add_row(team, members, str(count))
+    console.print(table)
+
+
+@app.command()
+def baseline(
+    name: Annotated[str, typer.Argument(help="Submission name.")],
+    off: Annotated[bool, typer.Option("--off", help="Make it an ordinary entry again.")] = False,
+) -> None:
+    """Mark a submission as an organizers' baseline: shown apart and, unless the round ranks them, unranked."""
+    with db.transaction(database()) as session:
+        _submission(session, name).baseline = not off
+    console.print(f"{name} is {'an ordinary entry' if off else 'a baseline'}")

@@ -34,6 +34,17 @@ class ForbiddenError(ArenaError):
     status = 403
 
 
+class QuotaError(ArenaError):
+    """The caller may do this again, but not yet (an upload quota is used up); ``retry_at``
+    says when, for the message and the HTTP Retry-After header."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_at=None):
+        super().__init__(message)
+        self.retry_at = retry_at
+
+
 class ConflictError(ArenaError):
     """The action does not fit the current state (already there, already running)."""
 

@@ -37,6 +37,13 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def as_utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands stored moments back without their zone; every moment stored here is UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
+
+
 class Base(DeclarativeBase):
     pass
 
@@ -67,6 +74,14 @@ class SubmissionStatus(StrEnum):
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     DISQUALIFIED = "disqualified"
+
+
+class Visibility(StrEnum):
+    """Who sees a round's leaderboards."""
+
+    LIVE = "live"  # everyone, as results come in
+    HIDDEN = "hidden"  # organizers only, until the round is published
+    PUBLISHED = "published"  # everyone; the round is frozen
 
 
 class JobStatus(StrEnum):
@@ -159,6 +174,23 @@ class Team(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)  # the team's web token, hashed
 
+    members: Mapped[list["TeamMember"]] = relationship(
+        back_populates="team", cascade="all, delete-orphan", order_by="TeamMember.id"
+    )
+
+
+class TeamMember(Base):
+    """A person in a team: organizers need to know who to reach, teams to see who is in."""
+
+    __tablename__ = "team_members"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    contact: Mapped[str | None] = mapped_column(String(200))  # e-mail or anything the organizers asked for
+
+    team: Mapped[Team] = relationship(back_populates="members")
+
 
 class WebSession(Base):
     """A browser's login: the cookie carries a random session id, this row only its sha256.
@@ -187,6 +219,9 @@ class Tournament(Base):
     title: Mapped[str] = mapped_column(String(200), default="Arena tournament")
     leaderboards_public: Mapped[bool] = mapped_column(Boolean, default=True)  # False hides them until the end
     uploads_open: Mapped[bool] = mapped_column(Boolean, default=True)
+    overview: Mapped[str] = mapped_column(Text, default="", server_default="")  # Markdown, by the organizers
+    rules: Mapped[str] = mapped_column(Text, default="", server_default="")  # Markdown, by the organizers
+    self_registration: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
 
 class Submission(Base):
@@ -203,6 +238,8 @@ class Submission(Base):
     validation_report: Mapped[dict | None] = mapped_column(JSON)
     #: Images per container run, fixed once from the dry run (``execution.packing``).
     pack_images: Mapped[int | None] = mapped_column(Integer)
+    #: An organizers' reference entry (2017 published six): shown apart and, by default, unranked.
+    baseline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     team: Mapped[Team] = relationship()
@@ -214,6 +251,48 @@ class Submission(Base):
     @property
     def entry_point(self) -> str:
         return self.meta["entry_point"]
+
+
+class Round(Base):
+    """One stage of a competition: its own dataset, epsilons, time limit, upload window and
+    quotas. Results are keyed by dataset, so a round has a dataset of its own: a submission
+    carried into the next round runs again on the new images only."""
+
+    __tablename__ = "rounds"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), unique=True)
+    epsilons: Mapped[list[int]] = mapped_column(JSON)
+    seconds_per_image: Mapped[float] = mapped_column(Float)
+    opens_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # none: open from creation
+    closes_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # none: open until closed
+    visibility: Mapped[Visibility] = mapped_column(_enum(Visibility), default=Visibility.LIVE)
+    daily_quota: Mapped[int | None] = mapped_column(Integer)  # uploads per team and track in any 24 hours
+    total_quota: Mapped[int | None] = mapped_column(Integer)  # uploads per team and track in the round
+    rank_baselines: Mapped[bool] = mapped_column(Boolean, default=False)
+    data_public: Mapped[bool] = mapped_column(Boolean, default=False)  # its images downloadable (a development set)
+    published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    dataset: Mapped[Dataset] = relationship()
+
+
+class Entry(Base):
+    """A submission taking part in a round: by upload, or carried over from an earlier round
+    with the same stored code. ``chosen`` marks the entry a team picked to count for its
+    track (otherwise its latest accepted one counts)."""
+
+    __tablename__ = "round_entries"
+
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), primary_key=True)
+    entered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    carried: Mapped[bool] = mapped_column(Boolean, default=False)
+    chosen: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    round: Mapped[Round] = relationship()
+    submission: Mapped[Submission] = relationship()
 
 
 class JobState:

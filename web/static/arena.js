@@ -35,8 +35,11 @@ function bindSorting(root) {
     const button = document.createElement("button");
     button.type = "button";
     button.className = "sort";
-    button.append(...th.childNodes);
+    // The "?" link to the column's explanation stays beside the button: a link inside a button is neither.
+    const explain = th.querySelector("a.explain");
+    button.append(...[...th.childNodes].filter((node) => node !== explain));
     th.appendChild(button);
+    if (explain) th.appendChild(explain);
     button.addEventListener("click", () => sortTable(th));
   });
 }

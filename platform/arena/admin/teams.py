@@ -7,11 +7,11 @@ does not let anyone upload in a team's name. Issuing a new token revokes the old
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena.errors import InputError
-from arena.models import Team
+from arena.errors import ConflictError, InputError
+from arena.models import Submission, Team, TeamMember
 
 
 class TeamError(InputError):
@@ -49,3 +49,32 @@ def issue_token(session: Session, name: str) -> str:
 
 def team_for_token(session: Session, token: str) -> Team | None:
     return session.scalar(select(Team).where(Team.token_sha256 == token_hash(token)))
+
+
+def add_member(session: Session, team_name: str, name: str, contact: str | None = None) -> TeamMember:
+    name, contact = name.strip(), (contact or "").strip() or None
+    if not name or len(name) > 200 or (contact and len(contact) > 200):
+        raise TeamError("a member's name (and contact) must be 1 to 200 characters")
+    team = find_or_create(session, team_name)
+    member = TeamMember(name=name, contact=contact)
+    team.members.append(member)
+    return member
+
+
+def overview(session: Session) -> list[tuple[str, str, int]]:
+    """(team, its members as one line, how many submissions it made), by team name."""
+    counts = dict(session.execute(select(Submission.team_id, func.count(Submission.id)).group_by(Submission.team_id)).all())
+    return [
+        (team.name, ", ".join(m.name + (f" <{m.contact}>" if m.contact else "") for m in team.members),
+         counts.get(team.id, 0))
+        for team in session.scalars(select(Team).order_by(Team.name))
+    ]
+
+
+def register(session: Session, name: str, member: str, contact: str | None) -> str:
+    """A team that signs itself up (where organizers allow it): a new name only, with its first
+    member; its token, to show once."""
+    if find(session, name) is not None:
+        raise ConflictError(f"a team named {name.strip()!r} exists: choose another name, or ask its members for the token")
+    add_member(session, name, member, contact)
+    return issue_token(session, name)

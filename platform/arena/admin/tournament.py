@@ -1,8 +1,8 @@
 """The tournament's organizer-controlled state: its settings row and disqualifications.
 
 Settings that organizers change while a tournament runs (leaderboards hidden until the end,
-uploads closed) live in the database rather than the environment, so every web process and
-worker sees the same values without a restart.
+uploads closed, the overview and rules pages, self-registration) live in the database rather
+than the environment, so every web process and worker sees the same values without a restart.
 """
 
 from sqlalchemy.orm import Session
@@ -11,6 +11,7 @@ from arena.errors import InputError
 from arena.models import Submission, SubmissionStatus, Tournament
 
 SETTINGS_ROW = 1  # made by migration 0007
+MAX_PAGE_CHARACTERS = 100_000  # the overview and the rules, in Markdown
 
 
 class SettingError(InputError):
@@ -23,16 +24,21 @@ def current(session: Session) -> Tournament:
 
 
 def update(session: Session, title: str | None = None, leaderboards_public: bool | None = None,
-           uploads_open: bool | None = None) -> Tournament:
+           uploads_open: bool | None = None, *, overview: str | None = None, rules: str | None = None,
+           self_registration: bool | None = None) -> Tournament:
+    """Change what is given; None leaves a setting as it is."""
     row = current(session)
     if title is not None:
         if not title.strip() or len(title) > 200:
             raise SettingError("the title must be 1 to 200 characters")
         row.title = title.strip()
-    if leaderboards_public is not None:
-        row.leaderboards_public = leaderboards_public
-    if uploads_open is not None:
-        row.uploads_open = uploads_open
+    for name, text in (("overview", overview), ("rules", rules)):
+        if text is not None and len(text) > MAX_PAGE_CHARACTERS:
+            raise SettingError(f"the {name} is {len(text)} characters; at most {MAX_PAGE_CHARACTERS} are kept")
+    for field, value in (("leaderboards_public", leaderboards_public), ("uploads_open", uploads_open),
+                         ("overview", overview), ("rules", rules), ("self_registration", self_registration)):
+        if value is not None:
+            setattr(row, field, value)
     return row
 
 

@@ -22,6 +22,7 @@ from typing import Generic, Protocol, TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from arena.competition import rounds
 from arena.config import Settings
 from arena.db import bulk_insert, retry_while_unreachable, transaction
 from arena.execution.leases import Claim, claim, heartbeat, still_held
@@ -182,11 +183,13 @@ LOADERS = {JobKind.ATTACK: _load_attack_pack, JobKind.DEFENSE: _load_defense_pac
 
 @retry_while_unreachable
 def _load(settings: Settings, pack: Pack, claims: dict[int, Claim]) -> LoadedPack:
-    """Load the claimed jobs' inputs, and record the run's image count on their attempts
-    (packing learns each submission's time per image from it)."""
+    """Load the claimed jobs' inputs, to run under their round's time limit, and record the
+    run's image count on their attempts (packing learns each submission's time per image
+    from it)."""
     with transaction(settings) as session:
         jobs = [session.get(pack.kind.job_class, job_id) for job_id in pack.job_ids]
-        loaded = LOADERS[pack.kind](settings, session, jobs)
+        round_ = rounds.of_dataset(session, jobs[0].batch.dataset_id)
+        loaded = LOADERS[pack.kind](rounds.run_settings(settings, round_), session, jobs)
         attempts = [held.attempt_id for held in claims.values()]
         session.execute(update(JobAttempt).where(JobAttempt.id.in_(attempts)).values(images=loaded.images))
     return loaded

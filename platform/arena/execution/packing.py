@@ -24,6 +24,7 @@ from collections import defaultdict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from arena.competition import rounds
 from arena.config import Settings
 from arena.execution import leases, planning
 from arena.execution.pack_run import Pack
@@ -120,7 +121,9 @@ def next_packs(
     saw fail on the platform). A job that failed on the platform ``settings.max_attempts``
     times is left in error."""
     leases.reap(session)
-    planning.plan(session, dataset, settings.epsilons, settings.eps_schedule)
+    round_ = rounds.of_dataset(session, dataset.id)
+    if round_ is not None:  # a dataset no round uses has no entries, so nothing to plan
+        planning.plan(session, dataset, round_.epsilons, settings.eps_schedule)
     packs = []
     for kind in JobKind:
         jobs = planning.runnable(session, dataset, kind, max_attempts=settings.max_attempts)

@@ -1,7 +1,8 @@
 """Planning: which jobs are missing, and only those.
 
-The tournament's work is a grid: every accepted attack x every epsilon x every batch,
-then every accepted defense x every finished attack job and every clean batch. Planning
+The tournament's work is a grid, per round (a round owns its dataset): every accepted
+attack entered in the round x the round's epsilons x every batch, then every accepted
+defense entered in the round x every finished attack job and every clean batch. Planning
 compares the grid with the jobs already in the database and inserts the difference, so
 a new attack adds only its row and a new defense only its column. Two runners may plan at
 once (two ``arena run``, a worker fleet's dispatcher and the web's Run button): a job the
@@ -21,8 +22,10 @@ from arena.models import (
     Batch,
     Dataset,
     DefenseJob,
+    Entry,
     JobKind,
     JobStatus,
+    Round,
     Submission,
     SubmissionKind,
     SubmissionStatus,
@@ -36,9 +39,15 @@ class Plan:
     defense_jobs: int
 
 
-def _accepted(session: Session, defenses: bool) -> list[int]:
+def _accepted(session: Session, dataset: Dataset, defenses: bool) -> list[int]:
+    """Accepted submissions entered in the round that owns the dataset (none without a round)."""
     kinds = [SubmissionKind.DEFENSE] if defenses else [SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK]
-    query = select(Submission.id).where(Submission.kind.in_(kinds), Submission.status == SubmissionStatus.ACCEPTED)
+    query = (
+        select(Submission.id)
+        .join(Entry, Entry.submission_id == Submission.id)
+        .join(Round, Entry.round_id == Round.id)
+        .where(Round.dataset_id == dataset.id, Submission.kind.in_(kinds), Submission.status == SubmissionStatus.ACCEPTED)
+    )
     return list(session.scalars(query.order_by(Submission.id)))
 
 
@@ -55,21 +64,19 @@ def plan_attack_jobs(session: Session, dataset: Dataset, epsilons: list[int],
         ))
     )
     at = [(eps, batch) for index, batch in enumerate(batches) for eps in schedule.of_batch(epsilons, index)]
-    wanted = ((submission, eps, batch) for submission, (eps, batch) in product(_accepted(session, defenses=False), at))
+    wanted = ((submission, eps, batch) for submission, (eps, batch) in product(_accepted(session, dataset, defenses=False), at))
     missing = [dict(submission_id=s, epsilon=e, batch_id=b) for s, e, b in wanted if (s, e, b) not in existing]
     return _insert_new(session, AttackJob.__table__, missing)
 
 
 def plan_defense_jobs(session: Session, dataset: Dataset) -> int:
-    """Defense jobs for clean batches and for every finished attack job of an accepted attack."""
+    """Defense jobs for clean batches and for every finished attack job of an entered attack."""
     batches = _batch_ids(session, dataset)
     finished = session.execute(
-        select(AttackJob.id, AttackJob.batch_id)
-        .join(Submission)
-        .where(
+        select(AttackJob.id, AttackJob.batch_id).where(
             AttackJob.batch_id.in_(batches),
             AttackJob.status == JobStatus.DONE,
-            Submission.status == SubmissionStatus.ACCEPTED,
+            AttackJob.submission_id.in_(_accepted(session, dataset, defenses=False)),
         )
     )
     targets = [(None, b) for b in batches] + [(a, b) for a, b in finished]
@@ -82,7 +89,7 @@ def plan_defense_jobs(session: Session, dataset: Dataset) -> int:
     )
     missing = [
         dict(submission_id=d, attack_job_id=a, batch_id=b)
-        for d in _accepted(session, defenses=True)
+        for d in _accepted(session, dataset, defenses=True)
         for a, b in targets
         if (d, a, b) not in existing
     ]
@@ -124,7 +131,7 @@ def expected_defense_jobs(session: Session, dataset: Dataset) -> int:
         .join(Batch, AttackJob.batch_id == Batch.id)
         .where(Batch.dataset_id == dataset.id, AttackJob.status != JobStatus.DONE)
     )
-    return unfinished * len(_accepted(session, defenses=True))
+    return unfinished * len(_accepted(session, dataset, defenses=True))
 
 
 def held(session: Session, dataset: Dataset) -> int:

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from arena.competition import entries, quotas, rounds
 from arena.config import Settings
 from arena.db import transaction
 from arena.errors import InputError
@@ -22,7 +23,7 @@ from arena.execution import packing
 from arena.intake.archive import extract, tree_sha256
 from arena.intake.dry_run import ValidationReport, sample_batch, validate
 from arena.intake.metadata import Metadata, SubmissionCode
-from arena.models import Submission, SubmissionStatus, Team
+from arena.models import Round, Submission, SubmissionStatus, Team
 from arena.sandbox.containers import SandboxError
 
 
@@ -44,26 +45,34 @@ def _refuse_duplicate(session: Session, sha256: str, name: str) -> None:
         raise SubmissionError(f"a submission named {name!r} exists; choose another with --name")
 
 
-def _register(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata) -> int:
+def _register(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata, round_id: int) -> int:
     """Store the submission as validating before anything else is done with its code.
 
     Two uploads of the same code (or name, or a new team's first two) may race: the unique
     constraints decide, and the loser is told what the winner took, as if it had come
     second; a race over the new team alone is simply tried again, the team now existing."""
     try:
-        return _insert(settings, sha256, name, team, metadata)
+        return _insert(settings, sha256, name, team, metadata, round_id)
     except IntegrityError:
         with transaction(settings) as session:
             _refuse_duplicate(session, sha256, name)
-        return _insert(settings, sha256, name, team, metadata)
+        return _insert(settings, sha256, name, team, metadata, round_id)
 
 
-def _insert(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata) -> int:
+def _insert(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata, round_id: int) -> int:
+    """The row and its round entry, after the deadline and the team's quota are checked in
+    the same transaction (the team's row locked on PostgreSQL, so two uploads at once
+    cannot both take the last one; SQLite writes one transaction at a time anyway)."""
     with transaction(settings) as session:
         _refuse_duplicate(session, sha256, name)
-        owner = session.scalar(select(Team).where(Team.name == team)) or Team(name=team)
+        round_ = session.get_one(Round, round_id)
+        owner = session.scalar(select(Team).where(Team.name == team).with_for_update()) or Team(name=team)
+        rounds.refuse_unless_open(round_)
+        if owner.id is not None:
+            quotas.check(session, round_, owner, metadata.type)
         submission = Submission(team=owner, name=name, kind=metadata.type, sha256=sha256, meta=metadata.model_dump())
         session.add(submission)
+        entries.enter(session, round_, submission)
         session.flush()
         return submission.id
 
@@ -108,14 +117,18 @@ def _install(settings: Settings, root: Path, metadata: Metadata, sha256: str) ->
     return target
 
 
-def submit(settings: Settings, archive: Path, team: str, name: str | None = None) -> Submission:
-    """Take an archive in and dry-run it; return the stored submission, accepted or rejected."""
+def submit(settings: Settings, archive: Path, team: str, name: str | None = None,
+           round_name: str | None = None) -> Submission:
+    """Take an archive into a round (the one open now, unless named) and dry-run it under the
+    round's epsilons and time limit; return the stored submission, accepted or rejected."""
     with transaction(settings) as session:
+        round_ = rounds.for_uploads(session, round_name)
+        round_id, settings = round_.id, rounds.run_settings(settings, round_)
         images = sample_batch(session)
     name = name or _default_name(archive)
     with unpacked(settings, archive) as (root, metadata, sha256):
         _check_allowed(settings, metadata)
-        submission_id = _register(settings, sha256, name, team, metadata)
+        submission_id = _register(settings, sha256, name, team, metadata, round_id)
         try:
             code = SubmissionCode(_install(settings, root, metadata, sha256), metadata)
             report = validate(settings, code, images)

@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arena.competition import entries, rounds
 from arena.config import Settings
 from arena.models import (
     Batch,
@@ -62,23 +63,26 @@ def job_statuses(session: Session, dataset: Dataset, kind: JobKind, submission_i
     return Counter({JobStatus(status): count for status, count in session.execute(query)})
 
 
-def _accepted(session: Session, *kinds: SubmissionKind) -> int:
-    query = select(func.count(Submission.id)).where(Submission.kind.in_(kinds), Submission.status == SubmissionStatus.ACCEPTED)
+def _accepted(session: Session, dataset: Dataset, *kinds: SubmissionKind) -> int:
+    """Accepted submissions of these kinds entered in the dataset's round."""
+    entered = entries.accepted(session, dataset.id)
+    query = select(func.count(Submission.id)).where(Submission.id.in_(entered), Submission.kind.in_(kinds))
     return session.scalar(query)
 
 
 def _grid(session: Session, dataset: Dataset, settings: Settings) -> tuple[int, int]:
-    """Jobs one attack and one defense have in the full grid."""
+    """Jobs one attack and one defense have in the full grid, at the round's epsilons."""
     batches = session.scalar(select(func.count(Batch.id)).where(Batch.dataset_id == dataset.id))
-    attacks = _accepted(session, SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
-    per_attack = batches * settings.eps_schedule.per_batch(settings.epsilons)
+    attacks = _accepted(session, dataset, SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
+    epsilons = rounds.run_settings(settings, rounds.of_dataset(session, dataset.id)).epsilons
+    per_attack = batches * settings.eps_schedule.per_batch(epsilons)
     return per_attack, batches + attacks * per_attack
 
 
 def tournament_progress(session: Session, dataset: Dataset, settings: Settings) -> dict[str, JobCounts]:
     per_attack, per_defense = _grid(session, dataset, settings)
-    attacks = _accepted(session, SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
-    defenses = _accepted(session, SubmissionKind.DEFENSE)
+    attacks = _accepted(session, dataset, SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
+    defenses = _accepted(session, dataset, SubmissionKind.DEFENSE)
     return {
         "attack_jobs": JobCounts(job_statuses(session, dataset, JobKind.ATTACK), attacks * per_attack),
         "defense_jobs": JobCounts(job_statuses(session, dataset, JobKind.DEFENSE), defenses * per_defense),
@@ -94,7 +98,7 @@ def submission_progress(session: Session, dataset: Dataset, submission: Submissi
 
 
 def completion(session: Session, dataset: Dataset, settings: Settings) -> dict[int, float]:
-    """Each accepted submission's finished share of its jobs, by submission id (two grouped
+    """Each entered submission's finished share of its jobs, by submission id (two grouped
     queries, whatever the number of submissions: the leaderboards show it on every row)."""
     per_attack, per_defense = _grid(session, dataset, settings)
     done: dict[int, int] = {}
@@ -105,7 +109,8 @@ def completion(session: Session, dataset: Dataset, settings: Settings) -> dict[i
             .where(Batch.dataset_id == dataset.id, job_class.status == JobStatus.DONE)
             .group_by(job_class.submission_id)
         ).all())
-    accepted = session.execute(select(Submission.id, Submission.kind).where(Submission.status == SubmissionStatus.ACCEPTED))
+    entered = entries.accepted(session, dataset.id)
+    accepted = session.execute(select(Submission.id, Submission.kind).where(Submission.id.in_(entered)))
     return {
         submission_id: JobCounts(Counter({JobStatus.DONE: done.get(submission_id, 0)}),
                                  per_attack if kind.is_attack else per_defense).fraction

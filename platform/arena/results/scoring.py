@@ -6,7 +6,10 @@ The rules are the 2017 competition's (see docs/scoring.md):
 - defense score = correct answers over every adversarial image of every attack (targeted
   ones included); attack score = errors over every defense; targeted-attack score = hits.
 - normalized rate = score / number of (image, counterpart, eps) cells that were scored.
-Only accepted submissions count: a disqualified one leaves every table.
+Only accepted submissions entered in the dataset's round count: a disqualified one leaves
+every table. Leaderboards rank either every entry or, as teams see them, the one entry per
+team and track that counts (``competition.entries.Scope``); baselines are shown but, unless
+the round says otherwise, not ranked.
 
 Every score is a sum over (attack, defense, epsilon) cells, so ``Standings`` reads the
 tallies (``arena.tallies``: a few thousand rows kept in step with the results) and never
@@ -20,6 +23,8 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena.competition import entries, rounds
+from arena.competition.entries import Scope
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -30,7 +35,6 @@ from arena.models import (
     Image,
     Submission,
     SubmissionKind,
-    SubmissionStatus,
     Team,
 )
 from arena.results.judging import ERROR, HIT, MatrixValue
@@ -40,13 +44,9 @@ RESULT_COLUMNS = ["defense_id", "attack_id", "epsilon", "image_id", "image", "la
                   MatrixValue.ERROR, MatrixValue.HIT]
 
 
-def _accepted_ids(session: Session) -> list[int]:
-    return list(session.scalars(select(Submission.id).where(Submission.status == SubmissionStatus.ACCEPTED)))
-
-
-def load_results(session: Session, dataset: Dataset) -> pd.DataFrame:
+def load_results(session: Session, dataset: Dataset, scope: Scope = Scope.ALL) -> pd.DataFrame:
     """One row per defense answer on an adversarial image, with the truth beside it."""
-    accepted = _accepted_ids(session)
+    accepted = entries.in_scope(session, dataset.id, scope)
     query = (
         select(
             Classification.defense_id,
@@ -103,15 +103,16 @@ class Names:
     frame: pd.DataFrame
 
     @classmethod
-    def load(cls, session: Session) -> "Names":
+    def load(cls, session: Session, ids: list[int]) -> "Names":
         rows = session.execute(
-            select(Submission.id, Submission.name, Team.name, Submission.kind)
+            select(Submission.id, Submission.name, Team.name, Submission.kind, Submission.baseline)
             .join(Team)
-            .where(Submission.status == SubmissionStatus.ACCEPTED)
+            .where(Submission.id.in_(ids))
             .order_by(Submission.id)
         ).all()
-        frame = pd.DataFrame(rows, columns=["id", "submission", "team", "kind"]).set_index("id")
+        frame = pd.DataFrame(rows, columns=["id", "submission", "team", "kind", "baseline"]).set_index("id")
         frame["kind"] = frame["kind"].map(str)
+        frame["baseline"] = frame["baseline"].astype(bool)
         return cls(frame)
 
     def of_kind(self, *kinds: SubmissionKind) -> pd.DataFrame:
@@ -145,11 +146,14 @@ def _scores(cells: pd.DataFrame, by: str, value: MatrixValue, epsilons: list[int
     return table
 
 
-def _leaderboard(table: pd.DataFrame, subjects: pd.DataFrame) -> pd.DataFrame:
-    board = subjects[["submission", "team"]].join(table, how="left")
+def _leaderboard(table: pd.DataFrame, subjects: pd.DataFrame, rank_baselines: bool) -> pd.DataFrame:
+    """Best first; baselines keep their place in the order but take no rank unless the round
+    ranks them, so a team's rank counts teams only."""
+    board = subjects[["submission", "team", "baseline"]].join(table, how="left")
     board[["score", "scored"]] = board[["score", "scored"]].fillna(0).astype(int)
     board = board.sort_values(["score", "submission"], ascending=[False, True])
-    board.insert(0, "rank", np.arange(1, len(board) + 1))
+    ranked = ~board["baseline"] | rank_baselines
+    board.insert(0, "rank", pd.Series(np.cumsum(ranked), index=board.index).where(ranked).astype("Int64"))
     return board.reset_index(drop=True)
 
 
@@ -161,13 +165,20 @@ class Standings:
     clean: pd.Series  # clean accuracy by defense id
     names: Names
     epsilons: list[int]
+    rank_baselines: bool = False
 
     @classmethod
-    def compute(cls, session: Session, dataset: Dataset) -> "Standings":
-        accepted = _accepted_ids(session)
+    def compute(cls, session: Session, dataset: Dataset, scope: Scope = Scope.ALL) -> "Standings":
+        """The dataset's round, among every entry or only the counting ones; cells at an
+        epsilon the round does not use (left from an earlier setting) are not shown."""
+        accepted = entries.in_scope(session, dataset.id, scope)
         cells = load_cells(session, dataset, accepted)
+        round_ = rounds.of_dataset(session, dataset.id)
+        if round_ is not None:
+            cells = cells[cells["epsilon"].isin(round_.epsilons)]
         epsilons = sorted(int(e) for e in cells["epsilon"].unique())
-        return cls(cells, load_clean(session, dataset, accepted), Names.load(session), epsilons)
+        clean = load_clean(session, dataset, accepted)
+        return cls(cells, clean, Names.load(session, accepted), epsilons, bool(round_ and round_.rank_baselines))
 
     @property
     def empty(self) -> bool:
@@ -191,14 +202,15 @@ class Standings:
 
     def defense_leaderboard(self) -> pd.DataFrame:
         table = _scores(self.cells, "defense_id", MatrixValue.CORRECT, self.epsilons)
-        return _leaderboard(table.join(self.clean, how="outer"), self.names.of_kind(SubmissionKind.DEFENSE))
+        return _leaderboard(table.join(self.clean, how="outer"), self.names.of_kind(SubmissionKind.DEFENSE),
+                            self.rank_baselines)
 
     def attack_leaderboard(self) -> pd.DataFrame:
         attacks = self.cells[self.cells["attack_id"].isin(self.names.of_kind(SubmissionKind.ATTACK).index)]
         table = _scores(attacks, "attack_id", MatrixValue.ERROR, self.epsilons)
-        return _leaderboard(table, self.names.of_kind(SubmissionKind.ATTACK))
+        return _leaderboard(table, self.names.of_kind(SubmissionKind.ATTACK), self.rank_baselines)
 
     def targeted_attack_leaderboard(self) -> pd.DataFrame:
         kinds = self.names.of_kind(SubmissionKind.TARGETED_ATTACK)
         table = _scores(self.cells[self.cells["attack_id"].isin(kinds.index)], "attack_id", MatrixValue.HIT, self.epsilons)
-        return _leaderboard(table, kinds)
+        return _leaderboard(table, kinds, self.rank_baselines)

@@ -8,11 +8,12 @@ from rich.console import Console
 from sqlalchemy import select
 
 from arena import REPO_ROOT, db
+from arena.competition import rounds
 from arena.config import Settings
-from arena.data.dataset import store_dataset, synthesize
+from arena.data.dataset import find_dataset, store_dataset, synthesize
 from arena.intake.archive import pack
 from arena.intake.submit import submit
-from arena.models import Dataset, Submission
+from arena.models import Dataset, Submission, SubmissionStatus
 from arena.tools import base_image
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"
@@ -23,21 +24,26 @@ def sample_folders(root: Path = SAMPLES) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "metadata.json").is_file())
 
 
-def _already_there(settings: Settings, name: str) -> bool:
+def _carried_if_there(settings: Settings, name: str, round_name: str) -> bool:
+    """Whether the sample was submitted before; if so it is carried into the round (a no-op
+    when it is entered already), so a demo or study resumes into any round."""
     with db.transaction(settings) as session:
-        return session.scalar(select(Submission).where(Submission.name == name)) is not None
+        submission = session.scalar(select(Submission).where(Submission.name == name))
+        if submission is not None and submission.status is SubmissionStatus.ACCEPTED:
+            rounds.carry(session, rounds.find(session, round_name), [submission])
+        return submission is not None
 
 
-def submit_samples(settings: Settings, root: Path, console: Console, team: str | None = None) -> None:
-    """Submit every sample folder under ``root`` not submitted yet (so a demo resumes), through
-    the normal intake; each goes to ``team``, or to a team of its own."""
+def submit_samples(settings: Settings, root: Path, console: Console, round_name: str, team: str | None = None) -> None:
+    """Submit every sample folder under ``root`` into the round through the normal intake,
+    or carry it there if it was submitted before; each goes to ``team``, or to a team of its own."""
     with tempfile.TemporaryDirectory() as scratch:
         for folder in sample_folders(root):
-            if _already_there(settings, folder.name):
+            if _carried_if_there(settings, folder.name, round_name):
                 continue
             with console.status(f"dry run of {folder.name}..."):
                 archive = pack(folder, Path(scratch) / f"{folder.name}.tar.gz")
-                submission = submit(settings, archive, team=team or f"team-{folder.name}")
+                submission = submit(settings, archive, team=team or f"team-{folder.name}", round_name=round_name)
             console.print(f"submitted {submission.name} ({submission.kind.value}): {submission.status.value}")
 
 
@@ -49,5 +55,7 @@ def run_demo(settings: Settings, images: int, console: Console, run: Callable[[s
     if not have_dataset:
         store_dataset(settings, DEMO_DATASET, synthesize(images))
         console.print(f"synthetic dataset {DEMO_DATASET!r}: {images} images")
-    submit_samples(settings, SAMPLES, console)
+    with db.transaction(settings) as session:
+        round_name = rounds.ensure(session, settings, find_dataset(session, DEMO_DATASET)).name
+    submit_samples(settings, SAMPLES, console, round_name)
     run(DEMO_DATASET)

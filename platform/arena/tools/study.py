@@ -14,8 +14,9 @@ from rich.console import Console
 from sqlalchemy import select
 
 from arena import REPO_ROOT, db
+from arena.competition import rounds
 from arena.config import Settings
-from arena.data.dataset import DatasetError, read_photo_folder, store_dataset
+from arena.data.dataset import DatasetError, find_dataset, read_photo_folder, store_dataset
 from arena.models import Dataset
 from arena.tools import base_image
 from arena.tools.demo import submit_samples
@@ -63,6 +64,8 @@ def run_study(settings: Settings, images: int, photos: Path, console: Console, r
     base_image.build(settings, ["python", "torch"], say=console.print)
     db.upgrade(settings)
     name = import_photos(settings, photos, images, console)
-    submit_samples(settings, REAL_SAMPLES, console, team="arena-samples")
+    with db.transaction(settings) as session:
+        round_name = rounds.ensure(session, settings, find_dataset(session, name)).name
+    submit_samples(settings, REAL_SAMPLES, console, round_name, team="arena-samples")
     run(name)
     return name

@@ -8,8 +8,10 @@ wrong by raising an ``ArenaError`` (bad input, unknown id, a run already under w
 """
 
 from fastapi import UploadFile
+from sqlalchemy import select
 
 from arena.admin import teams, tournament
+from arena.competition import entries, rounds
 from arena.config import Settings
 from arena.db import transaction
 from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
@@ -22,15 +24,63 @@ from arena.web.runner import TournamentRunner
 from arena.web.uploads import take_upload
 
 
-def upload(settings: Settings, who: Caller, archive: UploadFile, name: str | None, team: str | None) -> Submission:
-    """Take an archive in for the caller's team; organizers name the team (any team)."""
+def upload(settings: Settings, who: Caller, archive: UploadFile, name: str | None, team: str | None,
+           round_name: str | None = None) -> Submission:
+    """Take an archive into a round (default: the one open now) for the caller's team;
+    organizers name the team (any team). A closed round refuses it before it is unpacked;
+    the team's quota, kept per track, once its metadata says the track (``intake.submit``)."""
     owner = who.team_name if not who.organizer else (team or "").strip()
     if not owner:
         raise InputError("organizers must say which team the submission belongs to")
     with transaction(settings) as session:
         if not tournament.current(session).uploads_open:
             raise ForbiddenError("uploads are closed for this tournament")
-    return take_upload(settings, archive, owner, name)
+        round_name = rounds.for_uploads(session, round_name).name
+    return take_upload(settings, archive, owner, name, round_name)
+
+
+def carry(settings: Settings, round_name: str, names: list[str], counting_from: str | None) -> list[str]:
+    """Enter stored submissions (by name, or every team's counting ones of another round) into a round."""
+    with transaction(settings) as session:
+        chosen = [queries.submission_named(session, name) for name in names]
+        if counting_from is not None:
+            ids = entries.counting(session, rounds.find(session, counting_from).dataset_id)
+            chosen += list(session.scalars(select(Submission).where(Submission.id.in_(ids))))
+        if not chosen:
+            raise InputError("name submissions to carry, or a round to carry the counting ones from")
+        return [s.name for s in rounds.carry(session, rounds.find(session, round_name), chosen)]
+
+
+def close_round(settings: Settings, round_name: str) -> dict:
+    """Stop a round's uploads now; its results keep being computed."""
+    with transaction(settings) as session:
+        round_ = rounds.close(rounds.find(session, round_name))
+        return queries.round_summary(session, round_)
+
+
+def publish_round(settings: Settings, round_name: str) -> dict:
+    """Freeze a round and make its leaderboards public, only once every job is done."""
+    with transaction(settings) as session:
+        round_ = rounds.find(session, round_name)
+        rounds.publish(session, round_)
+        return queries.round_summary(session, round_)
+
+
+def choose(settings: Settings, who: Caller, round_name: str, submission_id: int) -> dict:
+    """Make a submission count for its team and track: a team for its own before the deadline,
+    organizers for anyone."""
+    with transaction(settings) as session:
+        submission = queries.submission_or_404(session, submission_id)
+        team = None if who.organizer else teams.find(session, who.team_name)
+        entries.choose(session, rounds.find(session, round_name), submission, team)
+        return queries.submission_summary(submission)
+
+
+def mark_baseline(settings: Settings, submission_id: int, baseline: bool) -> dict:
+    with transaction(settings) as session:
+        submission = queries.submission_or_404(session, submission_id)
+        submission.baseline = baseline
+        return queries.submission_summary(submission)
 
 
 def start_run(settings: Settings, runner: TournamentRunner, dataset: str | None) -> str:
@@ -74,6 +124,21 @@ def update_settings(settings: Settings, title: str | None = None, leaderboards_p
     """Change the tournament's settings; None leaves one as it is."""
     with transaction(settings) as session:
         tournament.update(session, title, leaderboards_public, uploads_open)
+
+
+def update_pages(settings: Settings, overview: str, rules: str, self_registration: bool) -> None:
+    """The competition's overview and rules (Markdown) and whether teams may sign up themselves."""
+    with transaction(settings) as session:
+        tournament.update(session, overview=overview, rules=rules, self_registration=self_registration)
+
+
+def register_team(settings: Settings, team: str, member: str, contact: str | None) -> dict:
+    """A team signing itself up, where organizers allow it: its token, to show once."""
+    with transaction(settings) as session:
+        if not tournament.current(session).self_registration:
+            raise ForbiddenError("teams cannot sign up themselves here: ask the organizers for a token")
+        token = teams.register(session, team, member, contact)
+    return {"team": team.strip(), "token": token}
 
 
 def issue_team_token(settings: Settings, team: str, create: bool = True) -> dict:

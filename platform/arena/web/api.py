@@ -27,6 +27,7 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from arena.admin import tournament
+from arena.competition.entries import Scope
 from arena.config import Settings
 from arena.data.images import ImageStore, amplified_perturbation, encode_png
 from arena.db import transaction
@@ -48,6 +49,9 @@ from arena.web.cache import Snapshot
 from arena.web.datasets import pick_dataset
 from arena.web.deps import get_session, get_settings
 from arena.web.schemas import (
+    Baseline,
+    Carried,
+    Carry,
     Curves,
     Disqualification,
     Drilldown,
@@ -59,6 +63,7 @@ from arena.web.schemas import (
     Problem,
     Progress,
     ResultRow,
+    RoundSummary,
     RunStarted,
     SubmissionDetail,
     SubmissionSummary,
@@ -76,23 +81,29 @@ router = APIRouter(prefix="/api", responses={"4XX": {"model": Problem, "descript
                                               503: {"model": Problem, "description": "The platform could not do its part"}})
 
 Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="A database id.")]
+RoundPath = Annotated[str, Path(min_length=1, max_length=200, description="A round's name.")]
 DatasetName = Annotated[str | None, Query(max_length=200, description="Dataset (default: the newest).")]
 Epsilon = Annotated[int | None, Query(alias="eps", ge=0, le=255, description="One epsilon (default: all).")]
 Limit = Annotated[int, Query(ge=1, le=10_000)]
+ScopeParameter = Annotated[Scope, Query(description="counting: one entry per team and track (everyone); "
+                                                    "all: every accepted entry (organizers).")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
 LEADERBOARD_CSVS = {"defense_results": "defense", "attack_results": "attack", "targeted_attack_results": "targeted_attack"}
 
 
-async def snapshot(request: Request, dataset: DatasetName = None) -> Snapshot:
+async def snapshot(request: Request, dataset: DatasetName = None, scope: ScopeParameter = Scope.COUNTING) -> Snapshot:
     """The dataset's current standings, when the caller may see them. Served from the cache
     with no query for anonymous readers while the leaderboards are public: the common case
-    under load. A credential, when one is sent, is checked all the same (401 if wrong)."""
+    under load. A credential, when one is sent, is checked all the same (401 if wrong).
+    Every entry (``scope=all``) is for organizers; everyone else sees one per team and track."""
     cache = request.app.state.standings
-    current, public = cache.peek(dataset) or await run_in_threadpool(cache.get, dataset)
-    if presents_credential(request) or not public:
+    current, public = cache.peek(dataset, scope) or await run_in_threadpool(cache.get, dataset, scope)
+    if presents_credential(request) or not public or scope is Scope.ALL:
         who = await run_in_threadpool(caller_in_own_session, request)
-        if not public and not who.organizer:
-            raise ForbiddenError("the leaderboards are hidden until the end of the tournament")
+        if not who.organizer and not public:
+            raise ForbiddenError("the leaderboards are hidden until the round is published")
+        if not who.organizer and scope is Scope.ALL:
+            raise ForbiddenError("every entry (scope=all) is for organizers; teams see one per team and track")
     return current
 
 
@@ -159,10 +170,53 @@ def upload_submission(
     archive: Annotated[UploadFile, File(description="A .zip, .tar or .tar.gz with metadata.json and the code.")],
     name: Annotated[str | None, Form(max_length=200)] = None,
     team: Annotated[str | None, Form(max_length=200, description="Organizers only: the owning team.")] = None,
+    round_name: Annotated[str | None, Form(alias="round", max_length=200,
+                                           description="The round to enter (default: the one open now).")] = None,
     who: Caller = Depends(team_or_organizer),
 ) -> dict:
-    submission = actions.upload(settings, who, archive, name, team)
+    """Refused with 403 when no round takes uploads (closed, not open yet) and with 429, and a
+    Retry-After header where waiting helps, past the team's quota for the track."""
+    submission = actions.upload(settings, who, archive, name, team, round_name)
     return {**queries.submission_summary(submission), "validation_report": submission.validation_report}
+
+
+@router.post("/submissions/{submission_id}/baseline", response_model=SubmissionSummary,
+             summary="Mark or unmark a submission as an organizers' baseline (organizers)")
+def mark_baseline(submission_id: Id, body: Baseline, settings: SettingsDep, _: Caller = Depends(organizer)) -> dict:
+    return actions.mark_baseline(settings, submission_id, body.baseline)
+
+
+@router.get("/rounds", response_model=list[RoundSummary], summary="Every round: window, time left, quotas")
+def list_rounds(session: SessionDep, who: Caller = Depends(caller)) -> list[dict]:
+    """With a team's credential, each round also says how many uploads the team has left per track."""
+    return queries.rounds_list(session, who)
+
+
+@router.post("/rounds/{round_name}/carry", response_model=Carried,
+             summary="Enter stored submissions into a round without a new upload (organizers)")
+def carry_into_round(round_name: RoundPath, body: Carry, settings: SettingsDep,
+                     _: Caller = Depends(organizer)) -> dict:
+    """Their jobs run on the next run, on the round's images only."""
+    return {"carried": actions.carry(settings, round_name, body.submissions, body.counting_from)}
+
+
+@router.post("/rounds/{round_name}/close", response_model=RoundSummary, summary="Close a round to uploads (organizers)")
+def close_round(round_name: RoundPath, settings: SettingsDep, _: Caller = Depends(organizer)) -> dict:
+    return actions.close_round(settings, round_name)
+
+
+@router.post("/rounds/{round_name}/publish", response_model=RoundSummary,
+             summary="Freeze a finished round and make its leaderboards public (organizers)")
+def publish_round(round_name: RoundPath, settings: SettingsDep, _: Caller = Depends(organizer)) -> dict:
+    """409 while any of its jobs is not done."""
+    return actions.publish_round(settings, round_name)
+
+
+@router.post("/rounds/{round_name}/choose/{submission_id}", response_model=SubmissionSummary,
+             summary="Make a submission the one that counts for its team and track (its team, before the deadline)")
+def choose_counting(round_name: RoundPath, submission_id: Id, settings: SettingsDep,
+                    who: Caller = Depends(team_or_organizer)) -> dict:
+    return actions.choose(settings, who, round_name, submission_id)
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionDetail, response_model_exclude_unset=True,

@@ -6,6 +6,7 @@ Errors are answered here and nowhere else: an ``ArenaError`` raised anywhere bel
 the same message, so a person in a browser reads what went wrong instead of raw JSON.
 """
 
+import math
 import secrets
 from urllib.parse import parse_qsl, urlencode
 
@@ -25,8 +26,9 @@ from arena import REPO_ROOT, db
 from arena.admin import tournament
 from arena.config import Settings
 from arena.db import transaction
-from arena.errors import ArenaError
-from arena.web import api, pages
+from arena.errors import ArenaError, QuotaError
+from arena.models import utcnow
+from arena.web import api, competition_pages, pages
 from arena.web.cache import StandingsCache
 from arena.web.headers import SecurityHeaders
 from arena.web.limits import FailureLimiter
@@ -50,6 +52,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=REPO_ROOT / "web" / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(competition_pages.router)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(BlankFieldsAreUnset)
     app.add_middleware(SecurityHeaders)  # outermost: a 413 gets the headers too
@@ -111,10 +114,14 @@ def _page(request: Request, status: int, detail: str, headers: dict | None = Non
 
 
 async def _arena_error(request: Request, exc: ArenaError) -> Response:
-    """An expected failure from the domain or an action: its own status, its own sentence."""
+    """An expected failure from the domain or an action: its own status, its own sentence
+    (and, for a quota, when to come back, as HTTP's Retry-After in seconds)."""
+    headers = None
+    if isinstance(exc, QuotaError) and exc.retry_at is not None:
+        headers = {"Retry-After": str(max(1, math.ceil((exc.retry_at - utcnow()).total_seconds())))}
     if not _wants_page(request):
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
-    return _page(request, exc.status, str(exc))
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
+    return _page(request, exc.status, str(exc), headers)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from arena import REPO_ROOT
 from arena.admin import teams, tournament
+from arena.competition.entries import Scope
 from arena.errors import NotFoundError
 from arena.models import Dataset, Submission, SubmissionKind, Team, WebSession, utcnow
 from arena.results.judging import MatrixValue
@@ -70,19 +71,24 @@ def getting_started(request: Request, who: Caller, session: Session) -> HTMLResp
     return render(request, "getting_started.html", who, session)
 
 
-def _visible(request: Request, session: Session, who: Caller, dataset: str | None) -> tuple[Snapshot | None, Dataset]:
-    """The current snapshot and the dataset; no snapshot when the leaderboards are hidden from this caller."""
-    current, public = request.app.state.standings.get(dataset)
+def _visible(request: Request, session: Session, who: Caller, dataset: str | None,
+             scope: Scope = Scope.COUNTING) -> tuple[Snapshot | None, Dataset]:
+    """The current snapshot and the dataset; no snapshot when the leaderboards are hidden from
+    this caller. Every entry (``scope=all``) only for organizers: others get the counting ones."""
+    scope = scope if who.organizer else Scope.COUNTING
+    current, public = request.app.state.standings.get(dataset, scope)
     return (current if public or who.organizer else None), current.dataset
 
 
 @router.get("/", response_class=HTMLResponse)
-def leaderboards_page(request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None):
+def leaderboards_page(request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None,
+                      scope: Scope = Scope.COUNTING):
     if _fresh_site(session, dataset):
         return getting_started(request, who, session)
-    snapshot, chosen = _visible(request, session, who, dataset)
+    snapshot, chosen = _visible(request, session, who, dataset, scope)
     boards = None if snapshot is None else snapshot.view(("html", "boards"), lambda: _boards_html(snapshot))
-    return render(request, "leaderboards.html", who, session, dataset=chosen, boards_html=boards)
+    return render(request, "leaderboards.html", who, session, dataset=chosen, boards_html=boards,
+                  scope=scope if who.organizer else Scope.COUNTING, round=queries.round_of(session, chosen, who))
 
 
 def _boards_html(snapshot: Snapshot) -> Markup:
@@ -148,9 +154,15 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
                                        with_logs=who.owns(submission),
                                        with_runs=queries.runs_visible(session, who, submission), attempt_limit=1000)
     snapshot, _ = _visible(request, session, who, chosen.name)
+    standing = queries.standing(snapshot, submission)
+    if standing is None and snapshot is not None:  # not its team's counting entry: its place among every entry
+        every, _ = request.app.state.standings.get(chosen.name, Scope.ALL)
+        standing = queries.standing(every, submission)
+        standing = standing and {**standing, "counting": False}
     return render(request, "submission.html", who, session, s=detail, dataset=chosen,
                   runs=queries.container_runs(detail["attempts"])[:50],
-                  standing=queries.standing(snapshot, submission), standing_hidden=snapshot is None)
+                  standing=standing, standing_hidden=snapshot is None, entries=queries.entries_of(session, submission),
+                  owner=who.owns(submission))
 
 
 #: Rows on one page of /results.
@@ -199,16 +211,23 @@ def submission_format_page(request: Request, session: SessionDep, who: CallerDep
     return render(request, "help.html", who, session, title="Submission format", body=_submission_format())
 
 
+#: Raw HTML in the Markdown is shown as text and unsafe link schemes (javascript:...) are
+#: refused by markdown-it itself, so organizers' pages cannot carry script.
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 _FORMAT: list[Markup] = []
 
 
+def markdown(text: str) -> Markup:
+    """Markdown as safe HTML; on a phone wide tables and code scroll in their own box, which
+    the keyboard can reach and scroll."""
+    html = _MARKDOWN.render(text)
+    html = html.replace("<table>", '<div class="table-box" tabindex="0"><table>').replace("</table>", "</table></div>")
+    return Markup(html.replace("<pre>", '<pre tabindex="0">'))
+
+
 def _submission_format() -> Markup:
     if not _FORMAT:
-        html = _MARKDOWN.render((REPO_ROOT / "docs" / "submissions.md").read_text(encoding="utf-8"))
-        # On a phone wide tables and code scroll in their own box, which the keyboard can reach and scroll.
-        html = html.replace("<table>", '<div class="table-box" tabindex="0"><table>').replace("</table>", "</table></div>")
-        _FORMAT.append(Markup(html.replace("<pre>", '<pre tabindex="0">')))
+        _FORMAT.append(markdown((REPO_ROOT / "docs" / "submissions.md").read_text(encoding="utf-8")))
     return _FORMAT[0]
 
 
@@ -256,15 +275,16 @@ def logout(request: Request, session: SessionDep):
 @router.get("/upload", response_class=HTMLResponse)
 def upload_page(request: Request, session: SessionDep, who: Caller = Depends(team_or_organizer)):
     known = list(session.scalars(select(Team.name).order_by(Team.name)))
-    return render(request, "upload.html", who, session, teams=known)
+    return render(request, "upload.html", who, session, teams=known, rounds=queries.rounds_list(session, who))
 
 
 @router.post("/upload")
 def upload(
     request: Request, archive: UploadFile, name: Annotated[str | None, Form(max_length=200)] = None,
     team: Annotated[str | None, Form(max_length=200)] = None, who: Caller = Depends(team_or_organizer),
+    round_name: Annotated[str | None, Form(alias="round", max_length=200)] = None,
 ):
-    submission = actions.upload(request.app.state.settings, who, archive, name, team)
+    submission = actions.upload(request.app.state.settings, who, archive, name, team, round_name)
     return back_to(f"/submissions/{submission.id}")
 
 

@@ -11,6 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arena.admin import tournament
+from arena.competition import entries, quotas, rounds
+from arena.competition.entries import Scope
 from arena.config import Settings
 from arena.errors import NotFoundError
 from arena.models import (
@@ -19,12 +21,17 @@ from arena.models import (
     Batch,
     Classification,
     Dataset,
+    Entry,
     Image,
     JobAttempt,
     JobKind,
     JobStatus,
+    Round,
     Submission,
+    SubmissionKind,
     Team,
+    Visibility,
+    utcnow,
 )
 from arena.results import progress
 from arena.results.judging import ERROR, HIT, MatrixValue
@@ -53,8 +60,8 @@ def check_epsilon(standings: Standings, epsilon: int | None) -> None:
 
 
 def _number(value: object) -> object:
-    """JSON has no NaN: a rate not computed yet is null."""
-    if isinstance(value, float) and math.isnan(value):
+    """JSON has no NaN: a rate not computed yet (or a baseline's rank) is null."""
+    if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
     return value.item() if hasattr(value, "item") else value
 
@@ -142,8 +149,49 @@ def submission_summary(submission: Submission) -> dict:
     return {
         "id": submission.id, "name": submission.name, "team": submission.team.name, "kind": submission.kind.value,
         "status": submission.status.value, "reason": submission.reason, "created_at": submission.created_at,
-        "container": submission.meta.get("container"),
+        "container": submission.meta.get("container"), "baseline": submission.baseline,
     }
+
+
+def submission_named(session: Session, name: str) -> Submission:
+    submission = session.scalar(select(Submission).where(Submission.name == name))
+    if submission is None:
+        raise NotFoundError(f"no submission named {name!r}")
+    return submission
+
+
+def round_summary(session: Session, round_: Round, team: Team | None = None) -> dict:
+    """A round as people ask about it: is it open, for how long, and (for a team) how many
+    uploads it has left per track."""
+    window = rounds.window(round_)
+    now = utcnow()
+    summary = {
+        "name": round_.name, "dataset": round_.dataset.name, "epsilons": round_.epsilons,
+        "seconds_per_image": round_.seconds_per_image, "opens_at": window.opens_at, "closes_at": window.closes_at,
+        "state": window.state(now), "visibility": round_.visibility.value, "daily_quota": round_.daily_quota,
+        "total_quota": round_.total_quota, "entries": len(entries.accepted(session, round_.dataset_id)),
+        "data_public": round_.data_public,
+        "seconds_left": (window.closes_at - now).total_seconds() if window.state(now) == "open" and window.closes_at
+        else None,
+    }
+    if team is not None:
+        summary["uploads_left"] = {kind.value: quotas.left(session, round_, team, kind, now) for kind in SubmissionKind}
+    return summary
+
+
+def round_of(session: Session, dataset: Dataset, who: Caller) -> dict | None:
+    """The summary of the dataset's round, for the banner above its leaderboards."""
+    round_ = rounds.of_dataset(session, dataset.id)
+    return None if round_ is None else round_summary(session, round_, _team(session, who))
+
+
+def _team(session: Session, who: Caller) -> Team | None:
+    return None if who.organizer or who.team_id is None else session.get(Team, who.team_id)
+
+
+def rounds_list(session: Session, who: Caller) -> list[dict]:
+    team = _team(session, who)
+    return [round_summary(session, r, team) for r in session.scalars(select(Round).order_by(Round.id))]
 
 
 def submissions(session: Session) -> list[dict]:
@@ -227,7 +275,7 @@ def standing(snapshot: Snapshot | None, submission: Submission) -> dict | None:
     if row is None:
         return None
     return {**row, "track": submission.kind.value, "track_title": TRACKS[submission.kind.value][0],
-            "entries": len(board)}
+            "entries": len(board), "counting": True}
 
 
 def rerun_losses(session: Session, submission: Submission) -> dict:
@@ -340,3 +388,40 @@ def drilldown(session: Session, adversarial_id: int) -> dict:
             "problem": problem.value if problem else None, "correct": not error, "hit": bool(hit),
         } for defense_id, name, label, problem, error, hit in answers],
     }
+
+
+def team_or_404(session: Session, name: str) -> Team:
+    team = session.scalar(select(Team).where(Team.name == name))
+    if team is None:
+        raise NotFoundError(f"no team named {name!r}")
+    return team
+
+
+def team_submissions(session: Session, cache, team: Team, who: Caller) -> list[dict]:
+    """Every submission of the team, once per round it takes part in, with its standing there
+    (when the round's leaderboards are visible to ``who``) and whether it counts."""
+    rows = []
+    query = (select(Submission, Round).join(Entry, Entry.submission_id == Submission.id)
+             .join(Round, Entry.round_id == Round.id).where(Submission.team_id == team.id)
+             .order_by(Round.id, Submission.id))
+    for submission, round_ in session.execute(query).all():
+        every, public = cache.get(round_.dataset.name, Scope.ALL)
+        visible = public or who.organizer
+        counting = submission.id in set(entries.counting(session, round_.dataset_id))
+        rows.append({**submission_summary(submission), "round": round_.name, "dataset": round_.dataset.name,
+                     "counting": counting, "standing": standing(every, submission) if visible else None,
+                     "hidden": not visible})
+    unentered = select(Submission).where(Submission.team_id == team.id, ~Submission.id.in_(select(Entry.submission_id)))
+    rows += [{**submission_summary(s), "round": None, "dataset": None, "counting": False, "standing": None,
+              "hidden": False} for s in session.scalars(unentered)]
+    return rows
+
+
+def entries_of(session: Session, submission: Submission) -> list[dict]:
+    """The rounds the submission takes part in: whether it counts there for its team, and
+    whether its team may still change that (before the round's deadline)."""
+    rows = session.scalars(select(Round).join(Entry, Entry.round_id == Round.id)
+                           .where(Entry.submission_id == submission.id).order_by(Round.id))
+    return [{"round": r.name, "counting": submission.id in set(entries.counting(session, r.dataset_id)),
+             "open": rounds.window(r).state(utcnow()) != "closed" and r.visibility is not Visibility.PUBLISHED}
+            for r in rows]

@@ -131,6 +131,7 @@ class SubmissionSummary(BaseModel):
     reason: str | None
     created_at: Utc
     container: str | None
+    baseline: bool = Field(False, description="An organizers' reference entry, shown apart on leaderboards.")
 
 
 class ValidationReport(dry_run.ValidationReport):
@@ -191,9 +192,10 @@ class LeaderboardRow(BaseModel):
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, float | None] = Field(init=False)
 
-    rank: int
+    rank: int | None = Field(description="Null for a baseline the round does not rank.")
     submission: str
     team: str
+    baseline: bool
     score: int
     scored: int
     normalized: float | None
@@ -272,3 +274,38 @@ class TeamToken(BaseModel):
 
     team: str
     token: str
+
+
+class RoundSummary(BaseModel):
+    """A round: its data and limits, whether it takes uploads now and for how long."""
+
+    name: str
+    dataset: str
+    epsilons: list[int]
+    seconds_per_image: float
+    opens_at: Utc | None
+    closes_at: Utc | None
+    state: str = Field(description="open, not open yet, or closed (to uploads).")
+    seconds_left: float | None = Field(description="Until uploads close, while open with a deadline.")
+    visibility: str = Field(description="live, hidden (organizers only) or published (frozen).")
+    daily_quota: int | None
+    total_quota: int | None
+    entries: int = Field(description="Accepted submissions entered.")
+    data_public: bool = Field(description="Whether its images and labels can be downloaded (/data).")
+    uploads_left: dict[str, int | None] | None = Field(
+        None, description="For a team: uploads it may still make now, per track (null: no quota).")
+
+
+class Carry(BaseModel):
+    """Submissions to enter into a round without a new upload."""
+
+    submissions: list[str] = Field(default_factory=list, max_length=1000)
+    counting_from: str | None = Field(None, max_length=200, description="Every team's counting entries of this round.")
+
+
+class Carried(BaseModel):
+    carried: list[str] = Field(description="Submissions newly entered (those already in the round are skipped).")
+
+
+class Baseline(BaseModel):
+    baseline: bool

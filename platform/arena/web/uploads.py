@@ -78,12 +78,12 @@ def _save(upload: UploadFile, folder: Path, limit: int) -> Path:
     return path
 
 
-def take_upload(settings: Settings, upload: UploadFile, team: str, name: str | None) -> Submission:
+def take_upload(settings: Settings, upload: UploadFile, team: str, name: str | None, round_name: str) -> Submission:
     """Store and dry-run an uploaded archive; the scratch copy is removed whatever happens."""
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="upload-", dir=settings.work_dir))
     try:
         archive = _save(upload, folder, settings.max_upload_bytes)
-        return submit(settings, archive, team=team, name=(name or "").strip() or None)
+        return submit(settings, archive, team=team, name=(name or "").strip() or None, round_name=round_name)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,78 @@
+"""Entries: which submissions take part in a round, and which one counts for each team.
+
+Every accepted entry is run (so a team that changes its pick needs no new run), but the
+leaderboards a team sees rank one submission per team and track: the one it chose before
+the deadline, else its latest accepted. Organizers can look at every entry.
+"""
+
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arena.competition.rounds import RoundError, window
+from arena.errors import ForbiddenError
+from arena.models import Entry, Round, Submission, SubmissionStatus, Team, utcnow
+
+
+class Scope(StrEnum):
+    """Which entries a leaderboard ranks."""
+
+    COUNTING = "counting"  # one per team and track, as teams see it
+    ALL = "all"  # every accepted entry, for organizers
+
+
+def enter(session: Session, round_: Round, submission: Submission) -> Entry:
+    entry = Entry(round=round_, submission=submission)
+    session.add(entry)
+    return entry
+
+
+def accepted(session: Session, dataset_id: int) -> list[int]:
+    """Accepted submissions entered in the round that owns the dataset, by id."""
+    query = (
+        select(Submission.id)
+        .join(Entry, Entry.submission_id == Submission.id)
+        .join(Round, Entry.round_id == Round.id)
+        .where(Round.dataset_id == dataset_id, Submission.status == SubmissionStatus.ACCEPTED)
+        .order_by(Submission.id)
+    )
+    return list(session.scalars(query))
+
+
+def counting(session: Session, dataset_id: int) -> list[int]:
+    """One accepted entry per (team, track): the chosen one, else the latest."""
+    rows = session.execute(
+        select(Submission.id, Submission.team_id, Submission.kind, Entry.chosen)
+        .join(Entry, Entry.submission_id == Submission.id)
+        .join(Round, Entry.round_id == Round.id)
+        .where(Round.dataset_id == dataset_id, Submission.status == SubmissionStatus.ACCEPTED)
+        .order_by(Entry.chosen, Submission.id)  # the chosen one, else the latest, comes last
+    ).all()
+    best = {(team, kind): submission for submission, team, kind, _ in rows}
+    return sorted(best.values())
+
+
+def in_scope(session: Session, dataset_id: int, scope: Scope) -> list[int]:
+    return counting(session, dataset_id) if scope is Scope.COUNTING else accepted(session, dataset_id)
+
+
+def choose(session: Session, round_: Round, submission: Submission, team: Team | None = None) -> Entry:
+    """Make ``submission`` the one that counts for its team and track in the round; a team
+    (``team`` given) may do it only for its own and only before the deadline."""
+    if team is not None and submission.team_id != team.id:
+        raise ForbiddenError("a team can choose only among its own submissions")
+    if team is not None and window(round_).state(utcnow()) == "closed":
+        raise ForbiddenError(f"round {round_.name!r} is closed: the counting submissions are fixed")
+    entry = session.get(Entry, (round_.id, submission.id))
+    if entry is None:
+        raise RoundError(f"{submission.name!r} is not entered in round {round_.name!r}")
+    if submission.status is not SubmissionStatus.ACCEPTED:
+        raise RoundError(f"{submission.name!r} is {submission.status.value}: only an accepted submission can count")
+    same_track = (
+        select(Entry).join(Submission)
+        .where(Entry.round_id == round_.id, Submission.team_id == submission.team_id, Submission.kind == submission.kind)
+    )
+    for other in session.scalars(same_track):
+        other.chosen = other.submission_id == submission.id
+    return entry

@@ -1,0 +1,229 @@
+"""Rounds: the stages of a competition (development rounds, then a final on a hidden set).
+
+A round owns a dataset, its epsilons and its time limit, when uploads open and close, and
+who sees its leaderboards. The engine works per dataset; this module turns a dataset back
+into its round, and the round into the settings its containers run under, so the epsilons
+and the time limit an organizer set for the round are the ones every executor uses.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from arena.config import Settings
+from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
+from arena.execution import planning
+from arena.models import (
+    Batch,
+    Dataset,
+    Entry,
+    JobKind,
+    JobStatus,
+    Round,
+    Submission,
+    SubmissionStatus,
+    Visibility,
+    as_utc,
+    utcnow,
+)
+
+
+class RoundError(InputError):
+    """A round setting that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """When a round takes uploads."""
+
+    opens_at: datetime | None
+    closes_at: datetime | None
+
+    def state(self, now: datetime) -> str:
+        if self.opens_at is not None and now < self.opens_at:
+            return "not open yet"
+        if self.closes_at is not None and now >= self.closes_at:
+            return "closed"
+        return "open"
+
+
+def window(round_: Round) -> Window:
+    return Window(as_utc(round_.opens_at), as_utc(round_.closes_at))
+
+
+def _check(epsilons: list[int], seconds_per_image: float, window_: Window) -> None:
+    if not epsilons or any(not 0 <= e <= 255 for e in epsilons):
+        raise RoundError(f"epsilons must be one or more values in 0..255, got {epsilons}")
+    if seconds_per_image <= 0:
+        raise RoundError(f"the time limit per image must be positive, got {seconds_per_image}")
+    if window_.opens_at and window_.closes_at and window_.closes_at <= window_.opens_at:
+        raise RoundError("a round must close after it opens")
+
+
+def create(session: Session, settings: Settings, name: str, dataset: Dataset, *, epsilons: list[int] | None = None,
+           seconds_per_image: float | None = None, opens_at: datetime | None = None,
+           closes_at: datetime | None = None, visibility: Visibility = Visibility.LIVE,
+           daily_quota: int | None = None, total_quota: int | None = None) -> Round:
+    """A new round on ``dataset``; what is not given comes from the settings (the 2017 defaults)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise RoundError("a round name must be 1 to 200 characters")
+    epsilons = sorted(set(epsilons or settings.epsilons))
+    seconds = seconds_per_image or settings.seconds_per_image
+    _check(epsilons, seconds, Window(as_utc(opens_at), as_utc(closes_at)))
+    _check_quotas(daily_quota, total_quota)
+    if session.scalar(select(Round).where(Round.name == name)):
+        raise ConflictError(f"a round named {name!r} exists")
+    if session.scalar(select(Round).where(Round.dataset_id == dataset.id)):
+        raise ConflictError(f"dataset {dataset.name!r} already belongs to a round: results are kept per dataset, "
+                            "so import the images again under another name for a new round")
+    round_ = Round(name=name, dataset=dataset, epsilons=epsilons, seconds_per_image=seconds, opens_at=opens_at,
+                   closes_at=closes_at, visibility=visibility, daily_quota=daily_quota, total_quota=total_quota)
+    session.add(round_)
+    session.flush()
+    return round_
+
+
+def _check_quotas(daily: int | None, total: int | None) -> None:
+    for label, value in (("daily", daily), ("total", total)):
+        if value is not None and value < 1:
+            raise RoundError(f"the {label} quota must be at least 1 (leave it out for no limit), got {value}")
+
+
+def ensure(session: Session, settings: Settings, dataset: Dataset) -> Round:
+    """The dataset's round, made with the settings' defaults and named after the dataset when
+    it has none: what a one-stage tournament (the demo, the study) needs."""
+    return of_dataset(session, dataset.id) or create(session, settings, dataset.name, dataset)
+
+
+def update(round_: Round, *, opens_at: datetime | None = None, closes_at: datetime | None = None,
+           visibility: Visibility | None = None, daily_quota: int | None = None,
+           total_quota: int | None = None, rank_baselines: bool | None = None,
+           data_public: bool | None = None) -> Round:
+    """Change what organizers may change while a round runs (not its data, epsilons or time
+    limit, which the stored results were computed under)."""
+    if round_.visibility is Visibility.PUBLISHED:
+        raise ConflictError(f"round {round_.name!r} is published and frozen")
+    if visibility is Visibility.PUBLISHED:
+        raise RoundError("publish a round with `arena round publish`: it checks that no job is pending")
+    new_window = Window(as_utc(opens_at) or window(round_).opens_at, as_utc(closes_at) or window(round_).closes_at)
+    _check(round_.epsilons, round_.seconds_per_image, new_window)
+    _check_quotas(daily_quota, total_quota)
+    round_.opens_at, round_.closes_at = new_window.opens_at, new_window.closes_at
+    for field, value in (("visibility", visibility), ("daily_quota", daily_quota), ("total_quota", total_quota),
+                         ("rank_baselines", rank_baselines), ("data_public", data_public)):
+        if value is not None:
+            setattr(round_, field, value)
+    return round_
+
+
+def find(session: Session, name: str | None = None) -> Round:
+    """The named round, or the newest one (the competition's current stage)."""
+    query = select(Round).where(Round.name == name) if name is not None else select(Round).order_by(Round.id.desc())
+    round_ = session.scalars(query.limit(1)).first()
+    if round_ is None:
+        known = ", ".join(session.scalars(select(Round.name).order_by(Round.id))) or "none yet"
+        what = f"no round named {name!r}" if name is not None else "no round yet"
+        raise NotFoundError(f"{what} (rounds: {known}); create one with `arena round create`")
+    return round_
+
+
+def of_dataset(session: Session, dataset_id: int) -> Round | None:
+    return session.scalar(select(Round).where(Round.dataset_id == dataset_id))
+
+
+def run_settings(settings: Settings, round_: Round | None) -> Settings:
+    """The settings a round's containers run under: its epsilons and time limit."""
+    if round_ is None:
+        return settings
+    return settings.model_copy(update={"epsilons": list(round_.epsilons), "seconds_per_image": round_.seconds_per_image})
+
+
+def for_uploads(session: Session, name: str | None = None, now: datetime | None = None) -> Round:
+    """The round an upload enters: the named one, or the one open now; refused (403) with the
+    reason and, where there is one, when uploads open next."""
+    now = now or utcnow()
+    if name is not None:
+        round_ = find(session, name)
+        refuse_unless_open(round_, now)
+        return round_
+    rounds = list(session.scalars(select(Round).order_by(Round.id)))
+    open_now = [r for r in rounds if r.visibility is not Visibility.PUBLISHED and window(r).state(now) == "open"]
+    if len(open_now) == 1:
+        return open_now[0]
+    if open_now:
+        raise RoundError(f"several rounds take uploads ({', '.join(r.name for r in open_now)}): say which with --round")
+    if not rounds:
+        raise ForbiddenError("no round takes uploads: there is none yet (`arena dataset import` opens one on the "
+                             "dataset it imports; `arena round create` opens one on a dataset imported before)")
+    upcoming = [window(r).opens_at for r in rounds if window(r).state(now) == "not open yet"]
+    after = f"; the next round opens at {min(upcoming):%Y-%m-%d %H:%M} UTC" if upcoming else ""
+    raise ForbiddenError(f"no round takes uploads now{after}")
+
+
+def refuse_unless_open(round_: Round, now: datetime | None = None) -> None:
+    now = now or utcnow()
+    if round_.visibility is Visibility.PUBLISHED:
+        raise ForbiddenError(f"round {round_.name!r} is published: it takes no more uploads")
+    state = window(round_).state(now)
+    if state == "not open yet":
+        raise ForbiddenError(f"round {round_.name!r} opens at {window(round_).opens_at:%Y-%m-%d %H:%M} UTC")
+    if state == "closed":
+        raise ForbiddenError(f"round {round_.name!r} closed at {window(round_).closes_at:%Y-%m-%d %H:%M} UTC")
+
+
+def close(round_: Round, now: datetime | None = None) -> Round:
+    """Stop uploads now; results keep being computed."""
+    now = now or utcnow()
+    if window(round_).state(now) == "closed":
+        raise ConflictError(f"round {round_.name!r} is already closed")
+    round_.closes_at = now
+    if round_.opens_at is not None and as_utc(round_.opens_at) > now:
+        round_.opens_at = now
+    return round_
+
+
+def pending_jobs(session: Session, round_: Round) -> int:
+    """Jobs of the round not finished: those planned, and those planning would add."""
+    planning.plan(session, round_.dataset, round_.epsilons)
+    count = 0
+    for kind in JobKind:
+        job = kind.job_class
+        count += session.scalar(
+            select(func.count(job.id)).join(Batch, job.batch_id == Batch.id)
+            .where(Batch.dataset_id == round_.dataset_id, job.status != JobStatus.DONE)
+        )
+    return count
+
+
+def publish(session: Session, round_: Round, now: datetime | None = None) -> Round:
+    """Freeze the round and show its leaderboards to everyone: only once every job is done,
+    so what is published is final."""
+    if round_.visibility is Visibility.PUBLISHED:
+        raise ConflictError(f"round {round_.name!r} is already published")
+    pending = pending_jobs(session, round_)
+    if pending:
+        raise ConflictError(f"round {round_.name!r} has {pending} jobs not done: run them first (`arena run`)")
+    now = now or utcnow()
+    if window(round_).state(now) != "closed":
+        close(round_, now)
+    round_.visibility = Visibility.PUBLISHED
+    round_.published_at = now
+    return round_
+
+
+def carry(session: Session, into: Round, submissions: list[Submission]) -> list[Submission]:
+    """Enter stored submissions into ``into`` without a new upload: the same code, run on the
+    round's dataset only. Already entered ones are skipped; only accepted ones can go."""
+    if into.visibility is Visibility.PUBLISHED:
+        raise ConflictError(f"round {into.name!r} is published and frozen")
+    refused = [s.name for s in submissions if s.status is not SubmissionStatus.ACCEPTED]
+    if refused:
+        raise RoundError(f"only accepted submissions can be carried; not: {', '.join(refused)}")
+    present = set(session.scalars(select(Entry.submission_id).where(Entry.round_id == into.id)))
+    carried = [s for s in submissions if s.id not in present]
+    session.add_all(Entry(round=into, submission=s, carried=True) for s in carried)
+    session.flush()
+    return carried

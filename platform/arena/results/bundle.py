@@ -1,0 +1,96 @@
+"""A round's results bundle: everything needed to check and reproduce its figures, in one zip.
+
+It holds the 2017 result files and per-image Parquet (``export``) and a ``manifest.json``
+that pins what produced them: the round's settings, the dataset (a hash over every image's
+name, label, target class and pixels' hash), every entered submission with its code hash and
+container, and the platform settings that shape a run (batching, limits). A published round
+never changes, so its bundle is built once and kept.
+"""
+
+import hashlib
+import json
+import tempfile
+import zipfile
+from pathlib import Path
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from arena.competition import entries
+from arena.config import Settings
+from arena.models import Entry, Image, Round, Submission, Visibility
+from arena.results.export import export
+
+MANIFEST = "manifest.json"
+
+
+def dataset_sha256(session: Session, dataset_id: int) -> str:
+    """One hash for the whole dataset as scored: names, labels, target classes and pixels."""
+    digest = hashlib.sha256()
+    rows = session.execute(select(Image.name, Image.true_label, Image.target_class, Image.sha256)
+                           .where(Image.dataset_id == dataset_id).order_by(Image.name))
+    for row in rows:
+        digest.update((",".join(map(str, row)) + "\n").encode())
+    return digest.hexdigest()
+
+
+def manifest(session: Session, settings: Settings, round_: Round) -> dict:
+    counting = set(entries.counting(session, round_.dataset_id))
+    entered = session.execute(
+        select(Submission, Entry.carried).join(Entry, Entry.submission_id == Submission.id)
+        .where(Entry.round_id == round_.id).order_by(Submission.id)
+    ).all()
+    return {
+        "round": {"name": round_.name, "epsilons": round_.epsilons, "seconds_per_image": round_.seconds_per_image,
+                  "opens_at": _moment(round_.opens_at), "closes_at": _moment(round_.closes_at),
+                  "visibility": round_.visibility.value, "published_at": _moment(round_.published_at)},
+        "dataset": {"name": round_.dataset.name, "images": _image_count(session, round_.dataset_id),
+                    "sha256": dataset_sha256(session, round_.dataset_id)},
+        "submissions": [
+            {"name": s.name, "team": s.team.name, "kind": s.kind.value, "code_sha256": s.sha256,
+             "container": s.meta.get("container"), "container_gpu": s.meta.get("container_gpu"),
+             "status": s.status.value, "counting": s.id in counting, "baseline": s.baseline, "carried": carried,
+             "pack_images": s.pack_images}
+            for s, carried in entered
+        ],
+        "settings": {"batch_size": settings.batch_size, "eps_schedule": settings.eps_schedule.value,
+                     "max_attempts": settings.max_attempts, "sandbox": settings.sandbox.model_dump()},
+    }
+
+
+def _image_count(session: Session, dataset_id: int) -> int:
+    return session.scalar(select(func.count(Image.id)).where(Image.dataset_id == dataset_id))
+
+
+def _moment(value) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def write(session: Session, settings: Settings, round_: Round, target: Path) -> Path:
+    """Write the bundle to ``target`` (a .zip)."""
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=settings.work_dir) as scratch:
+        files = export(session, round_.dataset, Path(scratch))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as bundle:
+            bundle.writestr(MANIFEST, json.dumps(manifest(session, settings, round_), indent=2))
+            for path in files:
+                bundle.write(path, path.name)
+    return target
+
+
+def kept(session: Session, settings: Settings, round_: Round) -> Path:
+    """The published round's bundle, built once (through a scratch file, so a half-written one
+    is never served); an unpublished round's is built afresh each time (its results still
+    change) into a scratch file the caller removes."""
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+    handle = tempfile.NamedTemporaryFile(dir=settings.work_dir, suffix=".zip", delete=False)
+    handle.close()
+    if round_.visibility is not Visibility.PUBLISHED:
+        return write(session, settings, round_, Path(handle.name))
+    target = settings.data_dir / "downloads" / f"round-{round_.id}-results.zip"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write(session, settings, round_, Path(handle.name)).replace(target)
+    Path(handle.name).unlink(missing_ok=True)
+    return target

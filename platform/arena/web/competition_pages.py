@@ -1,0 +1,146 @@
+"""The competition's own pages: its overview and rules (Markdown the organizers write), the
+rounds, the data a round makes public, what every figure means, team pages and sign-up.
+
+They read and act through the same queries and actions as the rest of the site; the
+downloads (a round's images in the 2017 layout, a round's results bundle) are files built
+once where they can no longer change.
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
+from starlette.background import BackgroundTask
+
+from arena.admin import tournament
+from arena.competition import rounds
+from arena.data import download
+from arena.errors import ForbiddenError
+from arena.models import Visibility
+from arena.results import bundle
+from arena.web import actions, queries
+from arena.web.api import Id
+from arena.web.auth import Caller, organizer, team_or_organizer
+from arena.web.pages import CallerDep, SessionDep, markdown, render
+
+router = APIRouter(include_in_schema=False)
+RoundName = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+@router.get("/competition", response_class=HTMLResponse)
+def overview_page(request: Request, session: SessionDep, who: CallerDep):
+    row = tournament.current(session)
+    return render(request, "competition.html", who, session, title="Overview", body=markdown(row.overview),
+                  empty="The organizers have not written an overview yet.", rounds=queries.rounds_list(session, who))
+
+
+@router.get("/rules", response_class=HTMLResponse)
+def rules_page(request: Request, session: SessionDep, who: CallerDep):
+    row = tournament.current(session)
+    return render(request, "competition.html", who, session, title="Rules", body=markdown(row.rules),
+                  empty="The organizers have not written the rules yet.", rounds=None)
+
+
+@router.get("/rounds", response_class=HTMLResponse)
+def rounds_page(request: Request, session: SessionDep, who: CallerDep):
+    """Every round: its data, window and time left, quotas, and a team's uploads left."""
+    return render(request, "rounds.html", who, session, rounds=queries.rounds_list(session, who))
+
+
+@router.get("/evaluation", response_class=HTMLResponse)
+def evaluation_page(request: Request, session: SessionDep, who: CallerDep):
+    """What every figure on the leaderboards means; each column header links here."""
+    return render(request, "evaluation.html", who, session, rounds=queries.rounds_list(session, who))
+
+
+@router.get("/data", response_class=HTMLResponse)
+def data_page(request: Request, session: SessionDep, who: CallerDep):
+    public = [r for r in queries.rounds_list(session, who) if r["data_public"]]
+    return render(request, "data.html", who, session, rounds=public)
+
+
+@router.get("/data/{round_name}.zip")
+def data_archive(round_name: RoundName, session: SessionDep, request: Request) -> FileResponse:
+    """The round's images and labels in the 2017 layout, when organizers made them public."""
+    round_ = rounds.find(session, round_name)
+    if not round_.data_public:
+        raise ForbiddenError(f"the images of round {round_.name!r} are not public")
+    path = download.archive(request.app.state.settings, session, round_.dataset)
+    return FileResponse(path, media_type="application/zip", filename=f"{round_.name}-dataset.zip")
+
+
+@router.get("/rounds/{round_name}/results.zip")
+def results_bundle(round_name: RoundName, session: SessionDep, who: CallerDep, request: Request) -> FileResponse:
+    """The round's results bundle: public once the round is published, for organizers before."""
+    round_ = rounds.find(session, round_name)
+    published = round_.visibility is Visibility.PUBLISHED
+    if not published and not who.organizer:
+        raise ForbiddenError(f"round {round_.name!r} is not published yet: its results bundle comes then")
+    path = bundle.kept(session, request.app.state.settings, round_)
+    cleanup = None if published else BackgroundTask(path.unlink, missing_ok=True)
+    return FileResponse(path, media_type="application/zip", filename=f"{round_.name}-results.zip", background=cleanup)
+
+
+@router.get("/teams/{name}", response_class=HTMLResponse)
+def team_page(request: Request, name: Annotated[str, Path(min_length=1, max_length=200)], session: SessionDep,
+              who: CallerDep):
+    """A team's members and every submission it made, in every round, with where it stands."""
+    team = queries.team_or_404(session, name)
+    return render(request, "team.html", who, session, team=team,
+                  rows=queries.team_submissions(session, request.app.state.standings, team, who))
+
+
+@router.get("/register", response_class=HTMLResponse)
+def register_page(request: Request, session: SessionDep, who: CallerDep):
+    return render(request, "register.html", who, session)
+
+
+@router.post("/register", response_class=HTMLResponse)
+def register(request: Request, session: SessionDep, who: CallerDep,
+             team: Annotated[str, Form(min_length=1, max_length=200)],
+             member: Annotated[str, Form(min_length=1, max_length=200)],
+             contact: Annotated[str | None, Form(max_length=200)] = None):
+    """A new team signs itself up where organizers allow it; its token is shown once."""
+    issued = actions.register_team(request.app.state.settings, team, member, contact)
+    return render(request, "token.html", who, session, **issued, registered=True)
+
+
+@router.post("/submissions/{submission_id}/choose")
+def choose(request: Request, submission_id: Id, round_name: Annotated[str, Form(alias="round", max_length=200)],
+           who: Caller = Depends(team_or_organizer)):
+    actions.choose(request.app.state.settings, who, round_name, submission_id)
+    return RedirectResponse(f"/submissions/{submission_id}", status_code=303)
+
+
+@router.post("/submissions/{submission_id}/baseline")
+def baseline(request: Request, submission_id: Id, baseline: Annotated[bool, Form()] = False,
+             _: Caller = Depends(organizer)):
+    actions.mark_baseline(request.app.state.settings, submission_id, baseline)
+    return RedirectResponse(f"/submissions/{submission_id}", status_code=303)
+
+
+@router.post("/organizer/rounds/{round_name}/close")
+def round_close(request: Request, round_name: RoundName, _: Caller = Depends(organizer)):
+    actions.close_round(request.app.state.settings, round_name)
+    return RedirectResponse("/rounds", status_code=303)
+
+
+@router.post("/organizer/rounds/{round_name}/publish")
+def round_publish(request: Request, round_name: RoundName, _: Caller = Depends(organizer)):
+    actions.publish_round(request.app.state.settings, round_name)
+    return RedirectResponse("/rounds", status_code=303)
+
+
+@router.post("/organizer/rounds/{round_name}/carry")
+def round_carry(request: Request, round_name: RoundName,
+                counting_from: Annotated[str, Form(min_length=1, max_length=200)], _: Caller = Depends(organizer)):
+    actions.carry(request.app.state.settings, round_name, [], counting_from)
+    return RedirectResponse("/rounds", status_code=303)
+
+
+@router.post("/organizer/pages")
+def organizer_pages(request: Request, overview: Annotated[str, Form(max_length=100_000)] = "",
+                    rules: Annotated[str, Form(max_length=100_000)] = "",
+                    self_registration: Annotated[bool, Form()] = False, _: Caller = Depends(organizer)):
+    actions.update_pages(request.app.state.settings, overview, rules, self_registration)
+    return RedirectResponse("/competition", status_code=303)
