@@ -6,56 +6,62 @@ attacks x defenses x epsilons rows) and per-(dataset, defense) clean counts inst
 
 How the counts stay exact, whatever the executor does:
 
-- ``count_defense_jobs`` runs in the transaction that stores those jobs' classifications,
-  after the fencing check, and adds the counts *of the rows just stored* (read back with
-  the same judging query the rebuild uses, ``judging``'s) with INSERT ... ON CONFLICT DO UPDATE. A stale
+- ``results.answers.store`` adds the counts of exactly the answers it stores (``adding``
+  ``cell_counts`` and ``clean_counts`` of the staged rows, judged by ``judging``'s
+  expressions, as the rebuild counts the table), in the transaction that stores them,
+  after the fencing check: on PostgreSQL in the very statement that inserts them. A stale
   attempt stores no rows and counts nothing; a rolled-back transaction takes its counts
-  with it; the unique indexes let a job's rows, hence its counts, land only once.
-- ``forget`` drops the tallies of what ``scheduler.forget`` deletes, in its transaction.
+  with it; the primary key lets an answer, hence its count, land only once.
+- ``forget`` drops the tallies of what ``planning.forget`` deletes, in its transaction.
 - Disqualification changes nothing here: readers keep accepted submissions only.
 - ``rebuild`` recomputes every tally from the raw rows (``arena scores rebuild``).
 """
 
-from sqlalchemy import Select, delete, func, insert, select, text
+from sqlalchemy import ColumnElement, FromClause, Insert, Select, delete, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from arena.models import (
-    AdversarialImage,
     AttackJob,
     CellTally,
     Classification,
     CleanTally,
+    DefenseJob,
     Image,
     Submission,
 )
-from arena.results.judging import ERROR, HIT
+from arena.results.judging import error, hit
+
+CLASSIFICATIONS = Classification.__table__
 
 
-def cell_counts(*where) -> Select:
-    """Counts per (dataset, attack, defense, epsilon) of the adversarial classifications
-    matching ``where``, in key order (concurrent upserts then lock rows in the same order)."""
-    key = (Image.dataset_id, AttackJob.submission_id, Classification.defense_id, AttackJob.epsilon)
+def cell_counts(answers: FromClause = CLASSIFICATIONS, *where: ColumnElement) -> Select:
+    """Counts per (dataset, attack, defense, epsilon) of the adversarial classifications in
+    ``answers`` (the table, or rows being stored: the same columns) matching ``where``, in key
+    order (concurrent upserts then lock rows in the same order). The cell is the defense
+    job's attack job: one row per job, where going through each answer's adversarial image
+    would look up every row."""
+    key = (Image.dataset_id, AttackJob.submission_id, answers.c.defense_id, AttackJob.epsilon)
     return (
-        select(*key, func.count(), func.sum(ERROR), func.sum(HIT))
-        .select_from(Classification)
-        .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
-        .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
-        .join(Image, Classification.image_id == Image.id)
+        select(*key, func.count(), func.sum(error(answers.c.label)), func.sum(hit(answers.c.label)))
+        .select_from(answers)
+        .join(DefenseJob, answers.c.defense_job_id == DefenseJob.id)
+        .join(AttackJob, DefenseJob.attack_job_id == AttackJob.id)
+        .join(Image, answers.c.image_id == Image.id)
         .where(*where)
         .group_by(*key)
         .order_by(*key)
     )
 
 
-def clean_counts(*where) -> Select:
-    """Counts per (dataset, defense) of the clean-image classifications matching ``where``."""
-    key = (Image.dataset_id, Classification.defense_id)
+def clean_counts(answers: FromClause = CLASSIFICATIONS, *where: ColumnElement) -> Select:
+    """Counts per (dataset, defense) of the clean-image classifications in ``answers`` matching ``where``."""
+    key = (Image.dataset_id, answers.c.defense_id)
     return (
-        select(*key, func.count(), func.sum(ERROR))
-        .select_from(Classification)
-        .join(Image, Classification.image_id == Image.id)
-        .where(Classification.adversarial_image_id.is_(None), *where)
+        select(*key, func.count(), func.sum(error(answers.c.label)))
+        .select_from(answers)
+        .join(Image, answers.c.image_id == Image.id)
+        .where(answers.c.adversarial_image_id.is_(None), *where)
         .group_by(*key)
         .order_by(*key)
     )
@@ -65,22 +71,12 @@ def _columns(model: type) -> list[str]:
     return [column.name for column in model.__table__.columns]
 
 
-def _add(session: Session, model: type[CellTally] | type[CleanTally], counts: Select) -> None:
-    """Add ``counts`` to the tallies: new cells are inserted, existing ones incremented."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(model).from_select(_columns(model), counts)
+def adding(dialect: str, model: type[CellTally] | type[CleanTally], counts: Select) -> Insert:
+    """The statement adding ``counts`` to the tallies: new cells inserted, existing ones incremented."""
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(model).from_select(_columns(model), counts)
     keys = [column.name for column in model.__table__.primary_key]
     added = {name: getattr(model, name) + statement.excluded[name] for name in _columns(model) if name not in keys}
-    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=added))
-
-
-def count_defense_jobs(session: Session, job_ids: list[int]) -> None:
-    """Add the counts of these defense jobs' stored classifications; call it in the
-    transaction that stored them, once per job."""
-    if job_ids:
-        of_jobs = Classification.defense_job_id.in_(job_ids)
-        _add(session, CellTally, cell_counts(of_jobs))
-        _add(session, CleanTally, clean_counts(of_jobs))
+    return statement.on_conflict_do_update(index_elements=keys, set_=added)
 
 
 def forget(session: Session, submission: Submission | None = None) -> None:
