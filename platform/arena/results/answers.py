@@ -16,7 +16,7 @@ deleting a defense job does not delete its answers: ``forget`` does, for the job
 
 from collections.abc import Sequence
 
-from sqlalchemy import Column, MetaData, Table, delete, insert, literal, select
+from sqlalchemy import Column, MetaData, Table, delete, insert, literal_column, select
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
@@ -26,8 +26,8 @@ from arena.results import tallies
 
 CLASSIFICATIONS = Classification.__table__
 #: A temporary table with the columns of ``classifications`` and no index, made once per
-#: connection; the statements that move its rows empty it, and PostgreSQL truncates it at
-#: every commit besides, so that it never grows.
+#: connection and emptied before each use (and after it: truncated by PostgreSQL at every
+#: commit, deleted on SQLite), so that it never grows.
 STAGED = Table("staged_answers", MetaData(),
                *(Column(column.name, column.type, nullable=column.nullable) for column in CLASSIFICATIONS.c),
                prefixes=["TEMPORARY"], postgresql_on_commit="DELETE ROWS")
@@ -42,23 +42,26 @@ def store(session: Session, rows: list[dict]) -> None:
         return
     dialect = session.get_bind().dialect.name
     session.execute(CreateTable(STAGED, if_not_exists=True))
+    session.execute(delete(STAGED))  # what an earlier call of this transaction staged (an empty table otherwise)
     bulk_insert(session, STAGED, rows)
     if dialect == "postgresql":
-        session.execute(_move_and_count())
+        session.execute(MOVE_AND_COUNT)
         return
     session.execute(tallies.adding(dialect, CellTally, tallies.cell_counts(STAGED)))
     session.execute(tallies.adding(dialect, CleanTally, tallies.clean_counts(STAGED)))
     session.execute(insert(CLASSIFICATIONS).from_select(COLUMNS, select(STAGED)))
-    session.execute(delete(STAGED))
+    session.execute(delete(STAGED))  # SQLite keeps a temporary table's rows past the commit
 
 
 def _move_and_count():
-    """One statement: empty the staging table into ``classifications``, and add the rows
-    inserted to the cell and clean tallies."""
-    moved = delete(STAGED).returning(*STAGED.c).cte("moved")
-    stored = insert(CLASSIFICATIONS).from_select(COLUMNS, select(moved)).returning(*CLASSIFICATIONS.c).cte("stored")
-    cells = tallies.adding("postgresql", CellTally, tallies.cell_counts(stored)).returning(literal(1)).cte("cells")
+    """One statement: the staged rows into ``classifications``, and the rows inserted added
+    to the cell and clean tallies."""
+    stored = insert(CLASSIFICATIONS).from_select(COLUMNS, select(STAGED)).returning(*CLASSIFICATIONS.c).cte("stored")
+    cells = tallies.adding("postgresql", CellTally, tallies.cell_counts(stored)).returning(literal_column("1")).cte("cells")
     return tallies.adding("postgresql", CleanTally, tallies.clean_counts(stored)).add_cte(cells)
+
+
+MOVE_AND_COUNT = _move_and_count()
 
 
 def forget(session: Session, defense_job_ids: Sequence[int] | None) -> None:

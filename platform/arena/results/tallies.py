@@ -38,17 +38,26 @@ CLASSIFICATIONS = Classification.__table__
 def cell_counts(answers: FromClause = CLASSIFICATIONS, *where: ColumnElement) -> Select:
     """Counts per (dataset, attack, defense, epsilon) of the adversarial classifications in
     ``answers`` (the table, or rows being stored: the same columns) matching ``where``, in key
-    order (concurrent upserts then lock rows in the same order). The cell is the defense
-    job's attack job: one row per job, where going through each answer's adversarial image
-    would look up every row."""
-    key = (Image.dataset_id, AttackJob.submission_id, answers.c.defense_id, AttackJob.epsilon)
-    return (
-        select(*key, func.count(), func.sum(error(answers.c.label)), func.sum(hit(answers.c.label)))
+    order (concurrent upserts then lock rows in the same order).
+
+    Counted per defense job first, each answer joined to its image only; then each job's
+    counts go to its attack job's cell, one row per job: the cell is never looked up per
+    answer, and the grouping of the answers needs no sort (the jobs' rows are few)."""
+    per_job = (
+        select(answers.c.defense_job_id, answers.c.defense_id, Image.dataset_id, func.count().label("scored"),
+               func.sum(error(answers.c.label)).label("errors"), func.sum(hit(answers.c.label)).label("hits"))
         .select_from(answers)
-        .join(DefenseJob, answers.c.defense_job_id == DefenseJob.id)
-        .join(AttackJob, DefenseJob.attack_job_id == AttackJob.id)
         .join(Image, answers.c.image_id == Image.id)
-        .where(*where)
+        .where(answers.c.adversarial_image_id.is_not(None), *where)
+        .group_by(answers.c.defense_job_id, answers.c.defense_id, Image.dataset_id)
+        .subquery("per_job")
+    )
+    key = (per_job.c.dataset_id, AttackJob.submission_id, per_job.c.defense_id, AttackJob.epsilon)
+    return (
+        select(*key, func.sum(per_job.c.scored), func.sum(per_job.c.errors), func.sum(per_job.c.hits))
+        .select_from(per_job)
+        .join(DefenseJob, per_job.c.defense_job_id == DefenseJob.id)
+        .join(AttackJob, DefenseJob.attack_job_id == AttackJob.id)
         .group_by(*key)
         .order_by(*key)
     )
