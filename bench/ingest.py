@@ -139,15 +139,20 @@ def stored_before(session: Session, rows: list[dict]) -> None:
     their jobs' rows read back and counted, each row's cell through its adversarial image."""
     rows_before(session, rows)
     dialect = session.get_bind().dialect.name
-    of_jobs = CLASSIFICATIONS.c.defense_job_id.in_(sorted({row["defense_job_id"] for row in rows}))
-    cell = (Image.dataset_id, AttackJob.submission_id, CLASSIFICATIONS.c.defense_id, AttackJob.epsilon)
-    cells = (select(*cell, func.count(), func.sum(error(CLASSIFICATIONS.c.label)), func.sum(hit(CLASSIFICATIONS.c.label)))
-             .join(AdversarialImage, CLASSIFICATIONS.c.adversarial_image_id == AdversarialImage.id)
+    answers = CLASSIFICATIONS
+    of_jobs = answers.c.defense_job_id.in_(sorted({row["defense_job_id"] for row in rows}))
+    cell = (Image.dataset_id, AttackJob.submission_id, answers.c.defense_id, AttackJob.epsilon)
+    cells = (select(*cell, func.count(), func.sum(error(answers.c.label)), func.sum(hit(answers.c.label)))
+             .join(AdversarialImage, answers.c.adversarial_image_id == AdversarialImage.id)
              .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
-             .join(Image, CLASSIFICATIONS.c.image_id == Image.id)
+             .join(Image, answers.c.image_id == Image.id)
              .where(of_jobs).group_by(*cell).order_by(*cell))
+    clean = (Image.dataset_id, answers.c.defense_id)
+    cleans = (select(*clean, func.count(), func.sum(error(answers.c.label)))
+              .join(Image, answers.c.image_id == Image.id)
+              .where(answers.c.adversarial_image_id.is_(None), of_jobs).group_by(*clean).order_by(*clean))
     session.execute(tallies.adding(dialect, CellTally, cells))
-    session.execute(tallies.adding(dialect, CleanTally, tallies.clean_counts(CLASSIFICATIONS, of_jobs)))
+    session.execute(tallies.adding(dialect, CleanTally, cleans))
 
 
 def rows_now(session: Session, rows: list[dict]) -> None:

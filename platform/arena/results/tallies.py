@@ -17,12 +17,14 @@ How the counts stay exact, whatever the executor does:
 - ``rebuild`` recomputes every tally from the raw rows (``arena scores rebuild``).
 """
 
-from sqlalchemy import ColumnElement, FromClause, Insert, Select, delete, func, insert, select, text
+from sqlalchemy import FromClause, Insert, Select, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from arena.db import bulk_insert
 from arena.models import (
     AttackJob,
+    Batch,
     CellTally,
     Classification,
     CleanTally,
@@ -35,42 +37,47 @@ from arena.results.judging import error, hit
 CLASSIFICATIONS = Classification.__table__
 
 
-def cell_counts(answers: FromClause = CLASSIFICATIONS, *where: ColumnElement) -> Select:
-    """Counts per (dataset, attack, defense, epsilon) of the adversarial classifications in
-    ``answers`` (the table, or rows being stored: the same columns) matching ``where``, in key
+def cell_counts(answers: FromClause = CLASSIFICATIONS) -> Select:
+    """Counts per (dataset, attack, defense, epsilon) of the answers in ``answers`` (the table,
+    or rows being stored: the same columns) given by defense jobs over an attack job, in key
     order (concurrent upserts then lock rows in the same order).
 
-    Counted per defense job first, each answer joined to its image only; then each job's
-    counts go to its attack job's cell, one row per job: the cell is never looked up per
-    answer, and the grouping of the answers needs no sort (the jobs' rows are few)."""
+    Counted per defense job first, each answer joined to its image only (for the truth);
+    then each job's counts go to its cell through the job, one row per job: at the 2017 size
+    the recount is one scan grouped by a single key, which PostgreSQL splits among its
+    parallel workers, and the cell is never looked up per answer."""
     per_job = (
-        select(answers.c.defense_job_id, answers.c.defense_id, Image.dataset_id, func.count().label("scored"),
+        select(answers.c.defense_job_id, func.count().label("scored"),
                func.sum(error(answers.c.label)).label("errors"), func.sum(hit(answers.c.label)).label("hits"))
         .select_from(answers)
         .join(Image, answers.c.image_id == Image.id)
-        .where(answers.c.adversarial_image_id.is_not(None), *where)
-        .group_by(answers.c.defense_job_id, answers.c.defense_id, Image.dataset_id)
+        .group_by(answers.c.defense_job_id)
         .subquery("per_job")
     )
-    key = (per_job.c.dataset_id, AttackJob.submission_id, per_job.c.defense_id, AttackJob.epsilon)
+    key = (Batch.dataset_id, AttackJob.submission_id, DefenseJob.submission_id, AttackJob.epsilon)
     return (
         select(*key, func.sum(per_job.c.scored), func.sum(per_job.c.errors), func.sum(per_job.c.hits))
         .select_from(per_job)
         .join(DefenseJob, per_job.c.defense_job_id == DefenseJob.id)
         .join(AttackJob, DefenseJob.attack_job_id == AttackJob.id)
+        .join(Batch, DefenseJob.batch_id == Batch.id)
         .group_by(*key)
         .order_by(*key)
     )
 
 
-def clean_counts(answers: FromClause = CLASSIFICATIONS, *where: ColumnElement) -> Select:
-    """Counts per (dataset, defense) of the clean-image classifications in ``answers`` matching ``where``."""
-    key = (Image.dataset_id, answers.c.defense_id)
+def clean_counts(answers: FromClause = CLASSIFICATIONS) -> Select:
+    """Counts per (dataset, defense) of the answers in ``answers`` given by defense jobs over a
+    clean batch: reached through those jobs (a few thousand at the 2017 size, each a range of
+    the table's key), not by scanning every answer."""
+    key = (Batch.dataset_id, DefenseJob.submission_id)
     return (
         select(*key, func.count(), func.sum(error(answers.c.label)))
-        .select_from(answers)
+        .select_from(DefenseJob)
+        .join(Batch, DefenseJob.batch_id == Batch.id)
+        .join(answers, answers.c.defense_job_id == DefenseJob.id)
         .join(Image, answers.c.image_id == Image.id)
-        .where(answers.c.adversarial_image_id.is_(None), *where)
+        .where(DefenseJob.attack_job_id.is_(None))
         .group_by(*key)
         .order_by(*key)
     )
@@ -116,6 +123,5 @@ def rebuild(session: Session) -> int:
 
 def _replace(session: Session, model: type[CellTally] | type[CleanTally], counts: Select) -> int:
     rows = [dict(zip(_columns(model), row)) for row in session.execute(counts)]
-    if rows:
-        session.execute(insert(model), rows)
+    bulk_insert(session, model.__table__, rows)
     return len(rows)
