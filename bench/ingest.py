@@ -1,18 +1,20 @@
-"""Per-image result ingestion into SQLite and PostgreSQL, each way against the one before it,
-in one invocation (rounds alternate, the best round of each counts):
+"""Per-image answer ingestion into SQLite and PostgreSQL: how a defense job's answers are
+stored now against how they were stored before migration 0013, in one invocation (rounds
+alternate between the ways, the best round of each counts):
 
-- SQLite: ORM unit of work (``session.add_all``) against one bulk ``insert()`` of plain rows
-  (the path SQLite keeps);
-- PostgreSQL: that bulk ``insert()`` against ``db.bulk_insert`` (COPY), rows only; COPY
-  followed by the tally update of the same transaction, as ``jobs._store`` does it; and COPY
-  into a database at migration 0005, whose classifications still had four foreign keys;
-  and two ceilings: COPY with the key's per-row trigger switched off, and COPY into a
-  table left with its primary key only (no index, no key).
+- before: ``classifications`` as migration 0010 left it (surrogate id, a foreign key to the
+  defense job, an index per job and two partial unique indexes), rebuilt in the bench's own
+  database; the rows inserted straight into it (COPY on PostgreSQL, one executemany insert
+  on SQLite), then the tallies counted from the rows read back by job, each row's cell found
+  through its adversarial image: ``tallies.count_defense_jobs`` as it was;
+- now: ``answers.store``: the rows staged (COPY on PostgreSQL) and moved into the table keyed
+  by (defense job, image) alone, counted from the rows moved, in one statement on PostgreSQL;
+- the same rows alone (no tallies), each way: what counting costs.
 
-The rows are adversarial-image classifications of 20 defenses on 2,500 images x 4 eps of one
-attack (200,000 rows, 2,000 defense jobs of 100 rows), stored in transactions of one job
-(100 rows), one full pack (2,000 rows, ARENA_MAX_PACK_IMAGES) and 20,000 rows. PostgreSQL is
-a private server started here (fsync off, as in the tests) unless --database-url is given.
+The rows are adversarial-image answers of 20 defenses on 2,500 images x 4 eps of one attack
+(200,000 rows, 2,000 defense jobs of 100 rows), stored in transactions of one job (100
+rows), one full pack (2,000 rows, ARENA_MAX_PACK_IMAGES) and 20,000 rows. PostgreSQL is a
+private server started here (fsync off, as in the tests) unless --database-url is given.
 
     .venv/bin/python bench/ingest.py [--rounds 3] [--database-url URL]
 """
@@ -26,7 +28,7 @@ from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import delete, func, insert, select, text
 from sqlalchemy.orm import Session
 
 from arena import REPO_ROOT, db
@@ -37,6 +39,7 @@ from arena.models import (
     Batch,
     CellTally,
     Classification,
+    CleanTally,
     Dataset,
     DefenseJob,
     Image,
@@ -45,13 +48,29 @@ from arena.models import (
     SubmissionStatus,
     Team,
 )
-from arena.results import tallies
+from arena.results import answers, tallies
+from arena.results.judging import error, hit
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 from servers import postgres_server  # the tests' private server, reused
 
 IMAGES, DEFENSES, EPSILONS, BATCH = 2500, 20, [2, 4, 8, 16], 100
 TRANSACTION_ROWS = [100, 2000, 20000]
+CLASSIFICATIONS = Classification.__table__
+
+#: ``classifications`` as migration 0010 left it; ``{id}`` is the dialect's auto-numbered key.
+BEFORE_0013 = [
+    "DROP TABLE classifications",
+    """CREATE TABLE classifications (
+         id {id} PRIMARY KEY,
+         defense_job_id INTEGER NOT NULL REFERENCES defense_jobs (id) ON DELETE CASCADE,
+         defense_id INTEGER NOT NULL, image_id INTEGER NOT NULL, adversarial_image_id INTEGER,
+         label INTEGER, problem VARCHAR(20))""",
+    "CREATE INDEX ix_classifications_defense_job_id ON classifications (defense_job_id)",
+    """CREATE UNIQUE INDEX uq_classification_adversarial ON classifications (defense_id, adversarial_image_id)
+       WHERE adversarial_image_id IS NOT NULL""",
+    "CREATE UNIQUE INDEX uq_classification_clean ON classifications (defense_id, image_id) WHERE adversarial_image_id IS NULL",
+]
 
 
 def _submission(session: Session, team: Team, name: str, kind: SubmissionKind) -> int:
@@ -102,43 +121,56 @@ def setup(settings: Settings) -> list[dict]:
         return rows
 
 
-def orm_add_all(session: Session, rows: list[dict]) -> None:
-    session.add_all(Classification(**row) for row in rows)
-
-
-def bulk_insert(session: Session, rows: list[dict]) -> None:
-    session.execute(insert(Classification), rows)
-
-
-def copy(session: Session, rows: list[dict]) -> None:
-    db.bulk_insert(session, Classification.__table__, rows)
-
-
-def copy_and_tally(session: Session, rows: list[dict]) -> None:
-    db.bulk_insert(session, Classification.__table__, rows)
-    tallies.count_defense_jobs(session, sorted({row["defense_job_id"] for row in rows}))
-
-
-def copy_without_triggers(session: Session, rows: list[dict]) -> None:
-    """The ceiling with the indexes but without the foreign key's per-row trigger."""
-    session.execute(text("SET LOCAL session_replication_role = replica"))
-    copy(session, rows)
-
-
-def without_indexes(settings: Settings) -> Settings:
-    """The ceiling of the table itself: only its primary key left."""
+def before_0013(settings: Settings) -> Settings:
+    """The bench's own database with ``classifications`` made again as migration 0010 left it."""
+    dialect = db.get_engine(settings.resolved_database_url).dialect.name
     with db.transaction(settings) as session:
-        for index in Classification.__table__.indexes:
-            session.execute(text(f"DROP INDEX {index.name}"))
-        session.execute(text("ALTER TABLE classifications DROP CONSTRAINT classifications_defense_job_id_fkey"))
+        for statement in BEFORE_0013:
+            session.execute(text(statement.format(id="SERIAL" if dialect == "postgresql" else "INTEGER")))
     return settings
 
 
+def rows_before(session: Session, rows: list[dict]) -> None:
+    db.bulk_insert(session, CLASSIFICATIONS, rows)
+
+
+def stored_before(session: Session, rows: list[dict]) -> None:
+    """As ``pack_run._store`` stored a defense pack before 0013: the rows into the table, then
+    their jobs' rows read back and counted, each row's cell through its adversarial image."""
+    rows_before(session, rows)
+    dialect = session.get_bind().dialect.name
+    answers = CLASSIFICATIONS
+    of_jobs = answers.c.defense_job_id.in_(sorted({row["defense_job_id"] for row in rows}))
+    cell = (Image.dataset_id, AttackJob.submission_id, answers.c.defense_id, AttackJob.epsilon)
+    cells = (select(*cell, func.count(), func.sum(error(answers.c.label)), func.sum(hit(answers.c.label)))
+             .join(AdversarialImage, answers.c.adversarial_image_id == AdversarialImage.id)
+             .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
+             .join(Image, answers.c.image_id == Image.id)
+             .where(of_jobs).group_by(*cell).order_by(*cell))
+    clean = (Image.dataset_id, answers.c.defense_id)
+    cleans = (select(*clean, func.count(), func.sum(error(answers.c.label)))
+              .join(Image, answers.c.image_id == Image.id)
+              .where(answers.c.adversarial_image_id.is_(None), of_jobs).group_by(*clean).order_by(*clean))
+    session.execute(tallies.adding(dialect, CellTally, cells))
+    session.execute(tallies.adding(dialect, CleanTally, cleans))
+
+
+def rows_now(session: Session, rows: list[dict]) -> None:
+    db.bulk_insert(session, CLASSIFICATIONS, rows)
+
+
+def stored_now(session: Session, rows: list[dict]) -> None:
+    answers.store(session, rows)
+
+
 def store_all(settings: Settings, rows: list[dict], per_transaction: int, store: Callable) -> float:
-    """Seconds to store every row, ``per_transaction`` at a time; the table is emptied before."""
+    """Seconds to store every row, ``per_transaction`` at a time; the tables are emptied before."""
+    emptied = (CLASSIFICATIONS, CellTally.__table__, CleanTally.__table__)
     with db.transaction(settings) as session:
-        session.execute(delete(Classification))
-        session.execute(delete(CellTally))
+        if session.get_bind().dialect.name == "postgresql":  # as new: no dead rows left behind
+            session.execute(text(f"TRUNCATE {', '.join(table.name for table in emptied)}"))
+        for table in emptied:
+            session.execute(delete(table))
     started = time.perf_counter()
     for start in range(0, len(rows), per_transaction):
         with db.transaction(settings) as session:
@@ -153,7 +185,7 @@ def measure(backend: str, methods: dict[str, tuple[Settings, Callable]], rounds:
         if id(settings) not in rows:
             rows[id(settings)] = setup(settings)
     count = len(next(iter(rows.values())))
-    print(f"{backend}: {count:,} rows per measure, best of {rounds} rounds")
+    print(f"{backend}: {count:,} rows per measure, best of {rounds} rounds", flush=True)
     for per_transaction in TRANSACTION_ROWS:
         best = {name: float("inf") for name in methods}
         for _ in range(rounds):
@@ -161,32 +193,34 @@ def measure(backend: str, methods: dict[str, tuple[Settings, Callable]], rounds:
                 best[name] = min(best[name], store_all(settings, rows[id(settings)], per_transaction, store))
         baseline = next(iter(methods))
         for name, seconds in best.items():
-            print(f"  {per_transaction:>6} rows/transaction  {name:<24} {count / seconds:>11,.0f} rows/s  "
-                  f"{best[baseline] / seconds:.2f}x {baseline}")
+            print(f"  {per_transaction:>6} rows/transaction  {name:<34} {count / seconds:>11,.0f} rows/s  "
+                  f"{best[baseline] / seconds:.2f}x {baseline}", flush=True)
 
 
-def database(server: str, name: str, scratch: str, revision: str = "head") -> Settings:
-    """A new database of the server, migrated to ``revision``."""
+def database(server: str, name: str, scratch: str) -> Settings:
+    """A new database of the server, at the newest migration."""
     with db.get_engine(server).connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
         connection.execute(text(f"CREATE DATABASE {name}"))
     settings = Settings(data_dir=Path(scratch) / name, database_url=server.rsplit("/", 1)[0] + f"/{name}")
-    db.upgrade(settings, revision)
+    db.upgrade(settings)
     return settings
+
+
+def ways(before: Settings, now: Settings) -> dict[str, tuple[Settings, Callable]]:
+    """The ways to compare, the baseline first."""
+    return {"before 0013: rows + tallies read back": (before, stored_before), "now: answers.store": (now, stored_now),
+            "before 0013: rows alone": (before, rows_before), "now: rows alone": (now, rows_now)}
 
 
 def main(rounds: int, database_url: str | None) -> None:
     with tempfile.TemporaryDirectory() as scratch:
-        sqlite = Settings(data_dir=Path(scratch) / "sqlite")
-        db.upgrade(sqlite)
-        measure("sqlite", {"bulk insert": (sqlite, bulk_insert), "orm add_all": (sqlite, orm_add_all)}, rounds)
+        sqlite_before, sqlite_now = (Settings(data_dir=Path(scratch) / name) for name in ("sqlite_before", "sqlite_now"))
+        for settings in (sqlite_before, sqlite_now):
+            db.upgrade(settings)
+        measure("sqlite", ways(before_0013(sqlite_before), sqlite_now), rounds)
         with postgres_server() if database_url is None else nullcontext(database_url) as url:
-            head, four_keys = database(url, "ingest_head", scratch), database(url, "ingest_0005", scratch, "0005")
-            bare = without_indexes(database(url, "ingest_bare", scratch))
-            measure("postgresql", {"bulk insert": (head, bulk_insert), "copy": (head, copy),
-                                   "copy + tallies": (head, copy_and_tally),
-                                   "copy, four keys (0005)": (four_keys, copy),
-                                   "copy, no trigger": (head, copy_without_triggers),
-                                   "copy, primary key only": (bare, copy)}, rounds)
+            before, now = before_0013(database(url, "ingest_before", scratch)), database(url, "ingest_now", scratch)
+            measure("postgresql", ways(before, now), rounds)
 
 
 if __name__ == "__main__":

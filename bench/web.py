@@ -45,7 +45,7 @@ from arena.models import (
     Team,
     utcnow,
 )
-from arena.results import tallies
+from arena.results import answers, tallies
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers import _wait_for_port, free_port, stop  # noqa: E402
@@ -125,8 +125,7 @@ def fabricate(settings: Settings, attacks: int, defenses: int, images: int, seed
 def land(settings: Settings, job: dict, rows: list[dict]) -> None:
     """What a worker does when a defense job's results come back: rows, tallies, done."""
     with db.transaction(settings) as session:
-        session.execute(insert(Classification), rows)
-        tallies.count_defense_jobs(session, [job["id"]])
+        answers.store(session, rows)
         session.execute(update(DefenseJob).where(DefenseJob.id == job["id"])
                         .values(status=JobStatus.DONE, finished_at=utcnow()))
 

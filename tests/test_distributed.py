@@ -59,7 +59,7 @@ def _prepare(settings: Settings, root: Path):
 def _matrices(settings: Settings, dataset) -> dict:
     with transaction(settings) as session:
         standings = Standings.compute(session, dataset)
-        counts = (session.scalar(select(func.count(AdversarialImage.id))), session.scalar(select(func.count(Classification.id))))
+        counts = (session.scalar(select(func.count(AdversarialImage.id))), session.scalar(select(func.count()).select_from(Classification)))
     return {"error": standings.matrix("error"), "hit": standings.matrix("hit"), "counts": counts}
 
 

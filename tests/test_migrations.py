@@ -47,16 +47,72 @@ def test_head_is_the_models_and_every_revision_rolls_back(settings):
     assert differences(settings) == []
 
 
-def test_classifications_keep_one_foreign_key(settings):
-    """Migration 0006: a key per row on the biggest table costs a trigger per insert on
-    PostgreSQL; the one to the defense job carries every cascade."""
+def _classifications(settings: Settings) -> dict:
+    inspector = sa.inspect(db.get_engine(settings.resolved_database_url))
+    return {
+        "key": inspector.get_pk_constraint("classifications")["constrained_columns"],
+        "foreign keys": [(key["constrained_columns"], key["referred_table"], key["options"].get("ondelete"))
+                         for key in inspector.get_foreign_keys("classifications")],
+        "indexes": sorted(index["name"] for index in inspector.get_indexes("classifications")),
+    }
+
+
+def test_classifications_are_keyed_by_job_and_image_alone(settings):
+    """Migration 0013: every index and key on the biggest table is work per inserted row; the
+    primary key (defense job, image) is the one left, and 0010's come back on a downgrade."""
     db.upgrade(settings)
-    keys = sa.inspect(db.get_engine(settings.resolved_database_url)).get_foreign_keys("classifications")
-    assert [(key["constrained_columns"], key["referred_table"], key["options"].get("ondelete")) for key in keys] == [
-        (["defense_job_id"], "defense_jobs", "CASCADE")]
+    assert _classifications(settings) == {"key": ["defense_job_id", "image_id"], "foreign keys": [], "indexes": []}
+    if settings.resolved_database_url.startswith("sqlite"):  # the rows live in the key's b-tree
+        with db.get_engine(settings.resolved_database_url).connect() as connection:
+            assert "WITHOUT ROWID" in connection.scalar(sa.text("SELECT sql FROM sqlite_master WHERE name = 'classifications'"))
+    command.downgrade(db.alembic_config(settings), "0010")
+    assert _classifications(settings) == {
+        "key": ["id"], "foreign keys": [(["defense_job_id"], "defense_jobs", "CASCADE")],
+        "indexes": ["ix_classifications_defense_job_id", "uq_classification_adversarial", "uq_classification_clean"]}
     command.downgrade(db.alembic_config(settings), "0005")
-    keys = sa.inspect(db.get_engine(settings.resolved_database_url)).get_foreign_keys("classifications")
-    assert len(keys) == 4
+    assert len(_classifications(settings)["foreign keys"]) == 4
+
+
+SKELETON = [  # a dataset of two images, one defense, its job over the clean batch
+    "INSERT INTO datasets (id, name, created_at) VALUES (1, 'd', CURRENT_TIMESTAMP)",
+    "INSERT INTO batches (id, dataset_id, \"index\") VALUES (1, 1, 0)",
+    "INSERT INTO images (id, dataset_id, batch_id, name, true_label, target_class, sha256) "
+    "VALUES (1, 1, 1, 'a', 5, 6, 'x'), (2, 1, 1, 'b', 7, 8, 'y')",
+    "INSERT INTO teams (id, name, created_at) VALUES (1, 't', CURRENT_TIMESTAMP)",
+    "INSERT INTO submissions (id, team_id, name, kind, sha256, metadata, status, created_at) "
+    "VALUES (1, 1, 'D', 'defense', 'z', '{}', 'accepted', CURRENT_TIMESTAMP)",
+    "INSERT INTO defense_jobs (id, submission_id, batch_id, status, attempt) VALUES (1, 1, 1, 'done', 1)",
+]
+ANSWERS = "SELECT defense_job_id, defense_id, image_id, adversarial_image_id, label, problem FROM classifications ORDER BY 1, 3"
+
+
+def _execute(settings: Settings, *statements: str) -> list:
+    with db.get_engine(settings.resolved_database_url).begin() as connection:
+        return [connection.execute(sa.text(statement)).all() if statement.startswith("SELECT")
+                else connection.execute(sa.text(statement)) for statement in statements][-1]
+
+
+def test_the_answers_stay_through_a_downgrade_and_an_upgrade(settings):
+    db.upgrade(settings, "0010")
+    _execute(settings, *SKELETON, "INSERT INTO classifications (defense_job_id, defense_id, image_id, label, problem) "
+                                  "VALUES (1, 1, 1, 5, NULL), (1, 1, 2, NULL, 'missing')")
+    stored = _execute(settings, ANSWERS)
+    db.upgrade(settings)
+    assert _execute(settings, ANSWERS) == stored
+    _execute(settings, "INSERT INTO classifications (defense_job_id, defense_id, image_id, label) VALUES (9, 1, 1, 3)")
+    command.downgrade(db.alembic_config(settings), "0010")  # the answer of no job goes: the key comes back
+    assert _execute(settings, ANSWERS) == stored
+    assert sorted(row[0] for row in _execute(settings, "SELECT id FROM classifications")) == [1, 2]
+    db.upgrade(settings)
+    assert _execute(settings, ANSWERS) == stored
+
+
+def test_the_key_refuses_a_second_answer_to_an_image_of_a_job(settings):
+    db.upgrade(settings)
+    _execute(settings, *SKELETON, "INSERT INTO classifications (defense_job_id, defense_id, image_id, label) VALUES (1, 1, 1, 5)")
+    with pytest.raises(sa.exc.IntegrityError):
+        _execute(settings, "INSERT INTO classifications (defense_job_id, defense_id, image_id, label) VALUES (1, 1, 1, 6)")
+    assert [row[4] for row in _execute(settings, ANSWERS)] == [5]
 
 
 def test_an_existing_tournament_becomes_one_round_per_dataset(settings):

@@ -8,7 +8,6 @@ from arena.execution import planning
 from arena.models import (
     AdversarialImage,
     AttackJob,
-    Classification,
     ClassificationProblem,
     DefenseJob,
     Image,
@@ -17,7 +16,7 @@ from arena.models import (
     SubmissionKind,
     SubmissionStatus,
 )
-from arena.results import tallies
+from arena.results import answers
 from arena.results.scoring import Standings
 from factories import add_submission, synth_dataset
 
@@ -81,6 +80,7 @@ def test_scores_follow_the_2017_rules(tournament):
         planning.plan(session, dataset, [2, 8])
         images = {i.id: i for i in session.scalars(select(Image))}
         first = min(images)
+        rows = []
         for job in session.scalars(select(DefenseJob)):
             job.status = JobStatus.DONE
             if job.attack_job_id is None:
@@ -99,10 +99,9 @@ def test_scores_follow_the_2017_rules(tournament):
                     label = image.target_class
                 if attack == "T" and image.id == first:
                     label, problem = None, ClassificationProblem.MISSING
-                session.add(Classification(defense_job_id=job.id, defense_id=ids["D"], image_id=image.id,
-                                           adversarial_image_id=adversarial_id, label=label, problem=problem))
-        session.flush()
-        tallies.count_defense_jobs(session, list(session.scalars(select(DefenseJob.id))))  # as jobs._store does
+                rows.append(dict(defense_job_id=job.id, defense_id=ids["D"], image_id=image.id,
+                                 adversarial_image_id=adversarial_id, label=label, problem=problem))
+        answers.store(session, rows)  # as pack_run._store does
         standings = Standings.compute(session, dataset)
 
     errors = standings.matrix("error")

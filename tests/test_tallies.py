@@ -4,13 +4,17 @@ the same matrices as the per-image rows. A fake defense stands in for the contai
 test runs on SQLite and on a real PostgreSQL (where results go in with COPY)."""
 
 
+import threading
+
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
 
 from arena.db import transaction
 from arena.execution import pack_run, planning
 from arena.models import (
     AdversarialImage,
+    CellTally,
     Classification,
     ClassificationProblem,
     CleanTally,
@@ -18,8 +22,9 @@ from arena.models import (
     Submission,
     SubmissionStatus,
 )
+from arena.results import answers
 from arena.results.scoring import Standings, load_results
-from conftest import assert_tallies_match_a_rebuild, make_settings, snapshot
+from conftest import assert_tallies_match_a_rebuild, make_settings, snapshot, wait_until
 from factories import attacked, defense_packs, fake_defenses, synth_dataset
 from servers import new_database, postgres_server
 
@@ -113,10 +118,11 @@ def test_forgetting_results_forgets_their_tallies(tournament, forgotten):
     assert len(cells) == {"A": 4, "D": 4, None: 0}[forgotten]
     assert_tallies_match_a_rebuild(settings)
     with transaction(settings) as session:  # the answers went with their jobs: none refers to a deleted row
-        orphans = select(func.count(Classification.id)).where(
-            Classification.adversarial_image_id.not_in(select(AdversarialImage.id))
-            | Classification.defense_id.not_in(select(DefenseJob.submission_id)))
+        orphans = select(func.count()).select_from(Classification).where(
+            Classification.defense_job_id.not_in(select(DefenseJob.id))
+            | Classification.adversarial_image_id.not_in(select(AdversarialImage.id)))
         assert session.scalar(orphans) == 0
+        assert session.scalar(select(func.count()).select_from(Classification)) == {"A": 24, "D": 20, None: 0}[forgotten]  # of 40
 
 
 def test_a_disqualified_attack_leaves_the_tables_but_keeps_its_tallies(tournament):
@@ -131,3 +137,85 @@ def test_a_disqualified_attack_leaves_the_tables_but_keeps_its_tallies(tournamen
     assert standings.targeted_attack_leaderboard().empty
     assert standings.defense_leaderboard()["scored"].tolist() == [len(EPSILONS) * 4] * 2  # A's cells only
     assert len(snapshot(settings)[0]) == 2 * 2 * len(EPSILONS)
+
+
+
+def _stored_rows(settings, *where) -> list[dict]:
+    with transaction(settings) as session:
+        query = select(*Classification.__table__.columns).where(*where)
+        return [dict(row._mapping) for row in session.execute(query.order_by(*Classification.__table__.primary_key))]
+
+
+def test_answers_stored_in_pieces_of_one_transaction_count_as_the_packs_did(tournament):
+    """The statement that moves the staged rows empties the staging table, so a transaction
+    may store several times; the counts are those the packs' own transactions added."""
+    settings, _, _ = tournament
+    for pack in defense_packs(settings):
+        pack_run.run_pack(settings, pack)
+    rows, counted = _stored_rows(settings), snapshot(settings)
+    with transaction(settings) as session:
+        for table in (Classification, CellTally, CleanTally):
+            session.execute(delete(table))
+    with transaction(settings) as session:
+        answers.store(session, rows[:len(rows) // 3])
+        answers.store(session, rows[len(rows) // 3:])
+    assert snapshot(settings) == counted and _stored_rows(settings) == rows
+
+
+@pytest.mark.parametrize("twice", ["in another transaction", "in the same rows"])
+def test_a_second_answer_to_an_image_of_a_job_is_refused_and_counts_nothing(tournament, twice):
+    settings, _, _ = tournament
+    for pack in defense_packs(settings):
+        pack_run.run_pack(settings, pack)
+    rows, counted = _stored_rows(settings), snapshot(settings)
+    other = [row for row in rows if row["defense_job_id"] == rows[-1]["defense_job_id"]]
+    with transaction(settings) as session:  # a job whose answers are to store again
+        session.execute(delete(Classification).where(Classification.defense_job_id == other[0]["defense_job_id"]))
+    if twice == "in another transaction":  # an answer of a stored job
+        again = [dict(rows[0], label=7)]
+    else:  # the other job's answers, one image twice
+        again = [*other, dict(other[0], label=7)]
+    with pytest.raises(IntegrityError), transaction(settings) as session:
+        answers.store(session, again)
+    assert snapshot(settings) == counted
+    assert _stored_rows(settings) == [row for row in rows if row not in other]
+
+
+def test_forgetting_waits_for_answers_being_stored_and_deletes_them_too(tournament):
+    """PostgreSQL: a defense's answers committed while ``forget`` waits on their job's lock
+    are deleted with the job, though no foreign key reaches them."""
+    settings, _, ids = tournament
+    if not settings.resolved_database_url.startswith("postgresql"):
+        pytest.skip("SQLite has one writer at a time: no store can be in flight")
+    for pack in defense_packs(settings):
+        pack_run.run_pack(settings, pack)
+    job_id = _stored_rows(settings)[0]["defense_job_id"]
+    rows = _stored_rows(settings, Classification.defense_job_id == job_id)
+    with transaction(settings) as session:
+        session.execute(delete(Classification).where(Classification.defense_job_id == job_id))
+    failures = []
+
+    def forget_the_defense() -> None:
+        try:
+            with transaction(settings) as session:
+                planning.forget(session, session.get(Submission, rows[0]["defense_id"]))
+        except Exception as exc:  # reported by the test, not lost in the thread
+            failures.append(exc)
+
+    forgetting = threading.Thread(target=forget_the_defense)
+    with transaction(settings) as storing:
+        storing.execute(select(DefenseJob).where(DefenseJob.id == job_id).with_for_update())  # as _store holds it
+        answers.store(storing, rows)
+        forgetting.start()
+        wait_until(lambda: _waiting_on_a_lock(settings), 30, "forget to wait on the job's lock")
+    forgetting.join(timeout=60)
+    assert not forgetting.is_alive() and failures == []
+    assert _stored_rows(settings, Classification.defense_id == rows[0]["defense_id"]) == []
+    assert _stored_rows(settings, Classification.defense_job_id.not_in(select(DefenseJob.id))) == []
+    assert_tallies_match_a_rebuild(settings)
+
+
+def _waiting_on_a_lock(settings) -> bool:
+    with transaction(settings) as session:
+        return bool(session.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                                         "AND datname = current_database()")))

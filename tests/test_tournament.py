@@ -91,7 +91,7 @@ def test_every_job_ran_once(tournament):
     assert summary.defense_jobs == len(DEFENSES) * (summary.attack_jobs + 2)
     assert summary.platform_errors == []
     with transaction(settings) as session:
-        assert session.scalar(select(func.count(Classification.id))) == len(DEFENSES) * (len(ATTACKS) * len(EPSILONS) + 1) * 100
+        assert session.scalar(select(func.count()).select_from(Classification)) == len(DEFENSES) * (len(ATTACKS) * len(EPSILONS) + 1) * 100
         assert planning.plan(session, dataset, EPSILONS) == planning.Plan(0, 0)
     assert_tallies_match_a_rebuild(settings)
 
@@ -126,14 +126,14 @@ def test_stored_adversarial_images_respect_epsilon(tournament):
 def test_adding_a_defense_runs_only_its_column(own_copy, tmp_path):
     settings, dataset, summary = own_copy
     with transaction(settings) as session:
-        before = pd.DataFrame(session.execute(select(Classification.id, Classification.label)).all())
+        before = pd.DataFrame(session.execute(select(Classification.defense_job_id, Classification.image_id, Classification.label)).all())
     submit_folder(settings, variant(SAMPLES / "decoder", tmp_path, "decoder_copy"), tmp_path)
     added = run(settings)
     assert added.attack_jobs == 0
     assert added.defense_jobs == summary.attack_jobs + 2
     with transaction(settings) as session:
-        after = pd.DataFrame(session.execute(select(Classification.id, Classification.label)).all())
-    assert after.merge(before, on="id", suffixes=("", "_before")).pipe(lambda f: (f["label"] == f["label_before"]).all())
+        after = pd.DataFrame(session.execute(select(Classification.defense_job_id, Classification.image_id, Classification.label)).all())
+    assert after.merge(before, on=["defense_job_id", "image_id"], suffixes=("", "_before")).pipe(lambda f: (f["label"] == f["label_before"]).all())
     matrix = _standings(settings, dataset).matrix("error")
     assert matrix["decoder_copy"].tolist() == matrix["decoder"].tolist()
 

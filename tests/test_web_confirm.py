@@ -59,7 +59,7 @@ def site(tmp_path, monkeypatch):
 
 def _answers(settings, defense_id: int) -> int:
     with transaction(settings) as session:
-        return session.scalar(select(func.count(Classification.id)).where(Classification.defense_id == defense_id))
+        return session.scalar(select(func.count()).select_from(Classification).where(Classification.defense_id == defense_id))
 
 
 def _token_hash(settings, name: str) -> str | None:

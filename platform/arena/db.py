@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import lru_cache
+from operator import itemgetter
 from typing import ParamSpec, TypeVar
 
 import psycopg
@@ -21,7 +22,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from psycopg import sql
-from sqlalchemy import Engine, Enum, Table, create_engine, event, insert
+from sqlalchemy import Engine, Table, create_engine, event, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import (
@@ -67,14 +68,14 @@ def transaction(settings: Settings) -> Iterator[Session]:
 
 
 def bulk_insert(session: Session, table: Table, rows: list[dict]) -> None:
-    """Insert many plain rows (all with the same keys, in the same order) in the session's transaction.
+    """Insert many plain rows (all with the same keys, at least two, in the same order) in the
+    session's transaction.
 
-    On PostgreSQL the rows go in with COPY, straight into the table, inside the caller's
-    transaction: COPY checks the unique indexes and foreign keys like INSERT does, so a
-    duplicate fails the whole transaction (fencing check and status change included)
-    exactly as the INSERT did. A staging table with INSERT ... SELECT would only be needed
-    to skip duplicates quietly, and a duplicate here means a bug that must not pass
-    silently. Elsewhere (SQLite) one executemany ``insert()``.
+    On PostgreSQL the rows go in with COPY, inside the caller's transaction: COPY checks the
+    unique indexes and foreign keys like INSERT does, so a duplicate fails the whole
+    transaction (fencing check and status change included) exactly as the INSERT did.
+    Enum columns hold ``StrEnum`` members (``models._enum``), which psycopg sends as the str
+    they are, their value. Elsewhere (SQLite) one executemany ``insert()``.
     """
     if not rows:
         return
@@ -84,16 +85,13 @@ def bulk_insert(session: Session, table: Table, rows: list[dict]) -> None:
         connection.execute(insert(table), rows)
         return
     columns = list(rows[0])
-    enums = [k for k, column in enumerate(columns) if isinstance(table.c[column].type, Enum)]
+    values = itemgetter(*columns)
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
     with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
-            values = list(row.values())
-            for k in enums:  # stored by value (models._enum), not by name as psycopg would send them
-                values[k] = None if values[k] is None else str(values[k])
-            copy.write_row(values)
+            copy.write_row(values(row))
 
 
 def _unreachable(error: BaseException) -> bool:

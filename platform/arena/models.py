@@ -20,6 +20,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -93,7 +94,7 @@ class JobStatus(StrEnum):
 
 
 class JobKind(StrEnum):
-    """The two kinds of job, and where each keeps its rows: one place to ask, so no code
+    """The two kinds of job, and their job and attempt columns: one place to ask, so no code
     branches on a bare "attack"/"defense" string."""
 
     ATTACK = "attack"
@@ -112,11 +113,6 @@ class JobKind(StrEnum):
     def attempt_column(self):
         """The column of ``JobAttempt`` that points at a job of this kind."""
         return JobAttempt.attack_job_id if self is JobKind.ATTACK else JobAttempt.defense_job_id
-
-    @property
-    def result_table(self) -> type["AdversarialImage"] | type["Classification"]:
-        """Where a job of this kind stores its per-image results."""
-        return AdversarialImage if self is JobKind.ATTACK else Classification
 
 
 class ClassificationProblem(StrEnum):
@@ -355,19 +351,20 @@ class DefenseJob(JobState, Base):
 class Classification(Base):
     """A defense's answer for one image; ``label`` is null when the answer is missing or invalid.
 
-    This table grows to 200 million rows in a 2017-size tournament, so it carries one foreign key, to its
-    job: deleting a job, its submission, its attack job or its dataset deletes the answers
-    through it. ``defense_id``, ``image_id`` and ``adversarial_image_id`` are copied from
-    the job and its inputs by ``jobs`` in the transaction that holds the job's lock; a key
-    on each cost a trigger per row: COPY into PostgreSQL ran nearly three times slower
-    (migration 0006, docs/benchmarks.md).
+    This table grows to 200 million rows in a 2017-size tournament, so it carries one index,
+    its primary key (defense job, image), and no foreign key: each index and each key is work
+    per inserted row (a key's trigger costs about as much as the COPY itself on PostgreSQL;
+    docs/benchmarks.md). The primary key alone makes a second answer impossible: a defense
+    job is one defense over one attack job's output or one clean batch, so (job, image)
+    names one answer. ``defense_id`` and ``adversarial_image_id`` are copied from the job
+    and its inputs in the transaction that holds the job's lock, and the answers are deleted
+    with their jobs by ``results.answers.forget`` (migration 0013).
     """
 
     __tablename__ = "classifications"
-    __table_args__ = _unique_by_source("classification", "defense_id", "adversarial_image_id", "image_id")
+    __table_args__ = (PrimaryKeyConstraint("defense_job_id", "image_id"), {"sqlite_with_rowid": False})
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    defense_job_id: Mapped[int] = mapped_column(ForeignKey("defense_jobs.id", ondelete="CASCADE"), index=True)
+    defense_job_id: Mapped[int] = mapped_column(Integer)
     defense_id: Mapped[int] = mapped_column(Integer)
     image_id: Mapped[int] = mapped_column(Integer)
     adversarial_image_id: Mapped[int | None] = mapped_column(Integer)

@@ -39,7 +39,7 @@ from arena.models import (
     Submission,
     utcnow,
 )
-from arena.results import tallies
+from arena.results import answers
 from arena.sandbox.attack_run import CleanInput, execute_attack
 from arena.sandbox.containers import RunResult, SandboxError
 from arena.sandbox.defense_run import DefenseInput, execute_defense
@@ -259,7 +259,8 @@ def _store(settings: Settings, pack: Pack, claims: dict[int, Claim], outcome: Ou
                 rows += piece.rows
                 _finish_attempt(attempt, outcome.run, packed + outcome.problems + outcome.notes)
                 job.status, job.finished_at, job.lease_expires_at = JobStatus.DONE, utcnow(), None
-        bulk_insert(session, pack.kind.result_table.__table__, rows)
         if pack.kind is JobKind.DEFENSE:
-            tallies.count_defense_jobs(session, kept)
+            answers.store(session, rows)
+        else:
+            bulk_insert(session, AdversarialImage.__table__, rows)
     return len(kept)

@@ -30,7 +30,7 @@ from arena.models import (
     SubmissionKind,
     SubmissionStatus,
 )
-from arena.results import tallies
+from arena.results import answers, tallies
 
 
 @dataclass(frozen=True)
@@ -149,13 +149,22 @@ def held(session: Session, dataset: Dataset) -> int:
 
 
 def forget(session: Session, submission: Submission | None = None) -> None:
-    """Delete the jobs (and, by cascade, the results) of one submission, or of all, so they run
-    again; then their tallies. Jobs first: a job being stored holds its row lock, so the
-    tallies are deleted only once its counts are in."""
+    """Delete the jobs of one submission, or of all, so they run again; then their answers
+    (no foreign key reaches them) and tallies. Jobs first: a job being stored holds its row
+    lock, so its answers and counts are in by the time its row goes, and the deletes after
+    it see them. An attack's attack jobs are locked before the defense jobs over them are
+    deleted, so that no new defense job can be planned over them meanwhile."""
     if submission is None:
-        for job_class in (DefenseJob, AttackJob):  # defense jobs first: they point at attack jobs
-            session.execute(delete(job_class))
+        session.execute(delete(DefenseJob))  # defense jobs first: they point at attack jobs
+        answers.forget(session, None)
+        session.execute(delete(AttackJob))
+    elif submission.kind.is_attack:
+        attack_jobs = select(AttackJob.id).where(AttackJob.submission_id == submission.id)
+        session.execute(attack_jobs.with_for_update())
+        gone = delete(DefenseJob).where(DefenseJob.attack_job_id.in_(attack_jobs)).returning(DefenseJob.id)
+        answers.forget(session, session.scalars(gone).all())
+        session.execute(delete(AttackJob).where(AttackJob.submission_id == submission.id))
     else:
-        job_class = JobKind.of(submission.kind).job_class
-        session.execute(delete(job_class).where(job_class.submission_id == submission.id))
+        gone = delete(DefenseJob).where(DefenseJob.submission_id == submission.id).returning(DefenseJob.id)
+        answers.forget(session, session.scalars(gone).all())
     tallies.forget(session, submission)

@@ -12,7 +12,7 @@ select the same columns instead of each re-deriving them.
 
 from enum import StrEnum
 
-from sqlalchemy import case
+from sqlalchemy import ColumnElement, case
 
 from arena.models import Classification, Image
 
@@ -25,7 +25,17 @@ class MatrixValue(StrEnum):
     HIT = "hit"  # the target class reached: the targeted attack's measure
 
 
-#: 1 when label != TrueLabel; a null label compares to nothing, so it is an error.
-ERROR = case((Classification.label == Image.true_label, 0), else_=1)
-#: 1 when label == TargetClass; a null label is never a hit.
-HIT = case((Classification.label == Image.target_class, 1), else_=0)
+def error(label: ColumnElement) -> ColumnElement:
+    """1 when ``label`` != TrueLabel; a null label compares to nothing, so it is an error.
+    ``label`` is a classification's label, wherever the row is read from (the table, or the
+    rows an INSERT is storing); the image must be joined."""
+    return case((label == Image.true_label, 0), else_=1)
+
+
+def hit(label: ColumnElement) -> ColumnElement:
+    """1 when ``label`` == TargetClass; a null label is never a hit."""
+    return case((label == Image.target_class, 1), else_=0)
+
+
+ERROR = error(Classification.label)
+HIT = hit(Classification.label)

@@ -6,56 +6,78 @@ attacks x defenses x epsilons rows) and per-(dataset, defense) clean counts inst
 
 How the counts stay exact, whatever the executor does:
 
-- ``count_defense_jobs`` runs in the transaction that stores those jobs' classifications,
-  after the fencing check, and adds the counts *of the rows just stored* (read back with
-  the same judging query the rebuild uses, ``judging``'s) with INSERT ... ON CONFLICT DO UPDATE. A stale
+- ``results.answers.store`` adds the counts of exactly the answers it stores (``adding``
+  ``cell_counts`` and ``clean_counts`` of the staged rows, judged by ``judging``'s
+  expressions, as the rebuild counts the table), in the transaction that stores them,
+  after the fencing check: on PostgreSQL in the very statement that inserts them. A stale
   attempt stores no rows and counts nothing; a rolled-back transaction takes its counts
-  with it; the unique indexes let a job's rows, hence its counts, land only once.
-- ``forget`` drops the tallies of what ``scheduler.forget`` deletes, in its transaction.
+  with it; the primary key lets an answer, hence its count, land only once.
+- ``forget`` drops the tallies of what ``planning.forget`` deletes, in its transaction.
 - Disqualification changes nothing here: readers keep accepted submissions only.
 - ``rebuild`` recomputes every tally from the raw rows (``arena scores rebuild``).
 """
 
-from sqlalchemy import Select, delete, func, insert, select, text
+from sqlalchemy import FromClause, Insert, Select, delete, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from arena.db import bulk_insert
 from arena.models import (
-    AdversarialImage,
     AttackJob,
+    Batch,
     CellTally,
     Classification,
     CleanTally,
+    DefenseJob,
     Image,
     Submission,
 )
-from arena.results.judging import ERROR, HIT
+from arena.results.judging import error, hit
+
+CLASSIFICATIONS = Classification.__table__
 
 
-def cell_counts(*where) -> Select:
-    """Counts per (dataset, attack, defense, epsilon) of the adversarial classifications
-    matching ``where``, in key order (concurrent upserts then lock rows in the same order)."""
-    key = (Image.dataset_id, AttackJob.submission_id, Classification.defense_id, AttackJob.epsilon)
+def cell_counts(answers: FromClause = CLASSIFICATIONS) -> Select:
+    """Counts per (dataset, attack, defense, epsilon) of the answers in ``answers`` (the table,
+    or rows being stored: the same columns) given by defense jobs over an attack job, in key
+    order (concurrent upserts then lock rows in the same order).
+
+    Counted per defense job first, each answer joined to its image only (for the truth);
+    then each job's counts go to its cell through the job, one row per job: at the 2017 size
+    the recount is one scan grouped by a single key, which PostgreSQL splits among its
+    parallel workers, and the cell is never looked up per answer."""
+    per_job = (
+        select(answers.c.defense_job_id, func.count().label("scored"),
+               func.sum(error(answers.c.label)).label("errors"), func.sum(hit(answers.c.label)).label("hits"))
+        .select_from(answers)
+        .join(Image, answers.c.image_id == Image.id)
+        .group_by(answers.c.defense_job_id)
+        .subquery("per_job")
+    )
+    key = (Batch.dataset_id, AttackJob.submission_id, DefenseJob.submission_id, AttackJob.epsilon)
     return (
-        select(*key, func.count(), func.sum(ERROR), func.sum(HIT))
-        .select_from(Classification)
-        .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
-        .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
-        .join(Image, Classification.image_id == Image.id)
-        .where(*where)
+        select(*key, func.sum(per_job.c.scored), func.sum(per_job.c.errors), func.sum(per_job.c.hits))
+        .select_from(per_job)
+        .join(DefenseJob, per_job.c.defense_job_id == DefenseJob.id)
+        .join(AttackJob, DefenseJob.attack_job_id == AttackJob.id)
+        .join(Batch, DefenseJob.batch_id == Batch.id)
         .group_by(*key)
         .order_by(*key)
     )
 
 
-def clean_counts(*where) -> Select:
-    """Counts per (dataset, defense) of the clean-image classifications matching ``where``."""
-    key = (Image.dataset_id, Classification.defense_id)
+def clean_counts(answers: FromClause = CLASSIFICATIONS) -> Select:
+    """Counts per (dataset, defense) of the answers in ``answers`` given by defense jobs over a
+    clean batch: reached through those jobs (a few thousand at the 2017 size, each a range of
+    the table's key), not by scanning every answer."""
+    key = (Batch.dataset_id, DefenseJob.submission_id)
     return (
-        select(*key, func.count(), func.sum(ERROR))
-        .select_from(Classification)
-        .join(Image, Classification.image_id == Image.id)
-        .where(Classification.adversarial_image_id.is_(None), *where)
+        select(*key, func.count(), func.sum(error(answers.c.label)))
+        .select_from(DefenseJob)
+        .join(Batch, DefenseJob.batch_id == Batch.id)
+        .join(answers, answers.c.defense_job_id == DefenseJob.id)
+        .join(Image, answers.c.image_id == Image.id)
+        .where(DefenseJob.attack_job_id.is_(None))
         .group_by(*key)
         .order_by(*key)
     )
@@ -65,22 +87,12 @@ def _columns(model: type) -> list[str]:
     return [column.name for column in model.__table__.columns]
 
 
-def _add(session: Session, model: type[CellTally] | type[CleanTally], counts: Select) -> None:
-    """Add ``counts`` to the tallies: new cells are inserted, existing ones incremented."""
-    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    statement = dialect.insert(model).from_select(_columns(model), counts)
+def adding(dialect: str, model: type[CellTally] | type[CleanTally], counts: Select) -> Insert:
+    """The statement adding ``counts`` to the tallies: new cells inserted, existing ones incremented."""
+    statement = (postgresql if dialect == "postgresql" else sqlite).insert(model).from_select(_columns(model), counts)
     keys = [column.name for column in model.__table__.primary_key]
     added = {name: getattr(model, name) + statement.excluded[name] for name in _columns(model) if name not in keys}
-    session.execute(statement.on_conflict_do_update(index_elements=keys, set_=added))
-
-
-def count_defense_jobs(session: Session, job_ids: list[int]) -> None:
-    """Add the counts of these defense jobs' stored classifications; call it in the
-    transaction that stored them, once per job."""
-    if job_ids:
-        of_jobs = Classification.defense_job_id.in_(job_ids)
-        _add(session, CellTally, cell_counts(of_jobs))
-        _add(session, CleanTally, clean_counts(of_jobs))
+    return statement.on_conflict_do_update(index_elements=keys, set_=added)
 
 
 def forget(session: Session, submission: Submission | None = None) -> None:
@@ -111,6 +123,5 @@ def rebuild(session: Session) -> int:
 
 def _replace(session: Session, model: type[CellTally] | type[CleanTally], counts: Select) -> int:
     rows = [dict(zip(_columns(model), row)) for row in session.execute(counts)]
-    if rows:
-        session.execute(insert(model), rows)
+    bulk_insert(session, model.__table__, rows)
     return len(rows)

@@ -21,6 +21,7 @@ from arena.models import (
     Batch,
     Classification,
     Dataset,
+    DefenseJob,
     Entry,
     Image,
     JobAttempt,
@@ -290,14 +291,13 @@ def rerun_losses(session: Session, submission: Submission) -> dict:
     if submission.kind.is_attack:
         images = session.scalar(select(func.count(AdversarialImage.id)).join(AttackJob)
                                 .where(AttackJob.submission_id == submission.id))
-        answers = session.scalar(select(func.count(Classification.id))
-                                 .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
-                                 .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
-                                 .where(AttackJob.submission_id == submission.id))
+        over = DefenseJob.attack_job_id.in_(select(AttackJob.id).where(AttackJob.submission_id == submission.id))
     else:
         images = 0
-        answers = session.scalar(select(func.count(Classification.id))
-                                 .where(Classification.defense_id == submission.id))
+        over = DefenseJob.submission_id == submission.id
+    # through the jobs: each job's answers are a range of the table's only index
+    answers = session.scalar(select(func.count()).select_from(Classification)
+                             .join(DefenseJob, Classification.defense_job_id == DefenseJob.id).where(over))
     return {"jobs": jobs_count, "done": done, "adversarial_images": images, "answers": answers}
 
 
@@ -321,16 +321,18 @@ def _filtered(query, attack_id: int | None, defense_id: int | None, epsilon: int
     if attack_id is not None:
         query = query.where(AttackJob.submission_id == attack_id)
     if defense_id is not None:
-        query = query.where(Classification.defense_id == defense_id)
+        query = query.where(DefenseJob.submission_id == defense_id)
     if epsilon is not None:
         query = query.where(AttackJob.epsilon == epsilon)
     return query
 
 
 def _results_from(query, dataset: Dataset):
+    """Answers on adversarial images, reached through their jobs: the filters select jobs, and
+    each job's answers are a range of the table's primary key."""
     return (query.select_from(Classification)
-            .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
-            .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
+            .join(DefenseJob, Classification.defense_job_id == DefenseJob.id)
+            .join(AttackJob, DefenseJob.attack_job_id == AttackJob.id)
             .join(Image, Classification.image_id == Image.id)
             .where(Image.dataset_id == dataset.id))
 
@@ -340,12 +342,12 @@ def results(session: Session, dataset: Dataset, attack_id: int | None, defense_i
     """Per-image answers on adversarial images, with the truth beside them (organizers only:
     they reveal the dataset's labels)."""
     query = _results_from(
-        select(Classification.id, Classification.defense_id, AttackJob.submission_id, AttackJob.epsilon,
+        select(Classification.defense_job_id, Classification.defense_id, AttackJob.submission_id, AttackJob.epsilon,
                Image.id, Image.name, Image.true_label, Image.target_class, Classification.label,
-               Classification.problem, AdversarialImage.id, ERROR, HIT), dataset,
-    ).order_by(Classification.id)
+               Classification.problem, Classification.adversarial_image_id, ERROR, HIT), dataset,
+    ).order_by(Classification.defense_job_id, Classification.image_id)
     query = _filtered(query, attack_id, defense_id, epsilon)
-    keys = ("id", "defense_id", "attack_id", "epsilon", "image_id", "image", "true_label", "target_class",
+    keys = ("defense_job_id", "defense_id", "attack_id", "epsilon", "image_id", "image", "true_label", "target_class",
             "label", "problem", "adversarial_image_id", "error", "hit")
     rows = [dict(zip(keys, row, strict=True)) for row in session.execute(query.limit(limit).offset(offset))]
     for row in rows:
@@ -356,7 +358,7 @@ def results(session: Session, dataset: Dataset, attack_id: int | None, defense_i
 def results_count(session: Session, dataset: Dataset, attack_id: int | None, defense_id: int | None,
                   epsilon: int | None) -> int:
     """How many rows ``results`` has in all with these filters (for the page's total and its links)."""
-    query = _filtered(_results_from(select(func.count(Classification.id)), dataset), attack_id, defense_id, epsilon)
+    query = _filtered(_results_from(select(func.count()), dataset), attack_id, defense_id, epsilon)
     return session.scalar(query) or 0
 
 
@@ -366,16 +368,20 @@ def drilldown(session: Session, adversarial_id: int) -> dict:
     if adversarial is None:
         raise NotFoundError(f"no adversarial image with id {adversarial_id}")
     image, job = adversarial.image, adversarial.attack_job
+    # each answer by its key: the defense jobs over this attack job (or over its clean batch), and the image
     answers = session.execute(
         select(Submission.id, Submission.name, Classification.label, Classification.problem, ERROR, HIT)
-        .join(Submission, Classification.defense_id == Submission.id)
+        .join(DefenseJob, Classification.defense_job_id == DefenseJob.id)
+        .join(Submission, DefenseJob.submission_id == Submission.id)
         .join(Image, Classification.image_id == Image.id)
-        .where(Classification.adversarial_image_id == adversarial_id)
+        .where(DefenseJob.attack_job_id == job.id, Classification.image_id == image.id)
         .order_by(Submission.name)
     ).all()
     clean = dict(session.execute(
-        select(Classification.defense_id, Classification.label)
-        .where(Classification.image_id == image.id, Classification.adversarial_image_id.is_(None))
+        select(DefenseJob.submission_id, Classification.label)
+        .join(DefenseJob, Classification.defense_job_id == DefenseJob.id)
+        .where(DefenseJob.attack_job_id.is_(None), DefenseJob.batch_id == image.batch_id,
+               Classification.image_id == image.id)
     ).all())
     return {
         "id": adversarial.id, "image_id": image.id, "image": image.name, "true_label": image.true_label,

@@ -222,9 +222,10 @@ class Curves(RootModel[dict[str, dict[int, float]]]):
 
 
 class ResultRow(BaseModel):
-    """One defense's answer on one adversarial image, with the truth beside it."""
+    """One defense's answer on one adversarial image, with the truth beside it; (defense job,
+    image) names it."""
 
-    id: int
+    defense_job_id: int
     defense_id: int
     attack_id: int
     epsilon: int
