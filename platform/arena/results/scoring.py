@@ -105,12 +105,13 @@ class Names:
     @classmethod
     def load(cls, session: Session) -> "Names":
         rows = session.execute(
-            select(Submission.id, Submission.name, Team.name, Submission.kind)
+            select(Submission.id, Submission.name, Team.name, Submission.kind, Submission.nondeterministic_share)
             .join(Team)
             .where(Submission.status == SubmissionStatus.ACCEPTED)
             .order_by(Submission.id)
         ).all()
-        frame = pd.DataFrame(rows, columns=["id", "submission", "team", "kind"]).set_index("id")
+        columns = ["id", "submission", "team", "kind", "nondeterministic"]
+        frame = pd.DataFrame(rows, columns=columns).set_index("id").astype({"nondeterministic": float})
         frame["kind"] = frame["kind"].map(str)
         return cls(frame)
 
@@ -148,6 +149,7 @@ def _scores(cells: pd.DataFrame, by: str, value: MatrixValue, epsilons: list[int
 def _leaderboard(table: pd.DataFrame, subjects: pd.DataFrame) -> pd.DataFrame:
     board = subjects[["submission", "team"]].join(table, how="left")
     board[["score", "scored"]] = board[["score", "scored"]].fillna(0).astype(int)
+    board["nondeterministic"] = subjects["nondeterministic"]  # the determinism probe's share, a flag above 0
     board = board.sort_values(["score", "submission"], ascending=[False, True])
     board.insert(0, "rank", np.arange(1, len(board) + 1))
     return board.reset_index(drop=True)
