@@ -34,7 +34,7 @@ def arena(*args: str):
     "command",
     [[], ["db"], ["dataset"], ["dataset", "import"], ["dataset", "synth"], ["submit"], ["run"], ["rerun"],
      ["leaderboard"], ["matrix"], ["export"], ["images", "build"], ["submissions", "list"], ["demo"], ["web"],
-     ["teams", "token"], ["disqualify"]],
+     ["teams", "token"], ["disqualify"], ["submissions", "images"], ["submissions", "repin"]],
 )
 def test_every_command_has_help(command):
     result = arena(*command, "--help")
@@ -89,7 +89,7 @@ def test_export_writes_the_2017_files(data_dir):
     assert result.exit_code == 0, result.output
     names = {p.name for p in (data_dir / "out").iterdir()}
     assert {"accuracy_matrix.csv", "error_matrix.csv", "hit_target_class_matrix.csv", "defense_results.csv",
-            "attack_results.csv", "targeted_attack_results.csv", "classifications.parquet"} <= names
+            "attack_results.csv", "targeted_attack_results.csv", "classifications.parquet", "submissions.csv"} <= names
     assert pd.read_parquet(data_dir / "out" / "classifications.parquet").empty
 
 

@@ -10,6 +10,7 @@ images that differed, a deterministic one is not, and the flag reaches the leade
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from docker.errors import ImageNotFound
 from fastapi.testclient import TestClient
@@ -19,13 +20,25 @@ from typer.testing import CliRunner
 from arena.cli import app as cli
 from arena.config import Settings, get_settings
 from arena.db import transaction
+from arena.execution import pack_run
 from arena.execution.run import run
-from arena.models import Classification, Dataset, DefenseJob, JobAttempt, JobStatus, Submission, SubmissionStatus
+from arena.models import (
+    Classification,
+    Dataset,
+    DefenseJob,
+    JobAttempt,
+    JobStatus,
+    Submission,
+    SubmissionKind,
+    SubmissionStatus,
+)
+from arena.results.export import export
 from arena.results.scoring import Standings
-from arena.sandbox.containers import docker_client
+from arena.sandbox import pinning
+from arena.sandbox.containers import SandboxError, docker_client
 from arena.web.app import create_app
 from conftest import SAMPLES, make_settings
-from factories import submit_folder, synth_dataset, write_submission
+from factories import add_submission, submit_folder, synth_dataset, write_submission
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -185,6 +198,28 @@ def test_a_host_without_the_pinned_image_fails_clearly_and_an_unpinned_submissio
         assert session.get(Submission, defense.id).container_image == pinned
         done = session.scalars(select(JobAttempt.container_image).where(JobAttempt.error.is_(None)))
         assert set(done) == {pinned}
+        export(session, session.scalar(select(Dataset)), tmp_path / "bundle")
+    [row] = pd.read_csv(tmp_path / "bundle" / "submissions.csv").to_dict("records")
+    assert (row["submission"], row["code_sha256"], row["container_image"]) == ("decoder", defense.sha256, pinned)
+    assert row["images_run"] == pinned and row["nondeterministic_share"] == 0
+
+
+def test_intake_pins_a_gpu_image_only_where_it_is_and_the_first_gpu_run_pins_it_otherwise(small):
+    python = docker_client().images.get("arena/python:bookworm").id
+    absent = f"arena-test/absent-{uuid.uuid4().hex[:12]}:gpu"
+    assert pinning.pin({"container": "arena/python:bookworm", "container_gpu": absent}) == {"container": python}
+    assert pinning.pin({"container": "arena/python:bookworm", "container_gpu": "arena/python:bookworm"}) == \
+        {"container": python, "container_gpu": python}
+    on_gpu = small.model_copy(update={"sandbox": small.sandbox.model_copy(update={"gpu": True})})
+    meta = {"type": "defense", "container": absent, "container_gpu": "arena/python:bookworm", "entry_point": "run.sh"}
+    with transaction(small) as session:
+        submission = add_submission(session, "gpu-only", SubmissionKind.DEFENSE, meta=meta)
+        submission.container_image = "sha256:" + "c" * 64
+        assert pack_run.submission_code(on_gpu, submission).image(gpu=True) == python
+    with transaction(small) as session:
+        assert session.scalar(select(Submission.container_gpu_image)) == python
+        with pytest.raises(SandboxError, match="does not hold"):  # the CPU image is pinned, but not here
+            pack_run.submission_code(small, session.scalar(select(Submission)))
 
 
 def _submit(settings: Settings, tmp_path: Path, name: str, kind: str, script: str):
@@ -220,3 +255,19 @@ def test_random_defenses_and_attacks_are_flagged_deterministic_ones_are_not(smal
     assert 'id="determinism"' in dice and "non-deterministic" in dice
     assert "non-deterministic" not in client.get(f"/submissions/{steady[0].id}").text
 
+
+
+def test_what_a_check_says_of_each_pin(monkeypatch):
+    python = docker_client().images.get("arena/python:bookworm").id
+    absent = f"arena-test/absent-{uuid.uuid4().hex[:12]}:1"
+    cases = [(("arena/python:bookworm", python), "pinned"), (("arena/python:bookworm", "sha256:" + "e" * 64), "drifted"),
+             ((absent, python), "tag missing"), (("arena/python:bookworm", None), "unpinned")]
+    for image, state in cases:
+        [check] = pinning.check({"container": image})
+        assert (check.state.value, check.pinned, check.tag) == (state, image[1], image[0])
+
+    def no_engine():
+        raise SandboxError("no Docker engine answers")
+
+    monkeypatch.setattr(pinning, "docker_client", no_engine)
+    assert [c.state.value for c in pinning.check({"container": ("arena/python:bookworm", python)})] == ["unknown"]

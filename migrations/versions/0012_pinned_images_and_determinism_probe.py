@@ -8,7 +8,7 @@ engine and stores it (``sandbox.pinning``); their share stays null (never probed
 
 Revision ID: 0012
 Revises: 0010
-Create Date: 2026-11-26 10:00:00
+Create Date: 2026-11-25 18:00:00
 """
 
 import sqlalchemy as sa
