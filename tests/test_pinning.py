@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from typer.testing import CliRunner
 
+import test_web_tournament
 from arena.cli import app as cli
 from arena.config import Settings, get_settings
 from arena.db import transaction
@@ -39,6 +40,10 @@ from arena.sandbox.containers import SandboxError, docker_client
 from arena.web.app import create_app
 from conftest import SAMPLES, make_settings
 from factories import add_submission, submit_folder, synth_dataset, write_submission
+from test_web_tournament import _log_in
+from web_server import live_server
+
+browser = test_web_tournament.browser  # Chromium, the web tests' fixture
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -176,6 +181,28 @@ def test_a_repin_through_the_api_reruns_and_a_failing_dry_run_changes_nothing(sm
     with transaction(small) as session:
         assert session.get(Submission, defense_id).container_image == second
     assert _labels(small, defense_id) == {2}
+
+
+def test_the_browser_shows_a_moved_tag_and_a_repin_from_the_page_reruns(small, moved, browser):
+    defense_id, first, second = moved
+    assert run(small).platform_errors == [] and _labels(small, defense_id) == {1}
+    app = create_app(small)
+    with live_server(app) as url:
+        page = browser.new_page()
+        page.set_default_timeout(120_000)
+        _log_in(page, url, TOKEN)
+        page.goto(f"{url}/submissions/{defense_id}")
+        assert second in page.inner_text("#drift-container") and "drifted" in page.inner_text("#image-container")
+        page.click("text=Re-pin to the tags")
+        page.wait_for_selector("#confirm-heading")
+        assert page.inner_text("#confirm-heading") == "Re-pin labeller?"
+        page.click("#confirm")  # the dry run with the new image, then the run starts
+        page.wait_for_url(f"{url}/submissions/{defense_id}?dataset=synthetic")
+        app.state.runner.join(timeout=300)
+        assert app.state.runner.state.errors == [] and _labels(small, defense_id) == {2}
+        page.reload()
+        assert page.query_selector("#drift-container") is None and second[:19] in page.inner_text("#image-container")
+        page.close()
 
 
 def test_a_host_without_the_pinned_image_fails_clearly_and_an_unpinned_submission_is_pinned_by_its_run(small, tmp_path):
