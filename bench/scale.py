@@ -40,7 +40,14 @@ from sqlalchemy import Engine, select, text
 from arena import REPO_ROOT, db
 from arena.config import Settings
 from arena.execution import pack_run
-from arena.models import CellTally, CleanTally, Dataset, DefenseJob, JobStatus
+from arena.intake.metadata import Metadata, SubmissionCode
+from arena.models import (
+    CellTally,
+    CleanTally,
+    Dataset,
+    DefenseJob,
+    JobStatus,
+)
 from arena.results import tallies
 from arena.results.scoring import Standings
 from arena.sandbox.containers import RunResult
@@ -157,6 +164,11 @@ def snapshot(settings: Settings) -> list:
                 for m in (CellTally, CleanTally)]
 
 
+#: What fake_defense runs "as": no container starts, but the attempts record an image.
+FAKE_CODE = SubmissionCode(Path("fake"), Metadata(type="defense", container="fake/defense:1", entry_point="run.sh"),
+                           {"container": "sha256:" + "0" * 64})
+
+
 def fake_defense(_settings: Settings, _code, inputs: list[DefenseInput]) -> DefenseOutcome:
     """Stands in for the container: an answer for every image at once."""
     return DefenseOutcome(RunResult(0, False, None, 0.0, ""), {i.key: Answer(1 + i.key % 1000) for i in inputs})
@@ -176,7 +188,7 @@ def current_standings(settings: Settings) -> None:
 
 def land_jobs(settings: Settings) -> list[tuple[float, float]]:
     """For each job left out: seconds for its results to land, then for the standings."""
-    pack_run.execute_defense, pack_run.submission_code = fake_defense, lambda _settings, _submission: None
+    pack_run.execute_defense, pack_run.submission_code = fake_defense, lambda _settings, _submission: FAKE_CODE
     with db.transaction(settings) as session:
         waiting = session.scalars(select(DefenseJob.id).where(DefenseJob.status == JobStatus.PENDING)).all()
     timings = []

@@ -22,6 +22,7 @@ from arena.data.dataset import store_dataset, synthesize
 from arena.db import transaction
 from arena.execution import pack_run, planning
 from arena.intake.archive import pack
+from arena.intake.metadata import Metadata, SubmissionCode
 from arena.intake.submit import submit
 from arena.models import (
     AdversarialImage,
@@ -195,11 +196,16 @@ def every_case(labels: Labels, inputs: list[DefenseInput]) -> DefenseOutcome:
     return DefenseOutcome(RunResult(0, False, None, 0.1, ""), answers)
 
 
+#: What the fake defenses run "as": no container starts, but the attempts record its image.
+FAKE_CODE = SubmissionCode(Path("fake"), Metadata(type="defense", container="fake/defense:1", entry_point="run.sh"),
+                           {"container": "sha256:" + "0" * 64})
+
+
 def fake_defenses(monkeypatch, settings: Settings, answer=every_case) -> None:
     """Defense runs through ``pack_run`` with ``answer(labels, inputs)`` in place of the container."""
     with transaction(settings) as session:
         labels = {i.sha256: (i.true_label, i.target_class) for i in session.scalars(select(Image))}
-    monkeypatch.setattr(pack_run, "submission_code", lambda _settings, _submission: None)
+    monkeypatch.setattr(pack_run, "submission_code", lambda _settings, _submission: FAKE_CODE)
     monkeypatch.setattr(pack_run, "execute_defense", lambda _s, _c, inputs: answer(labels, inputs))
 
 

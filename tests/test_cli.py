@@ -37,7 +37,8 @@ def arena(*args: str):
     [[], ["db"], ["dataset"], ["dataset", "import"], ["dataset", "synth"], ["submit"], ["run"], ["rerun"],
      ["leaderboard"], ["matrix"], ["export"], ["images", "build"], ["submissions", "list"], ["demo"], ["web"],
      ["teams", "token"], ["disqualify"], ["round"], ["round", "create"], ["round", "set"], ["round", "carry"],
-     ["round", "publish"], ["round", "choose"], ["round", "bundle"], ["teams", "member"], ["baseline"]],
+     ["round", "publish"], ["round", "choose"], ["round", "bundle"], ["teams", "member"], ["baseline"],
+     ["submissions", "images"], ["submissions", "repin"]],
 )
 def test_every_command_has_help(command):
     result = arena(*command, "--help")
@@ -92,7 +93,7 @@ def test_export_writes_the_2017_files(data_dir):
     assert result.exit_code == 0, result.output
     names = {p.name for p in (data_dir / "out").iterdir()}
     assert {"accuracy_matrix.csv", "error_matrix.csv", "hit_target_class_matrix.csv", "defense_results.csv",
-            "attack_results.csv", "targeted_attack_results.csv", "classifications.parquet"} <= names
+            "attack_results.csv", "targeted_attack_results.csv", "classifications.parquet", "submissions.csv"} <= names
     assert pd.read_parquet(data_dir / "out" / "classifications.parquet").empty
 
 

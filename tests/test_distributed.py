@@ -23,7 +23,9 @@ from arena.models import (
     Classification,
     DefenseJob,
     JobAttempt,
+    JobKind,
     JobStatus,
+    Submission,
 )
 from arena.results.scoring import Standings
 from conftest import (
@@ -121,6 +123,17 @@ def test_two_workers_give_the_embedded_matrix(servers, embedded, tmp_path):
     assert result["counts"] == embedded["counts"]
     assert result["error"].equals(embedded["error"]) and result["hit"].equals(embedded["hit"])
     assert_tallies_match_a_rebuild(settings)
+    _every_attempt_ran_the_pinned_image(settings)
+
+
+def _every_attempt_ran_the_pinned_image(settings: Settings) -> None:
+    with transaction(settings) as session:
+        pinned = dict(session.execute(select(Submission.id, Submission.container_image)).all())
+        for kind in JobKind:
+            job = kind.job_class
+            ran = session.execute(select(job.submission_id, JobAttempt.container_image)
+                                  .join(JobAttempt, kind.attempt_column == job.id)).all()
+            assert ran and all(image == pinned[submission] is not None for submission, image in ran)
 
 
 def _running_jobs(settings: Settings) -> int:
@@ -157,6 +170,7 @@ def test_a_killed_worker_and_a_restarted_redis_lose_nothing(servers, embedded, t
     assert result["counts"] == embedded["counts"]
     assert result["error"].equals(embedded["error"]) and result["hit"].equals(embedded["hit"])
     assert_tallies_match_a_rebuild(settings)
+    _every_attempt_ran_the_pinned_image(settings)
     with transaction(settings) as session:
         orphans = session.scalars(select(JobAttempt).where(JobAttempt.ended_at.is_(None))).all()
         assert orphans, "the killed worker left no unfinished attempt: it was not killed mid-run"

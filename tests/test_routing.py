@@ -25,6 +25,8 @@ def test_gpu_hosts_get_device_requests_and_the_gpu_image(tmp_path):
     assert code.image() == "a/cpu:1" and code.image(gpu=True) == "a/gpu:1"
     plain = SubmissionCode(tmp_path, Metadata(type="defense", container="a/cpu:1", entry_point="x"))
     assert plain.image(gpu=True) == "a/cpu:1"
+    pinned = SubmissionCode(tmp_path, code.metadata, {"container": "sha256:c", "container_gpu": "sha256:g"})
+    assert (pinned.image(), pinned.image(gpu=True), pinned.tag(gpu=True)) == ("sha256:c", "sha256:g", "a/gpu:1")
 
 
 def test_packs_of_gpu_submissions_go_to_the_gpu_queue(settings):

@@ -64,7 +64,8 @@ def test_reading_is_public_and_acting_needs_a_credential(arena):
     assert client.get("/").status_code == 200 and "red-attack" in client.get("/").text
     for method, url in [("post", "/api/runs"), ("patch", "/api/tournament"), ("post", "/api/teams/x/token"),
                         ("get", "/api/results"), ("get", f"/api/submissions/{ids['attack']}/rerun"),
-                        ("post", f"/api/submissions/{ids['attack']}/disqualify")]:
+                        ("post", f"/api/submissions/{ids['attack']}/disqualify"),
+                        ("post", f"/api/submissions/{ids['attack']}/repin")]:
         anonymous = client.request(method, url, json={"reason": "r"})
         as_team = client.request(method, url, json={"reason": "r"}, headers=_bearer(tokens["red"]))
         assert (anonymous.status_code, as_team.status_code) in {(401, 403), (405, 405)}, (method, url)

@@ -8,7 +8,7 @@ Answers are now deleted with their jobs by ``planning.forget`` rather than by th
 cascade. On SQLite the table is WITHOUT ROWID: the rows live in the key's own b-tree.
 
 Revision ID: 0013
-Revises: 0010
+Revises: 0012
 Create Date: 2026-11-26 09:00:00
 """
 
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0013'
-down_revision = '0010'
+down_revision = '0012'
 branch_labels = None
 depends_on = None
 

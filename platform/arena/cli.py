@@ -38,12 +38,14 @@ from arena.errors import ArenaError, NotFoundError
 from arena.execution import planning
 from arena.execution.run import run as run_missing
 from arena.execution.summary import RunSummary
+from arena.intake import repin
 from arena.intake.submit import submit as take_submission
 from arena.models import Dataset, Round, Submission, SubmissionStatus, Visibility, as_utc, utcnow
 from arena.results import bundle, tallies
 from arena.results.export import export as export_results
 from arena.results.judging import MatrixValue
 from arena.results.scoring import Standings
+from arena.sandbox import pinning
 from arena.tools import base_image
 
 
@@ -235,6 +237,12 @@ def _print_submission(submission: Submission) -> None:
         console.print(f"  - {problem}", highlight=False)
     for note in report.get("notes", []):
         console.print(f"  [dim]note: {note}[/]", highlight=False)
+    if probe := report.get("determinism"):
+        flag = "[yellow]non-deterministic[/]" if probe["differing"] else "deterministic"
+        console.print(f"  determinism probe: {flag}, {probe['differing']} of {probe['images']} images differed "
+                      f"when the batch ran again ({probe['seconds']} s more)")
+    for field, (tag, pinned) in submission.images.items():
+        console.print(f"  {field}: {tag} pinned to {pinned or 'nothing yet (pinned by its first run)'}", highlight=False)
     if report and not report["passed"] and report.get("log_tail"):
         console.print("  log tail:\n" + report["log_tail"][-1500:], highlight=False)
 
@@ -243,10 +251,55 @@ def _print_submission(submission: Submission) -> None:
 def submissions_list() -> None:
     """List submissions with their kind, team and status."""
     with db.transaction(database()) as session:
-        table = Table("id", "submission", "kind", "team", "status", "reason")
+        table = Table("id", "submission", "kind", "team", "status", "flag", "reason")
         for s in session.scalars(select(Submission).order_by(Submission.id)):
-            table.add_row(str(s.id), s.name, s.kind.value, s.team.name, s.status.value, (s.reason or "")[:80])
+            table.add_row(str(s.id), s.name, s.kind.value, s.team.name, s.status.value,
+                          _nondeterministic(s.nondeterministic_share), (s.reason or "")[:80])
     console.print(table)
+
+
+def _nondeterministic(share: float | None) -> str:
+    return f"non-deterministic {share:.0%}" if share else ""
+
+
+@submissions_app.command("images")
+def submissions_images() -> None:
+    """Check every accepted submission's pinned images against what their tags name on this
+    engine now; exit code 1 when a tag has moved (runs keep the pinned image: `arena
+    submissions repin NAME` takes the new one and re-runs the submission)."""
+    with db.transaction(database()) as session:
+        accepted = session.scalars(select(Submission).where(Submission.status == SubmissionStatus.ACCEPTED)
+                                   .order_by(Submission.id))
+        checks = [(s.name, check) for s in accepted for check in pinning.check(s.images)]
+    table = Table("submission", "field", "tag", "pinned", "tag now", "state")
+    for name, check in checks:
+        state = f"[red]{check.state.value}[/]" if check.state is pinning.PinState.DRIFTED else check.state.value
+        table.add_row(name, check.field, check.tag, _short(check.pinned), _short(check.current), state)
+    console.print(table)
+    drifted = sorted({name for name, check in checks if check.state is pinning.PinState.DRIFTED})
+    if drifted:
+        console.print(f"[red]tags moved since pinning:[/] {', '.join(drifted)}: they still run their pinned images")
+        raise typer.Exit(1)
+
+
+def _short(image_id: str | None) -> str:
+    return image_id[:19] if image_id else ""
+
+
+@submissions_app.command("repin")
+def submissions_repin(
+    name: Annotated[str, typer.Argument(help="Submission name.")],
+    dataset: DatasetOption = None,
+) -> None:
+    """Pin a submission to the images its tags name now: dry run and determinism probe with
+    them, then its results are forgotten and it runs again (nothing changes if the dry run fails)."""
+    with db.transaction(database()) as session:
+        submission_id = _submission(session, name).id
+    with console.status("dry run with the new image..."):
+        prepared = repin.prepare(settings(), submission_id)
+    repin.apply(settings(), prepared)
+    console.print(f"{name} is pinned to {', '.join(prepared.pins.values())}; its results are forgotten", highlight=False)
+    _run(dataset)
 
 
 @submissions_app.command("show")

@@ -236,6 +236,15 @@ class Submission(Base):
     pack_images: Mapped[int | None] = mapped_column(Integer)
     #: An organizers' reference entry (2017 published six): shown apart and, by default, unranked.
     baseline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    #: The engine's image ids (``sha256:...``) that ``container`` and ``container_gpu`` named at
+    #: intake: every run uses these, never the tag (``sandbox.pinning``). Null: not pinned yet
+    #: (taken in before pinning, or a ``container_gpu`` the intake engine lacked): pinned by
+    #: the first run that needs it.
+    container_image: Mapped[str | None] = mapped_column(String(100))
+    container_gpu_image: Mapped[str | None] = mapped_column(String(100))
+    #: The determinism probe of the dry run: the share of its images whose output differed
+    #: between two runs (0.0: none). Null: not probed (taken in before the probe existed).
+    nondeterministic_share: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     team: Mapped[Team] = relationship()
@@ -247,6 +256,18 @@ class Submission(Base):
     @property
     def entry_point(self) -> str:
         return self.meta["entry_point"]
+
+    @property
+    def images(self) -> dict[str, tuple[str, str | None]]:
+        """Each image the metadata names, by its field (``container``, ``container_gpu``):
+        the tag and the image id pinned for it (None: not pinned yet)."""
+        pins = {"container": self.container_image, "container_gpu": self.container_gpu_image}
+        return {field: (self.meta[field], pins[field]) for field in pins if self.meta.get(field)}
+
+    @property
+    def pins(self) -> dict[str, str]:
+        """The pinned image ids by metadata field, those pinned only."""
+        return {field: pinned for field, (_tag, pinned) in self.images.items() if pinned}
 
 
 class Round(Base):
@@ -393,6 +414,7 @@ class JobAttempt(Base):
     pack_jobs: Mapped[int | None] = mapped_column(Integer)  # jobs that shared the container run
     #: The container run, as the id of its first attempt row: the attempts claimed together.
     run_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    container_image: Mapped[str | None] = mapped_column(String(100))  # the engine's image id the run used
     exit_code: Mapped[int | None] = mapped_column(Integer)
     timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
     killed_reason: Mapped[str | None] = mapped_column(Text)  # output too large, too many files...

@@ -10,23 +10,23 @@ Unique constraints refuse anything stored twice, whatever happens.
 What a failed pack keeps: when the container crashes or times out, each job whose images
 all got an output (attacks) or an answer (defenses) is kept; the others are split in two
 and run again, so a bad batch ends up alone and only its own results carry the failure.
-A platform failure (no engine, missing image) marks the jobs ``error``: planned again,
+A platform failure (no engine, the pinned image missing) marks the jobs ``error``: planned again,
 up to ``settings.max_attempts`` times.
 """
 
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from arena.competition import rounds
 from arena.config import Settings
 from arena.db import bulk_insert, retry_while_unreachable, transaction
 from arena.execution.leases import Claim, claim, heartbeat, still_held
-from arena.intake.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import SubmissionCode
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -40,6 +40,7 @@ from arena.models import (
     utcnow,
 )
 from arena.results import answers
+from arena.sandbox import pinning
 from arena.sandbox.attack_run import CleanInput, execute_attack
 from arena.sandbox.containers import RunResult, SandboxError
 from arena.sandbox.defense_run import DefenseInput, execute_defense
@@ -104,10 +105,30 @@ class LoadedPack(Generic[O]):
     execute: Callable[[], O]
     images: int
     share: Callable[[O], dict[int, JobShare]]
+    image: str  # the engine's image id the run starts
 
 
 def submission_code(settings: Settings, submission: Submission) -> SubmissionCode:
-    return SubmissionCode(settings.submissions_dir / submission.sha256, Metadata.model_validate(submission.meta))
+    """The submission's code with its pinned images. The image this host runs must be pinned
+    and on this engine: a pin intake could not make (a submission taken in before pinning, a
+    ``container_gpu`` the intake engine lacked) is made now, from this engine, and stored
+    (the first runner's stands); a pinned image this engine lacks fails the run with a
+    platform error saying so, and the tag is never run instead."""
+    code = SubmissionCode.stored(settings, submission, submission.pins)
+    field = code.image_field(settings.sandbox.gpu)
+    if field not in code.pins:
+        code = replace(code, pins={**code.pins, field: _pin_late(submission, field)})
+    pinning.require(code.image(settings.sandbox.gpu), code.tag(settings.sandbox.gpu), submission.name)
+    return code
+
+
+def _pin_late(submission: Submission, field: str) -> str:
+    column = getattr(Submission, f"{field}_image")
+    session = object_session(submission)
+    session.execute(update(Submission).where(Submission.id == submission.id, column.is_(None))
+                    .values({column: pinning.resolve(submission.meta[field])}))
+    session.refresh(submission)
+    return submission.pins[field]
 
 
 # --- loading a pack and sharing its outcome out among its jobs -------------------------
@@ -130,7 +151,8 @@ def _load_attack_pack(settings: Settings, session: Session, jobs: list[AttackJob
             piece.complete &= not result.missing
         return shares
 
-    return LoadedPack(lambda: execute_attack(settings, code, inputs, jobs[0].epsilon), len(inputs), share)
+    return LoadedPack(lambda: execute_attack(settings, code, inputs, jobs[0].epsilon), len(inputs), share,
+                      code.image(settings.sandbox.gpu))
 
 
 def _defense_inputs(session: Session, jobs: list[DefenseJob]) -> list[list[tuple[int, str, int | None]]]:
@@ -175,7 +197,7 @@ def _load_defense_pack(settings: Settings, session: Session, jobs: list[DefenseJ
             shares[job_id].complete &= answer.problem is not ClassificationProblem.MISSING
         return shares
 
-    return LoadedPack(lambda: execute_defense(settings, code, inputs), len(inputs), share)
+    return LoadedPack(lambda: execute_defense(settings, code, inputs), len(inputs), share, code.image(settings.sandbox.gpu))
 
 
 LOADERS = {JobKind.ATTACK: _load_attack_pack, JobKind.DEFENSE: _load_defense_pack}
@@ -183,15 +205,16 @@ LOADERS = {JobKind.ATTACK: _load_attack_pack, JobKind.DEFENSE: _load_defense_pac
 
 @retry_while_unreachable
 def _load(settings: Settings, pack: Pack, claims: dict[int, Claim]) -> LoadedPack:
-    """Load the claimed jobs' inputs, to run under their round's time limit, and record the
-    run's image count on their attempts (packing learns each submission's time per image
-    from it)."""
+    """Load the claimed jobs' inputs, to run under their round's time limit, and record on
+    their attempts the run's image count (packing learns each submission's time per image
+    from it) and the image it runs."""
     with transaction(settings) as session:
         jobs = [session.get(pack.kind.job_class, job_id) for job_id in pack.job_ids]
         round_ = rounds.of_dataset(session, jobs[0].batch.dataset_id)
         loaded = LOADERS[pack.kind](rounds.run_settings(settings, round_), session, jobs)
         attempts = [held.attempt_id for held in claims.values()]
-        session.execute(update(JobAttempt).where(JobAttempt.id.in_(attempts)).values(images=loaded.images))
+        session.execute(update(JobAttempt).where(JobAttempt.id.in_(attempts))
+                        .values(images=loaded.images, container_image=loaded.image))
     return loaded
 
 
@@ -204,8 +227,8 @@ def run_pack(settings: Settings, pack: Pack) -> PackResult:
     if not claims:
         return PackResult()  # done already, or running elsewhere
     pack = pack.only(set(claims))
-    loaded = _load(settings, pack, claims)
     try:
+        loaded = _load(settings, pack, claims)  # fails when this engine lacks the pinned image
         with heartbeat(settings, pack.kind, claims):
             outcome = loaded.execute()
     except SandboxError as exc:

@@ -3,6 +3,14 @@
 It runs the code once, exactly as the tournament will, on the dataset's first batch (at
 the largest epsilon for attacks) and reports everything a team needs to fix: exit code,
 time-out, missing or ill-sized outputs, an unparsable result.csv, and the log tail.
+
+A run that passed is repeated once on the same batch, with the same input names: the
+determinism probe. Scores store one answer per image, so a submission whose outputs change
+from run to run (an unseeded random defense, a randomised attack) is scored on whichever
+answer its one run gave; the probe measures how often that happens (the share of images
+whose stored output, or answer, differed) so that organizers can apply their rules. It is
+the whole batch, not a part, because a submission may legitimately depend on the other
+images of its run; it doubles the dry run's container time, once per submission.
 """
 
 from pydantic import BaseModel
@@ -13,9 +21,18 @@ from arena.config import Settings
 from arena.data.dataset import DatasetError
 from arena.intake.metadata import SubmissionCode
 from arena.models import Batch, Image
-from arena.sandbox.attack_run import CleanInput, execute_attack
+from arena.sandbox.attack_run import AttackOutcome, CleanInput, execute_attack
 from arena.sandbox.containers import RunResult
-from arena.sandbox.defense_run import DefenseInput, execute_defense
+from arena.sandbox.defense_run import DefenseInput, DefenseOutcome, execute_defense
+
+
+class DeterminismProbe(BaseModel):
+    """The dry run's batch run a second time, compared image by image with the first run."""
+
+    images: int
+    differing: int  # images whose output (attacks: the stored image's hash) or answer (defenses) changed
+    share: float  # differing / images: above 0, the submission is flagged non-deterministic
+    seconds: float  # the second run's time: what the probe added to the dry run
 
 
 class ValidationReport(BaseModel):
@@ -30,6 +47,7 @@ class ValidationReport(BaseModel):
     problems: list[str] = []  # any of these fails the dry run
     notes: list[str] = []  # accepted as 2017 accepted it, said all the same (none in older reports)
     log_tail: str = ""
+    determinism: DeterminismProbe | None = None  # None: not probed (a failed run, or an older report)
 
 
 def sample_batch(session: Session) -> list[Image]:
@@ -54,10 +72,34 @@ def _report(settings: Settings, run: RunResult, images: int, problems: list[str]
     )
 
 
-def validate(settings: Settings, code: SubmissionCode, images: list[Image]) -> ValidationReport:
+def _execute(settings: Settings, code: SubmissionCode, images: list[Image]) -> AttackOutcome | DefenseOutcome:
     if code.metadata.type == "defense":
-        outcome = execute_defense(settings, code, [DefenseInput(i.id, i.sha256) for i in images])
-    else:
-        inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in images]
-        outcome = execute_attack(settings, code, inputs, max(settings.epsilons))
-    return _report(settings, outcome.run, len(images), outcome.problems, outcome.notes)
+        return execute_defense(settings, code, [DefenseInput(i.id, i.sha256) for i in images])
+    inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in images]
+    return execute_attack(settings, code, inputs, max(settings.epsilons))
+
+
+def _outputs(outcome: AttackOutcome | DefenseOutcome) -> dict[int, object]:
+    """What the probe compares, by image: the answer of a defense, the hash of the stored
+    (clipped) output of an attack, a missing one being the clean image's."""
+    if isinstance(outcome, DefenseOutcome):
+        return dict(outcome.answers)
+    return {result.image_id: result.sha256 for result in outcome.results}
+
+
+def _probe(settings: Settings, code: SubmissionCode, images: list[Image],
+           first: AttackOutcome | DefenseOutcome) -> DeterminismProbe:
+    again = _execute(settings, code, images)
+    before, after = _outputs(first), _outputs(again)
+    differing = sum(before.get(i.id) != after.get(i.id) for i in images)
+    return DeterminismProbe(images=len(images), differing=differing, share=round(differing / max(len(images), 1), 4),
+                            seconds=round(again.run.seconds, 2))
+
+
+def validate(settings: Settings, code: SubmissionCode, images: list[Image]) -> ValidationReport:
+    """Run the submission on the sample batch; when it passed, run it again to probe determinism."""
+    outcome = _execute(settings, code, images)
+    report = _report(settings, outcome.run, len(images), outcome.problems, outcome.notes)
+    if report.passed:
+        report.determinism = _probe(settings, code, images, outcome)
+    return report

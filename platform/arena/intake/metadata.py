@@ -1,13 +1,14 @@
 """``metadata.json``, the competition's description of a submission, and where its code lives."""
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
+from arena.config import Settings
 from arena.errors import InputError
-from arena.models import SubmissionKind
+from arena.models import Submission, SubmissionKind
 
 
 class MetadataError(InputError):
@@ -59,14 +60,30 @@ class Metadata(BaseModel):
 
 @dataclass(frozen=True)
 class SubmissionCode:
-    """Unpacked code plus its metadata: everything needed to run it."""
+    """Unpacked code plus its metadata and pinned images: everything needed to run it."""
 
     root: Path
     metadata: Metadata
+    #: Image ids by metadata field (``sandbox.pinning``); a tournament run always has the
+    #: one it uses; code run outside a tournament (tests, benchmarks) may run its tags.
+    pins: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def stored(cls, settings: Settings, submission: Submission, pins: dict[str, str]) -> "SubmissionCode":
+        """A taken-in submission's code, where intake installed it, to run with ``pins``."""
+        return cls(settings.submissions_dir / submission.sha256, Metadata.model_validate(submission.meta), pins)
+
+    def image_field(self, gpu: bool = False) -> str:
+        """The metadata field whose image a run uses: ``container_gpu`` on a GPU host when the
+        submission names one, else ``container``."""
+        return "container_gpu" if gpu and self.metadata.container_gpu else "container"
+
+    def tag(self, gpu: bool = False) -> str:
+        return getattr(self.metadata, self.image_field(gpu))
 
     def image(self, gpu: bool = False) -> str:
-        """``container_gpu`` on a GPU host when the submission names one, else ``container``."""
-        return (self.metadata.container_gpu or self.metadata.container) if gpu else self.metadata.container
+        """What a run starts: the pinned image id, the tag only where nothing is pinned."""
+        return self.pins.get(self.image_field(gpu)) or self.tag(gpu)
 
     def command(self, *arguments: str) -> list[str]:
         return [f"./{self.metadata.entry_point}", *arguments]

@@ -1,4 +1,5 @@
-"""Taking in a submission: unpack safely, check metadata, dedup, dry-run, accept or reject.
+"""Taking in a submission: unpack safely, check metadata, dedup, pin its images, dry-run,
+accept or reject.
 
 Each step fails with a message that names the problem; nothing is stored unless the
 archive unpacked safely and its metadata is sound. A submission that fails its dry run
@@ -24,6 +25,7 @@ from arena.intake.archive import extract, tree_sha256
 from arena.intake.dry_run import ValidationReport, sample_batch, validate
 from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import Round, Submission, SubmissionStatus, Team
+from arena.sandbox import pinning
 from arena.sandbox.containers import SandboxError
 
 
@@ -130,7 +132,8 @@ def submit(settings: Settings, archive: Path, team: str, name: str | None = None
         _check_allowed(settings, metadata)
         submission_id = _register(settings, sha256, name, team, metadata, round_id)
         try:
-            code = SubmissionCode(_install(settings, root, metadata, sha256), metadata)
+            pins = pinning.pin(metadata.model_dump())
+            code = SubmissionCode(_install(settings, root, metadata, sha256), metadata, pins)
             report = validate(settings, code, images)
         except SandboxError as exc:
             _forget(settings, submission_id)
@@ -138,16 +141,24 @@ def submit(settings: Settings, archive: Path, team: str, name: str | None = None
         except BaseException:
             _forget(settings, submission_id)
             raise
-    return _record(settings, submission_id, report)
+    return _record(settings, submission_id, report, pins)
 
 
-def _record(settings: Settings, submission_id: int, report: ValidationReport) -> Submission:
+def store_dry_run(settings: Settings, submission: Submission, report: ValidationReport, pins: dict[str, str]) -> None:
+    """What a dry run fixes for the submission's runs: the images it ran, their report, the
+    determinism flag, and the images per container run."""
+    submission.container_image, submission.container_gpu_image = pins["container"], pins.get("container_gpu")
+    submission.validation_report = report.model_dump()
+    submission.nondeterministic_share = report.determinism.share if report.determinism else None
+    submission.pack_images = packing.pack_images(settings, submission.validation_report)
+
+
+def _record(settings: Settings, submission_id: int, report: ValidationReport, pins: dict[str, str]) -> Submission:
     with transaction(settings) as session:
         submission = session.get(Submission, submission_id)
         submission.status = SubmissionStatus.ACCEPTED if report.passed else SubmissionStatus.REJECTED
         submission.reason = None if report.passed else "; ".join(report.problems) or "the dry run failed"
-        submission.validation_report = report.model_dump()
-        submission.pack_images = packing.pack_images(settings, submission.validation_report)
+        store_dry_run(settings, submission, report, pins)
         session.flush()
         session.refresh(submission, ["team"])
         return submission

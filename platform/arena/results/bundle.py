@@ -49,6 +49,8 @@ def manifest(session: Session, settings: Settings, round_: Round) -> dict:
         "submissions": [
             {"name": s.name, "team": s.team.name, "kind": s.kind.value, "code_sha256": s.sha256,
              "container": s.meta.get("container"), "container_gpu": s.meta.get("container_gpu"),
+             "container_image": s.container_image, "container_gpu_image": s.container_gpu_image,
+             "nondeterministic_share": s.nondeterministic_share,
              "status": s.status.value, "counting": s.id in counting, "baseline": s.baseline, "carried": carried,
              "pack_images": s.pack_images}
             for s, carried in entered

@@ -105,12 +105,14 @@ class Names:
     @classmethod
     def load(cls, session: Session, ids: list[int]) -> "Names":
         rows = session.execute(
-            select(Submission.id, Submission.name, Team.name, Submission.kind, Submission.baseline)
+            select(Submission.id, Submission.name, Team.name, Submission.kind, Submission.baseline,
+                   Submission.nondeterministic_share)
             .join(Team)
             .where(Submission.id.in_(ids))
             .order_by(Submission.id)
         ).all()
-        frame = pd.DataFrame(rows, columns=["id", "submission", "team", "kind", "baseline"]).set_index("id")
+        columns = ["id", "submission", "team", "kind", "baseline", "nondeterministic"]
+        frame = pd.DataFrame(rows, columns=columns).set_index("id").astype({"nondeterministic": float})
         frame["kind"] = frame["kind"].map(str)
         frame["baseline"] = frame["baseline"].astype(bool)
         return cls(frame)
@@ -151,6 +153,7 @@ def _leaderboard(table: pd.DataFrame, subjects: pd.DataFrame, rank_baselines: bo
     ranks them, so a team's rank counts teams only."""
     board = subjects[["submission", "team", "baseline"]].join(table, how="left")
     board[["score", "scored"]] = board[["score", "scored"]].fillna(0).astype(int)
+    board["nondeterministic"] = subjects["nondeterministic"]  # the determinism probe's share, a flag above 0
     board = board.sort_values(["score", "submission"], ascending=[False, True])
     ranked = ~board["baseline"] | rank_baselines
     board.insert(0, "rank", pd.Series(np.cumsum(ranked), index=board.index).where(ranked).astype("Int64"))

@@ -16,6 +16,8 @@ from arena.config import Settings
 from arena.db import transaction
 from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from arena.execution import planning
+from arena.intake.repin import apply as apply_repin
+from arena.intake.repin import prepare as prepare_repin
 from arena.models import Submission
 from arena.web import queries
 from arena.web.auth import Caller
@@ -108,6 +110,22 @@ def rerun(settings: Settings, runner: TournamentRunner, submission_id: int, data
 
     if not runner.start(chosen, first=forget):
         raise ConflictError("a run is under way; rerun when it has finished")
+    return chosen
+
+
+def repin(settings: Settings, runner: TournamentRunner, submission_id: int, dataset: str | None) -> str:
+    """Pin a submission to the images its tags name now and re-run it on the dataset (default:
+    the newest); its name. The dry run with the new image comes first (it may take a while);
+    the new pins and the forgetting of its results are stored by the runner itself, as for a
+    re-run, so a refused start (a run under way) changes nothing."""
+    with transaction(settings) as session:
+        chosen = pick_dataset(session, dataset).name
+        queries.submission_or_404(session, submission_id)
+    if runner.state.running:
+        raise ConflictError("a run is under way; re-pin when it has finished")
+    prepared = prepare_repin(settings, submission_id)
+    if not runner.start(chosen, first=lambda: apply_repin(settings, prepared)):
+        raise ConflictError("a run started meanwhile; re-pin when it has finished")
     return chosen
 
 

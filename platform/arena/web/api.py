@@ -247,6 +247,15 @@ def rerun_submission(request: Request, submission_id: Id, settings: SettingsDep,
     return {"started": True, "dataset": actions.rerun(settings, request.app.state.runner, submission_id, dataset)}
 
 
+@router.post("/submissions/{submission_id}/repin", status_code=202, response_model=RunStarted,
+             summary="Pin a submission to the images its tags name now (a dry run with them first), forget its "
+             "results and run them again (organizers; 409 while a run is under way or when nothing changed, "
+             "422 when the dry run fails: nothing is changed then)")
+def repin_submission(request: Request, submission_id: Id, settings: SettingsDep, dataset: DatasetName = None,
+                     _: Caller = Depends(organizer)) -> dict:
+    return {"started": True, "dataset": actions.repin(settings, request.app.state.runner, submission_id, dataset)}
+
+
 @router.post("/submissions/{submission_id}/disqualify", response_model=SubmissionSummary,
              summary="Take a submission out of every table (organizers)")
 def disqualify_submission(submission_id: Id, body: Disqualification, settings: SettingsDep,

@@ -360,27 +360,45 @@ def organizer_team_token(request: Request, session: SessionDep, team: Annotated[
 def rerun(request: Request, session: SessionDep, submission_id: Id, dataset: DatasetField = None,
           confirmed: Confirmed = False, who: Caller = Depends(organizer)):
     if not confirmed:
-        submission = queries.submission_or_404(session, submission_id)
-        chosen = pick_dataset(session, dataset or None)
-        lost = queries.rerun_losses(session, submission)
-        what = [f"{_plural(lost['done'], 'finished job')} of {lost['jobs']}"]
-        if submission.kind.is_attack:
-            what.append(_plural(lost["adversarial_images"], "adversarial image"))
-            what.append(f"{_plural(lost['answers'], 'answer')} the defenses gave on them")
-        else:
-            what.append(f"{_plural(lost['answers'], 'answer')} it gave")
-        results = lost["answers"] + lost["adversarial_images"]
-        notes = (["A run is under way: the re-run will be refused until it has finished."]
-                 if request.app.state.runner.state.running else [])
-        return confirm(
-            request, who, session, f"Re-run {submission.name}?",
-            [f"This forgets {_plural(results, 'result')} of {submission.name} on every dataset: "
-             + ", ".join(what) + ".",
-             f"Its jobs then run again from the start on {chosen.name}; until they finish, it scores nothing."],
-            f"/submissions/{submission_id}/rerun", {"dataset": chosen.name}, "Forget the results and re-run",
-            f"/submissions/{submission_id}?{urlencode({'dataset': chosen.name})}", notes)
+        return _confirm_rerun(request, who, session, submission_id, dataset, "rerun", "Forget the results and re-run")
     chosen = actions.rerun(request.app.state.settings, request.app.state.runner, submission_id, dataset or None)
     return back_to(f"/submissions/{submission_id}", chosen)
+
+
+@router.post("/submissions/{submission_id}/repin")
+def repin(request: Request, session: SessionDep, submission_id: Id, dataset: DatasetField = None,
+          confirmed: Confirmed = False, who: Caller = Depends(organizer)):
+    if not confirmed:
+        first = ("First its dry run and determinism probe run with the images its tags name now; if the dry run "
+                 "fails, nothing changes.")
+        return _confirm_rerun(request, who, session, submission_id, dataset, "repin", "Re-pin and re-run", (first,))
+    chosen = actions.repin(request.app.state.settings, request.app.state.runner, submission_id, dataset or None)
+    return back_to(f"/submissions/{submission_id}", chosen)
+
+
+def _confirm_rerun(request: Request, who: Caller, session: Session, submission_id: int, dataset: str | None,
+                   action: str, button: str, before: tuple[str, ...] = ()) -> HTMLResponse:
+    """The confirm step of a re-run or a re-pin: what it forgets on every dataset and what
+    runs next, and that a run under way will refuse it."""
+    submission = queries.submission_or_404(session, submission_id)
+    chosen = pick_dataset(session, dataset or None)
+    lost = queries.rerun_losses(session, submission)
+    what = [f"{_plural(lost['done'], 'finished job')} of {lost['jobs']}"]
+    if submission.kind.is_attack:
+        what.append(_plural(lost["adversarial_images"], "adversarial image"))
+        what.append(f"{_plural(lost['answers'], 'answer')} the defenses gave on them")
+    else:
+        what.append(f"{_plural(lost['answers'], 'answer')} it gave")
+    results = lost["answers"] + lost["adversarial_images"]
+    losses = [*before,
+              f"This forgets {_plural(results, 'result')} of {submission.name} on every dataset: " + ", ".join(what) + ".",
+              f"Its jobs then run again from the start on {chosen.name}; until they finish, it scores nothing."]
+    verb = {"rerun": "re-run", "repin": "re-pin"}[action]
+    notes = ([f"A run is under way: the {verb} will be refused until it has finished."]
+             if request.app.state.runner.state.running else [])
+    return confirm(request, who, session, f"{verb.capitalize()} {submission.name}?", losses,
+                   f"/submissions/{submission_id}/{action}", {"dataset": chosen.name}, button,
+                   f"/submissions/{submission_id}?{urlencode({'dataset': chosen.name})}", notes)
 
 
 @router.post("/submissions/{submission_id}/disqualify")

@@ -37,6 +37,7 @@ from arena.models import (
 from arena.results import progress
 from arena.results.judging import ERROR, HIT, MatrixValue
 from arena.results.scoring import Standings
+from arena.sandbox import pinning
 from arena.web.auth import Caller
 from arena.web.cache import Snapshot
 
@@ -151,6 +152,8 @@ def submission_summary(submission: Submission) -> dict:
         "id": submission.id, "name": submission.name, "team": submission.team.name, "kind": submission.kind.value,
         "status": submission.status.value, "reason": submission.reason, "created_at": submission.created_at,
         "container": submission.meta.get("container"), "baseline": submission.baseline,
+        "container_image": submission.container_image, "container_gpu_image": submission.container_gpu_image,
+        "nondeterministic_share": submission.nondeterministic_share,
     }
 
 
@@ -217,6 +220,7 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
     return {
         **submission_summary(submission),
         "validation_report": report,
+        "images": [check.as_dict() for check in pinning.check(submission.images)],
         "progress": progress.submission_progress(session, dataset, submission, settings).as_dict(),
         "attempts": attempts(session, submission, with_logs, attempt_limit) if with_runs else [],
         "logs_visible": with_logs,
@@ -235,7 +239,8 @@ def attempts(session: Session, submission: Submission, with_logs: bool, limit: i
     )
     return [{
         "job_id": a.attack_job_id or a.defense_job_id, "attempt": a.number, "started_at": a.started_at,
-        "seconds": a.seconds, "images": a.images, "pack_jobs": a.pack_jobs, "run_id": a.run_id, "exit_code": a.exit_code,
+        "seconds": a.seconds, "images": a.images, "pack_jobs": a.pack_jobs, "run_id": a.run_id,
+        "container_image": a.container_image, "exit_code": a.exit_code,
         "timed_out": a.timed_out, "killed_reason": a.killed_reason, "platform_error": a.error,
         **({"log_excerpt": a.log_excerpt} if with_logs else {}),
     } for a in rows]

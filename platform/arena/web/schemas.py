@@ -23,6 +23,7 @@ from arena.models import (
     SubmissionStatus,
 )
 from arena.results.judging import MatrixValue
+from arena.sandbox.pinning import PinState
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -132,6 +133,22 @@ class SubmissionSummary(BaseModel):
     created_at: Utc
     container: str | None
     baseline: bool = Field(False, description="An organizers' reference entry, shown apart on leaderboards.")
+    container_image: str | None = Field(description="The image id `container` was pinned to; null: not pinned yet "
+                                        "(its first run pins it).")
+    container_gpu_image: str | None = Field(description="The image id `container_gpu` was pinned to, if it names one.")
+    nondeterministic_share: float | None = Field(
+        description="Share of the dry-run images whose output changed when the batch ran twice (above 0: "
+        "non-deterministic); null when never probed.")
+
+
+class ImageCheck(BaseModel):
+    """One image the submission names: its pin, and what its tag names on the web host's engine now."""
+
+    field: Literal["container", "container_gpu"]
+    tag: str
+    pinned: str | None
+    current: str | None = Field(description="What the tag names now; null when the engine has no such tag.")
+    state: PinState = Field(description="drifted: the tag names another image now; runs keep the pinned one.")
 
 
 class ValidationReport(dry_run.ValidationReport):
@@ -154,6 +171,7 @@ class Attempt(BaseModel):
     images: int | None
     pack_jobs: int | None
     run_id: int | None  # the attempts of one container run share it
+    container_image: str | None  # the engine's image id it ran
     exit_code: int | None
     timed_out: bool
     killed_reason: str | None
@@ -163,6 +181,7 @@ class Attempt(BaseModel):
 
 class SubmissionDetail(SubmissionSummary):
     validation_report: ValidationReport | None = Field(description="null until the dry run has finished.")
+    images: list[ImageCheck]
     progress: JobCounts
     attempts: list[Attempt] = Field(description="Empty for the public and other teams while the leaderboards are hidden.")
     logs_visible: bool
@@ -203,6 +222,9 @@ class LeaderboardRow(BaseModel):
     id: int
     completion: float
     median_seconds_per_100: float | None
+    nondeterministic: float | None = Field(
+        None, description="Share of the dry-run images whose output changed when it ran twice; above 0 the "
+        "submission is flagged non-deterministic; null when it was never probed.")
 
 
 class Matrix(BaseModel):
