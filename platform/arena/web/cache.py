@@ -1,6 +1,8 @@
 """Standings computed once per change of the results, shared by every request.
 
-Leaderboards and matrices are read far more often than results land. The cache key is
+Leaderboards and matrices are read far more often than results land. What costs most (the
+per-image outcomes behind the intervals and worst cases: one pass over the answers, and
+their bootstrap) is computed here, once per change, never per request. The cache key is
 cheap to read (the number of finished jobs, the newest finish time, which submissions are
 accepted), so a request after a result lands sees it, and the others reuse the same
 snapshot (standings, completion, run times, and every view already shaped from them)
@@ -30,6 +32,7 @@ from arena.models import (
     SubmissionStatus,
 )
 from arena.results import progress
+from arena.results.leaderboards import Leaderboards
 from arena.results.scoring import Standings
 from arena.web.datasets import pick_dataset
 
@@ -62,14 +65,16 @@ class Snapshot:
 
     dataset: Dataset
     standings: Standings
+    boards: Leaderboards  # with the intervals and worst cases, computed here, not per request
     completion: dict[int, float]  # by submission id
     seconds_per_100: dict[int, float]  # median, by submission id
     _views: dict[tuple, Any] = field(default_factory=dict)
 
     @classmethod
     def compute(cls, session: Session, dataset: Dataset, settings: Settings) -> "Snapshot":
-        return cls(dataset, Standings.compute(session, dataset), progress.completion(session, dataset, settings),
-                   progress.median_seconds_per_100(session))
+        standings = Standings.compute(session, dataset)
+        return cls(dataset, standings, Leaderboards.load(session, dataset, standings),
+                   progress.completion(session, dataset, settings), progress.median_seconds_per_100(session))
 
     def view(self, key: tuple, make: Callable[[], Any]) -> Any:
         """A view shaped once per snapshot (two threads may both shape it; both get equal ones)."""

@@ -88,7 +88,7 @@ def leaderboards_page(request: Request, session: SessionDep, who: CallerDep, dat
 def _boards_html(snapshot: Snapshot) -> Markup:
     """The three tables, rendered once per snapshot: they are the same for every reader."""
     boards = {track: (title, meaning, queries.leaderboard(snapshot, track))
-              for track, (title, meaning, _) in queries.TRACKS.items()}
+              for track, (title, meaning) in queries.TRACKS.items()}
     return Markup(templates.get_template("_boards.html").render(
         boards=boards, epsilons=snapshot.standings.epsilons, dataset=snapshot.dataset))
 

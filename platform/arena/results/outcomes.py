@@ -1,0 +1,124 @@
+"""Per-image outcomes: the stored answers summed per image, for what sums per cell cannot say.
+
+The tallies hold counts per (attack, defense, epsilon) cell: enough for scores, not for a
+defense's worst case over attacks on one image, nor for an interval over images. These
+arrays are read from the classifications themselves (judged by ``judging``'s expressions,
+like every other view) with two GROUP BY queries, one per side of the matrix, and one for
+the clean answers; nothing is stored besides them.
+
+Per defense, epsilon and image: how many attacks' outputs it answered, how many of those
+answers were errors, and the sum of the ids of the attacks that caused them (the attack
+itself when exactly one did). Per attack, epsilon and image: how many defenses answered
+its output, with how many errors and target hits. Per defense and image: its clean answer.
+Only accepted submissions count, as everywhere.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from arena.models import AdversarialImage, AttackJob, Classification, Dataset, Image, SubmissionKind
+from arena.results.judging import ERROR, HIT
+from arena.results.scoring import Names
+
+
+@dataclass
+class ImageOutcomes:
+    images: np.ndarray  # the dataset's image ids, ascending: the bootstrap's units
+    epsilons: list[int]
+    defenses: np.ndarray  # accepted defense ids, ascending
+    attacks: np.ndarray  # the attacks a defense's outcomes count (targeted ones included), ascending
+    attack_ids: np.ndarray  # every accepted attack, ascending: the rows of the attack-side arrays
+    # (defenses, epsilons, images)
+    answered: np.ndarray
+    errors: np.ndarray
+    breakers: np.ndarray  # the sum of the ids of the attacks whose output it got wrong
+    # (defenses, images)
+    clean_answered: np.ndarray
+    clean_correct: np.ndarray
+    # (attacks, epsilons, images)
+    attack_answered: np.ndarray
+    attack_errors: np.ndarray
+    attack_hits: np.ndarray
+
+    @classmethod
+    def load(cls, session: Session, dataset: Dataset, names: Names, attacks: list[int] | None = None) -> "ImageOutcomes":
+        """The outcomes of every accepted submission; ``attacks`` (ids) restricts the
+        attacks a defense's outcomes count, for a worst case over a chosen set."""
+        images = np.array(session.scalars(select(Image.id).where(Image.dataset_id == dataset.id).order_by(Image.id)).all(),
+                          dtype=np.int64)
+        defenses = np.array(sorted(names.of_kind(SubmissionKind.DEFENSE).index), dtype=np.int64)
+        attack_ids = np.array(sorted(names.of_kind(SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK).index),
+                              dtype=np.int64)
+        counted = attack_ids if attacks is None else np.intersect1d(attack_ids, np.asarray(attacks, dtype=np.int64))
+        by_defense = _rows(session, _by_defense(dataset, defenses, counted))
+        by_attack = _rows(session, _by_attack(dataset, defenses, attack_ids))
+        clean = _rows(session, _clean(dataset, defenses))
+        epsilons = sorted({int(e) for e in by_defense[:, 1]} | {int(e) for e in by_attack[:, 1]})
+        eps = np.array(epsilons, dtype=np.int64)
+
+        def grid(rows: np.ndarray, subjects: np.ndarray, columns: range) -> list[np.ndarray]:
+            place = (np.searchsorted(subjects, rows[:, 0]), np.searchsorted(eps, rows[:, 1]),
+                     np.searchsorted(images, rows[:, 2]))
+            arrays = []
+            for column in columns:
+                array = np.zeros((len(subjects), len(eps), len(images)), dtype=np.int64)
+                array[place] = rows[:, column]
+                arrays.append(array)
+            return arrays
+
+        answered, errors, breakers = grid(by_defense, defenses, range(3, 6))
+        attack_answered, attack_errors, attack_hits = grid(by_attack, attack_ids, range(3, 6))
+        clean_answered = np.zeros((len(defenses), len(images)), dtype=bool)
+        clean_correct = np.zeros_like(clean_answered)
+        place = (np.searchsorted(defenses, clean[:, 0]), np.searchsorted(images, clean[:, 1]))
+        clean_answered[place] = True
+        clean_correct[place] = clean[:, 2] == 0
+        return cls(images, epsilons, defenses, counted, attack_ids, answered, errors, breakers, clean_answered, clean_correct,
+                   attack_answered, attack_errors, attack_hits)
+
+    def attack_rows(self, ids) -> np.ndarray:
+        """Positions of these attack ids in the attack-side arrays."""
+        return np.searchsorted(self.attack_ids, np.asarray(ids, dtype=np.int64))
+
+    def defense_rows(self, ids) -> np.ndarray:
+        """Positions of these defense ids in the defense-side arrays."""
+        return np.searchsorted(self.defenses, np.asarray(ids, dtype=np.int64))
+
+
+def _adversarial(query, dataset: Dataset):
+    return (query.select_from(Classification)
+            .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
+            .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
+            .join(Image, Classification.image_id == Image.id)
+            .where(Image.dataset_id == dataset.id))
+
+
+def _by_defense(dataset: Dataset, defenses: np.ndarray, attacks: np.ndarray):
+    key = (Classification.defense_id, AttackJob.epsilon, Classification.image_id)
+    query = _adversarial(select(*key, func.count(), func.sum(ERROR), func.sum(ERROR * AttackJob.submission_id)), dataset)
+    return query.where(Classification.defense_id.in_(defenses.tolist()),
+                       AttackJob.submission_id.in_(attacks.tolist())).group_by(*key)
+
+
+def _by_attack(dataset: Dataset, defenses: np.ndarray, attacks: np.ndarray):
+    key = (AttackJob.submission_id, AttackJob.epsilon, Classification.image_id)
+    query = _adversarial(select(*key, func.count(), func.sum(ERROR), func.sum(HIT)), dataset)
+    return query.where(Classification.defense_id.in_(defenses.tolist()),
+                       AttackJob.submission_id.in_(attacks.tolist())).group_by(*key)
+
+
+def _clean(dataset: Dataset, defenses: np.ndarray):
+    return (select(Classification.defense_id, Classification.image_id, ERROR)
+            .join(Image, Classification.image_id == Image.id)
+            .where(Image.dataset_id == dataset.id, Classification.adversarial_image_id.is_(None),
+                   Classification.defense_id.in_(defenses.tolist())))
+
+
+def _rows(session: Session, query) -> np.ndarray:
+    """Integer rows as one array, through Core (plain tuples: the ORM's rows cost more)."""
+    rows = session.connection().execute(query).all()
+    width = len(query.selected_columns)
+    return np.array(rows, dtype=np.int64).reshape(len(rows), width)
