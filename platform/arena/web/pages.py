@@ -129,7 +129,8 @@ def curves_page(request: Request, session: SessionDep, who: CallerDep, dataset: 
         return getting_started(request, who, session)
     snapshot, chosen = _visible(request, session, who, dataset)
     every = sorted(queries.curves(snapshot)) if snapshot else []
-    chart = charts.epsilon_chart(queries.curves(snapshot, defense)) if snapshot else None
+    chart = charts.epsilon_chart(queries.curves(snapshot, defense), queries.curve_bands(snapshot, defense)) \
+        if snapshot else None
     return render(request, "curves.html", who, session, dataset=chosen, chart=chart, every=every,
                   chosen=set(defense or every))
 
