@@ -1,6 +1,7 @@
 """Writing results in the 2017 competition's file names, plus every per-image answer as
 Parquet, each defense's worst case (``robust_accuracy.csv``) and each attack's unique
-contribution (``unique_contributions.csv``).
+contribution (``unique_contributions.csv``), and the perturbation each attack actually made
+(``perturbations.csv``: mean and largest L-infinity and L2 per epsilon).
 
 The leaderboard files carry what the leaderboards show: the 2017 columns, then each
 figure's 95% interval (``F_low``, ``F_high``), the worst case or the unique contribution,
@@ -11,9 +12,10 @@ from pathlib import Path
 import pandas as pd
 from sqlalchemy.orm import Session
 
-from arena.models import Dataset
+from arena.models import Dataset, SubmissionKind
 from arena.results.judging import MatrixValue
 from arena.results.leaderboards import Leaderboards
+from arena.results.perturbations import perturbations
 from arena.results.plots import epsilon_curves, heatmap
 from arena.results.scoring import Names, Standings, load_results
 
@@ -41,6 +43,7 @@ def export(session: Session, dataset: Dataset, directory: Path) -> list[Path]:
         written.append(_csv(boards.track(track), directory / f"{stem}.csv"))
     for stem in ROBUSTNESS:
         written.append(_csv(robustness_export(boards, stem), directory / f"{stem}.csv"))
+    written.append(_csv(_perturbations(session, dataset, standings.names), directory / "perturbations.csv"))
     written.append(_per_image(load_results(session, dataset), standings.names, directory / "classifications.parquet"))
     if not standings.empty:
         written.append(heatmap(standings.error_rate_matrix(), directory / "error_matrix.png", "Misclassified (%), all eps"))
@@ -54,6 +57,14 @@ def robustness_export(boards: Leaderboards, stem: str) -> pd.DataFrame:
     figure = ROBUSTNESS[stem]
     frame = getattr(boards, stem).sort_values([figure, "submission"], ascending=[False, True], na_position="last")
     return frame.reset_index(drop=True)
+
+
+def _perturbations(session: Session, dataset: Dataset, names: Names) -> pd.DataFrame:
+    """Each accepted attack's L-infinity and L2 distances actually used, per epsilon, by name."""
+    attacks = names.of_kind(SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)["submission"]
+    frame = perturbations(session, dataset, list(attacks.index))
+    frame.insert(0, "attack", frame.pop("attack_id").map(attacks))
+    return frame
 
 
 def _csv(frame, path: Path, index: bool = False) -> Path:

@@ -29,6 +29,7 @@ from arena.models import (
 from arena.results import progress
 from arena.results.intervals import binomial_interval
 from arena.results.judging import ERROR, HIT, MatrixValue
+from arena.results.perturbations import perturbations
 from arena.results.scoring import Standings
 from arena.web.auth import Caller
 from arena.web.cache import Snapshot
@@ -187,10 +188,19 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
         **submission_summary(submission),
         "validation_report": report,
         "progress": progress.submission_progress(session, dataset, submission, settings).as_dict(),
+        "perturbations": _perturbations(session, dataset, submission),
         "attempts": attempts(session, submission, with_logs, attempt_limit) if with_runs else [],
         "logs_visible": with_logs,
         "runs_visible": with_runs,
     }
+
+
+def _perturbations(session: Session, dataset: Dataset, submission: Submission) -> list[dict]:
+    """An attack's L-infinity and L2 distances actually used, per epsilon (empty for a defense)."""
+    if not submission.kind.is_attack:
+        return []
+    frame = perturbations(session, dataset, [submission.id]).drop(columns="attack_id")
+    return [{key: _number(value) for key, value in row.items()} for row in frame.to_dict("records")]
 
 
 def attempts(session: Session, submission: Submission, with_logs: bool, limit: int = 50) -> list[dict]:

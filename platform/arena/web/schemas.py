@@ -160,9 +160,25 @@ class Attempt(BaseModel):
     log_excerpt: str | None = None
 
 
+class Perturbation(BaseModel):
+    """An attack's adversarial images at one epsilon: how far they are from the clean ones (0-255
+    scale; a missing output, replaced by the clean image, counts 0). L2 is over the images
+    stored with it (``l2_known``); null when none is (images stored before it was recorded)."""
+
+    epsilon: int
+    images: int
+    missing: int
+    linf_mean: float
+    linf_max: int
+    l2_known: int
+    l2_mean: float | None
+    l2_max: float | None
+
+
 class SubmissionDetail(SubmissionSummary):
     validation_report: ValidationReport | None = Field(description="null until the dry run has finished.")
     progress: JobCounts
+    perturbations: list[Perturbation] = Field(description="Attacks only: per epsilon, the perturbation actually made.")
     attempts: list[Attempt] = Field(description="Empty for the public and other teams while the leaderboards are hidden.")
     logs_visible: bool
     runs_visible: bool = Field(description="Whether `attempts` (the runs and their timings) are shown to this caller.")
