@@ -48,7 +48,8 @@ def export(session: Session, dataset: Dataset, directory: Path) -> list[Path]:
     if not standings.empty:
         written.append(heatmap(standings.error_rate_matrix(), directory / "error_matrix.png", "Misclassified (%), all eps"))
         written.append(epsilon_curves(standings.defense_error_by_epsilon(), directory / "defense_error_by_eps.png",
-                                      "Each defense against all attacks"))
+                                      "Each defense against all attacks (bands: 95% intervals)",
+                                      bands=boards.error_bands()))
     return written
 
 
