@@ -3,11 +3,12 @@ exact binomial quantiles of the matrix cells, the coverage of the 95% interval o
 a known binomial, and the paired probability that one rank beats the next."""
 
 import itertools
+import warnings
 
 import numpy as np
 import pytest
 
-from arena.results.intervals import Resampling, beats, binomial_interval, resampling_weights
+from arena.results.intervals import Resampling, beats, binomial_interval, percentile_interval, resampling_weights
 
 
 def test_a_cell_interval_is_the_binomial_bootstrap_exactly():
@@ -50,6 +51,19 @@ def test_a_score_interval_has_whole_bounds_around_the_score():
     figure = resampling.run()["score"]
     assert figure.point[0] == 13 and figure.low[0] < 13 < figure.high[0]
     assert figure.low[0] == int(figure.low[0]) and figure.high[0] == int(figure.high[0])
+
+
+@pytest.mark.parametrize("replicates", [1000, 40, 1])
+def test_the_quantiles_are_numpys_inverted_cdf_with_undefined_resamples_left_out(replicates):
+    values = np.random.default_rng(replicates).integers(0, 30, (replicates, 6)).astype(float)
+    values[: replicates // 3, 1] = np.nan  # a rate some resamples leave undefined
+    values[:, 2] = np.nan  # one no resample defines
+    low, high = percentile_interval(values)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # numpy says so of the all-NaN column
+        expected = np.nanquantile(values, [0.025, 0.975], axis=0, method="inverted_cdf")
+    np.testing.assert_array_equal(low, expected[0])
+    np.testing.assert_array_equal(high, expected[1])
 
 
 def test_beats_counts_ties_half():

@@ -82,14 +82,21 @@ def _resampled(outcomes: ImageOutcomes, epsilons: list[int]) -> dict[str, Figure
     """Every interval of the three boards, from one resampling of the images."""
     resampling = Resampling(resampling_weights(len(outcomes.images)))
     at = {eps: outcomes.epsilons.index(eps) for eps in epsilons if eps in outcomes.epsilons}
-    correct = outcomes.answered - outcomes.errors
-    sides = {"defense": (correct, outcomes.answered), "attack": (outcomes.attack_errors, outcomes.attack_answered),
-             "targeted_attack": (outcomes.attack_hits, outcomes.attack_answered)}
-    for track, (measure, answered) in sides.items():
-        resampling.count(f"{track} score", measure.sum(axis=1))
-        resampling.rate(f"{track} normalized", measure.sum(axis=1), answered.sum(axis=1))
-        for eps, position in at.items():
-            resampling.rate(f"{track} eps={eps}", measure[:, position], answered[:, position])
+
+    def views(array: np.ndarray) -> dict:
+        """Over every epsilon, then at each: the same objects for every figure that uses them,
+        so that the resampling does each once."""
+        return {None: array.sum(axis=1), **{eps: array[:, position] for eps, position in at.items()}}
+
+    answered, attack_answered = views(outcomes.answered), views(outcomes.attack_answered)
+    sides = {"defense": (views(outcomes.answered - outcomes.errors), answered),
+             "attack": (views(outcomes.attack_errors), attack_answered),
+             "targeted_attack": (views(outcomes.attack_hits), attack_answered)}
+    for track, (measure, scored) in sides.items():
+        resampling.count(f"{track} score", measure[None])
+        resampling.rate(f"{track} normalized", measure[None], scored[None])
+        for eps in at:
+            resampling.rate(f"{track} eps={eps}", measure[eps], scored[eps])
     resampling.rate("defense clean_accuracy", outcomes.clean_correct, outcomes.clean_answered)
     return resampling.run()
 
