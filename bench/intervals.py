@@ -9,16 +9,28 @@ contributions and beats_next), and its parts; and the matrix cells' intervals fo
 100 x 100 view at one eps and over all eps, against the same view without them. Rounds
 alternate baseline and measure; medians are reported.
 
+With ``--database IMAGES``, also what reading the per-image outcomes costs: a tournament of
+the same shape with IMAGES images written into SQLite (``bench/web.py``'s ``fabricate``),
+and ``ImageOutcomes.load`` (its queries over every answer) against ``Standings.compute``
+(the tallies), as the cache does both when the results change.
+
     nice .venv/bin/python bench/intervals.py [--attacks 100] [--defenses 100] [--images 5000] [--rounds 5]
+                                             [--database 100]
 """
 
 import argparse
 import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from arena.config import Settings
+from arena.db import transaction, upgrade
+from arena.models import Dataset
 from arena.results import intervals
 from arena.results.intervals import binomial_interval, resampling_weights
 from arena.results.leaderboards import Leaderboards
@@ -72,6 +84,38 @@ def point_figures(standings: Standings) -> list[pd.DataFrame]:
     return [standings.defense_leaderboard(), standings.attack_leaderboard(), standings.targeted_attack_leaderboard()]
 
 
+def database(attacks: int, defenses: int, images: int, rounds: int) -> None:
+    sys.path.insert(0, str(Path(__file__).parent))
+    from web import fabricate  # noqa: PLC0415 (the web bench's tournament writer)
+
+    with tempfile.TemporaryDirectory() as folder:
+        settings = Settings(data_dir=Path(folder))
+        upgrade(settings)
+        start = time.perf_counter()
+        answers, _, _ = fabricate(settings, attacks, defenses, images)
+        print(f"\nwrote {answers:,} answers into SQLite in {time.perf_counter() - start:.0f} s")
+        times = {"baseline: Standings.compute (the tallies)": [], "ImageOutcomes.load (every answer, per image)": [],
+                 "Standings.compute + Leaderboards.load (what the cache now computes)": []}
+
+        def load(session, dataset) -> None:
+            ImageOutcomes.load(session, dataset, Standings.compute(session, dataset).names)
+
+        def both(session, dataset) -> None:
+            Leaderboards.load(session, dataset, Standings.compute(session, dataset))
+
+        works = (Standings.compute, load, both)
+        for _ in range(rounds):
+            for name, work in zip(times, works):
+                with transaction(settings) as session:
+                    dataset = session.get(Dataset, 1)
+                    times[name].append(_timed(lambda: work(session, dataset)))  # noqa: B023 (called at once)
+        baseline = statistics.median(times[next(iter(times))])
+        print(f"\n{attacks} x {defenses} x {images} images x {len(EPSILONS)} eps in SQLite, median of {rounds}\n")
+        print("| measure | median | ratio to the baseline |\n|---|---|---|")
+        for name, values in times.items():
+            print(f"| {name} | {statistics.median(values):.2f} s | {statistics.median(values) / baseline:.1f} |")
+
+
 def _timed(work) -> float:
     start = time.perf_counter()
     work()
@@ -84,6 +128,7 @@ def main() -> None:
     parser.add_argument("--defenses", type=int, default=100)
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--database", type=int, metavar="IMAGES", help="also time the queries on a SQLite tournament")
     args = parser.parse_args()
     start = time.perf_counter()
     standings, outcomes = synthesize(args.attacks, args.defenses, args.images)
@@ -126,6 +171,8 @@ def main() -> None:
         base = baseline if name in measures else matrix_baseline
         median = statistics.median(times[name])
         print(f"| {name} | {median:.3f} s | {median / base:.1f} |")
+    if args.database:
+        database(args.attacks, args.defenses, args.database, args.rounds)
 
 
 if __name__ == "__main__":

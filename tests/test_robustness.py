@@ -4,14 +4,23 @@ defenses answering as PLAN says (through ``pack_run``, the container replaced), 
 figures go through the stored classifications, ``judging`` and the SQL that reads them."""
 
 import itertools
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from arena.db import transaction
-from arena.execution import pack_run
-from arena.models import AdversarialImage, AttackJob, ClassificationProblem, Image, Submission, SubmissionKind
+from arena.execution import pack_run, planning
+from arena.models import (
+    AdversarialImage,
+    AttackJob,
+    ClassificationProblem,
+    DefenseJob,
+    Image,
+    Submission,
+    SubmissionKind,
+)
 from arena.results import robustness
 from arena.results.leaderboards import Leaderboards
 from arena.results.outcomes import ImageOutcomes
@@ -19,6 +28,7 @@ from arena.results.scoring import Standings
 from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseOutcome
 from arena.sandbox.result_csv import Answer
+from arena.web.cache import StandingsCache
 from conftest import make_settings
 from factories import attacked, defense_packs, synth_dataset
 
@@ -43,6 +53,15 @@ PLAN = {
 
 @pytest.fixture
 def tournament(tmp_path, monkeypatch):
+    settings, dataset = planned(tmp_path, monkeypatch)
+    for pack in defense_packs(settings):
+        assert pack_run.run_pack(settings, pack).finished == len(pack.job_ids)
+    return settings, dataset
+
+
+def planned(tmp_path, monkeypatch):
+    """The tournament with its attack jobs done and its defense jobs planned, the defenses'
+    runs answering as PLAN says."""
     settings = make_settings(tmp_path / "arena", epsilons=EPSILONS)
     dataset = synth_dataset(settings, 4, batch_size=4)
     source_of = {}  # an input's sha256 -> (what it is, image position, true label)
@@ -68,8 +87,6 @@ def tournament(tmp_path, monkeypatch):
     monkeypatch.setattr(pack_run, "submission_code", lambda _settings, submission: submission.name)
     monkeypatch.setattr(pack_run, "execute_defense", lambda _s, name, inputs: DefenseOutcome(
         RunResult(0, False, None, 0.1, ""), {item.key: answer(name, item.sha256) for item in inputs}))
-    for pack in defense_packs(settings):
-        assert pack_run.run_pack(settings, pack).finished == len(pack.job_ids)
     return settings, dataset
 
 
@@ -159,3 +176,50 @@ def test_only_settled_images_count():
     assert robustness.unique_breaks(settled)[:, 0].tolist() == [[0, 0, 0], [0, 0, 1]]  # attack 9's alone
     wrong_clean = _outcomes([2, 1, 2], [0, 0, 1], [0, 0, 9], [1, 1, 1], [1, 1, 0])  # wrong clean: no attack needed
     assert robustness.unique_breaks(wrong_clean).sum() == 0
+
+
+def _same(outcomes: ImageOutcomes, fresh: ImageOutcomes) -> bool:
+    return all(np.array_equal(getattr(outcomes, name), getattr(fresh, name)) for name in
+               ("answered", "errors", "breakers", "clean_answered", "clean_correct", "attack_answered", "attack_errors",
+                "attack_hits")) and outcomes.epsilons == fresh.epsilons
+
+
+def test_the_cache_adds_the_jobs_that_land_to_the_outcomes_it_had(tmp_path, monkeypatch):
+    """When only new defense jobs finished, the web cache reads their answers alone and adds
+    them; when anything else changed (a job forgotten, one committed with an older finish
+    time than the cache saw) it reads everything again. Either way: what a fresh read gives."""
+    settings, dataset = planned(tmp_path, monkeypatch)
+    first, second = defense_packs(settings)
+    fresh_loads = []
+    load = ImageOutcomes.load
+    monkeypatch.setattr(ImageOutcomes, "load", classmethod(lambda _cls, *args, **kwargs: fresh_loads.append(1)
+                                                           or load(*args, **kwargs)))
+    cache = StandingsCache(settings, recheck_seconds=0)
+
+    def current() -> tuple[ImageOutcomes, ImageOutcomes, Leaderboards]:
+        snapshot, _ = cache.get(None)
+        with transaction(settings) as session:
+            fresh = load(session, dataset, Standings.compute(session, dataset).names)
+        return snapshot.outcomes, fresh, snapshot.boards
+
+    pack_run.run_pack(settings, first)
+    assert _same(*current()[:2]) and len(fresh_loads) == 1
+    pack_run.run_pack(settings, second)
+    outcomes, fresh, boards = current()
+    assert _same(outcomes, fresh) and len(fresh_loads) == 1, "the second defense's jobs were added, not reread"
+    with transaction(settings) as session:
+        standings = Standings.compute(session, dataset)
+        assert boards.defense.equals(Leaderboards.compute(standings, load(session, dataset, standings.names)).defense)
+        planning.forget(session, session.scalar(select(Submission).where(Submission.name == "D")))
+    outcomes, fresh, _ = current()
+    assert _same(outcomes, fresh) and len(fresh_loads) == 2 and outcomes.answered[0].sum() == 0  # D forgotten
+    with transaction(settings) as session:
+        planning.plan(session, dataset, EPSILONS)
+    for pack in defense_packs(settings):
+        pack_run.run_pack(settings, pack)
+    with transaction(settings) as session:  # as if committed late, finished before what the cache saw
+        d = session.scalar(select(Submission.id).where(Submission.name == "D"))
+        session.execute(update(DefenseJob).where(DefenseJob.submission_id == d)
+                        .values(finished_at=datetime(2000, 1, 1, tzinfo=timezone.utc)))
+    outcomes, fresh, _ = current()
+    assert _same(outcomes, fresh) and len(fresh_loads) == 3 and outcomes.answered[0].sum() > 0

@@ -11,9 +11,13 @@ answers were errors, and the sum of the ids of the attacks that caused them (the
 itself when exactly one did). Per attack, epsilon and image: how many defenses answered
 its output, with how many errors and target hits. Per defense and image: its clean answer.
 Only accepted submissions count, as everywhere.
+
+Each of these is a sum over defense jobs, so the outcomes of jobs that finished since can
+be read alone and added (``of_jobs``, ``plus``): the web cache does so when results land,
+instead of reading every answer again (docs/benchmarks.md).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from sqlalchemy import func, select
@@ -22,6 +26,8 @@ from sqlalchemy.orm import Session
 from arena.models import AdversarialImage, AttackJob, Classification, Dataset, Image, SubmissionKind
 from arena.results.judging import ERROR, HIT
 from arena.results.scoring import Names
+
+_COUNTS = ("answered", "errors", "breakers", "attack_answered", "attack_errors", "attack_hits")
 
 
 @dataclass
@@ -53,31 +59,54 @@ class ImageOutcomes:
         attack_ids = np.array(sorted(names.of_kind(SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK).index),
                               dtype=np.int64)
         counted = attack_ids if attacks is None else np.intersect1d(attack_ids, np.asarray(attacks, dtype=np.int64))
-        by_defense = _rows(session, _by_defense(dataset, defenses, counted))
-        by_attack = _rows(session, _by_attack(dataset, defenses, attack_ids))
-        clean = _rows(session, _clean(dataset, defenses))
-        epsilons = sorted({int(e) for e in by_defense[:, 1]} | {int(e) for e in by_attack[:, 1]})
+        empty = cls(images, [], defenses, counted, attack_ids, *[None] * 8)
+        return empty._read(session, dataset, fixed_epsilons=False)
+
+    def of_jobs(self, session: Session, dataset: Dataset, job_ids: list[int]) -> "ImageOutcomes | None":
+        """The outcomes of these defense jobs alone, on the same images, submissions and
+        epsilons, to add to these (``plus``); None when an answer falls outside them (a new
+        epsilon): the caller loads everything again."""
+        return self._read(session, dataset, fixed_epsilons=True, jobs=job_ids)
+
+    def plus(self, other: "ImageOutcomes") -> "ImageOutcomes":
+        """These outcomes and ``other``'s, of other defense jobs, together: every count is a
+        sum over defense jobs, and each clean answer belongs to one job."""
+        sums = {name: getattr(self, name) + getattr(other, name) for name in _COUNTS}
+        clean = {name: getattr(self, name) | getattr(other, name) for name in ("clean_answered", "clean_correct")}
+        return replace(self, **sums, **clean)
+
+    def _read(self, session: Session, dataset: Dataset, fixed_epsilons: bool,
+              jobs: list[int] | None = None) -> "ImageOutcomes | None":
+        of_jobs = () if jobs is None else (Classification.defense_job_id.in_(jobs),)
+        by_defense = _rows(session, _by_defense(dataset, self.defenses, self.attacks).where(*of_jobs))
+        by_attack = _rows(session, _by_attack(dataset, self.defenses, self.attack_ids).where(*of_jobs))
+        clean = _rows(session, _clean(dataset, self.defenses).where(*of_jobs))
+        seen = np.union1d(by_defense[:, 1], by_attack[:, 1])
+        if fixed_epsilons and not np.isin(seen, self.epsilons).all():
+            return None
+        epsilons = self.epsilons if fixed_epsilons else [int(e) for e in seen]
         eps = np.array(epsilons, dtype=np.int64)
 
         def grid(rows: np.ndarray, subjects: np.ndarray, columns: range) -> list[np.ndarray]:
             place = (np.searchsorted(subjects, rows[:, 0]), np.searchsorted(eps, rows[:, 1]),
-                     np.searchsorted(images, rows[:, 2]))
+                     np.searchsorted(self.images, rows[:, 2]))
             arrays = []
             for column in columns:
-                array = np.zeros((len(subjects), len(eps), len(images)), dtype=np.int64)
+                array = np.zeros((len(subjects), len(eps), len(self.images)), dtype=np.int64)
                 array[place] = rows[:, column]
                 arrays.append(array)
             return arrays
 
-        answered, errors, breakers = grid(by_defense, defenses, range(3, 6))
-        attack_answered, attack_errors, attack_hits = grid(by_attack, attack_ids, range(3, 6))
-        clean_answered = np.zeros((len(defenses), len(images)), dtype=bool)
+        answered, errors, breakers = grid(by_defense, self.defenses, range(3, 6))
+        attack_answered, attack_errors, attack_hits = grid(by_attack, self.attack_ids, range(3, 6))
+        clean_answered = np.zeros((len(self.defenses), len(self.images)), dtype=bool)
         clean_correct = np.zeros_like(clean_answered)
-        place = (np.searchsorted(defenses, clean[:, 0]), np.searchsorted(images, clean[:, 1]))
+        place = (np.searchsorted(self.defenses, clean[:, 0]), np.searchsorted(self.images, clean[:, 1]))
         clean_answered[place] = True
         clean_correct[place] = clean[:, 2] == 0
-        return cls(images, epsilons, defenses, counted, attack_ids, answered, errors, breakers, clean_answered, clean_correct,
-                   attack_answered, attack_errors, attack_hits)
+        return replace(self, epsilons=epsilons, answered=answered, errors=errors, breakers=breakers,
+                       clean_answered=clean_answered, clean_correct=clean_correct, attack_answered=attack_answered,
+                       attack_errors=attack_errors, attack_hits=attack_hits)
 
     def attack_rows(self, ids) -> np.ndarray:
         """Positions of these attack ids in the attack-side arrays."""
