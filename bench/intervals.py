@@ -12,7 +12,8 @@ alternate baseline and measure; medians are reported.
 With ``--database IMAGES``, also what reading the per-image outcomes costs: a tournament of
 the same shape with IMAGES images written into SQLite (``bench/web.py``'s ``fabricate``),
 and ``ImageOutcomes.load`` (its queries over every answer) against ``Standings.compute``
-(the tallies), as the cache does both when the results change.
+(the tallies); and the web cache's refresh after one defense job lands, which reads only
+that job's answers and adds them.
 
     nice .venv/bin/python bench/intervals.py [--attacks 100] [--defenses 100] [--images 5000] [--rounds 5]
                                              [--database 100]
@@ -27,16 +28,18 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import delete, select
 
 from arena.config import Settings
 from arena.db import transaction, upgrade
-from arena.models import Dataset
-from arena.results import intervals
+from arena.models import Classification, Dataset, DefenseJob, JobStatus
+from arena.results import intervals, tallies
 from arena.results.intervals import binomial_interval, resampling_weights
 from arena.results.leaderboards import Leaderboards
 from arena.results.outcomes import ImageOutcomes
 from arena.results.robustness import robust_accuracy, unique_contributions
 from arena.results.scoring import CELL_COLUMNS, Names, Standings
+from arena.web.cache import StandingsCache
 
 EPSILONS = [2, 4, 8, 16]
 
@@ -86,16 +89,17 @@ def point_figures(standings: Standings) -> list[pd.DataFrame]:
 
 def database(attacks: int, defenses: int, images: int, rounds: int) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
-    from web import fabricate  # noqa: PLC0415 (the web bench's tournament writer)
+    from web import fabricate, land  # noqa: PLC0415 (the web bench's tournament writer)
 
     with tempfile.TemporaryDirectory() as folder:
         settings = Settings(data_dir=Path(folder))
         upgrade(settings)
         start = time.perf_counter()
-        answers, _, _ = fabricate(settings, attacks, defenses, images)
+        answers, held_back, held_rows = fabricate(settings, attacks, defenses, images)
+        landing = [(held_back, held_rows), *_hold_back(settings, rounds - 1)]
         print(f"\nwrote {answers:,} answers into SQLite in {time.perf_counter() - start:.0f} s")
         times = {"baseline: Standings.compute (the tallies)": [], "ImageOutcomes.load (every answer, per image)": [],
-                 "Standings.compute + Leaderboards.load (what the cache now computes)": []}
+                 "Standings.compute + Leaderboards.load (a cache refresh reading everything)": []}
 
         def load(session, dataset) -> None:
             ImageOutcomes.load(session, dataset, Standings.compute(session, dataset).names)
@@ -103,17 +107,39 @@ def database(attacks: int, defenses: int, images: int, rounds: int) -> None:
         def both(session, dataset) -> None:
             Leaderboards.load(session, dataset, Standings.compute(session, dataset))
 
-        works = (Standings.compute, load, both)
         for _ in range(rounds):
-            for name, work in zip(times, works):
+            for name, work in zip(times, (Standings.compute, load, both)):
                 with transaction(settings) as session:
                     dataset = session.get(Dataset, 1)
                     times[name].append(_timed(lambda: work(session, dataset)))  # noqa: B023 (called at once)
+        cache = StandingsCache(settings, recheck_seconds=0)
+        cache.get(None)
+        refreshes = []
+        for job, rows in landing:  # one defense job lands, then the next request refreshes
+            land(settings, job, rows)
+            refreshes.append(_timed(lambda: cache.get(None)))
+        times["a cache refresh after one defense job landed (its answers added)"] = refreshes
         baseline = statistics.median(times[next(iter(times))])
         print(f"\n{attacks} x {defenses} x {images} images x {len(EPSILONS)} eps in SQLite, median of {rounds}\n")
         print("| measure | median | ratio to the baseline |\n|---|---|---|")
         for name, values in times.items():
             print(f"| {name} | {statistics.median(values):.2f} s | {statistics.median(values) / baseline:.1f} |")
+
+
+def _hold_back(settings: Settings, count: int) -> list[tuple[dict, list[dict]]]:
+    """Take the answers of ``count`` more defense jobs out (pending again, tallies recounted),
+    to land them one by one."""
+    held = []
+    with transaction(settings) as session:
+        for job in session.scalars(select(DefenseJob).where(DefenseJob.attack_job_id.is_not(None)).limit(count)):
+            rows = [{column: getattr(c, column) for column in ("defense_job_id", "defense_id", "image_id",
+                                                               "adversarial_image_id", "label")}
+                    for c in session.scalars(select(Classification).where(Classification.defense_job_id == job.id))]
+            session.execute(delete(Classification).where(Classification.defense_job_id == job.id))
+            job.status = JobStatus.PENDING
+            held.append(({"id": job.id, "submission_id": job.submission_id}, rows))
+        tallies.rebuild(session)
+    return held
 
 
 def _timed(work) -> float:
