@@ -23,8 +23,8 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena.models import AdversarialImage, AttackJob, Classification, Dataset, Image, SubmissionKind
-from arena.results.judging import ERROR, HIT
+from arena.models import AttackJob, Classification, Dataset, Image, SubmissionKind
+from arena.results.judging import ERROR, HIT, adversarial_answers
 from arena.results.scoring import Names
 
 _COUNTS = ("answered", "errors", "breakers", "attack_answered", "attack_errors", "attack_hits")
@@ -117,24 +117,17 @@ class ImageOutcomes:
         return np.searchsorted(self.defenses, np.asarray(ids, dtype=np.int64))
 
 
-def _adversarial(query, dataset: Dataset):
-    return (query.select_from(Classification)
-            .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
-            .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
-            .join(Image, Classification.image_id == Image.id)
-            .where(Image.dataset_id == dataset.id))
-
-
 def _by_defense(dataset: Dataset, defenses: np.ndarray, attacks: np.ndarray):
     key = (Classification.defense_id, AttackJob.epsilon, Classification.image_id)
-    query = _adversarial(select(*key, func.count(), func.sum(ERROR), func.sum(ERROR * AttackJob.submission_id)), dataset)
+    breakers = func.sum(ERROR * AttackJob.submission_id)
+    query = adversarial_answers(select(*key, func.count(), func.sum(ERROR), breakers), dataset)
     return query.where(Classification.defense_id.in_(defenses.tolist()),
                        AttackJob.submission_id.in_(attacks.tolist())).group_by(*key)
 
 
 def _by_attack(dataset: Dataset, defenses: np.ndarray, attacks: np.ndarray):
     key = (AttackJob.submission_id, AttackJob.epsilon, Classification.image_id)
-    query = _adversarial(select(*key, func.count(), func.sum(ERROR), func.sum(HIT)), dataset)
+    query = adversarial_answers(select(*key, func.count(), func.sum(ERROR), func.sum(HIT)), dataset)
     return query.where(Classification.defense_id.in_(defenses.tolist()),
                        AttackJob.submission_id.in_(attacks.tolist())).group_by(*key)
 

@@ -28,7 +28,7 @@ from arena.models import (
 )
 from arena.results import progress
 from arena.results.intervals import binomial_interval
-from arena.results.judging import ERROR, HIT, MatrixValue
+from arena.results.judging import ERROR, HIT, MatrixValue, adversarial_answers
 from arena.results.perturbations import perturbations
 from arena.results.scoring import Standings
 from arena.web.auth import Caller
@@ -307,19 +307,11 @@ def _filtered(query, attack_id: int | None, defense_id: int | None, epsilon: int
     return query
 
 
-def _results_from(query, dataset: Dataset):
-    return (query.select_from(Classification)
-            .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
-            .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
-            .join(Image, Classification.image_id == Image.id)
-            .where(Image.dataset_id == dataset.id))
-
-
 def results(session: Session, dataset: Dataset, attack_id: int | None, defense_id: int | None,
             epsilon: int | None, limit: int, offset: int) -> list[dict]:
     """Per-image answers on adversarial images, with the truth beside them (organizers only:
     they reveal the dataset's labels)."""
-    query = _results_from(
+    query = adversarial_answers(
         select(Classification.id, Classification.defense_id, AttackJob.submission_id, AttackJob.epsilon,
                Image.id, Image.name, Image.true_label, Image.target_class, Classification.label,
                Classification.problem, AdversarialImage.id, ERROR, HIT), dataset,
@@ -336,7 +328,7 @@ def results(session: Session, dataset: Dataset, attack_id: int | None, defense_i
 def results_count(session: Session, dataset: Dataset, attack_id: int | None, defense_id: int | None,
                   epsilon: int | None) -> int:
     """How many rows ``results`` has in all with these filters (for the page's total and its links)."""
-    query = _filtered(_results_from(select(func.count(Classification.id)), dataset), attack_id, defense_id, epsilon)
+    query = _filtered(adversarial_answers(select(func.count(Classification.id)), dataset), attack_id, defense_id, epsilon)
     return session.scalar(query) or 0
 
 
