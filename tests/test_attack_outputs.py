@@ -7,7 +7,7 @@ missing, unreadable or a link."""
 import pytest
 from sqlalchemy import select
 
-from arena.data.images import ImageStore, linf
+from arena.data.images import ImageStore, l2, linf
 from arena.db import transaction
 from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import Image
@@ -69,6 +69,8 @@ def test_outputs_are_judged_one_by_one(tmp_path):
     for result in outcome.results:
         kept = store.read_pixels(result.sha256)
         assert linf(store.read_pixels(clean_of[result.image_id]), kept) == result.linf <= 4
+        assert result.l2 == pytest.approx(l2(store.read_pixels(clean_of[result.image_id]), kept))
+        assert (result.l2 == 0) == (result.linf == 0)
         if result.missing:
             assert result.sha256 == clean_of[result.image_id]
     assert outcome.problems[0] == "6 of 12 outputs missing or unreadable: replaced by the clean image"

@@ -35,7 +35,7 @@ def arena(*args: str):
 @pytest.mark.parametrize(
     "command",
     [[], ["db"], ["dataset"], ["dataset", "import"], ["dataset", "synth"], ["submit"], ["run"], ["rerun"],
-     ["leaderboard"], ["matrix"], ["export"], ["images", "build"], ["submissions", "list"], ["demo"], ["web"],
+     ["leaderboard"], ["robust"], ["matrix"], ["export"], ["images", "build"], ["submissions", "list"], ["demo"], ["web"],
      ["teams", "token"], ["disqualify"], ["round"], ["round", "create"], ["round", "set"], ["round", "carry"],
      ["round", "publish"], ["round", "choose"], ["round", "bundle"], ["teams", "member"], ["baseline"],
      ["submissions", "images"], ["submissions", "repin"]],
@@ -130,6 +130,22 @@ def test_unknown_recipes_and_datasets_are_named(data_dir):
     export = arena("export", str(data_dir / "out"), "--dataset", "other")
     assert export.exit_code == 1 and "no dataset named 'other' (known: one)" in export.output
     assert not (data_dir / "out").exists()
+
+
+def test_the_worst_case_over_chosen_attacks_names_a_wrong_one(data_dir):
+    from arena import db
+    from arena.models import SubmissionKind
+    from factories import add_submission
+
+    arena("dataset", "synth", "10")
+    with db.transaction(get_settings()) as session:
+        add_submission(session, "fgsm", SubmissionKind.ATTACK)
+        add_submission(session, "lite0", SubmissionKind.DEFENSE)
+    assert "no submission named 'ghost'" in arena("robust", "--attack", "ghost").output
+    defense = arena("robust", "--attack", "lite0")
+    assert defense.exit_code == 1 and "lite0 is not an accepted attack (defense, accepted)" in defense.output
+    chosen = arena("robust", "--attack", "fgsm")
+    assert chosen.exit_code == 0 and "Worst-case robust accuracy over fgsm" in chosen.output and "lite0" in chosen.output
 
 
 def test_a_worker_needs_a_broker(data_dir):

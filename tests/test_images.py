@@ -7,6 +7,7 @@ from arena.data.images import (
     WrongShape,
     clip_to_epsilon,
     encode_png,
+    l2,
     linf,
     read_attack_output,
     read_png,
@@ -20,6 +21,14 @@ def test_clip_projects_into_the_epsilon_ball_and_the_pixel_range():
     assert clipped.tolist() == [[[8, 120, 247]]]
     assert moved
     assert linf(clean, clipped) == 8
+
+
+def test_l2_is_the_euclidean_length_of_the_change_on_the_0_255_scale():
+    clean = np.array([[[0, 128, 255], [10, 10, 10]]], dtype=np.uint8)
+    adversarial = np.array([[[3, 124, 255], [10, 10, 10]]], dtype=np.uint8)  # changes of 3 and -4: length 5
+    assert l2(clean, adversarial) == 5.0 and linf(clean, adversarial) == 4
+    full = np.zeros((299, 299, 3), dtype=np.uint8)  # every value moved by 16: no uint8 overflow on the way
+    assert l2(full, full + 16) == pytest.approx(16 * np.sqrt(299 * 299 * 3))
 
 
 def test_clip_leaves_an_honest_perturbation_alone():

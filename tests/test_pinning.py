@@ -216,7 +216,7 @@ def test_a_host_without_the_pinned_image_fails_clearly_and_an_unpinned_submissio
     assert summary.platform_errors and all("does not hold" in e and "docker load" in e for e in summary.platform_errors)
     with transaction(small) as session:
         assert set(session.scalars(select(DefenseJob.status))) == {JobStatus.ERROR}
-        assert session.scalar(select(Classification.id)) is None
+        assert session.scalar(select(Classification.defense_job_id)) is None
 
     with transaction(small) as session:  # a submission taken in before pinning existed
         session.execute(update(Submission).values(container_image=None))

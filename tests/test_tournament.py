@@ -5,18 +5,25 @@ arrive at exactly the same numbers through containers, opaque names, clipping, t
 database and pandas."""
 
 import importlib.util
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
+from arena import cli
+from arena.config import get_settings
 from arena.data.images import ImageStore
 from arena.db import transaction
 from arena.execution import planning
 from arena.execution.run import run
 from arena.models import AdversarialImage, AttackJob, Classification, DefenseJob, Image
+from arena.results.export import export
 from arena.results.scoring import Standings
+from arena.web.app import create_app
 from conftest import SAMPLES, assert_tallies_match_a_rebuild, make_settings
 from factories import copy_arena, submit_folder, synth_dataset, variant
 
@@ -117,10 +124,77 @@ def test_matrix_matches_the_submissions_run_in_process(tournament):
 def test_stored_adversarial_images_respect_epsilon(tournament):
     settings, _, _ = tournament
     with transaction(settings) as session:
-        rows = session.execute(select(AttackJob.epsilon, AdversarialImage.linf, AdversarialImage.missing)
-                               .join(AttackJob)).all()
-    assert rows and all(linf <= eps and not missing for eps, linf, missing in rows)
-    assert {eps for eps, linf, _ in rows if linf == eps} == set(EPSILONS)
+        rows = session.execute(select(AttackJob.epsilon, AdversarialImage.linf, AdversarialImage.missing,
+                                      AdversarialImage.l2).join(AttackJob)).all()
+    assert rows and all(linf <= eps and not missing for eps, linf, missing, _ in rows)
+    assert {eps for eps, linf, _, _ in rows if linf == eps} == set(EPSILONS)
+    # L2 recorded on every image: zero exactly when nothing changed, within what L-infinity allows
+    assert all(l2 is not None and (l2 == 0) == (linf == 0) and l2 <= linf * np.sqrt(299 * 299 * 3) + 1e-6
+               for _, linf, _, l2 in rows)
+
+
+def test_every_view_gives_the_same_worst_case_and_intervals(tournament, tmp_path, monkeypatch):
+    """The worst case per defense, recomputed here in pandas from the exported per-image
+    answers, is what the export, the API, the web page and the CLI show, with the same
+    intervals; the matrix cells' intervals on the page are the API's."""
+    settings, dataset, _ = tournament
+    with transaction(settings) as session:
+        export(session, dataset, tmp_path / "out")
+    per_image = pd.read_parquet(tmp_path / "out" / "classifications.parquet")
+    assert _standings(settings, dataset).defense_leaderboard()["clean_accuracy"].tolist() == [1.0, 1.0]
+    broken = per_image.groupby(["defense", "epsilon", "image_id"])["error"].any()  # every clean answer is right
+    expected = (~broken).groupby("defense").mean()
+    assert 0 < expected.min() and expected.max() < 1  # something to tell apart
+
+    written = pd.read_csv(tmp_path / "out" / "robust_accuracy.csv").set_index("submission")
+    board = pd.read_csv(tmp_path / "out" / "defense_results.csv").set_index("submission")
+    client = TestClient(create_app(settings))
+    api = {row["submission"]: row for row in client.get("/api/leaderboards/defense").json()}
+    page = _page_cells(client.get("/").text, "board-defense")
+    monkeypatch.setenv("ARENA_DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    monkeypatch.setattr(cli.console, "width", 1000)  # the defense board on one line a row
+    printed = CliRunner().invoke(cli.app, ["leaderboard"])
+    get_settings.cache_clear()
+    assert printed.exit_code == 0, printed.output
+    for defense in DEFENSES:
+        figure = [written.loc[defense, f"worst_case{part}"] for part in ("", "_low", "_high")]
+        assert figure[0] == pytest.approx(expected[defense]) and figure[1] <= figure[0] <= figure[2] and figure[1] < figure[2]
+        assert [board.loc[defense, f"worst_case{part}"] for part in ("", "_low", "_high")] == figure
+        assert [api[defense][f"worst_case{part}"] for part in ("", "_low", "_high")] == figure
+        assert page[defense]["worst case"] == tuple(figure)
+        assert f"{figure[0]:.3f} [{figure[1]:.3f}, {figure[2]:.3f}]" in printed.output
+        for eps in EPSILONS:
+            key = f"worst_case_eps={eps}"
+            assert api[defense][key] == written.loc[defense, key] == page[defense][f"worst ε={eps}"][0]
+        for column, key in (("score", "score"), ("normalized", "normalized"), ("ε=8", "eps=8")):
+            assert page[defense][column] == tuple(api[defense][f"{key}{part}"] for part in ("", "_low", "_high"))
+    matrix = client.get("/api/matrix", params={"eps": 8}).json()
+    titles = re.findall(r'title="([^"]*) vs ([^"]*): \d+ error of \d+ answers \([\d.]+%, 95% interval ([\d.]+)–([\d.]+)%\)"',
+                        client.get("/matrix?eps=8").text)
+    assert len(titles) == len(ATTACKS) * len(DEFENSES)
+    for attack, defense, low, high in titles:
+        i, j = matrix["attacks"].index(attack), matrix["defenses"].index(defense)
+        assert (float(low), float(high)) == (round(100 * matrix["low"][i][j], 1), round(100 * matrix["high"][i][j], 1))
+
+
+def _page_cells(page: str, table: str) -> dict[str, dict[str, tuple]]:
+    """A leaderboard of the page: by submission, each column's (value, low, high) as the cells
+    carry them (data-value, and the interval's data-low and data-high)."""
+    body = re.search(rf'<table class="sortable" id="{table}">(.*?)</table>', page, re.S).group(1)
+    headers = [re.sub(r"<[^>]+>", "", h).replace("&epsilon;", "ε").strip()
+               for h in re.findall(r"<th[^>]*>(.*?)</th>", body, re.S)]
+    rows = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>")[1], re.S):
+        cells = re.findall(r"<td([^>]*)>(.*?)</td>", row, re.S)
+        named = dict(zip(headers, cells))
+        name = re.sub(r"<[^>]+>", "", named["submission"][1]).strip()
+        rows[name] = {}
+        for column, (attributes, inner) in named.items():
+            value = re.search(r'data-value="([^"]*)"', attributes)
+            bounds = re.search(r'data-low="([^"]*)" data-high="([^"]*)"', inner)
+            rows[name][column] = tuple(float(v) for v in ([value.group(1)] if value else []) + list(bounds.groups() if bounds else []))
+    return rows
 
 
 def test_adding_a_defense_runs_only_its_column(own_copy, tmp_path):
@@ -153,8 +227,6 @@ def test_rerunning_everything_gives_the_identical_matrix(own_copy):
 
 
 def test_export_writes_the_same_matrix(tournament, tmp_path):
-    from arena.results.export import export
-
     settings, dataset, _ = tournament
     with transaction(settings) as session:
         export(session, dataset, tmp_path)

@@ -159,6 +159,51 @@ def test_a_team_uploads_in_the_browser_and_the_organizer_runs_it(site, browser, 
     assert " of 40 answers" in cell.get_attribute("title")
 
 
+def test_the_browser_draws_each_interval_with_its_figure(site, browser):
+    """On the leaderboard, each figure's interval is drawn under it, as the API gives it; on the
+    curves page, each defense's line runs inside its band, whose points say the API's bounds."""
+    _, _, url, _ = site
+    decoder = next(r for r in httpx.get(f"{url}/api/leaderboards/defense").json() if r["submission"] == "decoder")
+    bands = httpx.get(f"{url}/api/curves/bands").json()["decoder"]
+    page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+    page.goto(f"{url}/")
+    for column, key in (("worst case", "worst_case"), ("normalized", "normalized"), ("ε=8", "eps=8")):
+        drawn = page.evaluate("""([column, name]) => {
+            const table = document.querySelector('#board-defense');
+            const at = [...table.tHead.rows[0].cells].findIndex((c) => c.textContent.trim() === column);
+            const row = [...table.tBodies[0].rows].find((r) => r.cells[1].textContent.trim() === name);
+            const cell = row.cells[at], interval = cell.querySelector('small.ci');
+            const box = interval.getBoundingClientRect(), outer = cell.getBoundingClientRect();
+            return {text: interval.textContent, value: cell.firstChild.textContent.trim(), height: box.height,
+                    inside: box.top >= outer.top && box.bottom <= outer.bottom, under: box.top > outer.top + 4};
+        }""", [column, "decoder"])
+        assert drawn["value"] == f"{decoder[key]:.3f}" and drawn["text"] == f"{decoder[key + '_low']:.3f}–{decoder[key + '_high']:.3f}"
+        assert drawn["height"] > 0 and drawn["inside"] and drawn["under"], (column, drawn)
+    assert decoder["worst_case_low"] < decoder["worst_case_high"]  # a band with some width to draw
+
+    page.goto(f"{url}/curves")
+    band = page.locator("#curves polygon.band").first
+    box = band.bounding_box()
+    assert box["height"] > 0 and box["width"] > 0
+    dots = page.locator("#curves circle")
+    assert dots.count() == len(bands)
+    for i in range(dots.count()):
+        dot = dots.nth(i).bounding_box()
+        assert box["y"] <= dot["y"] + dot["height"] / 2 <= box["y"] + box["height"]  # the line runs inside its band
+        title = dots.nth(i).locator("title").text_content()
+        eps = title.split("at eps=")[1].split(" ")[0]
+        assert f"95% interval {bands[eps]['low']:.1f}–{bands[eps]['high']:.1f}%" in title
+    heights = page.evaluate("""() => {
+        const points = document.querySelector('#curves polygon.band').points;
+        return [...points].map((p) => p.y);
+    }""")
+    top, bottom = 12, 320 - 36  # the chart's plotting area (web/charts.py): 100% at the top, 0% at the bottom
+    percent = sorted(round(100 - (y - top) / (bottom - top) * 100, 1) for y in heights)
+    expected = sorted(round(bands[e][side], 1) for e in bands for side in ("low", "high"))
+    assert percent == pytest.approx(expected, abs=0.2)
+    page.context.close()
+
+
 @pytest.mark.parametrize("eps", ["all", "8"])
 def test_the_matrix_form_with_blank_and_filled_fields_shows_the_matrix(site, browser, eps):
     _, _, url, _ = site

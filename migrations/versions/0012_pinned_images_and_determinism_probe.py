@@ -7,7 +7,7 @@ earlier submissions keep a null pin: the first run that needs one resolves the t
 engine and stores it (``sandbox.pinning``); their share stays null (never probed).
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-11-25 18:00:00
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0012'
-down_revision = '0010'
+down_revision = '0011'
 branch_labels = None
 depends_on = None
 

@@ -34,7 +34,7 @@ from arena.data.dataset import (
     store_dataset,
     synthesize,
 )
-from arena.errors import ArenaError, NotFoundError
+from arena.errors import ArenaError, InputError, NotFoundError
 from arena.execution import planning
 from arena.execution.run import run as run_missing
 from arena.execution.summary import RunSummary
@@ -44,6 +44,9 @@ from arena.models import Dataset, Round, Submission, SubmissionStatus, Visibilit
 from arena.results import bundle, tallies
 from arena.results.export import export as export_results
 from arena.results.judging import MatrixValue
+from arena.results.leaderboards import Leaderboards
+from arena.results.outcomes import ImageOutcomes
+from arena.results.robustness import robust_accuracy, unique_contributions
 from arena.results.scoring import Standings
 from arena.sandbox import pinning
 from arena.tools import base_image
@@ -364,6 +367,24 @@ def _cell(value) -> str:
     return str(value)
 
 
+def _with_intervals(frame: pd.DataFrame) -> pd.DataFrame:
+    """Each figure with its interval in one column, "0.812 [0.790, 0.833]" (a count's bounds
+    as whole numbers), instead of three columns."""
+    shown = {}
+    for column in frame.columns:
+        low, high = f"{column}_low", f"{column}_high"
+        if column.endswith(("_low", "_high")) and column.rsplit("_", 1)[0] in frame.columns:
+            continue
+        if low not in frame.columns:
+            shown[column] = frame[column]
+            continue
+        whole = pd.api.types.is_integer_dtype(frame[column])
+        bound = (lambda v: str(int(v))) if whole else _cell
+        shown[column] = [_cell(v) if pd.isna(lo) else f"{_cell(v)} [{bound(lo)}, {bound(hi)}]"
+                         for v, lo, hi in zip(frame[column], frame[low], frame[high])]
+    return pd.DataFrame(shown, index=frame.index)
+
+
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Packs this worker runs at once (containers on this host).")] = 2,
@@ -426,16 +447,52 @@ def leaderboard(
     every: Annotated[bool, typer.Option("--all", help="Every accepted entry, not one per team and track.")] = False,
 ) -> None:
     """Print the defense, attack and targeted-attack leaderboards and the error matrix: one
-    row per team and track (its counting submission), or every entry with --all."""
+    row per team and track (its counting submission), or every entry with --all; each figure
+    with its 95% bootstrap interval over images [low, high] (docs/scoring.md)."""
     with db.transaction(database()) as session:
-        standings = Standings.compute(session, find_dataset(session, dataset), Scope.ALL if every else Scope.COUNTING)
-    for title, board in (
-        ("Defenses (score = correct answers on adversarial images)", standings.defense_leaderboard()),
-        ("Attacks (score = misclassifications caused)", standings.attack_leaderboard()),
-        ("Targeted attacks (score = target class hit)", standings.targeted_attack_leaderboard()),
+        chosen = find_dataset(session, dataset)
+        standings = Standings.compute(session, chosen, Scope.ALL if every else Scope.COUNTING)
+        boards = Leaderboards.load(session, chosen, standings)
+    for title, board_name in (
+        ("Defenses (score = correct answers on adversarial images; worst_case = share of (image, eps) no attack broke)",
+         "defense"),
+        ("Attacks (score = misclassifications caused; unique = (defense, eps, image) only this attack broke)", "attack"),
+        ("Targeted attacks (score = target class hit)", "targeted_attack"),
     ):
-        console.print(_frame_table(board, title))
+        board = boards.track(board_name)
+        board = board.drop(columns=[c for c in board.columns if c.startswith("worst_case_eps=")])  # `arena robust`
+        console.print(_frame_table(_with_intervals(board), title))
+    console.print("[dim][low, high]: 95% bootstrap interval over images; beats_next: how often, resampling the "
+                  "images, the row's score beats the next row's. Worst case per eps: `arena robust`.[/]")
     console.print(_frame_table(standings.matrix(MatrixValue.ERROR), "Error matrix (attack x defense, all eps)", index=True))
+
+
+@app.command()
+def robust(
+    attack: Annotated[Optional[list[str]], typer.Option(help="Count only these attacks (repeat it); default: all.")] = None,
+    dataset: DatasetOption = None,
+) -> None:
+    """Print each defense's worst-case robust accuracy, overall and per eps, and each attack's
+    unique contribution, over every accepted attack or the chosen ones (docs/scoring.md)."""
+    with db.transaction(database()) as session:
+        chosen = find_dataset(session, dataset)
+        standings = Standings.compute(session, chosen)
+        ids = None if not attack else [_accepted_attack(session, name).id for name in attack]
+        outcomes = ImageOutcomes.load(session, chosen, standings.names, attacks=ids)
+    over = "every accepted attack" if not attack else ", ".join(attack)
+    console.print(_frame_table(_with_intervals(robust_accuracy(outcomes, standings.names, standings.epsilons)
+                                               .sort_values("worst_case", ascending=False)),
+                               f"Worst-case robust accuracy over {over} (worst_case_scored: settled (image, eps) pairs)"))
+    console.print(_frame_table(_with_intervals(unique_contributions(outcomes, standings.names, standings.epsilons)
+                                               .sort_values("unique", ascending=False)),
+                               f"Unique contributions among {over}: (defense, eps, image) only this attack broke"))
+
+
+def _accepted_attack(session: Session, name: str) -> Submission:
+    submission = _submission(session, name)
+    if not submission.kind.is_attack or submission.status is not SubmissionStatus.ACCEPTED:
+        raise InputError(f"{name} is not an accepted attack ({submission.kind.value}, {submission.status.value})")
+    return submission
 
 
 @app.command()

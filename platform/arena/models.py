@@ -344,6 +344,9 @@ class AdversarialImage(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     sha256: Mapped[str] = mapped_column(String(64))
     linf: Mapped[int] = mapped_column(Integer)  # after clipping, so never above epsilon
+    #: The Euclidean norm of the kept perturbation, 0-255 scale, every value of the image; NULL
+    #: on rows stored before migration 0011 (unknown).
+    l2: Mapped[float | None] = mapped_column(Float)
     clipped: Mapped[bool] = mapped_column(Boolean, default=False)
     missing: Mapped[bool] = mapped_column(Boolean, default=False)  # replaced by the clean image
     wrong_size: Mapped[bool] = mapped_column(Boolean, default=False)  # resized to 299x299 (bicubic), as in 2017

@@ -116,6 +116,13 @@ def linf(clean: np.ndarray, adversarial: np.ndarray) -> int:
     return int(np.max(np.abs(clean.astype(np.int16) - adversarial.astype(np.int16))))
 
 
+def l2(clean: np.ndarray, adversarial: np.ndarray) -> float:
+    """The Euclidean norm of the change, on the 0-255 scale over every pixel value: at most
+    epsilon * sqrt(299 * 299 * 3), about 518 epsilon, under an L-infinity budget epsilon."""
+    difference = clean.astype(np.int32) - adversarial.astype(np.int32)
+    return float(np.sqrt(np.sum(difference * difference, dtype=np.int64)))
+
+
 def amplified_perturbation(clean: np.ndarray, adversarial: np.ndarray, epsilon: int) -> np.ndarray:
     """The perturbation made visible: -eps..+eps stretched over the grey scale, no change mid-grey."""
     difference = adversarial.astype(np.int16) - clean.astype(np.int16)

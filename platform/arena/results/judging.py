@@ -12,9 +12,9 @@ select the same columns instead of each re-deriving them.
 
 from enum import StrEnum
 
-from sqlalchemy import ColumnElement, case
+from sqlalchemy import ColumnElement, Select, case
 
-from arena.models import Classification, Image
+from arena.models import AdversarialImage, AttackJob, Classification, Dataset, Image
 
 
 class MatrixValue(StrEnum):
@@ -39,3 +39,13 @@ def hit(label: ColumnElement) -> ColumnElement:
 
 ERROR = error(Classification.label)
 HIT = hit(Classification.label)
+
+
+def adversarial_answers(query: Select, dataset: Dataset) -> Select:
+    """``query`` over the answers on ``dataset``'s adversarial images, each joined to what the
+    rule and the views need: its adversarial image, that image's attack job, and its image."""
+    return (query.select_from(Classification)
+            .join(AdversarialImage, Classification.adversarial_image_id == AdversarialImage.id)
+            .join(AttackJob, AdversarialImage.attack_job_id == AttackJob.id)
+            .join(Image, Classification.image_id == Image.id)
+            .where(Image.dataset_id == dataset.id))

@@ -36,11 +36,16 @@ def heatmap(matrix: pd.DataFrame, path: Path, title: str, percent: bool = True) 
     return path
 
 
-def epsilon_curves(curves: dict[str, pd.Series], path: Path, title: str, styles: dict[str, str] | None = None) -> Path:
-    """One line per entry: misclassification (%) against epsilon."""
+def epsilon_curves(curves: dict[str, pd.Series], path: Path, title: str, styles: dict[str, str] | None = None,
+                   bands: dict[str, pd.DataFrame] | None = None) -> Path:
+    """One line per entry: misclassification (%) against epsilon, each in its band (its 95%
+    interval: ``low`` and ``high`` by epsilon) where ``bands`` has one."""
     figure, axes = plt.subplots(figsize=(7, 4.2))
     for label, series in curves.items():
-        axes.plot(series.index, series.to_numpy(), (styles or {}).get(label, "-o"), label=label)
+        (line,) = axes.plot(series.index, series.to_numpy(), (styles or {}).get(label, "-o"), label=label)
+        band = (bands or {}).get(label)
+        if band is not None:
+            axes.fill_between(band.index, band["low"], band["high"], color=line.get_color(), alpha=0.15, linewidth=0)
     axes.set_xscale("log", base=2)
     epsilons = sorted({e for s in curves.values() for e in s.index})
     axes.set_xticks(epsilons, [str(e) for e in epsilons])

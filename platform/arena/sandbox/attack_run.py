@@ -15,6 +15,7 @@ from arena.data.images import (
     BadImage,
     ImageStore,
     clip_to_epsilon,
+    l2,
     linf,
     read_attack_output,
 )
@@ -38,6 +39,7 @@ class AdversarialResult:
     image_id: int
     sha256: str
     linf: int
+    l2: float  # the Euclidean norm of the kept change, 0-255 scale
     clipped: bool = False
     missing: bool = False
     wrong_size: bool = False  # resized to 299x299, as the 2017 evaluation did
@@ -84,7 +86,7 @@ def _collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilo
     for name, image_id in stage.names.items():
         clean = store.read_pixels(by_id[image_id].sha256)
         kept, flags = _judge(stage, name, clean, epsilon, problems)
-        results.append(AdversarialResult(image_id, store.put_pixels(kept), linf(clean, kept), **flags))
+        results.append(AdversarialResult(image_id, store.put_pixels(kept), linf(clean, kept), l2(clean, kept), **flags))
     missing = sum(r.missing for r in results)
     if missing:
         problems.insert(0, f"{missing} of {len(results)} outputs missing or unreadable: replaced by the clean image")

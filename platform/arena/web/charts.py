@@ -25,6 +25,7 @@ class Line:
     colour: str
     points: str
     dots: list[tuple[float, float, str]]
+    band: str  # the 95% interval as a polygon: the upper bounds left to right, the lower ones back
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,11 @@ class Chart:
     lines: list[Line]
 
 
-def epsilon_chart(curves: dict[str, dict[int, float]], width: int = 640, height: int = 320) -> Chart:
-    """Misclassified (%) against epsilon, one line per defense; epsilons evenly spaced, since
-    they usually double (2, 4, 8, 16)."""
+def epsilon_chart(curves: dict[str, dict[int, float]], bands: dict[str, dict[int, dict[str, float]]],
+                  width: int = 640, height: int = 320) -> Chart:
+    """Misclassified (%) against epsilon, one line per defense, in a band that is its 95%
+    interval (``bands``: low and high by epsilon); epsilons evenly spaced, since they usually
+    double (2, 4, 8, 16)."""
     left, right, top, bottom = 48, 16, 12, 36
     epsilons = sorted({eps for curve in curves.values() for eps in curve})
     step = (width - left - right) / max(1, len(epsilons) - 1)
@@ -51,8 +54,13 @@ def epsilon_chart(curves: dict[str, dict[int, float]], width: int = 640, height:
 
     lines = []
     for i, (name, curve) in enumerate(curves.items()):
-        dots = [(round(x[e], 1), round(y(r), 1), f"{name}: {r:.1f}% at eps={e}") for e, r in sorted(curve.items())]
+        band = bands[name]
+        dots = [(round(x[e], 1), round(y(r), 1),
+                 f"{name}: {r:.1f}% at eps={e} (95% interval {band[e]['low']:.1f}–{band[e]['high']:.1f}%)")
+                for e, r in sorted(curve.items())]
         points = " ".join(f"{dx},{dy}" for dx, dy, _ in dots)
-        lines.append(Line(name, PALETTE[i % len(PALETTE)], points, dots))
+        edge = [(e, "high") for e in sorted(curve)] + [(e, "low") for e in sorted(curve, reverse=True)]
+        outline = " ".join(f"{round(x[e], 1)},{round(y(band[e][side]), 1)}" for e, side in edge)
+        lines.append(Line(name, PALETTE[i % len(PALETTE)], points, dots, outline))
     return Chart(width, height, left, height - bottom, [(round(x[e], 1), e) for e in epsilons],
                  [(round(y(r), 1), r) for r in range(0, 101, 20)], lines)

@@ -94,7 +94,7 @@ def leaderboards_page(request: Request, session: SessionDep, who: CallerDep, dat
 def _boards_html(snapshot: Snapshot) -> Markup:
     """The three tables, rendered once per snapshot: they are the same for every reader."""
     boards = {track: (title, meaning, queries.leaderboard(snapshot, track))
-              for track, (title, meaning, _) in queries.TRACKS.items()}
+              for track, (title, meaning) in queries.TRACKS.items()}
     return Markup(templates.get_template("_boards.html").render(
         boards=boards, epsilons=snapshot.standings.epsilons, dataset=snapshot.dataset))
 
@@ -135,7 +135,8 @@ def curves_page(request: Request, session: SessionDep, who: CallerDep, dataset: 
         return getting_started(request, who, session)
     snapshot, chosen = _visible(request, session, who, dataset)
     every = sorted(queries.curves(snapshot)) if snapshot else []
-    chart = charts.epsilon_chart(queries.curves(snapshot, defense)) if snapshot else None
+    chart = charts.epsilon_chart(queries.curves(snapshot, defense), queries.curve_bands(snapshot, defense)) \
+        if snapshot else None
     return render(request, "curves.html", who, session, dataset=chosen, chart=chart, every=every,
                   chosen=set(defense or every))
 

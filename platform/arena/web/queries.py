@@ -35,16 +35,18 @@ from arena.models import (
     utcnow,
 )
 from arena.results import progress
+from arena.results.intervals import binomial_interval
 from arena.results.judging import ERROR, HIT, MatrixValue
+from arena.results.perturbations import perturbations
 from arena.results.scoring import Standings
 from arena.sandbox import pinning
 from arena.web.auth import Caller
 from arena.web.cache import Snapshot
 
 TRACKS = {
-    "defense": ("Defenses", "correct answers on adversarial images", Standings.defense_leaderboard),
-    "attack": ("Attacks", "misclassifications caused", Standings.attack_leaderboard),
-    "targeted_attack": ("Targeted attacks", "target class hit", Standings.targeted_attack_leaderboard),
+    "defense": ("Defenses", "correct answers on adversarial images"),
+    "attack": ("Attacks", "misclassifications caused"),
+    "targeted_attack": ("Targeted attacks", "target class hit"),
 }
 
 
@@ -94,10 +96,9 @@ def leaderboard(snapshot: Snapshot, track: str) -> list[dict]:
 
 
 def _leaderboard_rows(snapshot: Snapshot, track: str) -> list[dict]:
-    standings = snapshot.standings
-    ids = {name: i for i, name in standings.names.frame["submission"].items()}
+    ids = {name: i for i, name in snapshot.standings.names.frame["submission"].items()}
     rows = []
-    for record in TRACKS[track][2](standings).to_dict("records"):
+    for record in snapshot.boards.track(track).to_dict("records"):
         submission_id = ids[record["submission"]]
         seconds = snapshot.seconds_per_100.get(submission_id)
         record = {key: _number(value) for key, value in record.items()}
@@ -128,23 +129,41 @@ def _matrix(standings: Standings, value: MatrixValue, epsilon: int | None, top_a
     answered = errors + standings.matrix(MatrixValue.CORRECT, epsilon)
     attacks = _top(errors.sum(axis=1), top_attacks)
     defenses = _top(standings.matrix("correct", epsilon).sum(axis=0), top_defenses)
-    values = standings.matrix(value, epsilon).loc[attacks, defenses]
-    answered = answered.loc[attacks, defenses]
+    values = standings.matrix(value, epsilon).loc[attacks, defenses].to_numpy()
+    answered = answered.loc[attacks, defenses].to_numpy()
+    low, high = binomial_interval(values, answered)
     return {
         "value": value, "epsilon": epsilon, "attacks": attacks, "defenses": defenses,
-        "counts": values.to_numpy().tolist(), "answered": answered.to_numpy().tolist(),
-        "epsilons": standings.epsilons,
+        "counts": values.tolist(), "answered": answered.tolist(),
+        "low": _rates(low), "high": _rates(high), "epsilons": standings.epsilons,
     }
+
+
+def _rates(bounds) -> list[list[float | None]]:
+    """Bounds of rates as JSON: 4 decimals, null where a cell has no answers."""
+    return [[None if math.isnan(v) else round(float(v), 4) for v in row] for row in bounds]
 
 
 def curves(snapshot: Snapshot, defenses: list[str] | None = None) -> dict[str, dict[int, float]]:
     """Misclassified (%) by epsilon for each defense (or the chosen ones)."""
     every = snapshot.view(("curves",), snapshot.standings.defense_error_by_epsilon)
+    return {name: {int(eps): round(float(rate), 2) for eps, rate in every[name].items()}
+            for name in _chosen(every, defenses)}
+
+
+def _chosen(every: dict, defenses: list[str] | None) -> list[str]:
     unknown = sorted(set(defenses or []) - set(every))
     if unknown:
         raise NotFoundError(f"no results for defense(s) {', '.join(unknown)}")
-    chosen = defenses or sorted(every)
-    return {name: {int(eps): round(float(rate), 2) for eps, rate in every[name].items()} for name in chosen}
+    return defenses or sorted(every)
+
+
+def curve_bands(snapshot: Snapshot, defenses: list[str] | None = None) -> dict[str, dict[int, dict[str, float]]]:
+    """The epsilon curves with their 95% intervals: misclassified (%) and its bounds by
+    epsilon, for each defense (or the chosen ones)."""
+    every = snapshot.view(("bands",), snapshot.boards.error_bands)
+    return {name: {int(eps): {key: round(float(value), 2) for key, value in row.items()}
+                   for eps, row in every[name].iterrows()} for name in _chosen(every, defenses)}
 
 
 def submission_summary(submission: Submission) -> dict:
@@ -222,10 +241,19 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
         "validation_report": report,
         "images": [check.as_dict() for check in pinning.check(submission.images)],
         "progress": progress.submission_progress(session, dataset, submission, settings).as_dict(),
+        "perturbations": _perturbations(session, dataset, submission),
         "attempts": attempts(session, submission, with_logs, attempt_limit) if with_runs else [],
         "logs_visible": with_logs,
         "runs_visible": with_runs,
     }
+
+
+def _perturbations(session: Session, dataset: Dataset, submission: Submission) -> list[dict]:
+    """An attack's L-infinity and L2 distances actually used, per epsilon (empty for a defense)."""
+    if not submission.kind.is_attack:
+        return []
+    frame = perturbations(session, dataset, [submission.id]).drop(columns="attack_id")
+    return [{key: _number(value) for key, value in row.items()} for row in frame.to_dict("records")]
 
 
 def attempts(session: Session, submission: Submission, with_logs: bool, limit: int = 50) -> list[dict]:

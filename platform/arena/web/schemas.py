@@ -179,10 +179,26 @@ class Attempt(BaseModel):
     log_excerpt: str | None = None
 
 
+class Perturbation(BaseModel):
+    """An attack's adversarial images at one epsilon: how far they are from the clean ones (0-255
+    scale; a missing output, replaced by the clean image, counts 0). L2 is over the images
+    stored with it (``l2_known``); null when none is (images stored before it was recorded)."""
+
+    epsilon: int
+    images: int
+    missing: int
+    linf_mean: float
+    linf_max: int
+    l2_known: int
+    l2_mean: float | None
+    l2_max: float | None
+
+
 class SubmissionDetail(SubmissionSummary):
     validation_report: ValidationReport | None = Field(description="null until the dry run has finished.")
     images: list[ImageCheck]
     progress: JobCounts
+    perturbations: list[Perturbation] = Field(description="Attacks only: per epsilon, the perturbation actually made.")
     attempts: list[Attempt] = Field(description="Empty for the public and other teams while the leaderboards are hidden.")
     logs_visible: bool
     runs_visible: bool = Field(description="Whether `attempts` (the runs and their timings) are shown to this caller.")
@@ -206,7 +222,10 @@ class Job(BaseModel):
 
 
 class LeaderboardRow(BaseModel):
-    """One submission's line; besides these fields, one ``eps=N`` rate (or null) per epsilon."""
+    """One submission's line. Each figure F has ``F_low`` and ``F_high``, its 95% bootstrap
+    interval over images (docs/scoring.md). Besides these fields, per epsilon N: the rate
+    ``eps=N`` and its bounds ``eps=N_low``, ``eps=N_high``; defenses also the worst case
+    ``worst_case_eps=N`` and its bounds (null where nothing is scored yet)."""
 
     model_config = ConfigDict(extra="allow")
     __pydantic_extra__: dict[str, float | None] = Field(init=False)
@@ -216,9 +235,24 @@ class LeaderboardRow(BaseModel):
     team: str
     baseline: bool
     score: int
+    score_low: float | None
+    score_high: float | None
     scored: int
     normalized: float | None
+    normalized_low: float | None
+    normalized_high: float | None
     clean_accuracy: float | None = Field(None, description="Defenses only: accuracy on the clean images.")
+    clean_accuracy_low: float | None = None
+    clean_accuracy_high: float | None = None
+    worst_case: float | None = Field(None, description="Defenses only: the share of (image, eps) pairs no attack broke.")
+    worst_case_low: float | None = None
+    worst_case_high: float | None = None
+    worst_case_scored: int | None = Field(None, description="Defenses only: the settled (image, eps) pairs it is over.")
+    unique: int | None = Field(None, description="Attacks only: (defense, eps, image) that this attack alone broke.")
+    unique_low: int | None = None
+    unique_high: int | None = None
+    beats_next: float | None = Field(description="How often, resampling the images, its score beats the next row's "
+                                                 "(ties half); null on the last row.")
     id: int
     completion: float
     median_seconds_per_100: float | None
@@ -228,7 +262,8 @@ class LeaderboardRow(BaseModel):
 
 
 class Matrix(BaseModel):
-    """Attack rows x defense columns: ``counts`` of ``value`` and ``answered`` (scored) per cell."""
+    """Attack rows x defense columns: ``counts`` of ``value`` and ``answered`` (scored) per cell,
+    and the 95% bootstrap interval of the cell's rate (counts / answered) in ``low`` and ``high``."""
 
     value: MatrixValue
     epsilon: int | None
@@ -236,11 +271,23 @@ class Matrix(BaseModel):
     defenses: list[str]
     counts: list[list[int]]
     answered: list[list[int]]
+    low: list[list[float | None]] = Field(description="Rate (0 to 1); null where a cell has no answers.")
+    high: list[list[float | None]]
     epsilons: list[int]
 
 
 class Curves(RootModel[dict[str, dict[int, float]]]):
     """Misclassified (%) by epsilon, for each defense by name."""
+
+
+class Band(BaseModel):
+    rate: float
+    low: float
+    high: float
+
+
+class CurveBands(RootModel[dict[str, dict[int, Band]]]):
+    """Misclassified (%) by epsilon with its 95% bootstrap interval, for each defense by name."""
 
 
 class ResultRow(BaseModel):
