@@ -3,13 +3,16 @@ attacks A1, A2 and the targeted T against defenses D and E, 4 images, eps 2 and 
 defenses answering as PLAN says (through ``pack_run``, the container replaced), so that the
 figures go through the stored classifications, ``judging`` and the SQL that reads them."""
 
+import dataclasses
 import itertools
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import select, update
 
+from arena.competition.entries import Scope
 from arena.db import transaction
 from arena.execution import pack_run, planning
 from arena.models import (
@@ -30,7 +33,7 @@ from arena.sandbox.defense_run import DefenseOutcome
 from arena.sandbox.result_csv import Answer
 from arena.web.cache import StandingsCache
 from conftest import make_settings
-from factories import attacked, defense_packs, synth_dataset
+from factories import FAKE_CODE, attacked, defense_packs, synth_dataset
 
 EPSILONS = [2, 8]
 SUBMISSIONS = [("A1", SubmissionKind.ATTACK), ("A2", SubmissionKind.ATTACK), ("T", SubmissionKind.TARGETED_ATTACK),
@@ -84,9 +87,11 @@ def planned(tmp_path, monkeypatch):
         letter = PLAN[defense][source][i]
         return {"C": Answer(truth), "W": Answer(truth % 1000 + 1), "M": Answer(None, ClassificationProblem.MISSING)}[letter]
 
-    monkeypatch.setattr(pack_run, "submission_code", lambda _settings, submission: submission.name)
-    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, name, inputs: DefenseOutcome(
-        RunResult(0, False, None, 0.1, ""), {item.key: answer(name, item.sha256) for item in inputs}))
+    # the fake code's root is the defense's name, for the fake run to answer as that defense
+    monkeypatch.setattr(pack_run, "submission_code",
+                        lambda _settings, submission: dataclasses.replace(FAKE_CODE, root=Path(submission.name)))
+    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, code, inputs: DefenseOutcome(
+        RunResult(0, False, None, 0.1, ""), {item.key: answer(code.root.name, item.sha256) for item in inputs}))
     return settings, dataset
 
 
@@ -197,7 +202,7 @@ def test_the_cache_adds_the_jobs_that_land_to_the_outcomes_it_had(tmp_path, monk
     cache = StandingsCache(settings, recheck_seconds=0)
 
     def current() -> tuple[ImageOutcomes, ImageOutcomes, Leaderboards]:
-        snapshot, _ = cache.get(None)
+        snapshot, _ = cache.get(None, Scope.ALL)  # every entry, as the fresh read below
         with transaction(settings) as session:
             fresh = load(session, dataset, Standings.compute(session, dataset).names)
         return snapshot.outcomes, fresh, snapshot.boards
