@@ -23,8 +23,6 @@ from arena.results.outcomes import ImageOutcomes
 from arena.results.robustness import robust_accuracy, unique_contributions
 from arena.results.scoring import Standings
 
-TRACKS = ("defense", "attack", "targeted_attack")
-
 
 @dataclass
 class Leaderboards:
@@ -62,6 +60,7 @@ class Leaderboards:
         return cls(**boards, robust_accuracy=robust, unique_contributions=unique)
 
     def track(self, name: str) -> pd.DataFrame:
+        """The board of a track: "defense", "attack" or "targeted_attack"."""
         return getattr(self, name)
 
     def error_bands(self) -> dict[str, pd.DataFrame]:
