@@ -35,7 +35,7 @@ from arena.models import AdversarialImage, Image, JobKind, JobStatus
 from arena.results.export import MATRICES
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
-from arena.web import actions, queries
+from arena.web import actions, compression, queries
 from arena.web.auth import (
     Caller,
     caller,
@@ -88,12 +88,12 @@ async def snapshot(request: Request, dataset: DatasetName = None) -> Snapshot:
     with no query for anonymous readers while the leaderboards are public: the common case
     under load. A credential, when one is sent, is checked all the same (401 if wrong)."""
     cache = request.app.state.standings
-    current, public = cache.peek(dataset) or await run_in_threadpool(cache.get, dataset)
-    if presents_credential(request) or not public:
+    current = cache.peek(dataset) or await run_in_threadpool(cache.get, dataset)
+    if presents_credential(request) or not current.public:
         who = await run_in_threadpool(caller_in_own_session, request)
-        if not public and not who.organizer:
+        if not current.public and not who.organizer:
             raise ForbiddenError("the leaderboards are hidden until the end of the tournament")
-    return current
+    return current.snapshot
 
 
 Visible = Annotated[Snapshot, Depends(snapshot)]
@@ -220,34 +220,30 @@ def list_jobs(
     return queries.jobs(session, chosen, kind, submission, status, limit, offset)
 
 
-def _json(body: bytes) -> Response:
-    """Bytes serialised once per snapshot: FastAPI passes a Response through unvalidated, so the
-    route's ``response_model`` only describes it."""
-    return Response(body, media_type="application/json")
-
-
 @router.get("/leaderboards/{track}", response_model=list[LeaderboardRow],
             summary="A track's leaderboard: defense, attack or targeted_attack")
-async def get_leaderboard(track: Track, visible: Visible) -> Response:
+async def get_leaderboard(request: Request, track: Track, visible: Visible) -> Response:
+    """Bytes serialised and compressed once per snapshot: FastAPI passes a Response through
+    unvalidated, so the route's ``response_model`` only describes it (as for the matrix)."""
     key = ("leaderboard", track)
     body = visible.cached_json(key) or await run_in_threadpool(
         visible.json, key, lambda: queries.leaderboard(visible, track))
-    return _json(body)
+    return compression.respond(request, body)
 
 
 @router.get("/matrix", response_model=Matrix,
             summary="The attack x defense matrix, overall or at one epsilon, optionally top-K")
 async def get_matrix(
+    request: Request,
     visible: Visible,
     value: MatrixValue = MatrixValue.ERROR,
     epsilon: Epsilon = None,
     top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> Response:
-    key = ("matrix", value, epsilon, top_attacks, top_defenses)
-    body = visible.cached_json(key) or await run_in_threadpool(
-        visible.json, key, lambda: queries.matrix(visible, value, epsilon, top_attacks, top_defenses))
-    return _json(body)
+    body = visible.cached_json(queries.matrix_key(value, epsilon, top_attacks, top_defenses)) or await run_in_threadpool(
+        queries.matrix_json, visible, value, epsilon, top_attacks, top_defenses)
+    return compression.respond(request, body)
 
 
 @router.get("/curves", response_model=Curves, summary="Each defense's misclassification rate (%) by epsilon")

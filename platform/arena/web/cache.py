@@ -31,6 +31,7 @@ from arena.models import (
 )
 from arena.results import progress
 from arena.results.scoring import Standings
+from arena.web.compression import Body
 from arena.web.datasets import pick_dataset
 
 logger = logging.getLogger(__name__)
@@ -77,19 +78,34 @@ class Snapshot:
             self._views[key] = make()
         return self._views[key]
 
-    def cached_json(self, key: tuple) -> bytes | None:
-        return self._views.get(("json", *key))
+    def cached(self, key: tuple) -> Any:
+        """The view if it was shaped already, else None: lets a request skip the worker thread."""
+        return self._views.get(key)
 
-    def json(self, key: tuple, make: Callable[[], Any]) -> bytes:
-        """A view already serialised: a 100 x 100 matrix costs more to encode than to look up."""
-        return self.view(("json", *key), lambda: json.dumps(make(), separators=(",", ":")).encode())
+    def cached_json(self, key: tuple) -> Body | None:
+        return self.cached(("json", *key))
+
+    def json(self, key: tuple, make: Callable[[], Any]) -> Body:
+        """A view already serialised and compressed: a 100 x 100 matrix costs more to encode
+        than to look up."""
+        return self.view(("json", *key), lambda: Body.of(json.dumps(make(), separators=(",", ":")).encode(),
+                                                          "application/json"))
+
+
+@dataclass(frozen=True)
+class Current:
+    """The newest snapshot of a dataset, whether the leaderboards are public, and the
+    tournament's title, all read in one check (so a cached page needs no query)."""
+
+    snapshot: Snapshot
+    public: bool
+    title: str
 
 
 @dataclass
 class _Entry:
     version: Version
-    snapshot: Snapshot
-    public: bool  # whether the leaderboards are public, checked with the version
+    current: Current
     checked: float  # time.monotonic() of the last check
 
 
@@ -106,9 +122,9 @@ class StandingsCache:
         self._lock = threading.Lock()
         self._entries: dict[str | None, _Entry] = {}
 
-    def get(self, dataset_name: str | None) -> tuple[Snapshot, bool]:
-        """The snapshot of the named dataset (None: the newest), and whether the leaderboards
-        are public; an unknown dataset is a 404. While one request refreshes an entry, the
+    def get(self, dataset_name: str | None) -> Current:
+        """The snapshot of the named dataset (None: the newest), whether the leaderboards are
+        public and the title; an unknown dataset is a 404. While one request refreshes an entry, the
         others are served the entry they have rather than queueing behind it."""
         entry = self._entries.get(dataset_name)
         if entry is None:
@@ -119,9 +135,9 @@ class StandingsCache:
                 entry = self._refresh(dataset_name)
             finally:
                 self._lock.release()
-        return entry.snapshot, entry.public
+        return entry.current
 
-    def peek(self, dataset_name: str | None) -> tuple[Snapshot, bool] | None:
+    def peek(self, dataset_name: str | None) -> Current | None:
         """Like ``get`` but never waits, for the event loop: None when there is no entry yet;
         a stale entry is returned as it is and refreshed in a background thread."""
         entry = self._entries.get(dataset_name)
@@ -129,7 +145,7 @@ class StandingsCache:
             return None
         if time.monotonic() - entry.checked >= self._recheck and self._lock.acquire(blocking=False):
             threading.Thread(target=self._refresh_then_release, args=(dataset_name,), daemon=True).start()
-        return entry.snapshot, entry.public
+        return entry.current
 
     def _refresh_then_release(self, dataset_name: str | None) -> None:
         try:
@@ -145,8 +161,9 @@ class StandingsCache:
             dataset = pick_dataset(session, dataset_name)
             key = version(session, dataset)
             entry = self._entries.get(dataset_name)
-            snapshot = entry.snapshot if entry is not None and entry.version == key else \
+            snapshot = entry.current.snapshot if entry is not None and entry.version == key else \
                 Snapshot.compute(session, dataset, self._settings)
-            entry = _Entry(key, snapshot, tournament.current(session).leaderboards_public, time.monotonic())
+            settings = tournament.current(session)
+            entry = _Entry(key, Current(snapshot, settings.leaderboards_public, settings.title), time.monotonic())
             self._entries[dataset_name] = entry
             return entry

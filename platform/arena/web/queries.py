@@ -31,6 +31,7 @@ from arena.results.judging import ERROR, HIT, MatrixValue
 from arena.results.scoring import Standings
 from arena.web.auth import Caller
 from arena.web.cache import Snapshot
+from arena.web.compression import Body
 
 TRACKS = {
     "defense": ("Defenses", "correct answers on adversarial images", Standings.defense_leaderboard),
@@ -109,8 +110,20 @@ def matrix(snapshot: Snapshot, value: MatrixValue, epsilon: int | None, top_atta
     strongest attacks (most errors caused) and the strongest defenses (most correct answers)."""
     value = MatrixValue(value)
     check_epsilon(snapshot.standings, epsilon)
-    key = ("matrix", value, epsilon, top_attacks, top_defenses)
-    return snapshot.view(key, lambda: _matrix(snapshot.standings, value, epsilon, top_attacks, top_defenses))
+    return snapshot.view(matrix_key(value, epsilon, top_attacks, top_defenses),
+                         lambda: _matrix(snapshot.standings, value, epsilon, top_attacks, top_defenses))
+
+
+def matrix_key(value: MatrixValue, epsilon: int | None, top_attacks: int | None, top_defenses: int | None) -> tuple:
+    return ("matrix", MatrixValue(value), epsilon, top_attacks, top_defenses)
+
+
+def matrix_json(snapshot: Snapshot, value: MatrixValue, epsilon: int | None, top_attacks: int | None,
+                top_defenses: int | None) -> Body:
+    """The matrix as /api/matrix serves it and the heatmap page carries it for its cells:
+    serialised and compressed once per snapshot, the same bytes for both."""
+    return snapshot.json(matrix_key(value, epsilon, top_attacks, top_defenses),
+                         lambda: matrix(snapshot, value, epsilon, top_attacks, top_defenses))
 
 
 def _matrix(standings: Standings, value: MatrixValue, epsilon: int | None, top_attacks: int | None,
