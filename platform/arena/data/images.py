@@ -7,8 +7,8 @@ its sha256, so identical outputs cost one file and a duplicate write is harmless
 import hashlib
 import io
 import os
+import secrets
 import struct
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -187,11 +187,20 @@ class ImageStore:
         target = self.path(digest)
         if target.exists():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
-            handle.write(png)
-        os.chmod(handle.name, 0o644)  # containers read inputs as a non-root user
-        os.replace(handle.name, target)
+        temporary = target.with_name(f".{digest}.{secrets.token_hex(8)}")
+        try:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except FileNotFoundError:  # the first image under this prefix: checked only then, not per image
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                os.fchmod(handle, 0o644)  # containers read inputs as a non-root user, whatever the umask
+                file.write(png)
+            os.replace(temporary, target)
+        except BaseException:  # a full disk, say: no half-written file left behind
+            temporary.unlink(missing_ok=True)
+            raise
         return digest
 
     def put_pixels(self, pixels: np.ndarray) -> str:
