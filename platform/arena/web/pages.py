@@ -77,15 +77,9 @@ def getting_started(request: Request, who: Caller, session: Session) -> HTMLResp
     return render(request, "getting_started.html", who, session)
 
 
-def _visible(request: Request, session: Session, who: Caller, dataset: str | None) -> tuple[Snapshot | None, Dataset]:
-    """The current snapshot and the dataset; no snapshot when the leaderboards are hidden from this caller."""
-    current = request.app.state.standings.get(dataset)
-    return (current.snapshot if current.public or who.organizer else None), current.snapshot.dataset
-
-
 @dataclass(frozen=True)
 class Reader:
-    """Who reads a standings page, and the standings they read."""
+    """Who reads a page of the standings, and the standings they read."""
 
     who: Caller
     current: Current
@@ -94,6 +88,12 @@ class Reader:
     def visible(self) -> Snapshot | None:
         """None while the leaderboards are hidden from this reader."""
         return self.current.snapshot if self.current.public or self.who.organizer else None
+
+
+def _visible(request: Request, session: Session, who: Caller, dataset: str | None) -> tuple[Snapshot | None, Dataset]:
+    """The current snapshot and the dataset; no snapshot when the leaderboards are hidden from this caller."""
+    reader = Reader(who, request.app.state.standings.get(dataset))
+    return reader.visible, reader.current.snapshot.dataset
 
 
 async def _reader(request: Request, dataset: str | None) -> Reader | None:
@@ -150,11 +150,12 @@ def _here(path: str, **query: object) -> str:
 async def leaderboards_page(request: Request, dataset: DatasetName = None):
     return await standings_page(
         request, dataset, "leaderboards.html", (), _here("/", dataset=dataset),
-        lambda snapshot: {"boards_html": None if snapshot is None else _boards_html(snapshot)})
+        lambda snapshot: {"boards_html": None if snapshot is None else
+                          snapshot.view(("html", "boards"), lambda: _boards_html(snapshot))})
 
 
 def _boards_html(snapshot: Snapshot) -> Markup:
-    """The three tables: the same for every reader."""
+    """The three tables, rendered once per snapshot: they are the same for every reader."""
     boards = {track: (title, meaning, queries.leaderboard(snapshot, track))
               for track, (title, meaning, _) in queries.TRACKS.items()}
     return Markup(templates.get_template("_boards.html").render(
