@@ -167,3 +167,16 @@ def test_linf_is_the_largest_change_either_way():
     clean = np.array([[[0, 255, 100]]], dtype=np.uint8)
     assert linf(clean, np.array([[[3, 250, 100]]], dtype=np.uint8)) == 5
     assert linf(clean, clean) == 0 and linf(clean, np.array([[[255, 0, 100]]], dtype=np.uint8)) == 255
+
+
+def test_clip_is_the_projection_for_every_value_and_epsilon():
+    """The uint8 arithmetic gives exactly the projection computed in wide integers, the 2017 formula."""
+    rng = np.random.default_rng(1)
+    clean = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for epsilon in (0, 1, 2, 4, 8, 16, 32, 255):
+        adversarial = rng.integers(0, 256, clean.shape, dtype=np.uint8)
+        wide = clean.astype(np.int64)
+        expected = np.clip(np.clip(adversarial, wide - epsilon, wide + epsilon), 0, 255)
+        clipped, moved = clip_to_epsilon(clean, adversarial, epsilon)
+        assert clipped.dtype == np.uint8 and np.array_equal(clipped, expected), epsilon
+        assert moved == (not np.array_equal(expected, adversarial)) and linf(clean, clipped) <= epsilon

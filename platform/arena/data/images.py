@@ -144,10 +144,9 @@ def clip_to_epsilon(clean: np.ndarray, adversarial: np.ndarray, epsilon: int) ->
     cheap pass over its pixels."""
     if linf(clean, adversarial) <= epsilon:
         return adversarial, False
-    low = np.clip(clean.astype(np.int16) - epsilon, 0, 255)
-    high = np.clip(clean.astype(np.int16) + epsilon, 0, 255)
-    clipped = np.clip(adversarial, low, high).astype(np.uint8)
-    return clipped, bool(np.any(clipped != adversarial))
+    low = clean - np.minimum(clean, epsilon)  # in uint8 throughout: never below 0 nor above 255
+    high = clean + np.minimum(255 - clean, epsilon)
+    return np.clip(adversarial, low, high), True
 
 
 def linf(clean: np.ndarray, adversarial: np.ndarray) -> int:
