@@ -5,9 +5,11 @@ over the whole image folder, then one per defense over each attack's output fold
 the clean folder; no database, no limits, no clipping, nothing stored per image. Arena
 runs the same submissions on the same images with every limit, clipping, hashing and
 per-image storage, packing batches into runs. Both run in this one invocation, on the
-same engine; the figures are ratios.
+same engine; the figures are ratios. With ``--photos``, the images are photos of
+imagenet-sample-1000 (../shared/datasets, centre-cropped to 299x299) instead of synthetic
+ones: the platform's work per image (decoding, clipping, encoding) is larger on photos.
 
-    .venv/bin/python bench/tournament.py [--images 500]
+    .venv/bin/python bench/tournament.py [--images 500] [--photos]
 """
 
 import argparse
@@ -21,13 +23,14 @@ from rich.table import Table
 
 from arena import REPO_ROOT, db
 from arena.config import Settings
-from arena.data.dataset import store_dataset, synthesize
+from arena.data.dataset import read_photo_folder, store_dataset, synthesize
 from arena.execution.run import run
 from arena.intake.archive import pack
 from arena.intake.submit import submit
 from arena.sandbox.containers import docker_client
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"
+PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-sample-1000"
 ATTACKS = ["noop", "random_noise", "step_to_target"]
 DEFENSES = ["decoder"]
 ADDED = "smoothed_decoder"
@@ -86,8 +89,8 @@ def arena_tournament(rows, scratch: Path, concurrency: int) -> tuple[float, floa
     return whole_seconds, time.perf_counter() - started, whole.container_runs, added.container_runs
 
 
-def main(images: int) -> None:
-    rows = synthesize(images)
+def main(images: int, photos: bool) -> None:
+    rows = read_photo_folder(PHOTOS / "images", PHOTOS / "labels.csv")[:images] if photos else synthesize(images)
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         naive = naive_tournament(rows, root / "naive", DEFENSES)
@@ -96,7 +99,8 @@ def main(images: int) -> None:
         serial, serial_added, _, _ = arena_tournament(rows, root, concurrency=1)
     naive_runs = len(ATTACKS) * len(EPSILONS) + len(DEFENSES) * (len(ATTACKS) * len(EPSILONS) + 1)
     table = Table("measure", "naive", "arena", "ratio arena / naive")
-    table.add_row(f"whole tournament ({len(ATTACKS)} attacks x {len(DEFENSES)} defense, {images} images, 4 eps)",
+    table.add_row(f"whole tournament ({len(ATTACKS)} attacks x {len(DEFENSES)} defense, {len(rows)} "
+                  f"{'photos' if photos else 'images'}, 4 eps)",
                   f"{naive:.1f} s, {naive_runs} runs", f"{whole:.1f} s, {runs} runs", f"{whole / naive:.2f}")
     table.add_row(f"adding one defense ({ADDED}) vs its own column", f"{naive_column:.1f} s, {len(ATTACKS) * len(EPSILONS) + 1} runs",
                   f"{added:.1f} s, {added_runs} runs", f"{added / naive_column:.2f}")
@@ -109,4 +113,6 @@ def main(images: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
-    main(parser.parse_args().images)
+    parser.add_argument("--photos", action="store_true", help="imagenet-sample-1000's photos, not synthetic images")
+    arguments = parser.parse_args()
+    main(arguments.images, arguments.photos)

@@ -6,7 +6,8 @@ The server is `arena web` in its own process (started here, detached, stopped at
 end); the clients are asyncio + aiohttp in this process (httpx's pool slowed down past a
 few concurrent connections and measured itself). Each endpoint's p50/p99 is given beside
 the same figures for `/api/health`, which does nothing, measured in the same invocation:
-the ratio says what an endpoint costs over the web stack itself.
+the ratio says what an endpoint costs over the web stack itself. The clients ask for gzip,
+as browsers do; each endpoint's size is given as sent (gzip) and as it is.
 Also timed: the first request after start (the standings computed from the tallies), and
 how long after a defense job's results are committed the leaderboard shows them.
 
@@ -170,6 +171,13 @@ def _timed_get(base: str, path: str) -> float:
     return time.perf_counter() - started
 
 
+def _sizes(base: str, path: str) -> tuple[int, int]:
+    """Bytes sent to a client that accepts gzip, and the body's own size."""
+    with httpx.stream("GET", base + path, headers={"Accept-Encoding": "gzip"}, timeout=600) as response:
+        body = response.read()
+        return response.num_bytes_downloaded, len(body)
+
+
 def main(images: int, requests: int, clients: int) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         settings = Settings(data_dir=Path(scratch))
@@ -192,15 +200,18 @@ def main(images: int, requests: int, clients: int) -> None:
             for name, path in ENDPOINTS.items():
                 _timed_get(base, path)  # shaped once per snapshot
                 latencies = asyncio.run(_load(base, path, requests, clients))
-                rows.append((name, percentile(latencies, 50), percentile(latencies, 99), len(latencies) / sum(latencies) * clients))
+                rows.append((name, percentile(latencies, 50), percentile(latencies, 99),
+                             len(latencies) / sum(latencies) * clients, *_sizes(base, path)))
             landed = staleness(base, settings, held_back, landing)
         finally:
             stop(server)
     baseline_p50, baseline_p99 = rows[0][1], rows[0][2]
     print(f"\n{clients} concurrent clients, {requests} requests per endpoint, {images} images per attack job")
-    print(f"{'endpoint':52} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'p50 / baseline':>15} {'p99 / baseline':>15}")
-    for name, p50, p99, rate in rows:
-        print(f"{name:52} {p50:8.1f} {p99:8.1f} {rate:7.0f} {p50 / baseline_p50:15.2f} {p99 / baseline_p99:15.2f}")
+    print(f"{'endpoint':52} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>7} {'p50 / baseline':>15} {'p99 / baseline':>15}"
+          f" {'KB sent':>8} {'KB body':>8}")
+    for name, p50, p99, rate, sent, body in rows:
+        print(f"{name:52} {p50:8.1f} {p99:8.1f} {rate:7.0f} {p50 / baseline_p50:15.2f} {p99 / baseline_p99:15.2f}"
+              f" {sent / 1000:8.1f} {body / 1000:8.1f}")
     print(f"a defense job's results landed: on the leaderboard {landed:.2f} s later")
 
 

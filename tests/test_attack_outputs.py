@@ -4,10 +4,11 @@ evaluation did when it came in another mode or size; the clean image when the ou
 missing, unreadable or a link."""
 
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
-from arena.data.images import ImageStore, l2, linf
+from arena.data.images import ImageStore, encode_png, l2, linf, plain_png, read_png, sha256_bytes
 from arena.db import transaction
 from arena.intake.metadata import Metadata, SubmissionCode
 from arena.models import Image
@@ -76,3 +77,78 @@ def test_outputs_are_judged_one_by_one(tmp_path):
     assert outcome.problems[0] == "6 of 12 outputs missing or unreadable: replaced by the clean image"
     assert "2 output(s) converted to RGB PNG as in 2017 (2 L PNG)" in outcome.notes
     assert "2 output(s) of the wrong size resized to 299x299 (bicubic) as in 2017" in outcome.notes
+
+
+#: PNG files made byte for byte the same in the container and here: zlib level 0 (stored
+#: blocks) leaves nothing to a library's version. Each input gets a way by its bytes' hash.
+HAND_PNG = r'''
+import hashlib, os, struct, sys, zlib
+import numpy as np
+from PIL import Image
+
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+def png(pixels, extra=b""):
+    rows = np.concatenate([np.zeros((pixels.shape[0], 1), np.uint8), pixels.reshape(pixels.shape[0], -1)], axis=1)
+    header = struct.pack(">IIBBBBB", pixels.shape[1], pixels.shape[0], 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + extra + chunk(b"IDAT", zlib.compress(rows.tobytes(), 0))
+            + chunk(b"IEND", b""))
+
+def way(png_bytes):
+    return hashlib.sha256(png_bytes).digest()[0] % 4
+
+def output(pixels, way, eps):
+    moved = np.clip(pixels.astype(int) + (3 * eps if way == 3 else eps), 0, 255).astype(np.uint8)
+    if way == 1:
+        return png(moved, chunk(b"tEXt", b"label\x00the true class"))  # a note for a colluding defense
+    if way == 2:
+        return png(moved) + b"and more after the end"
+    return png(moved)  # 0: within eps; 3: beyond it
+
+if __name__ == "__main__":
+    src, dst, eps = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    for name in sorted(n for n in os.listdir(src) if n.endswith(".png")):
+        data = open(os.path.join(src, name), "rb").read()
+        pixels = np.asarray(Image.open(os.path.join(src, name)).convert("RGB"))
+        open(os.path.join(dst, name), "wb").write(output(pixels, way(data), eps))
+'''
+
+
+def test_an_output_is_stored_as_submitted_only_when_it_is_the_image_alone_and_needs_nothing(tmp_path):
+    """Within eps and nothing but the image: the very bytes the attack wrote, no encoding.
+    With a text chunk or bytes after its end: the same pixels written anew, without them.
+    Beyond eps: clipped, then written anew. Defenses get the same pixels either way."""
+    settings = make_settings(tmp_path / "arena")
+    dataset = synth_dataset(settings, 24, batch_size=24)
+    code_dir = tmp_path / "code"
+    code_dir.mkdir()
+    (code_dir / "attack.py").write_text(HAND_PNG)
+    (code_dir / "run_attack.sh").write_text('#!/bin/sh\nexec python3 attack.py "$@"\n')
+    (code_dir / "run_attack.sh").chmod(0o755)
+    metadata = Metadata(type="attack", container="arena/python:bookworm", entry_point="run_attack.sh")
+    with transaction(settings) as session:
+        images = session.scalars(select(Image).where(Image.dataset_id == dataset.id)).all()
+        inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in images]
+    namespace: dict = {}
+    exec(compile(HAND_PNG, "attack.py", "exec"), namespace)  # the attack's own functions, run here
+
+    outcome = execute_attack(settings, SubmissionCode(code_dir, metadata), inputs, epsilon=4)
+    assert outcome.run.exit_code == 0 and len(outcome.results) == 24
+    store = ImageStore(settings.store_dir)
+    seen = set()
+    for result in outcome.results:
+        item = next(i for i in inputs if i.image_id == result.image_id)
+        clean = store.read_pixels(item.sha256)
+        way = namespace["way"](store.read_bytes(item.sha256))
+        written = namespace["output"](clean, way, 4)
+        stored = store.read_bytes(result.sha256)
+        assert not result.missing and result.linf == 4 and result.clipped == (way == 3)
+        if way == 0:
+            assert stored == written  # as submitted
+        else:
+            assert stored != written and plain_png(stored) and b"true class" not in stored
+            assert stored == encode_png(read_png(stored)) and result.sha256 == sha256_bytes(stored)
+        assert np.array_equal(read_png(stored), np.clip(clean.astype(int) + 4, 0, 255))
+        seen.add(way)
+    assert seen == {0, 1, 2, 3}

@@ -9,6 +9,7 @@ from arena.data.images import (
     encode_png,
     l2,
     linf,
+    plain_png,
     read_attack_output,
     read_png,
 )
@@ -109,3 +110,82 @@ def test_attack_outputs_of_another_size_are_resized_and_bombs_refused():
         refused.save(buffer, format="PNG" if refused.size[0] > 10 else "GIF")
         with pytest.raises(BadImage, match=reason):
             read_attack_output(buffer.getvalue())
+
+
+def _pillow_png(pixels: np.ndarray, **options) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG", **options)
+    return buffer.getvalue()
+
+
+def _with_ihdr_byte(png: bytes, offset: int, value: int) -> bytes:
+    """The PNG with one byte of its IHDR data changed, and the chunk's CRC made right again."""
+    import struct
+    import zlib
+
+    data = bytearray(png)
+    data[16 + offset] = value
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def test_only_an_8_bit_rgb_png_of_the_image_alone_may_be_kept_as_submitted():
+    """What defenses are given must say nothing but its pixels: a text chunk, a chunk of the
+    attack's own, bytes after the end, another depth, mode or interlacing are written anew."""
+    from PIL import PngImagePlugin
+
+    pixels = (np.indices((299, 299, 3)).sum(axis=0) % 256).astype(np.uint8)
+    plain = _pillow_png(pixels)
+    assert plain_png(plain) and plain_png(encode_png(pixels))
+    assert read_attack_output(plain).plain
+    text = PngImagePlugin.PngInfo()
+    text.add_text("label", "the true class")
+    own_chunk = plain[:33] + b"\x00\x00\x00\x00prVt\x00\x00\x00\x00" + plain[33:]  # length 0, CRC not checked here
+    not_plain = {
+        "text": _pillow_png(pixels, pnginfo=text),
+        "own chunk": own_chunk,
+        "bytes after the end": plain + b"more",
+        "cut short": plain[:-12],
+        "16 bits": _with_ihdr_byte(plain, 8, 16),
+        "interlaced": _with_ihdr_byte(plain, 12, 1),
+        "RGBA": _pillow_png(np.dstack([pixels, pixels[:, :, :1]])),
+        "grey": _pillow_png(pixels[:, :, 0]),
+        "not a PNG": b"GIF89a" + plain[6:],
+    }
+    for case, data in not_plain.items():
+        assert not plain_png(data), case
+    assert not read_attack_output(not_plain["text"]).plain
+    assert not read_attack_output(not_plain["bytes after the end"]).plain  # Pillow reads it: pixels kept, bytes not
+    assert np.array_equal(read_attack_output(not_plain["bytes after the end"]).pixels, pixels)
+
+
+def test_the_store_encoding_is_lossless_and_the_same_for_the_same_pixels():
+    rng = np.random.default_rng(0)
+    for pixels in (rng.integers(0, 256, (299, 299, 3), dtype=np.uint8), np.full((299, 299, 3), 7, np.uint8),
+                   rng.integers(0, 256, (10, 17, 3), dtype=np.uint8)):
+        png = encode_png(pixels)
+        assert png == encode_png(pixels.copy()) and plain_png(png)
+        assert np.array_equal(read_png(png, require_size=False), pixels)
+
+
+def test_linf_is_the_largest_change_either_way():
+    clean = np.array([[[0, 255, 100]]], dtype=np.uint8)
+    assert linf(clean, np.array([[[3, 250, 100]]], dtype=np.uint8)) == 5
+    assert linf(clean, clean) == 0 and linf(clean, np.array([[[255, 0, 100]]], dtype=np.uint8)) == 255
+
+
+def test_clip_is_the_projection_for_every_value_and_epsilon():
+    """The uint8 arithmetic gives exactly the projection computed in wide integers, the 2017 formula."""
+    rng = np.random.default_rng(1)
+    clean = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    for epsilon in (0, 1, 2, 4, 8, 16, 32, 255):
+        adversarial = rng.integers(0, 256, clean.shape, dtype=np.uint8)
+        wide = clean.astype(np.int64)
+        expected = np.clip(np.clip(adversarial, wide - epsilon, wide + epsilon), 0, 255)
+        clipped, moved = clip_to_epsilon(clean, adversarial, epsilon)
+        assert clipped.dtype == np.uint8 and np.array_equal(clipped, expected), epsilon
+        assert moved == (not np.array_equal(expected, adversarial)) and linf(clean, clipped) <= epsilon

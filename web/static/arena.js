@@ -1,5 +1,5 @@
-// Arena's pages: sortable tables, and live progress that refreshes the page's content
-// (not the whole page) when jobs finish, so results appear without reloading.
+// Arena's pages: sortable tables, the heatmap's cells, and live progress that refreshes the
+// page's content (not the whole page) when jobs finish, so results appear without reloading.
 "use strict";
 
 function sortTable(header) {
@@ -44,6 +44,76 @@ function bindSorting(root) {
   });
 }
 
+// Fills a template's {name}s with value(name); a [part] is kept only when each {name} in it
+// has a value (not null or undefined), so a cell without answers has no rate in its title.
+function fillTemplate(template, value) {
+  const complete = (part) => [...part.matchAll(/\{(\w+)\}/g)].every(([, name]) => value(name) != null);
+  return template
+    .replace(/\[([^\]]*)\]/g, (_, part) => (complete(part) ? part : ""))
+    .replace(/\{(\w+)\}/g, (_, name) => String(value(name) ?? ""));
+}
+
+// The heatmap's cells, from the matrix JSON the page carries (the view /api/matrix serves):
+// one cell per attack row and defense column, coloured by its rate, titled from the
+// table's data-title with the cell's data, a link to its per-image results for organizers.
+function drawHeatmap(root) {
+  const table = root.querySelector("table#heatmap");
+  const source = table && root.querySelector(`#${table.dataset.cells}`);
+  if (!source || table.querySelector("td[data-attack]")) return;
+  const data = JSON.parse(source.textContent);
+  const defenseIds = [...table.tHead.querySelectorAll("th.col")].map((th) => th.dataset.id);
+  const results = table.dataset.results;
+  table.tBodies[0].querySelectorAll("tr[data-id]").forEach((row, i) => {
+    const cells = document.createDocumentFragment();
+    data.defenses.forEach((defense, j) => {
+      const count = data.counts[i][j];
+      const answered = data.answered[i][j];
+      const rate = answered ? (100 * count) / answered : null;
+      const value = (name) => {
+        if (name === "attack") return data.attacks[i];
+        if (name === "defense") return defense;
+        if (name === "rate") return rate === null ? null : rate.toFixed(1);
+        if (name.endsWith("_pct")) {  // a per-cell share (0 to 1) as a percentage: low_pct, high_pct
+          const share = value(name.slice(0, -4));
+          return share == null ? null : (100 * share).toFixed(1);
+        }
+        const field = data[name];
+        return Array.isArray(field) && Array.isArray(field[i]) ? field[i][j] : field;
+      };
+      const cell = document.createElement("td");
+      cell.style.background = answered ? `rgba(${table.dataset.colour},${(count / answered).toFixed(3)})` : table.dataset.empty;
+      cell.title = fillTemplate(table.dataset.title, value);
+      cell.dataset.attack = data.attacks[i];
+      cell.dataset.defense = defense;
+      const text = rate === null ? "" : rate.toFixed(0);
+      if (results) {
+        const link = document.createElement("a");
+        link.href = `${results}&attack_id=${row.dataset.id}&defense_id=${defenseIds[j]}`;
+        link.textContent = text;
+        cell.appendChild(link);
+      } else {
+        cell.textContent = text;
+      }
+      cells.appendChild(cell);
+    });
+    row.appendChild(cells);
+  });
+}
+
+// The round's time left, from the deadline the page carries: standings pages are cached for as
+// long as the results do not change, so the server writes the deadline and the browser counts.
+function showCountdowns(root) {
+  root.querySelectorAll("time.countdown").forEach((time) => {
+    const left = (Date.parse(time.dateTime) - Date.now()) / 1000;
+    if (!(left > 0)) {
+      time.textContent = "(closed now)";
+      return;
+    }
+    const days = Math.floor(left / 86400), hours = Math.floor((left % 86400) / 3600);
+    time.textContent = `(${days} d ${hours} h ${Math.floor((left % 3600) / 60)} min left)`;
+  });
+}
+
 async function refreshMain() {
   const response = await fetch(location.href, { headers: { Accept: "text/html" } });
   if (!response.ok) return;
@@ -53,6 +123,8 @@ async function refreshMain() {
   if (fresh && main && !main.contains(document.activeElement)) {
     main.innerHTML = fresh.innerHTML;
     bindSorting(main);
+    showCountdowns(main);
+    drawHeatmap(main);
   }
 }
 
@@ -82,6 +154,8 @@ async function pollProgress(bar, lastSeen) {
 
 document.addEventListener("DOMContentLoaded", () => {
   bindSorting(document);
+  showCountdowns(document);
+  drawHeatmap(document);
   const bar = document.getElementById("progress");
   if (bar) pollProgress(bar, null);
 });

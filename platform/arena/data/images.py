@@ -7,10 +7,12 @@ its sha256, so identical outputs cost one file and a duplicate write is harmless
 import hashlib
 import io
 import os
-import tempfile
+import secrets
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from PIL import Image as PILImage
 
@@ -41,23 +43,54 @@ class AttackOutput:
     pixels: np.ndarray
     converted_from: str | None = None  # e.g. "RGBA PNG", "JPEG": converted to RGB as in 2017
     resized_from: tuple[int, int] | None = None  # width, height: resized (bicubic) as in 2017
+    plain: bool = False  # the file is a plain_png of these pixels: it may be stored as it is
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-#: zlib level for stored PNGs. Encoding dominated the platform's own CPU time per image at
-#: Pillow's default (6); level 1 is about 5x faster on noisy adversarial images for files
-#: about 20% larger (docs/benchmarks.md, bench/hot_paths.py).
-PNG_LEVEL = 1
+#: The store's encoding: libpng (through OpenCV) at zlib level 1, every row Sub-filtered and
+#: only runs matched (Z_RLE). An adversarial image is noise on a photo, where longer matches
+#: find nothing: this is about 4x faster than Pillow at level 1 (whose per-row search for a
+#: filter took most of its time) for files as small, and flat images still shrink to a few KB
+#: (docs/benchmarks.md, bench/hot_paths.py). Pillow writes no such choice.
+PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_SUB,
+              cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
 
 
-def encode_png(pixels: np.ndarray, level: int = PNG_LEVEL) -> bytes:
-    """The store's one canonical encoding: equal pixels give equal bytes, hence equal hashes."""
-    buffer = io.BytesIO()
-    PILImage.fromarray(pixels, "RGB").save(buffer, format="PNG", compress_level=level)
-    return buffer.getvalue()
+def encode_png(pixels: np.ndarray) -> bytes:
+    """The store's one canonical encoding (uint8 HxWx3 RGB): equal pixels give equal bytes,
+    hence equal hashes; the file holds the image chunks alone (``plain_png``)."""
+    encoded, png = cv2.imencode(".png", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), PNG_PARAMS)
+    if not encoded:
+        raise ValueError(f"OpenCV could not encode pixels of shape {pixels.shape} as PNG")
+    return png.tobytes()
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+#: What a PNG needs to hold an image: a file of these chunks alone carries nothing but its pixels.
+IMAGE_CHUNKS = {b"IHDR", b"IDAT", b"IEND"}
+
+
+def plain_png(data: bytes) -> bool:
+    """Whether ``data`` is an 8-bit RGB, non-interlaced PNG of the image chunks alone, with
+    nothing after its end: no text, no metadata, no chunk of its own. Only such a file is
+    stored as an attack submitted it, so that what defenses are given says nothing but its
+    pixels (the rest is written anew by ``encode_png``). Whether its chunks are sound is
+    the decoder's to say (Pillow checks each chunk's CRC)."""
+    if not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR" or data[24:27] != b"\x08\x02\x00" \
+            or data[28:29] != b"\x00":  # bit depth 8, RGB; compression 0, not interlaced
+        return False
+    offset = len(PNG_SIGNATURE)
+    while offset + 8 <= len(data):
+        length, kind = struct.unpack_from(">I4s", data, offset)
+        if kind not in IMAGE_CHUNKS:
+            return False
+        offset += 12 + length  # length, type, data, CRC
+        if kind == b"IEND":
+            return offset == len(data)
+    return False
 
 
 def read_png(data: bytes, *, require_size: bool = True) -> np.ndarray:
@@ -93,11 +126,12 @@ def read_attack_output(data: bytes) -> AttackOutput:
             if width * height > MAX_PIXELS:
                 raise BadImage(f"{width}x{height} pixels is far larger than {IMAGE_SIZE}x{IMAGE_SIZE}")
             converted = None if (image.format, image.mode) == ("PNG", "RGB") else f"{image.mode} {image.format}"
-            rgb = image.convert("RGB")
+            rgb = image if converted is None else image.convert("RGB")
             resized = None
             if (width, height) != (IMAGE_SIZE, IMAGE_SIZE):
                 rgb, resized = rgb.resize((IMAGE_SIZE, IMAGE_SIZE), PILImage.Resampling.BICUBIC), (width, height)
-            return AttackOutput(np.asarray(rgb, dtype=np.uint8), converted, resized)
+            pixels = np.asarray(rgb, dtype=np.uint8)
+            return AttackOutput(pixels, converted, resized, plain=converted is None and resized is None and plain_png(data))
     except BadImage:
         raise
     except Exception as exc:  # Pillow raises many types for corrupt data
@@ -105,15 +139,19 @@ def read_attack_output(data: bytes) -> AttackOutput:
 
 
 def clip_to_epsilon(clean: np.ndarray, adversarial: np.ndarray, epsilon: int) -> tuple[np.ndarray, bool]:
-    """Project onto [x-eps, x+eps] intersected with [0, 255]; report whether anything moved."""
-    low = np.clip(clean.astype(np.int16) - epsilon, 0, 255)
-    high = np.clip(clean.astype(np.int16) + epsilon, 0, 255)
-    clipped = np.clip(adversarial, low, high).astype(np.uint8)
-    return clipped, bool(np.any(clipped != adversarial))
+    """Project onto [x-eps, x+eps] intersected with [0, 255]; report whether anything moved.
+    An output already inside the ball (an honest attack's) is returned as it is, after one
+    cheap pass over its pixels."""
+    if linf(clean, adversarial) <= epsilon:
+        return adversarial, False
+    low = clean - np.minimum(clean, epsilon)  # in uint8 throughout: never below 0 nor above 255
+    high = clean + np.minimum(255 - clean, epsilon)
+    return np.clip(adversarial, low, high), True
 
 
 def linf(clean: np.ndarray, adversarial: np.ndarray) -> int:
-    return int(np.max(np.abs(clean.astype(np.int16) - adversarial.astype(np.int16))))
+    """The largest change of any pixel value (uint8 arrays: max - min never wraps around)."""
+    return int(np.max(np.maximum(clean, adversarial) - np.minimum(clean, adversarial)))
 
 
 def l2(clean: np.ndarray, adversarial: np.ndarray) -> float:
@@ -155,15 +193,24 @@ class ImageStore:
         target = self.path(digest)
         if target.exists():
             return digest
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as handle:
-            handle.write(png)
-        os.chmod(handle.name, 0o644)  # containers read inputs as a non-root user
-        os.replace(handle.name, target)
+        temporary = target.with_name(f".{digest}.{secrets.token_hex(8)}")
+        try:
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        except FileNotFoundError:  # the first image under this prefix: checked only then, not per image
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+        try:
+            with os.fdopen(handle, "wb") as file:
+                os.fchmod(handle, 0o644)  # containers read inputs as a non-root user, whatever the umask
+                file.write(png)
+            os.replace(temporary, target)
+        except BaseException:  # a full disk, say: no half-written file left behind
+            temporary.unlink(missing_ok=True)
+            raise
         return digest
 
-    def put_pixels(self, pixels: np.ndarray, level: int = PNG_LEVEL) -> str:
-        return self.put(encode_png(pixels, level))
+    def put_pixels(self, pixels: np.ndarray) -> str:
+        return self.put(encode_png(pixels))
 
     def read_bytes(self, sha256: str) -> bytes:
         return self.path(sha256).read_bytes()

@@ -1,8 +1,8 @@
 """One attack over one batch at one epsilon: stage, run sandboxed, check, clip, store.
 
 Whatever the attack does, every clean image leaves with exactly one adversarial image:
-its output clipped into the epsilon ball, or the clean image itself when the output is
-missing, unreadable, or of the wrong size or mode (each case flagged and counted).
+its output clipped into the epsilon ball (converted and resized as in 2017), or the clean
+image itself when the output is missing or unreadable (each case flagged and counted).
 """
 
 from collections import Counter
@@ -15,6 +15,7 @@ from arena.data.images import (
     BadImage,
     ImageStore,
     clip_to_epsilon,
+    encode_png,
     l2,
     linf,
     read_attack_output,
@@ -63,20 +64,26 @@ def _stage_inputs(stage: Staging, store: ImageStore, inputs: list[CleanInput], t
         (stage.input / "target_class.csv").write_text("".join(targets))
 
 
-def _judge(stage: Staging, name: str, clean: np.ndarray, epsilon: int, problems: list[str]) -> tuple[np.ndarray, dict]:
-    """The image to keep for one output, and the flags that say how it was obtained."""
+def _judge(stage: Staging, name: str, clean: np.ndarray, epsilon: int,
+           problems: list[str]) -> tuple[np.ndarray, bytes | None, dict]:
+    """The pixels to keep for one output, the PNG to store them as (None: the clean image's
+    own file), and the flags that say how they were obtained. The output is decoded once;
+    its own bytes are stored when it needed no clip and no conversion and holds nothing but
+    the image (``plain_png``), so an honest attack's output costs no encoding."""
     path = stage.output / name
     if path.is_symlink() or not path.is_file():
-        return clean, {"missing": True}
+        return clean, None, {"missing": True}
     try:
         if path.stat().st_size > MAX_OUTPUT_FILE_BYTES:
             raise BadImage(f"{path.stat().st_size} bytes is far too large for a 299x299 PNG")
-        output = read_attack_output(path.read_bytes())
+        data = path.read_bytes()
+        output = read_attack_output(data)
     except BadImage as exc:
         problems.append(f"{name}: {exc}")
-        return clean, {"missing": True}
-    clipped, moved = clip_to_epsilon(clean, output.pixels, epsilon)
-    return clipped, {"clipped": moved, "converted": output.converted_from, "wrong_size": output.resized_from is not None}
+        return clean, None, {"missing": True}
+    kept, moved = clip_to_epsilon(clean, output.pixels, epsilon)
+    png = data if output.plain and not moved else encode_png(kept)
+    return kept, png, {"clipped": moved, "converted": output.converted_from, "wrong_size": output.resized_from is not None}
 
 
 def _collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilon: int) -> tuple[list[AdversarialResult], list[str]]:
@@ -84,9 +91,11 @@ def _collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilo
     by_id = {item.image_id: item for item in inputs}
     results = []
     for name, image_id in stage.names.items():
-        clean = store.read_pixels(by_id[image_id].sha256)
-        kept, flags = _judge(stage, name, clean, epsilon, problems)
-        results.append(AdversarialResult(image_id, store.put_pixels(kept), linf(clean, kept), l2(clean, kept), **flags))
+        clean_sha256 = by_id[image_id].sha256
+        clean = store.read_pixels(clean_sha256)
+        kept, png, flags = _judge(stage, name, clean, epsilon, problems)
+        stored = clean_sha256 if png is None else store.put(png)
+        results.append(AdversarialResult(image_id, stored, linf(clean, kept), l2(clean, kept), **flags))
     missing = sum(r.missing for r in results)
     if missing:
         problems.insert(0, f"{missing} of {len(results)} outputs missing or unreadable: replaced by the clean image")

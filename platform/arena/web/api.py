@@ -36,7 +36,7 @@ from arena.models import AdversarialImage, Image, JobKind, JobStatus
 from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, robustness_export
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
-from arena.web import actions, queries
+from arena.web import actions, compression, queries
 from arena.web.auth import (
     Caller,
     caller,
@@ -98,14 +98,14 @@ async def snapshot(request: Request, dataset: DatasetName = None, scope: ScopePa
     under load. A credential, when one is sent, is checked all the same (401 if wrong).
     Every entry (``scope=all``) is for organizers; everyone else sees one per team and track."""
     cache = request.app.state.standings
-    current, public = cache.peek(dataset, scope) or await run_in_threadpool(cache.get, dataset, scope)
-    if presents_credential(request) or not public or scope is Scope.ALL:
+    current = cache.peek(dataset, scope) or await run_in_threadpool(cache.get, dataset, scope)
+    if presents_credential(request) or not current.public or scope is Scope.ALL:
         who = await run_in_threadpool(caller_in_own_session, request)
-        if not who.organizer and not public:
-            raise ForbiddenError("the leaderboards are hidden until the round is published")
+        if not who.organizer and not current.public:
+            raise ForbiddenError("the leaderboards are hidden until the end of the tournament")
         if not who.organizer and scope is Scope.ALL:
             raise ForbiddenError("every entry (scope=all) is for organizers; teams see one per team and track")
-    return current
+    return current.snapshot
 
 
 Visible = Annotated[Snapshot, Depends(snapshot)]
@@ -284,34 +284,30 @@ def list_jobs(
     return queries.jobs(session, chosen, kind, submission, status, limit, offset)
 
 
-def _json(body: bytes) -> Response:
-    """Bytes serialised once per snapshot: FastAPI passes a Response through unvalidated, so the
-    route's ``response_model`` only describes it."""
-    return Response(body, media_type="application/json")
-
-
 @router.get("/leaderboards/{track}", response_model=list[LeaderboardRow],
             summary="A track's leaderboard: defense, attack or targeted_attack")
-async def get_leaderboard(track: Track, visible: Visible) -> Response:
+async def get_leaderboard(request: Request, track: Track, visible: Visible) -> Response:
+    """Bytes serialised and compressed once per snapshot: FastAPI passes a Response through
+    unvalidated, so the route's ``response_model`` only describes it (as for the matrix)."""
     key = ("leaderboard", track)
     body = visible.cached_json(key) or await run_in_threadpool(
         visible.json, key, lambda: queries.leaderboard(visible, track))
-    return _json(body)
+    return compression.respond(request, body)
 
 
 @router.get("/matrix", response_model=Matrix,
             summary="The attack x defense matrix, overall or at one epsilon, optionally top-K")
 async def get_matrix(
+    request: Request,
     visible: Visible,
     value: MatrixValue = MatrixValue.ERROR,
     epsilon: Epsilon = None,
     top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> Response:
-    key = ("matrix", value, epsilon, top_attacks, top_defenses)
-    body = visible.cached_json(key) or await run_in_threadpool(
-        visible.json, key, lambda: queries.matrix(visible, value, epsilon, top_attacks, top_defenses))
-    return _json(body)
+    body = visible.cached_json(queries.matrix_key(value, epsilon, top_attacks, top_defenses)) or await run_in_threadpool(
+        queries.matrix_json, visible, value, epsilon, top_attacks, top_defenses)
+    return compression.respond(request, body)
 
 
 @router.get("/curves", response_model=Curves, summary="Each defense's misclassification rate (%) by epsilon")

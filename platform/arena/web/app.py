@@ -16,6 +16,7 @@ from fastapi.exception_handlers import (
     request_validation_exception_handler,
 )
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
@@ -28,7 +29,7 @@ from arena.config import Settings
 from arena.db import transaction
 from arena.errors import ArenaError, QuotaError
 from arena.models import utcnow
-from arena.web import api, competition_pages, pages
+from arena.web import api, competition_pages, compression, pages
 from arena.web.cache import StandingsCache
 from arena.web.headers import SecurityHeaders
 from arena.web.limits import FailureLimiter
@@ -55,6 +56,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(competition_pages.router)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(BlankFieldsAreUnset)
+    app.add_middleware(GZipMiddleware, minimum_size=compression.MINIMUM_SIZE, compresslevel=compression.MIDDLEWARE_LEVEL)
     app.add_middleware(SecurityHeaders)  # outermost: a 413 gets the headers too
     app.add_exception_handler(ArenaError, _arena_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -42,6 +42,7 @@ from arena.results import progress
 from arena.results.leaderboards import Leaderboards
 from arena.results.outcomes import ImageOutcomes
 from arena.results.scoring import Standings
+from arena.web.compression import Body
 from arena.web.datasets import pick_dataset
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Version:
     dataset_id: int
     finished: tuple
     accepted: tuple[tuple, ...]
+    round: tuple
 
 
 def version(session: Session, dataset: Dataset) -> Version:
@@ -69,7 +71,19 @@ def version(session: Session, dataset: Dataset) -> Version:
         .where(Submission.status == SubmissionStatus.ACCEPTED, Round.dataset_id == dataset.id)
         .order_by(Submission.id)
     ))
-    return Version(dataset.id, finished, accepted)
+    return Version(dataset.id, finished, accepted, tuple(round_facts(session, dataset).items()))
+
+
+def round_facts(session: Session, dataset: Dataset) -> dict:
+    """What the standings pages say about the dataset's round: facts that change only when
+    organizers change them (the time left is worked out by the browser, so a page cached
+    for hours never shows a stale count)."""
+    round_ = rounds.of_dataset(session, dataset.id)
+    if round_ is None:
+        return {}
+    window = rounds.window(round_)
+    return {"name": round_.name, "opens_at": window.opens_at, "closes_at": window.closes_at,
+            "visibility": round_.visibility.value}
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,7 @@ class Snapshot:
     completion: dict[int, float]  # by submission id
     seconds_per_100: dict[int, float]  # median, by submission id
     done: DoneJobs | None = None
+    round: dict = field(default_factory=dict)  # ``round_facts``
     _views: dict[tuple, Any] = field(default_factory=dict)
 
     @classmethod
@@ -114,7 +129,8 @@ class Snapshot:
         outcomes = _extended(session, dataset, standings, previous, done) or \
             ImageOutcomes.load(session, dataset, standings.names)
         return cls(dataset, standings, outcomes, Leaderboards.compute(standings, outcomes),
-                   progress.completion(session, dataset, settings), progress.median_seconds_per_100(session), done)
+                   progress.completion(session, dataset, settings), progress.median_seconds_per_100(session), done,
+                   round_facts(session, dataset))
 
     def view(self, key: tuple, make: Callable[[], Any]) -> Any:
         """A view shaped once per snapshot (two threads may both shape it; both get equal ones)."""
@@ -122,12 +138,28 @@ class Snapshot:
             self._views[key] = make()
         return self._views[key]
 
-    def cached_json(self, key: tuple) -> bytes | None:
-        return self._views.get(("json", *key))
+    def cached(self, key: tuple) -> Any:
+        """The view if it was shaped already, else None: lets a request skip the worker thread."""
+        return self._views.get(key)
 
-    def json(self, key: tuple, make: Callable[[], Any]) -> bytes:
-        """A view already serialised: a 100 x 100 matrix costs more to encode than to look up."""
-        return self.view(("json", *key), lambda: json.dumps(make(), separators=(",", ":")).encode())
+    def cached_json(self, key: tuple) -> Body | None:
+        return self.cached(("json", *key))
+
+    def json(self, key: tuple, make: Callable[[], Any]) -> Body:
+        """A view already serialised and compressed: a 100 x 100 matrix costs more to encode
+        than to look up."""
+        return self.view(("json", *key), lambda: Body.of(json.dumps(make(), separators=(",", ":")).encode(),
+                                                          "application/json"))
+
+
+@dataclass(frozen=True)
+class Current:
+    """The newest snapshot of a dataset, whether the leaderboards are public, and the
+    tournament's title, all read in one check (so a cached page needs no query)."""
+
+    snapshot: Snapshot
+    public: bool
+    title: str
 
 
 #: Past this many new defense jobs, reading everything again is about as quick.
@@ -170,8 +202,7 @@ def _one_snapshot(session: Session) -> None:
 @dataclass
 class _Entry:
     version: Version
-    snapshot: Snapshot
-    public: bool  # whether the leaderboards are public (tournament and round), checked with the version
+    current: Current
     checked: float  # time.monotonic() of the last check
 
 
@@ -189,9 +220,10 @@ class StandingsCache:
         self._lock = threading.Lock()
         self._entries: dict[tuple[str | None, Scope], _Entry] = {}
 
-    def get(self, dataset_name: str | None, scope: Scope = Scope.COUNTING) -> tuple[Snapshot, bool]:
-        """The snapshot of the named dataset (None: the newest), and whether the leaderboards
-        are public; an unknown dataset is a 404. While one request refreshes an entry, the
+    def get(self, dataset_name: str | None, scope: Scope = Scope.COUNTING) -> Current:
+        """The snapshot of the named dataset (None: the newest) among the entries of ``scope``,
+        whether the leaderboards are public and the title; an unknown dataset is a 404. While
+        one request refreshes an entry, the
         others are served the entry they have rather than queueing behind it."""
         key = (dataset_name, scope)
         entry = self._entries.get(key)
@@ -203,9 +235,9 @@ class StandingsCache:
                 entry = self._refresh(key)
             finally:
                 self._lock.release()
-        return entry.snapshot, entry.public
+        return entry.current
 
-    def peek(self, dataset_name: str | None, scope: Scope = Scope.COUNTING) -> tuple[Snapshot, bool] | None:
+    def peek(self, dataset_name: str | None, scope: Scope = Scope.COUNTING) -> Current | None:
         """Like ``get`` but never waits, for the event loop: None when there is no entry yet;
         a stale entry is returned as it is and refreshed in a background thread."""
         key = (dataset_name, scope)
@@ -214,7 +246,7 @@ class StandingsCache:
             return None
         if time.monotonic() - entry.checked >= self._recheck and self._lock.acquire(blocking=False):
             threading.Thread(target=self._refresh_then_release, args=(key,), daemon=True).start()
-        return entry.snapshot, entry.public
+        return entry.current
 
     def _refresh_then_release(self, key: tuple[str | None, Scope]) -> None:
         try:
@@ -232,9 +264,11 @@ class StandingsCache:
             dataset = pick_dataset(session, dataset_name)
             current = version(session, dataset)
             entry = self._entries.get(key)
-            snapshot = entry.snapshot if entry is not None and entry.version == current else \
-                Snapshot.compute(session, dataset, self._settings, scope, entry.snapshot if entry is not None else None)
-            entry = _Entry(current, snapshot, _public(session, dataset), time.monotonic())
+            snapshot = entry.current.snapshot if entry is not None and entry.version == current else \
+                Snapshot.compute(session, dataset, self._settings, scope,
+                                 entry.current.snapshot if entry is not None else None)
+            entry = _Entry(current, Current(snapshot, _public(session, dataset), tournament.current(session).title),
+                           time.monotonic())
             self._entries[key] = entry
             return entry
 

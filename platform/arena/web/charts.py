@@ -1,7 +1,9 @@
-"""Drawing for the pages: heatmap cell colours and the epsilon-curve chart as inline SVG.
+"""Drawing for the pages: heatmap colours and the epsilon-curve chart as inline SVG.
 
 Drawn on the server, so the pages need no chart library and render the same in every
-browser (and in the screenshots).
+browser (and in the screenshots). The heatmap's cells are coloured by arena.js from the
+same two things the scale above them is drawn with: the value's colour and the grey of
+a cell without answers.
 """
 
 from dataclasses import dataclass
@@ -9,14 +11,20 @@ from dataclasses import dataclass
 #: Colour-blind-safe line colours (Okabe-Ito).
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 HEAT = {"error": (213, 94, 0), "correct": (0, 158, 115), "hit": (204, 121, 167)}
+#: A cell with no answers yet.
+EMPTY = "#eee"
 
 
 def heat(value: str, count: int, answered: int) -> str:
-    """A cell's background: the rate as opacity over the value's colour; empty cells grey."""
+    """A background: the rate as opacity over the value's colour; no answers, grey."""
     if not answered:
-        return "background:#eee"
-    red, green, blue = HEAT[value]
-    return f"background:rgba({red},{green},{blue},{count / answered:.3f})"
+        return f"background:{EMPTY}"
+    return f"background:rgba({heat_rgb(value)},{count / answered:.3f})"
+
+
+def heat_rgb(value: str) -> str:
+    """The value's colour as ``r,g,b``, for ``rgba()`` here and in arena.js."""
+    return ",".join(map(str, HEAT[value]))
 
 
 @dataclass(frozen=True)

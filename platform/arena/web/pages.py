@@ -5,11 +5,14 @@ Pages read through the same queries as the API and act through the same actions
 (post/redirect/get); an action's error is answered as the error page by ``web.app``.
 """
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from markdown_it import MarkdownIt
 from markupsafe import Markup
@@ -19,11 +22,13 @@ from sqlalchemy.orm import Session
 from arena import REPO_ROOT
 from arena.admin import teams, tournament
 from arena.competition.entries import Scope
+from arena.db import transaction
 from arena.errors import NotFoundError
 from arena.models import Dataset, Submission, SubmissionKind, Team, WebSession, utcnow
+from arena.results.export import MATRICES
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
-from arena.web import actions, charts, queries
+from arena.web import actions, charts, compression, queries
 from arena.web.api import DatasetName, Epsilon, Id
 from arena.web.auth import (
     COOKIE,
@@ -34,16 +39,18 @@ from arena.web.auth import (
     identify,
     open_session,
     organizer,
+    presents_credential,
     set_session_cookie,
     team_or_organizer,
 )
-from arena.web.cache import Snapshot
+from arena.web.cache import Current, Snapshot
+from arena.web.compression import Body
 from arena.web.datasets import pick_dataset
 from arena.web.deps import get_session
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=REPO_ROOT / "web" / "templates")
-templates.env.globals["heat"] = charts.heat
+templates.env.globals.update(heat=charts.heat, heat_rgb=charts.heat_rgb, no_answers=charts.EMPTY)
 
 SessionDep = Annotated[Session, Depends(get_session)]
 CallerDep = Annotated[Caller, Depends(caller)]
@@ -71,24 +78,90 @@ def getting_started(request: Request, who: Caller, session: Session) -> HTMLResp
     return render(request, "getting_started.html", who, session)
 
 
+@dataclass(frozen=True)
+class Reader:
+    """Who reads a page of the standings, and the standings they read."""
+
+    who: Caller
+    current: Current
+
+    @property
+    def visible(self) -> Snapshot | None:
+        """None while the leaderboards are hidden from this reader."""
+        return self.current.snapshot if self.current.public or self.who.organizer else None
+
+
 def _visible(request: Request, session: Session, who: Caller, dataset: str | None,
              scope: Scope = Scope.COUNTING) -> tuple[Snapshot | None, Dataset]:
     """The current snapshot and the dataset; no snapshot when the leaderboards are hidden from
     this caller. Every entry (``scope=all``) only for organizers: others get the counting ones."""
-    scope = scope if who.organizer else Scope.COUNTING
-    current, public = request.app.state.standings.get(dataset, scope)
-    return (current if public or who.organizer else None), current.dataset
+    reader = Reader(who, request.app.state.standings.get(dataset, _scope_for(who, scope)))
+    return reader.visible, reader.current.snapshot.dataset
+
+
+def _scope_for(who: Caller, scope: Scope) -> Scope:
+    return scope if who.organizer else Scope.COUNTING
+
+
+async def _reader(request: Request, dataset: str | None, scope: Scope = Scope.COUNTING) -> Reader | None:
+    """Who reads, with no query and no worker thread for an anonymous reader of public
+    leaderboards already cached (the common case under load, as for the API); anyone else, and
+    anyone asking for every entry, is identified in a worker thread. None on a site with no
+    dataset yet."""
+    anonymous = not presents_credential(request) and scope is Scope.COUNTING
+    current = request.app.state.standings.peek(dataset) if anonymous else None
+    if current is not None and current.public:
+        return Reader(Caller(), current)
+    return await run_in_threadpool(_identified_reader, request, dataset, scope)
+
+
+def _identified_reader(request: Request, dataset: str | None, scope: Scope) -> Reader | None:
+    with transaction(request.app.state.settings) as session:
+        if _fresh_site(session, dataset):
+            return None
+        who = caller(request, session)
+    return Reader(who, request.app.state.standings.get(dataset, _scope_for(who, scope)))
+
+
+def _getting_started_page(request: Request) -> HTMLResponse:
+    with transaction(request.app.state.settings) as session:
+        return getting_started(request, Caller(), session)
+
+
+async def standings_page(request: Request, dataset: str | None, template: str, key: tuple, here: str,
+                         context: Callable[[Snapshot | None], dict], scope: Scope = Scope.COUNTING) -> Response:
+    """A page of the standings, rendered and compressed once per snapshot, view and kind of
+    reader (organizers get links to the per-image results, a team sees its name): every
+    reader of the same view is sent the same stored bytes. ``here`` is the page's own
+    address, for the login link (the view, not the request's query string, keys the page)."""
+    reader = await _reader(request, dataset, scope)
+    if reader is None:
+        return await run_in_threadpool(_getting_started_page, request)
+    who, current = reader.who, reader.current
+    key = ("page", template, *key, reader.visible is None, current.title, who.organizer, who.team_id, who.team_name)
+
+    def make() -> Body:
+        page = templates.get_template(template).render(
+            who=who, tournament={"title": current.title}, here=here, dataset=current.snapshot.dataset,
+            round=current.snapshot.round, scope=_scope_for(who, scope), **context(reader.visible))
+        return Body.of(page.encode(), "text/html; charset=utf-8")
+
+    snapshot = current.snapshot
+    return compression.respond(request, snapshot.cached(key) or await run_in_threadpool(snapshot.view, key, make))
+
+
+def _here(path: str, **query: object) -> str:
+    given = {name: value for name, value in query.items() if value is not None}
+    return f"{path}?{urlencode(given)}" if given else path
 
 
 @router.get("/", response_class=HTMLResponse)
-def leaderboards_page(request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None,
-                      scope: Scope = Scope.COUNTING):
-    if _fresh_site(session, dataset):
-        return getting_started(request, who, session)
-    snapshot, chosen = _visible(request, session, who, dataset, scope)
-    boards = None if snapshot is None else snapshot.view(("html", "boards"), lambda: _boards_html(snapshot))
-    return render(request, "leaderboards.html", who, session, dataset=chosen, boards_html=boards,
-                  scope=scope if who.organizer else Scope.COUNTING, round=queries.round_of(session, chosen, who))
+async def leaderboards_page(request: Request, dataset: DatasetName = None, scope: Scope = Scope.COUNTING):
+    """One entry per team and track; every entry for organizers who ask (``scope=all``)."""
+    return await standings_page(
+        request, dataset, "leaderboards.html", (), _here("/", dataset=dataset, scope=scope.value if scope is Scope.ALL else None),
+        lambda snapshot: {"boards_html": None if snapshot is None else
+                          snapshot.view(("html", "boards"), lambda: _boards_html(snapshot))}, scope)
 
 
 def _boards_html(snapshot: Snapshot) -> Markup:
@@ -100,32 +173,33 @@ def _boards_html(snapshot: Snapshot) -> Markup:
 
 
 @router.get("/matrix", response_class=HTMLResponse)
-def matrix_page(
-    request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None,
+async def matrix_page(
+    request: Request, dataset: DatasetName = None,
     value: MatrixValue = MatrixValue.ERROR, epsilon: Epsilon = None,
     top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ):
-    if _fresh_site(session, dataset):
-        return getting_started(request, who, session)
-    snapshot, chosen = _visible(request, session, who, dataset)
-    view = queries.matrix(snapshot, value, epsilon, top_attacks, top_defenses) if snapshot else None
-    heatmap = None
-    if snapshot is not None:
-        key = ("html", "heatmap", value, epsilon, top_attacks, top_defenses, who.organizer)
-        heatmap = snapshot.view(key, lambda: _heatmap_html(snapshot, view, who.organizer))
-    return render(request, "matrix.html", who, session, dataset=chosen, view=view, heatmap_html=heatmap,
-                  top_attacks=top_attacks, top_defenses=top_defenses)
+    here = _here("/matrix", dataset=dataset, value=None if value == MatrixValue.ERROR else value.value,
+                 eps=epsilon, top_attacks=top_attacks, top_defenses=top_defenses)
 
+    def context(snapshot: Snapshot | None) -> dict:
+        if snapshot is None:
+            return {"view": None}
+        view = queries.matrix(snapshot, value, epsilon, top_attacks, top_defenses)
+        cells = queries.matrix_json(snapshot, value, epsilon, top_attacks, top_defenses).raw
+        frame = snapshot.standings.names.frame
+        csv = next(name for name, shown in MATRICES.items() if shown == value)
+        return {"view": view, "top_attacks": top_attacks, "top_defenses": top_defenses,
+                "csv": _here(f"/api/export/{csv}.csv", dataset=snapshot.dataset.name, eps=epsilon),
+                "json": _here("/api/matrix", dataset=snapshot.dataset.name, value=value.value, eps=epsilon,
+                              top_attacks=top_attacks, top_defenses=top_defenses),
+                "ids": {name: i for i, name in frame["submission"].items()},
+                "targeted": set(frame.loc[frame["kind"] == SubmissionKind.TARGETED_ATTACK.value, "submission"]),
+                # a data block ends at the first "</script": no "<" can stay in it
+                "cells_json": Markup(cells.decode().replace("<", "\\u003c"))}
 
-def _heatmap_html(snapshot: Snapshot, view: dict, organizer: bool) -> Markup:
-    """The heatmap table, rendered once per snapshot, view and kind of reader (organizers get
-    links to the per-image results)."""
-    frame = snapshot.standings.names.frame
-    ids = {name: i for i, name in frame["submission"].items()}
-    targeted = set(frame.loc[frame["kind"] == SubmissionKind.TARGETED_ATTACK.value, "submission"])
-    return Markup(templates.get_template("_heatmap.html").render(
-        view=view, ids=ids, targeted=targeted, organizer=organizer, dataset=snapshot.dataset, heat=charts.heat))
+    return await standings_page(request, dataset, "matrix.html", ("matrix", value, epsilon, top_attacks, top_defenses),
+                                here, context)
 
 
 @router.get("/curves", response_class=HTMLResponse)
@@ -157,7 +231,7 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
     snapshot, _ = _visible(request, session, who, chosen.name)
     standing = queries.standing(snapshot, submission)
     if standing is None and snapshot is not None:  # not its team's counting entry: its place among every entry
-        every, _ = request.app.state.standings.get(chosen.name, Scope.ALL)
+        every = request.app.state.standings.get(chosen.name, Scope.ALL).snapshot
         standing = queries.standing(every, submission)
         standing = standing and {**standing, "counting": False}
     return render(request, "submission.html", who, session, s=detail, dataset=chosen,

@@ -42,6 +42,7 @@ from arena.results.scoring import Standings
 from arena.sandbox import pinning
 from arena.web.auth import Caller
 from arena.web.cache import Snapshot
+from arena.web.compression import Body
 
 TRACKS = {
     "defense": ("Defenses", "correct answers on adversarial images"),
@@ -119,8 +120,20 @@ def matrix(snapshot: Snapshot, value: MatrixValue, epsilon: int | None, top_atta
     strongest attacks (most errors caused) and the strongest defenses (most correct answers)."""
     value = MatrixValue(value)
     check_epsilon(snapshot.standings, epsilon)
-    key = ("matrix", value, epsilon, top_attacks, top_defenses)
-    return snapshot.view(key, lambda: _matrix(snapshot.standings, value, epsilon, top_attacks, top_defenses))
+    return snapshot.view(matrix_key(value, epsilon, top_attacks, top_defenses),
+                         lambda: _matrix(snapshot.standings, value, epsilon, top_attacks, top_defenses))
+
+
+def matrix_key(value: MatrixValue, epsilon: int | None, top_attacks: int | None, top_defenses: int | None) -> tuple:
+    return ("matrix", MatrixValue(value), epsilon, top_attacks, top_defenses)
+
+
+def matrix_json(snapshot: Snapshot, value: MatrixValue, epsilon: int | None, top_attacks: int | None,
+                top_defenses: int | None) -> Body:
+    """The matrix as /api/matrix serves it and the heatmap page carries it for its cells:
+    serialised and compressed once per snapshot, the same bytes for both."""
+    return snapshot.json(matrix_key(value, epsilon, top_attacks, top_defenses),
+                         lambda: matrix(snapshot, value, epsilon, top_attacks, top_defenses))
 
 
 def _matrix(standings: Standings, value: MatrixValue, epsilon: int | None, top_attacks: int | None,
@@ -444,8 +457,8 @@ def team_submissions(session: Session, cache, team: Team, who: Caller) -> list[d
              .join(Round, Entry.round_id == Round.id).where(Submission.team_id == team.id)
              .order_by(Round.id, Submission.id))
     for submission, round_ in session.execute(query).all():
-        every, public = cache.get(round_.dataset.name, Scope.ALL)
-        visible = public or who.organizer
+        current = cache.get(round_.dataset.name, Scope.ALL)
+        every, visible = current.snapshot, current.public or who.organizer
         counting = submission.id in set(entries.counting(session, round_.dataset_id))
         rows.append({**submission_summary(submission), "round": round_.name, "dataset": round_.dataset.name,
                      "counting": counting, "standing": standing(every, submission) if visible else None,
