@@ -202,7 +202,7 @@ def test_the_cache_adds_the_jobs_that_land_to_the_outcomes_it_had(tmp_path, monk
     cache = StandingsCache(settings, recheck_seconds=0)
 
     def current() -> tuple[ImageOutcomes, ImageOutcomes, Leaderboards]:
-        snapshot, _ = cache.get(None, Scope.ALL)  # every entry, as the fresh read below
+        snapshot = cache.get(None, Scope.ALL).snapshot  # every entry, as the fresh read below
         with transaction(settings) as session:
             fresh = load(session, dataset, Standings.compute(session, dataset).names)
         return snapshot.outcomes, fresh, snapshot.boards

@@ -13,12 +13,13 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from arena.db import transaction
-from arena.models import SubmissionKind
+from arena.models import Submission, SubmissionKind
 from arena.web.app import create_app
 from arena.web.cache import StandingsCache
-from factories import add_submission
+from factories import add_submission, team_named
 from test_web_confirm import TOKEN, scored_tournament
 from test_web_tournament import _log_in, browser  # noqa: F401 - the Chromium fixture
 from web_server import live_server
@@ -35,6 +36,9 @@ def tournament(tmp_path, monkeypatch):
     settings, ids = scored_tournament(tmp_path, monkeypatch)
     with transaction(settings) as session:
         ids[SCRIPT_NAME] = add_submission(session, SCRIPT_NAME, SubmissionKind.ATTACK, owner="red").id
+        for submission in session.scalars(select(Submission)):  # a team each: every one counts on the boards
+            if submission.name != "A":
+                submission.team = team_named(session, f"team-{submission.id}")
     app = create_app(settings)
     app.state.standings = StandingsCache(settings, recheck_seconds=0)
     return settings, ids, app
