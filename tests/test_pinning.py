@@ -138,8 +138,9 @@ def moved(small, own_tag, tmp_path):
     return defense.id, first, second
 
 
-def test_a_moved_tag_is_not_followed_it_is_shown_and_a_repin_reruns(small, moved, cli_env):
+def test_a_moved_tag_is_not_followed_it_is_shown_and_a_repin_reruns(small, moved, own_tag, cli_env):
     defense_id, first, second = moved
+    tag, _build = own_tag
     assert run(small).platform_errors == []
     assert _labels(small, defense_id) == {1} and _images_run(small) == {first}  # the pinned image ran, not the tag's
 
@@ -147,7 +148,7 @@ def test_a_moved_tag_is_not_followed_it_is_shown_and_a_repin_reruns(small, moved
     assert shown.exit_code == 1 and "drifted" in shown.output and "labeller" in shown.output, shown.output
     client = TestClient(create_app(small))
     [image] = client.get(f"/api/submissions/{defense_id}").json()["images"]
-    assert image == {"field": "container", "tag": image["tag"], "pinned": first, "current": second, "state": "drifted"}
+    assert image == {"field": "container", "tag": tag, "pinned": first, "current": second, "state": "drifted"}
     page = client.get(f"/submissions/{defense_id}", headers=ORGANIZER).text
     assert "drift-container" in page and second in page and "/repin" in page
 
@@ -161,8 +162,8 @@ def test_a_moved_tag_is_not_followed_it_is_shown_and_a_repin_reruns(small, moved
 
 
 def test_a_repin_through_the_api_reruns_and_a_failing_dry_run_changes_nothing(small, moved, own_tag):
-    defense_id, first, second = moved
-    tag, build = own_tag
+    defense_id, _first, second = moved
+    _tag, build = own_tag
     client = TestClient(create_app(small))
     assert run(small).platform_errors == [] and _labels(small, defense_id) == {1}
     confirm = client.post(f"/submissions/{defense_id}/repin", headers=ORGANIZER, data={"dataset": "synthetic"})
@@ -184,7 +185,7 @@ def test_a_repin_through_the_api_reruns_and_a_failing_dry_run_changes_nothing(sm
 
 
 def test_the_browser_shows_a_moved_tag_and_a_repin_from_the_page_reruns(small, moved, browser):
-    defense_id, first, second = moved
+    defense_id, _first, second = moved
     assert run(small).platform_errors == [] and _labels(small, defense_id) == {1}
     app = create_app(small)
     with live_server(app) as url:
