@@ -90,7 +90,9 @@ def containers_mounting(folder: Path) -> list[Container]:
     test's own, found by its own folder, so that tests never look at or remove the
     containers of other tests or people on a shared engine."""
     inside = folder.resolve()
-    return [container for container in docker_client().containers.list(all=True, filters={"label": LABEL})
+    # sparse: the list call alone (its Mounts and State suffice), no inspect per container,
+    # which raises NotFound when another test removes one in between.
+    return [container for container in docker_client().containers.list(all=True, sparse=True, filters={"label": LABEL})
             if any(Path(m.get("Source", "/")).is_relative_to(inside) for m in container.attrs.get("Mounts", []))]
 
 
