@@ -165,3 +165,5 @@ def test_the_leaderboards_show_one_entry_per_team_and_tag_baselines(client):
     rows = {r["submission"]: r for r in client.get("/api/leaderboards/defense?scope=all", headers=ORGANIZER).json()}
     assert rows["reference"]["rank"] is None and rows["reference"]["baseline"] is True
     assert sorted(r["rank"] for r in rows.values() if r["rank"] is not None) == [1, 2]
+    matrix = client.get("/matrix").text  # the matrix marks the baseline too
+    assert re.search(r'reference</span></a><span class="tag baseline"', matrix)

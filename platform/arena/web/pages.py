@@ -195,6 +195,7 @@ async def matrix_page(
                               top_attacks=top_attacks, top_defenses=top_defenses),
                 "ids": {name: i for i, name in frame["submission"].items()},
                 "targeted": set(frame.loc[frame["kind"] == SubmissionKind.TARGETED_ATTACK.value, "submission"]),
+                "baselines": set(frame.loc[frame["baseline"], "submission"]),
                 # a data block ends at the first "</script": no "<" can stay in it
                 "cells_json": Markup(cells.decode().replace("<", "\\u003c"))}
 
