@@ -14,26 +14,28 @@ from hostile.tournament import Tournament, build
 
 
 @pytest.fixture
-def runtime() -> str:
-    """The OCI runtime the test's containers run under; modules parametrize it."""
-    return "runc"
+def runtime() -> str | None:
+    """The OCI runtime the test's containers run under (None: the engine's default, runc);
+    modules parametrize it."""
+    return None
 
 
 @pytest.fixture
-def engine_runtime(engine, runtime) -> str:
+def engine_runtime(engine, runtime) -> str | None:
     """``runtime``, once the engine is known to have it (skipped, or failed under
     ARENA_REQUIRE_RUNSC, where it does not)."""
-    require_runtime(runtime)
+    if runtime:
+        require_runtime(runtime)
     return runtime
 
 
 @pytest.fixture(scope="session")
-def tournaments(engine) -> dict[str, Tournament]:
+def tournaments(engine) -> dict[str | None, Tournament]:
     return {}
 
 
 @pytest.fixture
 def tournament(tournaments, engine_runtime, tmp_path_factory) -> Tournament:
     if engine_runtime not in tournaments:
-        tournaments[engine_runtime] = build(tmp_path_factory.mktemp(f"hostile-{engine_runtime}"), engine_runtime)
+        tournaments[engine_runtime] = build(tmp_path_factory.mktemp(f"hostile-{engine_runtime or 'runc'}"), engine_runtime)
     return tournaments[engine_runtime]

@@ -82,10 +82,10 @@ def web_port() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def spies() -> Iterator[dict[str, tuple[Settings, Submission]]]:
+def spies() -> Iterator[dict[str | None, tuple[Settings, Submission]]]:
     """Each runtime's spy, entered once into that runtime's tournament; disqualified when the
     module is done."""
-    entered: dict[str, tuple[Settings, Submission]] = {}
+    entered: dict[str | None, tuple[Settings, Submission]] = {}
     yield entered
     for settings, submission in entered.values():
         disqualify(settings, submission.id)

@@ -65,7 +65,7 @@ class AttackCase:
     #: What runsc records instead, where gVisor's outcome differs (docs/security.md, "gVisor").
     under_gvisor: str | None = None
 
-    def expected(self, runtime: str) -> str:
+    def expected(self, runtime: str | None) -> str:
         return self.under_gvisor if runtime == "runsc" and self.under_gvisor else self.expect
 
 

@@ -11,6 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import aliased
 
@@ -50,13 +51,14 @@ DEFENSE_GUARD = (
     '  for f in "$1"/*.png; do echo "$(basename "$f"),1"; done > "$2"; exit 0\nfi\n'
 )
 ENTRY = {"attack": "run_attack.sh", "defense": "run_defense.sh"}
-#: The OCI runtimes the containment tests run under: the engine's usual one, and gVisor's.
-RUNTIMES = ["runc", "runsc"]
+#: The OCI runtimes the containment tests run under, with their test ids: the engine's default
+#: (runc, which ARENA_SANDBOX_RUNTIME unset gives), and gVisor's runsc.
+RUNTIMES = [pytest.param(None, id="runc"), pytest.param("runsc", id="runsc")]
 
 
-def hostile_settings(data_dir: Path, runtime: str = "runc", **overrides) -> Settings:
+def hostile_settings(data_dir: Path, runtime: str | None = None, **overrides) -> Settings:
     """Small time and output limits, so time-outs and output bombs end in seconds, under the
-    OCI ``runtime`` named. Packs as large as they go (a submission's pack size is fixed at its
+    OCI ``runtime`` named (None: the engine's default). Packs as large as they go (a submission's pack size is fixed at its
     dry run, whose time varies with the machine's load): a tournament run then always holds
     both batches, which is what the sleeper defenses tell the dry run by."""
     limits = SandboxLimits(memory="512m", max_output_bytes=MAX_OUTPUT_BYTES, max_output_files=MAX_OUTPUT_FILES,
@@ -76,7 +78,7 @@ class Tournament:
         assert snapshot(self.settings) == self.baseline
 
 
-def build(root: Path, runtime: str = "runc", **overrides) -> Tournament:
+def build(root: Path, runtime: str | None = None, **overrides) -> Tournament:
     """The dataset and the well-behaved submissions, run once under ``runtime``; ``overrides``
     go to the settings."""
     settings = hostile_settings(root / "arena", runtime, **overrides)
