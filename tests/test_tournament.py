@@ -181,8 +181,8 @@ def _page_cells(page: str, table: str) -> dict[str, dict[str, tuple]]:
     """A leaderboard of the page: by submission, each column's (value, low, high) as the cells
     carry them (data-value, and the interval's data-low and data-high)."""
     body = re.search(rf'<table class="sortable" id="{table}">(.*?)</table>', page, re.S).group(1)
-    headers = [re.sub(r"<[^>]+>", "", h).replace("&epsilon;", "ε").strip()
-               for h in re.findall(r"<th[^>]*>(.*?)</th>", body, re.S)]
+    headers = [re.sub(r"<[^>]+>", "", re.sub(r'<a class="explain".*?</a>', "", h)).replace("&epsilon;", "ε").strip()
+               for h in re.findall(r"<th[^>]*>(.*?)</th>", body, re.S)]  # the "?" links to /evaluation left out
     rows = {}
     for row in re.findall(r"<tr>(.*?)</tr>", body.split("<tbody>")[1], re.S):
         cells = re.findall(r"<td([^>]*)>(.*?)</td>", row, re.S)
