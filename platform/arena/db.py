@@ -9,6 +9,7 @@ effect of a read.
 """
 
 import functools
+import io
 import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,8 @@ from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from psycopg import sql
+from psycopg import Copy, sql
+from psycopg.copy import FileWriter
 from sqlalchemy import Engine, Table, create_engine, event, insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
@@ -67,31 +69,41 @@ def transaction(settings: Settings) -> Iterator[Session]:
         yield session
 
 
-def bulk_insert(session: Session, table: Table, rows: list[dict]) -> None:
+def bulk_insert(session: Session, table: Table, rows: list[dict], *copies: Table) -> None:
     """Insert many plain rows (all with the same keys, at least two, in the same order) in the
-    session's transaction.
+    session's transaction, into ``table`` and into each of ``copies`` (tables with those
+    columns too).
 
     On PostgreSQL the rows go in with COPY, inside the caller's transaction: COPY checks the
     unique indexes and foreign keys like INSERT does, so a duplicate fails the whole
-    transaction (fencing check and status change included) exactly as the INSERT did.
-    Enum columns hold ``StrEnum`` members (``models._enum``), which psycopg sends as the str
-    they are, their value. Elsewhere (SQLite) one executemany ``insert()``.
+    transaction (fencing check and status change included) exactly as the INSERT did. The
+    rows are formatted once, and the same bytes copied into every table. Enum columns hold
+    ``StrEnum`` members (``models._enum``), which psycopg sends as the str they are, their
+    value. Elsewhere (SQLite) one executemany ``insert()`` per table.
     """
     if not rows:
         return
     session.flush()  # pending ORM changes first, as session.execute would do
     connection = session.connection()
     if connection.dialect.name != "postgresql":
-        connection.execute(insert(table), rows)
+        for target in (table, *copies):
+            connection.execute(insert(target), rows)
         return
     columns = list(rows[0])
-    values = itemgetter(*columns)
-    statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
-        sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
-    )
-    with connection.connection.driver_connection.cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(values(row))
+    values, formatted = itemgetter(*columns), io.BytesIO()
+    try:
+        with connection.connection.driver_connection.cursor() as cursor:
+            with Copy(cursor, writer=FileWriter(formatted)) as copy:
+                for row in rows:
+                    copy.write_row(values(row))
+            for target in (table, *copies):
+                statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
+                    sql.Identifier(target.name), sql.SQL(", ").join(map(sql.Identifier, columns))
+                )
+                with cursor.copy(statement) as copy:
+                    copy.write(formatted.getbuffer())
+    except psycopg.Error as error:  # raised as SQLAlchemy raises any statement's: IntegrityError, OperationalError...
+        raise DBAPIError.instance(f"COPY {table.name}", None, error, psycopg.Error) from error
 
 
 def _unreachable(error: BaseException) -> bool:

@@ -3,8 +3,8 @@
 Vocabulary follows the 2017 evaluation library: a dataset is cut into image batches; an
 attack job is one attack submission at one epsilon over one batch and yields adversarial
 images; a defense job is one defense over one batch, either clean or one attack job's
-output, and yields one classification per image. Unique constraints make a result
-impossible to store twice, whatever the executor does.
+output, and yields one classification per image. Unique constraints (for classifications,
+the primary key) make a result impossible to store twice, whatever the executor does.
 """
 
 from datetime import datetime, timezone

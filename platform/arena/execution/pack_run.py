@@ -5,7 +5,7 @@ Every executor, in-process or on a worker, calls ``run_pack``: claim the jobs
 no database session open (runs take minutes), then store each job's results in one
 transaction, only for the jobs that still carry this run's fencing token. A pack is jobs
 of one submission (and one epsilon, for attacks); a pack of one job is the plain case.
-Unique constraints refuse anything stored twice, whatever happens.
+Unique constraints and primary keys refuse anything stored twice, whatever happens.
 
 What a failed pack keeps: when the container crashes or times out, each job whose images
 all got an output (attacks) or an answer (defenses) is kept; the others are split in two

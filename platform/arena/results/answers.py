@@ -1,13 +1,16 @@
 """Where a defense's answers go in, counted, and where they are deleted.
 
 A 2017-size tournament stores 200 million answers, each also counted in the tallies. The
-rows go first into a staging table private to the connection, with no index (COPY on
-PostgreSQL); from there they are moved into ``classifications`` and counted, the counts
-being those of exactly the rows stored, judged by ``tallies``' counts (``judging``'s
-expressions): the answers are never read back from the big table. On PostgreSQL the move
-and both counts are one statement over the rows its INSERT returns; SQLite, which has no
-data-modifying WITH, runs the same steps one statement each. The primary key (defense job,
-image) refuses a second answer, failing the whole transaction.
+rows of a transaction go, besides ``classifications``, into a staging table private to the
+connection, with no index, and are counted from there by ``tallies``' counts (judged by
+``judging``'s expressions, as the recount judges the table): the counts are those of
+exactly the rows stored, and the answers are never read back from the big table. On
+PostgreSQL the rows are formatted once and the same bytes copied (COPY) into both tables,
+then one statement adds them to both tallies: COPY writes a page of rows at a time where
+an INSERT ... SELECT from the staging table would write, and log, row by row (twice the
+time, ``bench/ingest.py``). SQLite inserts them into the staging table, counts them, and
+moves them into the table with one INSERT ... SELECT. The primary key (defense job, image)
+refuses a second answer, failing the whole transaction, counts included.
 
 ``classifications`` has no foreign key (a trigger per inserted row on PostgreSQL), so
 deleting a defense job does not delete its answers: ``forget`` does, for the jobs
@@ -16,7 +19,8 @@ deleting a defense job does not delete its answers: ``forget`` does, for the job
 
 from collections.abc import Sequence
 
-from sqlalchemy import Column, MetaData, Table, delete, insert, literal_column, select
+from sqlalchemy import Column, MetaData, Table, delete, insert, literal_column, select, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.schema import CreateTable
 
@@ -26,12 +30,15 @@ from arena.results import tallies
 
 CLASSIFICATIONS = Classification.__table__
 #: A temporary table with the columns of ``classifications`` and no index, made once per
-#: connection and emptied before each use (and after it: truncated by PostgreSQL at every
-#: commit, deleted on SQLite), so that it never grows.
+#: connection and emptied at the end of each use (truncated by PostgreSQL at every commit,
+#: deleted on SQLite), so that it never grows.
 STAGED = Table("staged_answers", MetaData(),
                *(Column(column.name, column.type, nullable=column.nullable) for column in CLASSIFICATIONS.c),
                prefixes=["TEMPORARY"], postgresql_on_commit="DELETE ROWS")
 COLUMNS = [column.name for column in STAGED.c]
+#: Its DDL, compiled once per dialect (SQLAlchemy does not cache the compilation of DDL).
+STAGING = {module.dialect.name: text(str(CreateTable(STAGED, if_not_exists=True).compile(dialect=module.dialect())))
+           for module in (postgresql, sqlite)}
 #: Ids per DELETE statement: under SQLite's limit of bound parameters.
 CHUNK = 10_000
 
@@ -41,27 +48,26 @@ def store(session: Session, rows: list[dict]) -> None:
     if not rows:
         return
     dialect = session.get_bind().dialect.name
-    session.execute(CreateTable(STAGED, if_not_exists=True))
-    session.execute(delete(STAGED))  # what an earlier call of this transaction staged (an empty table otherwise)
-    bulk_insert(session, STAGED, rows)
+    session.execute(STAGING[dialect])
     if dialect == "postgresql":
-        session.execute(MOVE_AND_COUNT)
+        session.execute(delete(STAGED))  # what an earlier call of this transaction staged (an empty table otherwise)
+        bulk_insert(session, CLASSIFICATIONS, rows, STAGED)
+        session.execute(COUNT_STAGED)
         return
-    session.execute(tallies.adding(dialect, CellTally, tallies.cell_counts(STAGED)))
-    session.execute(tallies.adding(dialect, CleanTally, tallies.clean_counts(STAGED)))
+    bulk_insert(session, STAGED, rows)
+    for model, counts in ((CellTally, tallies.cell_counts(STAGED)), (CleanTally, tallies.clean_counts(STAGED))):
+        session.execute(tallies.adding(dialect, model, counts))
     session.execute(insert(CLASSIFICATIONS).from_select(COLUMNS, select(STAGED)))
     session.execute(delete(STAGED))  # SQLite keeps a temporary table's rows past the commit
 
 
-def _move_and_count():
-    """One statement: the staged rows into ``classifications``, and the rows inserted added
-    to the cell and clean tallies."""
-    stored = insert(CLASSIFICATIONS).from_select(COLUMNS, select(STAGED)).returning(*CLASSIFICATIONS.c).cte("stored")
-    cells = tallies.adding("postgresql", CellTally, tallies.cell_counts(stored)).returning(literal_column("1")).cte("cells")
-    return tallies.adding("postgresql", CleanTally, tallies.clean_counts(stored)).add_cte(cells)
+def _count_staged():
+    """One statement adding the staged rows to the cell and the clean tallies."""
+    cells = tallies.adding("postgresql", CellTally, tallies.cell_counts(STAGED)).returning(literal_column("1")).cte("cells")
+    return tallies.adding("postgresql", CleanTally, tallies.clean_counts(STAGED)).add_cte(cells)
 
 
-MOVE_AND_COUNT = _move_and_count()
+COUNT_STAGED = _count_staged()
 
 
 def forget(session: Session, defense_job_ids: Sequence[int] | None) -> None:
