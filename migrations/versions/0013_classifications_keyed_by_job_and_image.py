@@ -9,7 +9,7 @@ cascade. On SQLite the table is WITHOUT ROWID: the rows live in the key's own b-
 
 Revision ID: 0013
 Revises: 0010
-Create Date: 2026-11-26 09:00:00
+Create Date: 2026-11-25 17:00:00
 """
 
 import sqlalchemy as sa
