@@ -7,11 +7,11 @@ attacks x defenses x epsilons rows) and per-(dataset, defense) clean counts inst
 How the counts stay exact, whatever the executor does:
 
 - ``results.answers.store`` adds the counts of exactly the answers it stores (``adding``
-  ``cell_counts`` and ``clean_counts`` of the staged rows, judged by ``judging``'s
+  ``cell_counts`` and ``clean_counts`` of a staged copy of them, judged by ``judging``'s
   expressions, as the rebuild counts the table), in the transaction that stores them,
-  after the fencing check: on PostgreSQL in the very statement that inserts them. A stale
-  attempt stores no rows and counts nothing; a rolled-back transaction takes its counts
-  with it; the primary key lets an answer, hence its count, land only once.
+  after the fencing check. A stale attempt stores no rows and counts nothing; a
+  rolled-back transaction takes its counts with it; the primary key lets an answer, hence
+  its count, land only once.
 - ``forget`` drops the tallies of what ``planning.forget`` deletes, in its transaction.
 - Disqualification changes nothing here: readers keep accepted submissions only.
 - ``rebuild`` recomputes every tally from the raw rows (``arena scores rebuild``).
@@ -113,7 +113,9 @@ def rebuild(session: Session) -> int:
     On PostgreSQL the tally tables are locked first (EXCLUSIVE: readers go on, writers wait),
     so a job landing meanwhile is either in the recount or added after it, never both. The
     counts are selected, then inserted: a plain SELECT may use parallel workers, an
-    INSERT ... SELECT may not."""
+    INSERT ... SELECT may not. On SQLite the recount holds the database's write lock
+    throughout: about a minute at the 2017 size (docs/benchmarks.md), longer than a
+    storing worker waits for it."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text(f"LOCK TABLE {CellTally.__tablename__}, {CleanTally.__tablename__} IN EXCLUSIVE MODE"))
     forget(session)
