@@ -248,6 +248,16 @@ class StandingsCache:
             threading.Thread(target=self._refresh_then_release, args=(key,), daemon=True).start()
         return entry.current
 
+    def fresh(self, dataset_name: str | None, scope: Scope = Scope.COUNTING) -> Current | None:
+        """The entry when it was checked within ``recheck_seconds``, else None, never waiting:
+        the pages serve it from the event loop and otherwise call ``get`` in a worker thread,
+        so a page asked for after a result lands shows it (the API's ``peek`` may serve the
+        entry before the check once)."""
+        entry = self._entries.get((dataset_name, scope))
+        if entry is None or time.monotonic() - entry.checked >= self._recheck:
+            return None
+        return entry.current
+
     def _refresh_then_release(self, key: tuple[str | None, Scope]) -> None:
         try:
             self._refresh(key)

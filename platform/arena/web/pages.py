@@ -105,11 +105,11 @@ def _scope_for(who: Caller, scope: Scope) -> Scope:
 
 async def _reader(request: Request, dataset: str | None, scope: Scope = Scope.COUNTING) -> Reader | None:
     """Who reads, with no query and no worker thread for an anonymous reader of public
-    leaderboards already cached (the common case under load, as for the API); anyone else, and
-    anyone asking for every entry, is identified in a worker thread. None on a site with no
-    dataset yet."""
+    leaderboards checked within the cache's delay (the common case under load); anyone else,
+    anyone asking for every entry, or after the delay, in a worker thread that checks the
+    standings first. None on a site with no dataset yet."""
     anonymous = not presents_credential(request) and scope is Scope.COUNTING
-    current = request.app.state.standings.peek(dataset) if anonymous else None
+    current = request.app.state.standings.fresh(dataset) if anonymous else None
     if current is not None and current.public:
         return Reader(Caller(), current)
     return await run_in_threadpool(_identified_reader, request, dataset, scope)
