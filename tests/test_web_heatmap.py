@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from arena.db import transaction
 from arena.models import Submission, SubmissionKind
+from arena.web import cache
 from arena.web.app import create_app
 from arena.web.cache import StandingsCache
 from factories import add_submission, team_named
@@ -222,3 +223,15 @@ def test_without_javascript_the_matrix_page_says_where_the_figures_are(tournamen
         assert matrix["epsilon"] == 8 and matrix["answered"]
         context.close()
 
+
+
+def test_freely_chosen_query_values_do_not_grow_the_cache(tournament, monkeypatch):
+    """Each distinct ``top_attacks`` is a view of its own: past the cap it is answered, not kept."""
+    _, _, app = tournament
+    monkeypatch.setattr(cache, "MAX_VIEWS", 5)
+    client = TestClient(app)
+    for top in range(1, 12):
+        matrix = client.get(f"/api/matrix?top_attacks={top}").json()
+        assert len(matrix["attacks"]) == min(top, 3)
+    snapshot = app.state.standings.get(None).snapshot
+    assert len(snapshot._views) == 5

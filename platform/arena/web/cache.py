@@ -104,6 +104,10 @@ class DoneJobs:
         return cls(count, id_sum, newest)
 
 
+#: Views kept per snapshot: every page and JSON view people ask for, with room to spare.
+MAX_VIEWS = 512
+
+
 @dataclass
 class Snapshot:
     """What the leaderboards and matrices show, for one version of the results."""
@@ -133,10 +137,15 @@ class Snapshot:
                    round_facts(session, dataset))
 
     def view(self, key: tuple, make: Callable[[], Any]) -> Any:
-        """A view shaped once per snapshot (two threads may both shape it; both get equal ones)."""
-        if key not in self._views:
-            self._views[key] = make()
-        return self._views[key]
+        """A view shaped once per snapshot (two threads may both shape it; both get equal ones).
+        Past ``MAX_VIEWS`` a new view is shaped for its request and not kept: query values
+        (``top_attacks``, ``eps``...) chosen freely by any reader must not grow the memory."""
+        if key in self._views:
+            return self._views[key]
+        made = make()
+        if len(self._views) < MAX_VIEWS:
+            self._views[key] = made
+        return made
 
     def cached(self, key: tuple) -> Any:
         """The view if it was shaped already, else None: lets a request skip the worker thread."""
