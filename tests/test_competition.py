@@ -10,7 +10,7 @@ from sqlalchemy import select
 from arena.competition import entries, quotas, rounds
 from arena.competition.entries import Scope
 from arena.db import transaction
-from arena.errors import ConflictError, ForbiddenError, QuotaError
+from arena.errors import ConflictError, ForbiddenError, NotFoundError, QuotaError
 from arena.execution import pack_run, planning
 from arena.models import (
     AdversarialImage,
@@ -221,6 +221,10 @@ def test_a_round_plans_its_entries_at_its_epsilons_and_a_carried_entry_runs_on_t
 
         assert [s.name for s in rounds.carry(session, final, [attack, defense])] == ["A", "D"]
         assert rounds.carry(session, final, [attack]) == []  # already there
+        with pytest.raises(rounds.RoundError, match="name submissions to carry"):
+            entries.carry_into(session, "final", [])
+        with pytest.raises(NotFoundError, match="no submission named 'ghost'"):
+            entries.carry_into(session, "final", ["ghost"])
         planning.plan(session, final.dataset, final.epsilons)
         assert _jobs(session, attack.id)["attack"] == {("dev", 2), ("dev", 8), ("final-images", 16)}
         assert set(dev_jobs) <= set(session.scalars(select(AttackJob.id)))  # nothing of dev was planned again

@@ -657,13 +657,7 @@ def round_carry(
 ) -> None:
     """Enter stored submissions into a round without a new upload; run them with `arena run`."""
     with db.transaction(database()) as session:
-        chosen = [_submission(session, n) for n in submissions or []]
-        if counting_from is not None:
-            ids = entries.counting(session, _round(session, counting_from).dataset_id)
-            chosen += list(session.scalars(select(Submission).where(Submission.id.in_(ids))))
-        if not chosen:
-            raise rounds.RoundError("name submissions to carry, or --counting-from ROUND")
-        carried = rounds.carry(session, _round(session, name), chosen)
+        carried = entries.carry_into(session, name, submissions or [], counting_from)
     console.print(f"carried {len(carried)} submissions into {name!r}: {', '.join(s.name for s in carried) or 'none new'}")
 
 

@@ -10,8 +10,9 @@ from enum import StrEnum
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena.competition import rounds
 from arena.competition.rounds import RoundError, window
-from arena.errors import ForbiddenError
+from arena.errors import ForbiddenError, NotFoundError
 from arena.models import Entry, Round, Submission, SubmissionStatus, Team, utcnow
 
 
@@ -76,3 +77,22 @@ def choose(session: Session, round_: Round, submission: Submission, team: Team |
     for other in session.scalars(same_track):
         other.chosen = other.submission_id == submission.id
     return entry
+
+
+def carry_into(session: Session, round_name: str, names: list[str], counting_from: str | None = None) -> list[Submission]:
+    """Carry submissions named, and every team's counting entries of round ``counting_from``,
+    into round ``round_name``; the ones newly entered."""
+    chosen = [_named(session, name) for name in names]
+    if counting_from is not None:
+        ids = counting(session, rounds.find(session, counting_from).dataset_id)
+        chosen += list(session.scalars(select(Submission).where(Submission.id.in_(ids))))
+    if not chosen:
+        raise RoundError("name submissions to carry, or a round whose counting entries to carry")
+    return rounds.carry(session, rounds.find(session, round_name), chosen)
+
+
+def _named(session: Session, name: str) -> Submission:
+    submission = session.scalar(select(Submission).where(Submission.name == name))
+    if submission is None:
+        raise NotFoundError(f"no submission named {name!r}")
+    return submission

@@ -8,7 +8,6 @@ wrong by raising an ``ArenaError`` (bad input, unknown id, a run already under w
 """
 
 from fastapi import UploadFile
-from sqlalchemy import select
 
 from arena.admin import teams, tournament
 from arena.competition import entries, rounds
@@ -44,13 +43,7 @@ def upload(settings: Settings, who: Caller, archive: UploadFile, name: str | Non
 def carry(settings: Settings, round_name: str, names: list[str], counting_from: str | None) -> list[str]:
     """Enter stored submissions (by name, or every team's counting ones of another round) into a round."""
     with transaction(settings) as session:
-        chosen = [queries.submission_named(session, name) for name in names]
-        if counting_from is not None:
-            ids = entries.counting(session, rounds.find(session, counting_from).dataset_id)
-            chosen += list(session.scalars(select(Submission).where(Submission.id.in_(ids))))
-        if not chosen:
-            raise InputError("name submissions to carry, or a round to carry the counting ones from")
-        return [s.name for s in rounds.carry(session, rounds.find(session, round_name), chosen)]
+        return [s.name for s in entries.carry_into(session, round_name, names, counting_from)]
 
 
 def close_round(settings: Settings, round_name: str) -> dict:

@@ -189,12 +189,6 @@ def submission_summary(submission: Submission) -> dict:
     }
 
 
-def submission_named(session: Session, name: str) -> Submission:
-    submission = session.scalar(select(Submission).where(Submission.name == name))
-    if submission is None:
-        raise NotFoundError(f"no submission named {name!r}")
-    return submission
-
 
 def round_summary(session: Session, round_: Round, team: Team | None = None) -> dict:
     """A round as people ask about it: is it open, for how long, and (for a team) how many
@@ -452,16 +446,17 @@ def team_or_404(session: Session, name: str) -> Team:
 def team_submissions(session: Session, cache, team: Team, who: Caller) -> list[dict]:
     """Every submission of the team, once per round it takes part in, with its standing there
     (when the round's leaderboards are visible to ``who``) and whether it counts."""
-    rows = []
+    rows, counting = [], {}
     query = (select(Submission, Round).join(Entry, Entry.submission_id == Submission.id)
              .join(Round, Entry.round_id == Round.id).where(Submission.team_id == team.id)
              .order_by(Round.id, Submission.id))
     for submission, round_ in session.execute(query).all():
         current = cache.get(round_.dataset.name, Scope.ALL)
         every, visible = current.snapshot, current.public or who.organizer
-        counting = submission.id in set(entries.counting(session, round_.dataset_id))
+        if round_.id not in counting:  # once per round, not per submission
+            counting[round_.id] = set(entries.counting(session, round_.dataset_id))
         rows.append({**submission_summary(submission), "round": round_.name, "dataset": round_.dataset.name,
-                     "counting": counting, "standing": standing(every, submission) if visible else None,
+                     "counting": submission.id in counting[round_.id], "standing": standing(every, submission) if visible else None,
                      "hidden": not visible})
     unentered = select(Submission).where(Submission.team_id == team.id, ~Submission.id.in_(select(Entry.submission_id)))
     rows += [{**submission_summary(s), "round": None, "dataset": None, "counting": False, "standing": None,
