@@ -14,10 +14,10 @@ from sqlalchemy import select
 from arena.competition import rounds
 from arena.data.dataset import read_competition_csv
 from arena.db import transaction
-from arena.models import Entry, Image, Submission, SubmissionKind, utcnow
+from arena.models import Entry, Image, Submission, SubmissionKind, Visibility, utcnow
 from arena.results import bundle
 from arena.web.app import create_app
-from conftest import make_settings
+from conftest import make_settings, wait_until
 from factories import add_submission, synth_dataset
 
 TOKEN = "organizer-secret"
@@ -143,3 +143,20 @@ def test_the_forms_choose_mark_baselines_and_run_the_rounds(client):
         assert rounds.window(rounds.find(session, "synthetic")).state(utcnow()) == "closed"
     refused = admin.post("/organizer/rounds/final/publish")
     assert refused.status_code == 409 and "jobs not done" in refused.text
+
+
+def test_a_hidden_round_shows_its_leaderboards_to_organizers_until_it_is_published(client, monkeypatch):
+    """The round's own visibility, beside the tournament-wide switch: hidden from teams and the
+    public (403) while the round runs; public once it is published."""
+    settings = client.app.state.settings
+    client.app.state.standings._recheck = 0  # every request checks the round again
+    with transaction(settings) as session:
+        rounds.update(rounds.find(session, "synthetic"), visibility=Visibility.HIDDEN)
+    hidden = client.get("/api/leaderboards/defense")
+    assert hidden.status_code == 403 and "hidden" in hidden.json()["detail"]
+    assert client.get("/api/leaderboards/defense", headers=ORGANIZER).status_code == 200
+    monkeypatch.setattr(rounds, "pending_jobs", lambda _session, _round: 0)  # no job here is ever run
+    with transaction(settings) as session:
+        rounds.publish(session, rounds.find(session, "synthetic"))
+    # the API never waits for a refresh: the answer after publishing may be the one before, once
+    wait_until(lambda: client.get("/api/leaderboards/defense").status_code == 200, 10, "the published round's board")
