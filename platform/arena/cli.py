@@ -534,8 +534,10 @@ def demo(
 
 @app.command()
 def study(
-    images: Annotated[int, typer.Option(help="Real photos to import (spread over the classes).", min=1)] = 200,
+    images: Annotated[int, typer.Option(help="Real photos to import (spread over the classes).", min=1)] = 160,
     photos: Annotated[Optional[Path], typer.Option(help="The imagenet-sample-1000 folder.")] = None,
+    defense: Annotated[Optional[list[Path]], typer.Option(
+        help="An extra defense submission folder (repeatable), e.g. one that loads adversarially trained weights.")] = None,
     report: Annotated[Path, typer.Option(help="Where to write the report (plots go beside it).")] = Path("docs/study.md"),
 ) -> None:
     """The real-model study: EfficientNet-Lite attacks and defenses, with and without a median
@@ -543,7 +545,7 @@ def study(
     from arena.tools.study import DEFAULT_PHOTOS, run_study
     from arena.tools.study_report import write_report
 
-    name = run_study(settings(), images, photos or DEFAULT_PHOTOS, console, _run)
+    name = run_study(settings(), images, photos or DEFAULT_PHOTOS, console, _run, tuple(defense or ()))
     with db.transaction(database()) as session:
         written = write_report(session, find_dataset(session, name), report)
     console.print(f"report written: {', '.join(str(p) for p in written)}")

@@ -34,11 +34,12 @@ def _carried_if_there(settings: Settings, name: str, round_name: str) -> bool:
         return submission is not None
 
 
-def submit_samples(settings: Settings, root: Path, console: Console, round_name: str, team: str | None = None) -> None:
-    """Submit every sample folder under ``root`` into the round through the normal intake,
-    or carry it there if it was submitted before; each goes to ``team``, or to a team of its own."""
+def submit_samples(settings: Settings, folders: list[Path], console: Console, round_name: str,
+                   team: str | None = None) -> None:
+    """Submit each sample folder into the round through the normal intake, or carry it there
+    if it was submitted before; each goes to ``team``, or to a team of its own."""
     with tempfile.TemporaryDirectory() as scratch:
-        for folder in sample_folders(root):
+        for folder in folders:
             if _carried_if_there(settings, folder.name, round_name):
                 continue
             with console.status(f"dry run of {folder.name}..."):
@@ -57,5 +58,5 @@ def run_demo(settings: Settings, images: int, console: Console, run: Callable[[s
         console.print(f"synthetic dataset {DEMO_DATASET!r}: {images} images")
     with db.transaction(settings) as session:
         round_name = rounds.ensure(session, settings, find_dataset(session, DEMO_DATASET)).name
-    submit_samples(settings, SAMPLES, console, round_name)
+    submit_samples(settings, sample_folders(SAMPLES), console, round_name)
     run(DEMO_DATASET)

@@ -19,10 +19,14 @@ from arena.config import Settings
 from arena.data.dataset import DatasetError, find_dataset, read_photo_folder, store_dataset
 from arena.models import Dataset
 from arena.tools import base_image
-from arena.tools.demo import submit_samples
+from arena.tools.demo import sample_folders, submit_samples
 
 REAL_SAMPLES = REPO_ROOT / "submissions" / "real"
 DEFAULT_PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-sample-1000"
+#: Every submission's dry run, determinism probe included, runs the first batch twice; the
+#: three-model attacks take about 2 s per photo on one CPU, so batches of 20 keep the eight
+#: attacks' intake to minutes, where batches of 100 would take half an hour.
+STUDY_BATCH = 20
 
 
 def dataset_name(images: int) -> str:
@@ -49,13 +53,16 @@ def import_photos(settings: Settings, photos: Path, images: int, console: Consol
             return name
     with tempfile.TemporaryDirectory() as scratch:
         rows = read_photo_folder(photos / "images", _spread_labels(photos, images, Path(scratch)))
-    store_dataset(settings, name, rows)
+    store_dataset(settings, name, rows, batch_size=STUDY_BATCH)
     console.print(f"imported {images} photos as dataset {name!r}")
     return name
 
 
-def run_study(settings: Settings, images: int, photos: Path, console: Console, run: Callable[[str | None], object]) -> str:
-    """Everything up to a finished tournament; returns the dataset name."""
+def run_study(settings: Settings, images: int, photos: Path, console: Console, run: Callable[[str | None], object],
+              defenses: tuple[Path, ...] = ()) -> str:
+    """Everything up to a finished tournament; returns the dataset name. ``defenses`` are extra
+    defense submission folders entered beside the samples: where adversarially trained weights
+    exist on disk, a folder that loads them puts them in the same report."""
     if not (photos / "labels.csv").is_file():
         raise DatasetError(
             f"the real-model study needs the ImageNet sample photos at {photos} (labels.csv and images/); "
@@ -66,6 +73,9 @@ def run_study(settings: Settings, images: int, photos: Path, console: Console, r
     name = import_photos(settings, photos, images, console)
     with db.transaction(settings) as session:
         round_name = rounds.ensure(session, settings, find_dataset(session, name)).name
-    submit_samples(settings, REAL_SAMPLES, console, round_name, team="arena-samples")
+    for folder in defenses:
+        if not (folder / "metadata.json").is_file():
+            raise DatasetError(f"--defense {folder}: not a submission folder (no metadata.json in it)", [])
+    submit_samples(settings, [*sample_folders(REAL_SAMPLES), *defenses], console, round_name, team="arena-samples")
     run(name)
     return name

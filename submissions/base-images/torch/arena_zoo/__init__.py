@@ -45,11 +45,30 @@ def ensemble_logits(models: list[torch.nn.Module], images: torch.Tensor) -> torc
     return torch.log(probabilities + 1e-12)
 
 
+#: Devillard's 19 compare-exchange network: after it, slot 4 holds the median of nine.
+_MEDIAN_OF_NINE = [(1, 2), (4, 5), (7, 8), (0, 1), (3, 4), (6, 7), (1, 2), (4, 5), (7, 8), (0, 3),
+                   (5, 8), (4, 7), (3, 6), (1, 4), (2, 5), (4, 7), (4, 2), (6, 4), (4, 2)]
+
+
 def median3x3(images: torch.Tensor) -> torch.Tensor:
-    """The 3 x 3 median filter of the 2017 median-filter study, per channel, edges replicated."""
+    """The 3 x 3 median filter of the 2017 median-filter study, per channel, edges replicated.
+
+    A sorting network of elementwise min/max over the nine shifted copies: six times faster on
+    one CPU than sorting unfolded patches, which matters because every filtered defense pays it
+    on every image of every attack."""
     padded = F.pad(images, (1, 1, 1, 1), mode="replicate")
-    patches = padded.unfold(2, 3, 1).unfold(3, 3, 1)
-    return patches.reshape(*patches.shape[:4], 9).median(dim=-1).values
+    height, width = images.shape[-2:]
+    slots = [padded[..., i:i + height, j:j + width] for i in range(3) for j in range(3)]
+    for a, b in _MEDIAN_OF_NINE:
+        slots[a], slots[b] = torch.minimum(slots[a], slots[b]), torch.maximum(slots[a], slots[b])
+    return slots[4]
+
+
+def straight_through(defense_filter):
+    """BPDA (Athalye et al., 2018): the forward pass sees the filtered image, the backward pass
+    treats the filter as the identity, so an attack gets a usable gradient through a
+    preprocessing step whatever that step's own gradient looks like."""
+    return lambda images: images + (defense_filter(images) - images).detach()
 
 
 def read_images(folder: str) -> tuple[list[str], torch.Tensor]:
@@ -83,21 +102,62 @@ def in_chunks(images: torch.Tensor, size: int = 10):
         yield slice(start, start + size)
 
 
+def step_size(eps: float, steps: int, random_start: bool) -> float:
+    """One step's move. FGSM moves the whole eps at once. Iterative steps move 1.25 eps / steps
+    in all from the clean image, or 2.5 eps / steps from a random start (Madry et al.'s PGD
+    rule): enough to cross the ball from any starting point."""
+    if steps == 1:
+        return eps
+    return (2.5 if random_start else 1.25) * eps / steps
+
+
+def shifted(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The image moved by up to one pixel each way: EOT's transformation, so the perturbation
+    does not depend on where the 3 x 3 filter windows fall."""
+    dy, dx = (int(v) for v in torch.randint(-1, 2, (2,), generator=generator))
+    return torch.roll(images, shifts=(dy, dx), dims=(2, 3))
+
+
+def gradient(forward, images: torch.Tensor, labels: torch.Tensor, transform=None, samples: int = 1,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+    """The gradient of the cross-entropy at ``images``; with ``transform``, its mean over
+    ``samples`` random transformations (expectation over transformation, EOT)."""
+    images = images.detach().requires_grad_(True)
+    total = torch.zeros_like(images)
+    for _ in range(samples):
+        seen = images if transform is None else transform(images, generator)
+        (part,) = torch.autograd.grad(F.cross_entropy(forward(seen), labels), images)
+        total += part
+    return total / samples
+
+
 def iterative_attack(forward, images: torch.Tensor, labels: torch.Tensor, eps: float, steps: int,
-                     targeted: bool = False, smooth=None) -> torch.Tensor:
-    """I-FGSM (one step is FGSM): move by sign(gradient) in eps-sized total, project to the ball.
+                     targeted: bool = False, smooth=None, momentum: float = 1.0, random_start: bool = True,
+                     transform=None, samples: int = 1, seed: int = 0) -> torch.Tensor:
+    """Momentum iterative FGSM (MI-FGSM, the 2017 winners' attack) from a random start in the
+    eps ball; one step is plain FGSM. Every step is projected back into the ball and [0, 1].
 
     ``forward`` maps images to logits; ``targeted`` descends toward ``labels`` instead of
-    ascending away from them; ``smooth`` filters the gradient first (low-frequency attacks)."""
+    ascending away from them; ``smooth`` filters the gradient (low-frequency attacks);
+    ``transform`` and ``samples`` make it EOT. The random start and EOT draw from a generator
+    seeded with ``seed``, so the same images give the same outputs (the determinism probe)."""
+    generator = torch.Generator().manual_seed(seed)
+    iterative = steps > 1
     adversarial = images.clone()
-    step = eps if steps == 1 else 1.25 * eps / steps
+    if iterative and random_start:
+        noise = torch.rand(images.shape, generator=generator).to(images.device) * 2 - 1
+        adversarial = (images + eps * noise).clamp(0, 1)
+    step = step_size(eps, steps, iterative and random_start)
+    velocity = torch.zeros_like(images)
     for _ in range(steps):
-        adversarial.requires_grad_(True)
-        loss = F.cross_entropy(forward(adversarial), labels)
-        (gradient,) = torch.autograd.grad(loss, adversarial)
+        grad = gradient(forward, adversarial, labels, transform, samples, generator)
         if smooth is not None:
-            gradient = smooth(gradient)
-        direction = -gradient.sign() if targeted else gradient.sign()
+            grad = smooth(grad)
+        if iterative and momentum:
+            # each image's gradient scaled to mean magnitude 1 before it joins the velocity
+            velocity = momentum * velocity + grad / grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+            grad = velocity
+        direction = -grad.sign() if targeted else grad.sign()
         with torch.no_grad():
             adversarial = adversarial + step * direction
             adversarial = torch.min(torch.max(adversarial, images - eps), images + eps).clamp(0, 1)
@@ -117,21 +177,28 @@ def defend(model_names: list[str], median: bool, input_dir: str, output_file: st
 
 
 def attack(model_names: list[str], input_dir: str, output_dir: str, eps: str, steps: int, targeted: bool = False,
-           smooth=None, chunk: int = 10) -> None:
+           smooth=None, chunk: int = 10, through_median: bool = False, samples: int = 1) -> None:
     """A whole iterative attack on the models' ensemble: toward target_class.csv when
-    ``targeted``, else away from the ensemble's own prediction (true labels are not given)."""
+    ``targeted``, else away from the ensemble's own prediction (true labels are not given).
+
+    ``through_median`` attacks the models behind a 3 x 3 median filter with BPDA's
+    straight-through gradient (an adaptive attack on the filtered defenses); ``samples`` > 1
+    averages each step's gradient over that many random one-pixel shifts (EOT)."""
     models = [load(name) for name in model_names]
     names, images = read_images(input_dir)
-    forward = (lambda x: logits(models[0], x)) if len(models) == 1 else (lambda x: ensemble_logits(models, x))
+    classify = (lambda x: logits(models[0], x)) if len(models) == 1 else (lambda x: ensemble_logits(models, x))
+    forward = (lambda x: classify(straight_through(median3x3)(x))) if through_median else classify
     if targeted:
         targets = read_targets(input_dir)
         wanted = torch.tensor([targets[n] for n in names], device=images.device)
     out = torch.empty_like(images)
-    for part in in_chunks(images, chunk):
+    for number, part in enumerate(in_chunks(images, chunk)):
         if targeted:
             labels = wanted[part]
         else:
             with torch.no_grad():
                 labels = forward(images[part]).argmax(1)
-        out[part] = iterative_attack(forward, images[part], labels, int(eps) / 255, steps, targeted=targeted, smooth=smooth)
+        out[part] = iterative_attack(forward, images[part], labels, int(eps) / 255, steps, targeted=targeted,
+                                     smooth=smooth, transform=shifted if samples > 1 else None, samples=samples,
+                                     seed=number)
     write_images(output_dir, names, out)
