@@ -4,9 +4,12 @@ Debian root filesystems are made with debootstrap (from the Debian mirror, the o
 package source these machines reach) and imported into the engine; each recipe under
 ``submissions/base-images/<name>/Dockerfile`` is built FROM one of them (or FROM another
 recipe) as ``arena/<name>:bookworm``.
-Existing images are kept unless a rebuild is asked for, so the step is idempotent.
+Existing images are kept while their recipe is unchanged (each image carries its recipe's
+hash as a label) unless a rebuild is asked for, so the step is idempotent, and an edited
+recipe (a new ``arena_zoo``, say) is never run from a stale image.
 """
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -49,12 +52,38 @@ def recipe_names() -> list[str]:
     return sorted(d.name for d in RECIPES.iterdir() if (d / "Dockerfile").is_file())
 
 
+#: The image label that holds the hash of the recipe an image was built from.
+RECIPE_LABEL = "org.arena.recipe"
+
+
 def _exists(tag: str) -> bool:
     try:
         docker_client().images.get(tag)
     except ImageNotFound:
         return False
     return True
+
+
+def recipe_hash(name: str) -> str:
+    """SHA-256 over the recipe folder's files and the hash of the recipe it is built FROM, so a
+    change anywhere below an image rebuilds it."""
+    digest = hashlib.sha256()
+    folder = RECIPES / name
+    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    parent = next((n for n in recipe_names() if recipe_tag(n) == base_of(name)), None)
+    if parent:
+        digest.update(recipe_hash(parent).encode())
+    return digest.hexdigest()
+
+
+def _current(name: str) -> bool:
+    """Whether the recipe's image exists and was built from the recipe as it is now."""
+    try:
+        image = docker_client().images.get(recipe_tag(name))
+    except ImageNotFound:
+        return False
+    return (image.labels or {}).get(RECIPE_LABEL) == recipe_hash(name)
 
 
 def base_of(name: str) -> str:
@@ -124,7 +153,8 @@ def build(
     settings: Settings, names: list[str] | None = None, rebuild: bool = False, say: Callable[[str], None] = print
 ) -> list[str]:
     """Make the named recipes' images (default: the light ones), with the recipes and root
-    filesystems under them, when missing or with ``rebuild``; return the tags built."""
+    filesystems under them, when missing, built from an older recipe, or with ``rebuild``;
+    return the tags built."""
     names = names or DEFAULT_RECIPES
     unknown = set(names) - set(recipe_names())
     if unknown:
@@ -137,11 +167,12 @@ def build(
             say(f"debootstrap {SUITE} with {', '.join(ROOTFS[base])} (a minute or two)...")
             build_rootfs(settings, base)
             built.append(base)
-        if rebuild or base in built or not _exists(tag):
+        if rebuild or base in built or not _current(name):
             say(f"building {tag} from submissions/base-images/{name}")
             with tempfile.TemporaryDirectory(prefix="recipe-", dir=settings.data_dir) as scratch:
                 context = _context(RECIPES / name, Path(scratch))
-                docker_client().images.build(path=str(context), tag=tag, rm=True, network_mode="none")
+                docker_client().images.build(path=str(context), tag=tag, rm=True, network_mode="none",
+                                             labels={RECIPE_LABEL: recipe_hash(name)})
             built.append(tag)
     return built
 
