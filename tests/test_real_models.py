@@ -63,3 +63,17 @@ def test_lite0_is_mostly_right_and_fgsm_at_16_fools_it(tmp_path: Path, photos):
     fooled = _classify(settings, store, {r.image_id: r.sha256 for r in attack.results})
     wrong = sum(fooled[k] != truth[k] for k in right)
     assert wrong >= 0.6 * len(right), fooled
+
+
+@pytest.mark.usefixtures("torch_image")
+@pytest.mark.parametrize("attack", ["ifgsm", "all_models_ifgsm", "bpda_ifgsm", "eot_ifgsm"])
+def test_the_iterative_attacks_fit_the_sandbox_and_stay_within_eps(tmp_path: Path, photos, attack):
+    """The three-model attacks hold gradients through three networks: 2 images at a time must
+    stay under the sandbox's 2 GB. Every output is within eps 2 before the platform clips it."""
+    settings = make_settings(tmp_path / "arena", sandbox=Settings().sandbox)
+    store = ImageStore(settings.store_dir)
+    clean = {k: store.put(row.png) for k, row in enumerate(photos[:3])}
+    outcome = execute_attack(settings, _code(attack), [CleanInput(k, sha, 1) for k, sha in clean.items()], 2)
+    assert outcome.run.succeeded, outcome.run.log_tail
+    assert len(outcome.results) == 3 and not any(r.missing or r.wrong_size or r.clipped for r in outcome.results)
+    assert all(0 < r.linf <= 2 for r in outcome.results)

@@ -1,8 +1,11 @@
-"""The real-model study's report: tables and plots computed from stored per-image results.
+"""The real-model study's report: docs/study.md and its plots, from stored per-image results.
 
-The 2017 median-filter study reported misclassification rates of its models without
-(Table 1) and with (Table 2) a 3x3 median filter, and against epsilon for its best
-ensemble (Table 3). The same views are made here from Arena's tournament.
+The source document (the 2017 competition and its median-filter study) reports the
+misclassification of its defenders without (Table 1) and with (Table 2) a 3x3 median
+filter, defenders as rows and attackers as columns, at eps 16 on 160 images, and its best
+ensemble against its strongest attacker by eps (Table 3). The same views are made here,
+beside its numbers, with a 95% interval on every rate and McNemar's exact test on every
+with/without-filter pair. Every number in the prose is read from a table above it.
 """
 
 from pathlib import Path
@@ -11,254 +14,283 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from arena.models import Dataset
-from arena.results.intervals import binomial_interval
 from arena.results.leaderboards import Leaderboards
 from arena.results.plots import epsilon_curves, heatmap
-from arena.results.scoring import Names, Standings, load_results
-
-UNFILTERED = ["lite0", "lite1", "lite2", "ensemble"]
-FILTERED = {"median_lite0": "lite0", "median_ensemble": "ensemble"}
-ATTACK_ORDER = ["fgsm", "ifgsm", "smoothed_ifgsm", "ensemble_ifgsm", "targeted_ifgsm"]
-BEST_ENSEMBLE_ATTACK = "ensemble_ifgsm"
-#: The study's Table 3 (best filtered ensemble against its best ensemble attacker), in %.
-STUDY_TABLE_3 = pd.DataFrame(
-    {"with filtering": [10.6, 17.5, 27.5, 43.1], "without filtering": [91.9, 96.9, 98.1, 99.4]}, index=[2, 4, 8, 16]
+from arena.results.scoring import Standings, load_results
+from arena.tools import study_findings
+from arena.tools.study_tables import (
+    ADAPTIVE,
+    FILTER_PAIRS,
+    FULL_ATTACK,
+    access,
+    attack_budgets,
+    attack_order,
+    defense_order,
+    filter_effects,
+    named,
+    paired,
+    rates,
+    study_minutes,
+    target_hits,
+    with_interval,
 )
 
-
-def error_rates(results: pd.DataFrame, names: Names) -> pd.DataFrame:
-    """Misclassified (%) by attack, defense and epsilon, with names, and its 95% interval: the
-    bootstrap over the cell's photos (``intervals.binomial_interval``, as the matrix cells);
-    ``shown`` is the three as the tables print them."""
-    names = names.frame["submission"]
-    frame = results.assign(attack=results["attack_id"].map(names), defense=results["defense_id"].map(names))
-    cells = frame.groupby(["attack", "defense", "epsilon"])["error"].agg(["sum", "count"])
-    low, high = binomial_interval(cells["sum"].to_numpy(), cells["count"].to_numpy())
-    rates = pd.DataFrame({"rate": 100 * cells["sum"] / cells["count"], "low": 100 * low, "high": 100 * high},
-                         index=cells.index).reset_index()
-    rates["shown"] = [_with_interval(r, lo, hi) for r, lo, hi in zip(rates["rate"], rates["low"], rates["high"])]
-    return rates
-
-
-def _with_interval(rate: float, low: float, high: float) -> str:
-    return f"{rate:.1f} ({low:.1f}–{high:.1f})"
+#: The source document's Table 3 (its best ensemble against its `**` attacker), in %.
+SOURCE_TABLE_3 = pd.DataFrame(
+    {"source: without filtering": [91.875, 96.875, 98.125, 99.375], "source: with filtering": [10.625, 17.5, 27.5, 43.125]},
+    index=[2, 4, 8, 16],
+)
+#: Cells of the source document's Tables 1 and 2 (without / with filtering, eps 16) that have
+#: an analog here, and that analog as (attack, unfiltered defense).
+SOURCE_CELLS = [
+    ("inception_v3 against a white-box inception_v3 attacker", 100.00, 100.00, ("ifgsm", "lite0")),
+    ("held-out inception_v4 against the `*` ensemble attacker", 80.63, 75.63, ("ensemble_ifgsm", "lite2")),
+    ("best ensemble (row 12) against `**`, which holds its models", 99.38, 43.13, (FULL_ATTACK, "ensemble")),
+]
+MARKS = {"white-box": "**{}**", "adaptive": "**{}** ‡", "partial": "*{}*", "": "{}"}
 
 
-def _table(rates: pd.DataFrame, defenses: list[str], epsilon: int, value: str = "rate") -> pd.DataFrame:
-    at = rates[(rates["epsilon"] == epsilon) & rates["defense"].isin(defenses)]
-    table = at.pivot(index="attack", columns="defense", values=value)
-    order = [a for a in ATTACK_ORDER if a in table.index]
-    return table.reindex(index=order, columns=[d for d in defenses if d in table.columns])
-
-
-def _markdown(frame: pd.DataFrame, digits: int = 1) -> str:
+def _markdown(frame: pd.DataFrame) -> str:
     head = "| " + " | ".join([frame.index.name or "", *map(str, frame.columns)]) + " |"
     rule = "|" + "---|" * (len(frame.columns) + 1)
-    rows = [f"| {i} | " + " | ".join(f"{v:.{digits}f}" if isinstance(v, float) else str(v) for v in row) + " |"
-            for i, row in frame.iterrows()]
+    rows = [f"| {i} | " + " | ".join("" if pd.isna(v) else f"{v:.1f}" if isinstance(v, float) else str(v) for v in row)
+            + " |" for i, row in frame.iterrows()]
     return "\n".join([head, rule, *rows])
 
 
-def _curve(rates: pd.DataFrame, attack: str, defense: str, value: str = "rate") -> pd.Series:
-    chosen = rates[(rates["attack"] == attack) & (rates["defense"] == defense)]
+def _matrix(table: pd.DataFrame, epsilon: int, defenses: list[str], attacks: list[str]) -> pd.DataFrame:
+    """Defenders as rows and attackers as columns, as the source document's tables, each
+    cell marked by what the attacker knows of the defender."""
+    at = table[(table["epsilon"] == epsilon)].set_index(["defense", "attack"])["shown"]
+    frame = pd.DataFrame({a: [MARKS[access(a, d)].format(at[(d, a)]) if (d, a) in at.index else "" for d in defenses]
+                          for a in attacks}, index=defenses)
+    frame.index.name = "defender \\ attacker"
+    return frame
+
+
+def _curve(table: pd.DataFrame, attack: str, defense: str, value: str = "rate") -> pd.Series:
+    chosen = table[(table["attack"] == attack) & (table["defense"] == defense)]
     return chosen.set_index("epsilon")[value].sort_index()
 
 
-def _band(rates: pd.DataFrame, attack: str, defense: str) -> pd.DataFrame:
-    return pd.DataFrame({"low": _curve(rates, attack, defense, "low"), "high": _curve(rates, attack, defense, "high")})
+def _band(table: pd.DataFrame, attack: str, defense: str) -> pd.DataFrame:
+    return pd.DataFrame({"low": _curve(table, attack, defense, "low"), "high": _curve(table, attack, defense, "high")})
+
+
+def _clean(boards: Leaderboards) -> pd.DataFrame:
+    defense = boards.defense.set_index("submission")
+    shown = {d: with_interval(*(100 * defense.loc[d, f"clean_accuracy{part}"] for part in ("", "_low", "_high")))
+             for d in defense.index}
+    frame = pd.Series(shown).reindex(defense_order(list(shown))).rename("clean top-1 (%)").to_frame()
+    frame.index.name = "defense"
+    return frame
+
+
+def _source_cells(frame: pd.DataFrame, top: int) -> pd.DataFrame:
+    rows = []
+    for cell, without, with_, (attack, defense) in SOURCE_CELLS:
+        change = paired(frame, top, (attack, defense), (attack, FILTER_PAIRS[defense]))
+        rows.append({"source document's cell": cell, "source: without": f"{without:.2f}", "source: with": f"{with_:.2f}",
+                     "Arena's analog": f"{defense} against {attack}",
+                     "Arena: without": f"{change.first:.1f}" if change else "",
+                     "Arena: with": f"{change.second:.1f}" if change else "",
+                     "change (McNemar p)": change.shown() if change else ""})
+    return pd.DataFrame(rows).set_index("source document's cell")
+
+
+def _table3(frame: pd.DataFrame, table: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
+    rows = {}
+    for e in epsilons:
+        change = paired(frame, e, (FULL_ATTACK, "ensemble"), (FULL_ATTACK, "median_ensemble"))
+        at = lambda d: table[(table["attack"] == FULL_ATTACK) & (table["defense"] == d) & (table["epsilon"] == e)]  # noqa: E731
+        rows[e] = {
+            "without filtering": at("ensemble")["shown"].iloc[0] if len(at("ensemble")) else "",
+            "with filtering": at("median_ensemble")["shown"].iloc[0] if len(at("median_ensemble")) else "",
+            "change (McNemar p)": change.shown() if change else "",
+            **{column: f"{SOURCE_TABLE_3.loc[e, column]:.1f}" if e in SOURCE_TABLE_3.index else ""
+               for column in SOURCE_TABLE_3.columns},
+        }
+    result = pd.DataFrame.from_dict(rows, orient="index")
+    result.index.name = "epsilon"
+    return result
+
+
+def _adaptive(table: pd.DataFrame, defenses: list[str], epsilons: list[int]) -> pd.DataFrame:
+    """Each defense against the non-adaptive attacker that holds every model and the two that
+    also attack through the filter, at the smallest and largest eps."""
+    attacks = [a for a in [FULL_ATTACK, *ADAPTIVE] if a in set(table["attack"])]
+    shown = table.set_index(["defense", "attack", "epsilon"])["shown"]
+    columns = {f"{a}, eps {e}": [shown.get((d, a, e), "") for d in defenses]
+               for e in (min(epsilons), max(epsilons)) for a in attacks}
+    frame = pd.DataFrame(columns, index=defenses)
+    frame.index.name = "defense"
+    return frame
+
+
+def _transfer(frame: pd.DataFrame, table: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
+    """The transfer attacker (Lite2 held out) against every model, unfiltered and filtered side by side."""
+    from arena.tools.study_tables import TRANSFER_ATTACK
+
+    shown = table.set_index(["defense", "attack", "epsilon"])["shown"]
+    rows = {}
+    for plain, filtered in FILTER_PAIRS.items():
+        row = {}
+        for e in epsilons:
+            change = paired(frame, e, (TRANSFER_ATTACK, plain), (TRANSFER_ATTACK, filtered))
+            row[f"eps {e} without"] = shown.get((plain, TRANSFER_ATTACK, e), "")
+            row[f"eps {e} with"] = shown.get((filtered, TRANSFER_ATTACK, e), "")
+            row[f"eps {e} change (p)"] = change.shown() if change else ""
+        rows[plain] = row
+    result = pd.DataFrame.from_dict(rows, orient="index")
+    result.index.name = "model"
+    return result
 
 
 def _robustness(boards: Leaderboards, epsilons: list[int]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Each defense's worst case (%) per epsilon and each attack's unique contribution, with intervals."""
     robust = boards.robust_accuracy.set_index("submission")
-    worst = pd.DataFrame({f"eps {e}": [_with_interval(*(100 * robust.loc[d, f"worst_case_eps={e}{part}"]
-                                                        for part in ("", "_low", "_high"))) for d in robust.index]
+    worst = pd.DataFrame({f"eps {e}": [with_interval(*(100 * robust.loc[d, f"worst_case_eps={e}{part}"]
+                                                       for part in ("", "_low", "_high"))) for d in robust.index]
                           for e in epsilons}, index=robust.index)
-    worst["clean"] = [_with_interval(*(100 * boards.defense.set_index("submission").loc[d, f"clean_accuracy{part}"]
-                                       for part in ("", "_low", "_high"))) for d in robust.index]
     worst.index.name = "defense"
     unique = boards.unique_contributions.set_index("submission")
     contributions = pd.DataFrame({f"eps {e}": [f"{unique.loc[a, f'unique_eps={e}']} ({unique.loc[a, f'unique_eps={e}_low']}–"
                                                f"{unique.loc[a, f'unique_eps={e}_high']})" for a in unique.index]
                                   for e in epsilons}, index=unique.index)
     contributions.index.name = "attack"
-    return worst, contributions.reindex([a for a in ATTACK_ORDER if a in contributions.index])
+    return (worst.reindex(defense_order(list(worst.index))),
+            contributions.reindex(attack_order(list(contributions.index))))
+
+
+def _plots(table: pd.DataFrame, figures: Path, defenses: list[str], attacks: list[str], top: int, photos: int) -> list[Path]:
+    everything = table[table["epsilon"] == top].pivot(index="attack", columns="defense", values="rate")
+    everything = everything.reindex(index=attacks, columns=defenses)
+    bands = {f"Arena: {label}": _band(table, FULL_ATTACK, d)
+             for label, d in (("without filtering", "ensemble"), ("with filtering", "median_ensemble"))}
+    return [
+        heatmap(everything, figures / f"matrix_eps{top}.png", f"Misclassified (%) at eps={top}, {photos} photos"),
+        epsilon_curves(
+            {"Arena: without filtering": _curve(table, FULL_ATTACK, "ensemble"),
+             "Arena: with filtering": _curve(table, FULL_ATTACK, "median_ensemble"),
+             **{f"Arena: {a} (adaptive) with filtering": _curve(table, a, "median_ensemble") for a in ADAPTIVE},
+             "source: without filtering": SOURCE_TABLE_3["source: without filtering"],
+             "source: with filtering": SOURCE_TABLE_3["source: with filtering"]},
+            figures / "table3.png",
+            f"{FULL_ATTACK} (holds every model) against the ensemble (bands: 95% intervals)",
+            styles={"source: without filtering": ":s", "source: with filtering": ":s",
+                    **{f"Arena: {a} (adaptive) with filtering": "--^" for a in ADAPTIVE}},
+            bands=bands,
+        ),
+        epsilon_curves(
+            {f"{a} vs ensemble": _curve(table, a, "ensemble") for a in attacks}
+            | {f"{a} vs median+ensemble": _curve(table, a, "median_ensemble") for a in attacks},
+            figures / "ensemble_vs_eps.png",
+            "Ensemble of Lite0/1/2: solid unfiltered, dashed 3x3 median",
+            styles={f"{a} vs median+ensemble": "--o" for a in attacks},
+        ),
+    ]
 
 
 def write_report(session: Session, dataset: Dataset, path: Path) -> list[Path]:
     standings = Standings.compute(session, dataset)
     boards = Leaderboards.load(session, dataset, standings)
-    results = load_results(session, dataset)  # the study is small: its per-image rows fit in memory
-    rates = error_rates(results, standings.names)
-    top = max(standings.epsilons)
-    images = results["image_id"].nunique()
+    frame = named(load_results(session, dataset), standings.names)  # the study is small: its rows fit in memory
+    table = rates(frame)
+    epsilons = standings.epsilons
+    top, photos = max(epsilons), frame["image_id"].nunique()
+    defenses, attacks = defense_order(list(set(frame["defense"]))), attack_order(list(set(frame["attack"])))
+    unfiltered = [d for d in defenses if not d.startswith("median_")]
+    filtered = [d for d in defenses if d.startswith("median_")]
     path.parent.mkdir(parents=True, exist_ok=True)
     figures = path.parent / "study"
     figures.mkdir(exist_ok=True)
+    written = _plots(table, figures, defenses, attacks, top, photos)
 
-    defense = boards.defense.set_index("submission")
-    clean = pd.Series([_with_interval(*(100 * defense.loc[d, f"clean_accuracy{part}"] for part in ("", "_low", "_high")))
-                       for d in defense.index], index=defense.index)
-    unfiltered, filtered = _table(rates, UNFILTERED, top, "shown"), _table(rates, list(FILTERED), top, "shown")
-    everything = _table(rates, UNFILTERED + list(FILTERED), top)
-    table3 = pd.DataFrame({
-        "with filtering": _curve(rates, BEST_ENSEMBLE_ATTACK, "median_ensemble"),
-        "without filtering": _curve(rates, BEST_ENSEMBLE_ATTACK, "ensemble"),
-    })
-    table3.index.name = "epsilon"
-    shown3 = pd.DataFrame({column: _curve(rates, BEST_ENSEMBLE_ATTACK, defense_name, "shown")
-                           for column, defense_name in (("with filtering", "median_ensemble"),
-                                                        ("without filtering", "ensemble"))})
-    shown3.index.name = "epsilon"
-
-    written = [
-        heatmap(everything, figures / "matrix_eps16.png", f"Misclassified (%) at eps={top}, {images} photos"),
-        epsilon_curves(
-            {f"{a} vs ensemble": _curve(rates, a, "ensemble") for a in ATTACK_ORDER if a in unfiltered.index}
-            | {f"{a} vs median+ensemble": _curve(rates, a, "median_ensemble") for a in ATTACK_ORDER if a in unfiltered.index},
-            figures / "ensemble_vs_eps.png",
-            "Ensemble of Lite0/1/2: solid unfiltered, dashed 3x3 median",
-            styles={f"{a} vs median+ensemble": "--o" for a in ATTACK_ORDER},
-        ),
-        epsilon_curves(
-            {"Table 3, Arena: with filtering": table3["with filtering"],
-             "Table 3, Arena: without filtering": table3["without filtering"],
-             "2017 study: with filtering": STUDY_TABLE_3["with filtering"],
-             "2017 study: without filtering": STUDY_TABLE_3["without filtering"]},
-            figures / "table3.png",
-            f"{BEST_ENSEMBLE_ATTACK} against the ensemble, with and without the median filter (bands: 95% intervals)",
-            styles={"2017 study: with filtering": ":s", "2017 study: without filtering": ":s"},
-            bands={f"Table 3, Arena: {column}": _band(rates, BEST_ENSEMBLE_ATTACK, defense_name)
-                   for column, defense_name in (("with filtering", "median_ensemble"),
-                                                ("without filtering", "ensemble"))},
-        ),
+    tables = study_findings.Tables(
+        frame=frame, rates=table, epsilons=epsilons, clean=_clean(boards),
+        budgets=attack_budgets(session, dataset, standings.names), hits=target_hits(frame),
+    )
+    worst, contributions = _robustness(boards, epsilons)
+    sections = [
+        _intro(photos, len(attacks), len(defenses), epsilons, study_minutes(session, dataset)),
+        ("Attacks and what they spent", _markdown(tables.budgets), _BUDGET_TEXT),
+        ("Clean accuracy", _markdown(tables.clean), _CLEAN_TEXT),
+        (f"Table 1 analog: misclassified (%) without filtering, eps = {top}",
+         _markdown(_matrix(table, top, unfiltered, attacks)), _LEGEND),
+        (f"Table 2 analog: misclassified (%) with a 3x3 median filter, eps = {top}",
+         _markdown(_matrix(table, top, filtered, attacks)), f"![error matrix at eps {top}](study/matrix_eps{top}.png)"),
+        (f"The filter's effect, eps = {top}: Table 2 minus Table 1 (points), McNemar's exact p",
+         _markdown(filter_effects(frame, top, attacks)), _EFFECT_TEXT),
+        ("Beside the source document's Tables 1 and 2 (eps 16)", _markdown(_source_cells(frame, top)), _SOURCE_TEXT),
+        (f"Table 3 analog: {FULL_ATTACK} against the Lite0/1/2 ensemble, by eps",
+         _markdown(_table3(frame, table, epsilons)), "![table 3](study/table3.png)"),
+        ("Adaptive attacks: through the filter", _markdown(_adaptive(table, defenses, epsilons)), _ADAPTIVE_TEXT),
+        ("Transfer to the held-out model, filtered and not", _markdown(_transfer(frame, table, epsilons)),
+         "![ensemble against every attack](study/ensemble_vs_eps.png)"),
+        ("Targeted attack: target class reached (%)", _markdown(tables.hits) if not tables.hits.empty else "(none)", ""),
+        ("Worst case over the attacks", _markdown(worst) + "\n\n" + _markdown(contributions), _WORST_TEXT),
+        ("What holds here of the source document's findings, and what does not",
+         "\n".join(study_findings.findings(tables)), _LIMITS_TEXT.format(photos=photos)),
+        *[(f"Every rate at eps {e}", _markdown(_matrix(table, e, defenses, attacks)) + "\n\n"
+           + _markdown(filter_effects(frame, e, attacks)), "") for e in epsilons],
     ]
-    worst, contributions = _robustness(boards, standings.epsilons)
-    path.write_text(_render(images, clean, unfiltered, filtered, table3, shown3, worst, contributions, standings,
-                            results, top, rates))
+    path.write_text(_render(sections))
     return [path, *written]
 
 
-def _at(rates: pd.DataFrame, attack: str, defense: str, epsilon: int) -> float:
-    return float(_curve(rates, attack, defense).get(epsilon, float("nan")))
+def _render(sections: list) -> str:
+    lines = []
+    for section in sections:
+        if isinstance(section, str):
+            lines += [section, ""]
+            continue
+        title, body, after = section
+        lines += [f"## {title}", "", body, ""] + ([after, ""] if after else [])
+    return "\n".join(lines)
 
 
-def _change(before: float, after: float) -> str:
-    """Words for what the filter did to a misclassification rate."""
-    if after < before - 5:
-        return f"lowers it from {before:.0f}% to {after:.0f}%"
-    if after > before + 5:
-        return f"raises it from {before:.0f}% to {after:.0f}%"
-    return f"leaves it about where it was ({before:.0f}% and {after:.0f}%)"
-
-
-def _findings(rates: pd.DataFrame, target_hits: pd.DataFrame, low: int, top: int) -> list[str]:
-    """The comparisons the study made, stated with this run's numbers."""
-    lines = [
-        f"- White-box iterative attacks win: I-FGSM on Lite0 misclassifies {_at(rates, 'ifgsm', 'lite0', low):.0f}% "
-        f"at eps {low} and {_at(rates, 'ifgsm', 'lite0', top):.0f}% at eps {top}.",
-        f"- The median filter against white-box I-FGSM on Lite0 {_change(_at(rates, 'ifgsm', 'lite0', low), _at(rates, 'ifgsm', 'median_lite0', low))} "
-        f"at eps {low}, and {_change(_at(rates, 'ifgsm', 'lite0', top), _at(rates, 'ifgsm', 'median_lite0', top))} at eps {top}: "
-        "like the study, the filter matters most for small perturbations.",
-        f"- Against the smoothed (low-pass) I-FGSM the filter {_change(_at(rates, 'smoothed_ifgsm', 'lite0', low), _at(rates, 'smoothed_ifgsm', 'median_lite0', low))} "
-        f"at eps {low}: smooth perturbations pass a 3x3 median, the study's finding that they beat spatial smoothing.",
-        f"- Transfer: the Lite0+Lite1 ensemble attack misclassifies {_at(rates, 'ensemble_ifgsm', 'lite2', low):.0f}% (eps {low}) "
-        f"and {_at(rates, 'ensemble_ifgsm', 'lite2', top):.0f}% (eps {top}) of the held-out Lite2's answers, against "
-        f"{_at(rates, 'ensemble_ifgsm', 'lite0', low):.0f}% and {_at(rates, 'ensemble_ifgsm', 'lite0', top):.0f}% of Lite0's (seen).",
-    ]
-    if not target_hits.empty:
-        hit = lambda d, e: float(target_hits.loc[d, e]) if d in target_hits.index else float("nan")  # noqa: E731
-        lines.append(
-            f"- The targeted attack reaches its target class on Lite0 (white-box) in {hit('lite0', low):.0f}% (eps {low}) "
-            f"and {hit('lite0', top):.0f}% (eps {top}) of the photos; behind the median filter in {hit('median_lite0', low):.0f}% "
-            f"and {hit('median_lite0', top):.0f}%; on the held-out Lite2 in {hit('lite2', top):.1f}% at eps {top}: "
-            "targeted transfer is hard, as in 2017."
-        )
-    return lines
-
-
-def _render(images, clean, unfiltered, filtered, table3, shown3, worst, contributions, standings, results, top,
-            rates) -> str:
-    clean_table = clean.rename("clean top-1 (%)").to_frame()
-    clean_table.index.name = "defense"
-    names = standings.names.frame["submission"]
-    targeted = results[results["attack_id"].map(names) == "targeted_ifgsm"]
-    target_hits = targeted.assign(defense=targeted["defense_id"].map(names)).groupby(["defense", "epsilon"])["hit"].mean().mul(100).unstack()
-    low = min(standings.epsilons)
-    lines = [
+def _intro(photos: int, attacks: int, defenses: int, epsilons: list[int], minutes: float) -> str:
+    return "\n".join([
         "# The median-filter study, on Arena",
         "",
         "Generated by `make demo-real` (`arena study --images N`) from the stored per-image results:",
-        f"{images} real ImageNet photos (one per class, spread over the 1000 classes of",
-        "`imagenet-sample-1000`), centre-cropped to 299x299; five attacks at eps 2, 4, 8, 16 and six",
-        "defenses, all sample submissions in `submissions/real/` running in `arena/torch:bookworm`",
-        "(CPU PyTorch, EfficientNet-Lite0/1/2 ImageNet weights from PyPI), under the tournament's",
-        "sandbox and time limits. Rates are misclassified images in %, clean mistakes included;",
-        "in brackets, each figure's 95% bootstrap interval over the photos (docs/scoring.md).",
+        f"{photos} real ImageNet photos (spread over the 1000 classes of `imagenet-sample-1000`),",
+        f"centre-cropped to 299x299; {attacks} attacks at eps {', '.join(map(str, epsilons))} and {defenses} defenses,",
+        "all sample submissions in `submissions/real/` running in `arena/torch:bookworm` (CPU PyTorch,",
+        "EfficientNet-Lite0/1/2 ImageNet weights from PyPI), under the tournament's sandbox and time",
+        "limits. Rates are misclassified photos in %, clean mistakes included; in brackets, each",
+        "rate's 95% bootstrap interval over the photos (docs/scoring.md). A paired comparison gives",
+        "the change in points and McNemar's exact p over the same photos: below 0.05, the photos",
+        "tell the two apart.",
         "",
-        "## Clean accuracy (sanity check)",
+        f"The run took {minutes:.0f} minutes from the dataset's import to the last answer (intake with",
+        "its dry runs, then the tournament, two containers at a time on 2 CPU cores).",
         "",
-        _markdown(clean_table),
-        "",
-        "Lite0's published ImageNet top-1 is about 75%. These photos are one canonical example",
-        "per class from `imagenet-sample-1000`, easier than the full validation set, so the",
-        "figures run higher; the ensemble is the most accurate, and the median filter costs a few",
-        "points of clean accuracy, as in the study.",
-        "",
-        f"## Table 1 analog: misclassified (%) without filtering, eps = {top}",
-        "",
-        _markdown(unfiltered),
-        "",
-        f"## Table 2 analog: misclassified (%) with a 3x3 median filter, eps = {top}",
-        "",
-        _markdown(filtered),
-        "",
-        "![error matrix at eps 16](study/matrix_eps16.png)",
-        "",
-        f"## Table 3 analog: {BEST_ENSEMBLE_ATTACK} against the Lite0/1/2 ensemble, by eps",
-        "",
-        _markdown(shown3),
-        "",
-        "The 2017 study, best ensemble against its best ensemble attacker: 10.6 / 17.5 / 27.5 / 43.1 %",
-        "with filtering and 91.9 / 96.9 / 98.1 / 99.4 % without, at eps 2 / 4 / 8 / 16.",
-        "",
-        "![table 3](study/table3.png)",
-        "",
-        "![ensemble against every attack](study/ensemble_vs_eps.png)",
-        "",
-        "## Worst case over the attacks",
-        "",
-        "Robust accuracy (%): the photos a defense labels right clean and on the output of every",
-        "attack at that eps, the worst case the sums above hide (docs/scoring.md); beside it the",
-        "clean accuracy it cannot exceed.",
-        "",
-        _markdown(worst),
-        "",
-        "Unique contributions: the (defense, photo) pairs at each eps that only this attack broke;",
-        "an attack whose pairs the others all cover adds nothing to the worst case.",
-        "",
-        _markdown(contributions),
-        "",
-        "## What agrees with the study and what does not",
-        "",
-        *_findings(rates, target_hits, low, top),
-        "",
-        "Where the numbers differ from the study, and why:",
-        "",
-        f"- Table 3 is where we differ most: filtering changes the ensemble's rate by at most "
-        f"{(table3['without filtering'] - table3['with filtering']).abs().max():.0f} points here, while",
-        "  the study's filtered ensemble was fooled 2 to 9 times less often. The study's defenses were",
-        "  adversarially trained Inception ensembles, and its attacker did not include the defended",
-        "  models; here the ensemble attack is white-box on Lite0 and Lite1, two of the three models",
-        "  of the defending ensemble, and none of the models is adversarially trained. A median",
-        "  filter alone does not stop an attacker that already fools the models behind it.",
-        "- Our attacks are cheap (1 to 4 gradient steps, chosen to fit 2 CPU cores and the 500 s",
-        "  limit); the study's ran many more iterations on GPUs, hence its near-100% unfiltered rates.",
-        "- The attacks know nothing of the filter; an attack through the filter (differentiating",
-        "  the median, or attacking the filtered model) would erase what little the filter buys here.",
-        f"- {images} photos is a small sample: the intervals in brackets say how far each rate could move",
-        "  on another sample of as many photos; where two intervals overlap much, the photos cannot tell",
-        "  the two apart.",
-        "",
-    ]
-    return "\n".join(lines)
+        "The source document is the 2017 competition's median-filter study (`../shared/paper/`): its",
+        "defenders were Inception models, some adversarially trained, its attack a modified CW L2",
+        "at eps 16 on 160 images. No adversarially trained ImageNet weights can be installed",
+        "offline here (no PyPI package ships them), so every model below is normally trained;",
+        "`arena study --defense FOLDER` enters any other defense submission folder, one that loads",
+        "such weights from disk for instance, into the same tables.",
+    ])
+
+
+_BUDGET_TEXT = ("Container seconds per 100 photos on one CPU, model loading included, averaged over every run the "
+                "attack made in this study; the limit is the round's 500 s per 100 photos.")
+_CLEAN_TEXT = ("Lite0's published ImageNet top-1 is about 75%; these photos are one canonical example per class, "
+               "easier than the validation set. The source document reports no clean accuracy.")
+_LEGEND = ("**Bold**: the attacker holds every model of the defender (white-box); *italic*: some of them; "
+           "‡: it also attacks through the filter (adaptive); plain: a transfer attack.")
+_EFFECT_TEXT = ("Positive: the filter raised the misclassification; negative: it lowered it. "
+                "p is McNemar's exact test over the photos on which the two defenses disagree.")
+_SOURCE_TEXT = ("Arena's models are not adversarially trained, its attacks are L-infinity (MI-FGSM) rather than "
+                "a modified CW L2, and its photos are other photos: a cell is an analog, not a replication.")
+_ADAPTIVE_TEXT = (f"{FULL_ATTACK} attacks the models and ignores the filter; bpda_ifgsm runs the filter in its "
+                  "forward pass and passes the gradient straight through it (BPDA); eot_ifgsm also averages "
+                  "each step over random one-pixel shifts (EOT). All three hold every model and spend ten "
+                  "gradient computations per photo.")
+_WORST_TEXT = ("Robust accuracy (%): the photos a defense labels right clean and on the output of every attack at "
+               "that eps, the worst case the sums above hide (docs/scoring.md). Then, per attack, the "
+               "(defense, photo) pairs at each eps that only this attack broke.")
+_LIMITS_TEXT = ("These are {photos} photos: where two intervals overlap much and McNemar's p is large, the photos "
+                "cannot tell the two apart.")

@@ -1,0 +1,223 @@
+"""The source document's findings, each set against this run's numbers with a verdict.
+
+Each finding quotes the source document (or its tables) exactly, then states what the
+stored results say, with numbers read from the report's tables, then whether the finding
+holds here. The verdict rules are written in the code beside each finding, so a reader can
+check why a sentence says what it says; none of the wording is fixed in advance of the data.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+
+from arena.tools.study_tables import ADAPTIVE, FILTER_PAIRS, FULL_ATTACK, HELD_OUT, TRANSFER_ATTACK, Change, paired
+
+#: Below this, McNemar's p says the photos tell two paired rates apart.
+SIGNIFICANT = 0.05
+SMOOTH_ATTACK = "smoothed_ifgsm"
+#: The source document's Table 3, (without, with) filtering by eps, for the ratios it implies.
+SOURCE_TABLE_3 = {2: (91.875, 10.625), 4: (96.875, 17.5), 8: (98.125, 27.5), 16: (99.375, 43.125)}
+
+
+@dataclass
+class Tables:
+    """What the findings read: the per-image answers with names, the rates with intervals,
+    the epsilons, and the report's other tables."""
+
+    frame: pd.DataFrame
+    rates: pd.DataFrame
+    epsilons: list[int]
+    clean: pd.DataFrame
+    budgets: pd.DataFrame
+    hits: pd.DataFrame
+
+    def rate(self, attack: str, defense: str, epsilon: int) -> float | None:
+        cell = self.rates[(self.rates["attack"] == attack) & (self.rates["defense"] == defense)
+                          & (self.rates["epsilon"] == epsilon)]
+        return float(cell["rate"].iloc[0]) if len(cell) else None
+
+    def change(self, epsilon: int, first: tuple[str, str], second: tuple[str, str]) -> Change | None:
+        return paired(self.frame, epsilon, first, second)
+
+    def has(self, *attacks: str) -> bool:
+        return set(attacks) <= set(self.frame["attack"])
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1f}%"
+
+
+def _line(source: str, here: str, verdict: str) -> str:
+    return f"- **Source:** {source}\n  **Here:** {here}\n  **Verdict:** {verdict}"
+
+
+def white_box(t: Tables) -> str | None:
+    """Holds when the white-box attacks fool at least 95% of the unfiltered models' photos."""
+    top = max(t.epsilons)
+    cells = [(a, d, t.rate(a, d, top)) for a, d in (("ifgsm", "lite0"), (FULL_ATTACK, "ensemble"))]
+    cells = [(a, d, r) for a, d, r in cells if r is not None]
+    if not cells:
+        return None
+    here = "; ".join(f"{a} against {d} misclassifies {_pct(r)} at eps {top}" for a, d, r in cells)
+    lowest = min(r for _, _, r in cells)
+    verdict = ("holds: white-box attacks fool nearly every photo" if lowest >= 95 else
+               f"does not hold: the white-box attacks here reach {_pct(lowest)} at the least")
+    return _line("CW “is currently best algorithm generating strong attacks with about 100% ratio fooling samples "
+                 "on white-box attacks”.", here + ".", verdict + ".")
+
+
+def filter_alone(t: Tables) -> str | None:
+    """Holds when the filter lowers no model's rate significantly against the attacker that
+    holds the models (the source's claim is about models not adversarially trained)."""
+    top = max(t.epsilons)
+    if not t.has(FULL_ATTACK):
+        return None
+    pairs = [(plain, t.change(top, (FULL_ATTACK, plain), (FULL_ATTACK, filtered))) for plain, filtered in FILTER_PAIRS.items()]
+    pairs = [(plain, c) for plain, c in pairs if c]
+    if not pairs:
+        return None
+    here = "; ".join(f"{plain} {_pct(c.first)} → {_pct(c.second)} (p {c.p:.2g})" for plain, c in pairs)
+    helped = [f"{plain} ({c.points:+.1f} points, p {c.p:.2g})" for plain, c in pairs if c.points < 0 and c.p < SIGNIFICANT]
+    verdict = ("holds: the filter lowers no model's rate by more than the photos can tell from chance" if not helped
+               else f"does not hold for {', '.join(helped)}, where the filter lowers the rate significantly")
+    return _line("“using median filtering alone is not giving any defense against strong attacks”; on models not "
+                 "adversarially trained “misclassification ratio differences are small”.",
+                 f"{FULL_ATTACK} at eps {top}, without → with the filter: {here}.", verdict + ".")
+
+
+def held_out(t: Tables) -> str | None:
+    """Holds when no eps shows a significant change on the held-out model under the transfer attack."""
+    changes = {e: t.change(e, (TRANSFER_ATTACK, HELD_OUT), (TRANSFER_ATTACK, FILTER_PAIRS[HELD_OUT])) for e in t.epsilons}
+    changes = {e: c for e, c in changes.items() if c}
+    if not changes:
+        return None
+    here = "; ".join(f"eps {e}: {_pct(c.first)} → {_pct(c.second)} (p {c.p:.2g})" for e, c in changes.items())
+    differing = [e for e, c in changes.items() if c.p < SIGNIFICANT]
+    verdict = ("holds: at no eps can the photos tell the filtered held-out model from the unfiltered one" if not differing
+               else f"does not hold at eps {', '.join(map(str, differing))}, where the change is significant")
+    return _line("“On our hold-out inception_v4 model, with median filtering performs nearly same as without median "
+                 "filtering” (Tables 1 and 2: 80.63% and 75.63% against its `*` ensemble attacker).",
+                 f"{HELD_OUT}, held out by {TRANSFER_ATTACK}, without → with the filter: {here}.", verdict + ".")
+
+
+def table_3(t: Tables) -> str | None:
+    """Holds when the filtered ensemble is fooled at least twice less often at every eps, the
+    least the source's Table 3 shows (2.3 times at eps 16)."""
+    ratios = {}
+    for e in t.epsilons:
+        c = t.change(e, (FULL_ATTACK, "ensemble"), (FULL_ATTACK, "median_ensemble"))
+        if c and c.second > 0:
+            ratios[e] = c
+    if not ratios:
+        return None
+    source = ", ".join(f"{without / with_:.1f}× at eps {e}" for e, (without, with_) in SOURCE_TABLE_3.items())
+    here = "; ".join(f"eps {e}: {_pct(c.first)} → {_pct(c.second)}, {c.first / c.second:.2f}× (p {c.p:.2g})"
+                     for e, c in ratios.items())
+    here_ratios = [c.first / c.second for c in ratios.values()]
+    verdict = ("holds" if min(here_ratios) >= 2 else
+               f"does not hold: the ratio is {min(here_ratios):.2f}× to {max(here_ratios):.2f}× here, where below 2× at "
+               "any eps falls short of the source's least; the source's ensemble was adversarially trained, and the "
+               "source concludes that “adversarially trained models with filtering are indeed robust”")
+    return _line(f"Table 3: against `**`, whose models include the defended ones, the filtered best ensemble was "
+                 f"fooled less often: {source}.", f"{FULL_ATTACK} against the ensemble, without → with the filter: "
+                 f"{here}.", verdict + ".")
+
+
+def lower_eps(t: Tables) -> str | None:
+    """Holds when the filtered ensemble's rate rises with eps and the smallest eps's rate lies
+    below the largest's interval."""
+    curve = {e: t.rate(FULL_ATTACK, "median_ensemble", e) for e in t.epsilons}
+    curve = {e: r for e, r in curve.items() if r is not None}
+    if len(curve) < 2:
+        return None
+    ordered = [curve[e] for e in sorted(curve)]
+    top = t.rates[(t.rates["attack"] == FULL_ATTACK) & (t.rates["defense"] == "median_ensemble")
+                  & (t.rates["epsilon"] == max(curve))]
+    rising = all(a <= b for a, b in zip(ordered, ordered[1:]))
+    below = ordered[0] < float(top["low"].iloc[0])
+    here = ", ".join(f"{_pct(curve[e])} at eps {e}" for e in sorted(curve))
+    verdict = ("holds" if rising and below else
+               "holds in direction only: the rate rises with eps, but the smallest eps's rate is inside the largest's interval"
+               if rising else "does not hold: the filtered ensemble's rate does not rise with eps")
+    return _line("“in case of lower eps values this defense approach is more robust against attacks” (Table 3: "
+                 "10.6% at eps 2 to 43.1% at eps 16).", f"the filtered ensemble against {FULL_ATTACK}: {here}.",
+                 verdict + ".")
+
+
+def smooth(t: Tables) -> str | None:
+    """Holds when the smoothed attack fools the filtered white-box model on at least half the photos."""
+    top = max(t.epsilons)
+    seen, transferred = t.rate(SMOOTH_ATTACK, "median_lite0", top), t.rate(SMOOTH_ATTACK, "median_lite2", top)
+    if seen is None:
+        return None
+    here = f"{SMOOTH_ATTACK} (made on Lite0) fools median_lite0 on {_pct(seen)} at eps {top}"
+    if transferred is not None:
+        here += f", and transfers to median_lite2 on {_pct(transferred)}"
+    verdict = "holds" if seen >= 50 else f"does not hold: {_pct(seen)} is below the source's 50%"
+    return _line("smooth adversarial samples “can fool spatially smoothed defenses with as high as 50-60% ratio and "
+                 "with high transferability”.", here + ".", verdict + ".")
+
+
+def adaptive(t: Tables) -> str | None:
+    """Beyond the source: whether attacking through the filter erases what it bought."""
+    if not t.has(FULL_ATTACK, *ADAPTIVE):
+        return None
+    parts = []
+    for e in (min(t.epsilons), max(t.epsilons)):
+        for attack in ADAPTIVE:
+            c = t.change(e, (FULL_ATTACK, "median_ensemble"), (attack, "median_ensemble"))
+            if c:
+                parts.append(f"{attack} at eps {e}: {_pct(c.first)} → {_pct(c.second)} (p {c.p:.2g})")
+    unfiltered = t.rate(FULL_ATTACK, "ensemble", min(t.epsilons))
+    if not parts or unfiltered is None:
+        return None
+    best = max((t.rate(a, "median_ensemble", min(t.epsilons)) or 0.0) for a in ADAPTIVE)
+    verdict = (f"an attack that knows the filter fools the filtered ensemble at eps {min(t.epsilons)} on {_pct(best)}, "
+               f"against {_pct(unfiltered)} for the unfiltered ensemble under {FULL_ATTACK}: "
+               + ("the filter buys nothing against it" if best >= unfiltered
+                  else "the filter keeps part of its effect"))
+    return _line("the source's attacks were not made through the filter (it does not test adaptive attacks).",
+                 f"the filtered ensemble against {FULL_ATTACK} → against the adaptive attacks: {'; '.join(parts)}.",
+                 verdict + ".")
+
+
+def raised(t: Tables) -> str | None:
+    """Beyond the source: cells where the filter made the ensemble worse, and its clean cost."""
+    worse, significant = [], []
+    for e in t.epsilons:
+        for attack in sorted(set(t.frame["attack"])):
+            c = t.change(e, (attack, "ensemble"), (attack, "median_ensemble"))
+            if c and c.points > 0:
+                worse.append((attack, e, c))
+                if c.p < SIGNIFICANT:
+                    significant.append(f"{attack} at eps {e} ({_pct(c.first)} → {_pct(c.second)}, p {c.p:.2g})")
+    clean = t.clean["clean top-1 (%)"]
+    cost = (f"; clean top-1 is {clean['ensemble']} without and {clean['median_ensemble']} with it"
+            if {"ensemble", "median_ensemble"} <= set(clean.index) else "")
+    cells = len(t.epsilons) * t.frame["attack"].nunique()
+    here = (f"the filter raised the ensemble's misclassification in {len(worse)} of {cells} (attack, eps) cells, "
+            f"significantly in {len(significant)}" + (f": {'; '.join(significant)}" if significant else "") + cost)
+    return _line("the source document reports no clean accuracy.", here + ".",
+                 "the filter has a cost on these models: where an attack barely transfers, the filter's own errors "
+                 "can outweigh what it removes." if significant else "no significant harm from the filter here.")
+
+
+def targeted(t: Tables) -> str | None:
+    top = max(t.epsilons)
+    if t.hits.empty or f"eps {top}" not in t.hits.columns:
+        return None
+    column = t.hits[f"eps {top}"]
+    cells = [f"{d} {column[d]}" for d in ("lite0", "median_lite0", "lite2") if d in column.index]
+    return _line("no targeted attack is studied.", f"the targeted attack (made on Lite0) reaches its target class at eps "
+                 f"{top} on: {'; '.join(cells)} (%).", "not a finding of the source; shown for the competition's "
+                 "targeted track.")
+
+
+FINDINGS: list[Callable[[Tables], str | None]] = [white_box, filter_alone, held_out, table_3, lower_eps, smooth,
+                                                  adaptive, raised, targeted]
+
+
+def findings(tables: Tables) -> list[str]:
+    """Every finding the data has the cells for, in the source document's order, then ours."""
+    return [line for finding in FINDINGS if (line := finding(tables))]
