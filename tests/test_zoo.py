@@ -1,7 +1,8 @@
 """arena_zoo, the library the real-model samples share (it lives in the torch base image's
 recipe folder): the median filter, the attacks' eps bound and step schedule, BPDA's
 straight-through gradient and EOT's averaging, on tiny models whose gradients are known.
-Skipped where torch is not installed (``make setup`` installs it into the venv)."""
+Skipped where torch is not installed (``make setup`` installs it into the venv). The tests
+that move images run on every device torch sees: on a GPU machine the CUDA path too."""
 
 import sys
 
@@ -15,6 +16,7 @@ sys.path.insert(0, str(REPO_ROOT / "submissions" / "base-images" / "torch"))
 import arena_zoo as zoo  # noqa: E402
 
 CLASSES = 4
+DEVICES = ["cpu", *(["cuda"] if torch.cuda.is_available() else [])]
 
 
 def linear_model(seed: int = 0):
@@ -23,22 +25,23 @@ def linear_model(seed: int = 0):
     return lambda images: images.mean(dim=(2, 3)) @ weights
 
 
-def pixel_model(seed: int = 0):
+def pixel_model(seed: int = 0, device: str = "cpu"):
     """Logits linear in every pixel: a gradient that differs from pixel to pixel."""
-    weights = torch.randn(CLASSES, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
+    weights = torch.randn(CLASSES, 3, 8, 8, generator=torch.Generator().manual_seed(seed)).to(device)
     return lambda images: torch.einsum("nchw,kchw->nk", images, weights)
 
 
-def images(count: int = 3, size: int = 8) -> torch.Tensor:
-    return torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(1))
+def images(count: int = 3, size: int = 8, device: str = "cpu") -> torch.Tensor:
+    return torch.rand(count, 3, size, size, generator=torch.Generator().manual_seed(1)).to(device)
 
 
-def test_the_median_filter_is_numpys_median_of_each_3x3_window_with_edges_replicated():
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_median_filter_is_numpys_median_of_each_3x3_window_with_edges_replicated(device):
     pictures = torch.randint(0, 5, (2, 3, 11, 13), generator=torch.Generator().manual_seed(2)).float()
     padded = np.pad(pictures.numpy(), ((0, 0), (0, 0), (1, 1), (1, 1)), mode="edge")
     windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(2, 3))
     expected = np.median(windows.reshape(*windows.shape[:4], 9), axis=-1)
-    assert np.array_equal(zoo.median3x3(pictures).numpy(), expected)
+    assert np.array_equal(zoo.median3x3(pictures.to(device)).cpu().numpy(), expected)
 
 
 def test_salt_noise_is_removed_and_a_flat_image_is_left_alone():
@@ -55,13 +58,16 @@ def test_the_step_schedule():
     assert zoo.step_size(8.0, 10, random_start=False) == pytest.approx(1.0)  # 1.25 eps / steps
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("steps", [1, 10])
 @pytest.mark.parametrize("eps", [2 / 255, 16 / 255])
-def test_every_output_stays_in_the_eps_ball_and_in_range(steps, eps):
-    clean = images()
+def test_every_output_stays_in_the_eps_ball_and_in_range(steps, eps, device):
+    clean = images(device=device)
     clean[0] = 0.0  # a black image: the ball's lower half is outside [0, 1]
-    labels = torch.tensor([0, 1, 2])
-    adversarial = zoo.iterative_attack(pixel_model(), clean, labels, eps, steps)
+    labels = torch.tensor([0, 1, 2], device=device)
+    adversarial = zoo.iterative_attack(pixel_model(device=device), clean, labels, eps, steps, samples=2,
+                                       transform=zoo.shifted)
+    assert adversarial.device == clean.device
     assert (adversarial - clean).abs().max() <= eps + 1e-6
     assert adversarial.min() >= 0 and adversarial.max() <= 1
 
@@ -81,17 +87,19 @@ def test_fgsm_moves_every_pixel_by_eps_along_the_gradient_sign():
     assert torch.allclose(adversarial, expected)
 
 
-def test_the_random_start_is_seeded():
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_random_start_is_seeded(device):
     """A model that ignores its input has a zero gradient: the output is the random start itself."""
     model = lambda x: (x * 0).sum(dim=(1, 2, 3))[:, None].expand(-1, CLASSES)  # noqa: E731
-    clean, labels = images(), torch.tensor([0, 1, 2])
+    clean, labels = images(device=device), torch.tensor([0, 1, 2], device=device)
     first = zoo.iterative_attack(model, clean, labels, 8 / 255, 3, seed=5)
     assert torch.equal(first, zoo.iterative_attack(model, clean, labels, 8 / 255, 3, seed=5))
     assert not torch.equal(first, zoo.iterative_attack(model, clean, labels, 8 / 255, 3, seed=6))
 
 
-def test_bpda_sees_the_filter_forward_and_the_identity_backward():
-    clean = images().requires_grad_(True)
+@pytest.mark.parametrize("device", DEVICES)
+def test_bpda_sees_the_filter_forward_and_the_identity_backward(device):
+    clean = images(device=device).requires_grad_(True)
     through = zoo.straight_through(zoo.median3x3)(clean)
     assert torch.equal(through, zoo.median3x3(clean.detach()))
     weights = torch.randn_like(clean)

@@ -95,9 +95,16 @@ def read_targets(folder: str) -> dict[str, int]:
     return {name: int(label) - 1 for name, label in (line.split(",") for line in lines if line)}
 
 
+#: Images per chunk on a GPU: the CPU chunks are sized for the sandbox's 2 GB of host memory,
+#: and 2 images at a time leave a GPU mostly idle (bench/zoo.py measures both).
+GPU_CHUNK = 32
+
+
 def in_chunks(images: torch.Tensor, size: int = 10):
     """Bounded memory whatever the batch: gradients through an ensemble for 10 images at
-    299 x 299 stay under the sandbox's 2 GB."""
+    299 x 299 stay under the sandbox's 2 GB. On a GPU, never fewer than ``GPU_CHUNK``."""
+    if images.is_cuda:
+        size = max(size, GPU_CHUNK)
     for start in range(0, len(images), size):
         yield slice(start, start + size)
 
