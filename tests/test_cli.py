@@ -123,6 +123,16 @@ def test_the_study_says_where_the_photos_should_be(data_dir):
     assert "needs the ImageNet sample photos" in result.output and "--photos" in result.output
 
 
+def test_the_study_checks_its_extra_defenses_before_building_anything(data_dir, tmp_path):
+    missing = arena("study", "--defense", str(tmp_path / "nothing"))
+    assert missing.exit_code == 1 and "not a submission folder" in missing.output
+    attack = tmp_path / "attack"
+    attack.mkdir()
+    (attack / "metadata.json").write_text('{"type": "attack", "container": "x", "entry_point": "run.sh"}')
+    wrong = arena("study", "--defense", str(attack))
+    assert wrong.exit_code == 1 and "type 'attack', not 'defense'" in wrong.output
+
+
 def test_unknown_recipes_and_datasets_are_named(data_dir):
     images = arena("images", "build", "nosuch")
     assert images.exit_code == 1 and "no base-image recipe named nosuch" in images.output

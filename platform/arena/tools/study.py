@@ -6,6 +6,7 @@ Running it is an ordinary tournament (resumable: ``arena run`` semantics, only m
 work runs); the report is computed from the stored per-image results.
 """
 
+import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -58,11 +59,23 @@ def import_photos(settings: Settings, photos: Path, images: int, console: Consol
     return name
 
 
+def _check_defense(folder: Path) -> None:
+    """Before anything is built: an extra defense must be a defense submission folder."""
+    metadata = folder / "metadata.json"
+    if not metadata.is_file():
+        raise DatasetError(f"--defense {folder}: not a submission folder (no metadata.json in it)", [])
+    kind = json.loads(metadata.read_text()).get("type")
+    if kind != "defense":
+        raise DatasetError(f"--defense {folder}: its metadata.json says type {kind!r}, not 'defense'", [])
+
+
 def run_study(settings: Settings, images: int, photos: Path, console: Console, run: Callable[[str | None], object],
               defenses: tuple[Path, ...] = ()) -> str:
     """Everything up to a finished tournament; returns the dataset name. ``defenses`` are extra
     defense submission folders entered beside the samples: where adversarially trained weights
     exist on disk, a folder that loads them puts them in the same report."""
+    for folder in defenses:
+        _check_defense(folder)
     if not (photos / "labels.csv").is_file():
         raise DatasetError(
             f"the real-model study needs the ImageNet sample photos at {photos} (labels.csv and images/); "
@@ -73,9 +86,6 @@ def run_study(settings: Settings, images: int, photos: Path, console: Console, r
     name = import_photos(settings, photos, images, console)
     with db.transaction(settings) as session:
         round_name = rounds.ensure(session, settings, find_dataset(session, name)).name
-    for folder in defenses:
-        if not (folder / "metadata.json").is_file():
-            raise DatasetError(f"--defense {folder}: not a submission folder (no metadata.json in it)", [])
     submit_samples(settings, [*sample_folders(REAL_SAMPLES), *defenses], console, round_name, team="arena-samples")
     run(name)
     return name
