@@ -11,7 +11,16 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from arena.tools.study_tables import ADAPTIVE, FILTER_PAIRS, FULL_ATTACK, HELD_OUT, TRANSFER_ATTACK, Change, paired
+from arena.tools.study_tables import (
+    ADAPTIVE,
+    ATTACKERS,
+    FILTER_PAIRS,
+    FULL_ATTACK,
+    HELD_OUT,
+    TRANSFER_ATTACK,
+    Change,
+    paired,
+)
 
 #: Below this, McNemar's p says the photos tell two paired rates apart.
 SIGNIFICANT = 0.05
@@ -116,8 +125,8 @@ def table_3(t: Tables) -> str | None:
                      for e, c in ratios.items())
     here_ratios = [c.first / c.second for c in ratios.values()]
     verdict = ("holds" if min(here_ratios) >= 2 else
-               f"does not hold: the ratio is {min(here_ratios):.2f}× to {max(here_ratios):.2f}× here, where below 2× at "
-               "any eps falls short of the source's least; the source's ensemble was adversarially trained, and the "
+               f"does not hold: here the filtered ensemble is fooled {min(here_ratios):.2f}× to {max(here_ratios):.2f}× "
+               "less often, against 2.3× to 8.6× in the source; the source's ensemble was adversarially trained, and the "
                "source concludes that “adversarially trained models with filtering are indeed robust”")
     return _line(f"Table 3: against `**`, whose models include the defended ones, the filtered best ensemble was "
                  f"fooled less often: {source}.", f"{FULL_ATTACK} against the ensemble, without → with the filter: "
@@ -125,8 +134,9 @@ def table_3(t: Tables) -> str | None:
 
 
 def lower_eps(t: Tables) -> str | None:
-    """Holds when the filtered ensemble's rate rises with eps and the smallest eps's rate lies
-    below the largest's interval."""
+    """Holds when the filtered ensemble's rate rises with eps, the smallest eps's rate lies below
+    the largest's interval, and at the smallest eps the ensemble is robust on most photos (the
+    source's 10.6%); in direction only when it rises but stays fooled on most photos."""
     curve = {e: t.rate(FULL_ATTACK, "median_ensemble", e) for e in t.epsilons}
     curve = {e: r for e, r in curve.items() if r is not None}
     if len(curve) < 2:
@@ -137,9 +147,16 @@ def lower_eps(t: Tables) -> str | None:
     rising = all(a <= b for a, b in zip(ordered, ordered[1:]))
     below = ordered[0] < float(top["low"].iloc[0])
     here = ", ".join(f"{_pct(curve[e])} at eps {e}" for e in sorted(curve))
-    verdict = ("holds" if rising and below else
-               "holds in direction only: the rate rises with eps, but the smallest eps's rate is inside the largest's interval"
-               if rising else "does not hold: the filtered ensemble's rate does not rise with eps")
+    low = min(curve)
+    if not rising:
+        verdict = "does not hold: the filtered ensemble's rate does not rise with eps"
+    elif not below:
+        verdict = "holds in direction only: the rate rises with eps, but the smallest eps's rate is inside the largest's interval"
+    elif curve[low] > 50:
+        verdict = (f"holds in direction only: the rate rises with eps, but at eps {low} the filtered ensemble is still "
+                   f"fooled on {_pct(curve[low])} of the photos, where the source's was on 10.6%")
+    else:
+        verdict = "holds"
     return _line("“in case of lower eps values this defense approach is more robust against attacks” (Table 3: "
                  "10.6% at eps 2 to 43.1% at eps 16).", f"the filtered ensemble against {FULL_ATTACK}: {here}.",
                  verdict + ".")
@@ -160,33 +177,41 @@ def smooth(t: Tables) -> str | None:
 
 
 def adaptive(t: Tables) -> str | None:
-    """Beyond the source: whether attacking through the filter erases what it bought."""
+    """Beyond the source: whether attacking through the filter erases what it bought. The
+    filtered ensemble under the strongest adaptive attack is set against the unfiltered
+    ensemble under the non-adaptive one, photo by photo."""
     if not t.has(FULL_ATTACK, *ADAPTIVE):
         return None
+    low = min(t.epsilons)
     parts = []
-    for e in (min(t.epsilons), max(t.epsilons)):
+    for e in (low, max(t.epsilons)):
         for attack in ADAPTIVE:
             c = t.change(e, (FULL_ATTACK, "median_ensemble"), (attack, "median_ensemble"))
             if c:
                 parts.append(f"{attack} at eps {e}: {_pct(c.first)} → {_pct(c.second)} (p {c.p:.2g})")
-    unfiltered = t.rate(FULL_ATTACK, "ensemble", min(t.epsilons))
-    if not parts or unfiltered is None:
+    strongest = max(ADAPTIVE, key=lambda a: t.rate(a, "median_ensemble", low) or 0.0)
+    gain = t.change(low, (FULL_ATTACK, "ensemble"), (FULL_ATTACK, "median_ensemble"))
+    erased = t.change(low, (FULL_ATTACK, "ensemble"), (strongest, "median_ensemble"))
+    if not parts or gain is None or erased is None:
         return None
-    best = max((t.rate(a, "median_ensemble", min(t.epsilons)) or 0.0) for a in ADAPTIVE)
-    verdict = (f"an attack that knows the filter fools the filtered ensemble at eps {min(t.epsilons)} on {_pct(best)}, "
-               f"against {_pct(unfiltered)} for the unfiltered ensemble under {FULL_ATTACK}: "
-               + ("the filter buys nothing against it" if best >= unfiltered
-                  else "the filter keeps part of its effect"))
+    kept = erased.points < 0 and erased.p < SIGNIFICANT
+    verdict = (f"at eps {low} the filter lowered {FULL_ATTACK}'s rate on the ensemble by {-gain.points:.1f} points "
+               f"(p {gain.p:.2g}); under {strongest} the filtered ensemble is fooled on {_pct(erased.second)}, against "
+               f"{_pct(erased.first)} for the unfiltered ensemble under {FULL_ATTACK} (p {erased.p:.2g}): "
+               + ("the filter keeps part of its effect" if kept else "an attack that knows the filter takes its gain back"))
     return _line("the source's attacks were not made through the filter (it does not test adaptive attacks).",
                  f"the filtered ensemble against {FULL_ATTACK} → against the adaptive attacks: {'; '.join(parts)}.",
                  verdict + ".")
 
 
 def raised(t: Tables) -> str | None:
-    """Beyond the source: cells where the filter made the ensemble worse, and its clean cost."""
+    """Beyond the source: cells where the filter made the ensemble worse under attacks that do
+    not know it (an attack made through the filter is expected to do better against it), and
+    the filter's clean cost."""
     worse, significant = [], []
+    unaware = sorted(a for a in set(t.frame["attack"]) if not (a in ATTACKERS and ATTACKERS[a].through_filter))
     for e in t.epsilons:
-        for attack in sorted(set(t.frame["attack"])):
+        for attack in unaware:
             c = t.change(e, (attack, "ensemble"), (attack, "median_ensemble"))
             if c and c.points > 0:
                 worse.append((attack, e, c))
@@ -195,12 +220,13 @@ def raised(t: Tables) -> str | None:
     clean = t.clean["clean top-1 (%)"]
     cost = (f"; clean top-1 is {clean['ensemble']} without and {clean['median_ensemble']} with it"
             if {"ensemble", "median_ensemble"} <= set(clean.index) else "")
-    cells = len(t.epsilons) * t.frame["attack"].nunique()
-    here = (f"the filter raised the ensemble's misclassification in {len(worse)} of {cells} (attack, eps) cells, "
+    cells = len(t.epsilons) * len(unaware)
+    here = (f"under the attacks that do not know the filter, it raised the ensemble's misclassification in "
+            f"{len(worse)} of {cells} (attack, eps) cells, "
             f"significantly in {len(significant)}" + (f": {'; '.join(significant)}" if significant else "") + cost)
     return _line("the source document reports no clean accuracy.", here + ".",
-                 "the filter has a cost on these models: where an attack barely transfers, the filter's own errors "
-                 "can outweigh what it removes." if significant else "no significant harm from the filter here.")
+                 "the filter has a cost on these models: against some attacks that do not know it, it adds more "
+                 "errors than it removes." if significant else "no significant harm from the filter here.")
 
 
 def targeted(t: Tables) -> str | None:
