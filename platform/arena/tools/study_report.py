@@ -176,7 +176,7 @@ def _plots(table: pd.DataFrame, figures: Path, defenses: list[str], attacks: lis
              "source: without filtering": SOURCE_TABLE_3["source: without filtering"],
              "source: with filtering": SOURCE_TABLE_3["source: with filtering"]},
             figures / "table3.png",
-            f"{FULL_ATTACK} (holds every model) against the ensemble (bands: 95% intervals)",
+            f"{FULL_ATTACK} against the ensemble (bands: 95% intervals)",
             styles={"source: without filtering": ":s", "source: with filtering": ":s",
                     **{f"Arena: {a} (adaptive) with filtering": "--^" for a in ADAPTIVE}},
             bands=bands,
