@@ -172,3 +172,16 @@ def test_every_real_sample_is_described_for_the_tables():
     kinds = {folder.name: json.loads((folder / "metadata.json").read_text())["type"] for folder in sample_folders(REAL_SAMPLES)}
     assert {name for name, kind in kinds.items() if kind != "defense"} == set(ATTACKERS)
     assert {name for name, kind in kinds.items() if kind == "defense"} == set(DEFENDERS)
+
+
+def test_the_adaptive_verdict_compares_the_stored_rates_photo_by_photo(study):
+    report, results = study[0][0].read_text(), study[2]
+    findings = _section(report, "What holds here")
+    adaptive = next(part for part in findings.split("- **Source:**") if "not made through the filter" in part)
+    strongest = max(["bpda_ifgsm", "eot_ifgsm"], key=lambda a: _errors(results, a, "median_ensemble", 2).mean())
+    filtered = _errors(results, strongest, "median_ensemble", 2)
+    plain = _errors(results, "all_models_ifgsm", "ensemble", 2)
+    b, c = int((plain & ~filtered).sum()), int((~plain & filtered).sum())
+    assert (f"under {strongest} the filtered ensemble is fooled on {100 * filtered.mean():.1f}%, against "
+            f"{100 * plain.mean():.1f}% for the unfiltered ensemble under all_models_ifgsm "
+            f"(p {mcnemar_exact(b, c):.2g})") in adaptive
