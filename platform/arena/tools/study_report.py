@@ -22,6 +22,7 @@ from arena.tools.study_tables import (
     ADAPTIVE,
     FILTER_PAIRS,
     FULL_ATTACK,
+    TRANSFER_ATTACK,
     access,
     attack_budgets,
     attack_order,
@@ -129,8 +130,6 @@ def _adaptive(table: pd.DataFrame, defenses: list[str], epsilons: list[int]) -> 
 
 def _transfer(frame: pd.DataFrame, table: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
     """The transfer attacker (Lite2 held out) against every model, unfiltered and filtered side by side."""
-    from arena.tools.study_tables import TRANSFER_ATTACK
-
     shown = table.set_index(["defense", "attack", "epsilon"])["shown"]
     rows = {}
     for plain, filtered in FILTER_PAIRS.items():
