@@ -17,6 +17,7 @@ from arena.tools.study_tables import (
     FILTER_PAIRS,
     FULL_ATTACK,
     HELD_OUT,
+    SOURCE_TABLE_3,
     TRANSFER_ATTACK,
     Change,
     paired,
@@ -25,8 +26,6 @@ from arena.tools.study_tables import (
 #: Below this, McNemar's p says the photos tell two paired rates apart.
 SIGNIFICANT = 0.05
 SMOOTH_ATTACK = "smoothed_ifgsm"
-#: The source document's Table 3, (without, with) filtering by eps, for the ratios it implies.
-SOURCE_TABLE_3 = {2: (91.875, 10.625), 4: (96.875, 17.5), 8: (98.125, 27.5), 16: (99.375, 43.125)}
 
 
 @dataclass
