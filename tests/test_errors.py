@@ -85,7 +85,7 @@ def test_the_cli_says_every_expected_failure_the_same_way(cli, monkeypatch):
     """Each used to take its own path: a bare RuntimeError traceback for base images without
     debootstrap, a hand-printed line for an unknown submission."""
     monkeypatch.setattr(base_image.shutil, "which", lambda _name: None)
-    monkeypatch.setattr(base_image, "_exists", lambda _tag: False)
+    monkeypatch.setattr(base_image, "_image", lambda _tag: None)
     assert cli("db", "upgrade").exit_code == 0
     for args, sentence in ((["images", "build"], "debootstrap is not installed"),
                            (["submissions", "show", "ghost"], "no submission named 'ghost'"),

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from docker.errors import ImageNotFound
+from docker.models.images import Image
 
 from arena import REPO_ROOT
 from arena.config import Settings
@@ -56,12 +57,16 @@ def recipe_names() -> list[str]:
 RECIPE_LABEL = "org.arena.recipe"
 
 
-def _exists(tag: str) -> bool:
+def _image(tag: str) -> Image | None:
     try:
-        docker_client().images.get(tag)
+        return docker_client().images.get(tag)
     except ImageNotFound:
-        return False
-    return True
+        return None
+
+
+def _parent(name: str) -> str | None:
+    """The recipe this one is built FROM, if it is built FROM a recipe (not a root filesystem)."""
+    return next((n for n in recipe_names() if recipe_tag(n) == base_of(name)), None)
 
 
 def recipe_hash(name: str) -> str:
@@ -71,7 +76,7 @@ def recipe_hash(name: str) -> str:
     folder = RECIPES / name
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
         digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
-    parent = next((n for n in recipe_names() if recipe_tag(n) == base_of(name)), None)
+    parent = _parent(name)
     if parent:
         digest.update(recipe_hash(parent).encode())
     return digest.hexdigest()
@@ -79,11 +84,8 @@ def recipe_hash(name: str) -> str:
 
 def _current(name: str) -> bool:
     """Whether the recipe's image exists and was built from the recipe as it is now."""
-    try:
-        image = docker_client().images.get(recipe_tag(name))
-    except ImageNotFound:
-        return False
-    return (image.labels or {}).get(RECIPE_LABEL) == recipe_hash(name)
+    image = _image(recipe_tag(name))
+    return image is not None and (image.labels or {}).get(RECIPE_LABEL) == recipe_hash(name)
 
 
 def base_of(name: str) -> str:
@@ -138,7 +140,7 @@ def _in_build_order(names: list[str]) -> list[str]:
     ordered: list[str] = []
 
     def visit(name: str) -> None:
-        parent = next((n for n in recipe_names() if recipe_tag(n) == base_of(name)), None)
+        parent = _parent(name)
         if parent:
             visit(parent)
         if name not in ordered:
@@ -163,7 +165,7 @@ def build(
     built: list[str] = []
     for name in _in_build_order(names):
         base, tag = base_of(name), recipe_tag(name)
-        if base in ROOTFS and base not in built and (rebuild or not _exists(base)):
+        if base in ROOTFS and base not in built and (rebuild or _image(base) is None):
             say(f"debootstrap {SUITE} with {', '.join(ROOTFS[base])} (a minute or two)...")
             build_rootfs(settings, base)
             built.append(base)
