@@ -70,20 +70,6 @@ def attacks(models: list[str]) -> list[tuple[str, list[str], dict]]:
     ]
 
 
-def run_attack(networks, images: torch.Tensor, eps: float, steps: int, through_median: bool = False,
-               samples: int = 1, chunk: int = 2) -> torch.Tensor:
-    """What ``arena_zoo.attack`` does between reading and writing the images."""
-    classify = (lambda x: zoo.logits(networks[0], x)) if len(networks) == 1 else (lambda x: zoo.ensemble_logits(networks, x))
-    forward = (lambda x: classify(zoo.straight_through(zoo.median3x3)(x))) if through_median else classify
-    out = torch.empty_like(images)
-    for number, part in enumerate(zoo.in_chunks(images, chunk)):
-        with torch.no_grad():
-            labels = forward(images[part]).argmax(1)
-        out[part] = zoo.iterative_attack(forward, images[part], labels, eps, steps, seed=number,
-                                         transform=zoo.shifted if samples > 1 else None, samples=samples)
-    return out
-
-
 def fooled(networks, clean: torch.Tensor, adversarial: torch.Tensor) -> float:
     with torch.no_grad():
         before = zoo.ensemble_logits(networks, clean).argmax(1)
@@ -126,8 +112,9 @@ def main() -> None:
             networks = [loaded[device][names.index(m)] for m in models]
             clean = images.to(device)
             # warm-up at the chunk's own size: cuDNN picks its kernels per shape, on first sight
-            run_attack(networks, clean[:zoo.GPU_CHUNK if device == "cuda" else args.chunk], eps, chunk=args.chunk, **options)
-            elapsed, adversarial = timed(lambda: run_attack(networks, clean, eps, chunk=args.chunk, **options))
+            zoo.attack_images(networks, clean[:zoo.GPU_CHUNK if device == "cuda" else args.chunk], eps, chunk=args.chunk,
+                              **options)
+            elapsed, adversarial = timed(lambda: zoo.attack_images(networks, clean, eps, chunk=args.chunk, **options))
             change = float((adversarial - clean).abs().max()) * 255
             assert change <= args.eps + 1e-3, f"{label} on {device} left the eps ball: {change}"
             seconds[device] = 100 * elapsed / len(images)

@@ -66,7 +66,7 @@ def test_lite0_is_mostly_right_and_fgsm_at_16_fools_it(tmp_path: Path, photos):
 
 
 @pytest.mark.usefixtures("torch_image")
-@pytest.mark.parametrize("attack", ["ifgsm", "all_models_ifgsm", "bpda_ifgsm", "eot_ifgsm"])
+@pytest.mark.parametrize("attack", ["ifgsm", "targeted_ifgsm", "all_models_ifgsm", "bpda_ifgsm", "eot_ifgsm"])
 def test_the_iterative_attacks_fit_the_sandbox_and_stay_within_eps(tmp_path: Path, photos, attack):
     """The three-model attacks hold gradients through three networks: 2 images at a time must
     stay under the sandbox's 2 GB. Every output is within eps 2 before the platform clips it."""

@@ -183,29 +183,39 @@ def defend(model_names: list[str], median: bool, input_dir: str, output_file: st
     write_labels(output_file, names, torch.cat(labels))
 
 
-def attack(model_names: list[str], input_dir: str, output_dir: str, eps: str, steps: int, targeted: bool = False,
-           smooth=None, chunk: int = 10, through_median: bool = False, samples: int = 1) -> None:
-    """A whole iterative attack on the models' ensemble: toward target_class.csv when
-    ``targeted``, else away from the ensemble's own prediction (true labels are not given).
+def attack_images(models: list[torch.nn.Module], images: torch.Tensor, eps: float, steps: int,
+                  targets: torch.Tensor | None = None, smooth=None, chunk: int = 10, through_median: bool = False,
+                  samples: int = 1) -> torch.Tensor:
+    """An iterative attack on the models' ensemble (mean probabilities), chunk by chunk: toward
+    ``targets`` when given, else away from the ensemble's own prediction (true labels are not
+    given to attacks).
 
     ``through_median`` attacks the models behind a 3 x 3 median filter with BPDA's
     straight-through gradient (an adaptive attack on the filtered defenses); ``samples`` > 1
     averages each step's gradient over that many random one-pixel shifts (EOT)."""
-    models = [load(name) for name in model_names]
-    names, images = read_images(input_dir)
     classify = (lambda x: logits(models[0], x)) if len(models) == 1 else (lambda x: ensemble_logits(models, x))
     forward = (lambda x: classify(straight_through(median3x3)(x))) if through_median else classify
-    if targeted:
-        targets = read_targets(input_dir)
-        wanted = torch.tensor([targets[n] for n in names], device=images.device)
     out = torch.empty_like(images)
     for number, part in enumerate(in_chunks(images, chunk)):
-        if targeted:
-            labels = wanted[part]
+        if targets is not None:
+            labels = targets[part]
         else:
             with torch.no_grad():
                 labels = forward(images[part]).argmax(1)
-        out[part] = iterative_attack(forward, images[part], labels, int(eps) / 255, steps, targeted=targeted,
+        out[part] = iterative_attack(forward, images[part], labels, eps, steps, targeted=targets is not None,
                                      smooth=smooth, transform=shifted if samples > 1 else None, samples=samples,
                                      seed=number)
-    write_images(output_dir, names, out)
+    return out
+
+
+def attack(model_names: list[str], input_dir: str, output_dir: str, eps: str, steps: int, targeted: bool = False,
+           **options) -> None:
+    """A whole attack submission: read the images, ``attack_images`` (toward target_class.csv
+    when ``targeted``), write the outputs. ``options`` go to ``attack_images``."""
+    models = [load(name) for name in model_names]
+    names, images = read_images(input_dir)
+    targets = None
+    if targeted:
+        wanted = read_targets(input_dir)
+        targets = torch.tensor([wanted[n] for n in names], device=images.device)
+    write_images(output_dir, names, attack_images(models, images, int(eps) / 255, steps, targets, **options))
