@@ -129,6 +129,9 @@ def test_the_study_checks_its_extra_defenses_before_building_anything(data_dir, 
     attack = tmp_path / "attack"
     attack.mkdir()
     (attack / "metadata.json").write_text('{"type": "attack", "container": "x", "entry_point": "run.sh"}')
+    no_entry = arena("study", "--defense", str(attack))  # read as the intake reads a submission
+    assert no_entry.exit_code == 1 and "entry_point 'run.sh' is not a file" in no_entry.output
+    (attack / "run.sh").write_text("#!/bin/sh\n")
     wrong = arena("study", "--defense", str(attack))
     assert wrong.exit_code == 1 and "type 'attack', not 'defense'" in wrong.output
 

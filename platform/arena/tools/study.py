@@ -6,7 +6,6 @@ Running it is an ordinary tournament (resumable: ``arena run`` semantics, only m
 work runs); the report is computed from the stored per-image results.
 """
 
-import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +17,8 @@ from arena import REPO_ROOT, db
 from arena.competition import rounds
 from arena.config import Settings
 from arena.data.dataset import DatasetError, find_dataset, read_photo_folder, store_dataset
-from arena.models import Dataset
+from arena.intake.metadata import Metadata, MetadataError
+from arena.models import Dataset, SubmissionKind
 from arena.tools import base_image
 from arena.tools.demo import sample_folders, submit_samples
 
@@ -60,13 +60,16 @@ def import_photos(settings: Settings, photos: Path, images: int, console: Consol
 
 
 def _check_defense(folder: Path) -> None:
-    """Before anything is built: an extra defense must be a defense submission folder."""
-    metadata = folder / "metadata.json"
-    if not metadata.is_file():
-        raise DatasetError(f"--defense {folder}: not a submission folder (no metadata.json in it)", [])
-    kind = json.loads(metadata.read_text()).get("type")
-    if kind != "defense":
-        raise DatasetError(f"--defense {folder}: its metadata.json says type {kind!r}, not 'defense'", [])
+    """Before anything is built: an extra defense must be a defense submission folder, read as
+    the intake reads one."""
+    if not (folder / "metadata.json").is_file():
+        raise MetadataError(f"--defense {folder}: not a submission folder (no metadata.json in it)")
+    try:
+        kind = Metadata.read(folder).type
+    except MetadataError as exc:
+        raise MetadataError(f"--defense {folder}: {exc}") from None
+    if kind != SubmissionKind.DEFENSE:
+        raise MetadataError(f"--defense {folder}: its metadata.json says type {kind.value!r}, not 'defense'")
 
 
 def run_study(settings: Settings, images: int, photos: Path, console: Console, run: Callable[[str | None], object],
