@@ -43,20 +43,26 @@ for k, name in enumerate(sorted(n for n in os.listdir(src) if n.endswith('.png')
 '''
 
 
-def test_outputs_are_judged_one_by_one(tmp_path):
-    settings = make_settings(tmp_path / "arena")
-    dataset = synth_dataset(settings, 12, batch_size=12)
+def _attack(tmp_path, settings, dataset, source: str) -> tuple[SubmissionCode, list[CleanInput]]:
+    """``source`` as an attack in the python base image, and every image of ``dataset`` as its input."""
     code_dir = tmp_path / "code"
     code_dir.mkdir()
-    (code_dir / "attack.py").write_text(MISCHIEF)
+    (code_dir / "attack.py").write_text(source)
     (code_dir / "run_attack.sh").write_text('#!/bin/sh\nexec python3 attack.py "$@"\n')
     (code_dir / "run_attack.sh").chmod(0o755)
     metadata = Metadata(type="attack", container="arena/python:bookworm", entry_point="run_attack.sh")
     with transaction(settings) as session:
         images = session.scalars(select(Image).where(Image.dataset_id == dataset.id)).all()
         inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in images]
+    return SubmissionCode(code_dir, metadata), inputs
 
-    outcome = execute_attack(settings, SubmissionCode(code_dir, metadata), inputs, epsilon=4)
+
+def test_outputs_are_judged_one_by_one(tmp_path):
+    settings = make_settings(tmp_path / "arena")
+    dataset = synth_dataset(settings, 12, batch_size=12)
+    code, inputs = _attack(tmp_path, settings, dataset, MISCHIEF)
+
+    outcome = execute_attack(settings, code, inputs, epsilon=4)
 
     assert outcome.run.exit_code == 0
     assert len(outcome.results) == 12
@@ -121,19 +127,11 @@ def test_an_output_is_stored_as_submitted_only_when_it_is_the_image_alone_and_ne
     Beyond eps: clipped, then written anew. Defenses get the same pixels either way."""
     settings = make_settings(tmp_path / "arena")
     dataset = synth_dataset(settings, 24, batch_size=24)
-    code_dir = tmp_path / "code"
-    code_dir.mkdir()
-    (code_dir / "attack.py").write_text(HAND_PNG)
-    (code_dir / "run_attack.sh").write_text('#!/bin/sh\nexec python3 attack.py "$@"\n')
-    (code_dir / "run_attack.sh").chmod(0o755)
-    metadata = Metadata(type="attack", container="arena/python:bookworm", entry_point="run_attack.sh")
-    with transaction(settings) as session:
-        images = session.scalars(select(Image).where(Image.dataset_id == dataset.id)).all()
-        inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in images]
+    code, inputs = _attack(tmp_path, settings, dataset, HAND_PNG)
     namespace: dict = {}
     exec(compile(HAND_PNG, "attack.py", "exec"), namespace)  # the attack's own functions, run here
 
-    outcome = execute_attack(settings, SubmissionCode(code_dir, metadata), inputs, epsilon=4)
+    outcome = execute_attack(settings, code, inputs, epsilon=4)
     assert outcome.run.exit_code == 0 and len(outcome.results) == 24
     store = ImageStore(settings.store_dir)
     seen = set()

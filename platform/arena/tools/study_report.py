@@ -58,12 +58,16 @@ def _markdown(frame: pd.DataFrame) -> str:
     return "\n".join([head, rule, *rows])
 
 
-def _matrix(table: pd.DataFrame, epsilon: int, defenses: list[str], attacks: list[str]) -> pd.DataFrame:
+def _shown(table: pd.DataFrame) -> pd.Series:
+    """Each rate as the tables print it, by (defense, attack, epsilon)."""
+    return table.set_index(["defense", "attack", "epsilon"])["shown"]
+
+
+def _matrix(shown: pd.Series, epsilon: int, defenses: list[str], attacks: list[str]) -> pd.DataFrame:
     """Defenders as rows and attackers as columns, as the source document's tables, each
     cell marked by what the attacker knows of the defender."""
-    at = table[(table["epsilon"] == epsilon)].set_index(["defense", "attack"])["shown"]
-    frame = pd.DataFrame({a: [MARKS[access(a, d)].format(at[(d, a)]) if (d, a) in at.index else "" for d in defenses]
-                          for a in attacks}, index=defenses)
+    frame = pd.DataFrame({a: [MARKS[access(a, d)].format(shown[(d, a, epsilon)]) if (d, a, epsilon) in shown.index
+                              else "" for d in defenses] for a in attacks}, index=defenses)
     frame.index.name = "defender \\ attacker"
     return frame
 
@@ -98,14 +102,13 @@ def _source_cells(frame: pd.DataFrame, top: int) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("source document's cell")
 
 
-def _table3(frame: pd.DataFrame, table: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
+def _table3(frame: pd.DataFrame, shown: pd.Series, epsilons: list[int]) -> pd.DataFrame:
     rows = {}
     for e in epsilons:
         change = paired(frame, e, (FULL_ATTACK, "ensemble"), (FULL_ATTACK, "median_ensemble"))
-        at = lambda d: table[(table["attack"] == FULL_ATTACK) & (table["defense"] == d) & (table["epsilon"] == e)]  # noqa: E731
         rows[e] = {
-            "without filtering": at("ensemble")["shown"].iloc[0] if len(at("ensemble")) else "",
-            "with filtering": at("median_ensemble")["shown"].iloc[0] if len(at("median_ensemble")) else "",
+            "without filtering": shown.get(("ensemble", FULL_ATTACK, e), ""),
+            "with filtering": shown.get(("median_ensemble", FULL_ATTACK, e), ""),
             "change (McNemar p)": change.shown() if change else "",
             **{column: f"{SOURCE_COLUMNS.loc[e, column]:.1f}" if e in SOURCE_COLUMNS.index else ""
                for column in SOURCE_COLUMNS.columns},
@@ -115,11 +118,10 @@ def _table3(frame: pd.DataFrame, table: pd.DataFrame, epsilons: list[int]) -> pd
     return result
 
 
-def _adaptive(table: pd.DataFrame, defenses: list[str], epsilons: list[int]) -> pd.DataFrame:
+def _adaptive(shown: pd.Series, defenses: list[str], epsilons: list[int]) -> pd.DataFrame:
     """Each defense against the non-adaptive attacker that holds every model and the two that
     also attack through the filter, at the smallest and largest eps."""
-    attacks = [a for a in [FULL_ATTACK, *ADAPTIVE] if a in set(table["attack"])]
-    shown = table.set_index(["defense", "attack", "epsilon"])["shown"]
+    attacks = [a for a in [FULL_ATTACK, *ADAPTIVE] if a in set(shown.index.get_level_values("attack"))]
     columns = {f"{a}, eps {e}": [shown.get((d, a, e), "") for d in defenses]
                for e in (min(epsilons), max(epsilons)) for a in attacks}
     frame = pd.DataFrame(columns, index=defenses)
@@ -127,9 +129,8 @@ def _adaptive(table: pd.DataFrame, defenses: list[str], epsilons: list[int]) -> 
     return frame
 
 
-def _transfer(frame: pd.DataFrame, table: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
+def _transfer(frame: pd.DataFrame, shown: pd.Series, epsilons: list[int]) -> pd.DataFrame:
     """The transfer attacker (Lite2 held out) against every model, unfiltered and filtered side by side."""
-    shown = table.set_index(["defense", "attack", "epsilon"])["shown"]
     rows = {}
     for plain, filtered in FILTER_PAIRS.items():
         row = {}
@@ -194,6 +195,7 @@ def write_report(session: Session, dataset: Dataset, path: Path) -> list[Path]:
     boards = Leaderboards.load(session, dataset, standings)
     frame = named(load_results(session, dataset), standings.names)  # the study is small: its rows fit in memory
     table = rates(frame)
+    shown = _shown(table)
     epsilons = standings.epsilons
     top, photos = max(epsilons), frame["image_id"].nunique()
     defenses, attacks = defense_order(list(set(frame["defense"]))), attack_order(list(set(frame["attack"])))
@@ -214,22 +216,22 @@ def write_report(session: Session, dataset: Dataset, path: Path) -> list[Path]:
         ("Attacks and what they spent", _markdown(tables.budgets), _BUDGET_TEXT),
         ("Clean accuracy", _markdown(tables.clean), _CLEAN_TEXT),
         (f"Table 1 analog: misclassified (%) without filtering, eps = {top}",
-         _markdown(_matrix(table, top, unfiltered, attacks)), _LEGEND),
+         _markdown(_matrix(shown, top, unfiltered, attacks)), _LEGEND),
         (f"Table 2 analog: misclassified (%) with a 3x3 median filter, eps = {top}",
-         _markdown(_matrix(table, top, filtered, attacks)), f"![error matrix at eps {top}](study/matrix_eps{top}.png)"),
+         _markdown(_matrix(shown, top, filtered, attacks)), f"![error matrix at eps {top}](study/matrix_eps{top}.png)"),
         (f"The filter's effect, eps = {top}: Table 2 minus Table 1 (points), McNemar's exact p",
          _markdown(filter_effects(frame, top, attacks)), _EFFECT_TEXT),
         ("Beside the source document's Tables 1 and 2 (eps 16)", _markdown(_source_cells(frame, top)), _SOURCE_TEXT),
         (f"Table 3 analog: {FULL_ATTACK} against the Lite0/1/2 ensemble, by eps",
-         _markdown(_table3(frame, table, epsilons)), "![table 3](study/table3.png)"),
-        ("Adaptive attacks: through the filter", _markdown(_adaptive(table, defenses, epsilons)), _ADAPTIVE_TEXT),
-        ("Transfer to the held-out model, filtered and not", _markdown(_transfer(frame, table, epsilons)),
+         _markdown(_table3(frame, shown, epsilons)), "![table 3](study/table3.png)"),
+        ("Adaptive attacks: through the filter", _markdown(_adaptive(shown, defenses, epsilons)), _ADAPTIVE_TEXT),
+        ("Transfer to the held-out model, filtered and not", _markdown(_transfer(frame, shown, epsilons)),
          "![ensemble against every attack](study/ensemble_vs_eps.png)"),
         ("Targeted attack: target class reached (%)", _markdown(tables.hits) if not tables.hits.empty else "(none)", ""),
         ("Worst case over the attacks", _markdown(worst) + "\n\n" + _markdown(contributions), _WORST_TEXT),
         ("What holds here of the source document's findings, and what does not",
          "\n".join(study_findings.findings(tables)), _LIMITS_TEXT.format(photos=photos)),
-        *[(f"Every rate at eps {e}", _markdown(_matrix(table, e, defenses, attacks)) + "\n\n"
+        *[(f"Every rate at eps {e}", _markdown(_matrix(shown, e, defenses, attacks)) + "\n\n"
            + _markdown(filter_effects(frame, e, attacks)), "") for e in epsilons],
     ]
     path.write_text(_render(sections))
