@@ -155,7 +155,7 @@ def test_every_view_gives_the_same_worst_case_and_intervals(tournament, tmp_path
     monkeypatch.setenv("ARENA_DATA_DIR", str(settings.data_dir))
     get_settings.cache_clear()
     monkeypatch.setattr(cli.console, "width", 1000)  # the defense board on one line a row
-    printed = CliRunner().invoke(cli.app, ["leaderboard"])
+    printed = CliRunner().invoke(cli.app, ["leaderboard", "--wide"])
     get_settings.cache_clear()
     assert printed.exit_code == 0, printed.output
     for defense in DEFENSES:
@@ -164,7 +164,7 @@ def test_every_view_gives_the_same_worst_case_and_intervals(tournament, tmp_path
         assert [board.loc[defense, f"worst_case{part}"] for part in ("", "_low", "_high")] == figure
         assert [api[defense][f"worst_case{part}"] for part in ("", "_low", "_high")] == figure
         assert page[defense]["worst case"] == tuple(figure)
-        assert f"{figure[0]:.3f} [{figure[1]:.3f}, {figure[2]:.3f}]" in printed.output
+        assert f"{100 * figure[0]:.1f} [{100 * figure[1]:.1f}, {100 * figure[2]:.1f}]" in printed.output
         for eps in EPSILONS:
             key = f"worst_case_eps={eps}"
             assert api[defense][key] == written.loc[defense, key] == page[defense][f"worst ε={eps}"][0]

@@ -1,14 +1,19 @@
 """The ``arena`` command: thin wrappers that parse options, call the domain modules, print."""
 
 import functools
+import json
+import shutil
+import sys
 from collections.abc import Callable, Iterable
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,11 +22,11 @@ from rich.progress import (
     TimeElapsedColumn,
     track,
 )
-from rich.table import Table
+from rich.text import Text
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena import db
+from arena import db, tables
 from arena.admin import teams, tournament
 from arena.competition import entries, rounds
 from arena.competition.entries import Scope
@@ -43,6 +48,7 @@ from arena.intake.submit import submit as take_submission
 from arena.models import Dataset, Round, Submission, SubmissionStatus, Visibility, as_utc, utcnow
 from arena.results import bundle, tallies
 from arena.results.export import export as export_results
+from arena.results.export import leaderboard_file
 from arena.results.judging import MatrixValue
 from arena.results.leaderboards import Leaderboards
 from arena.results.outcomes import ImageOutcomes
@@ -69,7 +75,8 @@ def _reported(function: Callable) -> Callable:
         try:
             return function(*args, **kwargs)
         except ArenaError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            # soft wrap: the terminal folds a long message, so a path in it copies whole
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
 
     return command
@@ -91,7 +98,8 @@ app.add_typer(teams_app, name="teams")
 app.add_typer(scores_app, name="scores")
 app.add_typer(round_app, name="round")
 
-console = Console(width=None if Console().is_terminal else 160)
+# The terminal's width (COLUMNS first); a pipe or a log without COLUMNS gets 100 columns, not rich's 80.
+console = Console(width=shutil.get_terminal_size((100, 24)).columns)
 RoundForDataset = Annotated[Optional[str], typer.Option(
     "--round", help="Name of the round opened on the dataset (default: the dataset's name; \"\" for none).")]
 DatasetOption = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name; optional when there is one.")]
@@ -190,10 +198,9 @@ def dataset_synth(
 def dataset_list() -> None:
     """List imported datasets."""
     with db.transaction(database()) as session:
-        table = Table("dataset", "batches", "images")
-        for dataset in session.scalars(select(Dataset).order_by(Dataset.id)):
-            table.add_row(dataset.name, str(len(dataset.batches)), str(sum(len(b.images) for b in dataset.batches)))
-    console.print(table)
+        rows = [[d.name, str(len(d.batches)), str(sum(len(b.images) for b in d.batches))]
+                for d in session.scalars(select(Dataset).order_by(Dataset.id))]
+    _print_rows(["Dataset", "Batches", "Images"], rows)
 
 
 @images_app.command("build")
@@ -254,15 +261,21 @@ def _print_submission(submission: Submission) -> None:
 def submissions_list() -> None:
     """List submissions with their kind, team and status."""
     with db.transaction(database()) as session:
-        table = Table("id", "submission", "kind", "team", "status", "flag", "reason")
-        for s in session.scalars(select(Submission).order_by(Submission.id)):
-            table.add_row(str(s.id), s.name, s.kind.value, s.team.name, s.status.value,
-                          _nondeterministic(s.nondeterministic_share), (s.reason or "")[:80])
-    console.print(table)
+        rows = [[str(s.id), s.name, s.kind.value.replace("_", " "), s.team.name, s.status.value,
+                 _nondeterministic(s.nondeterministic_share), s.reason or ""]
+                for s in session.scalars(select(Submission).order_by(Submission.id))]
+    _print_rows(["Id", "Submission", "Kind", "Team", "Status", "Non-deterministic", "Reason"], rows)
 
 
 def _nondeterministic(share: float | None) -> str:
-    return f"non-deterministic {share:.0%}" if share else ""
+    return f"{share:.0%} of images" if share else ""
+
+
+def _print_rows(headers: list[str], rows: list[list[str | Text]], whole: set[str] = frozenset()) -> None:
+    """A table of ``rows``; names, and the columns in ``whole``, are never wrapped."""
+    shown = tables.table()
+    tables.add_columns(shown, headers, rows, names=tables.NAME_COLUMNS | whole)
+    console.print(shown)
 
 
 @submissions_app.command("images")
@@ -274,11 +287,10 @@ def submissions_images() -> None:
         accepted = session.scalars(select(Submission).where(Submission.status == SubmissionStatus.ACCEPTED)
                                    .order_by(Submission.id))
         checks = [(s.name, check) for s in accepted for check in pinning.check(s.images)]
-    table = Table("submission", "field", "tag", "pinned", "tag now", "state")
-    for name, check in checks:
-        state = f"[red]{check.state.value}[/]" if check.state is pinning.PinState.DRIFTED else check.state.value
-        table.add_row(name, check.field, check.tag, _short(check.pinned), _short(check.current), state)
-    console.print(table)
+    rows = [[name, check.field, check.tag, _short(check.pinned), _short(check.current),
+             Text(check.state.value, style="red" if check.state is pinning.PinState.DRIFTED else "")]
+            for name, check in checks]
+    _print_rows(["Submission", "Field", "Tag", "Pinned", "Tag now", "State"], rows)
     drifted = sorted({name for name, check in checks if check.state is pinning.PinState.DRIFTED})
     if drifted:
         console.print(f"[red]tags moved since pinning:[/] {', '.join(drifted)}: they still run their pinned images")
@@ -350,41 +362,6 @@ def rerun(
     _run(dataset)
 
 
-def _frame_table(frame: pd.DataFrame, title: str, index: bool = False) -> Table:
-    table = Table(title=title)
-    columns = ([frame.index.name or ""] if index else []) + [str(c) for c in frame.columns]
-    for column in columns:
-        table.add_column(column, justify="right")
-    for label, row in frame.iterrows():
-        cells = [_cell(v) for v in row]
-        table.add_row(*([str(label)] + cells if index else cells))
-    return table
-
-
-def _cell(value) -> str:
-    if isinstance(value, float):
-        return "" if pd.isna(value) else f"{value:.3f}"
-    return str(value)
-
-
-def _with_intervals(frame: pd.DataFrame) -> pd.DataFrame:
-    """Each figure with its interval in one column, "0.812 [0.790, 0.833]" (a count's bounds
-    as whole numbers), instead of three columns."""
-    shown = {}
-    for column in frame.columns:
-        low, high = f"{column}_low", f"{column}_high"
-        if column.endswith(("_low", "_high")) and column.rsplit("_", 1)[0] in frame.columns:
-            continue
-        if low not in frame.columns:
-            shown[column] = frame[column]
-            continue
-        whole = pd.api.types.is_integer_dtype(frame[column])
-        bound = (lambda v: str(int(v))) if whole else _cell
-        shown[column] = [_cell(v) if pd.isna(lo) else f"{_cell(v)} [{bound(lo)}, {bound(hi)}]"
-                         for v, lo, hi in zip(frame[column], frame[low], frame[high])]
-    return pd.DataFrame(shown, index=frame.index)
-
-
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Packs this worker runs at once (containers on this host).")] = 2,
@@ -441,30 +418,48 @@ def disqualify(
     console.print(f"{name} is disqualified: {reason}")
 
 
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+TrackName = StrEnum("TrackName", {name: name for name in tables.TRACKS})
+
+
 @app.command()
 def leaderboard(
     dataset: DatasetOption = None,
     every: Annotated[bool, typer.Option("--all", help="Every accepted entry, not one per team and track.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column, each figure with its interval's bounds.")] = False,
+    output: Annotated[Format, typer.Option("--format", help="table for people; csv or json (every column) for scripts.")]
+    = Format.table,
+    track: Annotated[Optional[TrackName], typer.Option(help="One leaderboard only (default: all three).")] = None,
 ) -> None:
     """Print the defense, attack and targeted-attack leaderboards and the error matrix: one
     row per team and track (its counting submission), or every entry with --all; each figure
-    with its 95% bootstrap interval over images [low, high] (docs/scoring.md)."""
+    with its 95% bootstrap interval over images (docs/scoring.md)."""
     with db.transaction(database()) as session:
         chosen = find_dataset(session, dataset)
         standings = Standings.compute(session, chosen, Scope.ALL if every else Scope.COUNTING)
         boards = Leaderboards.load(session, chosen, standings)
-    for title, board_name in (
-        ("Defenses (score = correct answers on adversarial images; worst_case = share of (image, eps) no attack broke)",
-         "defense"),
-        ("Attacks (score = misclassifications caused; unique = (defense, eps, image) only this attack broke)", "attack"),
-        ("Targeted attacks (score = target class hit)", "targeted_attack"),
-    ):
-        board = boards.track(board_name)
-        board = board.drop(columns=[c for c in board.columns if c.startswith("worst_case_eps=")])  # `arena robust`
-        console.print(_frame_table(_with_intervals(board), title))
-    console.print("[dim][low, high]: 95% bootstrap interval over images; beats_next: how often, resampling the "
-                  "images, the row's score beats the next row's. Worst case per eps: `arena robust`.[/]")
-    console.print(_frame_table(standings.matrix(MatrixValue.ERROR), "Error matrix (attack x defense, all eps)", index=True))
+    names = [track.value] if track else list(tables.TRACKS)
+    if output is Format.csv:
+        stacked = [leaderboard_file(boards.track(name)).assign(track=name) for name in names]
+        frame = pd.concat(stacked, ignore_index=True)
+        sys.stdout.write(frame[["track", *frame.columns.drop("track")]].to_csv(index=False))
+        return
+    if output is Format.json:
+        records = {name: json.loads(boards.track(name).to_json(orient="records")) for name in names}
+        sys.stdout.write(json.dumps(records, indent=1) + "\n")
+        return
+    show = functools.partial(tables.print_wide, console) if wide else console.print
+    for name in names:
+        show(tables.leaderboard(boards.track(name), name, wide=wide))
+    if not track:
+        console.print("Worst case per defense and unique contributions per attack: `arena robust`.", style="dim")
+        console.print(tables.matrix(standings.matrix(MatrixValue.ERROR), "Error matrix (attack x defense, all eps)",
+                                    console))
 
 
 @app.command()
@@ -480,12 +475,19 @@ def robust(
         ids = None if not attack else [_accepted_attack(session, name).id for name in attack]
         outcomes = ImageOutcomes.load(session, chosen, standings.names, attacks=ids)
     over = "every accepted attack" if not attack else ", ".join(attack)
-    console.print(_frame_table(_with_intervals(robust_accuracy(outcomes, standings.names, standings.epsilons)
-                                               .sort_values("worst_case", ascending=False)),
-                               f"Worst-case robust accuracy over {over} (worst_case_scored: settled (image, eps) pairs)"))
-    console.print(_frame_table(_with_intervals(unique_contributions(outcomes, standings.names, standings.epsilons)
-                                               .sort_values("unique", ascending=False)),
-                               f"Unique contributions among {over}: (defense, eps, image) only this attack broke"))
+    worst = robust_accuracy(outcomes, standings.names, standings.epsilons).sort_values("worst_case", ascending=False)
+    console.print(tables.figures(
+        worst, f"Worst-case robust accuracy over {over}",
+        "Worst case: % of (image, ε) that no attack broke, over the settled ones (Over: how many, every attack "
+        "answered), overall and at each ε. ±: half the 95% bootstrap interval over images (bounds: `arena export`).",
+        {"worst_case": "Worst case %", "worst_case_scored": "Over",
+         **{f"worst_case_eps={e}": f"ε {e} %" for e in standings.epsilons}}))
+    unique = unique_contributions(outcomes, standings.names, standings.epsilons).sort_values("unique", ascending=False)
+    console.print(tables.figures(
+        unique, f"Unique contributions among {over}",
+        "Unique: (defense, ε, image) that only this attack broke (a misclassification, for targeted attacks too), "
+        "overall and at each ε. ±: half the 95% bootstrap interval over images (bounds: `arena export`).",
+        {"unique": "Unique", **{f"unique_eps={e}": f"ε {e}" for e in standings.epsilons}}))
 
 
 def _accepted_attack(session: Session, name: str) -> Submission:
@@ -505,7 +507,7 @@ def matrix(
     with db.transaction(database()) as session:
         standings = Standings.compute(session, find_dataset(session, dataset))
     title = f"{value.value} matrix" + (f" at eps={epsilon}" if epsilon is not None else " (all eps)")
-    console.print(_frame_table(standings.matrix(value, epsilon), title, index=True))
+    console.print(tables.matrix(standings.matrix(value, epsilon), title, console))
 
 
 @app.command()
@@ -606,12 +608,17 @@ def round_create(
 def round_list() -> None:
     """Every round with its window, quotas, visibility and entries."""
     with db.transaction(database()) as session:
-        table = Table("round", "dataset", "epsilons", "s/image", "uploads", "quota/day", "quota", "leaderboards", "entries")
-        for r in session.scalars(select(Round).order_by(Round.id)):
-            table.add_row(r.name, r.dataset.name, ",".join(map(str, r.epsilons)), f"{r.seconds_per_image:g}",
-                          _time_left(r), _cell(r.daily_quota or "-"), _cell(r.total_quota or "-"), r.visibility.value,
-                          str(len(entries.accepted(session, r.dataset_id))))
-    console.print(table)
+        rows = [[r.name, r.dataset.name, ", ".join(map(str, r.epsilons)), f"{r.seconds_per_image:g} s/image",
+                 _time_left(r), _quotas(r), r.visibility.value, str(len(entries.accepted(session, r.dataset_id)))]
+                for r in session.scalars(select(Round).order_by(Round.id))]
+    _print_rows(["Round", "Dataset", "ε", "Time limit", "Uploads", "Quotas", "Leaderboards", "Entries"], rows,
+                whole={"Uploads"})
+
+
+def _quotas(round_: Round) -> str:
+    """Uploads a team may make per track: "3 a day, 10 in all", or "none"."""
+    said = [f"{round_.daily_quota} a day" if round_.daily_quota else "", f"{round_.total_quota} in all" if round_.total_quota else ""]
+    return ", ".join(part for part in said if part) or "none"
 
 
 @round_app.command("set")
@@ -696,10 +703,8 @@ def teams_member(
 def teams_list() -> None:
     """Teams with their members and submissions."""
     with db.transaction(database()) as session:
-        table = Table("team", "members", "submissions")
-        for team, members, count in teams.overview(session):
-            table.add_row(team, members, str(count))
-    console.print(table)
+        rows = [[team, members, str(count)] for team, members, count in teams.overview(session)]
+    _print_rows(["Team", "Members", "Submissions"], rows)
 
 
 @app.command()

@@ -43,7 +43,7 @@ def export(session: Session, dataset: Dataset, directory: Path) -> list[Path]:
         for eps in standings.epsilons:
             written.append(_csv(standings.matrix(value, eps), directory / f"{stem}_eps{eps}.csv", index=True))
     for track, stem in LEADERBOARDS.items():
-        written.append(_csv(boards.track(track), directory / f"{stem}.csv"))
+        written.append(_csv(leaderboard_file(boards.track(track)), directory / f"{stem}.csv"))
     for stem in ROBUSTNESS:
         written.append(_csv(robustness_export(boards, stem), directory / f"{stem}.csv"))
     written.append(_csv(_perturbations(session, dataset, standings.names), directory / "perturbations.csv"))
@@ -55,6 +55,12 @@ def export(session: Session, dataset: Dataset, directory: Path) -> list[Path]:
                                       "Each defense against all attacks (bands: 95% intervals)",
                                       bands=boards.error_bands()))
     return written
+
+
+def leaderboard_file(board: pd.DataFrame) -> pd.DataFrame:
+    """A leaderboard as its CSV file has it: ``baseline`` says "yes" on a baseline's row and
+    nothing on the others (a column of ``False`` tells a reader nothing)."""
+    return board.assign(baseline=board["baseline"].map({True: "yes", False: ""}))
 
 
 def robustness_export(boards: Leaderboards, stem: str) -> pd.DataFrame:

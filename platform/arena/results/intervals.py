@@ -127,8 +127,8 @@ class Resampling:
                 replicates[:, start:stop], points[start:stop] = top, total
                 continue
             bottom, scored = resampled[:, rows[denominator]], totals[rows[denominator]]
-            with np.errstate(invalid="ignore", divide="ignore"):
-                replicates[:, start:stop] = np.where(bottom > 0, top / bottom, np.nan)
+            with np.errstate(invalid="ignore", divide="ignore"):  # whole numbers divided in float64: 0.8072, not 0.8072000146
+                replicates[:, start:stop] = np.where(bottom > 0, np.divide(top, bottom, dtype=np.float64), np.nan)
                 points[start:stop] = np.where(scored > 0, total / scored, np.nan)
         low, high = percentile_interval(replicates, level)
         return {key: Figure(points[start:stop], low[start:stop], high[start:stop], replicates[:, start:stop])

@@ -33,7 +33,7 @@ from arena.data.images import ImageStore, amplified_perturbation, encode_png
 from arena.db import transaction
 from arena.errors import ForbiddenError, NotFoundError
 from arena.models import AdversarialImage, Image, JobKind, JobStatus
-from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, robustness_export
+from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, leaderboard_file, robustness_export
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
 from arena.web import actions, compression, queries
@@ -331,7 +331,7 @@ def export_csv(name: str, visible: Visible, epsilon: Epsilon = None) -> Response
         queries.check_epsilon(standings, epsilon)
         frame, index = standings.matrix(MATRICES[name], epsilon), True
     elif name in LEADERBOARD_CSVS:
-        frame, index = visible.boards.track(LEADERBOARD_CSVS[name]), False
+        frame, index = leaderboard_file(visible.boards.track(LEADERBOARD_CSVS[name])), False
     elif name in ROBUSTNESS:
         frame, index = robustness_export(visible.boards, name), False
     else:
