@@ -141,6 +141,10 @@ def _running_jobs(settings: Settings) -> int:
         return sum(session.scalar(select(func.count(j.id)).where(j.status == JobStatus.RUNNING)) for j in (AttackJob, DefenseJob))
 
 
+def _containers_running(folder: Path) -> bool:
+    return any(container.status == "running" for container in containers_mounting(folder))
+
+
 def test_a_killed_worker_and_a_restarted_redis_lose_nothing(servers, embedded, tmp_path):
     redis, postgres = servers
     settings, env = _distributed_settings(tmp_path, redis, postgres)
@@ -148,8 +152,11 @@ def test_a_killed_worker_and_a_restarted_redis_lose_nothing(servers, embedded, t
     workers = _workers(env, 1, tmp_path)
 
     def chaos() -> None:
-        wait_until(lambda: _running_jobs(settings), 300, "the only worker to start a job", every=0.2)
-        workers[0].send_signal(signal.SIGKILL)  # it is now inside a container run
+        # Killed inside a container run: by then the pack's attempts have recorded the image
+        # they run (an attempt killed between its claim and its load would record none).
+        wait_until(lambda: _running_jobs(settings) and _containers_running(tmp_path), 300,
+                   "the only worker to start a container", every=0.2)
+        workers[0].send_signal(signal.SIGKILL)
         redis.restart()  # and every queued message is lost: leases bring the jobs back
         replacements = tmp_path / "replacements"
         replacements.mkdir()

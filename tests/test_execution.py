@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from arena.db import transaction
-from arena.execution import pack_run
+from arena.execution import leases, pack_run
 from arena.execution.run import run
 from arena.models import (
     DefenseJob,
@@ -28,7 +27,7 @@ from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseOutcome
 from arena.sandbox.result_csv import Answer
 from conftest import SAMPLES, make_settings, wait_until
-from factories import Labels, attacked, fake_defenses, submit_folder, synth_dataset
+from factories import FAKE_CODE, Labels, attacked, fake_defenses, submit_folder, synth_dataset
 
 DEADLINE_SECONDS = 120
 
@@ -60,6 +59,24 @@ def _job(settings, job_id: int) -> DefenseJob:
         return session.get(DefenseJob, job_id)
 
 
+def test_an_attempt_whose_runner_died_before_loading_records_nothing_it_did_not_do(attacked_tournament):
+    """Claimed, then its runner gone before the pack's inputs were loaded: the attempt records
+    no image, no image count and no end; the attempt that takes the job over, the run."""
+    settings = attacked_tournament
+    with transaction(settings) as session:
+        job_id = session.scalars(select(DefenseJob.id).order_by(DefenseJob.id)).first()
+    [dead] = leases.claim(settings, JobKind.DEFENSE, (job_id,)).values()
+    _lease(settings, job_id, seconds=-1, token=dead.token)  # its lease ran out: nobody renews it
+    assert pack_run.run_pack(settings, pack_run.Pack(JobKind.DEFENSE, (job_id,))).finished == 1
+    with transaction(settings) as session:
+        orphan, taken_over = session.scalars(select(JobAttempt).where(JobAttempt.defense_job_id == job_id)
+                                             .order_by(JobAttempt.number)).all()
+        assert (orphan.id, orphan.container_image, orphan.images, orphan.ended_at) == (dead.attempt_id, None, None, None)
+        assert taken_over.number == orphan.number + 1 and taken_over.ended_at is not None
+        assert taken_over.container_image == FAKE_CODE.pins["container"] and taken_over.images == 2
+        assert session.get(DefenseJob, job_id).status is JobStatus.DONE
+
+
 def _attempts(settings, job_id: int) -> int:
     with transaction(settings) as session:
         return session.scalar(select(func.count(JobAttempt.id)).where(JobAttempt.defense_job_id == job_id))
@@ -76,14 +93,18 @@ def test_a_live_lease_is_followed_and_an_expired_one_reaped(attacked_tournament)
         live, expired, *_ = session.scalars(select(DefenseJob.id).order_by(DefenseJob.id))
     _lease(settings, live, seconds=60)
     _lease(settings, expired, seconds=-1)
-    finished = []
-    runner = threading.Thread(target=lambda: finished.append(run(settings)), daemon=True)
+    finished, following = [], []
+
+    def progress(_done: int, _total: int, status: str) -> None:
+        if status == "waiting for 1 job(s) held by another runner":
+            following.append(status)  # a whole turn of the runner, which looked at the held job again
+
+    runner = threading.Thread(target=lambda: finished.append(run(settings, progress=progress)), daemon=True)
     runner.start()
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while _job(settings, expired).status is not JobStatus.DONE:  # the rest of the work goes on meanwhile
-        assert time.monotonic() < deadline, "the expired job was never taken over"
-        time.sleep(0.1)
-    time.sleep(1.5)  # more than one poll of the runner: it must still be following the live job
+    wait_until(lambda: _job(settings, expired).status is JobStatus.DONE, DEADLINE_SECONDS,
+               "the expired job to be taken over")  # the rest of the work goes on meanwhile
+    seen = len(following)
+    wait_until(lambda: len(following) >= seen + 2, DEADLINE_SECONDS, "two more turns of the runner following the live job")
     assert runner.is_alive() and _job(settings, live).attempt == 7 and _attempts(settings, live) == 0
     with transaction(settings) as session:  # the holder finishes its job
         session.execute(update(DefenseJob).where(DefenseJob.id == live).values(status=JobStatus.DONE))

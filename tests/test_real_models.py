@@ -21,6 +21,9 @@ pytestmark = [
     pytest.mark.skipif(not DEFAULT_PHOTOS.is_dir(), reason="../shared/datasets/imagenet-sample-1000 is not on this machine"),
 ]
 PHOTOS = 12
+#: What these tests claim is accuracy, memory and ε, never speed: a time limit that a busy
+#: 2-core machine cannot miss (the default 5 s per image is the competition's, for its hardware).
+SECONDS_PER_IMAGE = 300
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def _classify(settings, store, shas: dict[int, str]) -> dict[int, int | None]:
 
 @pytest.mark.usefixtures("torch_image")
 def test_lite0_is_mostly_right_and_fgsm_at_16_fools_it(tmp_path: Path, photos):
-    settings = make_settings(tmp_path / "arena", sandbox=Settings().sandbox)
+    settings = make_settings(tmp_path / "arena", sandbox=Settings().sandbox, seconds_per_image=SECONDS_PER_IMAGE)
     store = ImageStore(settings.store_dir)
     clean = {k: store.put(row.png) for k, row in enumerate(photos)}
     truth = {k: row.true_label for k, row in enumerate(photos)}
@@ -70,7 +73,7 @@ def test_lite0_is_mostly_right_and_fgsm_at_16_fools_it(tmp_path: Path, photos):
 def test_the_iterative_attacks_fit_the_sandbox_and_stay_within_eps(tmp_path: Path, photos, attack):
     """The three-model attacks hold gradients through three networks: 2 images at a time must
     stay under the sandbox's 2 GB. Every output is within eps 2 before the platform clips it."""
-    settings = make_settings(tmp_path / "arena", sandbox=Settings().sandbox)
+    settings = make_settings(tmp_path / "arena", sandbox=Settings().sandbox, seconds_per_image=SECONDS_PER_IMAGE)
     store = ImageStore(settings.store_dir)
     clean = {k: store.put(row.png) for k, row in enumerate(photos[:3])}
     outcome = execute_attack(settings, _code(attack), [CleanInput(k, sha, 1) for k, sha in clean.items()], 2)

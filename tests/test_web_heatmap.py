@@ -8,7 +8,6 @@ rendered per request, sent uncompressed."""
 
 import json
 import re
-import time
 
 import httpx
 import pytest
@@ -109,12 +108,14 @@ def test_a_cached_page_is_the_reader_s_own(tournament):
 def test_a_page_asked_for_after_the_cache_s_delay_shows_what_changed(tournament):
     """The API may serve its cached answer once more while it checks; a page checks first."""
     settings, _, app = tournament
-    app.state.standings = StandingsCache(settings, recheck_seconds=0.2)
+    now = [0.0]
+    app.state.standings = StandingsCache(settings, recheck_seconds=60, clock=lambda: now[0])
     client = TestClient(app)
     assert ">NEW</a>" not in client.get("/matrix").text and ">NEW</a>" not in client.get("/").text
     with transaction(settings) as session:
         add_submission(session, "NEW", SubmissionKind.ATTACK, owner="red")
-    time.sleep(0.3)  # past the cache's delay: the next page asked for checks the standings
+    assert ">NEW</a>" not in client.get("/matrix").text  # within the delay: the snapshot, no query
+    now[0] += 61  # past the cache's delay: the next page asked for checks the standings
     assert ">NEW</a>" in client.get("/matrix").text and ">NEW</a>" in client.get("/").text
 
 

@@ -7,7 +7,6 @@ import shutil
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -213,13 +212,14 @@ def test_runner_killed_during_a_run(tournament, tmp_path):
     runner = subprocess.Popen([str(arena), "run"], env=_arena_env(tournament.settings), stdin=subprocess.DEVNULL,
                               stdout=(tmp_path / "run.log").open("w"), stderr=subprocess.STDOUT)
 
-    def started() -> bool:
+    def inside_the_container_run() -> bool:
+        """The attack's job claimed and its container running: the state the kill is about."""
         assert runner.poll() is None, (tmp_path / "run.log").read_text()
-        return bool(_running_attempts(tournament, submission.id))
+        return bool(_running_attempts(tournament, submission.id)) and any(
+            container.status == "running" for container in containers_mounting(tournament.settings.work_dir))
 
     try:
-        wait_until(started, 120, "`arena run` to start the attack's job")
-        time.sleep(1)  # inside the container run now, not between claim and start
+        wait_until(inside_the_container_run, 120, "`arena run` to start the attack's container")
     finally:
         runner.kill()
         runner.wait()

@@ -212,7 +212,7 @@ def _one_snapshot(session: Session) -> None:
 class _Entry:
     version: Version
     current: Current
-    checked: float  # time.monotonic() of the last check
+    checked: float  # the cache's clock at the last check
 
 
 class StandingsCache:
@@ -221,11 +221,15 @@ class StandingsCache:
 
     The database is asked at most every ``recheck_seconds`` (one short transaction: the
     tournament settings, the dataset, the version), so a burst of requests costs no query
-    at all, and a result that lands shows within that delay plus one recompute."""
+    at all, and a result that lands shows within that delay plus one recompute. ``clock``
+    (seconds, only ever increasing) is ``time.monotonic`` but in tests, which move it on by
+    hand rather than sleep past the delay."""
 
-    def __init__(self, settings: Settings, recheck_seconds: float = 0.5) -> None:
+    def __init__(self, settings: Settings, recheck_seconds: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._recheck = recheck_seconds
+        self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[tuple[str | None, Scope], _Entry] = {}
 
@@ -239,7 +243,7 @@ class StandingsCache:
         if entry is None:
             with self._lock:
                 entry = self._entries.get(key) or self._refresh(key)
-        elif time.monotonic() - entry.checked >= self._recheck and self._lock.acquire(blocking=False):
+        elif self._clock() - entry.checked >= self._recheck and self._lock.acquire(blocking=False):
             try:
                 entry = self._refresh(key)
             finally:
@@ -253,7 +257,7 @@ class StandingsCache:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        if time.monotonic() - entry.checked >= self._recheck and self._lock.acquire(blocking=False):
+        if self._clock() - entry.checked >= self._recheck and self._lock.acquire(blocking=False):
             threading.Thread(target=self._refresh_then_release, args=(key,), daemon=True).start()
         return entry.current
 
@@ -263,7 +267,7 @@ class StandingsCache:
         so a page asked for after a result lands shows it (the API's ``peek`` may serve the
         entry before the check once)."""
         entry = self._entries.get((dataset_name, scope))
-        if entry is None or time.monotonic() - entry.checked >= self._recheck:
+        if entry is None or self._clock() - entry.checked >= self._recheck:
             return None
         return entry.current
 
@@ -287,7 +291,7 @@ class StandingsCache:
                 Snapshot.compute(session, dataset, self._settings, scope,
                                  entry.current.snapshot if entry is not None else None)
             entry = _Entry(current, Current(snapshot, _public(session, dataset), tournament.current(session).title),
-                           time.monotonic())
+                           self._clock())
             self._entries[key] = entry
             return entry
 
