@@ -33,6 +33,40 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
     return settings
 
 
+#: The groups that take longest (measured with --durations), handed out first so that none
+#: is left to run alone at the end; the others follow in the random order. A group missing
+#: here is merely scheduled later.
+LONGEST_FIRST = ["test_compose", "hostile-runsc", "hostile-runc", "test_distributed", "test_real_models",
+                 "test_app_image", "test_web_tournament", "test_tournament", "test_execution", "test_packing"]
+
+
+def _group(item: pytest.Item) -> str:
+    """Each test file runs whole on one worker, so that its module fixtures are built once;
+    the hostile suite's files share a worker per OCI runtime, as they share one tournament
+    per runtime."""
+    path = Path(str(item.fspath))
+    if path.parent.name != "hostile":
+        return path.stem
+    runtime = getattr(item, "callspec", None) and item.callspec.params.get("runtime")
+    return f"hostile-{runtime or 'runc'}"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs the tests on parallel workers (pytest-xdist, ``--dist loadgroup``)."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_collection_finish(session: pytest.Session):
+    """Once pytest-randomly has shuffled them: the longest groups first, each group's tests in
+    their random order."""
+    rank = {group: position for position, group in enumerate(LONGEST_FIRST)}
+    session.items.sort(key=lambda item: rank.get(_group(item), len(rank)))
+    yield
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "arena")

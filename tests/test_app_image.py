@@ -10,6 +10,10 @@ pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
 def test_app_image_builds_and_migrates_a_database(tmp_path):
     tag = base_image.build_app(say=lambda _m: None)
+    said: list[str] = []
+    built = docker_client().images.get(tag).id
+    assert base_image.build_app(say=said.append) == tag and said == [f"{tag} is up to date"]  # the same tree: kept
+    assert docker_client().images.get(tag).id == built
     data = tmp_path / "data"
     data.mkdir()
 

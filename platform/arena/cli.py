@@ -215,9 +215,12 @@ def images_build(
 
 
 @images_app.command("app")
-def images_app_build() -> None:
-    """Build arena/app, the platform's own image (docker-compose.yml, worker hosts), offline."""
-    tag = base_image.build_app(say=console.print)
+def images_app_build(
+    rebuild: Annotated[bool, typer.Option(help="Build it even when this tree built the image there is.")] = False,
+) -> None:
+    """Build arena/app, the platform's own image (docker-compose.yml, worker hosts), offline;
+    kept while the tree it was built from is unchanged."""
+    tag = base_image.build_app(rebuild=rebuild, say=console.print)
     console.print(f"{tag} ready")
 
 

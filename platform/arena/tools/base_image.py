@@ -14,11 +14,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from docker.errors import ImageNotFound
 from docker.models.images import Image
+from filelock import FileLock, Timeout
 
 from arena import REPO_ROOT
 from arena.config import Settings
@@ -73,13 +75,19 @@ def recipe_hash(name: str) -> str:
     """SHA-256 over the recipe folder's files and the hash of the recipe it is built FROM, so a
     change anywhere below an image rebuilds it."""
     digest = hashlib.sha256()
-    folder = RECIPES / name
-    for path in sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-        digest.update(str(path.relative_to(folder)).encode() + b"\0" + path.read_bytes() + b"\0")
+    _hash_files(digest, RECIPES / name, [RECIPES / name])
     parent = _parent(name)
     if parent:
         digest.update(recipe_hash(parent).encode())
     return digest.hexdigest()
+
+
+def _hash_files(digest, root: Path, paths: list[Path]) -> None:
+    """Add every file under ``paths`` to ``digest``: its name relative to ``root`` and its
+    bytes, in name order (caches and build leftovers aside)."""
+    files = {path for top in paths for path in ([top] if top.is_file() else top.rglob("*")) if path.is_file()}
+    for path in sorted(p for p in files if not any(part == "__pycache__" or part.endswith(".egg-info") for part in p.parts)):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
 
 
 def _current(name: str) -> bool:
@@ -151,6 +159,27 @@ def _in_build_order(names: list[str]) -> list[str]:
     return ordered
 
 
+#: Held while base images are built: one engine serves the whole host.
+BUILD_LOCK = Path(tempfile.gettempdir()) / "arena-base-images.lock"
+
+
+@contextmanager
+def _one_build_at_a_time(say: Callable[[str], None]) -> Iterator[None]:
+    """Two builds at once on one host (two `arena images build`, parallel test workers) would
+    debootstrap twice and race on the tags: the second waits for the first, then finds the
+    images it wanted built."""
+    lock = FileLock(BUILD_LOCK)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        say("another build of the base images is under way on this host: waiting for it...")
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def build(
     settings: Settings, names: list[str] | None = None, rebuild: bool = False, say: Callable[[str], None] = print
 ) -> list[str]:
@@ -162,6 +191,11 @@ def build(
     if unknown:
         raise RecipeError(f"no base-image recipe named {', '.join(sorted(unknown))} (recipes: {', '.join(recipe_names())})")
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    with _one_build_at_a_time(say):
+        return _build(settings, names, rebuild, say)
+
+
+def _build(settings: Settings, names: list[str], rebuild: bool, say: Callable[[str], None]) -> list[str]:
     built: list[str] = []
     for name in _in_build_order(names):
         base, tag = base_of(name), recipe_tag(name)
@@ -180,11 +214,34 @@ def build(
 
 
 APP_IMAGE = "arena/app:latest"
+#: What arena/app is made of: Arena installed from these, and the folders copied beside it.
+APP_SOURCES = ["pyproject.toml", "platform", "docs", "migrations", "submissions", "web", "workers/Dockerfile"]
 
 
-def build_app(say: Callable[[str], None] = print) -> str:
-    """Build ``arena/app`` FROM the python base image, with Arena installed by the host's pip."""
+def app_hash() -> str:
+    """SHA-256 over the files arena/app is made of and the python base image under it: an
+    unchanged tree keeps the image, any change builds it again."""
+    digest = hashlib.sha256()
+    _hash_files(digest, REPO_ROOT, [REPO_ROOT / path for path in APP_SOURCES])
+    base = _image(recipe_tag("python"))
+    digest.update((base.id if base else "").encode())
+    return digest.hexdigest()
+
+
+def build_app(rebuild: bool = False, say: Callable[[str], None] = print) -> str:
+    """Build ``arena/app`` FROM the python base image, with Arena installed by the host's pip,
+    unless it was built from this very tree (its label holds ``app_hash``) or ``rebuild``."""
     client = docker_client()  # fail before the slow part when no engine answers
+    with _one_build_at_a_time(say):
+        image, source = _image(APP_IMAGE), app_hash()
+        if image is not None and (image.labels or {}).get(RECIPE_LABEL) == source and not rebuild:
+            say(f"{APP_IMAGE} is up to date")
+            return APP_IMAGE
+        _build_app(client, source, say)
+    return APP_IMAGE
+
+
+def _build_app(client, source: str, say: Callable[[str], None]) -> None:
     with tempfile.TemporaryDirectory(prefix="app-image-") as scratch:
         context = Path(scratch)
         say("installing Arena and its dependencies into the build context...")
@@ -195,5 +252,4 @@ def build_app(say: Callable[[str], None] = print) -> str:
             shutil.copytree(REPO_ROOT / folder, context / folder, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(REPO_ROOT / "workers" / "Dockerfile", context / "Dockerfile")
         say(f"building {APP_IMAGE}")
-        client.images.build(path=str(context), tag=APP_IMAGE, rm=True, network_mode="none")
-    return APP_IMAGE
+        client.images.build(path=str(context), tag=APP_IMAGE, rm=True, network_mode="none", labels={RECIPE_LABEL: source})
