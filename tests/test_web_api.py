@@ -137,7 +137,7 @@ def _tar(members: dict[str, bytes]) -> bytes:
     (b"x" * 5000, 413, "larger than the limit of 4096 bytes"),
     (b"x" * 200_000, 413, "larger than the limit of 4096 bytes"),  # refused before the body is parsed
     (b"", 422, "empty"),
-])
+], ids=["not-an-archive", "escaping-path", "no-metadata", "over-the-limit", "far-over-the-limit", "empty"])
 def test_bad_uploads_get_a_clear_4xx_and_store_nothing(arena, archive, status, message):
     client, settings, tokens, _ = arena
     response = client.post("/api/submissions", files={"archive": ("sub.tar.gz", archive)}, headers=_bearer(tokens["red"]))
