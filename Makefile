@@ -28,4 +28,4 @@ demo-real: setup
 	ARENA_DATA_DIR=data/real scripts/with-docker.sh .venv/bin/arena study --images 160
 
 test: setup
-	ARENA_REQUIRE_DOCKER=1 scripts/with-docker.sh .venv/bin/pytest -n 3 --dist loadgroup
+	ARENA_REQUIRE_DOCKER=1 scripts/with-docker.sh .venv/bin/pytest -n 3 --dist loadfile

@@ -36,34 +36,42 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
 #: The groups that take longest (measured with --durations), handed out first so that none
 #: is left to run alone at the end; the others follow in the random order. A group missing
 #: here is merely scheduled later.
-LONGEST_FIRST = ["test_compose", "hostile-runsc", "hostile-runc", "test_distributed", "test_real_models",
-                 "test_app_image", "test_web_tournament", "test_tournament", "test_execution", "test_packing"]
+LONGEST_FIRST = ["test_compose", "hostile-runsc", "hostile-runc", "test_tournament", "test_distributed", "test_packing",
+                 "test_real_models", "test_web_tournament", "test_execution", "test_app_image"]
 
 
-def _group(item: pytest.Item) -> str:
-    """Each test file runs whole on one worker, so that its module fixtures are built once;
-    the hostile suite's files share a worker per OCI runtime, as they share one tournament
-    per runtime."""
-    path = Path(str(item.fspath))
-    if path.parent.name != "hostile":
-        return path.stem
-    runtime = getattr(item, "callspec", None) and item.callspec.params.get("runtime")
-    return f"hostile-{runtime or 'runc'}"
+def group(nodeid: str) -> str:
+    """The tests that run together on one worker: a test file, whose module fixtures are then
+    built once; the hostile suite's files share a group per OCI runtime (the ``runc``/``runsc``
+    in a test's id), as they share one tournament per runtime."""
+    path, _, name = nodeid.partition("::")
+    folder, _, file = path.rpartition("/")
+    if not folder.endswith("hostile"):
+        return file.removesuffix(".py")
+    params = name.partition("[")[2].rstrip("]").split("-")
+    return "hostile-runsc" if "runsc" in params else "hostile-runc"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` runs the tests on parallel workers (pytest-xdist, ``--dist loadgroup``)."""
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(_group(item)))
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`make test` runs on parallel workers (pytest-xdist, ``--dist loadfile``): whole groups
+    to a worker (``group``), rather than whole files."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByGroup(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return group(nodeid)
+
+    return ByGroup(config, log)
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_collection_finish(session: pytest.Session):
     """Once pytest-randomly has shuffled them: the longest groups first, each group's tests in
-    their random order."""
-    rank = {group: position for position, group in enumerate(LONGEST_FIRST)}
-    session.items.sort(key=lambda item: rank.get(_group(item), len(rank)))
+    their random order (what the scheduler hands out first is what comes first here)."""
+    rank = {name: position for position, name in enumerate(LONGEST_FIRST)}
+    session.items.sort(key=lambda item: rank.get(group(item.nodeid), len(rank)))
     yield
 
 

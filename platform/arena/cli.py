@@ -293,7 +293,7 @@ def submissions_images() -> None:
     rows = [[name, check.field, check.tag, _short(check.pinned), _short(check.current),
              Text(check.state.value, style="red" if check.state is pinning.PinState.DRIFTED else "")]
             for name, check in checks]
-    _print_rows(["Submission", "Field", "Tag", "Pinned", "Tag now", "State"], rows)
+    _print_rows(["Submission", "Field", "Tag", "Pinned", "Tag now", "State"], rows, whole={"Pinned", "Tag now", "State"})
     drifted = sorted({name for name, check in checks if check.state is pinning.PinState.DRIFTED})
     if drifted:
         console.print(f"[red]tags moved since pinning:[/] {', '.join(drifted)}: they still run their pinned images")
@@ -301,7 +301,8 @@ def submissions_images() -> None:
 
 
 def _short(image_id: str | None) -> str:
-    return image_id[:19] if image_id else ""
+    """An image id as docker shows it: its first 12 hex digits."""
+    return image_id.removeprefix("sha256:")[:12] if image_id else ""
 
 
 @submissions_app.command("repin")
