@@ -98,8 +98,9 @@ app.add_typer(teams_app, name="teams")
 app.add_typer(scores_app, name="scores")
 app.add_typer(round_app, name="round")
 
-# The terminal's width (COLUMNS first); a pipe or a log without COLUMNS gets 100 columns, not rich's 80.
-console = Console(width=shutil.get_terminal_size((100, 24)).columns)
+# The terminal's size (COLUMNS first); a pipe or a log without COLUMNS gets 100 columns, not rich's 80.
+# Both given: with the width alone, rich still answers 80 columns on a "dumb" terminal.
+console = Console(width=(size := shutil.get_terminal_size((100, 24))).columns, height=size.lines)
 RoundForDataset = Annotated[Optional[str], typer.Option(
     "--round", help="Name of the round opened on the dataset (default: the dataset's name; \"\" for none).")]
 DatasetOption = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name; optional when there is one.")]
