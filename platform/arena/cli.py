@@ -256,7 +256,7 @@ def _print_submission(submission: Submission) -> None:
         console.print(f"  determinism probe: {flag}, {probe['differing']} of {probe['images']} images differed "
                       f"when the batch ran again ({probe['seconds']} s more)")
     for field, (tag, pinned) in submission.images.items():
-        console.print(f"  {field}: {tag} pinned to {pinned or 'nothing yet (pinned by its first run)'}", highlight=False)
+        console.print(f"  {field}: {tag}\n    pinned to {pinned or 'nothing yet (pinned by its first run)'}", highlight=False)
     if report and not report["passed"] and report.get("log_tail"):
         console.print("  log tail:\n" + report["log_tail"][-1500:], highlight=False)
 

@@ -12,6 +12,7 @@ them. Scripts use the CSV and JSON forms (``results.export``), not these tables.
 """
 
 import math
+import re
 from dataclasses import dataclass
 
 import pandas as pd
@@ -21,6 +22,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+#: A cell that holds a figure (a count, a share, a figure and its interval): right-aligned.
+FIGURE = re.compile(r"[-+]?\d")
 #: Columns that hold names: rich shrinks or wraps the others first, never these.
 NAME_COLUMNS = {"Submission", "Team", "Defense", "Attack", "Round", "Dataset", "Field", "Tag"}
 
@@ -50,13 +53,14 @@ def table(title: str | None = None, caption: str | None = None) -> Table:
 
 def add_columns(target: Table, headers: list[str], rows: list[list[str | Text]], names: set[str] = NAME_COLUMNS) -> None:
     """Headers, then rows; a column of ``names`` is as wide as its longest name and never
-    wraps, and figures are right-aligned."""
+    wraps; figures are right-aligned, words left-aligned."""
     for position, header in enumerate(headers):
+        values = [str(row[position]) for row in rows]
+        justify = "right" if all(FIGURE.match(v) for v in values if v) else "left"
         if header in names:
-            longest = max([len(header), *(len(str(row[position])) for row in rows)])
-            target.add_column(header, no_wrap=True, min_width=longest)
+            target.add_column(header, no_wrap=True, min_width=max([len(header), *map(len, values)]), justify=justify)
         else:
-            target.add_column(header, justify="right")
+            target.add_column(header, justify=justify)
     for row in rows:  # as Text: a name like "x[bold]" is shown as typed, never read as markup
         target.add_row(*(value if isinstance(value, Text) else Text(value) for value in row))
 

@@ -91,7 +91,9 @@ def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: Threa
 def _status(running: dict[Future, Pack], turn: Turn) -> str:
     if running:
         return f"{len(running)} container run(s) under way"
-    return f"waiting for {turn.held} job(s) held by another runner"
+    if turn.held:
+        return f"waiting for {turn.held} job(s) held by another runner"
+    return "done"
 
 
 def _record(summary: RunSummary, pack: Pack, result: PackResult, failed: set[tuple[JobKind, int]]) -> list[Pack]:
