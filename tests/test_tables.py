@@ -121,3 +121,28 @@ def test_a_name_is_shown_as_typed_never_read_as_markup():
     console = Console(width=100, record=True, file=open("/dev/null", "w"))
     console.print(shown)
     assert "evil[bold]name[/bold]" in console.export_text()
+
+
+def test_no_csv_carries_a_formula_from_a_name(tournament, tmp_path):
+    """Names are the teams' own and the exports public: a name a spreadsheet would run as a
+    formula is written with a leading ', in the export, the API's files and --format csv."""
+    from fastapi.testclient import TestClient
+
+    from arena.data.dataset import find_dataset
+    from arena.models import Team
+    from arena.web.app import create_app
+
+    with transaction(tournament) as session:
+        session.query(Submission).filter_by(name="smoothed_decoder_defense").one().name = "=HYPERLINK(\"http://x\")"
+        session.query(Submission).filter_by(name="random_noise_attack_v2").one().name = "+1+2"
+        session.query(Team).filter_by(name=TEAM).one().name = "@SUM(A1)"
+        export(session, find_dataset(session, None), tmp_path / "out")
+    written = {path.name: path.read_text() for path in (tmp_path / "out").glob("*.csv")}
+    served = TestClient(create_app(tournament)).get("/api/export/defense_results.csv").text
+    printed = arena("leaderboard", "--all", "--format", "csv")
+    for text in [*written.values(), served, printed]:
+        cells = [cell for line in text.splitlines() for cell in line.split(",")]
+        assert not any(cell.startswith(("=", "+", "@", '"=', '"+', '"@')) for cell in cells), text
+    assert "'=HYPERLINK" in written["defense_results.csv"] and "'@SUM(A1)" in served and "'+1+2" in printed
+    assert "'+1+2" in written["error_matrix.csv"]  # the matrices' index and header too
+    assert "'=HYPERLINK" in written["error_matrix.csv"].splitlines()[0]

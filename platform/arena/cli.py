@@ -46,7 +46,7 @@ from arena.execution.summary import RunSummary
 from arena.intake import repin
 from arena.intake.submit import submit as take_submission
 from arena.models import Dataset, Round, Submission, SubmissionStatus, Visibility, as_utc, utcnow
-from arena.results import bundle, tallies
+from arena.results import bundle, csv_files, tallies
 from arena.results.export import export as export_results
 from arena.results.export import leaderboard_file
 from arena.results.judging import MatrixValue
@@ -452,7 +452,7 @@ def leaderboard(
     if output is Format.csv:
         stacked = [leaderboard_file(boards.track(name)).assign(track=name) for name in names]
         frame = pd.concat(stacked, ignore_index=True)
-        sys.stdout.write(frame[["track", *frame.columns.drop("track")]].to_csv(index=False))
+        sys.stdout.write(csv_files.write(frame[["track", *frame.columns.drop("track")]]))
         return
     if output is Format.json:
         records = {name: json.loads(boards.track(name).to_json(orient="records")) for name in names}

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from arena.competition import entries
 from arena.models import Batch, Dataset, JobAttempt, JobKind, Submission, SubmissionKind, Team
+from arena.results import csv_files
 from arena.results.judging import MatrixValue
 from arena.results.leaderboards import Leaderboards
 from arena.results.perturbations import perturbations
@@ -79,7 +80,7 @@ def _perturbations(session: Session, dataset: Dataset, names: Names) -> pd.DataF
 
 
 def _csv(frame, path: Path, index: bool = False) -> Path:
-    frame.to_csv(path, index=index)
+    csv_files.write(frame, path, index)
     return path
 
 

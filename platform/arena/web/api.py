@@ -9,7 +9,6 @@ actions go through ``web.actions``, the same functions as the pages' forms; erro
 answered by ``web.app`` (any 4xx is a ``Problem``).
 """
 
-import io
 from typing import Annotated
 
 from fastapi import (
@@ -33,6 +32,7 @@ from arena.data.images import ImageStore, amplified_perturbation, encode_png
 from arena.db import transaction
 from arena.errors import ForbiddenError, NotFoundError
 from arena.models import AdversarialImage, Image, JobKind, JobStatus
+from arena.results import csv_files
 from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, leaderboard_file, robustness_export
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
@@ -336,9 +336,7 @@ def export_csv(name: str, visible: Visible, epsilon: Epsilon = None) -> Response
         frame, index = robustness_export(visible.boards, name), False
     else:
         raise NotFoundError(f"no export {name!r}; exports: {', '.join([*MATRICES, *LEADERBOARD_CSVS, *ROBUSTNESS])}")
-    buffer = io.StringIO()
-    frame.to_csv(buffer, index=index)
-    return Response(buffer.getvalue(), media_type="text/csv",
+    return Response(csv_files.write(frame, index=index), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
 
