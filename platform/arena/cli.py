@@ -461,6 +461,7 @@ def leaderboard(
     show = functools.partial(tables.print_wide, console) if wide else console.print
     for name in names:
         show(tables.leaderboard(boards.track(name), name, wide=wide))
+        console.print()
     if not track:
         console.print("Worst case per defense and unique contributions per attack: `arena robust`.", style="dim")
         console.print(tables.matrix(standings.matrix(MatrixValue.ERROR), "Error matrix (attack x defense, all eps)",
