@@ -240,3 +240,22 @@ def test_hidden_leaderboards_hide_jobs_and_run_timings_but_not_from_organizers(s
     assert "12.5" not in page and "hidden until the end" in page
     _log_in(client, tokens["red"])
     assert "12.5" in client.get(f"/submissions/{attack_id}").text
+
+
+@pytest.mark.parametrize(("trusted", "one_address"), [([], True), (["127.0.0.1"], False)], ids=["no-proxy", "proxy"])
+def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_path, trusted, one_address):
+    """Served as `arena web` serves it: with no proxy configured, X-Forwarded-For from loopback
+    counts for nothing, so guesses spread over made-up addresses are still one address's;
+    with the proxy named in ARENA_TRUSTED_PROXIES, each forwarded address is its own."""
+    import httpx
+
+    from web_server import live_server
+
+    settings = make_settings(tmp_path / "arena", organizer_token=ORGANIZER, login_max_failures=3,
+                             login_window_seconds=600, trusted_proxies=trusted)
+    with live_server(create_app(settings)) as url:
+        for k in range(3):  # documentation addresses (RFC 5737), only ever written in a header
+            guess = httpx.post(f"{url}/login", data={"token": "guess"}, headers={"X-Forwarded-For": f"203.0.113.{k}"})
+            assert guess.status_code == 401
+        right = httpx.post(f"{url}/login", data={"token": ORGANIZER}, headers={"X-Forwarded-For": "203.0.113.9"})
+    assert (right.status_code == 429) is one_address, right.text

@@ -1,21 +1,22 @@
-"""The web app served for real by uvicorn on a free loopback port, in a thread of the test
-process: started and stopped by the context manager, so nothing outlives the test."""
+"""The web app served for real by uvicorn, with `arena web`'s settings, on a free loopback
+port, in a thread of the test process: started and stopped by the context manager, so
+nothing outlives the test."""
 
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import uvicorn
 from fastapi import FastAPI
 
+from arena.web import serving
 from servers import free_port
 
 
 @contextmanager
 def live_server(app: FastAPI) -> Iterator[str]:
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = serving.server(app, "127.0.0.1", port)  # as `arena web` serves it
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

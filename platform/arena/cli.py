@@ -392,16 +392,15 @@ def web(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
 ) -> None:
     """Serve the web application: leaderboards, error matrix, submission and organizer pages, REST API."""
-    import uvicorn
-
     from arena.web.app import create_app
+    from arena.web.serving import server
 
     application = create_app(settings())
     if settings().organizer_token is None:
         console.print(f"organizer credential for this run (set ARENA_ORGANIZER_TOKEN to choose it): "
                       f"[bold]{application.state.organizer_token}[/]", highlight=False)
     console.print(f"serving on http://{host}:{port}/ (API docs at /docs)")
-    uvicorn.run(application, host=host, port=port, log_level="warning")
+    server(application, host, port).run()
 
 
 @teams_app.command("token")

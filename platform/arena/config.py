@@ -106,10 +106,14 @@ class Settings(BaseSettings):
         "it is answered 429 (logins and Bearer tokens alike) until the window has passed.",
     )
     login_window_seconds: float = Field(300.0, gt=0, description="The window login_max_failures is counted over.")
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        [], description="Addresses (or networks) of the reverse proxies in front of `arena web` whose X-Forwarded-For and "
+        "X-Forwarded-Proto are believed; none by default: a request's address is its connection's.",
+    )
     debian_mirror: str = Field("http://deb.debian.org/debian", description="Where debootstrap fetches base-image packages.")
     sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
 
-    @field_validator("epsilons", "allowed_images", mode="before")
+    @field_validator("epsilons", "allowed_images", "trusted_proxies", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """Accept ``2,4,8,16`` in the environment, which is what people type."""
