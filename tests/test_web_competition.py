@@ -110,6 +110,24 @@ def test_teams_sign_up_themselves_only_where_allowed(client):
     assert "grace@example.org" not in client.get("/teams/green").text  # contacts are for organizers
 
 
+def test_sign_ups_are_one_team_a_name_checked_and_limited_per_address(client):
+    from arena.web.limits import AddressLimiter
+
+    admin = _organizer(TestClient(client.app))
+    admin.post("/organizer/pages", data={"overview": "", "rules": "", "self_registration": "true"})
+    client.app.state.registration_limiter = AddressLimiter(2, 3600)
+    assert client.post("/register", data={"team": "bravo", "member": "Ada"}).status_code == 200
+    taken = client.post("/register", data={"team": "BRAVO", "member": "Eve"})
+    assert taken.status_code == 409 and "a team named &#39;bravo&#39; exists" in taken.text
+    slash = client.post("/register", data={"team": "../../organizer", "member": "Eve"})
+    assert slash.status_code == 422 and "may not hold a slash" in slash.text
+    assert client.post("/register", data={"team": "charlie", "member": "Cy"}).status_code == 200
+    flood = client.post("/register", data={"team": "delta", "member": "Dee"})  # a third from one address
+    assert flood.status_code == 429 and "too many teams signed up from this address" in flood.text
+    assert 0 < int(flood.headers["retry-after"]) <= 3600
+    assert client.get("/teams/delta").status_code == 404
+
+
 def test_the_forms_choose_mark_baselines_and_run_the_rounds(client):
     """What the API does, the pages' forms do: a team picks its counting entry on the
     submission page; organizers mark a baseline, close, carry into and publish rounds."""

@@ -10,7 +10,7 @@ from arena.db import transaction
 from arena.models import AttackJob, Batch, JobAttempt, SubmissionKind, Team, WebSession
 from arena.web.app import create_app
 from arena.web.headers import DOCS_POLICY, PAGES_POLICY
-from arena.web.limits import FailureLimiter
+from arena.web.limits import AddressLimiter
 from conftest import make_settings
 from factories import add_submission, synth_dataset
 
@@ -158,18 +158,18 @@ def test_wrong_bearer_tokens_count_as_wrong_logins(site):
 
 def test_the_limiter_counts_each_address_in_its_own_sliding_window():
     clock = Clock()
-    limiter = FailureLimiter(max_failures=2, window=10, clock=clock, max_clients=3)
-    limiter.fail("a")
+    limiter = AddressLimiter(max_events=2, window=10, clock=clock, max_clients=3)
+    limiter.count("a")
     clock.now += 5
-    limiter.fail("a")
+    limiter.count("a")
     assert limiter.retry_after("a") == 5 and limiter.retry_after("b") is None
     clock.now += 5
     assert limiter.retry_after("a") is None  # the first failure has left the window
-    limiter.fail("a")
+    limiter.count("a")
     assert limiter.retry_after("a") == 5
     for client in "bcdef":
-        limiter.fail(client)
-    assert len(limiter._failures) <= 3  # memory stays bounded
+        limiter.count(client)
+    assert len(limiter._events) <= 3  # memory stays bounded
 
 
 # Headers

@@ -106,6 +106,9 @@ class Settings(BaseSettings):
         "it is answered 429 (logins and Bearer tokens alike) until the window has passed.",
     )
     login_window_seconds: float = Field(300.0, gt=0, description="The window login_max_failures is counted over.")
+    registrations_per_hour: int = Field(
+        5, ge=1, description="Teams one client address may sign up in an hour, where teams may sign up themselves."
+    )
     trusted_proxies: Annotated[list[str], NoDecode] = Field(
         [], description="Addresses (or networks) of the reverse proxies in front of `arena web` whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed; none by default: a request's address is its connection's.",

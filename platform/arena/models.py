@@ -7,6 +7,7 @@ output, and yields one classification per image. Unique constraints (for classif
 the primary key) make a result impossible to store twice, whatever the executor does.
 """
 
+import unicodedata
 from datetime import datetime, timezone
 from enum import StrEnum
 
@@ -26,7 +27,7 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
 
 def _enum(enum_class: type[StrEnum]) -> Enum:
@@ -162,17 +163,31 @@ class Image(Base):
     batch: Mapped[Batch] = relationship(back_populates="images")
 
 
+def name_key(name: str) -> str:
+    """What two team names must not share: "bravo", "BRAVO" and a full-width "ｂｒａｖｏ" are
+    one team (Unicode's NFKC and case folding). The name itself is checked by
+    ``admin.teams.team_name``."""
+    return unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).strip().casefold())
+
+
 class Team(Base):
     __tablename__ = "teams"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    name_key: Mapped[str | None] = mapped_column(String(200), unique=True, index=True)  # set with the name, below
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     token_sha256: Mapped[str | None] = mapped_column(String(64), unique=True, index=True)  # the team's web token, hashed
 
     members: Mapped[list["TeamMember"]] = relationship(
         back_populates="team", cascade="all, delete-orphan", order_by="TeamMember.id"
     )
+
+    @validates("name")
+    def _keyed(self, _field: str, name: str) -> str:
+        """The key follows the name, wherever a team is made or renamed."""
+        self.name_key = name_key(name)
+        return name
 
 
 class TeamMember(Base):

@@ -6,12 +6,13 @@ does not let anyone upload in a team's name. Issuing a new token revokes the old
 
 import hashlib
 import secrets
+import unicodedata
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from arena.errors import ConflictError, InputError
-from arena.models import Submission, Team, TeamMember
+from arena.models import Submission, Team, TeamMember, name_key
 
 
 class TeamError(InputError):
@@ -22,17 +23,37 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def find(session: Session, name: str) -> Team | None:
-    """The team of that name (surrounding blanks ignored); a name that cannot be one is refused."""
-    name = name.strip()
+#: Characters a team name may not hold: control, invisible and direction-changing ones (a
+#: name that reads as another, or turns the text after it around), and path separators
+#: (a team's page is /teams/NAME).
+REFUSED_CATEGORIES = {"Cc": "a control character", "Cf": "an invisible or direction-changing character",
+                      "Co": "a private-use character", "Cs": "a surrogate", "Zl": "a line separator",
+                      "Zp": "a paragraph separator"}
+REFUSED_CHARACTERS = {"/": "a slash", "\\": "a backslash"}
+
+
+def team_name(text: str) -> str:
+    """The name as it is stored: NFKC-normalised (a full-width "ｂｒａｖｏ" is "bravo"), blanks
+    around it dropped; refused, saying which character and why, when it cannot be a team's."""
+    name = unicodedata.normalize("NFKC", text).strip()
     if not name or len(name) > 200:
         raise TeamError("a team name must be 1 to 200 characters")
-    return session.scalar(select(Team).where(Team.name == name))
+    for character in name:
+        why = REFUSED_CHARACTERS.get(character) or REFUSED_CATEGORIES.get(unicodedata.category(character))
+        if why:
+            raise TeamError(f"a team name may not hold {why} (U+{ord(character):04X})")
+    return name
+
+
+def find(session: Session, name: str) -> Team | None:
+    """The team of that name, whatever its case ("BRAVO" is bravo's); a name that cannot be
+    one is refused."""
+    return session.scalar(select(Team).where(Team.name_key == name_key(team_name(name))))
 
 
 def find_or_create(session: Session, name: str) -> Team:
     team = find(session, name)
-    name = name.strip()
+    name = team_name(name)
     if team is None:
         team = Team(name=name)
         session.add(team)
@@ -74,7 +95,8 @@ def overview(session: Session) -> list[tuple[str, str, int]]:
 def register(session: Session, name: str, member: str, contact: str | None) -> str:
     """A team that signs itself up (where organizers allow it): a new name only, with its first
     member; its token, to show once."""
-    if find(session, name) is not None:
-        raise ConflictError(f"a team named {name.strip()!r} exists: choose another name, or ask its members for the token")
+    if (team := find(session, name)) is not None:
+        raise ConflictError(f"a team named {team.name!r} exists (names are compared whatever their case): choose "
+                            "another name, or ask its members for the token")
     add_member(session, name, member, contact)
     return issue_token(session, name)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from arena.admin import teams
 from arena.competition import entries, quotas, rounds
 from arena.config import Settings
 from arena.db import transaction
@@ -24,7 +25,7 @@ from arena.execution import packing
 from arena.intake.archive import extract, tree_sha256
 from arena.intake.dry_run import ValidationReport, sample_batch, validate
 from arena.intake.metadata import Metadata, SubmissionCode
-from arena.models import Round, Submission, SubmissionStatus, Team
+from arena.models import Round, Submission, SubmissionStatus, Team, name_key
 from arena.sandbox import pinning
 from arena.sandbox.containers import SandboxError
 
@@ -68,7 +69,8 @@ def _insert(settings: Settings, sha256: str, name: str, team: str, metadata: Met
     with transaction(settings) as session:
         _refuse_duplicate(session, sha256, name)
         round_ = session.get_one(Round, round_id)
-        owner = session.scalar(select(Team).where(Team.name == team).with_for_update()) or Team(name=team)
+        owner = (session.scalar(select(Team).where(Team.name_key == name_key(team)).with_for_update())
+                 or Team(name=teams.team_name(team)))
         rounds.refuse_unless_open(round_)
         if owner.id is not None:
             quotas.check(session, round_, owner, metadata.type)

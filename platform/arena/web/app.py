@@ -32,7 +32,7 @@ from arena.models import utcnow
 from arena.web import api, competition_pages, compression, pages
 from arena.web.cache import StandingsCache
 from arena.web.headers import SecurityHeaders
-from arena.web.limits import FailureLimiter
+from arena.web.limits import AddressLimiter
 from arena.web.runner import TournamentRunner
 from arena.web.uploads import BodyLimit
 
@@ -49,7 +49,8 @@ def create_app(settings: Settings) -> FastAPI:
                                  else secrets.token_urlsafe(24))
     app.state.standings = StandingsCache(settings)
     app.state.runner = TournamentRunner(settings)
-    app.state.login_limiter = FailureLimiter(settings.login_max_failures, settings.login_window_seconds)
+    app.state.login_limiter = AddressLimiter(settings.login_max_failures, settings.login_window_seconds)
+    app.state.registration_limiter = AddressLimiter(settings.registrations_per_hour, 3600)
     app.mount("/static", StaticFiles(directory=REPO_ROOT / "web" / "static"), name="static")
     app.include_router(api.router)
     app.include_router(pages.router)

@@ -56,7 +56,9 @@ def presents_credential(request: Request) -> bool:
     return _bearer(request) is not None or bool(request.cookies.get(COOKIE))
 
 
-def _client(request: Request) -> str:
+def client_address(request: Request) -> str:
+    """The address the limiters count: the connection's, or a trusted proxy's forwarded one
+    (``web/serving.py``)."""
     return request.client.host if request.client else "unknown"
 
 
@@ -65,7 +67,7 @@ def identify(request: Request, token: str | None, session: Session) -> Caller:
     if token is None:
         return Caller()
     limiter = request.app.state.login_limiter
-    client = _client(request)
+    client = client_address(request)
     wait = limiter.retry_after(client)
     if wait is not None:
         raise HTTPException(429, f"too many wrong credentials from this address; try again in {wait} seconds",
@@ -75,7 +77,7 @@ def identify(request: Request, token: str | None, session: Session) -> Caller:
         return Caller(organizer=True)
     team: Team | None = teams.team_for_token(session, token)
     if team is None:
-        limiter.fail(client)
+        limiter.count(client)
         raise HTTPException(401, "unknown or revoked token; log in again with a valid one")
     return Caller(team_id=team.id, team_name=team.name)
 

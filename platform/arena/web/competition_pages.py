@@ -6,6 +6,7 @@ downloads (a round's images in the 2017 layout, a round's results bundle) are fi
 once where they can no longer change.
 """
 
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Path, Request
@@ -15,12 +16,12 @@ from starlette.background import BackgroundTask
 from arena.admin import tournament
 from arena.competition import rounds
 from arena.data import download
-from arena.errors import ForbiddenError
-from arena.models import Visibility
+from arena.errors import ForbiddenError, QuotaError
+from arena.models import Visibility, utcnow
 from arena.results import bundle
 from arena.web import actions, queries
 from arena.web.api import Id
-from arena.web.auth import Caller, organizer, team_or_organizer
+from arena.web.auth import Caller, client_address, organizer, team_or_organizer
 from arena.web.pages import CallerDep, SessionDep, markdown, render
 
 router = APIRouter(include_in_schema=False)
@@ -100,8 +101,14 @@ def register(request: Request, session: SessionDep, who: CallerDep,
              team: Annotated[str, Form(min_length=1, max_length=200)],
              member: Annotated[str, Form(min_length=1, max_length=200)],
              contact: Annotated[str | None, Form(max_length=200)] = None):
-    """A new team signs itself up where organizers allow it; its token is shown once."""
+    """A new team signs itself up where organizers allow it; its token is shown once. One
+    address may sign up ``ARENA_REGISTRATIONS_PER_HOUR`` teams an hour."""
+    limiter, address = request.app.state.registration_limiter, client_address(request)
+    if (wait := limiter.retry_after(address)) is not None:
+        raise QuotaError(f"too many teams signed up from this address; try again in {wait} seconds",
+                         retry_at=utcnow() + timedelta(seconds=wait))
     issued = actions.register_team(request.app.state.settings, team, member, contact)
+    limiter.count(address)
     return render(request, "token.html", who, session, **issued, registered=True)
 
 
