@@ -33,14 +33,15 @@ def test_the_compose_stack_runs_the_demo(tmp_path):
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
     env = {**os.environ, "PWD": str(REPO_ROOT), "ARENA_WEB_PORT": str(free_port()),
-           "COMPOSE_PROJECT_NAME": f"arena-test-{os.getpid()}"}
+           "COMPOSE_PROJECT_NAME": f"arena-test-{os.getpid()}",
+           "ARENA_DEMO_IMAGES": "100"}  # one batch: the whole stack at work, at half the demo's cost
     try:
         result = subprocess.run([str(REPO_ROOT / "scripts" / "compose-demo.sh")], cwd=REPO_ROOT, env=env,
                                 stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=COMPOSE_SECONDS)
     finally:
         _take_down(env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "ran 24 attack jobs and 52 defense jobs" in result.stdout
+    assert "ran 12 attack jobs and 26 defense jobs" in result.stdout
     assert "Error matrix" in result.stdout and "smoothed_decoder" in result.stdout
     assert '"submission":"random_noise"' in result.stdout  # the web service serves the leaderboard
     assert "Task arena.run_pack" in (data / "workers.log").read_text()  # the work went through Celery workers

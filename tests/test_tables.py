@@ -42,7 +42,6 @@ def tournament(tmp_path, monkeypatch):
         assert pack_run.run_pack(settings, pack).finished
     monkeypatch.setenv("ARENA_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("ARENA_EPSILONS", "2,4,8,16")
-    monkeypatch.setattr(cli.console, "width", 100)
     get_settings.cache_clear()
     yield settings
     get_settings.cache_clear()

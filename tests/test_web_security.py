@@ -259,3 +259,44 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_path, tr
             assert guess.status_code == 401
         right = httpx.post(f"{url}/login", data={"token": ORGANIZER}, headers={"X-Forwarded-For": "203.0.113.9"})
     assert (right.status_code == 429) is one_address, right.text
+
+
+# Request bodies
+
+
+def _raw(url: str, head: str, body: bytes = b"") -> str:
+    """Send a request's head (and the start of its body) over a socket, keep the connection
+    open without sending more, and return the first answer the server gives (30 s at most)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    where = urlsplit(url)
+    with socket.create_connection((where.hostname, where.port), timeout=30) as connection:
+        connection.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        return connection.recv(65536).decode("latin-1")
+
+
+@pytest.mark.parametrize("path", ["/api/submissions", "/register", "/login"])
+def test_nobody_s_large_body_is_refused_before_it_is_read(tmp_path, path):
+    """200 MB declared and not one byte sent: a caller with no credential is answered at once
+    (it used to be read to the end, and spooled to disk, before the 401)."""
+    from web_server import live_server
+
+    settings = make_settings(tmp_path / "arena", organizer_token=ORGANIZER)
+    with live_server(create_app(settings)) as url:
+        answer = _raw(url, f"POST {path} HTTP/1.1\nHost: arena\nContent-Type: multipart/form-data; boundary=b\n"
+                           f"Content-Length: {200 * 2**20}\n")
+        wrong = _raw(url, f"POST {path} HTTP/1.1\nHost: arena\nAuthorization: Bearer guess\n"
+                          f"Content-Type: multipart/form-data; boundary=b\nContent-Length: {200 * 2**20}\n")
+    assert answer.startswith("HTTP/1.1 401") and "needs a team token or the organizer credential" in answer, answer
+    assert wrong.startswith("HTTP/1.1 401") and "unknown or revoked token" in wrong, wrong
+
+
+def test_a_body_that_stops_arriving_is_answered_408(tmp_path):
+    from web_server import live_server
+
+    settings = make_settings(tmp_path / "arena", organizer_token=ORGANIZER, body_idle_seconds=1)
+    with live_server(create_app(settings)) as url:
+        answer = _raw(url, f"POST /api/submissions HTTP/1.1\nHost: arena\nAuthorization: Bearer {ORGANIZER}\n"
+                           "Content-Type: multipart/form-data; boundary=b\nContent-Length: 100000\n", b"--b\r\n" + b"x" * 1000)
+    assert answer.startswith("HTTP/1.1 408") and "no part of the request body arrived for 1 seconds" in answer, answer

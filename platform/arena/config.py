@@ -106,6 +106,9 @@ class Settings(BaseSettings):
         "it is answered 429 (logins and Bearer tokens alike) until the window has passed.",
     )
     login_window_seconds: float = Field(300.0, gt=0, description="The window login_max_failures is counted over.")
+    body_idle_seconds: float = Field(
+        60.0, gt=0, description="How long the web app waits for the next part of a request body before answering 408."
+    )
     registrations_per_hour: int = Field(
         5, ge=1, description="Teams one client address may sign up in an hour, where teams may sign up themselves."
     )

@@ -63,9 +63,9 @@ def hostile_settings(data_dir: Path, runtime: str | None = None, **overrides) ->
     both batches, which is what the sleeper defenses tell the dry run by."""
     limits = SandboxLimits(memory="512m", max_output_bytes=MAX_OUTPUT_BYTES, max_output_files=MAX_OUTPUT_FILES,
                            max_log_bytes=256 * 1024, runtime=runtime)
-    # 2.5 s per image: a hang ends in 15 s (a pack of six images), and an honest dry run of three
-    # images under gVisor keeps a wide margin while other test workers load the machine.
-    values = dict(seconds_per_image=2.5, epsilons=EPSILONS, sandbox=limits, pack_seconds=3600.0)
+    # 4 s per image: a hang ends in 24 s (a pack of six images), and an honest run under gVisor
+    # keeps a wide margin while other test workers load the machine (at 2.5 s one took 19.9 s).
+    values = dict(seconds_per_image=4.0, epsilons=EPSILONS, sandbox=limits, pack_seconds=3600.0)
     return make_settings(data_dir, **{**values, **overrides})
 
 

@@ -30,11 +30,11 @@ from arena.db import transaction
 from arena.errors import ArenaError, QuotaError
 from arena.models import utcnow
 from arena.web import api, competition_pages, compression, pages
+from arena.web.bodies import BodyGate
 from arena.web.cache import StandingsCache
 from arena.web.headers import SecurityHeaders
 from arena.web.limits import AddressLimiter
 from arena.web.runner import TournamentRunner
-from arena.web.uploads import BodyLimit
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -55,7 +55,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(competition_pages.router)
-    app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(BodyGate, limit=settings.max_upload_bytes, idle_seconds=settings.body_idle_seconds)
     app.add_middleware(BlankFieldsAreUnset)
     app.add_middleware(GZipMiddleware, minimum_size=compression.MINIMUM_SIZE, compresslevel=compression.MIDDLEWARE_LEVEL)
     app.add_middleware(SecurityHeaders)  # outermost: a 413 gets the headers too
