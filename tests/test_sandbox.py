@@ -1,5 +1,6 @@
 """The sandbox against a real Docker engine: each limit is tried by code that breaks it."""
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import docker
@@ -108,22 +109,42 @@ def test_a_missing_image_is_a_platform_error(tmp_path):
         containers.run("arena/does-not-exist:1", ["true"], [], output=tmp_path, time_limit=5, limits=SandboxLimits())
 
 
+def _status(container) -> str | None:
+    """The container's state now, None once it is removed."""
+    try:
+        container.reload()
+    except docker.errors.NotFound:
+        return None
+    return container.status
+
+
 def test_sweep_ends_what_a_dead_runner_left_behind(tmp_path):
+    """Other tests' runners sweep the same engine meanwhile, so the overdue container may be
+    killed or removed by theirs: what this sweep guarantees is the state after it returns."""
     client = containers.docker_client()
     overdue = client.containers.run(IMAGE, ["sleep", "600"], labels={containers.LABEL: "0"}, detach=True, network_mode="none")
     in_time = client.containers.run(IMAGE, ["sleep", "600"], labels={containers.LABEL: "9999999999"}, detach=True, network_mode="none")
     try:
         containers.sweep()
-        overdue.reload()
-        in_time.reload()
-        assert overdue.status == "exited"
-        assert in_time.status == "running"
-        assert containers.sweep() >= 1  # the killed one is past deadline + grace: removed
-        with pytest.raises(docker.errors.NotFound):
-            overdue.reload()
+        assert _status(overdue) in ("exited", None)
+        assert _status(in_time) == "running"
+        containers.sweep()  # the killed one is past deadline + grace: removed
+        assert _status(overdue) is None
+        assert _status(in_time) == "running"
     finally:
         for container in (overdue, in_time):
             try:
                 container.remove(force=True)
             except docker.errors.NotFound:
                 pass  # swept
+
+
+def test_a_sweep_at_the_deadline_leaves_the_time_out_to_the_container_s_own_runner(tmp_path):
+    """Runners on one host sweep whenever they start: one that killed a live run at its
+    deadline had its owner record a plain exit 137 (a SIGKILL) instead of the time-out."""
+    with ThreadPoolExecutor(1) as pool:
+        running = pool.submit(_run, tmp_path, "import time; time.sleep(600)", 2)
+        while not running.done():
+            containers.sweep()
+        result, _ = running.result()
+    assert result.timed_out and result.exit_code is None, result

@@ -23,6 +23,7 @@ from arena.sandbox import containers
 from arena.sandbox.containers import docker_client
 from conftest import containers_mounting, wait_until
 from hostile.tournament import (
+    ATTACK_GUARD,
     IMAGE,
     MAX_OUTPUT_BYTES,
     Tournament,
@@ -206,7 +207,9 @@ def test_runner_killed_during_a_run(tournament, tmp_path):
     held, finishes the work, and loses nothing. (What the killed runner leaves, its container
     and scratch folder, is removed by the test: sweep() takes the container only after a
     grace period, and nothing takes the scratch folder; see docs/security.md.)"""
-    submission = take_in(tournament, "killed_noop", "attack", SLOW_NOOP.replace("sleep 2", "sleep 4"))
+    # Quick in the dry run (a 4 s sleep there took 18 s of its 12 s on a loaded machine), 4 s in
+    # the tournament's packs of 24 s, a window wide enough to see the container running.
+    submission = take_in(tournament, "killed_noop", "attack", ATTACK_GUARD + SLOW_NOOP.replace("sleep 2", "sleep 4"))
     assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
     arena = Path(sys.executable).parent / "arena"
     runner = subprocess.Popen([str(arena), "run"], env=_arena_env(tournament.settings), stdin=subprocess.DEVNULL,

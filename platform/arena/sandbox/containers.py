@@ -125,6 +125,11 @@ def _check_room(output: Path, limits: SandboxLimits) -> None:
 
 
 LABEL = "arena.deadline"
+#: How long past its deadline a running container is left to its own runner, which kills it
+#: at the deadline and records the time-out: a sweep by another runner on the host that killed
+#: it first would have the owner record a plain exit 137 instead. Still running after this,
+#: it has no runner left.
+ORPHAN_GRACE_SECONDS = 60
 #: How long a finished container of a dead runner is left for inspection before sweep removes it.
 SWEEP_GRACE_SECONDS = 300
 
@@ -252,11 +257,12 @@ def _supervise(container, output: Path, time_limit: float, limits: SandboxLimits
 
 
 def sweep() -> int:
-    """Kill Arena containers past their deadline and remove finished ones left behind.
+    """Kill Arena containers that outlived their runner and remove finished ones left behind.
 
     A runner that dies (kill -9, power loss) cannot enforce its time limit or remove its
-    container; the deadline label lets any later runner on the host do both. Returns the
-    number of containers removed."""
+    container; the deadline label lets any later runner on the host do both, once the
+    container is far enough past it that its own runner, if alive, would have acted.
+    Returns the number of containers removed."""
     removed = 0
     now = time.time()
     # sparse: the list call alone, no inspect per container; a container that another run
@@ -264,7 +270,7 @@ def sweep() -> int:
     for container in docker_client().containers.list(all=True, sparse=True, filters={"label": LABEL}):
         deadline = float((container.attrs.get("Labels") or {}).get(LABEL, "0"))
         try:
-            if container.status == "running" and now > deadline:
+            if container.status == "running" and now > deadline + ORPHAN_GRACE_SECONDS:
                 _kill(container)
             elif container.status in ("exited", "dead", "created") and now > deadline + SWEEP_GRACE_SECONDS:
                 container.remove(force=True)
