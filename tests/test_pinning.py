@@ -74,7 +74,7 @@ for name in sorted(os.listdir(inputs)):
 
 @pytest.fixture
 def small(tmp_path) -> Settings:
-    settings = make_settings(tmp_path / "arena", seconds_per_image=1.0, epsilons=[16], organizer_token=TOKEN)
+    settings = make_settings(tmp_path / "arena", seconds_per_image=5.0, epsilons=[16], organizer_token=TOKEN)
     synth_dataset(settings, 10, batch_size=10)
     return settings
 
@@ -82,7 +82,7 @@ def small(tmp_path) -> Settings:
 @pytest.fixture
 def cli_env(small, monkeypatch):
     """The ``arena`` command on ``small``'s data folder."""
-    for name, value in (("DATA_DIR", str(small.data_dir)), ("EPSILONS", "16"), ("SECONDS_PER_IMAGE", "1")):
+    for name, value in (("DATA_DIR", str(small.data_dir)), ("EPSILONS", "16"), ("SECONDS_PER_IMAGE", "5")):
         monkeypatch.setenv(f"ARENA_{name}", value)
     get_settings.cache_clear()
     yield CliRunner()
