@@ -26,7 +26,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 
 
 def make_settings(data_dir: Path, **overrides) -> Settings:
-    values = dict(data_dir=data_dir, concurrency=2, batch_size=100, sandbox=SandboxLimits(memory="512m"))
+    values = dict(data_dir=data_dir, concurrency=2, batch_size=100, sandbox=SandboxLimits(memory="512m"),
+                  allowed_hosts=["testserver", "127.0.0.1"])  # TestClient's name, and live servers'
     values.update(overrides)
     settings = Settings(**values)
     db.upgrade(settings)

@@ -5,7 +5,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+from arena.admin import tournament
 from arena.admin.teams import issue_token
+from arena.config import Settings
 from arena.db import transaction
 from arena.models import AttackJob, Batch, JobAttempt, SubmissionKind, Team, WebSession
 from arena.web.app import create_app
@@ -284,9 +286,9 @@ def test_nobody_s_large_body_is_refused_before_it_is_read(tmp_path, path):
 
     settings = make_settings(tmp_path / "arena", organizer_token=ORGANIZER)
     with live_server(create_app(settings)) as url:
-        answer = _raw(url, f"POST {path} HTTP/1.1\nHost: arena\nContent-Type: multipart/form-data; boundary=b\n"
+        answer = _raw(url, f"POST {path} HTTP/1.1\nHost: 127.0.0.1\nContent-Type: multipart/form-data; boundary=b\n"
                            f"Content-Length: {200 * 2**20}\n")
-        wrong = _raw(url, f"POST {path} HTTP/1.1\nHost: arena\nAuthorization: Bearer guess\n"
+        wrong = _raw(url, f"POST {path} HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer guess\n"
                           f"Content-Type: multipart/form-data; boundary=b\nContent-Length: {200 * 2**20}\n")
     assert answer.startswith("HTTP/1.1 401") and "needs a team token or the organizer credential" in answer, answer
     assert wrong.startswith("HTTP/1.1 401") and "unknown or revoked token" in wrong, wrong
@@ -297,6 +299,69 @@ def test_a_body_that_stops_arriving_is_answered_408(tmp_path):
 
     settings = make_settings(tmp_path / "arena", organizer_token=ORGANIZER, body_idle_seconds=1)
     with live_server(create_app(settings)) as url:
-        answer = _raw(url, f"POST /api/submissions HTTP/1.1\nHost: arena\nAuthorization: Bearer {ORGANIZER}\n"
+        answer = _raw(url, f"POST /api/submissions HTTP/1.1\nHost: 127.0.0.1\nAuthorization: Bearer {ORGANIZER}\n"
                            "Content-Type: multipart/form-data; boundary=b\nContent-Length: 100000\n", b"--b\r\n" + b"x" * 1000)
     assert answer.startswith("HTTP/1.1 408") and "no part of the request body arrived for 1 seconds" in answer, answer
+
+
+# Cross-site requests and host names
+
+
+def _title(settings) -> str:
+    with transaction(settings) as session:
+        return tournament.current(session).title
+
+
+@pytest.mark.parametrize("claim", [
+    {"Origin": "http://evil.example"},
+    {"Origin": "http://testserver:8080"},  # another port: the same site (the cookie goes), not the same origin
+    {"Origin": "https://testserver"},
+    {"Origin": "null"},  # a sandboxed frame, a data: page
+    {"Referer": "http://evil.example/page"},  # a browser that names no Origin
+], ids=["foreign", "other-port", "other-scheme", "opaque", "foreign-referer"])
+def test_a_form_from_another_origin_is_refused_and_changes_nothing(site, claim):
+    client, settings, _, _, _ = site
+    _log_in(client, ORGANIZER)
+    form = {"title": "Taken over", "uploads_open": "true"}
+    refused = client.post("/organizer/settings", data=form, headers=claim, follow_redirects=False)
+    assert refused.status_code == 403 and "from another site" in refused.text
+    assert _title(settings) != "Taken over"
+    api = client.post("/api/submissions", files={"archive": ("a.zip", b"x")}, headers=claim)
+    assert api.status_code == 403 and "from another site" in api.json()["detail"]
+
+
+@pytest.mark.parametrize("claim", [{"Origin": "http://testserver"}, {"Referer": "http://testserver/organizer"}, {}],
+                         ids=["own-origin", "own-referer", "a-program"])
+def test_a_form_from_arena_s_own_pages_or_a_program_goes_through(site, claim):
+    client, settings, _, _, _ = site
+    _log_in(client, ORGANIZER)
+    sent = client.post("/organizer/settings", data={"title": "Renamed"}, headers=claim, follow_redirects=False)
+    assert sent.status_code == 303 and _title(settings) == "Renamed"
+
+
+def test_a_foreign_page_cannot_log_a_browser_in_as_another_team(site):
+    client, settings, tokens, _, _ = site
+    refused = client.post("/login", data={"token": tokens["red"]}, headers={"Origin": "http://evil.example"},
+                          follow_redirects=False)
+    assert refused.status_code == 403 and not refused.headers.get_list("set-cookie")
+    assert _sessions(settings) == []
+    assert _log_in(client, tokens["red"]).status_code == 303  # from the login page itself
+
+
+def test_api_clients_with_a_bearer_token_are_not_asked_where_they_come_from(site):
+    client, *_ = site
+    issued = client.post("/api/teams/blue/token", headers={**BEARER, "Origin": "http://evil.example"})
+    assert issued.status_code == 201
+
+
+@pytest.mark.parametrize("path", ["/matrix/", "/login/", "/api/leaderboards/attack", "/"])
+def test_a_host_name_not_allowed_is_answered_400_and_never_reflected(site, path):
+    client, *_ = site
+    answer = client.get(path, headers={"Host": "evil.example"}, follow_redirects=False)
+    assert answer.status_code == 400 and "location" not in answer.headers and "evil.example" not in answer.text
+    assert answer.headers["x-frame-options"] == "DENY"
+
+
+def test_allowed_hosts_are_a_setting_people_type_as_a_list():
+    assert Settings(allowed_hosts=" arena.example.org, *.example.org ").allowed_hosts == ["arena.example.org",
+                                                                                        "*.example.org"]

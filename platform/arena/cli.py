@@ -399,7 +399,8 @@ def web(
     if settings().organizer_token is None:
         console.print(f"organizer credential for this run (set ARENA_ORGANIZER_TOKEN to choose it): "
                       f"[bold]{application.state.organizer_token}[/]", highlight=False)
-    console.print(f"serving on http://{host}:{port}/ (API docs at /docs)")
+    console.print(f"serving on http://{host}:{port}/ (API docs at /docs); visitors reach it as "
+                  f"{', '.join(settings().allowed_hosts)} (ARENA_ALLOWED_HOSTS)", highlight=False)
     server(application, host, port).run()
 
 

@@ -116,10 +116,15 @@ class Settings(BaseSettings):
         [], description="Addresses (or networks) of the reverse proxies in front of `arena web` whose X-Forwarded-For and "
         "X-Forwarded-Proto are believed; none by default: a request's address is its connection's.",
     )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        ["localhost", "127.0.0.1"], description="The host names visitors reach `arena web` by (the Host header; "
+        "`*.example.org` for every subdomain, `*` for any); any other is answered 400, so that no answer is built "
+        "from a name an attacker chose.",
+    )
     debian_mirror: str = Field("http://deb.debian.org/debian", description="Where debootstrap fetches base-image packages.")
     sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
 
-    @field_validator("epsilons", "allowed_images", "trusted_proxies", mode="before")
+    @field_validator("epsilons", "allowed_images", "trusted_proxies", "allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: object) -> object:
         """Accept ``2,4,8,16`` in the environment, which is what people type."""

@@ -19,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -34,6 +35,7 @@ from arena.web.bodies import BodyGate
 from arena.web.cache import StandingsCache
 from arena.web.headers import SecurityHeaders
 from arena.web.limits import AddressLimiter
+from arena.web.origins import SameOrigin
 from arena.web.runner import TournamentRunner
 
 
@@ -58,6 +60,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyGate, limit=settings.max_upload_bytes, idle_seconds=settings.body_idle_seconds)
     app.add_middleware(BlankFieldsAreUnset)
     app.add_middleware(GZipMiddleware, minimum_size=compression.MINIMUM_SIZE, compresslevel=compression.MIDDLEWARE_LEVEL)
+    app.add_middleware(SameOrigin, answer=_http_error)
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)
     app.add_middleware(SecurityHeaders)  # outermost: a 413 gets the headers too
     app.add_exception_handler(ArenaError, _arena_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
