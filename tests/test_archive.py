@@ -1,10 +1,11 @@
 import io
+import os
 import tarfile
 import zipfile
 
 import pytest
 
-from arena.intake.archive import ArchiveError, extract, pack, tree_sha256
+from arena.intake.archive import RATIO_FLOOR, ArchiveError, extract, pack, tree_sha256
 
 LIMITS = dict(max_bytes=10_000, max_files=20)
 
@@ -73,6 +74,26 @@ def test_zip_traversal_symlink_and_bomb_are_refused(tmp_path):
     assert bomb.stat().st_size < 10_000
     with pytest.raises(ArchiveError, match="archive bomb"):
         extract(bomb, tmp_path / "o3", **LIMITS)
+
+
+def test_an_archive_unpacks_to_a_hundred_times_its_size_at_most_whatever_the_cap(tmp_path):
+    """With the default cap (2 GiB), a 40 KB zip used to unpack 40 MiB of zeros (and a 204 KB
+    one 200 MiB) before anything stopped it: the bytes an upload may make the server write
+    follow the upload's own size."""
+    generous = dict(max_bytes=2 * 2**30, max_files=20)
+    bomb = tmp_path / "b.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("zeros", bytes(40 * 2**20))
+    with pytest.raises(ArchiveError, match=f"unpacks to more than {RATIO_FLOOR} bytes .* archive bomb"):
+        extract(bomb, tmp_path / "o1", **generous)
+    assert not (tmp_path / "o1").exists()
+
+    weights = tmp_path / "w.zip"  # incompressible, as weights are, and past the floor: kept whole
+    with zipfile.ZipFile(weights, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("weights.bin", os.urandom(RATIO_FLOOR + 2**20))
+        z.writestr("zeros", bytes(2**20))
+    root = extract(weights, tmp_path / "o2", **generous)
+    assert (root / "weights.bin").stat().st_size == RATIO_FLOOR + 2**20
 
 
 def test_too_many_files_and_garbage_are_refused(tmp_path):

@@ -1,8 +1,10 @@
 """Unpacking submission archives without trusting them.
 
 Archives come from competitors. Nothing in one may land outside the destination, link
-outside it, or unpack into more bytes or files than the settings allow; a violation
-stops the whole extraction with a message naming the offending member.
+outside it, or unpack into more bytes or files than the settings allow, nor into more than
+``MAX_RATIO`` times its own size (past ``RATIO_FLOOR``), so that the bytes an upload may make
+the server write follow the upload limit; a violation stops the whole extraction with a
+message naming the offending member.
 """
 
 import hashlib
@@ -16,6 +18,10 @@ from pathlib import Path, PurePosixPath
 from arena.errors import InputError
 
 CHUNK = 1 << 20
+#: How many times its own size an archive may unpack to: code, data and weights compress
+#: between 1 and 10 times, a bomb a thousandfold. Any archive may unpack to RATIO_FLOOR.
+MAX_RATIO = 100
+RATIO_FLOOR = 16 * 2**20
 
 
 class ArchiveError(InputError):
@@ -49,8 +55,9 @@ def _target(destination: Path, name: str) -> Path:
 class _Budget:
     """Counts files and bytes as they are written, so lying headers cannot bypass the limits."""
 
-    def __init__(self, max_bytes: int, max_files: int):
-        self.max_bytes, self.max_files = max_bytes, max_files
+    def __init__(self, packed: int, max_bytes: int, max_files: int):
+        self.packed, self.max_files = packed, max_files
+        self.max_bytes = min(max_bytes, max(packed * MAX_RATIO, RATIO_FLOOR))
         self.bytes = self.files = 0
 
     def add_file(self, name: str) -> None:
@@ -61,7 +68,8 @@ class _Budget:
     def add_bytes(self, count: int, name: str) -> None:
         self.bytes += count
         if self.bytes > self.max_bytes:
-            raise ArchiveError(f"unpacks to more than {self.max_bytes} bytes (at {name!r}): archive bomb?")
+            raise ArchiveError(f"unpacks to more than {self.max_bytes} bytes (at {name!r}), the most an archive of "
+                               f"{self.packed} bytes may unpack to: archive bomb?")
 
 
 def _write(source, target: Path, name: str, executable: bool, budget: _Budget) -> None:
@@ -127,7 +135,7 @@ def extract(path: Path, destination: Path, *, max_bytes: int, max_files: int) ->
     if not path.is_file():
         raise ArchiveError(f"{path} does not exist")
     destination.mkdir(parents=True, exist_ok=True)
-    budget = _Budget(max_bytes, max_files)
+    budget = _Budget(path.stat().st_size, max_bytes, max_files)
     try:
         if zipfile.is_zipfile(path):
             _extract_zip(path, destination, budget)
