@@ -7,13 +7,16 @@ from sqlalchemy import select
 
 from arena.admin import tournament
 from arena.admin.teams import issue_token
+from arena.competition import rounds
 from arena.config import Settings
 from arena.db import transaction
-from arena.models import AttackJob, Batch, JobAttempt, SubmissionKind, Team, WebSession
+from arena.intake.archive import pack
+from arena.models import AttackJob, Batch, JobAttempt, SubmissionKind, Team, Visibility, WebSession
 from arena.web.app import create_app
 from arena.web.headers import DOCS_POLICY, PAGES_POLICY
 from arena.web.limits import AddressLimiter
-from conftest import make_settings
+from arena.web.permissions import PLATFORM_FAILURE
+from conftest import SAMPLES, make_settings
 from factories import add_submission, synth_dataset
 
 ORGANIZER = "organizer-secret"
@@ -239,7 +242,7 @@ def test_hidden_leaderboards_hide_jobs_and_run_timings_but_not_from_organizers(s
         answer = client.get(detail, headers=headers).json()
         assert answer["attempts"][0]["seconds"] == 12.5 and answer["runs_visible"] is True
     page = client.get(f"/submissions/{attack_id}").text
-    assert "12.5" not in page and "hidden until the end" in page
+    assert "12.5" not in page and "runs-hidden" in page
     _log_in(client, tokens["red"])
     assert "12.5" in client.get(f"/submissions/{attack_id}").text
 
@@ -365,3 +368,84 @@ def test_a_host_name_not_allowed_is_answered_400_and_never_reflected(site, path)
 def test_allowed_hosts_are_a_setting_people_type_as_a_list():
     assert Settings(allowed_hosts=" arena.example.org, *.example.org ").allowed_hosts == ["arena.example.org",
                                                                                         "*.example.org"]
+
+
+# Who may see what (web/permissions.py): each round's visibility, every route alike
+
+
+@pytest.fixture
+def hidden_final(site):
+    """``site`` with a second round, "final", hidden while the tournament's switch stays on:
+    red's attack ran there too (7.5 s, failing on the platform with the engine's own words)."""
+    client, settings, tokens, attack_id, _ = site
+    final = synth_dataset(settings, 2, batch_size=2, name="final")
+    with transaction(settings) as session:
+        round_ = rounds.of_dataset(session, final.id)
+        round_.visibility = Visibility.HIDDEN
+        job = AttackJob(submission_id=attack_id, batch=session.scalars(select(Batch).where(Batch.dataset_id == final.id)).one(),
+                        epsilon=2)
+        session.add(job)
+        session.flush()
+        session.add(JobAttempt(attack_job_id=job.id, seconds=7.5, images=2, error=ENGINE_WORDS))
+    return client, tokens, attack_id
+
+
+ENGINE_WORDS = "cannot create container: 500 Server Error for http+docker://localhost/v1.41/containers/create"
+
+
+def test_a_hidden_round_hides_its_jobs_runs_and_standings_while_the_others_stay_public(hidden_final):
+    client, tokens, attack_id = hidden_final
+    red, blue = ({"Authorization": f"Bearer {tokens[n]}"} for n in ("red", "blue"))
+    for headers in ({}, blue):
+        for path in ("/api/jobs?dataset=final", "/api/leaderboards/attack?dataset=final", "/api/matrix?dataset=final"):
+            refused = client.get(path, headers=headers)
+            assert refused.status_code == 403 and "hidden" in refused.json()["detail"], path
+        assert len(client.get("/api/jobs?dataset=synthetic", headers=headers).json()) == 1
+        detail = client.get(f"/api/submissions/{attack_id}", headers=headers).json()
+        assert [a["seconds"] for a in detail["attempts"]] == [12.5] and detail["runs_visible"] is False
+    for headers in (red, BEARER):
+        detail = client.get(f"/api/submissions/{attack_id}", headers=headers).json()
+        assert sorted(a["seconds"] for a in detail["attempts"]) == [7.5, 12.5] and detail["runs_visible"] is True
+    assert len(client.get("/api/jobs?dataset=final", headers=BEARER).json()) == 1
+
+
+def test_the_engine_s_words_about_a_platform_failure_are_for_organizers(hidden_final):
+    client, tokens, attack_id = hidden_final
+    red = {"Authorization": f"Bearer {tokens['red']}"}
+    said = {a["seconds"]: a["platform_error"] for a in client.get(f"/api/submissions/{attack_id}/logs", headers=red).json()["runs"]}
+    assert said == {7.5: PLATFORM_FAILURE, 12.5: None}
+    organizers = client.get(f"/api/submissions/{attack_id}/logs", headers=BEARER).json()["runs"]
+    assert {a["platform_error"] for a in organizers} == {ENGINE_WORDS, None}
+    _log_in(client, tokens["red"])
+    page = client.get(f"/submissions/{attack_id}?dataset=synthetic").text
+    assert PLATFORM_FAILURE in page and "v1.41" not in page
+
+
+def test_every_entry_is_refused_to_teams_on_the_pages_as_on_the_api(site):
+    """The leaderboards page used to narrow ``scope=all`` to the counting entries in silence."""
+    client, _, tokens, _, _ = site
+    _log_in(client, tokens["red"])
+    refused = client.get("/?scope=all")
+    assert refused.status_code == 403 and "for organizers" in refused.text
+    assert client.get("/api/leaderboards/attack?scope=all").status_code == 403
+    _log_in(client, ORGANIZER)
+    assert client.get("/?scope=all").status_code == 200
+
+
+def test_a_platform_failure_at_upload_is_told_without_the_engine_s_words(site, tmp_path, monkeypatch, caplog):
+    from arena.intake import submit as intake
+    from arena.sandbox.containers import SandboxError
+
+    client, settings, tokens, _, _ = site
+
+    def engine_fails(*_):
+        raise SandboxError(ENGINE_WORDS)
+
+    monkeypatch.setattr(intake.pinning, "pin", engine_fails)  # the dry run's first word with the engine
+    archive = pack(SAMPLES / "noop", tmp_path / "noop.tar.gz")
+    with archive.open("rb") as body:
+        answer = client.post("/api/submissions", files={"archive": (archive.name, body)},
+                             headers={"Authorization": f"Bearer {tokens['blue']}"})
+    assert answer.status_code == 503 and "could not start" in answer.json()["detail"]
+    assert "docker" not in answer.text.lower() and "v1.41" not in answer.text
+    assert ENGINE_WORDS in caplog.text  # the organizers' copy, in the web log

@@ -52,6 +52,11 @@ class ConflictError(ArenaError):
 
 
 class PlatformError(ArenaError, RuntimeError):
-    """The platform could not do its part (no Docker engine, a tool missing): not the caller's fault."""
+    """The platform could not do its part (no Docker engine, a tool missing): not the caller's fault.
+
+    Its message is for the people who run the platform (the CLI prints it, the web app logs
+    it): it may quote the engine's own words, with its API version and paths. The web answers
+    ``public`` instead, which says what happened to the caller and nothing of the host."""
 
     status = 503
+    public = "the platform failed at its part (the organizers have the details in its log): try again later"

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from arena.db import get_engine, transaction
 from arena.execution.run import run
-from arena.intake.submit import SubmissionError
+from arena.intake.submit import DryRunUnavailable
 from arena.models import AttackJob, JobAttempt, JobStatus, SubmissionStatus
 from arena.sandbox import containers
 from arena.sandbox.containers import docker_client
@@ -142,7 +142,7 @@ def test_full_output_storage(tournament, small_work_storage, tmp_path):
         full = run(tournament.settings)
         assert full.platform_errors and all("output storage is full" in e for e in full.platform_errors)
         assert _jobs_with_errors(tournament, submission.id)
-        with pytest.raises(SubmissionError, match="could not start, nothing was stored.*output storage is full"):
+        with pytest.raises(DryRunUnavailable, match="could not start, nothing was stored.*output storage is full"):
             take_in(tournament, "while_full", "attack", 'cp "$1"/*.png "$2"/ # while full\n')
         tournament.check_unchanged()
 

@@ -20,7 +20,7 @@ from arena.admin import teams
 from arena.competition import entries, quotas, rounds
 from arena.config import Settings
 from arena.db import transaction
-from arena.errors import InputError
+from arena.errors import InputError, PlatformError
 from arena.execution import packing
 from arena.intake.archive import extract, tree_sha256
 from arena.intake.dry_run import ValidationReport, sample_batch, validate
@@ -32,6 +32,14 @@ from arena.sandbox.containers import SandboxError
 
 class SubmissionError(InputError):
     """The submission cannot be taken; the message says why."""
+
+
+class DryRunUnavailable(PlatformError):
+    """The dry run could not start for the platform's own reason (the engine, the storage):
+    nothing is stored and no quota is used."""
+
+    public = ("the dry run could not start for a reason of the platform's (the organizers have the details in "
+              "its log); nothing was stored and no quota was used: upload again later")
 
 
 def _check_allowed(settings: Settings, metadata: Metadata) -> None:
@@ -139,7 +147,7 @@ def submit(settings: Settings, archive: Path, team: str, name: str | None = None
             report = validate(settings, code, images)
         except SandboxError as exc:
             _forget(settings, submission_id)
-            raise SubmissionError(f"the dry run could not start, nothing was stored: {exc}") from None
+            raise DryRunUnavailable(f"the dry run could not start, nothing was stored: {exc}") from None
         except BaseException:
             _forget(settings, submission_id)
             raise

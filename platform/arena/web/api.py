@@ -30,13 +30,13 @@ from arena.competition.entries import Scope
 from arena.config import Settings
 from arena.data.images import ImageStore, amplified_perturbation, encode_png
 from arena.db import transaction
-from arena.errors import ForbiddenError, NotFoundError
+from arena.errors import NotFoundError
 from arena.models import AdversarialImage, Image, JobKind, JobStatus
 from arena.results import csv_files
 from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, leaderboard_file, robustness_export
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
-from arena.web import actions, compression, queries
+from arena.web import actions, compression, permissions, queries
 from arena.web.auth import (
     Caller,
     caller,
@@ -101,10 +101,8 @@ async def snapshot(request: Request, dataset: DatasetName = None, scope: ScopePa
     current = cache.peek(dataset, scope) or await run_in_threadpool(cache.get, dataset, scope)
     if presents_credential(request) or not current.public or scope is Scope.ALL:
         who = await run_in_threadpool(caller_in_own_session, request)
-        if not who.organizer and not current.public:
-            raise ForbiddenError("the leaderboards are hidden until the end of the tournament")
-        if not who.organizer and scope is Scope.ALL:
-            raise ForbiddenError("every entry (scope=all) is for organizers; teams see one per team and track")
+        permissions.check_results(who, current.public)
+        permissions.check_scope(who, scope)
     return current.snapshot
 
 
@@ -226,8 +224,7 @@ def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep
                    who: Caller = Depends(caller)) -> dict:
     submission = queries.submission_or_404(session, submission_id)
     chosen = pick_dataset(session, dataset)
-    return queries.submission_detail(session, settings, chosen, submission, with_logs=who.owns(submission),
-                                     with_runs=queries.runs_visible(session, who, submission))
+    return queries.submission_detail(session, settings, chosen, submission, who)
 
 
 @router.get("/submissions/{submission_id}/logs", response_model=Logs,
@@ -235,10 +232,9 @@ def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep
 def get_logs(submission_id: Id, session: SessionDep, limit: Limit = 50,
              who: Caller = Depends(team_or_organizer)) -> dict:
     submission = queries.submission_or_404(session, submission_id)
-    if not who.owns(submission):
-        raise ForbiddenError("logs are shown only to the submission's team and to organizers")
+    permissions.check_logs(who, submission)
     report = submission.validation_report or {}
-    return {"dry_run_log_tail": report.get("log_tail"), "runs": queries.attempts(session, submission, True, limit)}
+    return {"dry_run_log_tail": report.get("log_tail"), "runs": queries.attempts(session, submission, who, limit=limit)}
 
 
 @router.post("/submissions/{submission_id}/rerun", status_code=202, response_model=RunStarted,
@@ -277,9 +273,8 @@ def list_jobs(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> list[dict]:
-    if not who.organizer and not tournament.current(session).leaderboards_public:
-        raise ForbiddenError("the jobs are hidden, like the leaderboards, until the end of the tournament")
     chosen = pick_dataset(session, dataset)
+    permissions.check_results(who, permissions.results_public(session, chosen), "the jobs")
     submission = queries.submission_or_404(session, submission_id) if submission_id else None
     return queries.jobs(session, chosen, kind, submission, status, limit, offset)
 

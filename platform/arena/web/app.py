@@ -6,11 +6,13 @@ Errors are answered here and nowhere else: an ``ArenaError`` raised anywhere bel
 the same message, so a person in a browser reads what went wrong instead of raw JSON.
 """
 
+import logging
 import math
 import secrets
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import FastAPI, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.exception_handlers import (
     http_exception_handler,
     request_validation_exception_handler,
@@ -19,24 +21,27 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arena import REPO_ROOT, db
 from arena.admin import tournament
 from arena.config import Settings
 from arena.db import transaction
-from arena.errors import ArenaError, QuotaError
+from arena.errors import ArenaError, PlatformError, QuotaError
 from arena.models import utcnow
 from arena.web import api, competition_pages, compression, pages
+from arena.web.auth import caller_in_own_session
 from arena.web.bodies import BodyGate
 from arena.web.cache import StandingsCache
 from arena.web.headers import SecurityHeaders
 from arena.web.limits import AddressLimiter
 from arena.web.origins import SameOrigin
 from arena.web.runner import TournamentRunner
+
+logger = logging.getLogger(__name__)
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -97,6 +102,13 @@ class BlankFieldsAreUnset:
         await self.app(scope, receive, send)
 
 
+def _organizer_asks(request: Request) -> bool:
+    try:
+        return caller_in_own_session(request).organizer
+    except Exception:  # noqa: BLE001 - a wrong credential or a database down: not an organizer, say less
+        return False
+
+
 def _title(request: Request) -> dict | None:
     """The tournament's title for the error page's header; none when the database cannot say."""
     try:
@@ -126,9 +138,13 @@ async def _arena_error(request: Request, exc: ArenaError) -> Response:
     headers = None
     if isinstance(exc, QuotaError) and exc.retry_at is not None:
         headers = {"Retry-After": str(max(1, math.ceil((exc.retry_at - utcnow()).total_seconds())))}
+    message = str(exc)
+    if isinstance(exc, PlatformError):  # the engine's own words are for organizers and the log
+        logger.error("%s %s: %s", request.method, request.url.path, message)
+        message = message if await run_in_threadpool(_organizer_asks, request) else exc.public
     if not _wants_page(request):
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=headers)
-    return _page(request, exc.status, str(exc), headers)
+        return JSONResponse({"detail": message}, status_code=exc.status, headers=headers)
+    return _page(request, exc.status, message, headers)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:

@@ -36,12 +36,12 @@ from arena.models import (
     Round,
     Submission,
     SubmissionStatus,
-    Visibility,
 )
 from arena.results import progress
 from arena.results.leaderboards import Leaderboards
 from arena.results.outcomes import ImageOutcomes
 from arena.results.scoring import Standings
+from arena.web import permissions
 from arena.web.compression import Body
 from arena.web.datasets import pick_dataset
 
@@ -290,17 +290,9 @@ class StandingsCache:
             snapshot = entry.current.snapshot if entry is not None and entry.version == current else \
                 Snapshot.compute(session, dataset, self._settings, scope,
                                  entry.current.snapshot if entry is not None else None)
-            entry = _Entry(current, Current(snapshot, _public(session, dataset), tournament.current(session).title),
+            entry = _Entry(current, Current(snapshot, permissions.results_public(session, dataset), tournament.current(session).title),
                            self._clock())
             self._entries[key] = entry
             return entry
 
 
-def _public(session: Session, dataset: Dataset) -> bool:
-    """A published round is public; otherwise teams see its leaderboards unless organizers hid
-    them all (the tournament's switch) or this round's until it is published."""
-    round_ = rounds.of_dataset(session, dataset.id)
-    visibility = round_.visibility if round_ is not None else Visibility.LIVE
-    if visibility is Visibility.PUBLISHED:
-        return True
-    return tournament.current(session).leaderboards_public and visibility is Visibility.LIVE

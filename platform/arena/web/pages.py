@@ -28,7 +28,7 @@ from arena.models import Dataset, Submission, SubmissionKind, Team, WebSession, 
 from arena.results.export import MATRICES
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
-from arena.web import actions, charts, compression, queries
+from arena.web import actions, charts, compression, permissions, queries
 from arena.web.api import DatasetName, Epsilon, Id
 from arena.web.auth import (
     COOKIE,
@@ -88,19 +88,16 @@ class Reader:
     @property
     def visible(self) -> Snapshot | None:
         """None while the leaderboards are hidden from this reader."""
-        return self.current.snapshot if self.current.public or self.who.organizer else None
+        return self.current.snapshot if permissions.may_see_results(self.who, self.current.public) else None
 
 
 def _visible(request: Request, session: Session, who: Caller, dataset: str | None,
              scope: Scope = Scope.COUNTING) -> tuple[Snapshot | None, Dataset]:
     """The current snapshot and the dataset; no snapshot when the leaderboards are hidden from
-    this caller. Every entry (``scope=all``) only for organizers: others get the counting ones."""
-    reader = Reader(who, request.app.state.standings.get(dataset, _scope_for(who, scope)))
+    this caller. Every entry (``scope=all``) only for organizers (403 for others)."""
+    permissions.check_scope(who, scope)
+    reader = Reader(who, request.app.state.standings.get(dataset, scope))
     return reader.visible, reader.current.snapshot.dataset
-
-
-def _scope_for(who: Caller, scope: Scope) -> Scope:
-    return scope if who.organizer else Scope.COUNTING
 
 
 async def _reader(request: Request, dataset: str | None, scope: Scope = Scope.COUNTING) -> Reader | None:
@@ -120,7 +117,8 @@ def _identified_reader(request: Request, dataset: str | None, scope: Scope) -> R
         if _fresh_site(session, dataset):
             return None
         who = caller(request, session)
-    return Reader(who, request.app.state.standings.get(dataset, _scope_for(who, scope)))
+    permissions.check_scope(who, scope)
+    return Reader(who, request.app.state.standings.get(dataset, scope))
 
 
 def _getting_started_page(request: Request) -> HTMLResponse:
@@ -143,7 +141,7 @@ async def standings_page(request: Request, dataset: str | None, template: str, k
     def make() -> Body:
         page = templates.get_template(template).render(
             who=who, tournament={"title": current.title}, here=here, dataset=current.snapshot.dataset,
-            round=current.snapshot.round, scope=_scope_for(who, scope), **context(reader.visible))
+            round=current.snapshot.round, scope=scope, **context(reader.visible))
         return Body.of(page.encode(), "text/html; charset=utf-8")
 
     snapshot = current.snapshot
@@ -226,9 +224,8 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
                     dataset: DatasetName = None):
     submission = queries.submission_or_404(session, submission_id)
     chosen = pick_dataset(session, dataset)
-    detail = queries.submission_detail(session, request.app.state.settings, chosen, submission,
-                                       with_logs=who.owns(submission),
-                                       with_runs=queries.runs_visible(session, who, submission), attempt_limit=1000)
+    detail = queries.submission_detail(session, request.app.state.settings, chosen, submission, who,
+                                       attempt_limit=1000)
     snapshot, _ = _visible(request, session, who, chosen.name)
     standing = queries.standing(snapshot, submission)
     if standing is None and snapshot is not None:  # not its team's counting entry: its place among every entry

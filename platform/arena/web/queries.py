@@ -10,7 +10,6 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena.admin import tournament
 from arena.competition import entries, quotas, rounds
 from arena.competition.entries import Scope
 from arena.config import Settings
@@ -40,6 +39,7 @@ from arena.results.judging import ERROR, HIT, MatrixValue
 from arena.results.perturbations import perturbations
 from arena.results.scoring import Standings
 from arena.sandbox import pinning
+from arena.web import permissions
 from arena.web.auth import Caller
 from arena.web.cache import Snapshot
 from arena.web.compression import Body
@@ -229,17 +229,13 @@ def submissions(session: Session) -> list[dict]:
     return [submission_summary(s) for s in session.scalars(query)]
 
 
-def runs_visible(session: Session, who: Caller, submission: Submission) -> bool:
-    """Whether ``who`` may see the submission's container runs (their timings): always while
-    the leaderboards are public; while they are hidden, only organizers and its own team."""
-    return who.owns(submission) or tournament.current(session).leaderboards_public
-
-
 def submission_detail(session: Session, settings: Settings, dataset: Dataset, submission: Submission,
-                      with_logs: bool, with_runs: bool = True, attempt_limit: int = 50) -> dict:
-    """The submission's page; the dry run's log tail and the runs' logs only ``with_logs``; its
-    container runs only ``with_runs`` (an empty list otherwise); no report (None) until the
-    dry run has finished."""
+                      who: Caller, attempt_limit: int = 50) -> dict:
+    """The submission's page as ``who`` may see it (``web/permissions.py``): the dry run's log
+    tail and the runs' logs for its team and organizers, the container runs on the rounds whose
+    results ``who`` may see; no report (None) until the dry run has finished."""
+    with_logs = permissions.may_see_logs(who, submission)
+    runs = permissions.visible_runs(session, who, submission)
     report = dict(submission.validation_report) if submission.validation_report is not None else None
     if report is not None and not with_logs:
         report.pop("log_tail", None)
@@ -249,9 +245,9 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
         "images": [check.as_dict() for check in pinning.check(submission.images)],
         "progress": progress.submission_progress(session, dataset, submission, settings).as_dict(),
         "perturbations": _perturbations(session, dataset, submission),
-        "attempts": attempts(session, submission, with_logs, attempt_limit) if with_runs else [],
+        "attempts": attempts(session, submission, who, runs.datasets, attempt_limit),
         "logs_visible": with_logs,
-        "runs_visible": with_runs,
+        "runs_visible": not runs.hidden,
     }
 
 
@@ -263,20 +259,23 @@ def _perturbations(session: Session, dataset: Dataset, submission: Submission) -
     return [{key: _number(value) for key, value in row.items()} for row in frame.to_dict("records")]
 
 
-def attempts(session: Session, submission: Submission, with_logs: bool, limit: int = 50) -> list[dict]:
-    """The submission's latest container runs, newest first."""
+def attempts(session: Session, submission: Submission, who: Caller, datasets: list[int] | None = None,
+             limit: int = 50) -> list[dict]:
+    """The submission's latest container runs on ``datasets`` (None: all), newest first, as
+    ``who`` may read them (``web/permissions.py``)."""
     kind = JobKind.of(submission.kind)
     job_class = kind.job_class
-    rows = session.scalars(
-        select(JobAttempt).join(job_class, kind.attempt_column == job_class.id)
-        .where(job_class.submission_id == submission.id)
-        .order_by(JobAttempt.id.desc()).limit(limit)
-    )
+    with_logs = permissions.may_see_logs(who, submission)
+    query = (select(JobAttempt).join(job_class, kind.attempt_column == job_class.id)
+             .where(job_class.submission_id == submission.id))
+    if datasets is not None:
+        query = query.join(Batch, job_class.batch_id == Batch.id).where(Batch.dataset_id.in_(datasets))
+    rows = session.scalars(query.order_by(JobAttempt.id.desc()).limit(limit))
     return [{
         "job_id": a.attack_job_id or a.defense_job_id, "attempt": a.number, "started_at": a.started_at,
         "seconds": a.seconds, "images": a.images, "pack_jobs": a.pack_jobs, "run_id": a.run_id,
         "container_image": a.container_image, "exit_code": a.exit_code,
-        "timed_out": a.timed_out, "killed_reason": a.killed_reason, "platform_error": a.error,
+        "timed_out": a.timed_out, "killed_reason": a.killed_reason, "platform_error": permissions.platform_error(who, a.error),
         **({"log_excerpt": a.log_excerpt} if with_logs else {}),
     } for a in rows]
 
@@ -452,7 +451,7 @@ def team_submissions(session: Session, cache, team: Team, who: Caller) -> list[d
              .order_by(Round.id, Submission.id))
     for submission, round_ in session.execute(query).all():
         current = cache.get(round_.dataset.name, Scope.ALL)
-        every, visible = current.snapshot, current.public or who.organizer
+        every, visible = current.snapshot, permissions.may_see_results(who, current.public)
         if round_.id not in counting:  # once per round, not per submission
             counting[round_.id] = set(entries.counting(session, round_.dataset_id))
         rows.append({**submission_summary(submission), "round": round_.name, "dataset": round_.dataset.name,

@@ -199,9 +199,11 @@ class SubmissionDetail(SubmissionSummary):
     images: list[ImageCheck]
     progress: JobCounts
     perturbations: list[Perturbation] = Field(description="Attacks only: per epsilon, the perturbation actually made.")
-    attempts: list[Attempt] = Field(description="Empty for the public and other teams while the leaderboards are hidden.")
+    attempts: list[Attempt] = Field(description="The runs this caller may see: all for its team and organizers, "
+                                    "for others those on rounds whose results are public.")
     logs_visible: bool
-    runs_visible: bool = Field(description="Whether `attempts` (the runs and their timings) are shown to this caller.")
+    runs_visible: bool = Field(description="False when some of the runs (and their timings) are hidden from this caller: "
+                               "those on rounds whose results are not public, for anyone but its team and organizers.")
 
 
 class Logs(BaseModel):

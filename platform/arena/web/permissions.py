@@ -1,0 +1,93 @@
+"""Who may see what: every route that shows results, runs, jobs or logs asks here.
+
+The rule, in one place:
+
+- Organizers see everything.
+- A round's results are public when the round is published, or live while the tournament's
+  switch (``leaderboards_public``) is on; a hidden round's, and every round's while the
+  switch is off, are organizers' only until publication. Its results are its standings and
+  matrix, the jobs planned on its dataset, and the container runs on it with their timings.
+- A submission's own team always sees its runs, their timings and their logs; nobody else
+  sees logs.
+- Every entry (``scope=all``) is organizers' only; everyone else reads one entry per team
+  and track, the ones that count.
+- The engine's own words about a platform failure (its API version, host paths) are for
+  organizers; a team reads that its job failed on the platform and runs again.
+
+Authentication (who is calling, the organizer-only routes) is ``web/auth.py``'s.
+"""
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from arena.admin import tournament
+from arena.competition import rounds
+from arena.competition.entries import Scope
+from arena.errors import ForbiddenError
+from arena.models import Batch, Dataset, JobKind, Submission, Visibility
+from arena.web.auth import Caller
+
+#: What a team reads in place of the engine's words about a platform failure.
+PLATFORM_FAILURE = "a failure of the platform, not of the submission: the job runs again"
+
+
+def results_public(session: Session, dataset: Dataset) -> bool:
+    """Whether everyone may see the results on ``dataset`` (its round's, see above)."""
+    round_ = rounds.of_dataset(session, dataset.id)
+    visibility = round_.visibility if round_ is not None else Visibility.LIVE
+    if visibility is Visibility.PUBLISHED:
+        return True
+    return tournament.current(session).leaderboards_public and visibility is Visibility.LIVE
+
+
+def may_see_results(who: Caller, public: bool) -> bool:
+    return who.organizer or public
+
+
+def check_results(who: Caller, public: bool, what: str = "the leaderboards") -> None:
+    if not may_see_results(who, public):
+        raise ForbiddenError(f"{what} of this round are hidden until organizers publish it")
+
+
+def check_scope(who: Caller, scope: Scope) -> None:
+    if scope is Scope.ALL and not who.organizer:
+        raise ForbiddenError("every entry (scope=all) is for organizers; teams see one per team and track")
+
+
+def may_see_logs(who: Caller, submission: Submission) -> bool:
+    return who.owns(submission)
+
+
+def check_logs(who: Caller, submission: Submission) -> None:
+    if not may_see_logs(who, submission):
+        raise ForbiddenError("logs are shown only to the submission's team and to organizers")
+
+
+@dataclass(frozen=True)
+class VisibleRuns:
+    """Which of a submission's container runs (and their timings) a caller may see: those on
+    ``datasets`` (None: on every one); ``hidden`` when some are not shown."""
+
+    datasets: list[int] | None
+    hidden: bool
+
+
+def visible_runs(session: Session, who: Caller, submission: Submission) -> VisibleRuns:
+    """Its team and organizers see every run; others those on datasets whose results are public."""
+    if who.owns(submission):
+        return VisibleRuns(None, hidden=False)
+    job_class = JobKind.of(submission.kind).job_class
+    played = list(session.scalars(select(Dataset).where(Dataset.id.in_(
+        select(Batch.dataset_id).join(job_class, job_class.batch_id == Batch.id)
+        .where(job_class.submission_id == submission.id)))))
+    public = [dataset.id for dataset in played if results_public(session, dataset)]
+    return VisibleRuns(public, hidden=len(public) < len(played))
+
+
+def platform_error(who: Caller, error: str | None) -> str | None:
+    """A run's platform error as ``who`` may read it."""
+    if error is None or who.organizer:
+        return error
+    return PLATFORM_FAILURE
