@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.competition import rounds
-from arena.config import Settings
+from arena.config import EpsilonSchedule, Settings
 from arena.data.dataset import store_dataset, synthesize
 from arena.db import transaction
 from arena.execution import pack_run, planning
@@ -170,13 +170,13 @@ def attacked(session: Session, dataset: Dataset, epsilons: list[int],
     and whose defense jobs are planned: what defense runs need, without a container. The
     submissions' ids by name."""
     ids = {name: add_submission(session, name, kind, owner=owner).id for name, kind in submissions}
-    planning.plan(session, dataset, epsilons)
+    planning.plan(session, dataset, epsilons, EpsilonSchedule.ALL)
     for job in session.scalars(select(AttackJob)):
         job.status = JobStatus.DONE
         for image in job.batch.images:
             session.add(AdversarialImage(attack_job=job, image_id=image.id, sha256=image.sha256, linf=0))
     session.flush()
-    planning.plan(session, dataset, epsilons)
+    planning.plan(session, dataset, epsilons, EpsilonSchedule.ALL)
     return ids
 
 

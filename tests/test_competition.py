@@ -5,13 +5,14 @@ from datetime import timedelta
 
 import pandas as pd
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from arena.competition import entries, quotas, rounds
 from arena.competition.entries import Scope
+from arena.config import EpsilonSchedule
 from arena.db import transaction
 from arena.errors import ConflictError, ForbiddenError, NotFoundError, QuotaError
-from arena.execution import pack_run, planning
+from arena.execution import pack_run, packing, planning
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -31,6 +32,7 @@ from arena.results.scoring import Standings
 from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseOutcome
 from arena.sandbox.result_csv import Answer
+from conftest import make_settings
 from factories import defense_packs, fake_defenses, synth_dataset, team_named
 
 
@@ -152,7 +154,7 @@ def test_baselines_are_shown_but_ranked_only_when_the_round_says_so(two_rounds, 
         attack = _entered(session, dev, "A", kind=SubmissionKind.ATTACK, owner="a")
         good, base, bad = (_entered(session, dev, n, owner=n) for n in ("good", "base", "bad"))
         base.baseline = True
-        planning.plan(session, dev.dataset, dev.epsilons)
+        planning.plan(session, dev.dataset, dev.epsilons, dev.eps_schedule)
         ids = {"A": attack.id, "good": good.id, "base": base.id, "bad": bad.id}
     _score(settings, monkeypatch, {ids["good"]: 1.0, ids["base"]: 0.5, ids["bad"]: 0.0})
     with transaction(settings) as session:
@@ -175,7 +177,7 @@ def _score(settings, monkeypatch, right_share: dict[int, float]) -> None:
                 session.add(AdversarialImage(attack_job=job, image_id=image.id, sha256=image.sha256, linf=0))
         session.flush()
         for round_ in session.scalars(select(Round)):
-            planning.plan(session, round_.dataset, round_.epsilons)
+            planning.plan(session, round_.dataset, round_.epsilons, round_.eps_schedule)
     for pack in defense_packs(settings):
         with transaction(settings) as session:
             defense = session.get(DefenseJob, pack.job_ids[0]).submission_id
@@ -214,7 +216,7 @@ def test_a_round_plans_its_entries_at_its_epsilons_and_a_carried_entry_runs_on_t
         attack = _entered(session, dev, "A", kind=SubmissionKind.ATTACK)
         defense = _entered(session, dev, "D")
         for round_ in (dev, final):
-            planning.plan(session, round_.dataset, round_.epsilons)
+            planning.plan(session, round_.dataset, round_.epsilons, round_.eps_schedule)
         assert _jobs(session, attack.id)["attack"] == {("dev", 2), ("dev", 8)}
         assert _jobs(session, defense.id)["defense"] == {"dev"}
         dev_jobs = session.scalars(select(AttackJob.id)).all()
@@ -225,7 +227,7 @@ def test_a_round_plans_its_entries_at_its_epsilons_and_a_carried_entry_runs_on_t
             entries.carry_into(session, "final", [])
         with pytest.raises(NotFoundError, match="no submission named 'ghost'"):
             entries.carry_into(session, "final", ["ghost"])
-        planning.plan(session, final.dataset, final.epsilons)
+        planning.plan(session, final.dataset, final.epsilons, final.eps_schedule)
         assert _jobs(session, attack.id)["attack"] == {("dev", 2), ("dev", 8), ("final-images", 16)}
         assert set(dev_jobs) <= set(session.scalars(select(AttackJob.id)))  # nothing of dev was planned again
         assert entries.accepted(session, final.dataset_id) == [attack.id, defense.id]
@@ -259,3 +261,61 @@ def test_carrying_the_counting_entries_and_publishing_only_when_done(two_rounds,
 def _defense_ids(settings) -> list[int]:
     with transaction(settings) as session:
         return list(session.scalars(select(Submission.id).where(Submission.kind == SubmissionKind.DEFENSE)))
+
+
+# --- a round's run parameters ------------------------------------------------------
+
+
+def test_a_round_robin_round_is_planned_and_published_on_its_own_schedule(tmp_path):
+    """The installation's default is every epsilon on every batch; the round says round robin.
+    Publishing used to plan with every epsilon (not the round's schedule, which packing used)
+    and then refused to publish over the off-schedule jobs it had just planned."""
+    settings = make_settings(tmp_path / "arena")
+    dataset = synth_dataset(settings, 4, batch_size=1, name="final-2017")
+    with transaction(settings) as session:
+        session.delete(rounds.of_dataset(session, dataset.id))
+        session.flush()
+        final = rounds.create(session, settings, "final", session.get(Dataset, dataset.id), epsilons=[4, 8, 12, 16],
+                              eps_schedule=EpsilonSchedule.ROUND_ROBIN)
+        _entered(session, final, "fgsm", SubmissionKind.ATTACK)
+        packing.next_packs(session, settings, session.get(Dataset, dataset.id))  # plans as the runners do
+        assert {(job.batch.index, job.epsilon) for job in session.scalars(select(AttackJob))} == {
+            (0, 4), (1, 8), (2, 12), (3, 16)}
+        for job in session.scalars(select(AttackJob)):
+            job.status = JobStatus.DONE
+        packing.next_packs(session, settings, session.get(Dataset, dataset.id))
+        for job in session.scalars(select(DefenseJob)):
+            job.status = JobStatus.DONE
+        assert rounds.publish(session, final).visibility is Visibility.PUBLISHED
+        assert session.scalar(select(func.count(AttackJob.id))) == 4
+
+
+def test_the_round_s_parameters_are_the_ones_shown_and_run(two_rounds, monkeypatch):
+    """The tournament's epsilons and time limit shown were the installation's defaults, and a
+    re-pin's dry run ran under them, whatever the round said."""
+    from fastapi.testclient import TestClient
+
+    from arena.intake import repin
+    from arena.web.app import create_app
+
+    with transaction(two_rounds) as session:
+        final = _round(session, "final")
+        submission = _entered(session, final, "noop", SubmissionKind.ATTACK)
+        submission.meta = {"type": "attack", "container": "arena/python:bookworm", "entry_point": "run_attack.sh"}
+        submission_id = submission.id
+    seen = {}
+
+    def dry_run(settings, code, images):
+        seen.update(epsilons=settings.epsilons, seconds_per_image=settings.seconds_per_image)
+        raise ConflictError("stop here")
+
+    monkeypatch.setattr(repin.pinning, "pin", lambda meta: {"container": "sha256:" + "1" * 64})
+    monkeypatch.setattr(repin, "validate", dry_run)
+    with pytest.raises(ConflictError, match="stop here"):
+        repin.prepare(two_rounds, submission_id)
+    assert seen == {"epsilons": [16], "seconds_per_image": 2.0}
+
+    shown = TestClient(create_app(two_rounds)).get("/api/tournament").json()
+    assert (shown["epsilons"], shown["eps_schedule"], shown["seconds_per_image"]) == ([16], "all", 2.0)
+    listed = {r["name"]: r for r in TestClient(create_app(two_rounds)).get("/api/rounds").json()}
+    assert listed["dev"]["epsilons"] == [2, 8] and listed["final"]["eps_schedule"] == "all"

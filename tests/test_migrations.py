@@ -144,3 +144,20 @@ def test_an_existing_tournament_becomes_one_round_per_dataset(settings):
     assert baseline is False or baseline == 0
     command.downgrade(db.alembic_config(settings), "0010")
     assert "rounds" not in tables(settings)
+
+
+def test_existing_rounds_keep_the_schedule_the_installation_ran_with(settings, monkeypatch):
+    """Migration 0016: the schedule moves from the settings into each round; rounds made before
+    get the one ``ARENA_EPS_SCHEDULE`` says where `arena db upgrade` runs."""
+    settings.data_dir.mkdir(parents=True)
+    command.upgrade(db.alembic_config(settings), "0015")
+    engine = db.get_engine(settings.resolved_database_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("INSERT INTO datasets (id, name, created_at) VALUES (1, 'final', '2026-01-01')"))
+        connection.execute(sa.text("INSERT INTO rounds (id, name, dataset_id, epsilons, seconds_per_image, visibility, "
+                                   "rank_baselines, data_public, created_at) "
+                                   "VALUES (1, 'final', 1, '[4, 8, 12, 16]', 5.0, 'live', false, false, '2026-01-01')"))
+    monkeypatch.setenv("ARENA_EPS_SCHEDULE", "round_robin")
+    command.upgrade(db.alembic_config(settings), "0016")
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT eps_schedule FROM rounds")).scalar() == "round_robin"

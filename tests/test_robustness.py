@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select, update
 
 from arena.competition.entries import Scope
+from arena.config import EpsilonSchedule
 from arena.db import transaction
 from arena.execution import pack_run, planning
 from arena.models import (
@@ -219,7 +220,7 @@ def test_the_cache_adds_the_jobs_that_land_to_the_outcomes_it_had(tmp_path, monk
     outcomes, fresh, _ = current()
     assert _same(outcomes, fresh) and len(fresh_loads) == 2 and outcomes.answered[0].sum() == 0  # D forgotten
     with transaction(settings) as session:
-        planning.plan(session, dataset, EPSILONS)
+        planning.plan(session, dataset, EPSILONS, EpsilonSchedule.ALL)
     for pack in defense_packs(settings):
         pack_run.run_pack(settings, pack)
     with transaction(settings) as session:  # as if committed late, finished before what the cache saw

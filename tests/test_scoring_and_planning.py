@@ -3,6 +3,7 @@
 import pytest
 from sqlalchemy import func, select
 
+from arena.config import EpsilonSchedule
 from arena.db import transaction
 from arena.execution import planning
 from arena.models import (
@@ -28,7 +29,7 @@ def tournament(settings):
     with transaction(settings) as session:
         ids = {name: add_submission(session, name, kind).id for name, kind in
                [("A", SubmissionKind.ATTACK), ("T", SubmissionKind.TARGETED_ATTACK), ("D", SubmissionKind.DEFENSE)]}
-        planning.plan(session, dataset, [2, 8])
+        planning.plan(session, dataset, [2, 8], EpsilonSchedule.ALL)
     return settings, dataset, ids
 
 
@@ -46,8 +47,8 @@ def test_planning_covers_the_grid_once(tournament):
         assert session.scalar(select(func.count(DefenseJob.id))) == 2  # clean batches only, for now
         _finish_attacks(session)
         session.flush()
-        assert planning.plan(session, dataset, [2, 8]) == planning.Plan(0, 8)
-        assert planning.plan(session, dataset, [2, 8]) == planning.Plan(0, 0)
+        assert planning.plan(session, dataset, [2, 8], EpsilonSchedule.ALL) == planning.Plan(0, 8)
+        assert planning.plan(session, dataset, [2, 8], EpsilonSchedule.ALL) == planning.Plan(0, 0)
 
 
 def test_a_new_defense_adds_only_its_column_and_a_new_epsilon_only_its_jobs(tournament):
@@ -55,13 +56,13 @@ def test_a_new_defense_adds_only_its_column_and_a_new_epsilon_only_its_jobs(tour
     with transaction(settings) as session:
         _finish_attacks(session)
         session.flush()
-        planning.plan(session, dataset, [2, 8])
+        planning.plan(session, dataset, [2, 8], EpsilonSchedule.ALL)
         add_submission(session, "D2", SubmissionKind.DEFENSE)
-        plan = planning.plan(session, dataset, [2, 8])
+        plan = planning.plan(session, dataset, [2, 8], EpsilonSchedule.ALL)
         assert plan == planning.Plan(attack_jobs=0, defense_jobs=8 + 2)
         new = session.scalars(select(DefenseJob).join(Submission).where(Submission.name == "D2")).all()
         assert len(new) == 10
-        assert planning.plan(session, dataset, [2, 4, 8]) == planning.Plan(attack_jobs=2 * 2, defense_jobs=0)
+        assert planning.plan(session, dataset, [2, 4, 8], EpsilonSchedule.ALL) == planning.Plan(attack_jobs=2 * 2, defense_jobs=0)
 
 
 def test_rejected_and_disqualified_submissions_are_not_planned(settings):
@@ -69,7 +70,7 @@ def test_rejected_and_disqualified_submissions_are_not_planned(settings):
     with transaction(settings) as session:
         add_submission(session, "R", SubmissionKind.ATTACK, status=SubmissionStatus.REJECTED)
         add_submission(session, "Q", SubmissionKind.DEFENSE, status=SubmissionStatus.DISQUALIFIED)
-        assert planning.plan(session, dataset, [2]) == planning.Plan(0, 0)
+        assert planning.plan(session, dataset, [2], EpsilonSchedule.ALL) == planning.Plan(0, 0)
 
 
 def test_scores_follow_the_2017_rules(tournament):
@@ -77,7 +78,7 @@ def test_scores_follow_the_2017_rules(tournament):
     with transaction(settings) as session:
         _finish_attacks(session)
         session.flush()
-        planning.plan(session, dataset, [2, 8])
+        planning.plan(session, dataset, [2, 8], EpsilonSchedule.ALL)
         images = {i.id: i for i in session.scalars(select(Image))}
         first = min(images)
         rows = []

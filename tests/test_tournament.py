@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from arena import cli
-from arena.config import get_settings
+from arena.config import EpsilonSchedule, get_settings
 from arena.data.images import ImageStore
 from arena.db import transaction
 from arena.execution import planning
@@ -100,7 +100,7 @@ def test_every_job_ran_once(tournament):
     assert summary.platform_errors == []
     with transaction(settings) as session:
         assert session.scalar(select(func.count()).select_from(Classification)) == len(DEFENSES) * (len(ATTACKS) * len(EPSILONS) + 1) * 100
-        assert planning.plan(session, dataset, EPSILONS) == planning.Plan(0, 0)
+        assert planning.plan(session, dataset, EPSILONS, EpsilonSchedule.ALL) == planning.Plan(0, 0)
     assert_tallies_match_a_rebuild(settings)
 
 

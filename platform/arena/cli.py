@@ -30,7 +30,7 @@ from arena import db, tables
 from arena.admin import teams, tournament
 from arena.competition import entries, rounds
 from arena.competition.entries import Scope
-from arena.config import Settings, get_settings
+from arena.config import EpsilonSchedule, Settings, get_settings
 from arena.data.dataset import (
     DatasetError,
     find_dataset,
@@ -593,6 +593,9 @@ def round_create(
     name: RoundName,
     dataset: Annotated[str, typer.Option(help="The round's dataset (one of its own: results are kept per dataset).")],
     eps: Annotated[Optional[str], typer.Option(help="Epsilons, e.g. 2,4,8,16 (default: ARENA_EPSILONS).")] = None,
+    eps_schedule: Annotated[Optional[EpsilonSchedule], typer.Option(
+        help="all: every epsilon on every batch; round_robin: batch k at the k-th, as the 2017 final "
+             "(default: ARENA_EPS_SCHEDULE).")] = None,
     seconds_per_image: Annotated[Optional[float], typer.Option(help="Time limit per image (default: the setting).")] = None,
     opens: When = None,
     closes: When = None,
@@ -600,21 +603,26 @@ def round_create(
     daily_quota: Quota = None,
     total_quota: Quota = None,
 ) -> None:
-    """Open a round on a dataset, with its epsilons, time limit, upload window and quotas."""
+    """Open a round on a dataset, with its epsilons, their schedule, time limit, upload window and quotas."""
     with db.transaction(database()) as session:
         round_ = rounds.create(
             session, settings(), name, find_dataset(session, dataset), epsilons=_epsilons(eps),
-            seconds_per_image=seconds_per_image, opens_at=as_utc(opens), closes_at=as_utc(closes),
+            eps_schedule=eps_schedule, seconds_per_image=seconds_per_image, opens_at=as_utc(opens), closes_at=as_utc(closes),
             visibility=Visibility.HIDDEN if hidden else Visibility.LIVE, daily_quota=daily_quota, total_quota=total_quota,
         )
-        console.print(f"round {round_.name!r} on {dataset!r}: epsilons {round_.epsilons}, {_time_left(round_)}")
+        console.print(f"round {round_.name!r} on {dataset!r}: epsilons {round_.epsilons}, {_time_left(round_)}; "
+                      f"batches attacked at {_schedule(round_)}")
+
+
+def _schedule(round_: Round) -> str:
+    return "every ε" if round_.eps_schedule is EpsilonSchedule.ALL else "one ε each, in turn"
 
 
 @round_app.command("list")
 def round_list() -> None:
     """Every round with its window, quotas, visibility and entries."""
     with db.transaction(database()) as session:
-        rows = [[r.name, r.dataset.name, ", ".join(map(str, r.epsilons)), f"{r.seconds_per_image:g} s/image",
+        rows = [[r.name, r.dataset.name, f"{', '.join(map(str, r.epsilons))} ({_schedule(r)})", f"{r.seconds_per_image:g} s/image",
                  _time_left(r), _quotas(r), r.visibility.value, str(len(entries.accepted(session, r.dataset_id)))]
                 for r in session.scalars(select(Round).order_by(Round.id))]
     _print_rows(["Round", "Dataset", "ε", "Time limit", "Uploads", "Quotas", "Leaderboards", "Entries"], rows,

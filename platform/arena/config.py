@@ -55,13 +55,15 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Where the database, images and submissions are kept.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; a SQLite file in data_dir when unset.")
     broker_url: str | None = Field(None, description="Celery broker; jobs run in-process when unset.")
-    epsilons: Annotated[list[int], NoDecode] = Field([2, 4, 8, 16], description="L-infinity budgets every attack is run at.")
+    epsilons: Annotated[list[int], NoDecode] = Field([2, 4, 8, 16], description="The L-infinity budgets new rounds get (each round keeps its own).")
     eps_schedule: EpsilonSchedule = Field(
         EpsilonSchedule.ALL,
-        description="all: every epsilon on every batch; round_robin: batch k at the k-th epsilon, as the 2017 final "
-        "round ran (a quarter of the container work with four epsilons, scored per epsilon as ever).",
+        description="The schedule new rounds get (each round keeps its own): all: every epsilon on every batch; "
+        "round_robin: batch k at the k-th epsilon, as the 2017 final round ran (a quarter of the container work with "
+        "four epsilons, scored per epsilon as ever).",
     )
-    seconds_per_image: float = Field(5.0, description="Time limit per image (500 s per 100 images in 2017).")
+    seconds_per_image: float = Field(5.0, description="The time limit per image new rounds get (each round keeps its own; "
+                                     "500 s per 100 images in 2017).")
     batch_size: int = Field(100, description="Images per batch when a dataset is imported.")
     concurrency: int = Field(2, description="Container runs at once in the in-process executor.")
     pack_seconds: float = Field(

@@ -29,6 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 
+from arena.config import EpsilonSchedule
+
 
 def _enum(enum_class: type[StrEnum]) -> Enum:
     """Stored as plain strings (no database enum types to migrate), loaded back as members."""
@@ -286,8 +288,8 @@ class Submission(Base):
 
 
 class Round(Base):
-    """One stage of a competition: its own dataset, epsilons, time limit, upload window and
-    quotas. Results are keyed by dataset, so a round has a dataset of its own: a submission
+    """One stage of a competition: its own dataset, epsilons, epsilon schedule, time limit,
+    upload window and quotas (what its containers run under is the round's alone). Results are keyed by dataset, so a round has a dataset of its own: a submission
     carried into the next round runs again on the new images only."""
 
     __tablename__ = "rounds"
@@ -296,6 +298,7 @@ class Round(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), unique=True)
     epsilons: Mapped[list[int]] = mapped_column(JSON)
+    eps_schedule: Mapped[EpsilonSchedule] = mapped_column(_enum(EpsilonSchedule), default=EpsilonSchedule.ALL)
     seconds_per_image: Mapped[float] = mapped_column(Float)
     opens_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # none: open from creation
     closes_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # none: open until closed

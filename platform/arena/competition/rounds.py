@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena.config import Settings
+from arena.config import EpsilonSchedule, Settings
 from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from arena.execution import planning
 from arena.models import (
@@ -63,7 +63,8 @@ def _check(epsilons: list[int], seconds_per_image: float, window_: Window) -> No
 
 
 def create(session: Session, settings: Settings, name: str, dataset: Dataset, *, epsilons: list[int] | None = None,
-           seconds_per_image: float | None = None, opens_at: datetime | None = None,
+           eps_schedule: EpsilonSchedule | None = None, seconds_per_image: float | None = None,
+           opens_at: datetime | None = None,
            closes_at: datetime | None = None, visibility: Visibility = Visibility.LIVE,
            daily_quota: int | None = None, total_quota: int | None = None) -> Round:
     """A new round on ``dataset``; what is not given comes from the settings (the 2017 defaults)."""
@@ -79,7 +80,8 @@ def create(session: Session, settings: Settings, name: str, dataset: Dataset, *,
     if session.scalar(select(Round).where(Round.dataset_id == dataset.id)):
         raise ConflictError(f"dataset {dataset.name!r} already belongs to a round: results are kept per dataset, "
                             "so import the images again under another name for a new round")
-    round_ = Round(name=name, dataset=dataset, epsilons=epsilons, seconds_per_image=seconds, opens_at=opens_at,
+    round_ = Round(name=name, dataset=dataset, epsilons=epsilons, eps_schedule=eps_schedule or settings.eps_schedule,
+                   seconds_per_image=seconds, opens_at=opens_at,
                    closes_at=closes_at, visibility=visibility, daily_quota=daily_quota, total_quota=total_quota)
     session.add(round_)
     session.flush()
@@ -102,8 +104,8 @@ def update(round_: Round, *, opens_at: datetime | None = None, closes_at: dateti
            visibility: Visibility | None = None, daily_quota: int | None = None,
            total_quota: int | None = None, rank_baselines: bool | None = None,
            data_public: bool | None = None) -> Round:
-    """Change what organizers may change while a round runs (not its data, epsilons or time
-    limit, which the stored results were computed under)."""
+    """Change what organizers may change while a round runs (not its data, epsilons, schedule
+    or time limit, which the stored results were computed under)."""
     if round_.visibility is Visibility.PUBLISHED:
         raise ConflictError(f"round {round_.name!r} is published and frozen")
     if visibility is Visibility.PUBLISHED:
@@ -134,11 +136,18 @@ def of_dataset(session: Session, dataset_id: int) -> Round | None:
     return session.scalar(select(Round).where(Round.dataset_id == dataset_id))
 
 
-def run_settings(settings: Settings, round_: Round | None) -> Settings:
-    """The settings a round's containers run under: its epsilons and time limit."""
-    if round_ is None:
-        return settings
-    return settings.model_copy(update={"epsilons": list(round_.epsilons), "seconds_per_image": round_.seconds_per_image})
+def entered_by_upload(session: Session, submission: Submission) -> Round:
+    """The round a submission was uploaded to (the others it was carried into)."""
+    return session.scalars(select(Round).join(Entry, Entry.round_id == Round.id)
+                           .where(Entry.submission_id == submission.id).order_by(Entry.carried, Round.id).limit(1)).one()
+
+
+def run_settings(settings: Settings, round_: Round) -> Settings:
+    """The settings a round's work runs under: its epsilons, epsilon schedule and time limit,
+    whatever the installation's defaults for new rounds say (the only place they are read
+    for running, planning and counting)."""
+    return settings.model_copy(update={"epsilons": list(round_.epsilons), "eps_schedule": round_.eps_schedule,
+                                       "seconds_per_image": round_.seconds_per_image})
 
 
 def for_uploads(session: Session, name: str | None = None, now: datetime | None = None) -> Round:
@@ -187,7 +196,7 @@ def close(round_: Round, now: datetime | None = None) -> Round:
 
 def pending_jobs(session: Session, round_: Round) -> int:
     """Jobs of the round not finished: those planned, and those planning would add."""
-    planning.plan(session, round_.dataset, round_.epsilons)
+    planning.plan(session, round_.dataset, round_.epsilons, round_.eps_schedule)
     count = 0
     for kind in JobKind:
         job = kind.job_class

@@ -123,7 +123,7 @@ def next_packs(
     leases.reap(session)
     round_ = rounds.of_dataset(session, dataset.id)
     if round_ is not None:  # a dataset no round uses has no entries, so nothing to plan
-        planning.plan(session, dataset, round_.epsilons, settings.eps_schedule)
+        planning.plan(session, dataset, round_.epsilons, round_.eps_schedule)
     packs = []
     for kind in JobKind:
         jobs = planning.runnable(session, dataset, kind, max_attempts=settings.max_attempts)

@@ -55,8 +55,9 @@ def _batch_ids(session: Session, dataset: Dataset) -> list[int]:
     return list(session.scalars(select(Batch.id).where(Batch.dataset_id == dataset.id).order_by(Batch.index)))
 
 
-def plan_attack_jobs(session: Session, dataset: Dataset, epsilons: list[int],
-                     schedule: EpsilonSchedule = EpsilonSchedule.ALL) -> int:
+def plan_attack_jobs(session: Session, dataset: Dataset, epsilons: list[int], schedule: EpsilonSchedule) -> int:
+    """Attack jobs for the entered attacks at ``epsilons`` under ``schedule``: the round's
+    (``rounds.run_settings``), never a default, so that every planner plans the same jobs."""
     batches = _batch_ids(session, dataset)
     existing = set(
         map(tuple, session.execute(
@@ -104,7 +105,7 @@ def _insert_new(session: Session, table: Table, rows: list[dict]) -> int:
     return session.execute(dialect.insert(table).on_conflict_do_nothing(), rows).rowcount
 
 
-def plan(session: Session, dataset: Dataset, epsilons: list[int], schedule: EpsilonSchedule = EpsilonSchedule.ALL) -> Plan:
+def plan(session: Session, dataset: Dataset, epsilons: list[int], schedule: EpsilonSchedule) -> Plan:
     return Plan(plan_attack_jobs(session, dataset, epsilons, schedule), plan_defense_jobs(session, dataset))
 
 

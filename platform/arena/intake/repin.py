@@ -10,6 +10,7 @@ image. A failed dry run changes nothing; neither does a refused start of the web
 
 from dataclasses import dataclass
 
+from arena.competition import rounds
 from arena.config import Settings
 from arena.db import transaction
 from arena.errors import ConflictError, InputError, NotFoundError
@@ -32,8 +33,9 @@ class Repin:
 
 
 def prepare(settings: Settings, submission_id: int) -> Repin:
-    """Pin the tags as they are now and dry-run the submission with them; refused when the
-    pins would not change or the dry run fails, nothing being stored either way."""
+    """Pin the tags as they are now and dry-run the submission with them, under the epsilons
+    and time limit of the round it was uploaded to, as intake did; refused when the pins
+    would not change or the dry run fails, nothing being stored either way."""
     with transaction(settings) as session:
         submission = session.get(Submission, submission_id)
         if submission is None:
@@ -42,6 +44,7 @@ def prepare(settings: Settings, submission_id: int) -> Repin:
             raise ConflictError(f"{submission.name} is {submission.status.value}: only accepted submissions are re-pinned")
         name, old, meta, images = submission.name, submission.pins, dict(submission.meta), sample_batch(session)
         code = SubmissionCode.stored(settings, submission, {})
+        settings = rounds.run_settings(settings, rounds.entered_by_upload(session, submission))
     pins = pinning.pin(meta)
     if pins == old:
         raise ConflictError(f"{name} is pinned to the images its tags name now: nothing to re-pin "

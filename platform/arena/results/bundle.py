@@ -41,7 +41,8 @@ def manifest(session: Session, settings: Settings, round_: Round) -> dict:
         .where(Entry.round_id == round_.id).order_by(Submission.id)
     ).all()
     return {
-        "round": {"name": round_.name, "epsilons": round_.epsilons, "seconds_per_image": round_.seconds_per_image,
+        "round": {"name": round_.name, "epsilons": round_.epsilons, "eps_schedule": round_.eps_schedule.value,
+                  "seconds_per_image": round_.seconds_per_image,
                   "opens_at": _moment(round_.opens_at), "closes_at": _moment(round_.closes_at),
                   "visibility": round_.visibility.value, "published_at": _moment(round_.published_at)},
         "dataset": {"name": round_.dataset.name, "images": _image_count(session, round_.dataset_id),
@@ -55,8 +56,7 @@ def manifest(session: Session, settings: Settings, round_: Round) -> dict:
              "pack_images": s.pack_images}
             for s, carried in entered
         ],
-        "settings": {"batch_size": settings.batch_size, "eps_schedule": settings.eps_schedule.value,
-                     "max_attempts": settings.max_attempts, "sandbox": settings.sandbox.model_dump()},
+        "settings": {"batch_size": settings.batch_size, "max_attempts": settings.max_attempts, "sandbox": settings.sandbox.model_dump()},
     }
 
 

@@ -74,8 +74,8 @@ def _grid(session: Session, dataset: Dataset, settings: Settings) -> tuple[int, 
     """Jobs one attack and one defense have in the full grid, at the round's epsilons."""
     batches = session.scalar(select(func.count(Batch.id)).where(Batch.dataset_id == dataset.id))
     attacks = _accepted(session, dataset, SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
-    epsilons = rounds.run_settings(settings, rounds.of_dataset(session, dataset.id)).epsilons
-    per_attack = batches * settings.eps_schedule.per_batch(epsilons)
+    round_ = rounds.of_dataset(session, dataset.id)
+    per_attack = batches * round_.eps_schedule.per_batch(round_.epsilons) if round_ is not None else 0
     return per_attack, batches + attacks * per_attack
 
 

@@ -23,15 +23,17 @@ from fastapi import (
 )
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.admin import tournament
+from arena.competition import rounds
 from arena.competition.entries import Scope
 from arena.config import Settings
 from arena.data.images import ImageStore, amplified_perturbation, encode_png
 from arena.db import transaction
 from arena.errors import NotFoundError
-from arena.models import AdversarialImage, Image, JobKind, JobStatus
+from arena.models import AdversarialImage, Image, JobKind, JobStatus, Round
 from arena.results import csv_files
 from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, leaderboard_file, robustness_export
 from arena.results.judging import MatrixValue
@@ -126,7 +128,15 @@ def _run_state(request: Request) -> dict:
 def get_tournament(request: Request, session: SessionDep, settings: SettingsDep) -> dict:
     row = tournament.current(session)
     return {"title": row.title, "leaderboards_public": row.leaderboards_public, "uploads_open": row.uploads_open,
-            "epsilons": settings.epsilons, "seconds_per_image": settings.seconds_per_image, "run": _run_state(request)}
+            **_current_run_parameters(session, settings), "run": _run_state(request)}
+
+
+def _current_run_parameters(session: Session, settings: Settings) -> dict:
+    """The newest round's epsilons, schedule and time limit (each round's are at /api/rounds);
+    before any round, what a new one gets."""
+    newest = session.scalars(select(Round).order_by(Round.id.desc()).limit(1)).first()
+    source = rounds.run_settings(settings, newest) if newest else settings
+    return {"epsilons": source.epsilons, "eps_schedule": source.eps_schedule, "seconds_per_image": source.seconds_per_image}
 
 
 @router.patch("/tournament", response_model=TournamentState, summary="Change the tournament's settings (organizers)")

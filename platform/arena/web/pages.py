@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from arena import REPO_ROOT
 from arena.admin import teams, tournament
+from arena.competition import rounds
 from arena.competition.entries import Scope
 from arena.db import transaction
 from arena.errors import NotFoundError
@@ -238,6 +239,11 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
                   owner=who.owns(submission))
 
 
+def _round_epsilons(session: Session, dataset: Dataset) -> list[int]:
+    round_ = rounds.of_dataset(session, dataset.id)
+    return list(round_.epsilons) if round_ else []
+
+
 #: Rows on one page of /results.
 RESULTS_PAGE = 100
 
@@ -268,7 +274,7 @@ def results_page(
 
     return render(request, "results.html", who, session, dataset=chosen, rows=rows, names=names, offset=offset,
                   total=total, page_size=RESULTS_PAGE, query=query, attacks=attacks, defenses=defenses, targeted=targeted,
-                  epsilons=sorted(set(request.app.state.settings.epsilons) | ({epsilon} - {None})),
+                  epsilons=sorted(set(_round_epsilons(session, chosen)) | ({epsilon} - {None})),
                   previous=page(max(0, offset - RESULTS_PAGE)) if offset > 0 else None,
                   next=page(offset + RESULTS_PAGE) if offset + RESULTS_PAGE < total else None)
 

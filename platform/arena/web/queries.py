@@ -82,9 +82,10 @@ def datasets(session: Session, settings: Settings) -> list[dict]:
     result = []
     for dataset_id, name, created_at, batches, images in rows:
         counts = progress.tournament_progress(session, session.get(Dataset, dataset_id), settings)
+        round_ = rounds.of_dataset(session, dataset_id)
         result.append({
             "id": dataset_id, "name": name, "created_at": created_at, "batches": batches, "images": images,
-            "epsilons": settings.epsilons, **{kind: c.as_dict() for kind, c in counts.items()},
+            "epsilons": list(round_.epsilons) if round_ else [], **{kind: c.as_dict() for kind, c in counts.items()},
         })
     return result
 
@@ -197,7 +198,8 @@ def round_summary(session: Session, round_: Round, team: Team | None = None) -> 
     now = utcnow()
     summary = {
         "name": round_.name, "dataset": round_.dataset.name, "epsilons": round_.epsilons,
-        "seconds_per_image": round_.seconds_per_image, "opens_at": window.opens_at, "closes_at": window.closes_at,
+        "eps_schedule": round_.eps_schedule, "seconds_per_image": round_.seconds_per_image,
+        "opens_at": window.opens_at, "closes_at": window.closes_at,
         "state": window.state(now), "visibility": round_.visibility.value, "daily_quota": round_.daily_quota,
         "total_quota": round_.total_quota, "entries": len(entries.accepted(session, round_.dataset_id)),
         "data_public": round_.data_public,

@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, RootModel
 
+from arena.config import EpsilonSchedule
 from arena.intake import dry_run
 from arena.models import (
     ClassificationProblem,
@@ -79,8 +80,10 @@ class TournamentState(BaseModel):
     title: str
     leaderboards_public: bool
     uploads_open: bool
-    epsilons: list[int]
-    seconds_per_image: float
+    epsilons: list[int] = Field(description="The newest round's (each round's are in /api/rounds); before any round, "
+                                "what a new one gets.")
+    eps_schedule: EpsilonSchedule = Field(description="The newest round's epsilon schedule (likewise).")
+    seconds_per_image: float = Field(description="The newest round's time limit per image (likewise).")
     run: RunState
 
 
@@ -354,6 +357,8 @@ class RoundSummary(BaseModel):
     name: str
     dataset: str
     epsilons: list[int]
+    eps_schedule: EpsilonSchedule = Field(description="all: every epsilon on every batch; round_robin: batch k at "
+                                          "the k-th epsilon, as the 2017 final.")
     seconds_per_image: float
     opens_at: Utc | None
     closes_at: Utc | None
