@@ -240,3 +240,43 @@ def test_rounds_teams_and_baselines_through_the_command_line(data_dir):
     assert "manifest.json" in zipfile.ZipFile(data_dir / "final.zip").namelist()
     shortcut = arena("round", "set", "final", "--visibility", "published")
     assert shortcut.exit_code == 1 and "publish a round with `arena round publish`" in shortcut.output
+
+
+# --- the same actions as the web (arena/actions.py) -----------------------------------------
+
+
+def test_submit_is_refused_while_organizers_have_closed_uploads(data_dir):
+    """`arena submit` ignored the tournament's uploads switch, which the web honoured."""
+    from arena.admin import tournament
+    from arena.db import transaction
+    from arena.intake.archive import pack
+    from arena.models import Submission
+    from conftest import SAMPLES
+
+    assert arena("dataset", "synth", "4").exit_code == 0
+    with transaction(get_settings()) as session:
+        tournament.update(session, uploads_open=False)
+    result = arena("submit", str(pack(SAMPLES / "noop", data_dir / "noop.zip")), "--team", "cli")
+    assert result.exit_code == 1 and "uploads are closed for this tournament" in result.output
+    with transaction(get_settings()) as session:
+        assert session.query(Submission).count() == 0
+
+
+def test_rerun_is_refused_while_another_runner_holds_a_job(data_dir):
+    """`arena rerun` forgot the results while a worker or the web's runner could be storing
+    them (the web refused, but only for its own runs)."""
+    from datetime import timedelta
+
+    from arena.db import transaction
+    from arena.models import AttackJob, Batch, JobStatus, SubmissionKind, utcnow
+    from factories import add_submission
+
+    assert arena("dataset", "synth", "4").exit_code == 0
+    with transaction(get_settings()) as session:
+        attack = add_submission(session, "held-attack", SubmissionKind.ATTACK)
+        session.add(AttackJob(submission=attack, batch=session.query(Batch).first(), epsilon=16,
+                              status=JobStatus.RUNNING, attempt=1, lease_expires_at=utcnow() + timedelta(minutes=5)))
+    result = arena("rerun", "--submission", "held-attack")
+    assert result.exit_code == 1 and "a run is under way; rerun when it has finished" in result.output
+    with transaction(get_settings()) as session:
+        assert session.query(AttackJob).one().status is JobStatus.RUNNING  # nothing forgotten

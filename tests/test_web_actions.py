@@ -1,4 +1,4 @@
-"""The web's actions, written once for the API and the pages (web/actions.py), its one error
+"""The actions (arena/actions.py) as the web calls them, the same for the API and the pages, its one error
 handler (web/app.py) and its response schemas (web/schemas.py), without containers. A test's
 docstring says what was wrong before; the others hold the API and the pages to the same answer."""
 
@@ -7,10 +7,10 @@ from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 from sqlalchemy import select
 
+from arena import actions
 from arena.db import transaction
 from arena.errors import ConflictError, InputError, NotFoundError, PlatformError
 from arena.models import Submission, SubmissionKind, SubmissionStatus, Team
-from arena.web import actions
 from arena.web.app import create_app
 from arena.web.schemas import LeaderboardRow, Matrix
 from conftest import make_settings

@@ -5,6 +5,7 @@ import json
 import shutil
 import sys
 from collections.abc import Callable, Iterable
+from contextlib import nullcontext
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -26,8 +27,9 @@ from rich.text import Text
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena import db, tables
-from arena.admin import teams, tournament
+from arena import actions, db, tables
+from arena.admin import teams
+from arena.callers import ORGANIZER
 from arena.competition import entries, rounds
 from arena.competition.entries import Scope
 from arena.config import EpsilonSchedule, Settings, get_settings
@@ -40,11 +42,8 @@ from arena.data.dataset import (
     synthesize,
 )
 from arena.errors import ArenaError, InputError, NotFoundError
-from arena.execution import planning
 from arena.execution.run import run as run_missing
 from arena.execution.summary import RunSummary
-from arena.intake import repin
-from arena.intake.submit import submit as take_submission
 from arena.models import Dataset, Round, Submission, SubmissionStatus, Visibility, as_utc, utcnow
 from arena.results import bundle, csv_files, tallies
 from arena.results.export import export as export_results
@@ -122,6 +121,11 @@ def _submission(session: Session, name: str) -> Submission:
     if submission is None:
         raise NotFoundError(f"no submission named {name!r}")
     return submission
+
+
+def _submission_id(name: str) -> int:
+    with db.transaction(database()) as session:
+        return _submission(session, name).id
 
 
 def _track(items: Iterable, description: str) -> Iterable:
@@ -235,7 +239,7 @@ def submit(
     """Take a submission into a round: safe unpacking, metadata check, dedup, deadline and
     quota, and a dry run on one batch."""
     with console.status("dry run on the sample batch..."):
-        submission = take_submission(database(), archive, team, name, round_name)
+        submission = actions.upload(database(), ORGANIZER, nullcontext(archive), name, team, round_name)
     _print_submission(submission)
     if submission.status is not SubmissionStatus.ACCEPTED:
         raise typer.Exit(1)
@@ -313,13 +317,17 @@ def submissions_repin(
 ) -> None:
     """Pin a submission to the images its tags name now: dry run and determinism probe with
     them, then its results are forgotten and it runs again (nothing changes if the dry run fails)."""
+    submission_id = _submission_id(name)
+    console.print("dry run with the new image...")
+    runner = _InTheForeground(before=lambda: _say_pinned(submission_id))
+    actions.repin(database(), runner, submission_id, dataset)
+
+
+def _say_pinned(submission_id: int) -> None:
     with db.transaction(database()) as session:
-        submission_id = _submission(session, name).id
-    with console.status("dry run with the new image..."):
-        prepared = repin.prepare(settings(), submission_id)
-    repin.apply(settings(), prepared)
-    console.print(f"{name} is pinned to {', '.join(prepared.pins.values())}; its results are forgotten", highlight=False)
-    _run(dataset)
+        submission = session.get(Submission, submission_id)
+        console.print(f"{submission.name} is pinned to {', '.join(submission.pins.values())}; its results are "
+                      "forgotten", highlight=False)
 
 
 @submissions_app.command("show")
@@ -361,10 +369,29 @@ def rerun(
     submission: Annotated[Optional[str], typer.Option(help="Recompute only this submission's jobs.")] = None,
     dataset: DatasetOption = None,
 ) -> None:
-    """Forget stored results (of one submission, or all) and compute them again."""
-    with db.transaction(database()) as session:
-        planning.forget(session, None if submission is None else _submission(session, submission))
-    _run(dataset)
+    """Forget stored results (of one submission, or all) and compute them again; refused while
+    another runner (`arena run`, the web's, a worker) holds a job of the dataset."""
+    runner = _InTheForeground()
+    actions.rerun(database(), runner, None if submission is None else _submission_id(submission), dataset)
+    if runner.summary is not None and runner.summary.platform_errors:
+        raise typer.Exit(2)
+
+
+class _InTheForeground:
+    """The command line's runner for the actions: the jobs run here, with progress bars
+    (``before`` says what ``first`` did, once it is done)."""
+
+    def __init__(self, before: Callable[[], None] | None = None) -> None:
+        self.before = before
+        self.summary: RunSummary | None = None
+
+    def start(self, dataset_name: str | None, first: Callable[[], None] | None = None) -> bool:
+        if first is not None:
+            first()
+        if self.before is not None:
+            self.before()
+        self.summary = _run(dataset_name)
+        return True
 
 
 @app.command()
@@ -407,9 +434,8 @@ def web(
 @teams_app.command("token")
 def teams_token(name: Annotated[str, typer.Argument(help="Team name (created if new).")]) -> None:
     """Issue a team's web token (shown once; the team's earlier token stops working)."""
-    with db.transaction(database()) as session:
-        token = teams.issue_token(session, name)
-    console.print(f"token for team {name!r}: [bold]{token}[/]", highlight=False)
+    issued = actions.issue_team_token(database(), name)
+    console.print(f"token for team {issued['team']!r}: [bold]{issued['token']}[/]", highlight=False)
 
 
 @app.command()
@@ -418,8 +444,7 @@ def disqualify(
     reason: Annotated[str, typer.Option(help="Why; shown on the submission's page.")],
 ) -> None:
     """Take a submission out of every table and of planning (its stored results are kept)."""
-    with db.transaction(database()) as session:
-        tournament.disqualify(_submission(session, name), reason)
+    actions.disqualify(database(), _submission_id(name), reason)
     console.print(f"{name} is disqualified: {reason}")
 
 
@@ -658,16 +683,14 @@ def round_set(
 @round_app.command("close")
 def round_close(name: RoundName) -> None:
     """Refuse new uploads from now on (results keep being computed)."""
-    with db.transaction(database()) as session:
-        rounds.close(_round(session, name))
+    actions.close_round(database(), name)
     console.print(f"round {name!r} is closed to uploads")
 
 
 @round_app.command("publish")
 def round_publish(name: RoundName) -> None:
     """Freeze a round whose jobs are all done and show its leaderboards to everyone."""
-    with db.transaction(database()) as session:
-        rounds.publish(session, _round(session, name))
+    actions.publish_round(database(), name)
     console.print(f"round {name!r} is published")
 
 
@@ -679,9 +702,8 @@ def round_carry(
         "--counting-from", help="Carry every team's counting submissions of this round.")] = None,
 ) -> None:
     """Enter stored submissions into a round without a new upload; run them with `arena run`."""
-    with db.transaction(database()) as session:
-        carried = entries.carry_into(session, name, submissions or [], counting_from)
-    console.print(f"carried {len(carried)} submissions into {name!r}: {', '.join(s.name for s in carried) or 'none new'}")
+    carried = actions.carry(database(), name, submissions or [], counting_from)
+    console.print(f"carried {len(carried)} submissions into {name!r}: {', '.join(carried) or 'none new'}")
 
 
 @round_app.command("bundle")
@@ -696,8 +718,7 @@ def round_bundle(name: RoundName, target: Annotated[Path, typer.Argument(help="T
 @round_app.command("choose")
 def round_choose(name: RoundName, submission: Annotated[str, typer.Argument(help="Submission name.")]) -> None:
     """Make a submission the one that counts for its team and track in the round."""
-    with db.transaction(database()) as session:
-        entries.choose(session, _round(session, name), _submission(session, submission))
+    actions.choose(database(), ORGANIZER, name, _submission_id(submission))
     console.print(f"{submission} counts for its team in {name!r}")
 
 
@@ -727,6 +748,5 @@ def baseline(
     off: Annotated[bool, typer.Option("--off", help="Make it an ordinary entry again.")] = False,
 ) -> None:
     """Mark a submission as an organizers' baseline: shown apart and, unless the round ranks them, unranked."""
-    with db.transaction(database()) as session:
-        _submission(session, name).baseline = not off
+    actions.mark_baseline(database(), _submission_id(name), not off)
     console.print(f"{name} is {'an ordinary entry' if off else 'a baseline'}")

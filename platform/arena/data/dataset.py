@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image as PILImage
-from sqlalchemy import select
+from sqlalchemy import desc, select
 from sqlalchemy.orm import Session
 
 from arena.config import Settings
 from arena.data.images import BadImage, ImageStore, center_crop_resize, encode_png, read_png
 from arena.db import transaction
-from arena.errors import InputError
+from arena.errors import InputError, NotFoundError
 from arena.models import Batch, Dataset, Image
 
 Track = Callable[[Iterable, str], Iterable]
@@ -233,6 +233,21 @@ def store_dataset(settings: Settings, name: str, rows: list[Row], batch_size: in
                         sha256=store.put(row.png),
                     )
                 )
+    return dataset
+
+
+def pick_dataset(session: Session, name: str | None) -> Dataset:
+    """The named dataset, or the newest (the tournament under way): what a run, a re-run or a
+    page is about when none is named. A name that matches nothing is a NotFoundError (the web's
+    404), not a bad input: the caller named a thing that does not exist."""
+    if name is not None:
+        try:
+            return find_dataset(session, name)
+        except DatasetError as exc:
+            raise NotFoundError(str(exc)) from None
+    dataset = session.scalar(select(Dataset).order_by(desc(Dataset.id)).limit(1))
+    if dataset is None:
+        raise NotFoundError("no dataset imported yet: import one with `arena dataset import`")
     return dataset
 
 

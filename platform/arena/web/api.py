@@ -5,7 +5,7 @@ leaderboards until the end); uploading needs a team token or the organizer crede
 per-image results, images and organizer actions need the organizer credential.
 
 Every JSON answer has its model (``web.schemas``), so /openapi.json describes each field;
-actions go through ``web.actions``, the same functions as the pages' forms; errors are
+actions go through ``arena.actions``, the same functions as the pages' forms; errors are
 answered by ``web.app`` (any 4xx is a ``Problem``).
 """
 
@@ -26,10 +26,13 @@ from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena import actions
 from arena.admin import tournament
+from arena.callers import Caller
 from arena.competition import rounds
 from arena.competition.entries import Scope
 from arena.config import Settings
+from arena.data.dataset import pick_dataset
 from arena.data.images import ImageStore, amplified_perturbation, encode_png
 from arena.db import transaction
 from arena.errors import NotFoundError
@@ -38,9 +41,8 @@ from arena.results import csv_files
 from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, leaderboard_file, robustness_export
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
-from arena.web import actions, compression, permissions, queries
+from arena.web import compression, permissions, queries, uploads
 from arena.web.auth import (
-    Caller,
     caller,
     caller_in_own_session,
     organizer,
@@ -48,7 +50,6 @@ from arena.web.auth import (
     team_or_organizer,
 )
 from arena.web.cache import Snapshot
-from arena.web.datasets import pick_dataset
 from arena.web.deps import get_session, get_settings
 from arena.web.schemas import (
     Baseline,
@@ -185,14 +186,16 @@ def upload_submission(
 ) -> dict:
     """Refused with 403 when no round takes uploads (closed, not open yet) and with 429, and a
     Retry-After header where waiting helps, past the team's quota for the track."""
-    submission = actions.upload(settings, who, archive, name, team, round_name)
+    submission = actions.upload(settings, who, uploads.saved(settings, archive), name, team, round_name)
     return {**queries.submission_summary(submission), "validation_report": submission.validation_report}
 
 
 @router.post("/submissions/{submission_id}/baseline", response_model=SubmissionSummary,
              summary="Mark or unmark a submission as an organizers' baseline (organizers)")
-def mark_baseline(submission_id: Id, body: Baseline, settings: SettingsDep, _: Caller = Depends(organizer)) -> dict:
-    return actions.mark_baseline(settings, submission_id, body.baseline)
+def mark_baseline(submission_id: Id, body: Baseline, settings: SettingsDep, session: SessionDep,
+                  _: Caller = Depends(organizer)) -> dict:
+    actions.mark_baseline(settings, submission_id, body.baseline)
+    return queries.submission_summary(queries.submission_or_404(session, submission_id))
 
 
 @router.get("/rounds", response_model=list[RoundSummary], summary="Every round: window, time left, quotas")
@@ -210,22 +213,25 @@ def carry_into_round(round_name: RoundPath, body: Carry, settings: SettingsDep,
 
 
 @router.post("/rounds/{round_name}/close", response_model=RoundSummary, summary="Close a round to uploads (organizers)")
-def close_round(round_name: RoundPath, settings: SettingsDep, _: Caller = Depends(organizer)) -> dict:
-    return actions.close_round(settings, round_name)
+def close_round(round_name: RoundPath, settings: SettingsDep, session: SessionDep,
+                _: Caller = Depends(organizer)) -> dict:
+    return queries.round_summary(session, rounds.find(session, actions.close_round(settings, round_name)))
 
 
 @router.post("/rounds/{round_name}/publish", response_model=RoundSummary,
              summary="Freeze a finished round and make its leaderboards public (organizers)")
-def publish_round(round_name: RoundPath, settings: SettingsDep, _: Caller = Depends(organizer)) -> dict:
+def publish_round(round_name: RoundPath, settings: SettingsDep, session: SessionDep,
+                  _: Caller = Depends(organizer)) -> dict:
     """409 while any of its jobs is not done."""
-    return actions.publish_round(settings, round_name)
+    return queries.round_summary(session, rounds.find(session, actions.publish_round(settings, round_name)))
 
 
 @router.post("/rounds/{round_name}/choose/{submission_id}", response_model=SubmissionSummary,
              summary="Make a submission the one that counts for its team and track (its team, before the deadline)")
-def choose_counting(round_name: RoundPath, submission_id: Id, settings: SettingsDep,
+def choose_counting(round_name: RoundPath, submission_id: Id, settings: SettingsDep, session: SessionDep,
                     who: Caller = Depends(team_or_organizer)) -> dict:
-    return actions.choose(settings, who, round_name, submission_id)
+    actions.choose(settings, who, round_name, submission_id)
+    return queries.submission_summary(queries.submission_or_404(session, submission_id))
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionDetail, response_model_exclude_unset=True,
@@ -265,9 +271,10 @@ def repin_submission(request: Request, submission_id: Id, settings: SettingsDep,
 
 @router.post("/submissions/{submission_id}/disqualify", response_model=SubmissionSummary,
              summary="Take a submission out of every table (organizers)")
-def disqualify_submission(submission_id: Id, body: Disqualification, settings: SettingsDep,
+def disqualify_submission(submission_id: Id, body: Disqualification, settings: SettingsDep, session: SessionDep,
                           _: Caller = Depends(organizer)) -> dict:
-    return actions.disqualify(settings, submission_id, body.reason)
+    actions.disqualify(settings, submission_id, body.reason)
+    return queries.submission_summary(queries.submission_or_404(session, submission_id))
 
 
 @router.get("/jobs", response_model=list[Job],

@@ -14,7 +14,6 @@ credential from there is answered 429 until the window has passed.
 import hashlib
 import hmac
 import secrets
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 from fastapi import Depends, HTTPException, Request, Response
@@ -22,27 +21,14 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from arena.admin import teams
+from arena.callers import Caller
 from arena.db import transaction
-from arena.models import Submission, Team, WebSession, utcnow
+from arena.models import Team, WebSession, utcnow
 from arena.web.deps import get_session
 
 COOKIE = "arena_session"
 #: The cookie that held the raw token before sessions; removed at login and logout.
 OLD_COOKIE = "arena_token"
-
-
-@dataclass(frozen=True)
-class Caller:
-    organizer: bool = False
-    team_id: int | None = None
-    team_name: str | None = None
-
-    @property
-    def anonymous(self) -> bool:
-        return not self.organizer and self.team_id is None
-
-    def owns(self, submission: Submission) -> bool:
-        return self.organizer or (self.team_id is not None and submission.team_id == self.team_id)
 
 
 def _bearer(request: Request) -> str | None:

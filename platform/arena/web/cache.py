@@ -26,6 +26,7 @@ from arena.admin import tournament
 from arena.competition import rounds
 from arena.competition.entries import Scope
 from arena.config import Settings
+from arena.data.dataset import pick_dataset
 from arena.db import transaction
 from arena.models import (
     AttackJob,
@@ -43,7 +44,6 @@ from arena.results.outcomes import ImageOutcomes
 from arena.results.scoring import Standings
 from arena.web import permissions
 from arena.web.compression import Body
-from arena.web.datasets import pick_dataset
 
 logger = logging.getLogger(__name__)
 

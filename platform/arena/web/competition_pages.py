@@ -13,15 +13,17 @@ from fastapi import APIRouter, Depends, Form, Path, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.background import BackgroundTask
 
+from arena import actions
 from arena.admin import tournament
+from arena.callers import Caller
 from arena.competition import rounds
 from arena.data import download
 from arena.errors import ForbiddenError, QuotaError
 from arena.models import Visibility, utcnow
 from arena.results import bundle
-from arena.web import actions, queries
+from arena.web import queries
 from arena.web.api import Id
-from arena.web.auth import Caller, client_address, organizer, team_or_organizer
+from arena.web.auth import client_address, organizer, team_or_organizer
 from arena.web.pages import CallerDep, SessionDep, markdown, render
 
 router = APIRouter(include_in_schema=False)

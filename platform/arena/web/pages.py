@@ -1,7 +1,7 @@
 """The HTML pages: Jinja2 templates from web/templates, forms that post back here.
 
 Pages read through the same queries as the API and act through the same actions
-(``web.actions``), so a page and an API call never disagree. Forms answer with a redirect
+(``arena.actions``), so a page and an API call never disagree. Forms answer with a redirect
 (post/redirect/get); an action's error is answered as the error page by ``web.app``.
 """
 
@@ -19,17 +19,18 @@ from markupsafe import Markup
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena import REPO_ROOT
+from arena import REPO_ROOT, actions
 from arena.admin import teams, tournament
 from arena.competition import rounds
 from arena.competition.entries import Scope
+from arena.data.dataset import pick_dataset
 from arena.db import transaction
 from arena.errors import NotFoundError
 from arena.models import Dataset, Submission, SubmissionKind, Team, WebSession, utcnow
 from arena.results.export import MATRICES
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
-from arena.web import actions, charts, compression, permissions, queries
+from arena.web import charts, compression, permissions, queries, uploads
 from arena.web.api import DatasetName, Epsilon, Id
 from arena.web.auth import (
     COOKIE,
@@ -46,7 +47,6 @@ from arena.web.auth import (
 )
 from arena.web.cache import Current, Snapshot
 from arena.web.compression import Body
-from arena.web.datasets import pick_dataset
 from arena.web.deps import get_session
 
 router = APIRouter(include_in_schema=False)
@@ -363,7 +363,8 @@ def upload(
     team: Annotated[str | None, Form(max_length=200)] = None, who: Caller = Depends(team_or_organizer),
     round_name: Annotated[str | None, Form(alias="round", max_length=200)] = None,
 ):
-    submission = actions.upload(request.app.state.settings, who, archive, name, team, round_name)
+    settings = request.app.state.settings
+    submission = actions.upload(settings, who, uploads.saved(settings, archive), name, team, round_name)
     return back_to(f"/submissions/{submission.id}")
 
 

@@ -23,11 +23,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.admin import tournament
+from arena.callers import Caller
 from arena.competition import rounds
 from arena.competition.entries import Scope
 from arena.errors import ForbiddenError
 from arena.models import Batch, Dataset, JobKind, Submission, Visibility
-from arena.web.auth import Caller
 
 #: What a team reads in place of the engine's words about a platform failure.
 PLATFORM_FAILURE = "a failure of the platform, not of the submission: the job runs again"

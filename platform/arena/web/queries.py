@@ -10,6 +10,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arena.callers import Caller
 from arena.competition import entries, quotas, rounds
 from arena.competition.entries import Scope
 from arena.config import Settings
@@ -40,7 +41,6 @@ from arena.results.perturbations import perturbations
 from arena.results.scoring import Standings
 from arena.sandbox import pinning
 from arena.web import permissions
-from arena.web.auth import Caller
 from arena.web.cache import Snapshot
 from arena.web.compression import Body
 

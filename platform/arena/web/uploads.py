@@ -3,8 +3,8 @@
 Two guards keep an oversized upload from filling the disk: ``bodies.BodyGate`` refuses a
 request whose body is larger than the limit (by its Content-Length, or as it arrives when
 chunked), or that comes from nobody, before the multipart parser spools it; the archive is
-then copied to a scratch file with the same limit. It goes through exactly the same intake (safe unpacking, metadata, dedup,
-dry run) as ``arena submit``, and the intake's errors reach the app's one handler as they
+then copied to a scratch file with the same limit. It goes through exactly the same action
+(``actions.upload``) and intake (safe unpacking, metadata, dedup, dry run) as ``arena submit``, and the intake's errors reach the app's one handler as they
 are (``web.app``): a bad archive, a bad metadata.json, no dataset yet are each a 4xx with
 the intake's own sentence.
 """
@@ -12,14 +12,14 @@ the intake's own sentence.
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi import UploadFile
 
 from arena.config import Settings
 from arena.errors import InputError
-from arena.intake.submit import submit
-from arena.models import Submission
 from arena.web.bodies import too_large
 
 CHUNK = 2**20
@@ -45,12 +45,12 @@ def _save(upload: UploadFile, folder: Path, limit: int) -> Path:
     return path
 
 
-def take_upload(settings: Settings, upload: UploadFile, team: str, name: str | None, round_name: str) -> Submission:
-    """Store and dry-run an uploaded archive; the scratch copy is removed whatever happens."""
+@contextmanager
+def saved(settings: Settings, upload: UploadFile) -> Iterator[Path]:
+    """The uploaded archive copied to a scratch file, for intake; removed whatever happens."""
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     folder = Path(tempfile.mkdtemp(prefix="upload-", dir=settings.work_dir))
     try:
-        archive = _save(upload, folder, settings.max_upload_bytes)
-        return submit(settings, archive, team=team, name=(name or "").strip() or None, round_name=round_name)
+        yield _save(upload, folder, settings.max_upload_bytes)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
