@@ -19,7 +19,7 @@ from arena.config import Settings
 from arena.data.dataset import store_dataset, synthesize
 from arena.db import transaction
 from arena.intake import dry_run
-from arena.intake.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import Metadata
 from arena.sandbox import pinning
 
 SAMPLES = ["noop", "random_noise", "decoder", "smoothed_decoder"]
@@ -44,7 +44,7 @@ def main(rounds: int) -> None:
         for name in SAMPLES:
             folder = REPO_ROOT / "submissions" / "samples" / name
             metadata = Metadata.model_validate_json((folder / "metadata.json").read_text())
-            code = SubmissionCode(folder, metadata, pinning.pin(metadata.model_dump()))
+            code = metadata.code(folder, pinning.pin(metadata.model_dump()))
             once, probed = [], []
             for _ in range(rounds):
                 once.append(_timed(lambda: dry_run._execute(settings, code, images)))

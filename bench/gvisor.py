@@ -28,8 +28,9 @@ from arena.config import SandboxLimits, Settings
 from arena.data.dataset import read_photo_folder, synthesize
 from arena.data.images import ImageStore
 from arena.errors import ArenaError
-from arena.intake.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import Metadata
 from arena.sandbox import containers
+from arena.sandbox.code import SubmissionCode
 from arena.sandbox.defense_run import DefenseInput, execute_defense
 from arena.tools import base_image
 from arena.tools.study import DEFAULT_PHOTOS, REAL_SAMPLES
@@ -39,7 +40,7 @@ IMAGE = "arena/python:bookworm"
 
 
 def _code(folder: Path) -> SubmissionCode:
-    return SubmissionCode(folder, Metadata.model_validate_json((folder / "metadata.json").read_text()))
+    return Metadata.model_validate_json((folder / "metadata.json").read_text()).code(folder)
 
 
 def _median_seconds(work: Callable[[str], None], rounds: int) -> dict[str, float]:

@@ -19,7 +19,7 @@ from arena import REPO_ROOT, db
 from arena.config import Settings
 from arena.data.dataset import store_dataset, synthesize
 from arena.data.images import ImageStore
-from arena.intake.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import Metadata
 from arena.sandbox.containers import docker_client
 from arena.sandbox.defense_run import DefenseInput, execute_defense
 
@@ -51,7 +51,7 @@ def main(rounds: int) -> None:
         output.mkdir()
         for k, row in enumerate(rows):
             (folder / f"{k}.png").write_bytes(row.png)
-        code = SubmissionCode(DECODER, Metadata.model_validate_json((DECODER / "metadata.json").read_text()))
+        code = Metadata.model_validate_json((DECODER / "metadata.json").read_text()).code(DECODER)
         bare, arena = [], []
         bare_run(folder, output)  # warm the page cache for both sides
         for _ in range(rounds):

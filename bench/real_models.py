@@ -16,7 +16,7 @@ from arena import REPO_ROOT, db
 from arena.config import Settings
 from arena.data.dataset import read_photo_folder, store_dataset
 from arena.data.images import ImageStore
-from arena.intake.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import Metadata
 from arena.sandbox.attack_run import CleanInput, execute_attack
 from arena.sandbox.defense_run import DefenseInput, execute_defense
 
@@ -44,7 +44,7 @@ def main(images: int, only: list[str]) -> None:
         for folder in sorted(p for p in REAL.iterdir() if (p / "metadata.json").is_file()):
             if only and folder.name not in only:
                 continue
-            code = SubmissionCode(folder, Metadata.model_validate_json((folder / "metadata.json").read_text()))
+            code = Metadata.model_validate_json((folder / "metadata.json").read_text()).code(folder)
             if code.metadata.type == "defense":
                 outcome = execute_defense(settings, code, [DefenseInput(k, store.put(r.png)) for k, r in enumerate(rows)])
                 correct = sum(a.label == truth[k] for k, a in outcome.answers.items())

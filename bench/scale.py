@@ -40,7 +40,7 @@ from sqlalchemy import Engine, select, text
 from arena import REPO_ROOT, db
 from arena.config import Settings
 from arena.execution import pack_run
-from arena.intake.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import Metadata
 from arena.models import (
     CellTally,
     CleanTally,
@@ -165,8 +165,8 @@ def snapshot(settings: Settings) -> list:
 
 
 #: What fake_defense runs "as": no container starts, but the attempts record an image.
-FAKE_CODE = SubmissionCode(Path("fake"), Metadata(type="defense", container="fake/defense:1", entry_point="run.sh"),
-                           {"container": "sha256:" + "0" * 64})
+FAKE_CODE = Metadata(type="defense", container="fake/defense:1", entry_point="run.sh").code(
+    Path("fake"), {"container": "sha256:" + "0" * 64})
 
 
 def fake_defense(_settings: Settings, _code, inputs: list[DefenseInput]) -> DefenseOutcome:

@@ -22,7 +22,7 @@ from arena.data.dataset import store_dataset, synthesize
 from arena.db import transaction
 from arena.execution import pack_run, planning
 from arena.intake.archive import pack
-from arena.intake.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import Metadata
 from arena.intake.submit import submit
 from arena.models import (
     AdversarialImage,
@@ -197,8 +197,8 @@ def every_case(labels: Labels, inputs: list[DefenseInput]) -> DefenseOutcome:
 
 
 #: What the fake defenses run "as": no container starts, but the attempts record its image.
-FAKE_CODE = SubmissionCode(Path("fake"), Metadata(type="defense", container="fake/defense:1", entry_point="run.sh"),
-                           {"container": "sha256:" + "0" * 64})
+FAKE_CODE = Metadata(type="defense", container="fake/defense:1", entry_point="run.sh").code(
+    Path("fake"), {"container": "sha256:" + "0" * 64})
 
 
 def fake_defenses(monkeypatch, settings: Settings, answer=every_case) -> None:

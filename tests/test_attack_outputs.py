@@ -10,9 +10,10 @@ from sqlalchemy import select
 
 from arena.data.images import ImageStore, encode_png, l2, linf, plain_png, read_png, sha256_bytes
 from arena.db import transaction
-from arena.intake.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import Metadata
 from arena.models import Image
 from arena.sandbox.attack_run import CleanInput, execute_attack
+from arena.sandbox.code import SubmissionCode
 from conftest import make_settings
 from factories import synth_dataset
 
@@ -54,7 +55,7 @@ def _attack(tmp_path, settings, dataset, source: str) -> tuple[SubmissionCode, l
     with transaction(settings) as session:
         images = session.scalars(select(Image).where(Image.dataset_id == dataset.id)).all()
         inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in images]
-    return SubmissionCode(code_dir, metadata), inputs
+    return metadata.code(code_dir), inputs
 
 
 def test_outputs_are_judged_one_by_one(tmp_path):

@@ -246,11 +246,12 @@ def test_carrying_the_counting_entries_and_publishing_only_when_done(two_rounds,
         assert latest.id in entries.accepted(session, final.dataset_id)
         assert len(entries.accepted(session, final.dataset_id)) == 2
         with pytest.raises(ConflictError, match="jobs not done: run them first"):
-            rounds.publish(session, final)
+            rounds.publish(final, planning.unfinished_jobs(session, final))
         assert final.visibility is Visibility.LIVE
     _score(settings, monkeypatch, {sid: 1.0 for sid in _defense_ids(settings)})
     with transaction(settings) as session:
-        final = rounds.publish(session, _round(session, "final"))
+        final = _round(session, "final")
+        final = rounds.publish(final, planning.unfinished_jobs(session, final))
         assert final.visibility is Visibility.PUBLISHED and rounds.window(final).state(utcnow()) == "closed"
         with pytest.raises(ConflictError, match="published and frozen"):
             rounds.carry(session, final, [latest])
@@ -286,7 +287,7 @@ def test_a_round_robin_round_is_planned_and_published_on_its_own_schedule(tmp_pa
         packing.next_packs(session, settings, session.get(Dataset, dataset.id))
         for job in session.scalars(select(DefenseJob)):
             job.status = JobStatus.DONE
-        assert rounds.publish(session, final).visibility is Visibility.PUBLISHED
+        assert rounds.publish(final, planning.unfinished_jobs(session, final)).visibility is Visibility.PUBLISHED
         assert session.scalar(select(func.count(AttackJob.id))) == 4
 
 

@@ -77,6 +77,21 @@ def test_an_attempt_whose_runner_died_before_loading_records_nothing_it_did_not_
         assert session.get(DefenseJob, job_id).status is JobStatus.DONE
 
 
+def test_a_job_past_the_retry_cap_is_claimed_by_nobody_not_even_a_late_queue_message(attacked_tournament):
+    """The planner stops repacking a job that failed on the platform ``max_attempts`` times,
+    but the claim had its own, broader idea of what may run: a repeated or late queue
+    message for that job claimed it and ran it once more. Now both ask one rule."""
+    settings = attacked_tournament
+    with transaction(settings) as session:
+        capped, under_cap = session.scalars(select(DefenseJob.id).order_by(DefenseJob.id)).all()[:2]
+        for job_id, attempts in ((capped, settings.max_attempts), (under_cap, settings.max_attempts - 1)):
+            session.execute(update(DefenseJob).where(DefenseJob.id == job_id)
+                            .values(status=JobStatus.ERROR, attempt=attempts))
+    claims = leases.claim(settings, JobKind.DEFENSE, (capped, under_cap))
+    assert set(claims) == {under_cap}
+    assert (_job(settings, capped).status, _attempts(settings, capped)) == (JobStatus.ERROR, 0)
+
+
 def _attempts(settings, job_id: int) -> int:
     with transaction(settings) as session:
         return session.scalar(select(func.count(JobAttempt.id)).where(JobAttempt.defense_job_id == job_id))

@@ -81,7 +81,7 @@ def test_packs_are_aligned_groups_fixed_by_the_dry_run(settings):
 
 def _tournament(root, pack_seconds: float):
     settings = make_settings(root / "arena", epsilons=[4, 16], pack_seconds=pack_seconds)
-    dataset = synth_dataset(settings, 60, batch_size=10)
+    dataset = synth_dataset(settings, 40, batch_size=10)
     for name in SAMPLE_SET:
         submit_folder(settings, SAMPLES / name, root)
     summary = run(settings)
@@ -101,8 +101,8 @@ def _tournament(root, pack_seconds: float):
 def test_packed_runs_give_the_same_results_in_fewer_containers(tmp_path):
     unpacked = _tournament(tmp_path / "one-per-batch", pack_seconds=0)
     packed = _tournament(tmp_path / "packed", pack_seconds=60)
-    assert unpacked[0].attack_jobs == packed[0].attack_jobs == 2 * 2 * 6
-    assert unpacked[0].container_runs == 2 * 2 * 6 + 1 * (24 + 6)
+    assert unpacked[0].attack_jobs == packed[0].attack_jobs == 2 * 2 * 4
+    assert unpacked[0].container_runs == 2 * 2 * 4 + 1 * (16 + 4)
     # one run per (attack, eps); one per (attack, eps) and the clean images for the defense
     assert packed[0].container_runs == 2 * 2 + (1 + 2 * 2)
     for one, other in zip(unpacked[1:], packed[1:]):

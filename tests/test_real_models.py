@@ -9,8 +9,9 @@ import pytest
 from arena.config import Settings
 from arena.data.dataset import read_photo_folder
 from arena.data.images import ImageStore
-from arena.intake.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import Metadata
 from arena.sandbox.attack_run import CleanInput, execute_attack
+from arena.sandbox.code import SubmissionCode
 from arena.sandbox.defense_run import DefenseInput, execute_defense
 from arena.tools import base_image
 from arena.tools.study import DEFAULT_PHOTOS, REAL_SAMPLES
@@ -33,7 +34,7 @@ def torch_image(engine, tmp_path_factory):
 
 def _code(name: str) -> SubmissionCode:
     folder = REAL_SAMPLES / name
-    return SubmissionCode(folder, Metadata.model_validate_json((folder / "metadata.json").read_text()))
+    return Metadata.model_validate_json((folder / "metadata.json").read_text()).code(folder)
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from arena.config import SandboxLimits
 from arena.db import transaction
 from arena.execution.broker import queue_of
 from arena.execution.pack_run import Pack
-from arena.intake.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import Metadata
 from arena.models import (
     AttackJob,
     Batch,
@@ -21,11 +21,11 @@ def test_gpu_hosts_get_device_requests_and_the_gpu_image(tmp_path):
     gpu = _run_options(SandboxLimits(gpu=True), [], time_limit=10)
     assert "device_requests" not in cpu
     assert gpu["device_requests"][0]["Capabilities"] == [["gpu"]] and gpu["network_mode"] == "none"
-    code = SubmissionCode(tmp_path, Metadata(type="defense", container="a/cpu:1", container_gpu="a/gpu:1", entry_point="x"))
+    code = Metadata(type="defense", container="a/cpu:1", container_gpu="a/gpu:1", entry_point="x").code(tmp_path)
     assert code.image() == "a/cpu:1" and code.image(gpu=True) == "a/gpu:1"
-    plain = SubmissionCode(tmp_path, Metadata(type="defense", container="a/cpu:1", entry_point="x"))
+    plain = Metadata(type="defense", container="a/cpu:1", entry_point="x").code(tmp_path)
     assert plain.image(gpu=True) == "a/cpu:1"
-    pinned = SubmissionCode(tmp_path, code.metadata, {"container": "sha256:c", "container_gpu": "sha256:g"})
+    pinned = code.pinned({"container": "sha256:c", "container_gpu": "sha256:g"})
     assert (pinned.image(), pinned.image(gpu=True), pinned.tag(gpu=True)) == ("sha256:c", "sha256:g", "a/gpu:1")
 
 

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from arena import job_states
 from arena.admin import teams, tournament
 from arena.callers import Caller
 from arena.competition import entries, rounds
@@ -22,7 +23,7 @@ from arena.config import Settings
 from arena.data.dataset import pick_dataset
 from arena.db import transaction
 from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from arena.execution import leases, planning
+from arena.execution import planning
 from arena.intake.repin import apply as apply_repin
 from arena.intake.repin import prepare as prepare_repin
 from arena.intake.submit import submit
@@ -80,7 +81,7 @@ def publish_round(settings: Settings, round_name: str) -> str:
     """Freeze a round and make its leaderboards public, only once every job is done. Its name."""
     with transaction(settings) as session:
         round_: Round = rounds.find(session, round_name)
-        return rounds.publish(session, round_).name
+        return rounds.publish(round_, planning.unfinished_jobs(session, round_)).name
 
 
 def choose(settings: Settings, who: Caller, round_name: str, submission_id: int) -> None:
@@ -190,7 +191,7 @@ def _dataset_name(settings: Settings, dataset: str | None, session: Session | No
 
 def _refuse_while_held(session: Session, dataset_name: str, what: str) -> None:
     """A job of the dataset held under a live lease means a run is storing results now."""
-    leases.reap(session)
+    job_states.reap(session)
     dataset = pick_dataset(session, dataset_name)
     if planning.held(session, dataset):
         raise ConflictError(RUN_UNDER_WAY.format(what=what))

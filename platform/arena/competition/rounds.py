@@ -9,18 +9,14 @@ and the time limit an organizer set for the round are the ones every executor us
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.config import EpsilonSchedule, Settings
 from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from arena.execution import planning
 from arena.models import (
-    Batch,
     Dataset,
     Entry,
-    JobKind,
-    JobStatus,
     Round,
     Submission,
     SubmissionStatus,
@@ -194,27 +190,14 @@ def close(round_: Round, now: datetime | None = None) -> Round:
     return round_
 
 
-def pending_jobs(session: Session, round_: Round) -> int:
-    """Jobs of the round not finished: those planned, and those planning would add."""
-    planning.plan(session, round_.dataset, round_.epsilons, round_.eps_schedule)
-    count = 0
-    for kind in JobKind:
-        job = kind.job_class
-        count += session.scalar(
-            select(func.count(job.id)).join(Batch, job.batch_id == Batch.id)
-            .where(Batch.dataset_id == round_.dataset_id, job.status != JobStatus.DONE)
-        )
-    return count
-
-
-def publish(session: Session, round_: Round, now: datetime | None = None) -> Round:
+def publish(round_: Round, unfinished_jobs: int, now: datetime | None = None) -> Round:
     """Freeze the round and show its leaderboards to everyone: only once every job is done,
-    so what is published is final."""
+    so what is published is final. The caller counts the jobs (``planning.unfinished_jobs``,
+    which plans first): planning is execution's, and execution reads the rounds."""
     if round_.visibility is Visibility.PUBLISHED:
         raise ConflictError(f"round {round_.name!r} is already published")
-    pending = pending_jobs(session, round_)
-    if pending:
-        raise ConflictError(f"round {round_.name!r} has {pending} jobs not done: run them first (`arena run`)")
+    if unfinished_jobs:
+        raise ConflictError(f"round {round_.name!r} has {unfinished_jobs} jobs not done: run them first (`arena run`)")
     now = now or utcnow()
     if window(round_).state(now) != "closed":
         close(round_, now)

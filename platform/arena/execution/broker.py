@@ -14,9 +14,9 @@ dispatcher passes its own, and nothing is shared behind their backs.
 
 from celery import Celery
 
+from arena import job_states
 from arena.config import Settings
 from arena.db import transaction
-from arena.execution import leases
 from arena.execution.pack_run import Pack, run_pack
 from arena.sandbox import containers
 
@@ -53,7 +53,7 @@ def enqueue(settings: Settings, app: Celery, packs: list[Pack]) -> None:
         return
     with transaction(settings) as session:
         for pack in packs:
-            leases.mark_queued(session, pack.kind, pack.job_ids, settings.queue_lease_seconds)
+            job_states.queue(session, pack.kind, pack.job_ids, settings.max_attempts, settings.queue_lease_seconds)
     for pack in packs:
         app.send_task(TASK, args=[pack.kind.value, list(pack.job_ids)], queue=queue_of(settings, pack))
 

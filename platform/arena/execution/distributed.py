@@ -9,6 +9,7 @@ queues the packs, and reports progress from the database, the single source of t
 import time
 from collections import Counter
 
+from arena import job_states
 from arena.config import Settings
 from arena.db import retry_while_unreachable, transaction
 from arena.execution.broker import celery_app, enqueue
@@ -19,7 +20,6 @@ from arena.models import Dataset, JobKind, JobStatus
 from arena.results.progress import job_statuses
 
 POLL_SECONDS = 1.0
-OPEN = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING)
 
 
 @retry_while_unreachable
@@ -48,7 +48,7 @@ def dispatch(
         done = sum(c[JobStatus.DONE] for c in counts.values())
         progress(done, sum(sum(c.values()) for c in counts.values()),
                  f"{len(packs)} pack(s) queued" if packs else "following the workers")
-        open_jobs = sum(c[status] for c in counts.values() for status in OPEN)
+        open_jobs = sum(c[status] for c in counts.values() for status in job_states.UNSETTLED)
         if not wait or (open_jobs == 0 and not packs):
             return _summary(settings, counts, done_before)
         time.sleep(POLL_SECONDS)

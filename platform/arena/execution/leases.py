@@ -1,25 +1,26 @@
-"""Who holds a job: claims, leases, heartbeats, fencing tokens and the reaper.
+"""Who holds a job: claims, leases, heartbeats and fencing tokens.
 
 One rule for every executor (in-process threads, another ``arena run``, the web's Run
 button, Celery workers): a job is claimed before it runs, which bumps its attempt number
 (the fencing token) and gives it a lease; a heartbeat renews the lease while the
 container runs; results are stored only while the job still carries the claimer's token.
 A job whose lease ran out (its runner died, its queue message was lost) goes back to
-pending when the reaper passes, and nothing else ever takes a job from a live lease.
+pending when the reaper passes (``job_states.reap``), and nothing else ever takes a job
+from a live lease. The states themselves and their moves live in ``job_states``.
 """
 
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from arena import job_states
 from arena.config import Settings
 from arena.db import retry_while_unreachable, transaction
-from arena.models import AttackJob, DefenseJob, JobAttempt, JobKind, JobStatus, utcnow
+from arena.models import AttackJob, DefenseJob, JobAttempt, JobKind
 
 
 @dataclass(frozen=True)
@@ -30,32 +31,14 @@ class Claim:
     token: int
 
 
-def lease_until(seconds: float) -> datetime:
-    return utcnow() + timedelta(seconds=seconds)
-
-
-def _claimable(job_class: type[AttackJob] | type[DefenseJob]):
-    """Waiting, queued, failed on the platform, or running under a lease that ran out."""
-    waiting = job_class.status.in_([JobStatus.PENDING, JobStatus.QUEUED, JobStatus.ERROR])
-    abandoned = (job_class.status == JobStatus.RUNNING) & (job_class.lease_expires_at < utcnow())
-    return waiting | abandoned
-
-
 @retry_while_unreachable
 def claim(settings: Settings, kind: JobKind, job_ids: tuple[int, ...]) -> dict[int, Claim]:
     """Claim what nobody else holds, in one statement (two claimers never both win a job);
     return the claims by job id. Each claim gets an attempt row; its image count is
     filled in when the pack's inputs are loaded."""
-    job_class = kind.job_class
     claims = {}
     with transaction(settings) as session:
-        tokens = session.execute(
-            update(job_class)
-            .where(job_class.id.in_(job_ids), _claimable(job_class))
-            .values(status=JobStatus.RUNNING, attempt=job_class.attempt + 1,
-                    lease_expires_at=lease_until(settings.lease_seconds))
-            .returning(job_class.id, job_class.attempt)
-        ).all()
+        tokens = job_states.claim(session, kind.job_class, job_ids, settings.max_attempts, settings.lease_seconds)
         attempts = [JobAttempt(number=token, pack_jobs=len(tokens), **{kind.attempt_column.key: job_id})
                     for job_id, token in tokens]
         session.add_all(attempts)
@@ -79,7 +62,7 @@ def heartbeat(settings: Settings, kind: JobKind, claims: dict[int, Claim]) -> It
                     session.execute(
                         update(job_class)
                         .where(job_class.id == job_id, job_class.attempt == held.token)
-                        .values(lease_expires_at=lease_until(settings.lease_seconds))
+                        .values(lease_expires_at=job_states.lease_until(settings.lease_seconds))
                     )
 
     thread = threading.Thread(target=beat, daemon=True)
@@ -95,29 +78,4 @@ def still_held(session: Session, kind: JobKind, job_id: int, held: Claim) -> Att
     """The job, locked, if it still runs under this claim's token; None when someone took over."""
     job_class = kind.job_class
     job = session.scalar(select(job_class).where(job_class.id == job_id).with_for_update())
-    return job if job.status is JobStatus.RUNNING and job.attempt == held.token else None
-
-
-def reap(session: Session) -> int:
-    """Jobs whose lease ran out go back to pending; a job under a live lease, or finished,
-    is never touched. Returns how many went back."""
-    released = 0
-    for job_class in (AttackJob, DefenseJob):
-        held = job_class.status.in_([JobStatus.RUNNING, JobStatus.QUEUED])
-        query = (
-            update(job_class)
-            .where(held, job_class.lease_expires_at < utcnow())
-            .values(status=JobStatus.PENDING, lease_expires_at=None)
-        )
-        released += session.execute(query).rowcount
-    return released
-
-
-def mark_queued(session: Session, kind: JobKind, job_ids: tuple[int, ...], seconds: float) -> None:
-    """Jobs handed to the broker: queued, with a lease in case the message is lost."""
-    job_class = kind.job_class
-    session.execute(
-        update(job_class)
-        .where(job_class.id.in_(job_ids), job_class.status.in_([JobStatus.PENDING, JobStatus.ERROR]))
-        .values(status=JobStatus.QUEUED, lease_expires_at=lease_until(seconds))
-    )
+    return job if job_states.holds(job, held.token) else None

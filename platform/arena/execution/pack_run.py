@@ -22,11 +22,11 @@ from typing import Generic, Protocol, TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, object_session
 
+from arena import job_states
 from arena.competition import rounds
 from arena.config import Settings
 from arena.db import bulk_insert, retry_while_unreachable, transaction
 from arena.execution.leases import Claim, claim, heartbeat, still_held
-from arena.intake.metadata import SubmissionCode
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -35,13 +35,13 @@ from arena.models import (
     Image,
     JobAttempt,
     JobKind,
-    JobStatus,
     Submission,
     utcnow,
 )
 from arena.results import answers
 from arena.sandbox import pinning
 from arena.sandbox.attack_run import CleanInput, execute_attack
+from arena.sandbox.code import SubmissionCode
 from arena.sandbox.containers import RunResult, SandboxError
 from arena.sandbox.defense_run import DefenseInput, execute_defense
 
@@ -256,7 +256,7 @@ def _platform_failed(settings: Settings, pack: Pack, claims: dict[int, Claim], e
             attempt = session.get(JobAttempt, held.attempt_id)
             attempt.ended_at, attempt.error = utcnow(), str(error)
             if job := still_held(session, pack.kind, job_id, held):
-                job.status, job.lease_expires_at = JobStatus.ERROR, None
+                job_states.fail(job)
 
 
 @retry_while_unreachable
@@ -276,12 +276,12 @@ def _store(settings: Settings, pack: Pack, claims: dict[int, Claim], outcome: Ou
                 _finish_attempt(attempt, outcome.run, [*packed, "another attempt took this job over: results dropped"])
             elif job_id in retry:
                 _finish_attempt(attempt, outcome.run, [*packed, "the pack failed before this job was complete: it runs again in a smaller pack"])
-                job.status, job.lease_expires_at = JobStatus.PENDING, None
+                job_states.put_back(job)
             else:
                 kept.append(job_id)
                 rows += piece.rows
                 _finish_attempt(attempt, outcome.run, packed + outcome.problems + outcome.notes)
-                job.status, job.finished_at, job.lease_expires_at = JobStatus.DONE, utcnow(), None
+                job_states.finish(job)
         if pack.kind is JobKind.DEFENSE:
             answers.store(session, rows)
         else:

@@ -24,9 +24,10 @@ from collections import defaultdict
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
+from arena import job_states
 from arena.competition import rounds
 from arena.config import Settings
-from arena.execution import leases, planning
+from arena.execution import planning
 from arena.execution.pack_run import Pack
 from arena.models import (
     AttackJob,
@@ -120,7 +121,7 @@ def next_packs(
     runnable job not in ``skip`` (``(kind, job id)`` pairs this run already handed out, or
     saw fail on the platform). A job that failed on the platform ``settings.max_attempts``
     times is left in error."""
-    leases.reap(session)
+    job_states.reap(session)
     round_ = rounds.of_dataset(session, dataset.id)
     if round_ is not None:  # a dataset no round uses has no entries, so nothing to plan
         planning.plan(session, dataset, round_.epsilons, round_.eps_schedule)

@@ -16,6 +16,7 @@ from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from arena import job_states
 from arena.config import EpsilonSchedule
 from arena.models import (
     AttackJob,
@@ -109,17 +110,13 @@ def plan(session: Session, dataset: Dataset, epsilons: list[int], schedule: Epsi
     return Plan(plan_attack_jobs(session, dataset, epsilons, schedule), plan_defense_jobs(session, dataset))
 
 
-def runnable(session: Session, dataset: Dataset, kind: JobKind, max_attempts: int | None = None) -> list[int]:
+def runnable(session: Session, dataset: Dataset, kind: JobKind, max_attempts: int) -> list[int]:
     """Jobs waiting to run: never run, or interrupted by a platform error (up to ``max_attempts``)."""
     job_class = kind.job_class
-    waiting = job_class.status == JobStatus.PENDING
-    failed = job_class.status == JobStatus.ERROR
-    if max_attempts is not None:
-        failed &= job_class.attempt < max_attempts
     query = (
         select(job_class.id)
         .join(Batch, job_class.batch_id == Batch.id)
-        .where(Batch.dataset_id == dataset.id, waiting | failed)
+        .where(Batch.dataset_id == dataset.id, job_states.runnable(job_class, max_attempts))
         .order_by(job_class.id)
     )
     return list(session.scalars(query))
@@ -130,9 +127,22 @@ def expected_defense_jobs(session: Session, dataset: Dataset) -> int:
     unfinished = session.scalar(
         select(func.count(AttackJob.id))
         .join(Batch, AttackJob.batch_id == Batch.id)
-        .where(Batch.dataset_id == dataset.id, AttackJob.status != JobStatus.DONE)
+        .where(Batch.dataset_id == dataset.id, job_states.unfinished(AttackJob))
     )
     return unfinished * len(_accepted(session, dataset, defenses=True))
+
+
+def unfinished_jobs(session: Session, round_: Round) -> int:
+    """Jobs of the round not done: those planned, and those planning adds now."""
+    plan(session, round_.dataset, round_.epsilons, round_.eps_schedule)
+    count = 0
+    for kind in JobKind:
+        job_class = kind.job_class
+        count += session.scalar(
+            select(func.count(job_class.id)).join(Batch, job_class.batch_id == Batch.id)
+            .where(Batch.dataset_id == round_.dataset_id, job_states.unfinished(job_class))
+        )
+    return count
 
 
 def held(session: Session, dataset: Dataset) -> int:
@@ -144,7 +154,7 @@ def held(session: Session, dataset: Dataset) -> int:
         count += session.scalar(
             select(func.count(job_class.id))
             .join(Batch, job_class.batch_id == Batch.id)
-            .where(Batch.dataset_id == dataset.id, job_class.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]))
+            .where(Batch.dataset_id == dataset.id, job_states.held(job_class))
         )
     return count
 

@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session
 
 from arena.config import Settings
 from arena.data.dataset import DatasetError
-from arena.intake.metadata import SubmissionCode
-from arena.models import Batch, Image
+from arena.models import Batch, Image, SubmissionKind
 from arena.sandbox.attack_run import AttackOutcome, CleanInput, execute_attack
+from arena.sandbox.code import SubmissionCode
 from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseInput, DefenseOutcome, execute_defense
 
@@ -73,7 +73,7 @@ def _report(settings: Settings, run: RunResult, images: int, problems: list[str]
 
 
 def _execute(settings: Settings, code: SubmissionCode, images: list[Image]) -> AttackOutcome | DefenseOutcome:
-    if code.metadata.type == "defense":
+    if code.kind is SubmissionKind.DEFENSE:
         return execute_defense(settings, code, [DefenseInput(i.id, i.sha256) for i in images])
     inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in images]
     return execute_attack(settings, code, inputs, max(settings.epsilons))

@@ -1,14 +1,13 @@
-"""``metadata.json``, the competition's description of a submission, and where its code lives."""
+"""``metadata.json``, the competition's description of a submission: read, checked, explained."""
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from arena.config import Settings
 from arena.errors import InputError
-from arena.models import Submission, SubmissionKind
+from arena.models import SubmissionKind
+from arena.sandbox.code import SubmissionCode
 
 
 class MetadataError(InputError):
@@ -57,33 +56,6 @@ class Metadata(BaseModel):
             raise MetadataError(f"metadata.json: entry_point {metadata.entry_point!r} is not a file in the archive")
         return metadata
 
-
-@dataclass(frozen=True)
-class SubmissionCode:
-    """Unpacked code plus its metadata and pinned images: everything needed to run it."""
-
-    root: Path
-    metadata: Metadata
-    #: Image ids by metadata field (``sandbox.pinning``); a tournament run always has the
-    #: one it uses; code run outside a tournament (tests, benchmarks) may run its tags.
-    pins: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def stored(cls, settings: Settings, submission: Submission, pins: dict[str, str]) -> "SubmissionCode":
-        """A taken-in submission's code, where intake installed it, to run with ``pins``."""
-        return cls(settings.submissions_dir / submission.sha256, Metadata.model_validate(submission.meta), pins)
-
-    def image_field(self, gpu: bool = False) -> str:
-        """The metadata field whose image a run uses: ``container_gpu`` on a GPU host when the
-        submission names one, else ``container``."""
-        return "container_gpu" if gpu and self.metadata.container_gpu else "container"
-
-    def tag(self, gpu: bool = False) -> str:
-        return getattr(self.metadata, self.image_field(gpu))
-
-    def image(self, gpu: bool = False) -> str:
-        """What a run starts: the pinned image id, the tag only where nothing is pinned."""
-        return self.pins.get(self.image_field(gpu)) or self.tag(gpu)
-
-    def command(self, *arguments: str) -> list[str]:
-        return [f"./{self.metadata.entry_point}", *arguments]
+    def code(self, root: Path, pins: dict[str, str] | None = None) -> SubmissionCode:
+        """The code at ``root`` that this metadata describes, as the sandbox runs it."""
+        return SubmissionCode.described(root, self.model_dump(), pins)

@@ -16,10 +16,10 @@ from arena.db import transaction
 from arena.errors import ConflictError, InputError, NotFoundError
 from arena.execution import planning
 from arena.intake.dry_run import ValidationReport, sample_batch, validate
-from arena.intake.metadata import SubmissionCode
 from arena.intake.submit import store_dry_run
 from arena.models import Submission, SubmissionStatus
 from arena.sandbox import pinning
+from arena.sandbox.code import SubmissionCode
 
 
 @dataclass(frozen=True)
@@ -49,7 +49,7 @@ def prepare(settings: Settings, submission_id: int) -> Repin:
     if pins == old:
         raise ConflictError(f"{name} is pinned to the images its tags name now: nothing to re-pin "
                             "(a re-run runs it again on the same images)")
-    report = validate(settings, SubmissionCode(code.root, code.metadata, pins), images)
+    report = validate(settings, code.pinned(pins), images)
     if not report.passed:
         raise InputError(f"{name}: the dry run with the new image failed, nothing was changed: "
                          + ("; ".join(report.problems) or f"exit code {report.exit_code}"))

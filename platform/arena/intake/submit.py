@@ -24,7 +24,7 @@ from arena.errors import InputError, PlatformError
 from arena.execution import packing
 from arena.intake.archive import extract, tree_sha256
 from arena.intake.dry_run import ValidationReport, sample_batch, validate
-from arena.intake.metadata import Metadata, SubmissionCode
+from arena.intake.metadata import Metadata
 from arena.models import Round, Submission, SubmissionStatus, Team, name_key
 from arena.sandbox import pinning
 from arena.sandbox.containers import SandboxError
@@ -143,7 +143,7 @@ def submit(settings: Settings, archive: Path, team: str, name: str | None = None
         submission_id = _register(settings, sha256, name, team, metadata, round_id)
         try:
             pins = pinning.pin(metadata.model_dump())
-            code = SubmissionCode(_install(settings, root, metadata, sha256), metadata, pins)
+            code = metadata.code(_install(settings, root, metadata, sha256), pins)
             report = validate(settings, code, images)
         except SandboxError as exc:
             _forget(settings, submission_id)

@@ -12,6 +12,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arena import job_states
 from arena.competition import entries, rounds
 from arena.config import Settings
 from arena.models import (
@@ -106,7 +107,7 @@ def completion(session: Session, dataset: Dataset, settings: Settings) -> dict[i
         done.update(session.execute(
             select(job_class.submission_id, func.count(job_class.id))
             .join(Batch, job_class.batch_id == Batch.id)
-            .where(Batch.dataset_id == dataset.id, job_class.status == JobStatus.DONE)
+            .where(Batch.dataset_id == dataset.id, job_states.done(job_class))
             .group_by(job_class.submission_id)
         ).all())
     entered = entries.accepted(session, dataset.id)

@@ -20,8 +20,9 @@ from arena.data.images import (
     linf,
     read_attack_output,
 )
-from arena.intake.metadata import SubmissionCode
+from arena.models import SubmissionKind
 from arena.sandbox import containers
+from arena.sandbox.code import SubmissionCode
 from arena.sandbox.staging import Staging, staging
 
 #: Far above any honest 299x299 PNG (about 270 KB uncompressed); larger files are not read.
@@ -119,7 +120,7 @@ def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanI
     """Run the attack on ``inputs`` and return one result per input (no database involved)."""
     store = ImageStore(settings.store_dir)
     with staging(settings) as stage:
-        _stage_inputs(stage, store, inputs, targeted=code.metadata.type == "targeted_attack")
+        _stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
         run = stage.run(settings, code, "/output_images", "/output_images", str(epsilon))
         results, problems = _collect(stage, store, inputs, epsilon)
     if not run.succeeded:

@@ -4,8 +4,8 @@ from dataclasses import dataclass, field
 
 from arena.config import Settings
 from arena.data.images import ImageStore
-from arena.intake.metadata import SubmissionCode
 from arena.sandbox import containers
+from arena.sandbox.code import SubmissionCode
 from arena.sandbox.result_csv import Answer, parse_result_csv
 from arena.sandbox.staging import staging
 

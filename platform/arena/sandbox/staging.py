@@ -22,8 +22,8 @@ from pathlib import Path
 
 from arena.config import Settings
 from arena.data.images import ImageStore
-from arena.intake.metadata import SubmissionCode
 from arena.sandbox import containers
+from arena.sandbox.code import SubmissionCode
 
 
 @lru_cache

@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arena import job_states
 from arena.admin import tournament
 from arena.competition import rounds
 from arena.competition.entries import Scope
@@ -33,7 +34,6 @@ from arena.models import (
     Dataset,
     DefenseJob,
     Entry,
-    JobStatus,
     Round,
     Submission,
     SubmissionStatus,
@@ -61,7 +61,7 @@ def version(session: Session, dataset: Dataset) -> Version:
     (accepted, chosen, baseline, ranked or not)."""
     finished = tuple(
         session.execute(
-            select(func.count(job.id), func.max(job.finished_at)).where(job.status == JobStatus.DONE)
+            select(func.count(job.id), func.max(job.finished_at)).where(job_states.done(job))
         ).one()
         for job in (AttackJob, DefenseJob)
     )
@@ -97,7 +97,7 @@ class DoneJobs:
 
     @classmethod
     def read(cls, session: Session) -> "DoneJobs":
-        done = DefenseJob.status == JobStatus.DONE
+        done = job_states.done(DefenseJob)
         count, id_sum, newest = session.execute(
             select(func.count(DefenseJob.id), func.coalesce(func.sum(DefenseJob.id), 0), func.max(DefenseJob.finished_at))
             .where(done)).one()
@@ -184,7 +184,7 @@ def _extended(session: Session, dataset: Dataset, standings: Standings, previous
     if previous is None or previous.done is None or previous.done.newest is None \
             or previous.dataset.id != dataset.id or not previous.standings.names.frame.equals(standings.names.frame):
         return None
-    added = list(session.scalars(select(DefenseJob.id).where(DefenseJob.status == JobStatus.DONE,
+    added = list(session.scalars(select(DefenseJob.id).where(job_states.done(DefenseJob),
                                                             DefenseJob.finished_at > previous.done.newest)))
     if (previous.done.count + len(added), previous.done.id_sum + sum(added)) != (done.count, done.id_sum) \
             or len(added) > MAX_ADDED_JOBS:

@@ -22,7 +22,7 @@ from arena.errors import ForbiddenError, QuotaError
 from arena.models import Visibility, utcnow
 from arena.results import bundle
 from arena.web import queries
-from arena.web.api import Id
+from arena.web.api.parameters import Id
 from arena.web.auth import client_address, organizer, team_or_organizer
 from arena.web.pages import CallerDep, SessionDep, markdown, render
 

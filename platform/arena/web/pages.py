@@ -31,7 +31,7 @@ from arena.results.export import MATRICES
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
 from arena.web import charts, compression, permissions, queries, uploads
-from arena.web.api import DatasetName, Epsilon, Id
+from arena.web.api.parameters import DatasetName, Epsilon, Id
 from arena.web.auth import (
     COOKIE,
     Caller,

@@ -10,6 +10,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arena import job_states
 from arena.callers import Caller
 from arena.competition import entries, quotas, rounds
 from arena.competition.entries import Scope
@@ -26,7 +27,6 @@ from arena.models import (
     Image,
     JobAttempt,
     JobKind,
-    JobStatus,
     Round,
     Submission,
     SubmissionKind,
@@ -326,7 +326,7 @@ def rerun_losses(session: Session, submission: Submission) -> dict:
     or given by it (a defense)."""
     job_class = JobKind.of(submission.kind).job_class
     jobs_count, done = session.execute(
-        select(func.count(job_class.id), func.count(job_class.id).filter(job_class.status == JobStatus.DONE))
+        select(func.count(job_class.id), func.count(job_class.id).filter(job_states.done(job_class)))
         .where(job_class.submission_id == submission.id)
     ).one()
     if submission.kind.is_attack:

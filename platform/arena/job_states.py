@@ -1,0 +1,124 @@
+"""A job's states, and the only statements that move a job between them.
+
+::
+
+    pending ──queue──► queued ──claim──► running ──finish──► done
+       ▲                 │                 │ │
+       └──── reap ───────┴─────────────────┘ └──platform failure──► error
+       ▲                                   │                          │
+       └──── put back (the pack split) ────┘     claim, under the retry cap
+
+Every reader asks the predicates here (what is waiting, runnable, held, claimable,
+unfinished, done) and every writer calls the transitions here, so that the planner,
+the claimers, the reaper, the broker and the round's publish check cannot disagree
+about what a state means. Each transition is a guarded statement: it moves only jobs in
+the states it comes from, so two processes racing on one job cannot both move it.
+"""
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import ColumnElement, update
+from sqlalchemy.orm import Session
+
+from arena.models import AttackJob, DefenseJob, JobKind, JobStatus, utcnow
+
+JobClass = type[AttackJob] | type[DefenseJob]
+
+# States a run still waits on: a job in them will move again (error jobs are settled when
+# past the retry cap, and the planner repacks those under it).
+UNSETTLED = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING)
+
+
+def lease_until(seconds: float) -> datetime:
+    return utcnow() + timedelta(seconds=seconds)
+
+
+# --- predicates -------------------------------------------------------------------------
+
+
+def done(job_class: JobClass) -> ColumnElement[bool]:
+    return job_class.status == JobStatus.DONE
+
+
+def unfinished(job_class: JobClass) -> ColumnElement[bool]:
+    """Anything but done, failed jobs included: a round with one is not ready to publish."""
+    return job_class.status != JobStatus.DONE
+
+
+def held(job_class: JobClass) -> ColumnElement[bool]:
+    """Queued for a worker or running: someone holds the job under a lease."""
+    return job_class.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
+
+
+def lease_ran_out(job_class: JobClass) -> ColumnElement[bool]:
+    """Held under a lease that ran out: its runner died, or its queue message was lost."""
+    return held(job_class) & (job_class.lease_expires_at < utcnow())
+
+
+def runnable(job_class: JobClass, max_attempts: int) -> ColumnElement[bool]:
+    """Waiting for a runner: never run, or failed on the platform fewer than ``max_attempts`` times."""
+    failed_again = (job_class.status == JobStatus.ERROR) & (job_class.attempt < max_attempts)
+    return (job_class.status == JobStatus.PENDING) | failed_again
+
+
+def claimable(job_class: JobClass, max_attempts: int) -> ColumnElement[bool]:
+    """What a runner may take: a runnable job, one queued for it, or one whose lease ran out.
+    A job past the retry cap is never taken, even by a late or repeated queue message."""
+    return runnable(job_class, max_attempts) | (job_class.status == JobStatus.QUEUED) | lease_ran_out(job_class)
+
+
+# --- transitions ------------------------------------------------------------------------
+
+
+def claim(session: Session, job_class: JobClass, job_ids: tuple[int, ...], max_attempts: int,
+          lease_seconds: float) -> list[tuple[int, int]]:
+    """Running, with the attempt number bumped (the fencing token) and a lease, for those of
+    the jobs still claimable, in one statement; return (job id, token) for each taken."""
+    statement = (
+        update(job_class)
+        .where(job_class.id.in_(job_ids), claimable(job_class, max_attempts))
+        .values(status=JobStatus.RUNNING, attempt=job_class.attempt + 1, lease_expires_at=lease_until(lease_seconds))
+        .returning(job_class.id, job_class.attempt)
+    )
+    return [(job_id, token) for job_id, token in session.execute(statement).all()]
+
+
+def queue(session: Session, kind: JobKind, job_ids: tuple[int, ...], max_attempts: int, lease_seconds: float) -> None:
+    """Handed to the broker: queued, with a lease in case the message is lost."""
+    job_class = kind.job_class
+    session.execute(
+        update(job_class)
+        .where(job_class.id.in_(job_ids), runnable(job_class, max_attempts))
+        .values(status=JobStatus.QUEUED, lease_expires_at=lease_until(lease_seconds))
+    )
+
+
+def reap(session: Session) -> int:
+    """Jobs whose lease ran out go back to pending; a job under a live lease, or finished,
+    is never touched. Returns how many went back."""
+    released = 0
+    for job_class in (AttackJob, DefenseJob):
+        statement = update(job_class).where(lease_ran_out(job_class)).values(status=JobStatus.PENDING,
+                                                                             lease_expires_at=None)
+        released += session.execute(statement).rowcount
+    return released
+
+
+def holds(job: AttackJob | DefenseJob, token: int) -> bool:
+    """Whether the job still runs under the claim with this fencing token."""
+    return job.status is JobStatus.RUNNING and job.attempt == token
+
+
+def finish(job: AttackJob | DefenseJob) -> None:
+    """Its results are stored (the caller checked ``holds`` on the locked row)."""
+    job.status, job.finished_at, job.lease_expires_at = JobStatus.DONE, utcnow(), None
+
+
+def fail(job: AttackJob | DefenseJob) -> None:
+    """The platform failed it: it runs again while under the retry cap."""
+    job.status, job.lease_expires_at = JobStatus.ERROR, None
+
+
+def put_back(job: AttackJob | DefenseJob) -> None:
+    """Its pack failed before it was complete: it waits to run again in a smaller pack."""
+    job.status, job.lease_expires_at = JobStatus.PENDING, None

@@ -1,0 +1,110 @@
+"""/api/leaderboards, /api/matrix, /api/curves, /api/export, /api/results: the standings, as the
+caller may see them."""
+
+from typing import Annotated
+
+from fastapi import (
+    APIRouter,
+    Depends,
+    Query,
+    Request,
+)
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from arena.callers import Caller
+from arena.data.dataset import pick_dataset
+from arena.errors import NotFoundError
+from arena.results import csv_files
+from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, leaderboard_file, robustness_export
+from arena.results.judging import MatrixValue
+from arena.web import compression, queries
+from arena.web.api.parameters import DatasetName, Epsilon, Limit, Offset, SessionDep, Visible
+from arena.web.auth import (
+    organizer,
+)
+from arena.web.schemas import (
+    CurveBands,
+    Curves,
+    LeaderboardRow,
+    Matrix,
+    ResultRow,
+    Track,
+)
+
+router = APIRouter(tags=["results"])
+
+
+LEADERBOARD_CSVS = {stem: track for track, stem in LEADERBOARDS.items()}
+
+
+@router.get("/leaderboards/{track}", response_model=list[LeaderboardRow],
+            summary="A track's leaderboard: defense, attack or targeted_attack")
+async def get_leaderboard(request: Request, track: Track, visible: Visible) -> Response:
+    """Bytes serialised and compressed once per snapshot: FastAPI passes a Response through
+    unvalidated, so the route's ``response_model`` only describes it (as for the matrix)."""
+    key = ("leaderboard", track)
+    body = visible.cached_json(key) or await run_in_threadpool(
+        visible.json, key, lambda: queries.leaderboard(visible, track))
+    return compression.respond(request, body)
+
+
+@router.get("/matrix", response_model=Matrix,
+            summary="The attack x defense matrix, overall or at one epsilon, optionally top-K")
+async def get_matrix(
+    request: Request,
+    visible: Visible,
+    value: MatrixValue = MatrixValue.ERROR,
+    epsilon: Epsilon = None,
+    top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+) -> Response:
+    body = visible.cached_json(queries.matrix_key(value, epsilon, top_attacks, top_defenses)) or await run_in_threadpool(
+        queries.matrix_json, visible, value, epsilon, top_attacks, top_defenses)
+    return compression.respond(request, body)
+
+
+@router.get("/curves", response_model=Curves, summary="Each defense's misclassification rate (%) by epsilon")
+def get_curves(visible: Visible, defense: Annotated[list[str] | None, Query(max_length=100)] = None) -> dict:
+    return queries.curves(visible, defense)
+
+
+@router.get("/curves/bands", response_model=CurveBands,
+            summary="Each defense's misclassification rate (%) by epsilon with its 95% bootstrap interval")
+def get_curve_bands(visible: Visible, defense: Annotated[list[str] | None, Query(max_length=100)] = None) -> dict:
+    return queries.curve_bands(visible, defense)
+
+
+@router.get("/export/{name}.csv", response_class=Response,
+            responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+            summary="The 2017 result files: matrices (optionally at one eps) and leaderboards; and the worst "
+            "case per defense (robust_accuracy) and the unique contribution per attack (unique_contributions)")
+def export_csv(name: str, visible: Visible, epsilon: Epsilon = None) -> Response:
+    standings = visible.standings
+    if name in MATRICES:
+        queries.check_epsilon(standings, epsilon)
+        frame, index = standings.matrix(MATRICES[name], epsilon), True
+    elif name in LEADERBOARD_CSVS:
+        frame, index = leaderboard_file(visible.boards.track(LEADERBOARD_CSVS[name])), False
+    elif name in ROBUSTNESS:
+        frame, index = robustness_export(visible.boards, name), False
+    else:
+        raise NotFoundError(f"no export {name!r}; exports: {', '.join([*MATRICES, *LEADERBOARD_CSVS, *ROBUSTNESS])}")
+    return Response(csv_files.write(frame, index=index), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
+
+
+@router.get("/results", response_model=list[ResultRow],
+            summary="Per-image answers on adversarial images (organizers: they reveal labels)")
+def get_results(
+    session: SessionDep,
+    attack_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    defense_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    epsilon: Epsilon = None,
+    dataset: DatasetName = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    _: Caller = Depends(organizer),
+) -> list[dict]:
+    chosen = pick_dataset(session, dataset)
+    return queries.results(session, chosen, attack_id, defense_id, epsilon, limit, offset)
