@@ -449,3 +449,25 @@ def test_a_platform_failure_at_upload_is_told_without_the_engine_s_words(site, t
     assert answer.status_code == 503 and "could not start" in answer.json()["detail"]
     assert "docker" not in answer.text.lower() and "v1.41" not in answer.text
     assert ENGINE_WORDS in caplog.text  # the organizers' copy, in the web log
+
+
+@pytest.mark.parametrize("through", ["api", "page"])
+def test_hiding_the_leaderboards_through_the_web_takes_effect_on_the_next_request(site, through):
+    """Anonymous readers of a cached board get no query, so the switch was seen only once the
+    cache checked again (up to 0.5 s; here its clock never moves): the next reader after an
+    organizer hid the boards still got them."""
+    client, *_ = site
+    client.app.state.standings._clock = lambda: 0.0  # the cache's delay never runs out
+    assert client.get("/api/leaderboards/defense").status_code == 200
+    assert "hidden until" not in client.get("/").text  # both cached now
+    if through == "api":
+        assert client.patch("/api/tournament", json={"leaderboards_public": False}, headers=BEARER).status_code == 200
+    else:
+        _log_in(client, ORGANIZER)
+        form = {"title": "Arena", "uploads_open": "true"}  # the public box unticked
+        assert client.post("/organizer/settings", data=form, follow_redirects=False).status_code == 303
+        client.post("/logout", follow_redirects=False)
+        client.cookies.clear()
+    hidden = client.get("/api/leaderboards/defense")
+    assert hidden.status_code == 403 and "hidden" in hidden.json()["detail"]
+    assert "The leaderboards are hidden until the end" in client.get("/").text

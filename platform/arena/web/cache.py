@@ -213,6 +213,7 @@ class _Entry:
     version: Version
     current: Current
     checked: float  # the cache's clock at the last check
+    generation: int  # the cache's ``recheck`` count when the check began
 
 
 class StandingsCache:
@@ -232,6 +233,7 @@ class StandingsCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[tuple[str | None, Scope], _Entry] = {}
+        self._generation = 0
 
     def get(self, dataset_name: str | None, scope: Scope = Scope.COUNTING) -> Current:
         """The snapshot of the named dataset (None: the newest) among the entries of ``scope``,
@@ -240,9 +242,10 @@ class StandingsCache:
         others are served the entry they have rather than queueing behind it."""
         key = (dataset_name, scope)
         entry = self._entries.get(key)
-        if entry is None:
+        if not self._usable(entry):
             with self._lock:
-                entry = self._entries.get(key) or self._refresh(key)
+                entry = self._entries.get(key)
+                entry = entry if self._usable(entry) else self._refresh(key)
         elif self._clock() - entry.checked >= self._recheck and self._lock.acquire(blocking=False):
             try:
                 entry = self._refresh(key)
@@ -255,7 +258,7 @@ class StandingsCache:
         a stale entry is returned as it is and refreshed in a background thread."""
         key = (dataset_name, scope)
         entry = self._entries.get(key)
-        if entry is None:
+        if not self._usable(entry):
             return None
         if self._clock() - entry.checked >= self._recheck and self._lock.acquire(blocking=False):
             threading.Thread(target=self._refresh_then_release, args=(key,), daemon=True).start()
@@ -267,9 +270,19 @@ class StandingsCache:
         so a page asked for after a result lands shows it (the API's ``peek`` may serve the
         entry before the check once)."""
         entry = self._entries.get((dataset_name, scope))
-        if entry is None or self._clock() - entry.checked >= self._recheck:
+        if not self._usable(entry) or self._clock() - entry.checked >= self._recheck:
             return None
         return entry.current
+
+    def recheck(self) -> None:
+        """Check the database before serving any entry again, whatever the delay: called after
+        organizers change, through this app, what the standings' visibility depends on, so
+        that hiding them takes effect on the next request (a change made elsewhere, by the
+        CLI, within the delay). An entry whose check began before this is not served."""
+        self._generation += 1
+
+    def _usable(self, entry: _Entry | None) -> bool:
+        return entry is not None and entry.generation == self._generation
 
     def _refresh_then_release(self, key: tuple[str | None, Scope]) -> None:
         try:
@@ -282,6 +295,7 @@ class StandingsCache:
     def _refresh(self, key: tuple[str | None, Scope]) -> _Entry:
         """Called with the lock held."""
         dataset_name, scope = key
+        generation = self._generation
         with transaction(self._settings) as session:
             _one_snapshot(session)
             dataset = pick_dataset(session, dataset_name)
@@ -291,7 +305,7 @@ class StandingsCache:
                 Snapshot.compute(session, dataset, self._settings, scope,
                                  entry.current.snapshot if entry is not None else None)
             entry = _Entry(current, Current(snapshot, permissions.results_public(session, dataset), tournament.current(session).title),
-                           self._clock())
+                           self._clock(), generation)
             self._entries[key] = entry
             return entry
 

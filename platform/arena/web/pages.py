@@ -387,6 +387,7 @@ def organizer_settings(
     _: Caller = Depends(organizer),
 ):
     actions.update_settings(request.app.state.settings, title, leaderboards_public, uploads_open)
+    request.app.state.standings.recheck()
     return back_to("/organizer")
 
 

@@ -1,10 +1,6 @@
 """/api/rounds: every round, and organizers' close, publish, carry and choose."""
 
-
-from fastapi import (
-    APIRouter,
-    Depends,
-)
+from fastapi import APIRouter, Depends, Request
 
 from arena import actions
 from arena.callers import Caller
@@ -41,17 +37,21 @@ def carry_into_round(round_name: RoundPath, body: Carry, settings: SettingsDep,
 
 
 @router.post("/rounds/{round_name}/close", response_model=RoundSummary, summary="Close a round to uploads (organizers)")
-def close_round(round_name: RoundPath, settings: SettingsDep, session: SessionDep,
+def close_round(request: Request, round_name: RoundPath, settings: SettingsDep, session: SessionDep,
                 _: Caller = Depends(organizer)) -> dict:
-    return queries.round_summary(session, rounds.find(session, actions.close_round(settings, round_name)))
+    closed = actions.close_round(settings, round_name)
+    request.app.state.standings.recheck()
+    return queries.round_summary(session, rounds.find(session, closed))
 
 
 @router.post("/rounds/{round_name}/publish", response_model=RoundSummary,
              summary="Freeze a finished round and make its leaderboards public (organizers)")
-def publish_round(round_name: RoundPath, settings: SettingsDep, session: SessionDep,
+def publish_round(request: Request, round_name: RoundPath, settings: SettingsDep, session: SessionDep,
                   _: Caller = Depends(organizer)) -> dict:
     """409 while any of its jobs is not done."""
-    return queries.round_summary(session, rounds.find(session, actions.publish_round(settings, round_name)))
+    published = actions.publish_round(settings, round_name)
+    request.app.state.standings.recheck()
+    return queries.round_summary(session, rounds.find(session, published))
 
 
 @router.post("/rounds/{round_name}/choose/{submission_id}", response_model=SubmissionSummary,

@@ -66,6 +66,7 @@ def _current_run_parameters(session: Session, settings: Settings) -> dict:
 def patch_tournament(request: Request, change: TournamentUpdate, settings: SettingsDep,
                      _: Caller = Depends(organizer)) -> dict:
     actions.update_settings(settings, **change.model_dump())
+    request.app.state.standings.recheck()
     with transaction(settings) as session:
         return get_tournament(request, session, settings)
 
