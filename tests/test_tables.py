@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from arena import cli
+from arena import cli, tables
 from arena.config import get_settings
 from arena.db import transaction
 from arena.execution import pack_run
@@ -106,7 +106,7 @@ def test_the_matrix_turns_when_its_defenses_do_not_fit(tournament):
 
         standings = Standings.compute(session, find_dataset(session, None))
     wide = standings.matrix("error").reindex(columns=[f"defense_number_{k:02d}" for k in range(8)], fill_value=0)
-    table = cli.tables.matrix(wide, "Error matrix (attack x defense, all eps)", cli.console)
+    table = tables.matrix(wide, "Error matrix (attack x defense, all eps)", cli.console)
     assert table.columns[0].header == "Defense" and "defense x attack" in str(table.title)
 
 
