@@ -27,7 +27,7 @@ from arena.execution import planning
 from arena.intake.repin import apply as apply_repin
 from arena.intake.repin import prepare as prepare_repin
 from arena.intake.submit import submit
-from arena.models import Round, Submission
+from arena.models import Submission
 
 #: What an action says when a run is under way, in this process or any other.
 RUN_UNDER_WAY = "a run is under way; {what} when it has finished"
@@ -80,7 +80,7 @@ def close_round(settings: Settings, round_name: str) -> str:
 def publish_round(settings: Settings, round_name: str) -> str:
     """Freeze a round and make its leaderboards public, only once every job is done. Its name."""
     with transaction(settings) as session:
-        round_: Round = rounds.find(session, round_name)
+        round_ = rounds.find(session, round_name)
         return rounds.publish(round_, planning.unfinished_jobs(session, round_)).name
 
 
@@ -106,7 +106,8 @@ def disqualify(settings: Settings, submission_id: int, reason: str) -> None:
 
 def start_run(settings: Settings, runner: Runner, dataset: str | None) -> str:
     """Start running the missing jobs of the dataset (default: the newest); its name."""
-    chosen = _dataset_name(settings, dataset)
+    with transaction(settings) as session:
+        chosen = pick_dataset(session, dataset).name
     if not runner.start(chosen):
         raise ConflictError(RUN_UNDER_WAY.format(what="start another"))
     return chosen
@@ -121,10 +122,9 @@ def rerun(settings: Settings, runner: Runner, submission_id: int | None, dataset
     results are forgotten by ``runner`` itself, under the lock that lets one of its runs
     start, so no run of its own can start between the check and the forgetting."""
     with transaction(settings) as session:
-        chosen = _dataset_name(settings, dataset, session)
         if submission_id is not None:
             submission(session, submission_id)
-        _refuse_while_held(session, chosen, "rerun")
+        chosen = _unless_held(session, dataset, "rerun")
 
     def forget() -> None:
         with transaction(settings) as session:
@@ -141,9 +141,8 @@ def repin(settings: Settings, runner: Runner, submission_id: int, dataset: str |
     the new pins and the forgetting of its results are stored by the runner itself, as for a
     re-run, so a refused start (a run under way) changes nothing."""
     with transaction(settings) as session:
-        chosen = _dataset_name(settings, dataset, session)
         submission(session, submission_id)
-        _refuse_while_held(session, chosen, "re-pin")
+        chosen = _unless_held(session, dataset, "re-pin")
     prepared = prepare_repin(settings, submission_id)
     if not runner.start(chosen, first=lambda: apply_repin(settings, prepared)):
         raise ConflictError(RUN_UNDER_WAY.format(what="re-pin"))
@@ -182,17 +181,12 @@ def issue_team_token(settings: Settings, team: str, create: bool = True) -> dict
     return {"team": team.strip(), "token": token}
 
 
-def _dataset_name(settings: Settings, dataset: str | None, session: Session | None = None) -> str:
-    if session is None:
-        with transaction(settings) as own:
-            return pick_dataset(own, dataset).name
-    return pick_dataset(session, dataset).name
-
-
-def _refuse_while_held(session: Session, dataset_name: str, what: str) -> None:
-    """A job of the dataset held under a live lease means a run is storing results now."""
+def _unless_held(session: Session, dataset: str | None, what: str) -> str:
+    """The dataset's name (default: the newest), refused while a job of it is held under a
+    live lease: a run is storing results now."""
+    chosen = pick_dataset(session, dataset)
     job_states.reap(session)
-    dataset = pick_dataset(session, dataset_name)
-    if planning.held(session, dataset):
+    if planning.held(session, chosen):
         raise ConflictError(RUN_UNDER_WAY.format(what=what))
+    return chosen.name
 

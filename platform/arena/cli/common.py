@@ -9,14 +9,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    track,
-)
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, track
 from rich.text import Text
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -59,16 +52,11 @@ def _reported(function: Callable) -> Callable:
 
 app = Commands(help="Arena: attack-defense tournaments in the NIPS 2017 competition format.", no_args_is_help=True)
 
-
 # The terminal's size (COLUMNS first); a pipe or a log without COLUMNS gets 100 columns, not rich's 80.
 # Both given: with the width alone, rich still answers 80 columns on a "dumb" terminal.
 console = Console(width=(size := shutil.get_terminal_size((100, 24))).columns, height=size.lines)
-
-
 RoundForDataset = Annotated[Optional[str], typer.Option(
     "--round", help="Name of the round opened on the dataset (default: the dataset's name; \"\" for none).")]
-
-
 DatasetOption = Annotated[Optional[str], typer.Option("--dataset", help="Dataset name; optional when there is one.")]
 
 

@@ -1,7 +1,5 @@
 """``arena db`` and ``arena scores``: the schema, and the tallies scores are computed from."""
 
-
-
 from arena import db
 from arena.cli.common import Commands, console, database, settings
 from arena.results import tallies

@@ -9,13 +9,7 @@ from sqlalchemy import select
 from arena import db
 from arena.cli.common import Commands, RoundForDataset, console, database, print_rows, settings, tracked
 from arena.competition import rounds
-from arena.data.dataset import (
-    DatasetError,
-    read_competition_csv,
-    read_photo_folder,
-    store_dataset,
-    synthesize,
-)
+from arena.data.dataset import DatasetError, read_competition_csv, read_photo_folder, store_dataset, synthesize
 from arena.models import Dataset
 
 dataset_app = Commands(help="Import and list image datasets.", no_args_is_help=True)

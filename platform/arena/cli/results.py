@@ -15,9 +15,7 @@ from sqlalchemy.orm import Session
 from arena import db, tables
 from arena.cli.common import DatasetOption, app, console, database, submission_named
 from arena.competition.entries import Scope
-from arena.data.dataset import (
-    find_dataset,
-)
+from arena.data.dataset import find_dataset
 from arena.errors import InputError
 from arena.models import Submission, SubmissionStatus
 from arena.results import csv_files

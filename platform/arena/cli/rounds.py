@@ -14,9 +14,7 @@ from arena.callers import ORGANIZER
 from arena.cli.common import Commands, console, database, print_rows, settings, submission_id_named
 from arena.competition import entries, rounds
 from arena.config import EpsilonSchedule
-from arena.data.dataset import (
-    find_dataset,
-)
+from arena.data.dataset import find_dataset
 from arena.models import Round, Visibility, as_utc, utcnow
 from arena.results import bundle
 

@@ -8,9 +8,7 @@ import typer
 from arena import db
 from arena.cli.common import app, console, database, run_with_progress, settings
 from arena.cli.results import leaderboard
-from arena.data.dataset import (
-    find_dataset,
-)
+from arena.data.dataset import find_dataset
 
 
 @app.command()

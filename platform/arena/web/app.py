@@ -35,7 +35,7 @@ from arena.models import utcnow
 from arena.web import api, competition_pages, compression, pages
 from arena.web.auth import caller_in_own_session
 from arena.web.bodies import BodyGate
-from arena.web.cache import StandingsCache
+from arena.web.cache import AfterChanges, StandingsCache
 from arena.web.headers import SecurityHeaders
 from arena.web.limits import AddressLimiter
 from arena.web.origins import SameOrigin
@@ -64,6 +64,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(competition_pages.router)
     app.add_middleware(BodyGate, limit=settings.max_upload_bytes, idle_seconds=settings.body_idle_seconds)
     app.add_middleware(BlankFieldsAreUnset)
+    app.add_middleware(AfterChanges)  # inside the gzip: it sees the handler's own answer
     app.add_middleware(GZipMiddleware, minimum_size=compression.MINIMUM_SIZE, compresslevel=compression.MIDDLEWARE_LEVEL)
     app.add_middleware(SameOrigin, answer=_http_error)
     app.add_middleware(TrustedHostMiddleware, allowed_hosts=settings.allowed_hosts)

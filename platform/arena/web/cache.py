@@ -21,6 +21,8 @@ from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.types import ASGIApp, Message, Receive, Send
+from starlette.types import Scope as ASGIScope  # beside entries.Scope, which the cache is keyed by
 
 from arena import job_states
 from arena.admin import tournament
@@ -161,6 +163,30 @@ class Snapshot:
                                                           "application/json"))
 
 
+class AfterChanges:
+    """The standings are checked again after every change made through this app (a POST,
+    PATCH, PUT or DELETE answered below 400), before its answer goes out: organizers hiding
+    the leaderboards, closing or publishing a round see it on the next request, pages and
+    API alike, and no route has to remember to say so. A change made elsewhere (the CLI) is
+    seen within the cache's delay. A recheck costs the next reader one short query."""
+
+    WRITES = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in self.WRITES:
+            return await self.app(scope, receive, send)
+
+        async def answer(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] < 400:
+                scope["app"].state.standings.recheck()
+            await send(message)
+
+        await self.app(scope, receive, answer)
+
+
 @dataclass(frozen=True)
 class Current:
     """The newest snapshot of a dataset, whether the leaderboards are public, and the
@@ -275,10 +301,9 @@ class StandingsCache:
         return entry.current
 
     def recheck(self) -> None:
-        """Check the database before serving any entry again, whatever the delay: called after
-        organizers change, through this app, what the standings' visibility depends on, so
-        that hiding them takes effect on the next request (a change made elsewhere, by the
-        CLI, within the delay). An entry whose check began before this is not served."""
+        """Check the database before serving any entry again, whatever the delay (``AfterChanges``
+        calls it after every change made through this app). An entry whose check began
+        before this is not served."""
         self._generation += 1
 
     def _usable(self, entry: _Entry | None) -> bool:

@@ -131,14 +131,12 @@ def baseline(request: Request, submission_id: Id, baseline: Annotated[bool, Form
 @router.post("/organizer/rounds/{round_name}/close")
 def round_close(request: Request, round_name: RoundName, _: Caller = Depends(organizer)):
     actions.close_round(request.app.state.settings, round_name)
-    request.app.state.standings.recheck()
     return RedirectResponse("/rounds", status_code=303)
 
 
 @router.post("/organizer/rounds/{round_name}/publish")
 def round_publish(request: Request, round_name: RoundName, _: Caller = Depends(organizer)):
     actions.publish_round(request.app.state.settings, round_name)
-    request.app.state.standings.recheck()
     return RedirectResponse("/rounds", status_code=303)
 
 

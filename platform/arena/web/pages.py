@@ -223,7 +223,7 @@ def submissions_page(request: Request, session: SessionDep, who: CallerDep):
 @router.get("/submissions/{submission_id}", response_class=HTMLResponse)
 def submission_page(request: Request, submission_id: Id, session: SessionDep, who: CallerDep,
                     dataset: DatasetName = None):
-    submission = queries.submission_or_404(session, submission_id)
+    submission = actions.submission(session, submission_id)
     chosen = pick_dataset(session, dataset)
     detail = queries.submission_detail(session, request.app.state.settings, chosen, submission, who,
                                        attempt_limit=1000)
@@ -387,7 +387,6 @@ def organizer_settings(
     _: Caller = Depends(organizer),
 ):
     actions.update_settings(request.app.state.settings, title, leaderboards_public, uploads_open)
-    request.app.state.standings.recheck()
     return back_to("/organizer")
 
 
@@ -461,7 +460,7 @@ def _confirm_rerun(request: Request, who: Caller, session: Session, submission_i
                    action: str, button: str, before: tuple[str, ...] = ()) -> HTMLResponse:
     """The confirm step of a re-run or a re-pin: what it forgets on every dataset and what
     runs next, and that a run under way will refuse it."""
-    submission = queries.submission_or_404(session, submission_id)
+    submission = actions.submission(session, submission_id)
     chosen = pick_dataset(session, dataset or None)
     lost = queries.rerun_losses(session, submission)
     what = [f"{_plural(lost['done'], 'finished job')} of {lost['jobs']}"]
@@ -487,7 +486,7 @@ def disqualify(request: Request, session: SessionDep, submission_id: Id,
                reason: Annotated[str, Form(min_length=1, max_length=2000)], confirmed: Confirmed = False,
                who: Caller = Depends(organizer)):
     if not confirmed:
-        submission = queries.submission_or_404(session, submission_id)
+        submission = actions.submission(session, submission_id)
         tournament.check_reason(reason)
         lost = queries.rerun_losses(session, submission)
         return confirm(

@@ -51,13 +51,6 @@ TRACKS = {
 }
 
 
-def submission_or_404(session: Session, submission_id: int) -> Submission:
-    submission = session.get(Submission, submission_id)
-    if submission is None:
-        raise NotFoundError(f"no submission with id {submission_id}")
-    return submission
-
-
 def check_epsilon(standings: Standings, epsilon: int | None) -> None:
     if epsilon is not None and epsilon not in standings.epsilons:
         known = ", ".join(map(str, standings.epsilons)) or "none yet"

@@ -1,10 +1,6 @@
 """/api/images, /api/adversarial: clean and adversarial images and their perturbations (organizers)."""
 
-
-from fastapi import (
-    APIRouter,
-    Depends,
-)
+from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
@@ -14,12 +10,8 @@ from arena.errors import NotFoundError
 from arena.models import AdversarialImage, Image
 from arena.web import queries
 from arena.web.api.parameters import Id, SessionDep, SettingsDep
-from arena.web.auth import (
-    organizer,
-)
-from arena.web.schemas import (
-    Drilldown,
-)
+from arena.web.auth import organizer
+from arena.web.schemas import Drilldown
 
 router = APIRouter(tags=["images"])
 

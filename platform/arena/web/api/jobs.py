@@ -2,23 +2,16 @@
 
 from typing import Annotated
 
-from fastapi import (
-    APIRouter,
-    Depends,
-    Query,
-)
+from fastapi import APIRouter, Depends, Query
 
+from arena import actions
 from arena.callers import Caller
 from arena.data.dataset import pick_dataset
 from arena.models import JobKind, JobStatus
 from arena.web import permissions, queries
 from arena.web.api.parameters import DatasetName, Limit, Offset, SessionDep
-from arena.web.auth import (
-    caller,
-)
-from arena.web.schemas import (
-    Job,
-)
+from arena.web.auth import caller
+from arena.web.schemas import Job
 
 router = APIRouter(tags=["jobs"])
 
@@ -38,5 +31,5 @@ def list_jobs(
 ) -> list[dict]:
     chosen = pick_dataset(session, dataset)
     permissions.check_results(who, permissions.results_public(session, chosen), "the jobs")
-    submission = queries.submission_or_404(session, submission_id) if submission_id else None
+    submission = actions.submission(session, submission_id) if submission_id else None
     return queries.jobs(session, chosen, kind, submission, status, limit, offset)

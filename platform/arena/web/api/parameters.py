@@ -3,22 +3,14 @@ the standings the caller may see (``snapshot``: the one dependency that asks ``p
 
 from typing import Annotated
 
-from fastapi import (
-    Depends,
-    Path,
-    Query,
-    Request,
-)
+from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session
 
 from arena.competition.entries import Scope
 from arena.config import Settings
 from arena.web import permissions
-from arena.web.auth import (
-    caller_in_own_session,
-    presents_credential,
-)
+from arena.web.auth import caller_in_own_session, presents_credential
 from arena.web.cache import Snapshot
 from arena.web.deps import get_session, get_settings
 

@@ -3,12 +3,7 @@ caller may see them."""
 
 from typing import Annotated
 
-from fastapi import (
-    APIRouter,
-    Depends,
-    Query,
-    Request,
-)
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
@@ -20,17 +15,8 @@ from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, leaderboard
 from arena.results.judging import MatrixValue
 from arena.web import compression, queries
 from arena.web.api.parameters import DatasetName, Epsilon, Limit, Offset, SessionDep, Visible
-from arena.web.auth import (
-    organizer,
-)
-from arena.web.schemas import (
-    CurveBands,
-    Curves,
-    LeaderboardRow,
-    Matrix,
-    ResultRow,
-    Track,
-)
+from arena.web.auth import organizer
+from arena.web.schemas import CurveBands, Curves, LeaderboardRow, Matrix, ResultRow, Track
 
 router = APIRouter(tags=["results"])
 

@@ -1,23 +1,14 @@
 """/api/rounds: every round, and organizers' close, publish, carry and choose."""
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from arena import actions
 from arena.callers import Caller
 from arena.competition import rounds
 from arena.web import queries
 from arena.web.api.parameters import Id, RoundPath, SessionDep, SettingsDep
-from arena.web.auth import (
-    caller,
-    organizer,
-    team_or_organizer,
-)
-from arena.web.schemas import (
-    Carried,
-    Carry,
-    RoundSummary,
-    SubmissionSummary,
-)
+from arena.web.auth import caller, organizer, team_or_organizer
+from arena.web.schemas import Carried, Carry, RoundSummary, SubmissionSummary
 
 router = APIRouter(tags=["rounds"])
 
@@ -37,21 +28,17 @@ def carry_into_round(round_name: RoundPath, body: Carry, settings: SettingsDep,
 
 
 @router.post("/rounds/{round_name}/close", response_model=RoundSummary, summary="Close a round to uploads (organizers)")
-def close_round(request: Request, round_name: RoundPath, settings: SettingsDep, session: SessionDep,
+def close_round(round_name: RoundPath, settings: SettingsDep, session: SessionDep,
                 _: Caller = Depends(organizer)) -> dict:
-    closed = actions.close_round(settings, round_name)
-    request.app.state.standings.recheck()
-    return queries.round_summary(session, rounds.find(session, closed))
+    return queries.round_summary(session, rounds.find(session, actions.close_round(settings, round_name)))
 
 
 @router.post("/rounds/{round_name}/publish", response_model=RoundSummary,
              summary="Freeze a finished round and make its leaderboards public (organizers)")
-def publish_round(request: Request, round_name: RoundPath, settings: SettingsDep, session: SessionDep,
+def publish_round(round_name: RoundPath, settings: SettingsDep, session: SessionDep,
                   _: Caller = Depends(organizer)) -> dict:
     """409 while any of its jobs is not done."""
-    published = actions.publish_round(settings, round_name)
-    request.app.state.standings.recheck()
-    return queries.round_summary(session, rounds.find(session, published))
+    return queries.round_summary(session, rounds.find(session, actions.publish_round(settings, round_name)))
 
 
 @router.post("/rounds/{round_name}/choose/{submission_id}", response_model=SubmissionSummary,
@@ -59,4 +46,4 @@ def publish_round(request: Request, round_name: RoundPath, settings: SettingsDep
 def choose_counting(round_name: RoundPath, submission_id: Id, settings: SettingsDep, session: SessionDep,
                     who: Caller = Depends(team_or_organizer)) -> dict:
     actions.choose(settings, who, round_name, submission_id)
-    return queries.submission_summary(queries.submission_or_404(session, submission_id))
+    return queries.submission_summary(actions.submission(session, submission_id))

@@ -2,25 +2,14 @@
 
 from typing import Annotated
 
-from fastapi import (
-    APIRouter,
-    Depends,
-    File,
-    Form,
-    Request,
-    UploadFile,
-)
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from arena import actions
 from arena.callers import Caller
 from arena.data.dataset import pick_dataset
 from arena.web import permissions, queries, uploads
 from arena.web.api.parameters import DatasetName, Id, Limit, SessionDep, SettingsDep
-from arena.web.auth import (
-    caller,
-    organizer,
-    team_or_organizer,
-)
+from arena.web.auth import caller, organizer, team_or_organizer
 from arena.web.schemas import (
     Baseline,
     Disqualification,
@@ -61,14 +50,14 @@ def upload_submission(
 def mark_baseline(submission_id: Id, body: Baseline, settings: SettingsDep, session: SessionDep,
                   _: Caller = Depends(organizer)) -> dict:
     actions.mark_baseline(settings, submission_id, body.baseline)
-    return queries.submission_summary(queries.submission_or_404(session, submission_id))
+    return queries.submission_summary(actions.submission(session, submission_id))
 
 
 @router.get("/submissions/{submission_id}", response_model=SubmissionDetail, response_model_exclude_unset=True,
             summary="A submission: status, progress, runs, dry-run report")
 def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep, dataset: DatasetName = None,
                    who: Caller = Depends(caller)) -> dict:
-    submission = queries.submission_or_404(session, submission_id)
+    submission = actions.submission(session, submission_id)
     chosen = pick_dataset(session, dataset)
     return queries.submission_detail(session, settings, chosen, submission, who)
 
@@ -77,7 +66,7 @@ def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep
             summary="A submission's dry-run log tail and its runs' logs (its team and organizers)")
 def get_logs(submission_id: Id, session: SessionDep, limit: Limit = 50,
              who: Caller = Depends(team_or_organizer)) -> dict:
-    submission = queries.submission_or_404(session, submission_id)
+    submission = actions.submission(session, submission_id)
     permissions.check_logs(who, submission)
     report = submission.validation_report or {}
     return {"dry_run_log_tail": report.get("log_tail"), "runs": queries.attempts(session, submission, who, limit=limit)}
@@ -104,4 +93,4 @@ def repin_submission(request: Request, submission_id: Id, settings: SettingsDep,
 def disqualify_submission(submission_id: Id, body: Disqualification, settings: SettingsDep, session: SessionDep,
                           _: Caller = Depends(organizer)) -> dict:
     actions.disqualify(settings, submission_id, body.reason)
-    return queries.submission_summary(queries.submission_or_404(session, submission_id))
+    return queries.submission_summary(actions.submission(session, submission_id))

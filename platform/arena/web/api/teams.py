@@ -2,22 +2,13 @@
 
 from typing import Annotated
 
-from fastapi import (
-    APIRouter,
-    Depends,
-    Path,
-    Query,
-)
+from fastapi import APIRouter, Depends, Path, Query
 
 from arena import actions
 from arena.callers import Caller
 from arena.web.api.parameters import SettingsDep
-from arena.web.auth import (
-    organizer,
-)
-from arena.web.schemas import (
-    TeamToken,
-)
+from arena.web.auth import organizer
+from arena.web.schemas import TeamToken
 
 router = APIRouter(tags=["teams"])
 

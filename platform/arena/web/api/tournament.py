@@ -1,12 +1,7 @@
 """/api/health, /api/tournament(s), /api/progress, /api/runs: the tournament's settings and the
 web-started run."""
 
-
-from fastapi import (
-    APIRouter,
-    Depends,
-    Request,
-)
+from fastapi import APIRouter, Depends, Request
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,17 +16,8 @@ from arena.models import Round
 from arena.results.progress import tournament_progress
 from arena.web import queries
 from arena.web.api.parameters import DatasetName, SessionDep, SettingsDep
-from arena.web.auth import (
-    organizer,
-)
-from arena.web.schemas import (
-    Health,
-    Progress,
-    RunStarted,
-    TournamentProgress,
-    TournamentState,
-    TournamentUpdate,
-)
+from arena.web.auth import organizer
+from arena.web.schemas import Health, Progress, RunStarted, TournamentProgress, TournamentState, TournamentUpdate
 
 router = APIRouter(tags=["tournament"])
 
@@ -66,7 +52,6 @@ def _current_run_parameters(session: Session, settings: Settings) -> dict:
 def patch_tournament(request: Request, change: TournamentUpdate, settings: SettingsDep,
                      _: Caller = Depends(organizer)) -> dict:
     actions.update_settings(settings, **change.model_dump())
-    request.app.state.standings.recheck()
     with transaction(settings) as session:
         return get_tournament(request, session, settings)
 
