@@ -1,6 +1,8 @@
 """Sessions, the login limit, security headers and what hidden leaderboards hide, through
 the app (TestClient); the browser's side of the same is in test_web_tournament.py."""
 
+import time
+
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
@@ -264,6 +266,45 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_path, tr
             assert guess.status_code == 401
         right = httpx.post(f"{url}/login", data={"token": ORGANIZER}, headers={"X-Forwarded-For": "203.0.113.9"})
     assert (right.status_code == 429) is one_address, right.text
+
+
+@pytest.mark.parametrize("page", ["/", "/matrix"])
+def test_the_page_after_a_login_a_logout_or_another_role_knows_who_asks(site, page):
+    """Served for real, with every commit made slow: the page a browser lands on after logging
+    in said "Log in" about one time in three, because the request's transaction was committed
+    after its answer was sent (FastAPI ends a ``yield`` dependency after the answer by
+    default), so the redirect's request could arrive before the session existed. Now each
+    answer follows its commit: no cached standings page crosses a login, a logout or a role."""
+    import httpx
+    from sqlalchemy import event
+
+    from arena.db import get_engine
+    from web_server import live_server
+
+    _client, settings, tokens, _attack, _clock = site
+    engine = get_engine(settings.resolved_database_url)
+
+    def slow_commit(_connection) -> None:
+        time.sleep(0.3)  # widens the window a late commit leaves open; a correct order is not timing
+
+    event.listen(engine, "commit", slow_commit)
+    try:
+        with live_server(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as browser:
+            assert _who(browser.get(page).text) == "Log in"  # the anonymous page, now in the cache
+            for token, shown in ((tokens["red"], "team red Log out"), (ORGANIZER, "organizer Log out")):
+                assert _who(browser.post("/login", data={"token": token, "next": page}, follow_redirects=True).text) == shown
+                assert browser.post("/logout").status_code == 303
+                assert _who(browser.get(page).text) == "Log in"
+    finally:
+        event.remove(engine, "commit", slow_commit)
+
+
+def _who(page: str) -> str:
+    """What the page's header says of its reader, as words."""
+    import re
+
+    header = re.search(r'<div class="who">(.*?)</div>', page, re.S).group(1)
+    return " ".join(re.sub(r"<[^>]+>", " ", header).split())
 
 
 # Request bodies

@@ -24,7 +24,7 @@ from arena.admin import teams
 from arena.callers import Caller
 from arena.db import transaction
 from arena.models import Team, WebSession, utcnow
-from arena.web.deps import get_session
+from arena.web.deps import SessionDep
 
 COOKIE = "arena_session"
 #: The cookie that held the raw token before sessions; removed at login and logout.
@@ -137,7 +137,7 @@ def secure_cookies(request: Request) -> bool:
     return request.app.state.settings.secure_cookies or request.url.scheme == "https"
 
 
-def caller(request: Request, session: Session = Depends(get_session)) -> Caller:
+def caller(request: Request, session: SessionDep) -> Caller:
     return _identify_request(request, session)
 
 

@@ -24,7 +24,8 @@ from arena.results import bundle
 from arena.web import queries
 from arena.web.api.parameters import Id
 from arena.web.auth import client_address, organizer, team_or_organizer
-from arena.web.pages import CallerDep, SessionDep, markdown, render
+from arena.web.deps import SessionDep
+from arena.web.pages import CallerDep, markdown, render
 
 router = APIRouter(include_in_schema=False)
 RoundName = Annotated[str, Path(min_length=1, max_length=200)]

@@ -47,13 +47,12 @@ from arena.web.auth import (
 )
 from arena.web.cache import Current, Snapshot
 from arena.web.compression import Body
-from arena.web.deps import get_session
+from arena.web.deps import SessionDep
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=REPO_ROOT / "web" / "templates")
 templates.env.globals.update(heat=charts.heat, heat_rgb=charts.heat_rgb, no_answers=charts.EMPTY)
 
-SessionDep = Annotated[Session, Depends(get_session)]
 CallerDep = Annotated[Caller, Depends(caller)]
 #: The dataset a form acts on: its page's, sent as a hidden field (empty or absent: the newest).
 DatasetField = Annotated[str | None, Form(max_length=200)]

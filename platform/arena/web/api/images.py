@@ -9,8 +9,9 @@ from arena.data.images import ImageStore, amplified_perturbation, encode_png
 from arena.errors import NotFoundError
 from arena.models import AdversarialImage, Image
 from arena.web import queries
-from arena.web.api.parameters import Id, SessionDep, SettingsDep
+from arena.web.api.parameters import Id, SettingsDep
 from arena.web.auth import organizer
+from arena.web.deps import SessionDep
 from arena.web.schemas import Drilldown
 
 router = APIRouter(tags=["images"])

@@ -9,8 +9,9 @@ from arena.callers import Caller
 from arena.data.dataset import pick_dataset
 from arena.models import JobKind, JobStatus
 from arena.web import permissions, queries
-from arena.web.api.parameters import DatasetName, Limit, Offset, SessionDep
+from arena.web.api.parameters import DatasetName, Limit, Offset
 from arena.web.auth import caller
+from arena.web.deps import SessionDep
 from arena.web.schemas import Job
 
 router = APIRouter(tags=["jobs"])

@@ -5,14 +5,13 @@ from typing import Annotated
 
 from fastapi import Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from sqlalchemy.orm import Session
 
 from arena.competition.entries import Scope
 from arena.config import Settings
 from arena.web import permissions
 from arena.web.auth import caller_in_own_session, presents_credential
 from arena.web.cache import Snapshot
-from arena.web.deps import get_session, get_settings
+from arena.web.deps import get_settings
 
 Id = Annotated[int, Path(ge=1, le=2**31 - 1, description="A database id.")]
 
@@ -51,9 +50,6 @@ async def snapshot(request: Request, dataset: DatasetName = None, scope: ScopePa
 
 
 Visible = Annotated[Snapshot, Depends(snapshot)]
-
-
-SessionDep = Annotated[Session, Depends(get_session)]
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]

@@ -14,8 +14,9 @@ from arena.results import csv_files
 from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, leaderboard_file, robustness_export
 from arena.results.judging import MatrixValue
 from arena.web import compression, queries
-from arena.web.api.parameters import DatasetName, Epsilon, Limit, Offset, SessionDep, Visible
+from arena.web.api.parameters import DatasetName, Epsilon, Limit, Offset, Visible
 from arena.web.auth import organizer
+from arena.web.deps import SessionDep
 from arena.web.schemas import CurveBands, Curves, LeaderboardRow, Matrix, ResultRow, Track
 
 router = APIRouter(tags=["results"])

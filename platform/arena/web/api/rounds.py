@@ -6,8 +6,9 @@ from arena import actions
 from arena.callers import Caller
 from arena.competition import rounds
 from arena.web import queries
-from arena.web.api.parameters import Id, RoundPath, SessionDep, SettingsDep
+from arena.web.api.parameters import Id, RoundPath, SettingsDep
 from arena.web.auth import caller, organizer, team_or_organizer
+from arena.web.deps import SessionDep
 from arena.web.schemas import Carried, Carry, RoundSummary, SubmissionSummary
 
 router = APIRouter(tags=["rounds"])

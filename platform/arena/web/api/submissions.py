@@ -8,8 +8,9 @@ from arena import actions
 from arena.callers import Caller
 from arena.data.dataset import pick_dataset
 from arena.web import permissions, queries, uploads
-from arena.web.api.parameters import DatasetName, Id, Limit, SessionDep, SettingsDep
+from arena.web.api.parameters import DatasetName, Id, Limit, SettingsDep
 from arena.web.auth import caller, organizer, team_or_organizer
+from arena.web.deps import SessionDep
 from arena.web.schemas import (
     Baseline,
     Disqualification,

@@ -15,8 +15,9 @@ from arena.db import transaction
 from arena.models import Round
 from arena.results.progress import tournament_progress
 from arena.web import queries
-from arena.web.api.parameters import DatasetName, SessionDep, SettingsDep
+from arena.web.api.parameters import DatasetName, SettingsDep
 from arena.web.auth import organizer
+from arena.web.deps import SessionDep
 from arena.web.schemas import Health, Progress, RunStarted, TournamentProgress, TournamentState, TournamentUpdate
 
 router = APIRouter(tags=["tournament"])
