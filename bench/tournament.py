@@ -24,9 +24,9 @@ from rich.table import Table
 from arena import REPO_ROOT, db
 from arena.config import Settings
 from arena.data.dataset import read_photo_folder, store_dataset, synthesize
+from arena.execution.checking import submit
 from arena.execution.run import run
 from arena.intake.archive import pack
-from arena.intake.submit import submit
 from arena.sandbox.containers import docker_client
 
 SAMPLES = REPO_ROOT / "submissions" / "samples"

@@ -21,9 +21,9 @@ from arena.config import EpsilonSchedule, Settings
 from arena.data.dataset import store_dataset, synthesize
 from arena.db import transaction
 from arena.execution import pack_run, planning
+from arena.execution.checking import submit
 from arena.intake.archive import pack
 from arena.intake.metadata import Metadata
-from arena.intake.submit import submit
 from arena.models import (
     AdversarialImage,
     AttackJob,

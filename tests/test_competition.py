@@ -296,7 +296,7 @@ def test_the_round_s_parameters_are_the_ones_shown_and_run(two_rounds, monkeypat
     re-pin's dry run ran under them, whatever the round said."""
     from fastapi.testclient import TestClient
 
-    from arena.intake import repin
+    from arena.execution import repin
     from arena.web.app import create_app
 
     with transaction(two_rounds) as session:

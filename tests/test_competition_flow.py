@@ -21,6 +21,7 @@ from factories import variant
 
 TOKEN = "organizer-secret"
 ORGANIZER = {"Authorization": f"Bearer {TOKEN}"}
+DRY_RUN_SECONDS = 300  # a deadline, never a wait: the checker ends as soon as it is done
 cli = CliRunner()
 
 
@@ -59,10 +60,18 @@ def competition(tmp_path, monkeypatch):
 
 
 def _upload(client, headers, folder, tmp_path, name: str):
+    """The upload's answer (202 once stored and queued), once the web's background checker
+    has done the dry runs it woke it for (the embedded mode: no broker)."""
     archive = pack(folder, tmp_path / f"{name}.tar.gz")
     with archive.open("rb") as body:
-        return client.post("/api/submissions", files={"archive": (archive.name, body)}, data={"name": name},
-                           headers=headers)
+        answer = client.post("/api/submissions", files={"archive": (archive.name, body)}, data={"name": name},
+                             headers=headers)
+    client.app.state.checker.join(DRY_RUN_SECONDS)
+    return answer
+
+
+def _status(client, headers, answer) -> str:
+    return client.get(f"/api/submissions/{answer.json()['id']}", headers=headers).json()["status"]
 
 
 @pytest.mark.docker
@@ -70,26 +79,30 @@ def _upload(client, headers, folder, tmp_path, name: str):
 def test_two_rounds_with_quota_carry_counting_and_publication(competition, tmp_path):
     settings, client, red = competition
 
-    # A dry run the platform could not start (its image is not on the engine) stores nothing and uses no quota.
+    # A dry run the platform could not run (its image is not on the engine) leaves the upload
+    # queued, to be tried again, and uses no quota meanwhile.
     broken = tmp_path / "broken"
     shutil.copytree(SAMPLES / "noop", broken)
     meta = json.loads((broken / "metadata.json").read_text())
     (broken / "metadata.json").write_text(json.dumps({**meta, "container": "arena/not-built:here"}))
     failed = _upload(client, red, broken, tmp_path, "broken")
-    assert failed.status_code == 503 and "could not start" in failed.json()["detail"], failed.text
-    assert "Docker engine" not in failed.text  # the engine's words are for the organizers' log
+    assert failed.status_code == 202 and failed.json()["status"] == "queued", failed.text
+    seen = client.get(f"/api/submissions/{failed.json()['id']}", headers=red)
+    assert seen.json()["status"] == "queued" and "Docker engine" not in seen.text  # the engine's words: organizers' log
     first = _upload(client, red, SAMPLES / "noop", tmp_path, "noop")
-    assert first.status_code == 201 and first.json()["status"] == "accepted", first.text
-    report = first.json()["validation_report"]
+    assert first.status_code == 202 and first.json()["page"] == f"/submissions/{first.json()['id']}", first.text
+    assert _status(client, red, first) == "accepted"
+    report = client.get(f"/api/submissions/{first.json()['id']}", headers=red).json()["validation_report"]
     assert report["time_limit"] == pytest.approx(settings.seconds_per_image * report["images"])
 
     # The second attack of the day is refused with when to come back; another track has its own quota.
     again = _upload(client, red, variant(SAMPLES / "noop", tmp_path, "noop2"), tmp_path, "noop2")
     assert again.status_code == 429 and "1 attack uploads of the last 24 hours" in again.json()["detail"]
     assert 86000 < int(again.headers["Retry-After"]) <= 86400
-    assert _upload(client, red, SAMPLES / "decoder", tmp_path, "decoder").status_code == 201
-    with transaction(settings) as session:
-        assert session.scalar(select(func.count(Submission.id))) == 2
+    decoder = _upload(client, red, SAMPLES / "decoder", tmp_path, "decoder")
+    assert decoder.status_code == 202 and _status(client, red, decoder) == "accepted"
+    with transaction(settings) as session:  # the two accepted, and the one the platform could not check
+        assert session.scalar(select(func.count(Submission.id))) == 3
     rounds_seen = {r["name"]: r for r in client.get("/api/rounds", headers=red).json()}
     assert rounds_seen["dev"]["uploads_left"] == {"attack": 0, "targeted_attack": 1, "defense": 0}
     assert rounds_seen["dev"]["state"] == "open" and rounds_seen["dev"]["epsilons"] == [4, 16]
@@ -120,7 +133,7 @@ def test_two_rounds_with_quota_carry_counting_and_publication(competition, tmp_p
     late = client.post("/api/submissions", files={"archive": ("x.tar.gz", b"x")}, data={"round": "dev"}, headers=red)
     assert late.status_code == 403 and "published" in late.json()["detail"]
     targeted = _upload(client, red, SAMPLES / "step_to_target", tmp_path, "target")  # the open round now: final
-    assert targeted.status_code == 201, targeted.text
+    assert targeted.status_code == 202 and _status(client, red, targeted) == "accepted", targeted.text
     with transaction(settings) as session:
         final = rounds.find(session, "final")
         assert targeted.json()["id"] in entries.accepted(session, final.dataset_id)

@@ -62,3 +62,18 @@ def test_every_arena_service_gets_the_sandbox_runtime():
     assert services >= 5 and "  worker:\n" in with_gvisor
     assert with_gvisor.count("ARENA_SANDBOX_RUNTIME: runsc") == services
     assert default.count("ARENA_SANDBOX_RUNTIME: ''") == services
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed (scripts/setup.sh installs it)")
+def test_the_web_service_has_no_engine_socket_and_the_workers_do():
+    """The public web process stores uploads and queues their dry runs: the engine's socket
+    (root on its host) is mounted where containers run, never in ``web``."""
+    import yaml
+
+    env = {**os.environ, "PWD": str(REPO_ROOT)}
+    config = yaml.safe_load(subprocess.run(["docker-compose", "config"], cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
+                                           capture_output=True, text=True, timeout=60, check=True).stdout)
+    mounts = {name: " ".join(str(volume) for volume in service.get("volumes", []))
+              for name, service in config["services"].items()}
+    assert "docker.sock" not in mounts["web"] and "data/compose" in mounts["web"]
+    assert "docker.sock" in mounts["worker"] and "docker.sock" in mounts["scheduler"]

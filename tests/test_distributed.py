@@ -229,3 +229,35 @@ def test_a_worker_host_runs_its_packs_under_its_own_runtime(servers, tmp_path):
     with transaction(settings) as session:
         logs = session.scalars(select(JobAttempt.log_excerpt).where(JobAttempt.attack_job_id.is_not(None))).all()
     assert len(logs) >= 2 and all("Starting gVisor" in log for log in logs), logs
+
+
+def test_an_upload_is_checked_on_its_own_queue_while_the_tournament_s_packs_wait(servers, tmp_path):
+    """A tournament's packs are queued on ``cpu``; a worker that takes only ``dryrun`` checks
+    the new upload meanwhile: a dry run never waits behind a tournament's backlog."""
+    redis, postgres = servers
+    settings, env = _distributed_settings(tmp_path, redis, postgres)
+    dataset = synth_dataset(settings, 20, batch_size=10)
+    for name in ("noop", "decoder"):
+        submit_folder(settings, SAMPLES / name, tmp_path)  # checked here, in the foreground
+    dispatch(settings, dataset.id, wait=False)  # the tournament's packs, queued for cpu workers (none run)
+    from arena.execution import broker
+    from arena.execution.checking import waiting
+    from arena.intake.archive import pack
+    from arena.intake.submit import take
+
+    late = take(settings, pack(SAMPLES / "random_noise", tmp_path / "random_noise.tar.gz"), team="late")
+    broker.enqueue_dry_runs(settings, broker.celery_app(settings), waiting(settings))
+    [worker] = [subprocess.Popen([str(ARENA), "worker", "--concurrency", "1", "--queues", "dryrun"],
+                                 env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                                 stdout=(tmp_path / "worker.log").open("w"), stderr=subprocess.STDOUT)]
+    try:
+        def checked() -> bool:
+            with transaction(settings) as session:
+                return session.get(Submission, late.id).status.value == "accepted"
+
+        wait_until(checked, 180, "the dryrun worker to accept the late upload")
+    finally:
+        _stop([worker])
+    with transaction(settings) as session:  # not one of the tournament's packs ran: they wait on cpu
+        queued = session.scalar(select(func.count(AttackJob.id)).where(AttackJob.status == JobStatus.QUEUED))
+        assert queued > 0 and session.scalar(select(func.count(JobAttempt.id))) == 0

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 from arena.cli import app
 from arena.config import get_settings
 from arena.errors import ArenaError, ConflictError, ForbiddenError, InputError, NotFoundError, PlatformError
+from arena.execution import checking
 from arena.intake import submit as intake
 from arena.intake.archive import pack
 from arena.intake.dry_run import ValidationReport
@@ -51,13 +52,13 @@ def test_two_uploads_of_the_same_code_at_once(settings, tmp_path, monkeypatch):
         together.wait()
 
     monkeypatch.setattr(intake, "_check_allowed", check_then_wait)
-    monkeypatch.setattr(intake.pinning, "pin", lambda _tags: {"container": "sha256:" + "0" * 64})  # no engine here
-    monkeypatch.setattr(intake, "validate", lambda *_: ValidationReport(passed=True, images=10, seconds=0.1, time_limit=50.0, exit_code=0, timed_out=False))
+    monkeypatch.setattr(checking.pinning, "pin", lambda _tags: {"container": "sha256:" + "0" * 64})  # no engine here
+    monkeypatch.setattr(checking, "validate", lambda *_: ValidationReport(passed=True, images=10, seconds=0.1, time_limit=50.0, exit_code=0, timed_out=False))
     outcomes: list = []
 
     def upload(name: str) -> None:
         try:
-            outcomes.append(intake.submit(settings, archive, team="blue", name=name))
+            outcomes.append(checking.submit(settings, archive, team="blue", name=name))
         except Exception as exc:  # noqa: BLE001 - what it raises is what the test checks
             outcomes.append(exc)
 

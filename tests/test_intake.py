@@ -9,9 +9,10 @@ import pytest
 from sqlalchemy import func, select
 
 from arena.db import transaction
+from arena.execution.checking import submit
 from arena.intake.archive import pack
 from arena.intake.metadata import MetadataError
-from arena.intake.submit import SubmissionError, submit
+from arena.intake.submit import SubmissionError
 from arena.models import Submission, SubmissionStatus
 from conftest import SAMPLES, make_settings
 from factories import submit_folder, synth_dataset, variant, write_submission

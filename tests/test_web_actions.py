@@ -24,8 +24,9 @@ class FakeRunner:
     """Records the datasets it is asked to run; ``starts`` says whether a run starts (False:
     one was already under way, as when two organizers click at once)."""
 
-    def __init__(self, starts: bool = True) -> None:
+    def __init__(self, starts: bool = True, has_engine: bool = True) -> None:
         self.starts = starts
+        self.has_engine = has_engine
         self.started: list[str] = []
         self.state = type("State", (), {"running": False, "message": "", "outcome": "", "errors": []})()
 
@@ -112,6 +113,16 @@ def test_a_rerun_while_a_run_is_under_way_forgets_nothing_and_starts_nothing(sit
     client.app.state.runner.state.running = True
     response = client.post(f"/api/submissions/{attack}/rerun", headers=ORGANIZER)
     assert response.status_code == 409 and "under way" in response.json()["detail"]
+    assert client.app.state.runner.started == []
+
+
+def test_a_web_without_an_engine_refuses_a_repin_and_says_where_to_run_it(site):
+    """With workers (a broker), the web runs no container, and a re-pin's dry run runs where it
+    is asked: refused, before anything is pinned or forgotten, with the command to use."""
+    client, attack = site
+    client.app.state.runner.has_engine = False
+    response = client.post(f"/api/submissions/{attack}/repin", headers=ORGANIZER)
+    assert response.status_code == 409 and "arena submissions repin" in response.json()["detail"]
     assert client.app.state.runner.started == []
 
 
@@ -207,3 +218,19 @@ def test_the_runner_forgets_a_submission_only_when_its_run_starts(settings):
     runner.state.running = True
     assert not runner.start("any", first=lambda: forgotten.append(True))
     assert forgotten == []
+
+
+def test_the_upload_page_lists_the_team_s_uploads_waiting_for_their_dry_run(site):
+    """A team sees its own queued uploads there (organizers: everyone's), never another team's."""
+    client, _attack = site
+    with transaction(client.app.state.settings) as session:
+        for team, name in (("red", "red-waiting"), ("blue", "blue-waiting")):
+            owner = session.scalar(select(Team).where(Team.name == team)) or Team(name=team)
+            session.add(Submission(team=owner, name=name, kind=SubmissionKind.DEFENSE, sha256=name[0] * 64,
+                                   status=SubmissionStatus.QUEUED, meta={}))
+    red = client.post("/api/teams/red/token", headers=ORGANIZER).json()["token"]
+    as_red = client.get("/upload", headers={"Authorization": f"Bearer {red}"})
+    assert 'id="waiting-uploads"' in as_red.text and "red-waiting" in as_red.text
+    assert "blue-waiting" not in as_red.text and "red-attack" not in as_red.text  # accepted: not waiting
+    as_organizer = client.get("/upload", headers=ORGANIZER).text
+    assert "red-waiting" in as_organizer and "blue-waiting" in as_organizer

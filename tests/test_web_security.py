@@ -13,7 +13,7 @@ from arena.competition import rounds
 from arena.config import Settings
 from arena.db import transaction
 from arena.intake.archive import pack
-from arena.models import AttackJob, Batch, JobAttempt, SubmissionKind, Team, Visibility, WebSession
+from arena.models import AttackJob, Batch, DryRun, JobAttempt, JobStatus, SubmissionKind, Team, Visibility, WebSession
 from arena.web.app import create_app
 from arena.web.headers import DOCS_POLICY, PAGES_POLICY
 from arena.web.limits import AddressLimiter
@@ -473,8 +473,11 @@ def test_every_entry_is_refused_to_teams_on_the_pages_as_on_the_api(site):
     assert client.get("/?scope=all").status_code == 200
 
 
-def test_a_platform_failure_at_upload_is_told_without_the_engine_s_words(site, tmp_path, monkeypatch, caplog):
-    from arena.intake import submit as intake
+def test_a_platform_failure_of_a_dry_run_is_told_without_the_engine_s_words(site, tmp_path, monkeypatch, caplog):
+    """The upload is answered at once (202, queued); its dry run, in the web's background
+    checker, meets an engine that fails: the submission stays queued, to be tried again, and
+    the engine's words reach the organizers' log and the dry run's row, never a team."""
+    from arena.execution import checking
     from arena.sandbox.containers import SandboxError
 
     client, settings, tokens, _, _ = site
@@ -482,13 +485,21 @@ def test_a_platform_failure_at_upload_is_told_without_the_engine_s_words(site, t
     def engine_fails(*_):
         raise SandboxError(ENGINE_WORDS)
 
-    monkeypatch.setattr(intake.pinning, "pin", engine_fails)  # the dry run's first word with the engine
+    monkeypatch.setattr(checking.pinning, "pin", engine_fails)  # the dry run's first word with the engine
     archive = pack(SAMPLES / "noop", tmp_path / "noop.tar.gz")
+    blue = {"Authorization": f"Bearer {tokens['blue']}"}
     with archive.open("rb") as body:
-        answer = client.post("/api/submissions", files={"archive": (archive.name, body)},
-                             headers={"Authorization": f"Bearer {tokens['blue']}"})
-    assert answer.status_code == 503 and "could not start" in answer.json()["detail"]
-    assert "docker" not in answer.text.lower() and "v1.41" not in answer.text
+        answer = client.post("/api/submissions", files={"archive": (archive.name, body)}, headers=blue)
+    assert answer.status_code == 202 and answer.json()["status"] == "queued", answer.text
+    client.app.state.checker.join(60)
+    seen = client.get(f"/api/submissions/{answer.json()['id']}", headers=blue)
+    assert seen.json()["status"] == "queued" and seen.json()["queue_place"] == 1
+    assert "docker" not in seen.text.lower() and "v1.41" not in seen.text
+    page = client.get(f"/submissions/{answer.json()['id']}", headers=blue).text
+    assert "1st in the queue" in page and "v1.41" not in page
+    with transaction(settings) as session:
+        dry_run = session.scalar(select(DryRun).where(DryRun.submission_id == answer.json()["id"]))
+        assert dry_run.status is JobStatus.ERROR and ENGINE_WORDS in dry_run.error
     assert ENGINE_WORDS in caplog.text  # the organizers' copy, in the web log
 
 

@@ -24,19 +24,27 @@ from arena.data.dataset import pick_dataset
 from arena.db import transaction
 from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from arena.execution import planning
-from arena.intake.repin import apply as apply_repin
-from arena.intake.repin import prepare as prepare_repin
-from arena.intake.submit import submit
+from arena.execution.repin import apply as apply_repin
+from arena.execution.repin import prepare as prepare_repin
+from arena.intake.submit import take
 from arena.models import Submission
 
 #: What an action says when a run is under way, in this process or any other.
 RUN_UNDER_WAY = "a run is under way; {what} when it has finished"
+#: Why the web of a deployment with workers cannot re-pin: the new image's dry run runs in
+#: the process that asks, and that web process has no container engine.
+REPIN_NEEDS_AN_ENGINE = ("re-pinning dry-runs the new image where it is asked, and this web server runs no containers "
+                         "(the workers do): run `arena submissions repin NAME` on a worker host")
 
 
 class Runner(Protocol):
     """What runs the jobs for an action: the web's background runner, or the command line's
     run in the foreground. ``start`` calls ``first`` (the results to forget, the pins to
-    store) before it plans anything, and says False when a run of its own is under way."""
+    store) before it plans anything, and says False when a run of its own is under way.
+    ``has_engine`` is False where the jobs run on workers and this process may run no
+    container (the web with a broker)."""
+
+    has_engine: bool
 
     def start(self, dataset_name: str | None, first: Callable[[], None] | None = None) -> bool: ...
 
@@ -51,7 +59,8 @@ def submission(session: Session, submission_id: int) -> Submission:
 def upload(settings: Settings, who: Caller, archive: AbstractContextManager[Path], name: str | None,
            team: str | None, round_name: str | None = None) -> Submission:
     """Take an archive into a round (default: the one open now) for the caller's team;
-    organizers name the team (any team). Closed uploads or a closed round refuse it before
+    organizers name the team (any team): stored, queued for its dry run, which a runner or
+    worker does (``execution.checking``). Closed uploads or a closed round refuse it before
     ``archive`` is entered (which saves the web's upload to disk); the team's quota, kept
     per track, once its metadata says the track (``intake.submit``)."""
     owner = who.team_name if not who.organizer else (team or "").strip()
@@ -62,7 +71,7 @@ def upload(settings: Settings, who: Caller, archive: AbstractContextManager[Path
             raise ForbiddenError("uploads are closed for this tournament")
         round_name = rounds.for_uploads(session, round_name).name
     with archive as path:
-        return submit(settings, path, team=owner, name=(name or "").strip() or None, round_name=round_name)
+        return take(settings, path, team=owner, name=(name or "").strip() or None, round_name=round_name)
 
 
 def carry(settings: Settings, round_name: str, names: list[str], counting_from: str | None) -> list[str]:
@@ -143,6 +152,8 @@ def repin(settings: Settings, runner: Runner, submission_id: int, dataset: str |
     with transaction(settings) as session:
         submission(session, submission_id)
         chosen = _unless_held(session, dataset, "re-pin")
+    if not runner.has_engine:
+        raise ConflictError(REPIN_NEEDS_AN_ENGINE)
     prepared = prepare_repin(settings, submission_id)
     if not runner.start(chosen, first=lambda: apply_repin(settings, prepared)):
         raise ConflictError(RUN_UNDER_WAY.format(what="re-pin"))

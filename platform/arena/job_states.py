@@ -3,6 +3,7 @@
 ::
 
     pending ──queue──► queued ──claim──► running ──finish──► done
+       (a dry run is born running, held by its upload until its code is in)
        ▲                 │                 │ │
        └──── reap ───────┴─────────────────┘ └──platform failure──► error
        ▲                                   │                          │
@@ -20,9 +21,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
-from arena.models import AttackJob, DefenseJob, JobKind, JobStatus, utcnow
+from arena.models import AttackJob, DefenseJob, DryRun, JobStatus, utcnow
 
-JobClass = type[AttackJob] | type[DefenseJob]
+Job = AttackJob | DefenseJob | DryRun
+JobClass = type[AttackJob] | type[DefenseJob] | type[DryRun]
 
 # States a run still waits on: a job in them will move again (error jobs are settled when
 # past the retry cap, and the planner repacks those under it).
@@ -43,6 +45,11 @@ def done(job_class: JobClass) -> ColumnElement[bool]:
 def unfinished(job_class: JobClass) -> ColumnElement[bool]:
     """Anything but done, failed jobs included: a round with one is not ready to publish."""
     return job_class.status != JobStatus.DONE
+
+
+def failed(job_class: JobClass) -> ColumnElement[bool]:
+    """Failed on the platform (not by the submission's fault), to be tried again under the cap."""
+    return job_class.status == JobStatus.ERROR
 
 
 def held(job_class: JobClass) -> ColumnElement[bool]:
@@ -83,9 +90,9 @@ def claim(session: Session, job_class: JobClass, job_ids: tuple[int, ...], max_a
     return [(job_id, token) for job_id, token in session.execute(statement).all()]
 
 
-def queue(session: Session, kind: JobKind, job_ids: tuple[int, ...], max_attempts: int, lease_seconds: float) -> None:
+def queue(session: Session, job_class: JobClass, job_ids: tuple[int, ...], max_attempts: int,
+          lease_seconds: float) -> None:
     """Handed to the broker: queued, with a lease in case the message is lost."""
-    job_class = kind.job_class
     session.execute(
         update(job_class)
         .where(job_class.id.in_(job_ids), runnable(job_class, max_attempts))
@@ -97,28 +104,34 @@ def reap(session: Session) -> int:
     """Jobs whose lease ran out go back to pending; a job under a live lease, or finished,
     is never touched. Returns how many went back."""
     released = 0
-    for job_class in (AttackJob, DefenseJob):
+    for job_class in (AttackJob, DefenseJob, DryRun):
         statement = update(job_class).where(lease_ran_out(job_class)).values(status=JobStatus.PENDING,
                                                                              lease_expires_at=None)
         released += session.execute(statement).rowcount
     return released
 
 
-def holds(job: AttackJob | DefenseJob, token: int) -> bool:
+def hold_for_upload(job: DryRun, lease_seconds: float) -> None:
+    """A new dry run, held by the upload that makes it until the code is installed (then
+    ``put_back``): no runner takes it before, and if the upload dies its lease runs out."""
+    job.status, job.attempt, job.lease_expires_at = JobStatus.RUNNING, 0, lease_until(lease_seconds)
+
+
+def holds(job: Job, token: int) -> bool:
     """Whether the job still runs under the claim with this fencing token."""
     return job.status is JobStatus.RUNNING and job.attempt == token
 
 
-def finish(job: AttackJob | DefenseJob) -> None:
+def finish(job: Job) -> None:
     """Its results are stored (the caller checked ``holds`` on the locked row)."""
     job.status, job.finished_at, job.lease_expires_at = JobStatus.DONE, utcnow(), None
 
 
-def fail(job: AttackJob | DefenseJob) -> None:
+def fail(job: Job) -> None:
     """The platform failed it: it runs again while under the retry cap."""
     job.status, job.lease_expires_at = JobStatus.ERROR, None
 
 
-def put_back(job: AttackJob | DefenseJob) -> None:
+def put_back(job: Job) -> None:
     """Its pack failed before it was complete: it waits to run again in a smaller pack."""
     job.status, job.lease_expires_at = JobStatus.PENDING, None

@@ -74,7 +74,11 @@ class SubmissionKind(StrEnum):
 
 
 class SubmissionStatus(StrEnum):
-    VALIDATING = "validating"
+    """``queued`` until its dry run (a ``DryRun`` job) has run, then ``accepted`` or
+    ``rejected``; ``disqualified`` by organizers. People are shown "checking" while the dry
+    run is running: that is the job's state, read from the job, never copied here."""
+
+    QUEUED = "queued"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
     DISQUALIFIED = "disqualified"
@@ -246,7 +250,7 @@ class Submission(Base):
     kind: Mapped[SubmissionKind] = mapped_column(_enum(SubmissionKind))
     sha256: Mapped[str] = mapped_column(String(64), unique=True)  # of the unpacked tree, so zip and tar dedup alike
     meta: Mapped[dict] = mapped_column("metadata", JSON)
-    status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus), default=SubmissionStatus.VALIDATING)
+    status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus), default=SubmissionStatus.QUEUED)
     reason: Mapped[str | None] = mapped_column(Text)
     validation_report: Mapped[dict | None] = mapped_column(JSON)
     #: Images per container run, fixed once from the dry run (``execution.packing``).
@@ -265,6 +269,15 @@ class Submission(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     team: Mapped[Team] = relationship()
+    dry_run: Mapped["DryRun | None"] = relationship(viewonly=True, uselist=False)
+
+    @property
+    def shown_status(self) -> str:
+        """Its status as people are told it: "checking" while its dry run runs."""
+        if self.status is SubmissionStatus.QUEUED and self.dry_run is not None \
+                and self.dry_run.status is JobStatus.RUNNING and self.dry_run.attempt > 0:
+            return "checking"
+        return self.status.value
 
     @property
     def container(self) -> str:
@@ -351,6 +364,25 @@ class AttackJob(JobState, Base):
     submission: Mapped[Submission] = relationship()
     batch: Mapped[Batch] = relationship()
     adversarial_images: Mapped[list["AdversarialImage"]] = relationship(back_populates="attack_job")
+
+
+class DryRun(JobState, Base):
+    """A submission's dry run as a job: image pinning, one batch run, the determinism probe,
+    under the round's epsilons and time limit. Claimed, leased, fenced, retried and reaped
+    like attack and defense jobs (``job_states``), run by any runner or worker, never by
+    the web process that took the upload."""
+
+    __tablename__ = "dry_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), unique=True)
+    #: The round it was uploaded to: its epsilons and time limit are the dry run's.
+    round_id: Mapped[int] = mapped_column(ForeignKey("rounds.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The platform's last failure (the engine, a missing image), for organizers; a retry clears nothing.
+    error: Mapped[str | None] = mapped_column(Text)
+
+    submission: Mapped[Submission] = relationship()
 
 
 class AdversarialImage(Base):

@@ -13,9 +13,10 @@ import pytest
 from sqlalchemy import func, select
 
 from arena.db import transaction
+from arena.execution.checking import submit
 from arena.intake.archive import ArchiveError
 from arena.intake.metadata import MetadataError
-from arena.intake.submit import SubmissionError, submit
+from arena.intake.submit import SubmissionError
 from arena.models import Submission
 from hostile.tournament import IMAGE
 

@@ -16,9 +16,9 @@ import pytest
 from sqlalchemy import select
 
 from arena.db import get_engine, transaction
+from arena.execution.checking import DryRunUnavailable
 from arena.execution.run import run
-from arena.intake.submit import DryRunUnavailable
-from arena.models import AttackJob, JobAttempt, JobStatus, SubmissionStatus
+from arena.models import AttackJob, JobAttempt, JobStatus, Submission, SubmissionStatus
 from arena.sandbox import containers
 from arena.sandbox.containers import docker_client
 from conftest import containers_mounting, wait_until
@@ -124,6 +124,12 @@ def _resumes_with_nothing_blamed(tournament: Tournament, submission_id: int) -> 
         assert len(images) == 6 and not any(i.missing for i in images)
 
 
+def _disqualify_named(tournament: Tournament, name: str) -> None:
+    with transaction(tournament.settings) as session:
+        submission_id = session.scalar(select(Submission.id).where(Submission.name == name))
+    disqualify(tournament.settings, submission_id)
+
+
 def _fill(folder: Path, leave: int) -> Path:
     """Write a ballast file until only about ``leave`` bytes remain free."""
     ballast = folder / "ballast"
@@ -142,8 +148,9 @@ def test_full_output_storage(tournament, small_work_storage, tmp_path):
         full = run(tournament.settings)
         assert full.platform_errors and all("output storage is full" in e for e in full.platform_errors)
         assert _jobs_with_errors(tournament, submission.id)
-        with pytest.raises(DryRunUnavailable, match="could not start, nothing was stored.*output storage is full"):
+        with pytest.raises(DryRunUnavailable, match="could not run.*output storage is full.*stays queued"):
             take_in(tournament, "while_full", "attack", 'cp "$1"/*.png "$2"/ # while full\n')
+        _disqualify_named(tournament, "while_full")  # kept, queued: out of the shared tournament
         tournament.check_unchanged()
 
         ballast.unlink()

@@ -18,9 +18,9 @@ from sqlalchemy.orm import aliased
 from arena.config import SandboxLimits, Settings
 from arena.data.images import ImageStore
 from arena.db import transaction
+from arena.execution.checking import submit
 from arena.execution.run import run
 from arena.intake.archive import pack, tree_sha256
-from arena.intake.submit import submit
 from arena.models import (
     AdversarialImage,
     AttackJob,

@@ -113,6 +113,8 @@ class InTheForeground:
     """The command line's runner for the actions: the jobs run here, with progress bars
     (``before`` says what ``first`` did, once it is done)."""
 
+    has_engine = True  # the command line runs where an engine is: a worker host, the embedded one
+
     def __init__(self, before: Callable[[], None] | None = None) -> None:
         self.before = before
         self.summary: RunSummary | None = None

@@ -37,7 +37,7 @@ def rerun(
 @app.command()
 def worker(
     concurrency: Annotated[int, typer.Option(help="Packs this worker runs at once (containers on this host).")] = 2,
-    queues: Annotated[Optional[str], typer.Option(help="Queues to take packs from (default: cpu, or gpu with --gpu).")] = None,
+    queues: Annotated[Optional[str], typer.Option(help="Queues to take work from (default: dryrun,cpu: uploads to check, then packs; gpu with --gpu).")] = None,
     gpu: Annotated[bool, typer.Option(help="This host has GPUs: give them to containers and run container_gpu images.")] = False,
 ) -> None:
     """Start a Celery worker that runs packs from ARENA_BROKER_URL on this host's Docker engine."""
@@ -48,6 +48,6 @@ def worker(
         own = own.model_copy(update={"sandbox": own.sandbox.model_copy(update={"gpu": True})})
     from arena.execution.broker import celery_app  # imports Celery only where it is used
 
-    queues = queues or ("gpu" if gpu else "cpu")
+    queues = queues or ("gpu" if gpu else "dryrun,cpu")
     celery_app(own).worker_main(["worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", queues,
                                        "--loglevel", "INFO", "--without-gossip", "--without-mingle"])

@@ -22,6 +22,7 @@ from arena.cli.common import (
     submission_id_named,
     submission_named,
 )
+from arena.execution import checking
 from arena.models import Submission, SubmissionStatus
 from arena.sandbox import pinning
 
@@ -34,19 +35,27 @@ def submit(
     team: Annotated[str, typer.Option(help="The team that owns the submission.")],
     name: Annotated[Optional[str], typer.Option(help="Submission name (default: the archive's name).")] = None,
     round_name: Annotated[Optional[str], typer.Option("--round", help="Round to enter (default: the one open now).")] = None,
+    wait: Annotated[bool, typer.Option(help="Wait for the dry run (run here, or by the workers with a broker) "
+                                            "and print its report; --no-wait returns once it is queued.")] = True,
 ) -> None:
-    """Take a submission into a round: safe unpacking, metadata check, dedup, deadline and
-    quota, and a dry run on one batch."""
+    """Take a submission into a round (safe unpacking, metadata check, dedup, deadline and
+    quota), then its dry run on one batch: here, or on the workers with a broker."""
+    submission = actions.upload(database(), ORGANIZER, nullcontext(archive), name, team, round_name)
+    if not wait:
+        console.print(f"{submission.name}: queued for its dry run (`arena run` or a worker checks it; "
+                      f"`arena submissions show {submission.name}` follows it)", highlight=False)
+        return
     with console.status("dry run on the sample batch..."):
-        submission = actions.upload(database(), ORGANIZER, nullcontext(archive), name, team, round_name)
+        submission = checking.await_check(database(), submission.id)
     _print_submission(submission)
     if submission.status is not SubmissionStatus.ACCEPTED:
         raise typer.Exit(1)
 
 
 def _print_submission(submission: Submission) -> None:
-    colour = "green" if submission.status is SubmissionStatus.ACCEPTED else "red"
-    console.print(f"{submission.name} ({submission.kind.value}, team {submission.team.name}): [{colour}]{submission.status.value}[/]")
+    colour = {SubmissionStatus.ACCEPTED: "green", SubmissionStatus.QUEUED: "yellow"}.get(submission.status, "red")
+    console.print(f"{submission.name} ({submission.kind.value}, team {submission.team.name}): "
+                  f"[{colour}]{submission.shown_status}[/]")
     report = submission.validation_report or {}
     if report:
         console.print(f"  dry run: {report['images']} images in {report['seconds']} s (limit {report['time_limit']} s), exit code {report['exit_code']}")
@@ -68,7 +77,7 @@ def _print_submission(submission: Submission) -> None:
 def submissions_list() -> None:
     """List submissions with their kind, team and status."""
     with db.transaction(database()) as session:
-        rows = [[str(s.id), s.name, s.kind.value.replace("_", " "), s.team.name, s.status.value,
+        rows = [[str(s.id), s.name, s.kind.value.replace("_", " "), s.team.name, s.shown_status,
                  _nondeterministic(s.nondeterministic_share), s.reason or ""]
                 for s in session.scalars(select(Submission).order_by(Submission.id))]
     print_rows(["Id", "Submission", "Kind", "Team", "Status", "Non-deterministic", "Reason"], rows)

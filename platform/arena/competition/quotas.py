@@ -1,8 +1,8 @@
 """Upload quotas and deadlines, per team, round and track.
 
-What counts against a quota is what the team sent: an upload the platform refused for its
-own failure is not stored (intake removes it), so it never counts; one rejected by its dry
-run does, as the team spent the platform's time on it. The daily quota is over any 24
+What counts against a quota is what the team sent: an upload whose dry run the platform
+failed (the engine, a missing image) does not count while it waits to be tried again; one
+rejected by its dry run does, as the team spent the platform's time on it. The daily quota is over any 24
 hours, so the refusal can say exactly when the next upload is allowed.
 """
 
@@ -11,8 +11,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena import job_states
 from arena.errors import QuotaError
-from arena.models import Entry, Round, Submission, SubmissionKind, Team, as_utc, utcnow
+from arena.models import DryRun, Entry, Round, Submission, SubmissionKind, Team, as_utc, utcnow
 
 DAY = timedelta(hours=24)
 
@@ -20,9 +21,9 @@ DAY = timedelta(hours=24)
 def uploads(session: Session, round_: Round, team: Team, kind: SubmissionKind) -> list[datetime]:
     """When the team's uploads of this track entered the round (carried ones excluded), oldest first."""
     query = (
-        select(Entry.entered_at).join(Submission)
+        select(Entry.entered_at).join(Submission).outerjoin(DryRun, DryRun.submission_id == Submission.id)
         .where(Entry.round_id == round_.id, Entry.carried.is_(False), Submission.team_id == team.id,
-               Submission.kind == kind)
+               Submission.kind == kind, ~job_states.failed(DryRun) | DryRun.id.is_(None))
         .order_by(Entry.entered_at)
     )
     return [as_utc(moment) for moment in session.scalars(query)]

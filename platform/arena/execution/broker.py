@@ -1,4 +1,5 @@
-"""Celery over Redis: the app for given settings, its one task, and how packs are sent to it.
+"""Celery over Redis: the app for given settings, its two tasks (a pack; a submission's dry
+run), and how they are sent to it.
 
 A worker runs exactly what the in-process executor runs, ``pack_run.run_pack``; delivery
 is at-least-once (``acks_late``: a message is acknowledged after the run, so a worker
@@ -10,6 +11,9 @@ message while its first delivery is still running.
 The app is built from the settings it is given (``celery_app``), never configured at
 import: the worker passes its own settings (``arena worker --gpu`` changes a copy), the
 dispatcher passes its own, and nothing is shared behind their backs.
+
+Dry runs have a queue of their own, ``dryrun``, which every CPU worker takes beside
+``cpu``: an upload is checked while a long tournament's packs wait in theirs.
 """
 
 from celery import Celery
@@ -17,10 +21,14 @@ from celery import Celery
 from arena import job_states
 from arena.config import Settings
 from arena.db import transaction
+from arena.execution import checking
 from arena.execution.pack_run import Pack, run_pack
+from arena.models import DryRun
 from arena.sandbox import containers
 
 TASK = "arena.run_pack"
+CHECK_TASK = "arena.check"
+DRY_RUN_QUEUE = "dryrun"
 
 
 def celery_app(settings: Settings) -> Celery:
@@ -44,7 +52,24 @@ def celery_app(settings: Settings) -> Celery:
         enqueue(settings, app, result.again)
         return result.finished
 
+    @app.task(name=CHECK_TASK, shared=False)
+    def check_task(dry_run_id: int) -> bool | None:
+        """Run one submission's dry run (nothing when another runner holds it or it is done)."""
+        containers.sweep()
+        return checking.check(settings, dry_run_id)
+
     return app
+
+
+def enqueue_dry_runs(settings: Settings, app: Celery, dry_run_ids: list[int]) -> None:
+    """Mark the dry runs queued (with a lease, in case the message is lost) and send them to
+    their own queue."""
+    if not dry_run_ids:
+        return
+    with transaction(settings) as session:
+        job_states.queue(session, DryRun, tuple(dry_run_ids), settings.max_attempts, settings.queue_lease_seconds)
+    for dry_run_id in dry_run_ids:
+        app.send_task(CHECK_TASK, args=[dry_run_id], queue=DRY_RUN_QUEUE)
 
 
 def enqueue(settings: Settings, app: Celery, packs: list[Pack]) -> None:
@@ -53,7 +78,7 @@ def enqueue(settings: Settings, app: Celery, packs: list[Pack]) -> None:
         return
     with transaction(settings) as session:
         for pack in packs:
-            job_states.queue(session, pack.kind, pack.job_ids, settings.max_attempts, settings.queue_lease_seconds)
+            job_states.queue(session, pack.kind.job_class, pack.job_ids, settings.max_attempts, settings.queue_lease_seconds)
     for pack in packs:
         app.send_task(TASK, args=[pack.kind.value, list(pack.job_ids)], queue=queue_of(settings, pack))
 

@@ -12,7 +12,8 @@ from collections import Counter
 from arena import job_states
 from arena.config import Settings
 from arena.db import retry_while_unreachable, transaction
-from arena.execution.broker import celery_app, enqueue
+from arena.execution import checking
+from arena.execution.broker import celery_app, enqueue, enqueue_dry_runs
 from arena.execution.pack_run import Pack
 from arena.execution.packing import next_packs
 from arena.execution.summary import Progress, RunSummary, silent
@@ -42,6 +43,7 @@ def dispatch(
     while True:
         if deadline and time.monotonic() > deadline:
             raise TimeoutError(f"the workers did not finish within {timeout} s")
+        enqueue_dry_runs(settings, app, checking.waiting(settings))  # uploads are checked first
         packs, counts = _turn(settings, dataset_id)
         enqueue(settings, app, packs)
         done_before = done_before or {kind: counts[kind][JobStatus.DONE] for kind in JobKind}

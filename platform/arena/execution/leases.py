@@ -50,18 +50,18 @@ def claim(settings: Settings, kind: JobKind, job_ids: tuple[int, ...]) -> dict[i
 
 
 @contextmanager
-def heartbeat(settings: Settings, kind: JobKind, claims: dict[int, Claim]) -> Iterator[None]:
-    """Renew the leases while the container runs, so only a dead runner's jobs expire."""
+def heartbeat(settings: Settings, job_class: job_states.JobClass, tokens: dict[int, int]) -> Iterator[None]:
+    """Renew the leases of the jobs held under these tokens (by job id) while their container
+    runs, so only a dead runner's jobs expire."""
     stop = threading.Event()
-    job_class = kind.job_class
 
     def beat() -> None:
         while not stop.wait(settings.lease_seconds / 4):
             with transaction(settings) as session:
-                for job_id, held in claims.items():
+                for job_id, token in tokens.items():
                     session.execute(
                         update(job_class)
-                        .where(job_class.id == job_id, job_class.attempt == held.token)
+                        .where(job_class.id == job_id, job_class.attempt == token)
                         .values(lease_expires_at=job_states.lease_until(settings.lease_seconds))
                     )
 

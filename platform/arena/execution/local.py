@@ -7,7 +7,8 @@ of the pool is free, and the defense packs it finds join at once (waiting for a 
 lets defense jobs pile up into fuller packs). Jobs held by another runner (a second
 ``arena run``, the web's Run button, a runner that died and whose lease has not run out
 yet) are followed, not taken: the run ends when nothing runs here and nothing is held
-anywhere, so it never leaves work behind that someone else dropped.
+anywhere, so it never leaves work behind that someone else dropped. Uploads waiting for
+their dry run are checked first, so that what they add is planned in the same run.
 """
 
 import time
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 
 from arena.config import Settings
 from arena.db import retry_while_unreachable, transaction
-from arena.execution import planning
+from arena.execution import checking, planning
 from arena.execution.pack_run import Pack, PackResult, run_pack
 from arena.execution.packing import next_packs
 from arena.execution.summary import Progress, RunSummary, silent
@@ -50,6 +51,8 @@ def run_missing(settings: Settings, dataset_id: int, progress: Progress = silent
     containers.sweep()
     pool = ThreadPoolExecutor(max_workers=settings.concurrency)
     try:
+        progress(0, 0, "checking the uploads waiting for their dry run")
+        checking.check_waiting(settings)
         return _rounds(settings, dataset_id, progress, pool)
     finally:
         # On Ctrl-C: the runs under way finish and are stored; nothing queued starts.

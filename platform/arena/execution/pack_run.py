@@ -229,7 +229,7 @@ def run_pack(settings: Settings, pack: Pack) -> PackResult:
     pack = pack.only(set(claims))
     try:
         loaded = _load(settings, pack, claims)  # fails when this engine lacks the pinned image
-        with heartbeat(settings, pack.kind, claims):
+        with heartbeat(settings, pack.kind.job_class, {job_id: held.token for job_id, held in claims.items()}):
             outcome = loaded.execute()
     except SandboxError as exc:
         _platform_failed(settings, pack, claims, exc)

@@ -1,9 +1,10 @@
-"""Taking in a submission: unpack safely, check metadata, dedup, pin its images, dry-run,
-accept or reject.
+"""Taking in a submission, with nothing that needs a container: unpack safely, check its
+metadata, dedup, the deadline and the quota, store it ``queued`` with its dry run to do.
 
 Each step fails with a message that names the problem; nothing is stored unless the
-archive unpacked safely and its metadata is sound. A submission that fails its dry run
-is kept as ``rejected`` with the report, so the team can see why.
+archive unpacked safely and its metadata is sound. The dry run (pinning, one batch, the
+determinism probe) is a job that runners and workers take (``execution.checking``): the
+process that took the upload, the web's included, never needs a Docker engine.
 """
 
 import shutil
@@ -16,30 +17,19 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from arena import job_states
 from arena.admin import teams
 from arena.competition import entries, quotas, rounds
 from arena.config import Settings
 from arena.db import transaction
-from arena.errors import InputError, PlatformError
-from arena.execution import packing
+from arena.errors import InputError
 from arena.intake.archive import extract, tree_sha256
-from arena.intake.dry_run import ValidationReport, sample_batch, validate
 from arena.intake.metadata import Metadata
-from arena.models import Round, Submission, SubmissionStatus, Team, name_key
-from arena.sandbox import pinning
-from arena.sandbox.containers import SandboxError
+from arena.models import DryRun, Round, Submission, Team, name_key
 
 
 class SubmissionError(InputError):
     """The submission cannot be taken; the message says why."""
-
-
-class DryRunUnavailable(PlatformError):
-    """The dry run could not start for the platform's own reason (the engine, the storage):
-    nothing is stored and no quota is used."""
-
-    public = ("the dry run could not start for a reason of the platform's (the organizers have the details in "
-              "its log); nothing was stored and no quota was used: upload again later")
 
 
 def _check_allowed(settings: Settings, metadata: Metadata) -> None:
@@ -57,7 +47,7 @@ def _refuse_duplicate(session: Session, sha256: str, name: str) -> None:
 
 
 def _register(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata, round_id: int) -> int:
-    """Store the submission as validating before anything else is done with its code.
+    """Store the submission, queued, before anything else is done with its code.
 
     Two uploads of the same code (or name, or a new team's first two) may race: the unique
     constraints decide, and the loser is told what the winner took, as if it had come
@@ -71,7 +61,7 @@ def _register(settings: Settings, sha256: str, name: str, team: str, metadata: M
 
 
 def _insert(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata, round_id: int) -> int:
-    """The row and its round entry, after the deadline and the team's quota are checked in
+    """The row, its round entry and its dry run, after the deadline and the team's quota are checked in
     the same transaction (the team's row locked on PostgreSQL, so two uploads at once
     cannot both take the last one; SQLite writes one transaction at a time anyway)."""
     with transaction(settings) as session:
@@ -85,6 +75,9 @@ def _insert(settings: Settings, sha256: str, name: str, team: str, metadata: Met
         submission = Submission(team=owner, name=name, kind=metadata.type, sha256=sha256, meta=metadata.model_dump())
         session.add(submission)
         entries.enter(session, round_, submission)
+        dry_run = DryRun(submission=submission, round_id=round_.id)
+        job_states.hold_for_upload(dry_run, settings.lease_seconds)  # no runner takes it before its code is in
+        session.add(dry_run)
         session.flush()
         return submission.id
 
@@ -129,46 +122,26 @@ def _install(settings: Settings, root: Path, metadata: Metadata, sha256: str) ->
     return target
 
 
-def submit(settings: Settings, archive: Path, team: str, name: str | None = None,
-           round_name: str | None = None) -> Submission:
-    """Take an archive into a round (the one open now, unless named) and dry-run it under the
-    round's epsilons and time limit; return the stored submission, accepted or rejected."""
+def take(settings: Settings, archive: Path, team: str, name: str | None = None,
+         round_name: str | None = None) -> Submission:
+    """Take an archive into a round (the one open now, unless named), with nothing that needs
+    a container: unpack, check, store it as ``queued`` with its dry run to do, and install its
+    code; a runner or worker checks it (``execution.checking``). What is refused here (a bad
+    archive or metadata, a duplicate, the deadline, the quota) stores nothing."""
     with transaction(settings) as session:
-        round_ = rounds.for_uploads(session, round_name)
-        round_id, settings = round_.id, rounds.run_settings(settings, round_)
-        images = sample_batch(session)
+        round_id = rounds.for_uploads(session, round_name).id
     name = name or _default_name(archive)
     with unpacked(settings, archive) as (root, metadata, sha256):
         _check_allowed(settings, metadata)
         submission_id = _register(settings, sha256, name, team, metadata, round_id)
         try:
-            pins = pinning.pin(metadata.model_dump())
-            code = metadata.code(_install(settings, root, metadata, sha256), pins)
-            report = validate(settings, code, images)
-        except SandboxError as exc:
-            _forget(settings, submission_id)
-            raise DryRunUnavailable(f"the dry run could not start, nothing was stored: {exc}") from None
+            _install(settings, root, metadata, sha256)
         except BaseException:
             _forget(settings, submission_id)
             raise
-    return _record(settings, submission_id, report, pins)
-
-
-def store_dry_run(settings: Settings, submission: Submission, report: ValidationReport, pins: dict[str, str]) -> None:
-    """What a dry run fixes for the submission's runs: the images it ran, their report, the
-    determinism flag, and the images per container run."""
-    submission.container_image, submission.container_gpu_image = pins["container"], pins.get("container_gpu")
-    submission.validation_report = report.model_dump()
-    submission.nondeterministic_share = report.determinism.share if report.determinism else None
-    submission.pack_images = packing.pack_images(settings, submission.validation_report)
-
-
-def _record(settings: Settings, submission_id: int, report: ValidationReport, pins: dict[str, str]) -> Submission:
     with transaction(settings) as session:
-        submission = session.get(Submission, submission_id)
-        submission.status = SubmissionStatus.ACCEPTED if report.passed else SubmissionStatus.REJECTED
-        submission.reason = None if report.passed else "; ".join(report.problems) or "the dry run failed"
-        store_dry_run(settings, submission, report, pins)
+        submission = session.get_one(Submission, submission_id)
+        job_states.put_back(session.scalar(select(DryRun).where(DryRun.submission_id == submission_id)))
         session.flush()
-        session.refresh(submission, ["team"])
+        session.refresh(submission, ["team", "dry_run"])
         return submission

@@ -11,8 +11,8 @@ from arena import REPO_ROOT, db
 from arena.competition import rounds
 from arena.config import Settings
 from arena.data.dataset import find_dataset, store_dataset, synthesize
+from arena.execution.checking import submit
 from arena.intake.archive import pack
-from arena.intake.submit import submit
 from arena.models import Dataset, Submission, SubmissionStatus
 from arena.tools import base_image
 

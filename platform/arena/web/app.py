@@ -36,6 +36,7 @@ from arena.web import api, competition_pages, compression, pages
 from arena.web.auth import caller_in_own_session
 from arena.web.bodies import BodyGate
 from arena.web.cache import AfterChanges, StandingsCache
+from arena.web.checker import UploadChecker
 from arena.web.headers import SecurityHeaders
 from arena.web.limits import AddressLimiter
 from arena.web.origins import SameOrigin
@@ -56,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
                                  else secrets.token_urlsafe(24))
     app.state.standings = StandingsCache(settings)
     app.state.runner = TournamentRunner(settings)
+    app.state.checker = UploadChecker(settings)
     app.state.login_limiter = AddressLimiter(settings.login_max_failures, settings.login_window_seconds)
     app.state.registration_limiter = AddressLimiter(settings.registrations_per_hour, 3600)
     app.mount("/static", StaticFiles(directory=REPO_ROOT / "web" / "static"), name="static")

@@ -353,7 +353,8 @@ def logout(request: Request, session: SessionDep):
 @router.get("/upload", response_class=HTMLResponse)
 def upload_page(request: Request, session: SessionDep, who: Caller = Depends(team_or_organizer)):
     known = list(session.scalars(select(Team.name).order_by(Team.name)))
-    return render(request, "upload.html", who, session, teams=known, rounds=queries.rounds_list(session, who))
+    return render(request, "upload.html", who, session, teams=known, rounds=queries.rounds_list(session, who),
+                  waiting=queries.waiting_uploads(session, who))
 
 
 @router.post("/upload")
@@ -364,6 +365,7 @@ def upload(
 ):
     settings = request.app.state.settings
     submission = actions.upload(settings, who, uploads.saved(settings, archive), name, team, round_name)
+    request.app.state.checker.wake()
     return back_to(f"/submissions/{submission.id}")
 
 

@@ -16,6 +16,7 @@ from arena.competition import entries, quotas, rounds
 from arena.competition.entries import Scope
 from arena.config import Settings
 from arena.errors import NotFoundError
+from arena.execution import checking
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -30,8 +31,10 @@ from arena.models import (
     Round,
     Submission,
     SubmissionKind,
+    SubmissionStatus,
     Team,
     Visibility,
+    name_key,
     utcnow,
 )
 from arena.results import progress
@@ -176,12 +179,20 @@ def curve_bands(snapshot: Snapshot, defenses: list[str] | None = None) -> dict[s
 def submission_summary(submission: Submission) -> dict:
     return {
         "id": submission.id, "name": submission.name, "team": submission.team.name, "kind": submission.kind.value,
-        "status": submission.status.value, "reason": submission.reason, "created_at": submission.created_at,
+        "status": submission.shown_status, "reason": submission.reason, "created_at": submission.created_at,
         "container": submission.meta.get("container"), "baseline": submission.baseline,
         "container_image": submission.container_image, "container_gpu_image": submission.container_gpu_image,
         "nondeterministic_share": submission.nondeterministic_share,
     }
 
+
+def waiting_uploads(session: Session, who: Caller) -> list[dict]:
+    """Submissions whose dry run is to come or running, oldest first: the team's own, or
+    everyone's for organizers."""
+    query = select(Submission).where(Submission.status == SubmissionStatus.QUEUED).order_by(Submission.id)
+    if not who.organizer:
+        query = query.join(Team, Submission.team_id == Team.id).where(Team.name_key == name_key(who.team_name))
+    return [submission_summary(s) for s in session.scalars(query)]
 
 
 def round_summary(session: Session, round_: Round, team: Team | None = None) -> dict:
@@ -243,6 +254,7 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
         "attempts": attempts(session, submission, who, runs.datasets, attempt_limit),
         "logs_visible": with_logs,
         "runs_visible": not runs.hidden,
+        "queue_place": checking.place_in_queue(session, settings, submission),
     }
 
 

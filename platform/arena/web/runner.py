@@ -29,6 +29,7 @@ class RunState:
 class TournamentRunner:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.has_engine = settings.broker_url is None  # with a broker, the workers run every container
         self.state = RunState()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None

@@ -21,7 +21,6 @@ from arena.models import (
     JobKind,
     JobStatus,
     SubmissionKind,
-    SubmissionStatus,
 )
 from arena.results.judging import MatrixValue
 from arena.sandbox.pinning import PinState
@@ -131,7 +130,8 @@ class SubmissionSummary(BaseModel):
     name: str
     team: str
     kind: SubmissionKind
-    status: SubmissionStatus
+    status: str = Field(description="queued (its dry run is to come), checking (its dry run is running), "
+                        "accepted, rejected or disqualified.")
     reason: str | None
     created_at: Utc
     container: str | None
@@ -161,7 +161,9 @@ class ValidationReport(dry_run.ValidationReport):
 
 
 class UploadedSubmission(SubmissionSummary):
-    validation_report: ValidationReport
+    """Stored and queued: its dry run is to come (``status`` queued)."""
+
+    page: str = Field(description="The submission's page, which shows its status as it moves.")
 
 
 class Attempt(BaseModel):
@@ -205,6 +207,7 @@ class SubmissionDetail(SubmissionSummary):
     attempts: list[Attempt] = Field(description="The runs this caller may see: all for its team and organizers, "
                                     "for others those on rounds whose results are public.")
     logs_visible: bool
+    queue_place: int | None = Field(None, description="While queued: 1 when its dry run is the next to be taken.")
     runs_visible: bool = Field(description="False when some of the runs (and their timings) are hidden from this caller: "
                                "those on rounds whose results are not public, for anyone but its team and organizers.")
 

@@ -29,9 +29,10 @@ def list_submissions(session: SessionDep) -> list[dict]:
     return queries.submissions(session)
 
 
-@router.post("/submissions", status_code=201, response_model=UploadedSubmission,
+@router.post("/submissions", status_code=202, response_model=UploadedSubmission,
              summary="Upload a submission archive (team token or organizers)")
 def upload_submission(
+    request: Request,
     settings: SettingsDep,
     archive: Annotated[UploadFile, File(description="A .zip, .tar or .tar.gz with metadata.json and the code.")],
     name: Annotated[str | None, Form(max_length=200)] = None,
@@ -40,10 +41,13 @@ def upload_submission(
                                            description="The round to enter (default: the one open now).")] = None,
     who: Caller = Depends(team_or_organizer),
 ) -> dict:
-    """Refused with 403 when no round takes uploads (closed, not open yet) and with 429, and a
-    Retry-After header where waiting helps, past the team's quota for the track."""
+    """Stored and queued for its dry run (202): follow it at ``page``, or poll
+    ``/api/submissions/{id}`` until ``status`` is accepted or rejected. Refused with 403 when
+    no round takes uploads (closed, not open yet) and with 429, and a Retry-After header where
+    waiting helps, past the team's quota for the track."""
     submission = actions.upload(settings, who, uploads.saved(settings, archive), name, team, round_name)
-    return {**queries.submission_summary(submission), "validation_report": submission.validation_report}
+    request.app.state.checker.wake()
+    return {**queries.submission_summary(submission), "page": f"/submissions/{submission.id}"}
 
 
 @router.post("/submissions/{submission_id}/baseline", response_model=SubmissionSummary,

@@ -15,8 +15,8 @@ from arena.config import Settings
 from arena.db import transaction
 from arena.errors import ConflictError, InputError, NotFoundError
 from arena.execution import planning
+from arena.execution.checking import store_dry_run
 from arena.intake.dry_run import ValidationReport, sample_batch, validate
-from arena.intake.submit import store_dry_run
 from arena.models import Submission, SubmissionStatus
 from arena.sandbox import pinning
 from arena.sandbox.code import SubmissionCode
