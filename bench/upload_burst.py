@@ -12,7 +12,7 @@ same host runs the web and the containers, the worst case for visitors.
 ``--platform`` runs the server from another checkout's ``platform/`` folder: the figures
 before a change come from the same script run against the code before it.
 
-    .venv/bin/python bench/upload_burst.py [--teams 30] [--platform ../before/platform]
+    scripts/with-docker.sh .venv/bin/python bench/upload_burst.py [--teams 30] [--platform ../before/platform]
 """
 
 import argparse
@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import docker
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,14 +112,16 @@ def _figures(values: list[float]) -> tuple[float, float, float]:
     return pick(0.5), pick(0.99), ordered[-1]
 
 
-def main(teams: int, platform: Path | None) -> None:
+def main(teams: int, platform: Path | None, keep_log: Path | None = None) -> None:
+    docker.from_env(timeout=10).ping()  # the dry runs need an engine: say so at once, not after the deadline
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
         env = {**os.environ, "ARENA_DATA_DIR": str(tmp / "arena"), "ARENA_ORGANIZER_TOKEN": ORGANIZER}
         if platform is not None:
             env["PYTHONPATH"] = str(platform.resolve())
         arena = [sys.executable, "-m", "arena"]
-        subprocess.run([*arena, "dataset", "synth", "20"], env=env, check=True, capture_output=True)
+        for command in (["db", "upgrade"], ["dataset", "synth", "20"]):
+            subprocess.run([*arena, *command], env=env, check=True, capture_output=True)
         archives = {f"team-{k:02d}": _variant(tmp, f"team-{k:02d}") for k in range(teams)}
         port, log = free_port(), tmp / "web.log"
         with log.open("w") as out:
@@ -146,6 +149,8 @@ def main(teams: int, platform: Path | None) -> None:
                 visitor.join(timeout=60)
         finally:
             stop(server)
+            if keep_log is not None:
+                shutil.copy(log, keep_log)
     _report(teams, uploads, visits, start, end)
 
 
@@ -173,5 +178,6 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--teams", type=int, default=30)
     parser.add_argument("--platform", type=Path, help="run the server from this platform/ folder (another checkout)")
+    parser.add_argument("--keep-log", type=Path, help="copy the server's log here (its errors, when there were 5xx)")
     args = parser.parse_args()
-    main(args.teams, args.platform)
+    main(args.teams, args.platform, args.keep_log)
