@@ -24,7 +24,6 @@ from arena.admin import teams
 from arena.callers import Caller
 from arena.db import transaction
 from arena.models import Team, WebSession, utcnow
-from arena.web.deps import SessionDep
 
 COOKIE = "arena_session"
 #: The cookie that held the raw token before sessions; removed at login and logout.
@@ -137,12 +136,11 @@ def secure_cookies(request: Request) -> bool:
     return request.app.state.settings.secure_cookies or request.url.scheme == "https"
 
 
-def caller(request: Request, session: SessionDep) -> Caller:
-    return _identify_request(request, session)
-
-
-def caller_in_own_session(request: Request) -> Caller:
-    """For the cached reads, which otherwise touch no database."""
+def caller(request: Request) -> Caller:
+    """Who asks, identified in a transaction of its own, ended before the route runs. Never
+    the route's session: a route that also opens its own (an upload, every action) would
+    then hold two connections at once, and thirty uploads at once took the pool's fifteen
+    and waited on each other until the pool's 30 s timeout (500s, in bench/upload_burst.py)."""
     with transaction(request.app.state.settings) as session:
         return _identify_request(request, session)
 

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 
-from arena.web.auth import caller_in_own_session
+from arena.web.auth import caller
 
 #: Room for the multipart framing and form fields around an uploaded archive.
 FRAMING_BYTES = 64 * 2**10
@@ -75,7 +75,7 @@ class BodyGate:
     async def _require_credential(scope) -> None:
         """401 for a caller that is nobody: no credential, an unknown token or a dead session
         (``identify`` answers 401 or 429 itself for a wrong token)."""
-        if (await run_in_threadpool(caller_in_own_session, Request(scope))).anonymous:
+        if (await run_in_threadpool(caller, Request(scope))).anonymous:
             raise HTTPException(401, f"a request body over {ANONYMOUS_BODY_BYTES} bytes needs a team token or the "
                                      "organizer credential", headers={"WWW-Authenticate": "Bearer"})
 

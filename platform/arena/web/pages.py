@@ -116,7 +116,7 @@ def _identified_reader(request: Request, dataset: str | None, scope: Scope) -> R
     with transaction(request.app.state.settings) as session:
         if _fresh_site(session, dataset):
             return None
-        who = caller(request, session)
+    who = caller(request)
     permissions.check_scope(who, scope)
     return Reader(who, request.app.state.standings.get(dataset, scope))
 

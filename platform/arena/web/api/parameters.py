@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from arena.competition.entries import Scope
 from arena.config import Settings
 from arena.web import permissions
-from arena.web.auth import caller_in_own_session, presents_credential
+from arena.web.auth import caller, presents_credential
 from arena.web.cache import Snapshot
 from arena.web.deps import get_settings
 
@@ -43,7 +43,7 @@ async def snapshot(request: Request, dataset: DatasetName = None, scope: ScopePa
     cache = request.app.state.standings
     current = cache.peek(dataset, scope) or await run_in_threadpool(cache.get, dataset, scope)
     if presents_credential(request) or not current.public or scope is Scope.ALL:
-        who = await run_in_threadpool(caller_in_own_session, request)
+        who = await run_in_threadpool(caller, request)
         permissions.check_results(who, current.public)
         permissions.check_scope(who, scope)
     return current.snapshot
