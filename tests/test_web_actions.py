@@ -234,3 +234,24 @@ def test_the_upload_page_lists_the_team_s_uploads_waiting_for_their_dry_run(site
     assert "blue-waiting" not in as_red.text and "red-attack" not in as_red.text  # accepted: not waiting
     as_organizer = client.get("/upload", headers=ORGANIZER).text
     assert "red-waiting" in as_organizer and "blue-waiting" in as_organizer
+
+
+def test_an_upload_holds_no_database_connection_while_it_works(site, monkeypatch):
+    """The caller was identified in the request's own session, held until the answer, while
+    the upload opened its own: two connections per upload, and thirty uploads at once took
+    the pool's fifteen and waited on each other for 30 s (bench/upload_burst.py)."""
+    from arena.db import get_engine
+
+    client, _attack = site
+    pool = get_engine(client.app.state.settings.resolved_database_url).pool
+    held: list[int] = []
+
+    def upload(*_args, **_kwargs):
+        held.append(pool.checkedout())
+        raise InputError("stopped here")
+
+    red = client.post("/api/teams/red/token", headers=ORGANIZER).json()["token"]  # a team's is looked up
+    monkeypatch.setattr(actions, "upload", upload)
+    response = client.post("/api/submissions", headers={"Authorization": f"Bearer {red}"},
+                           files={"archive": ("a.tar.gz", b"x")})
+    assert response.status_code == 422 and held == [0]
