@@ -76,6 +76,30 @@ def test_error_pages_show_the_tournament_title(client):
     assert '<a class="brand" href="/">Spring Cup</a>' in response.text
 
 
+def _header(page: str) -> str:
+    """The page header's words: the nav and who is logged in."""
+    header = re.search(r"<header>(.*?)</header>", page, re.S).group(1)
+    return " ".join(re.sub(r"<[^>]+>", " ", header).split())
+
+
+def test_an_error_page_keeps_the_visitor_logged_in_and_offers_a_way_back(client):
+    """The 404, 422, 429 and 403 pages said "Log in" and dropped Upload from the nav for a
+    logged-in team, said a bare number, and offered no way back to the form."""
+    red = client.post("/api/teams/red/token", headers=ORGANIZER).json()["token"]
+    assert client.post("/login", data={"token": red}, follow_redirects=False).status_code == 303
+    missing = client.get("/submissions/999")
+    assert missing.status_code == 404 and "<h2>404 · Not Found</h2>" in missing.text
+    assert "Upload" in _header(missing.text) and "team red Log out" in _header(missing.text)
+    assert "Log in" not in _header(missing.text) and 'href="/" id="error-back"' in missing.text
+    refused = client.post("/upload", files={"archive": ("broken.tar.gz", b"not an archive")},
+                          headers={"Referer": "http://testserver/upload"})
+    assert refused.status_code == 422 and "team red Log out" in _header(refused.text)
+    assert '<a href="/upload" id="error-back">Back to the form</a>' in refused.text
+    elsewhere = client.post("/upload", files={"archive": ("broken.tar.gz", b"x")},
+                            headers={"Referer": "https://elsewhere.example/upload", "Origin": "http://testserver"})
+    assert elsewhere.status_code == 422 and "elsewhere.example" not in elsewhere.text
+
+
 def test_a_fresh_site_shows_how_to_begin(tmp_path):
     fresh = TestClient(create_app(make_settings(tmp_path / "arena", organizer_token="organizer-secret")))
     for path, headers in [("/", {}), ("/matrix", {}), ("/curves", {}), ("/organizer", ORGANIZER)]:

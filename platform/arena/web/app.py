@@ -9,7 +9,8 @@ the same message, so a person in a browser reads what went wrong instead of raw 
 import logging
 import math
 import secrets
-from urllib.parse import parse_qsl, urlencode
+from http import HTTPStatus
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
@@ -28,6 +29,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from arena import REPO_ROOT, db
 from arena.admin import tournament
+from arena.callers import Caller
 from arena.config import Settings
 from arena.db import transaction
 from arena.errors import ArenaError, PlatformError, QuotaError
@@ -105,11 +107,13 @@ class BlankFieldsAreUnset:
         await self.app(scope, receive, send)
 
 
-def _organizer_asks(request: Request) -> bool:
+def _visitor(request: Request) -> Caller:
+    """Who asks, for an error's answer; nobody when that cannot be said (a wrong credential,
+    the database down): the answer then says less, never more."""
     try:
-        return caller(request).organizer
-    except Exception:  # noqa: BLE001 - a wrong credential or a database down: not an organizer, say less
-        return False
+        return caller(request)
+    except Exception:  # noqa: BLE001 - an error must be answered whatever else fails
+        return Caller()
 
 
 def _title(request: Request) -> dict | None:
@@ -122,17 +126,29 @@ def _title(request: Request) -> dict | None:
 
 
 def _page(request: Request, status: int, detail: str, headers: dict | None = None) -> Response:
-    """The error page: the status and the sentence, for a person in a browser. A 401 links the
-    login page with the page asked for as ``next``, so that logging in returns to it (a GET only:
-    a form's target is no page to return to)."""
-    back = None
-    if request.method == "GET":
-        back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    """The error page: the status in words and the sentence, for a person in a browser, with
+    the header of whoever asks (a team refused its upload is still logged in). A 401 links the
+    login page with the page asked for as ``next``, so that logging in returns to it; a
+    refused form links back to the page it was sent from (its Referer, when on this site)."""
+    asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    form = None
+    if request.method != "GET":
+        referer = urlsplit(request.headers.get("referer", ""))
+        if referer.netloc == request.url.netloc and referer.path:
+            form = pages.local_path(referer.path + (f"?{referer.query}" if referer.query else ""))
     return pages.templates.TemplateResponse(
         request, "error.html",
-        {"status": status, "detail": detail, "who": None, "tournament": _title(request), "back": back},
+        {"status": status, "phrase": _phrase(status), "detail": detail, "who": _visitor(request),
+         "tournament": _title(request), "back": asked if request.method == "GET" else None, "form": form},
         status_code=status, headers=headers,
     )
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""
 
 
 async def _arena_error(request: Request, exc: ArenaError) -> Response:
@@ -144,23 +160,23 @@ async def _arena_error(request: Request, exc: ArenaError) -> Response:
     message = str(exc)
     if isinstance(exc, PlatformError):  # the engine's own words are for organizers and the log
         logger.error("%s %s: %s", request.method, request.url.path, message)
-        message = message if await run_in_threadpool(_organizer_asks, request) else exc.public
+        message = message if (await run_in_threadpool(_visitor, request)).organizer else exc.public
     if not _wants_page(request):
         return JSONResponse({"detail": message}, status_code=exc.status, headers=headers)
-    return _page(request, exc.status, message, headers)
+    return await run_in_threadpool(_page, request, exc.status, message, headers)
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
     """What is about HTTP itself: authentication, a body too large, an unknown path or method."""
     if not _wants_page(request):
         return await http_exception_handler(request, exc)
-    return _page(request, exc.status_code, exc.detail, getattr(exc, "headers", None))
+    return await run_in_threadpool(_page, request, exc.status_code, exc.detail, getattr(exc, "headers", None))
 
 
 async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
     if not _wants_page(request):
         return await request_validation_exception_handler(request, exc)
-    return _page(request, 422, " ".join(explain(error) for error in exc.errors()))
+    return await run_in_threadpool(_page, request, 422, " ".join(explain(error) for error in exc.errors()))
 
 
 #: How the pages' fields are named on the pages.
