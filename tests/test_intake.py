@@ -87,8 +87,10 @@ class TestDryRun:
         with zipfile.ZipFile(zipped, "w") as z:
             for path in (SAMPLES / "random_noise").iterdir():
                 z.write(path, f"random_noise/{path.name}")
-        with pytest.raises(SubmissionError, match="already submitted as 'random_noise'"):
+        with pytest.raises(SubmissionError, match="already submitted by another team$"):  # never its name
             submit(small, zipped, team="someone-else")
+        with pytest.raises(SubmissionError, match="already submitted as 'random_noise'.*ask the organizers to carry"):
+            submit(small, zipped, team=accepted.team.name)
 
     def test_a_crashing_attack_is_rejected_with_exit_code_and_log(self, small, tmp_path):
         archive = make_submission(tmp_path, "crash", ATTACK_META, "echo 'model weights not found' >&2\nexit 3\n")

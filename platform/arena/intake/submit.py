@@ -38,10 +38,16 @@ def _check_allowed(settings: Settings, metadata: Metadata) -> None:
         raise SubmissionError(f"container {metadata.container!r} is not allowed here (allowed: {allowed})")
 
 
-def _refuse_duplicate(session: Session, sha256: str, name: str) -> None:
+def _refuse_duplicate(session: Session, sha256: str, name: str, team: str) -> None:
+    """Refuse code that was submitted before, naming the earlier submission only to its own
+    team: another team's entry may sit in a round whose entries are hidden."""
     same = session.scalar(select(Submission).where(Submission.sha256 == sha256))
+    if same and same.team.name_key != name_key(team):
+        raise SubmissionError("this code was already submitted by another team")
     if same:
-        raise SubmissionError(f"this code was already submitted as {same.name!r} (status {same.status.value})")
+        raise SubmissionError(f"this code was already submitted as {same.name!r} (status {same.status.value}); "
+                              "to take part in another round with it, ask the organizers to carry it there "
+                              "(they carry the counting entries of one round into the next)")
     if session.scalar(select(Submission).where(Submission.name == name)):
         raise SubmissionError(f"a submission named {name!r} exists; choose another with --name")
 
@@ -56,7 +62,7 @@ def _register(settings: Settings, sha256: str, name: str, team: str, metadata: M
         return _insert(settings, sha256, name, team, metadata, round_id)
     except IntegrityError:
         with transaction(settings) as session:
-            _refuse_duplicate(session, sha256, name)
+            _refuse_duplicate(session, sha256, name, team)
         return _insert(settings, sha256, name, team, metadata, round_id)
 
 
@@ -65,7 +71,7 @@ def _insert(settings: Settings, sha256: str, name: str, team: str, metadata: Met
     the same transaction (the team's row locked on PostgreSQL, so two uploads at once
     cannot both take the last one; SQLite writes one transaction at a time anyway)."""
     with transaction(settings) as session:
-        _refuse_duplicate(session, sha256, name)
+        _refuse_duplicate(session, sha256, name, team)
         round_ = session.get_one(Round, round_id)
         owner = (session.scalar(select(Team).where(Team.name_key == name_key(team)).with_for_update())
                  or Team(name=teams.team_name(team)))
