@@ -131,3 +131,21 @@ def test_a_disqualified_defense_leaves_every_table(tournament):
         standings = Standings.compute(session, dataset)
     assert "D" not in standings.matrix("error").columns
     assert standings.defense_leaderboard().empty
+
+
+def test_equal_scores_share_a_rank_and_nothing_scored_has_none():
+    """Two equal attack scores were ranked 1 and 2, and an entry before any job ran showed
+    "rank 1 of 1" with score 0. One rule: equal scores share a rank (1, 1, 3); nothing scored,
+    no rank; baselines keep their place unranked (the round may rank them)."""
+    import pandas as pd
+
+    from arena.results.scoring import _leaderboard
+
+    subjects = pd.DataFrame({"submission": ["b", "a", "c", "base", "late"], "team": ["t1", "t2", "t3", "o", "t4"],
+                             "baseline": [False, False, False, True, False], "nondeterministic": 0.0},
+                            index=[1, 2, 3, 4, 5])
+    table = pd.DataFrame({"score": [7, 7, 5, 9], "scored": [10, 10, 10, 10]}, index=[1, 2, 3, 4])
+    board = _leaderboard(table, subjects, rank_baselines=False)
+    assert list(board["submission"]) == ["base", "a", "b", "c", "late"]
+    assert board["rank"].tolist() == [pd.NA, 1, 1, 3, pd.NA]
+    assert _leaderboard(table, subjects, rank_baselines=True)["rank"].tolist() == [1, 2, 2, 4, pd.NA]

@@ -95,6 +95,14 @@ def test_a_team_page_lists_every_submission_with_what_counts(client):
     assert 'href="/teams/blue"' in client.get("/?scope=all", headers=ORGANIZER).text
 
 
+def test_a_team_page_gives_no_rank_before_anything_is_scored(client):
+    """Team pages showed "score 0, rank 1 of 1" before any job ran; a rank now needs a score."""
+    page = client.get("/teams/blue", headers=ORGANIZER).text
+    rows = re.findall(r"<tr>(.*?)</tr>", re.search(r'id="team-submissions">(.*?)</table>', page, re.S).group(1), re.S)
+    cells = [re.sub(r"<[^>]+>", " ", row).split() for row in rows[1:]]
+    assert [(c[1], c[-3:]) for c in cells] == [("blue-1", ["no", "0", "–"]), ("blue-2", ["yes", "0", "–"])]
+
+
 def test_teams_sign_up_themselves_only_where_allowed(client):
     form = {"team": "green", "member": "Grace", "contact": "grace@example.org"}
     refused = client.post("/register", data=form)

@@ -56,6 +56,9 @@ def manifest(session: Session, settings: Settings, round_: Round) -> dict:
              "pack_images": s.pack_images}
             for s, carried in entered
         ],
+        "leaderboards": {"ranked": "every entered submission, counting or not (the public leaderboards rank each "
+                                   "team's counting entry only: see each submission's counting flag); equal scores "
+                                   "share a rank; a baseline takes none unless the round ranks baselines"},
         "settings": {"batch_size": settings.batch_size, "max_attempts": settings.max_attempts, "sandbox": settings.sandbox.model_dump()},
     }
 

@@ -18,7 +18,6 @@ the per-image rows; ``load_results`` gives those for exports and drill-down.
 
 from dataclasses import dataclass
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -149,14 +148,16 @@ def _scores(cells: pd.DataFrame, by: str, value: MatrixValue, epsilons: list[int
 
 
 def _leaderboard(table: pd.DataFrame, subjects: pd.DataFrame, rank_baselines: bool) -> pd.DataFrame:
-    """Best first; baselines keep their place in the order but take no rank unless the round
-    ranks them, so a team's rank counts teams only."""
+    """Best first, by name among equals. The one ranking rule: equal scores share a rank (1,
+    1, 3: one more than the entries scoring higher); an entry with nothing scored yet has no
+    rank; baselines keep their place in the order but take no rank unless the round ranks
+    them, so a team's rank counts teams only."""
     board = subjects[["submission", "team", "baseline"]].join(table, how="left")
     board[["score", "scored"]] = board[["score", "scored"]].fillna(0).astype(int)
     board["nondeterministic"] = subjects["nondeterministic"]  # the determinism probe's share, a flag above 0
     board = board.sort_values(["score", "submission"], ascending=[False, True])
-    ranked = ~board["baseline"] | rank_baselines
-    board.insert(0, "rank", pd.Series(np.cumsum(ranked), index=board.index).where(ranked).astype("Int64"))
+    ranked = (~board["baseline"] | rank_baselines) & (board["scored"] > 0)
+    board.insert(0, "rank", board["score"].where(ranked).rank(method="min", ascending=False).astype("Int64"))
     return board.reset_index(drop=True)
 
 

@@ -61,7 +61,8 @@ def check_epsilon(standings: Standings, epsilon: int | None) -> None:
 
 
 def _number(value: object) -> object:
-    """JSON has no NaN: a rate not computed yet (or a baseline's rank) is null."""
+    """JSON has no NaN: a rate not computed yet (or the rank of a baseline, or of an entry with
+    nothing scored yet) is null."""
     if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
         return None
     return value.item() if hasattr(value, "item") else value
@@ -457,13 +458,15 @@ def team_submissions(session: Session, cache, team: Team, who: Caller) -> list[d
              .join(Round, Entry.round_id == Round.id).where(Submission.team_id == team.id)
              .order_by(Round.id, Submission.id))
     for submission, round_ in session.execute(query).all():
-        current = cache.get(round_.dataset.name, Scope.ALL)
-        every, visible = current.snapshot, permissions.may_see_results(who, current.public)
         if round_.id not in counting:  # once per round, not per submission
             counting[round_.id] = set(entries.counting(session, round_.dataset_id))
+        counts = submission.id in counting[round_.id]
+        # ranked as the public board ranks it when it counts; among every entry when not
+        current = cache.get(round_.dataset.name, Scope.COUNTING if counts else Scope.ALL)
+        visible = permissions.may_see_results(who, current.public)
+        place = standing(current.snapshot, submission) if visible else None
         rows.append({**submission_summary(submission), "round": round_.name, "dataset": round_.dataset.name,
-                     "counting": submission.id in counting[round_.id], "standing": standing(every, submission) if visible else None,
-                     "hidden": not visible})
+                     "counting": counts, "standing": place and {**place, "counting": counts}, "hidden": not visible})
     unentered = select(Submission).where(Submission.team_id == team.id, ~Submission.id.in_(select(Entry.submission_id)))
     rows += [{**submission_summary(s), "round": None, "dataset": None, "counting": False, "standing": None,
               "hidden": False} for s in session.scalars(unentered)]
