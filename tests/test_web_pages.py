@@ -100,6 +100,33 @@ def test_an_error_page_keeps_the_visitor_logged_in_and_offers_a_way_back(client)
     assert elsewhere.status_code == 422 and "elsewhere.example" not in elsewhere.text
 
 
+def test_a_submission_page_is_about_a_round_it_takes_part_in(tmp_path):
+    """A dev-only entry's page showed "Jobs on final 0 of 4" (the newest dataset), and a
+    rejected one a full bar "0 of 0 done"."""
+    from sqlalchemy import delete, select
+
+    from arena.models import Entry, Round, SubmissionStatus
+
+    settings = make_settings(tmp_path / "arena", organizer_token="organizer-secret", epsilons=[4])
+    synth_dataset(settings, 4, batch_size=2, name="dev")
+    with transaction(settings) as session:
+        dev_only = add_submission(session, "dev-only", SubmissionKind.ATTACK, owner="red").id
+        rejected = add_submission(session, "broken", SubmissionKind.ATTACK, owner="red",
+                                  status=SubmissionStatus.REJECTED).id
+    synth_dataset(settings, 4, batch_size=2, name="final")  # newer; it enters every submission so far
+    with transaction(settings) as session:
+        final = session.scalar(select(Round.id).where(Round.name == "final"))
+        session.execute(delete(Entry).where(Entry.round_id == final, Entry.submission_id == dev_only))
+    client = TestClient(create_app(settings))
+    page = client.get(f"/submissions/{dev_only}", headers=ORGANIZER).text
+    assert "<h3>Jobs on dev</h3>" in page and 'id="submission-progress"' in page and "of 2 done" in page
+    assert client.get(f"/api/submissions/{dev_only}", headers=ORGANIZER).json()["progress"]["expected"] == 2
+    elsewhere = client.get(f"/submissions/{dev_only}?dataset=final", headers=ORGANIZER).text
+    assert "None: it does not take part in the round on final." in elsewhere
+    broken = client.get(f"/submissions/{rejected}", headers=ORGANIZER).text
+    assert "None: it is rejected, and runs no jobs." in broken and "<progress" not in broken.split("Jobs on")[1]
+
+
 def test_a_fresh_site_shows_how_to_begin(tmp_path):
     fresh = TestClient(create_app(make_settings(tmp_path / "arena", organizer_token="organizer-secret")))
     for path, headers in [("/", {}), ("/matrix", {}), ("/curves", {}), ("/organizer", ORGANIZER)]:

@@ -223,7 +223,7 @@ def submissions_page(request: Request, session: SessionDep, who: CallerDep):
 def submission_page(request: Request, submission_id: Id, session: SessionDep, who: CallerDep,
                     dataset: DatasetName = None):
     submission = actions.submission(session, submission_id)
-    chosen = pick_dataset(session, dataset)
+    chosen = queries.submission_dataset(session, submission, dataset)
     detail = queries.submission_detail(session, request.app.state.settings, chosen, submission, who,
                                        attempt_limit=1000)
     snapshot, _ = _visible(request, session, who, chosen.name)
@@ -235,6 +235,7 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
     return render(request, "submission.html", who, session, s=detail, dataset=chosen,
                   runs=queries.container_runs(detail["attempts"])[:50],
                   standing=standing, standing_hidden=snapshot is None, entries=queries.entries_of(session, submission),
+                  entered=queries.entered_in(session, submission, chosen),
                   owner=who.owns(submission))
 
 

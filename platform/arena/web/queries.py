@@ -15,6 +15,7 @@ from arena.callers import Caller
 from arena.competition import entries, quotas, rounds
 from arena.competition.entries import Scope
 from arena.config import Settings
+from arena.data.dataset import pick_dataset
 from arena.errors import NotFoundError
 from arena.execution import checking
 from arena.models import (
@@ -471,6 +472,23 @@ def team_submissions(session: Session, cache, team: Team, who: Caller) -> list[d
     rows += [{**submission_summary(s), "round": None, "dataset": None, "counting": False, "standing": None,
               "hidden": False} for s in session.scalars(unentered)]
     return rows
+
+
+def submission_dataset(session: Session, submission: Submission, name: str | None) -> Dataset:
+    """The dataset a submission's page is about: the one named, else that of the newest round
+    the submission takes part in (a dev-only entry's page is about dev, not the newest
+    round), else the newest."""
+    if name is not None:
+        return pick_dataset(session, name)
+    newest = session.scalar(select(Round).join(Entry, Entry.round_id == Round.id)
+                            .where(Entry.submission_id == submission.id).order_by(Round.id.desc()).limit(1))
+    return newest.dataset if newest is not None else pick_dataset(session, None)
+
+
+def entered_in(session: Session, submission: Submission, dataset: Dataset) -> bool:
+    """Whether the submission takes part in the dataset's round (it has jobs there)."""
+    return session.scalar(select(Entry.round_id).join(Round, Entry.round_id == Round.id)
+                          .where(Entry.submission_id == submission.id, Round.dataset_id == dataset.id)) is not None
 
 
 def entries_of(session: Session, submission: Submission) -> list[dict]:

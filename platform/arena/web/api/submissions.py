@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from arena import actions
 from arena.callers import Caller
-from arena.data.dataset import pick_dataset
 from arena.web import permissions, queries, uploads
 from arena.web.api.parameters import DatasetName, Id, Limit, SettingsDep
 from arena.web.auth import caller, organizer, team_or_organizer
@@ -63,7 +62,7 @@ def mark_baseline(submission_id: Id, body: Baseline, settings: SettingsDep, sess
 def get_submission(submission_id: Id, session: SessionDep, settings: SettingsDep, dataset: DatasetName = None,
                    who: Caller = Depends(caller)) -> dict:
     submission = actions.submission(session, submission_id)
-    chosen = pick_dataset(session, dataset)
+    chosen = queries.submission_dataset(session, submission, dataset)
     return queries.submission_detail(session, settings, chosen, submission, who)
 
 
