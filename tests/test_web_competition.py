@@ -161,13 +161,23 @@ def test_the_forms_choose_mark_baselines_and_run_the_rounds(client):
         for entry in session.scalars(select(Entry).where(Entry.round_id == final.id)):
             session.delete(entry)
     admin.post("/organizer/rounds/synthetic/close")
-    admin.post("/organizer/rounds/final/carry", data={"counting_from": "synthetic"})
+    landed = admin.post("/organizer/rounds/final/carry", data={"counting_from": "synthetic"})
+    notice = re.search(r'id="rounds-notice">(.*?)</p>', landed.text).group(1)
+    assert notice.startswith("2 entries carried into final. Next: run its jobs")
+    again = admin.post("/organizer/rounds/final/carry", data={"counting_from": "synthetic"})
+    assert "Nothing was carried into final" in again.text
+    assert "rounds-notice" not in blue.get("/rounds?carried=5&into=final").text  # for organizers only
+    assert "rounds-notice" not in admin.get("/rounds?carried=5&into=nowhere").text  # only rounds that exist
     with transaction(settings) as session:
         final = rounds.find(session, "final")
         carried = set(session.scalars(select(Entry.submission_id).where(Entry.round_id == final.id)))
         assert carried == {ids["red-attack"], ids["blue-1"]}  # blue's chosen one, not its latest
         assert rounds.window(rounds.find(session, "synthetic")).state(utcnow()) == "closed"
-    refused = admin.post("/organizer/rounds/final/publish")
+    asked = admin.post("/organizer/rounds/final/publish")  # publishing cannot be undone: it asks first
+    assert asked.status_code == 200 and "Publish round final?" in asked.text and "cannot be undone" in asked.text
+    with transaction(settings) as session:
+        assert rounds.find(session, "final").visibility is not Visibility.PUBLISHED  # asking is not doing
+    refused = admin.post("/organizer/rounds/final/publish", data={"confirmed": "true"})
     assert refused.status_code == 409 and "jobs not done" in refused.text
 
 

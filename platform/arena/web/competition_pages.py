@@ -8,16 +8,18 @@ once where they can no longer change.
 
 from datetime import timedelta
 from typing import Annotated
+from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, Form, Path, Request
+from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.background import BackgroundTask
 
 from arena import actions
 from arena.admin import tournament
 from arena.callers import Caller
-from arena.competition import rounds
+from arena.competition import entries, rounds
 from arena.data import download
+from arena.db import transaction
 from arena.errors import ForbiddenError, QuotaError
 from arena.models import Visibility, utcnow
 from arena.results import bundle
@@ -25,7 +27,7 @@ from arena.web import queries
 from arena.web.api.parameters import Id
 from arena.web.auth import client_address, organizer, team_or_organizer
 from arena.web.deps import SessionDep
-from arena.web.pages import CallerDep, markdown, render
+from arena.web.pages import CallerDep, Confirmed, confirm, markdown, render
 
 router = APIRouter(include_in_schema=False)
 RoundName = Annotated[str, Path(min_length=1, max_length=200)]
@@ -46,9 +48,28 @@ def rules_page(request: Request, session: SessionDep, who: CallerDep):
 
 
 @router.get("/rounds", response_class=HTMLResponse)
-def rounds_page(request: Request, session: SessionDep, who: CallerDep):
-    """Every round: its data, window and time left, quotas, and a team's uploads left."""
-    return render(request, "rounds.html", who, session, rounds=queries.rounds_list(session, who))
+def rounds_page(request: Request, session: SessionDep, who: CallerDep,
+                carried: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
+                into: Annotated[str | None, Query(max_length=200)] = None,
+                published: Annotated[str | None, Query(max_length=200)] = None):
+    """Every round: its data, window and time left, quotas, and a team's uploads left; after
+    an organizer's carry or publish, what it did and what comes next (``carried``, ``into``,
+    ``published``: a count and names of rounds that exist, never text from the link)."""
+    listed = queries.rounds_list(session, who)
+    return render(request, "rounds.html", who, session, rounds=listed,
+                  notice=_done(listed, carried, into, published) if who.organizer else None)
+
+
+def _done(listed: list[dict], carried: int | None, into: str | None, published: str | None) -> str | None:
+    names = {r["name"] for r in listed}
+    if carried is not None and into in names:
+        if carried == 0:
+            return f"Nothing was carried into {into}: every counting entry named already takes part in it."
+        return (f"{carried} {'entry' if carried == 1 else 'entries'} carried into {into}. Next: run its jobs "
+                "(Organizer → Run) so that they are scored on its images.")
+    if published in names:
+        return f"Round {published} is published: its leaderboards, matrix and results bundle are public now."
+    return None
 
 
 @router.get("/evaluation", response_class=HTMLResponse)
@@ -136,16 +157,30 @@ def round_close(request: Request, round_name: RoundName, _: Caller = Depends(org
 
 
 @router.post("/organizer/rounds/{round_name}/publish")
-def round_publish(request: Request, round_name: RoundName, _: Caller = Depends(organizer)):
-    actions.publish_round(request.app.state.settings, round_name)
-    return RedirectResponse("/rounds", status_code=303)
+def round_publish(request: Request, round_name: RoundName, confirmed: Confirmed = False,
+                  who: Caller = Depends(organizer)):
+    """Publishing cannot be undone: the form asks first, saying what it does."""
+    settings = request.app.state.settings
+    if not confirmed:
+        with transaction(settings) as session:
+            round_ = rounds.find(session, round_name)
+            count = len(entries.accepted(session, round_.dataset_id))
+            return confirm(request, who, session, f"Publish round {round_.name}?", [
+                "This cannot be undone: the round is frozen, and nothing changes its figures any more.",
+                f"Its leaderboards, error matrix and results bundle become public, with its {count} accepted "
+                f"{'entry' if count == 1 else 'entries'}.",
+            ], f"/organizer/rounds/{quote(round_.name)}/publish", {}, "Publish", "/rounds",
+                notes=["Publishing is refused while any of its jobs is not done."])
+    name = actions.publish_round(settings, round_name)
+    return RedirectResponse(f"/rounds?{urlencode({'published': name})}", status_code=303)
 
 
 @router.post("/organizer/rounds/{round_name}/carry")
 def round_carry(request: Request, round_name: RoundName,
                 counting_from: Annotated[str, Form(min_length=1, max_length=200)], _: Caller = Depends(organizer)):
-    actions.carry(request.app.state.settings, round_name, [], counting_from)
-    return RedirectResponse("/rounds", status_code=303)
+    carried = actions.carry(request.app.state.settings, round_name, [], counting_from)
+    return RedirectResponse(f"/rounds?{urlencode({'carried': len(carried), 'into': round_name.strip()})}",
+                            status_code=303)
 
 
 @router.post("/organizer/pages")
