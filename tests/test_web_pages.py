@@ -194,7 +194,7 @@ def test_rounds_show_their_deadline_and_a_team_its_uploads_left(client):
     assert f"uploads close {closes:%Y-%m-%d %H:%M} UTC" in banner  # the browser counts the time left (cached page)
     assert f'<time class="countdown" datetime="{closes.isoformat()}">' in banner
     upload = client.get("/upload", headers=red).text
-    assert re.search(r">2 d 3 h (29|30) min left<", upload)  # the upload page is not cached: the server counts
+    assert re.search(r">\(2 d 3 h (29|30) min left\)<", upload)  # the upload page is not cached: the server counts
     assert "uploads left now: attack 1, targeted attack 2, defense 2" in upload  # red-attack entered today
     rows = re.findall(r"<tr>(.*?)</tr>", client.get("/rounds").text, re.S)
     assert len(rows) == 2 and "4, 16" in rows[1] and "quota per team and track: 2 a day" in rows[1]
@@ -215,6 +215,6 @@ def test_the_leaderboards_show_one_entry_per_team_and_tag_baselines(client):
     assert "blue-defense<" in re.search(r'id="board-defense">(.*?)</table>', every, re.S).group(1)
     rows = {r["submission"]: r for r in client.get("/api/leaderboards/defense?scope=all", headers=ORGANIZER).json()}
     assert rows["reference"]["rank"] is None and rows["reference"]["baseline"] is True
-    assert sorted(r["rank"] for r in rows.values() if r["rank"] is not None) == [1, 2]
+    assert [r["rank"] for r in rows.values()] == [None] * 3  # nothing scored yet: no rank (test_scoring_and_planning)
     matrix = client.get("/matrix").text  # the matrix marks the baseline too
     assert re.search(r'reference</span></a><span class="tag baseline"', matrix)

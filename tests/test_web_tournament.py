@@ -493,3 +493,27 @@ def test_a_leaderboard_sorts_from_the_keyboard(site, browser):
     assert headers.nth(1).get_attribute("aria-sort") is None
     assert headers.nth(2).get_attribute("aria-sort") == "ascending"
     page.close()
+
+
+def test_a_page_left_open_counts_down_to_the_close_by_the_second(browser, tmp_path):
+    """The time left was minute-grained, stood still in the last minute, and a page left open
+    said "1 min left" after the close. Now the browser counts it again every second."""
+    from datetime import timedelta
+
+    from arena.competition import rounds
+    from arena.models import utcnow
+
+    settings = make_settings(tmp_path / "arena", organizer_token=ORGANIZER)
+    synth_dataset(settings, 2, batch_size=2)
+    with transaction(settings) as session:
+        rounds.update(rounds.find(session, "synthetic"), closes_at=utcnow() + timedelta(seconds=8))
+    with live_server(create_app(settings)) as url:
+        page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
+        page.goto(f"{url}/rounds")
+        first = page.inner_text("#rounds time.countdown")
+        assert first.startswith("(0 min ") and first.endswith(" s left)"), first
+        page.wait_for_function("(first) => document.querySelector('#rounds time.countdown').textContent !== first",
+                               arg=first, timeout=20_000)  # it ticks without a reload
+        page.wait_for_function("() => document.querySelector('#rounds time.countdown').textContent === '(closed now)'",
+                               timeout=30_000)
+        page.close()

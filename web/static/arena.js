@@ -100,17 +100,20 @@ function drawHeatmap(root) {
   });
 }
 
-// The round's time left, from the deadline the page carries: standings pages are cached for as
-// long as the results do not change, so the server writes the deadline and the browser counts.
+// The round's time left, from the deadline the page carries, counted again every second: standings
+// pages are cached for as long as the results do not change, and a page left open must not say
+// "1 min left" after the close. Seconds show in the last hour.
+function timeLeft(seconds) {
+  if (!(seconds > 0)) return "(closed now)";
+  const days = Math.floor(seconds / 86400), hours = Math.floor((seconds % 86400) / 3600);
+  const minutes = Math.floor((seconds % 3600) / 60);
+  if (seconds < 3600) return `(${minutes} min ${Math.floor(seconds % 60)} s left)`;
+  return `(${days} d ${hours} h ${minutes} min left)`;
+}
+
 function showCountdowns(root) {
   root.querySelectorAll("time.countdown").forEach((time) => {
-    const left = (Date.parse(time.dateTime) - Date.now()) / 1000;
-    if (!(left > 0)) {
-      time.textContent = "(closed now)";
-      return;
-    }
-    const days = Math.floor(left / 86400), hours = Math.floor((left % 86400) / 3600);
-    time.textContent = `(${days} d ${hours} h ${Math.floor((left % 3600) / 60)} min left)`;
+    time.textContent = timeLeft((Date.parse(time.dateTime) - Date.now()) / 1000);
   });
 }
 
@@ -155,6 +158,7 @@ async function pollProgress(bar, lastSeen) {
 document.addEventListener("DOMContentLoaded", () => {
   bindSorting(document);
   showCountdowns(document);
+  setInterval(() => showCountdowns(document), 1000);
   drawHeatmap(document);
   const bar = document.getElementById("progress");
   if (bar) pollProgress(bar, null);
