@@ -255,3 +255,19 @@ def test_an_upload_holds_no_database_connection_while_it_works(site, monkeypatch
     response = client.post("/api/submissions", headers={"Authorization": f"Bearer {red}"},
                            files={"archive": ("a.tar.gz", b"x")})
     assert response.status_code == 422 and held == [0]
+
+
+def test_an_organizer_upload_for_an_unknown_team_asks_for_the_tick(site):
+    """The upload form made a team of any name an organizer typed (a typo made a new team); the
+    token form asked. Now both refuse an unknown name unless "create the team" is ticked."""
+    client, _attack = site
+    organizer = _as_organizer_in_a_browser(client)
+    archive = {"archive": ("a.tar.gz", b"not an archive")}
+    refused = organizer.post("/upload", files=archive, data={"team": "rde"})
+    _is_error_page(refused, 404, "no team named “rde”; tick “create the team” to create it")
+    ticked = organizer.post("/upload", files=archive, data={"team": "rde", "create": "true"})
+    assert ticked.status_code == 422  # past the team: the archive is what is refused now
+    known = organizer.post("/upload", files=archive, data={"team": "red"})
+    assert known.status_code == 422
+    with transaction(client.app.state.settings) as session:
+        assert session.scalar(select(Team).where(Team.name == "rde")) is None  # nothing stored either way

@@ -57,16 +57,19 @@ def submission(session: Session, submission_id: int) -> Submission:
 
 
 def upload(settings: Settings, who: Caller, archive: AbstractContextManager[Path], name: str | None,
-           team: str | None, round_name: str | None = None) -> Submission:
+           team: str | None, round_name: str | None = None, create_team: bool = True) -> Submission:
     """Take an archive into a round (default: the one open now) for the caller's team;
-    organizers name the team (any team): stored, queued for its dry run, which a runner or
-    worker does (``execution.checking``). Closed uploads or a closed round refuse it before
-    ``archive`` is entered (which saves the web's upload to disk); the team's quota, kept
-    per track, once its metadata says the track (``intake.submit``)."""
+    organizers name the team (any team; an unknown one is created only when ``create_team``
+    says so, as for a token): stored, queued for its dry run, which a runner or worker does
+    (``execution.checking``). Closed uploads or a closed round refuse it before ``archive``
+    is entered (which saves the web's upload to disk); the team's quota, kept per track, once
+    its metadata says the track (``intake.submit``)."""
     owner = who.team_name if not who.organizer else (team or "").strip()
     if not owner:
         raise InputError("organizers must say which team the submission belongs to")
     with transaction(settings) as session:
+        if not create_team and teams.find(session, owner) is None:
+            raise NotFoundError(f"no team named “{owner}”; tick “create the team” to create it")
         if not tournament.current(session).uploads_open:
             raise ForbiddenError("uploads are closed for this tournament")
         round_name = rounds.for_uploads(session, round_name).name

@@ -363,9 +363,13 @@ def upload(
     request: Request, archive: UploadFile, name: Annotated[str | None, Form(max_length=200)] = None,
     team: Annotated[str | None, Form(max_length=200)] = None, who: Caller = Depends(team_or_organizer),
     round_name: Annotated[str | None, Form(alias="round", max_length=200)] = None,
+    create: Annotated[bool, Form()] = False,
 ):
+    """An organizer names the team: an unknown name is refused unless "create the team" is
+    ticked (a typo would otherwise make a new team), as on the token form."""
     settings = request.app.state.settings
-    submission = actions.upload(settings, who, uploads.saved(settings, archive), name, team, round_name)
+    submission = actions.upload(settings, who, uploads.saved(settings, archive), name, team, round_name,
+                                create_team=create)
     request.app.state.checker.wake()
     return back_to(f"/submissions/{submission.id}")
 
