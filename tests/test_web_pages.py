@@ -127,6 +127,13 @@ def test_a_submission_page_is_about_a_round_it_takes_part_in(tmp_path):
     assert "None: it is rejected, and runs no jobs." in broken and "<progress" not in broken.split("Jobs on")[1]
 
 
+def test_every_page_names_an_icon_that_is_served(client):
+    """Browsers asked for /favicon.ico on every page and got a 404."""
+    assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in client.get("/rounds").text
+    icon = client.get("/static/favicon.svg")
+    assert icon.status_code == 200 and icon.headers["content-type"].startswith("image/svg+xml")
+
+
 def test_a_fresh_site_shows_how_to_begin(tmp_path):
     fresh = TestClient(create_app(make_settings(tmp_path / "arena", organizer_token="organizer-secret")))
     for path, headers in [("/", {}), ("/matrix", {}), ("/curves", {}), ("/organizer", ORGANIZER)]:
