@@ -15,7 +15,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from arena import job_states
+from arena import job_states, notifications
 from arena.admin import teams, tournament
 from arena.callers import Caller
 from arena.competition import entries, rounds
@@ -90,10 +90,14 @@ def close_round(settings: Settings, round_name: str) -> str:
 
 
 def publish_round(settings: Settings, round_name: str) -> str:
-    """Freeze a round and make its leaderboards public, only once every job is done. Its name."""
+    """Freeze a round and make its leaderboards public, only once every job is done; its teams
+    are told (``notifications``). Its name."""
     with transaction(settings) as session:
         round_ = rounds.find(session, round_name)
-        return rounds.publish(round_, planning.unfinished_jobs(session, round_)).name
+        name = rounds.publish(round_, planning.unfinished_jobs(session, round_)).name
+        notice = notifications.round_published(session, round_)
+    notifications.send(settings, notice)
+    return name
 
 
 def choose(settings: Settings, who: Caller, round_name: str, submission_id: int) -> None:

@@ -55,6 +55,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Where the database, images and submissions are kept.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; a SQLite file in data_dir when unset.")
     broker_url: str | None = Field(None, description="Celery broker; jobs run in-process when unset.")
+    smtp_url: str | None = Field(None, description="Mail server (smtp://host:port) for the teams' notices: a dry run's "
+                                 "verdict, a round published; no mail when unset.")
+    mail_from: str = Field("arena@localhost", description="The From address of the teams' notices.")
+    webhook_url: str | None = Field(None, description="Where every notice is also posted as JSON, for the organizers; "
+                                    "none when unset.")
     epsilons: Annotated[list[int], NoDecode] = Field([2, 4, 8, 16], description="The L-infinity budgets new rounds get (each round keeps its own).")
     eps_schedule: EpsilonSchedule = Field(
         EpsilonSchedule.ALL,

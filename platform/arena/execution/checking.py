@@ -19,7 +19,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from arena import job_states
+from arena import job_states, notifications
 from arena.competition import rounds
 from arena.config import Settings
 from arena.db import retry_while_unreachable, transaction
@@ -118,18 +118,28 @@ def _failed(settings: Settings, dry_run_id: int, token: int, error: Exception) -
             job_states.fail(dry_run)
 
 
-@retry_while_unreachable
 def _record(settings: Settings, dry_run_id: int, token: int, report: ValidationReport, pins: dict[str, str]) -> None:
+    notice = _store_verdict(settings, dry_run_id, token, report, pins)
+    if notice is not None:
+        notifications.send(settings, notice)  # after the commit: the verdict is stored whatever the mail does
+
+
+@retry_while_unreachable
+def _store_verdict(settings: Settings, dry_run_id: int, token: int, report: ValidationReport,
+                   pins: dict[str, str]) -> notifications.Notice | None:
+    """Accept or reject under the claim's token; the team's notice when this decided it."""
     with transaction(settings) as session:
         dry_run = _held(session, dry_run_id, token)
         if dry_run is None:
-            return  # another runner took it over after our lease ran out: its result counts
+            return None  # another runner took it over after our lease ran out: its result counts
         submission = dry_run.submission
-        if submission.status is SubmissionStatus.QUEUED:  # organizers may have disqualified it meanwhile
+        decided = submission.status is SubmissionStatus.QUEUED  # organizers may have disqualified it meanwhile
+        if decided:
             submission.status = SubmissionStatus.ACCEPTED if report.passed else SubmissionStatus.REJECTED
             submission.reason = None if report.passed else "; ".join(report.problems) or "the dry run failed"
         store_dry_run(settings, submission, report, pins)
         job_states.finish(dry_run)
+        return notifications.dry_run_done(session, submission) if decided else None
 
 
 def store_dry_run(settings: Settings, submission: Submission, report: ValidationReport, pins: dict[str, str]) -> None:
