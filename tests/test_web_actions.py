@@ -271,3 +271,24 @@ def test_an_organizer_upload_for_an_unknown_team_asks_for_the_tick(site):
     assert known.status_code == 422
     with transaction(client.app.state.settings) as session:
         assert session.scalar(select(Team).where(Team.name == "rde")) is None  # nothing stored either way
+
+
+def test_a_submission_carries_its_team_s_description_to_its_page(site, tmp_path):
+    """Teams could say nothing of what they uploaded; now a description (plain text, escaped,
+    2000 characters at most) is kept and shown. No dry run here: the checker is told nothing."""
+    from arena.intake.archive import pack
+    from conftest import SAMPLES
+
+    client, _attack = site
+    client.app.state.checker = type("Idle", (), {"wake": lambda self: None})()
+    red = {"Authorization": f"Bearer {client.post('/api/teams/red/token', headers=ORGANIZER).json()['token']}"}
+    archive = pack(SAMPLES / "noop", tmp_path / "noop.tar.gz")
+    too_long = client.post("/api/submissions", headers=red, files={"archive": archive.read_bytes()},
+                           data={"description": "x" * 2001})
+    assert too_long.status_code == 422 and "2000 characters" in too_long.text
+    answer = client.post("/api/submissions", headers=red, files={"archive": ("noop.tar.gz", archive.read_bytes())},
+                         data={"description": "  Copies the input.\n<b>Nothing</b> else.  ", "round": "second"})
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["description"] == "Copies the input.\n<b>Nothing</b> else."
+    page = client.get(f"/submissions/{answer.json()['id']}", headers=red).text
+    assert '<p class="description" id="description">Copies the input.\n&lt;b&gt;Nothing&lt;/b&gt; else.</p>' in page

@@ -57,7 +57,8 @@ def submission(session: Session, submission_id: int) -> Submission:
 
 
 def upload(settings: Settings, who: Caller, archive: AbstractContextManager[Path], name: str | None,
-           team: str | None, round_name: str | None = None, create_team: bool = True) -> Submission:
+           team: str | None, round_name: str | None = None, create_team: bool = True,
+           description: str | None = None) -> Submission:
     """Take an archive into a round (default: the one open now) for the caller's team;
     organizers name the team (any team; an unknown one is created only when ``create_team``
     says so, as for a token): stored, queued for its dry run, which a runner or worker does
@@ -74,7 +75,8 @@ def upload(settings: Settings, who: Caller, archive: AbstractContextManager[Path
             raise ForbiddenError("uploads are closed for this tournament")
         round_name = rounds.for_uploads(session, round_name).name
     with archive as path:
-        return take(settings, path, team=owner, name=(name or "").strip() or None, round_name=round_name)
+        return take(settings, path, team=owner, name=(name or "").strip() or None, round_name=round_name,
+                    description=description)
 
 
 def carry(settings: Settings, round_name: str, names: list[str], counting_from: str | None) -> list[str]:

@@ -252,6 +252,8 @@ class Submission(Base):
     meta: Mapped[dict] = mapped_column("metadata", JSON)
     status: Mapped[SubmissionStatus] = mapped_column(_enum(SubmissionStatus), default=SubmissionStatus.QUEUED)
     reason: Mapped[str | None] = mapped_column(Text)
+    #: What the team says the submission is, as it typed it at upload (shown on its page).
+    description: Mapped[str | None] = mapped_column(Text)
     validation_report: Mapped[dict | None] = mapped_column(JSON)
     #: Images per container run, fixed once from the dry run (``execution.packing``).
     pack_images: Mapped[int | None] = mapped_column(Integer)

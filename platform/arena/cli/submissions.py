@@ -35,12 +35,14 @@ def submit(
     team: Annotated[str, typer.Option(help="The team that owns the submission.")],
     name: Annotated[Optional[str], typer.Option(help="Submission name (default: the archive's name).")] = None,
     round_name: Annotated[Optional[str], typer.Option("--round", help="Round to enter (default: the one open now).")] = None,
+    description: Annotated[Optional[str], typer.Option(help="What the submission is, shown on its page.")] = None,
     wait: Annotated[bool, typer.Option(help="Wait for the dry run (run here, or by the workers with a broker) "
                                             "and print its report; --no-wait returns once it is queued.")] = True,
 ) -> None:
     """Take a submission into a round (safe unpacking, metadata check, dedup, deadline and
     quota), then its dry run on one batch: here, or on the workers with a broker."""
-    submission = actions.upload(database(), ORGANIZER, nullcontext(archive), name, team, round_name)
+    submission = actions.upload(database(), ORGANIZER, nullcontext(archive), name, team, round_name,
+                                description=description)
     if not wait:
         console.print(f"{submission.name}: queued for its dry run (`arena run` or a worker checks it; "
                       f"`arena submissions show {submission.name}` follows it)", highlight=False)

@@ -52,21 +52,23 @@ def _refuse_duplicate(session: Session, sha256: str, name: str, team: str) -> No
         raise SubmissionError(f"a submission named {name!r} exists; choose another with --name")
 
 
-def _register(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata, round_id: int) -> int:
+def _register(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata, round_id: int,
+              description: str | None) -> int:
     """Store the submission, queued, before anything else is done with its code.
 
     Two uploads of the same code (or name, or a new team's first two) may race: the unique
     constraints decide, and the loser is told what the winner took, as if it had come
     second; a race over the new team alone is simply tried again, the team now existing."""
     try:
-        return _insert(settings, sha256, name, team, metadata, round_id)
+        return _insert(settings, sha256, name, team, metadata, round_id, description)
     except IntegrityError:
         with transaction(settings) as session:
             _refuse_duplicate(session, sha256, name, team)
-        return _insert(settings, sha256, name, team, metadata, round_id)
+        return _insert(settings, sha256, name, team, metadata, round_id, description)
 
 
-def _insert(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata, round_id: int) -> int:
+def _insert(settings: Settings, sha256: str, name: str, team: str, metadata: Metadata, round_id: int,
+            description: str | None) -> int:
     """The row, its round entry and its dry run, after the deadline and the team's quota are checked in
     the same transaction (the team's row locked on PostgreSQL, so two uploads at once
     cannot both take the last one; SQLite writes one transaction at a time anyway)."""
@@ -78,7 +80,8 @@ def _insert(settings: Settings, sha256: str, name: str, team: str, metadata: Met
         rounds.refuse_unless_open(round_)
         if owner.id is not None:
             quotas.check(session, round_, owner, metadata.type)
-        submission = Submission(team=owner, name=name, kind=metadata.type, sha256=sha256, meta=metadata.model_dump())
+        submission = Submission(team=owner, name=name, kind=metadata.type, sha256=sha256, meta=metadata.model_dump(),
+                                description=description)
         session.add(submission)
         entries.enter(session, round_, submission)
         dry_run = DryRun(submission=submission, round_id=round_.id)
@@ -86,6 +89,18 @@ def _insert(settings: Settings, sha256: str, name: str, team: str, metadata: Met
         session.add(dry_run)
         session.flush()
         return submission.id
+
+
+#: The longest description a submission may carry.
+MAX_DESCRIPTION = 2000
+
+
+def _description(text: str | None) -> str | None:
+    """The team's words, trimmed; none when blank; refused when too long to be a description."""
+    text = (text or "").strip()
+    if len(text) > MAX_DESCRIPTION:
+        raise SubmissionError(f"the description has {len(text)} characters; at most {MAX_DESCRIPTION} are kept")
+    return text or None
 
 
 def _forget(settings: Settings, submission_id: int) -> None:
@@ -129,17 +144,18 @@ def _install(settings: Settings, root: Path, metadata: Metadata, sha256: str) ->
 
 
 def take(settings: Settings, archive: Path, team: str, name: str | None = None,
-         round_name: str | None = None) -> Submission:
+         round_name: str | None = None, description: str | None = None) -> Submission:
     """Take an archive into a round (the one open now, unless named), with nothing that needs
     a container: unpack, check, store it as ``queued`` with its dry run to do, and install its
     code; a runner or worker checks it (``execution.checking``). What is refused here (a bad
     archive or metadata, a duplicate, the deadline, the quota) stores nothing."""
+    description = _description(description)
     with transaction(settings) as session:
         round_id = rounds.for_uploads(session, round_name).id
     name = name or _default_name(archive)
     with unpacked(settings, archive) as (root, metadata, sha256):
         _check_allowed(settings, metadata)
-        submission_id = _register(settings, sha256, name, team, metadata, round_id)
+        submission_id = _register(settings, sha256, name, team, metadata, round_id, description)
         try:
             _install(settings, root, metadata, sha256)
         except BaseException:

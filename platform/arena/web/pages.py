@@ -26,6 +26,7 @@ from arena.competition.entries import Scope
 from arena.data.dataset import pick_dataset
 from arena.db import transaction
 from arena.errors import NotFoundError
+from arena.intake.submit import MAX_DESCRIPTION
 from arena.models import Dataset, Submission, SubmissionKind, Team, WebSession, utcnow
 from arena.results.export import MATRICES
 from arena.results.judging import MatrixValue
@@ -355,7 +356,7 @@ def logout(request: Request, session: SessionDep):
 def upload_page(request: Request, session: SessionDep, who: Caller = Depends(team_or_organizer)):
     known = list(session.scalars(select(Team.name).order_by(Team.name)))
     return render(request, "upload.html", who, session, teams=known, rounds=queries.rounds_list(session, who),
-                  waiting=queries.waiting_uploads(session, who))
+                  waiting=queries.waiting_uploads(session, who), max_description=MAX_DESCRIPTION)
 
 
 @router.post("/upload")
@@ -364,12 +365,13 @@ def upload(
     team: Annotated[str | None, Form(max_length=200)] = None, who: Caller = Depends(team_or_organizer),
     round_name: Annotated[str | None, Form(alias="round", max_length=200)] = None,
     create: Annotated[bool, Form()] = False,
+    description: Annotated[str | None, Form(max_length=MAX_DESCRIPTION)] = None,
 ):
     """An organizer names the team: an unknown name is refused unless "create the team" is
     ticked (a typo would otherwise make a new team), as on the token form."""
     settings = request.app.state.settings
     submission = actions.upload(settings, who, uploads.saved(settings, archive), name, team, round_name,
-                                create_team=create)
+                                create_team=create, description=description)
     request.app.state.checker.wake()
     return back_to(f"/submissions/{submission.id}")
 

@@ -181,7 +181,8 @@ def curve_bands(snapshot: Snapshot, defenses: list[str] | None = None) -> dict[s
 def submission_summary(submission: Submission) -> dict:
     return {
         "id": submission.id, "name": submission.name, "team": submission.team.name, "kind": submission.kind.value,
-        "status": submission.shown_status, "reason": submission.reason, "created_at": submission.created_at,
+        "status": submission.shown_status, "reason": submission.reason, "description": submission.description,
+        "created_at": submission.created_at,
         "container": submission.meta.get("container"), "baseline": submission.baseline,
         "container_image": submission.container_image, "container_gpu_image": submission.container_gpu_image,
         "nondeterministic_share": submission.nondeterministic_share,

@@ -133,6 +133,7 @@ class SubmissionSummary(BaseModel):
     status: str = Field(description="queued (its dry run is to come), checking (its dry run is running), "
                         "accepted, rejected or disqualified.")
     reason: str | None
+    description: str | None = Field(None, description="What its team says it is, as typed at upload.")
     created_at: Utc
     container: str | None
     baseline: bool = Field(False, description="An organizers' reference entry, shown apart on leaderboards.")

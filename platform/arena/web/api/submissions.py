@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 
 from arena import actions
 from arena.callers import Caller
+from arena.intake.submit import MAX_DESCRIPTION
 from arena.web import permissions, queries, uploads
 from arena.web.api.parameters import DatasetName, Id, Limit, SettingsDep
 from arena.web.auth import caller, organizer, team_or_organizer
@@ -38,13 +39,16 @@ def upload_submission(
     team: Annotated[str | None, Form(max_length=200, description="Organizers only: the owning team.")] = None,
     round_name: Annotated[str | None, Form(alias="round", max_length=200,
                                            description="The round to enter (default: the one open now).")] = None,
+    description: Annotated[str | None, Form(max_length=MAX_DESCRIPTION,
+                                            description="What the submission is, shown on its page.")] = None,
     who: Caller = Depends(team_or_organizer),
 ) -> dict:
     """Stored and queued for its dry run (202): follow it at ``page``, or poll
     ``/api/submissions/{id}`` until ``status`` is accepted or rejected. Refused with 403 when
     no round takes uploads (closed, not open yet) and with 429, and a Retry-After header where
     waiting helps, past the team's quota for the track."""
-    submission = actions.upload(settings, who, uploads.saved(settings, archive), name, team, round_name)
+    submission = actions.upload(settings, who, uploads.saved(settings, archive), name, team, round_name,
+                                description=description)
     request.app.state.checker.wake()
     return {**queries.submission_summary(submission), "page": f"/submissions/{submission.id}"}
 
