@@ -220,6 +220,17 @@ def test_the_runner_forgets_a_submission_only_when_its_run_starts(settings):
     assert forgotten == []
 
 
+def test_the_run_says_which_dataset_and_its_own_count_apart_from_the_whole(settings):
+    """The bar read "40 of 51 jobs done — 2/13 jobs…" (two counts, one wording) and the
+    organizer's "last run" line did not name its round."""
+    from arena.web.runner import TournamentRunner
+
+    runner = TournamentRunner(settings)
+    runner.state.dataset = "dev"
+    runner._progress(2, 13, "attack A at eps 4")
+    assert runner.state.message == "this run on dev: 2 of its 13 jobs; last: attack A at eps 4"
+
+
 def test_the_upload_page_lists_the_team_s_uploads_waiting_for_their_dry_run(site):
     """A team sees its own queued uploads there (organizers: everyone's), never another team's."""
     client, _attack = site

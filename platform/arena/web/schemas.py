@@ -70,6 +70,7 @@ class RunState(BaseModel):
     """The run started from the web, as the runner last saw it."""
 
     running: bool
+    dataset: str | None = Field(None, description="The dataset (round) it ran or runs on.")
     message: str
     outcome: str
     errors: list[str]

@@ -31,7 +31,8 @@ async def health() -> dict:
 
 def _run_state(request: Request) -> dict:
     state = request.app.state.runner.state
-    return {"running": state.running, "message": state.message, "outcome": state.outcome, "errors": state.errors}
+    return {"running": state.running, "dataset": state.dataset, "message": state.message, "outcome": state.outcome,
+            "errors": state.errors}
 
 
 @router.get("/tournament", response_model=TournamentState, summary="The tournament's settings and the web-started run")
