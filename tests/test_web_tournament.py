@@ -517,3 +517,23 @@ def test_a_page_left_open_counts_down_to_the_close_by_the_second(browser, tmp_pa
         page.wait_for_function("() => document.querySelector('#rounds time.countdown').textContent === '(closed now)'",
                                timeout=30_000)
         page.close()
+
+
+def test_a_token_page_has_the_site_s_header_and_copies_the_token(browser, tmp_path):
+    """The token page (shown once) had no header and no way to copy but selecting by hand."""
+    settings = make_settings(tmp_path / "arena", organizer_token=ORGANIZER)
+    synth_dataset(settings, 2, batch_size=2)
+    with live_server(create_app(settings)) as url:
+        context = browser.new_context(viewport={"width": 1280, "height": 900},
+                                      permissions=["clipboard-read", "clipboard-write"])
+        page = context.new_page()
+        _log_in(page, url, ORGANIZER)
+        page.goto(f"{url}/organizer")
+        page.fill("input[name=team]", "copy-team")
+        page.check("input[name=create]")
+        page.click("text=Issue a token")
+        assert "organizer" in page.inner_text("header .who") and page.locator("header nav").count() == 1
+        page.click("#copy-token")
+        page.wait_for_selector("#copied", state="visible", timeout=10_000)
+        assert page.evaluate("navigator.clipboard.readText()") == page.inner_text("#token").strip()
+        context.close()

@@ -155,8 +155,20 @@ async function pollProgress(bar, lastSeen) {
   }
 }
 
+// A button that copies the text of the element its data-copy names (the token shown once).
+function bindCopying(root) {
+  root.querySelectorAll("button[data-copy]").forEach((button) => {
+    button.addEventListener("click", async () => {
+      await navigator.clipboard.writeText(document.getElementById(button.dataset.copy).textContent.trim());
+      const note = document.getElementById("copied");
+      if (note) note.hidden = false;
+    });
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   bindSorting(document);
+  bindCopying(document);
   showCountdowns(document);
   setInterval(() => showCountdowns(document), 1000);
   drawHeatmap(document);

@@ -441,7 +441,7 @@ def organizer_team_token(request: Request, session: SessionDep, team: Annotated[
             "/organizer/teams", {"team": known.name, "create": "true" if create else None},
             "Issue a new token", "/organizer")
     issued = actions.issue_team_token(request.app.state.settings, team, create=create)
-    return HTMLResponse(templates.get_template("token.html").render(**issued), status_code=201)
+    return render(request, "token.html", who, session, status_code=201, **issued)
 
 
 @router.post("/submissions/{submission_id}/rerun")
