@@ -67,23 +67,24 @@ def check_logs(who: Caller, submission: Submission) -> None:
 
 @dataclass(frozen=True)
 class VisibleRuns:
-    """Which of a submission's container runs (and their timings) a caller may see: those on
-    ``datasets`` (None: on every one); ``hidden`` when some are not shown."""
+    """Which of a submission's container runs (and their timings) a caller may not see: those
+    on the ``hidden`` datasets (rounds whose results are not public to it)."""
 
-    datasets: list[int] | None
-    hidden: bool
+    hidden: frozenset[int]
+
+    def shows(self, dataset_id: int) -> bool:
+        return dataset_id not in self.hidden
 
 
 def visible_runs(session: Session, who: Caller, submission: Submission) -> VisibleRuns:
     """Its team and organizers see every run; others those on datasets whose results are public."""
     if who.owns(submission):
-        return VisibleRuns(None, hidden=False)
+        return VisibleRuns(frozenset())
     job_class = JobKind.of(submission.kind).job_class
-    played = list(session.scalars(select(Dataset).where(Dataset.id.in_(
+    played = session.scalars(select(Dataset).where(Dataset.id.in_(
         select(Batch.dataset_id).join(job_class, job_class.batch_id == Batch.id)
-        .where(job_class.submission_id == submission.id)))))
-    public = [dataset.id for dataset in played if results_public(session, dataset)]
-    return VisibleRuns(public, hidden=len(public) < len(played))
+        .where(job_class.submission_id == submission.id))))
+    return VisibleRuns(frozenset(dataset.id for dataset in played if not results_public(session, dataset)))
 
 
 def platform_error(who: Caller, error: str | None) -> str | None:

@@ -241,8 +241,9 @@ def submissions(session: Session) -> list[dict]:
 def submission_detail(session: Session, settings: Settings, dataset: Dataset, submission: Submission,
                       who: Caller, attempt_limit: int = 50) -> dict:
     """The submission's page as ``who`` may see it (``web/permissions.py``): the dry run's log
-    tail and the runs' logs for its team and organizers, the container runs on the rounds whose
-    results ``who`` may see; no report (None) until the dry run has finished."""
+    tail and the runs' logs for its team and organizers, its container runs on ``dataset`` (the
+    page's round: two rounds' runs under one heading read as one) when ``who`` may see that
+    round's results; no report (None) until the dry run has finished."""
     with_logs = permissions.may_see_logs(who, submission)
     runs = permissions.visible_runs(session, who, submission)
     report = dict(submission.validation_report) if submission.validation_report is not None else None
@@ -254,9 +255,9 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
         "images": [check.as_dict() for check in pinning.check(submission.images)],
         "progress": progress.submission_progress(session, dataset, submission, settings).as_dict(),
         "perturbations": _perturbations(session, dataset, submission),
-        "attempts": attempts(session, submission, who, runs.datasets, attempt_limit),
+        "attempts": attempts(session, submission, who, [dataset.id] if runs.shows(dataset.id) else [], attempt_limit),
         "logs_visible": with_logs,
-        "runs_visible": not runs.hidden,
+        "runs_visible": runs.shows(dataset.id),
         "queue_place": checking.place_in_queue(session, settings, submission),
     }
 

@@ -206,12 +206,13 @@ class SubmissionDetail(SubmissionSummary):
     images: list[ImageCheck]
     progress: JobCounts
     perturbations: list[Perturbation] = Field(description="Attacks only: per epsilon, the perturbation actually made.")
-    attempts: list[Attempt] = Field(description="The runs this caller may see: all for its team and organizers, "
-                                    "for others those on rounds whose results are public.")
+    attempts: list[Attempt] = Field(description="Its runs on the dataset asked for (default: its newest round's), "
+                                    "when this caller may see them: always for its team and organizers, for others "
+                                    "on rounds whose results are public.")
     logs_visible: bool
     queue_place: int | None = Field(None, description="While queued: 1 when its dry run is the next to be taken.")
-    runs_visible: bool = Field(description="False when some of the runs (and their timings) are hidden from this caller: "
-                               "those on rounds whose results are not public, for anyone but its team and organizers.")
+    runs_visible: bool = Field(description="False when its runs (and their timings) on this dataset are hidden from "
+                               "this caller: a round whose results are not public, for anyone but its team and organizers.")
 
 
 class Logs(BaseModel):
