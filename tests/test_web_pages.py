@@ -184,8 +184,32 @@ def test_the_api_docs_are_served_by_the_app_and_linked(client):
 def test_the_upload_page_links_the_submission_format(client):
     red = client.post("/api/teams/red/token", headers=ORGANIZER).json()["token"]
     assert 'href="/help/submissions"' in client.get("/upload", headers={"Authorization": f"Bearer {red}"}).text
-    page = client.get("/help/submissions").text
+    page = client.get("/help/format").text
     assert "metadata.json" in page and "<h1>Submissions</h1>" in page
+
+
+def test_a_team_gets_a_starter_kit_a_checklist_and_the_limits_in_plain_words(client, tmp_path):
+    """/help/submissions was written for developers (CLI flags, settings, HTTP codes); a team
+    now finds working samples per track to download, a checklist and the round's limits."""
+    import tarfile
+
+    from arena.intake.metadata import Metadata
+
+    page = client.get("/help/submissions").text
+    samples = re.findall(r'<a href="/help/samples/([a-z_]+)\.tar\.gz">', page)
+    assert {"noop", "step_to_target", "decoder"} <= set(samples)  # an attack, a targeted attack, a defense
+    limits = re.search(r'<ul id="limits">(.*?)</ul>', page, re.S).group(1)
+    assert "ε 4, 16" in limits and "500 seconds for every 100 images" in limits and "512m of memory" in limits
+    assert "no network" in limits and 'href="/help/format"' in page
+    for name in samples:
+        answer = client.get(f"/help/samples/{name}.tar.gz")
+        assert answer.status_code == 200 and answer.headers["content-type"] == "application/gzip"
+        (tmp_path / f"{name}.tar.gz").write_bytes(answer.content)
+        with tarfile.open(tmp_path / f"{name}.tar.gz") as packed:
+            packed.extractall(tmp_path / name, filter="data")
+        Metadata.read(tmp_path / name / name)  # what intake reads: a sound metadata.json
+    assert client.get("/help/samples/..%2Fsecrets.tar.gz").status_code == 404
+    assert client.get("/help/samples/unknown.tar.gz").status_code == 404
 
 
 def test_rounds_show_their_deadline_and_a_team_its_uploads_left(client):

@@ -6,6 +6,7 @@ downloads (a round's images in the 2017 layout, a round's results bundle) are fi
 once where they can no longer change.
 """
 
+import uuid
 from datetime import timedelta
 from typing import Annotated
 from urllib.parse import quote, urlencode
@@ -14,13 +15,14 @@ from fastapi import APIRouter, Depends, Form, Path, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse
 from starlette.background import BackgroundTask
 
-from arena import actions
+from arena import REPO_ROOT, actions
 from arena.admin import tournament
 from arena.callers import Caller
 from arena.competition import entries, rounds
 from arena.data import download
 from arena.db import transaction
-from arena.errors import ForbiddenError, QuotaError
+from arena.errors import ForbiddenError, NotFoundError, QuotaError
+from arena.intake import archive
 from arena.models import Visibility, utcnow
 from arena.results import bundle
 from arena.web import queries
@@ -45,6 +47,42 @@ def rules_page(request: Request, session: SessionDep, who: CallerDep):
     row = tournament.current(session)
     return render(request, "competition.html", who, session, title="Rules", body=markdown(row.rules),
                   empty="The organizers have not written the rules yet.", rounds=None)
+
+
+#: The starter kit: the sample submissions, one or two per track, with what each does.
+SAMPLES = {
+    "noop": ("attack", "Copies every image unchanged: the smallest attack that is accepted."),
+    "random_noise": ("attack", "Adds +ε or −ε to every pixel, the signs drawn from the image's own content, "
+                               "so that it gives the same images on every machine (2017's random-noise baseline)."),
+    "step_to_target": ("targeted attack", "A white-box attack on the synthetic images: moves the cells that write "
+                                          "the class towards the target's by ε."),
+    "decoder": ("defense", "Reads the class the synthetic images write in their cells; on photos it is a "
+                           "placeholder to replace with your model."),
+    "smoothed_decoder": ("defense", "Reads each cell from its mean, which averages independent noise away."),
+}
+
+
+@router.get("/help/submissions", response_class=HTMLResponse)
+def starter_page(request: Request, session: SessionDep, who: CallerDep):
+    """Taking part, for a team: the starter kit, a checklist and the limits in plain words
+    (the rounds' ε and time limits, the sandbox's), linking the full reference."""
+    samples = [{"name": name, "track": track, "what": what} for name, (track, what) in SAMPLES.items()]
+    return render(request, "starter.html", who, session, samples=samples, rounds=queries.rounds_list(session, who),
+                  limits=request.app.state.settings.sandbox)
+
+
+@router.get("/help/samples/{name}.tar.gz")
+def sample_archive(request: Request, name: Annotated[str, Path(max_length=100)]):
+    """A sample submission, packed once as teams upload it; only the starter kit's names."""
+    if name not in SAMPLES:
+        raise NotFoundError(f"no sample submission named {name!r}; the starter kit: /help/submissions")
+    packed = request.app.state.settings.work_dir / "starter-kit" / f"{name}.tar.gz"
+    if not packed.exists():
+        packed.parent.mkdir(parents=True, exist_ok=True)
+        scratch = packed.with_suffix(f".{uuid.uuid4().hex}.tmp")  # two first requests at once each write their own
+        archive.pack(REPO_ROOT / "submissions" / "samples" / name, scratch)
+        scratch.replace(packed)
+    return FileResponse(packed, media_type="application/gzip", filename=f"{name}.tar.gz")
 
 
 @router.get("/rounds", response_class=HTMLResponse)

@@ -285,9 +285,10 @@ def adversarial_page(request: Request, adversarial_id: Id, session: SessionDep, 
     return render(request, "adversarial.html", who, session, a=queries.drilldown(session, adversarial_id))
 
 
-@router.get("/help/submissions", response_class=HTMLResponse)
+@router.get("/help/format", response_class=HTMLResponse)
 def submission_format_page(request: Request, session: SessionDep, who: CallerDep):
-    """docs/submissions.md, the submission format, as a page (the upload page links it)."""
+    """docs/submissions.md, the submission format in every detail, as a page (the teams' page
+    at /help/submissions links it)."""
     return render(request, "help.html", who, session, title="Submission format", body=_submission_format())
 
 
