@@ -33,7 +33,7 @@ def test_two_uploads_at_once_take_the_last_quota_once(postgres, tmp_path, monkey
         round_ = rounds.update(rounds.find(session, "synthetic"), total_quota=1)
         round_id = round_.id
     metadata = Metadata(type="defense", container="arena/python:bookworm", entry_point="run.sh")
-    submit._insert(settings, "0" * 64, "first", "red", metadata, round_id)  # the team exists, one upload used
+    submit._insert(settings, "0" * 64, "first", "red", metadata, round_id, None)  # the team exists, one upload used
     with transaction(settings) as session:
         rounds.update(session.get(Round, round_id), total_quota=2)  # one left
     outcomes: list[object] = []
@@ -49,7 +49,7 @@ def test_two_uploads_at_once_take_the_last_quota_once(postgres, tmp_path, monkey
     def upload(name: str) -> None:
         start.wait()
         try:
-            outcomes.append(submit._insert(settings, name.ljust(64, "1"), name, "red", metadata, round_id))
+            outcomes.append(submit._insert(settings, name.ljust(64, "1"), name, "red", metadata, round_id, None))
         except QuotaError as exc:
             outcomes.append(exc)
 
