@@ -381,7 +381,7 @@ def _pages_by_role(settings, url: str) -> dict[str, tuple[str | None, list[str]]
     names = {s["name"]: s["id"] for s in httpx.get(f"{url}/api/submissions", headers=headers).json()}
     row = httpx.get(f"{url}/api/results?attack_id={names['step_to_target']}&eps=8&limit=1", headers=headers).json()[0]
     public = ["/", "/matrix", "/matrix?eps=8&value=hit", "/curves", "/submissions", f"/submissions/{names['noop']}",
-              f"/submissions/{names['decoder']}", "/help/submissions", "/competition", "/rules", "/rounds",
+              f"/submissions/{names['decoder']}", "/help/submissions", "/help/format", "/competition", "/rules", "/rounds",
               "/evaluation", "/data", "/teams/team-noop", "/register", "/login"]
     return {
         "anonymous": (None, public),
