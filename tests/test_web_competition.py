@@ -195,3 +195,32 @@ def test_a_hidden_round_shows_its_leaderboards_to_organizers_until_it_is_publish
         rounds.publish(rounds.find(session, "synthetic"), unfinished_jobs=0)  # no job here is ever run
     # the API never waits for a refresh: the answer after publishing may be the one before, once
     wait_until(lambda: client.get("/api/leaderboards/defense").status_code == 200, 10, "the published round's board")
+
+
+def test_organizers_find_a_round_s_bundle_before_publishing_and_filter_its_own_entries(client):
+    """The rounds page linked no unpublished round's bundle (organizers may download it), and
+    the results filter listed other rounds' and rejected submissions (issue 30, finding 11)."""
+    from arena.models import SubmissionStatus
+
+    settings = client.app.state.settings
+    with transaction(settings) as session:
+        add_submission(session, "broken", SubmissionKind.DEFENSE, owner="blue", status=SubmissionStatus.REJECTED)
+    synth_dataset(settings, 2, batch_size=2, name="final")
+    with transaction(settings) as session:  # the factory entered everything; final keeps only a new one
+        final = rounds.find(session, "final")
+        for entry in session.scalars(select(Entry).where(Entry.round_id == final.id)):
+            session.delete(entry)
+    with transaction(settings) as session:  # entered everywhere by the factory: take it out of synthetic
+        only = add_submission(session, "final-only", SubmissionKind.DEFENSE, owner="green")
+        session.delete(session.get(Entry, (rounds.find(session, "synthetic").id, only.id)))
+    organizer = _organizer(TestClient(client.app))
+    assert 'href="/rounds/synthetic/results.zip" class="organizer-bundle"' in organizer.get("/rounds").text
+    assert "organizer-bundle" not in client.get("/rounds").text
+
+    def offered(dataset: str) -> list[str]:
+        page = organizer.get(f"/results?dataset={dataset}").text
+        selects = re.findall(r'<select name="(?:attack|defense)_id">(.*?)</select>', page, re.S)
+        return sorted(name for select in selects for name in re.findall(r'<option value="\d+" ?>([^<]+)</option>', select))
+
+    assert offered("synthetic") == ["blue-1", "blue-2", "red-attack"]  # not the rejected one, not the final's
+    assert offered("final") == ["final-only"]

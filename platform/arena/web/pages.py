@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from arena import REPO_ROOT, actions
 from arena.admin import teams, tournament
-from arena.competition import rounds
+from arena.competition import entries, rounds
 from arena.competition.entries import Scope
 from arena.data.dataset import pick_dataset
 from arena.db import transaction
@@ -264,8 +264,9 @@ def results_page(
     rows = queries.results(session, chosen, attack_id, defense_id, epsilon, RESULTS_PAGE, offset)
     submissions = session.execute(select(Submission.id, Submission.name, Submission.kind).order_by(Submission.name)).all()
     names = {id_: name for id_, name, _ in submissions}
-    attacks = [(id_, name) for id_, name, kind in submissions if kind != SubmissionKind.DEFENSE]
-    defenses = [(id_, name) for id_, name, kind in submissions if kind == SubmissionKind.DEFENSE]
+    entered = set(entries.accepted(session, chosen.id))  # the filter offers this round's accepted entries only
+    attacks = [(id_, name) for id_, name, kind in submissions if kind != SubmissionKind.DEFENSE and id_ in entered]
+    defenses = [(id_, name) for id_, name, kind in submissions if kind == SubmissionKind.DEFENSE and id_ in entered]
     targeted = {id_ for id_, _, kind in submissions if kind == SubmissionKind.TARGETED_ATTACK}
     query = {"attack_id": attack_id, "defense_id": defense_id, "eps": epsilon}
     link = {"dataset": chosen.name} | {key: value for key, value in query.items() if value is not None}
