@@ -57,7 +57,10 @@ def waiting(settings: Settings) -> list[int]:
 
 
 def place_in_queue(session: Session, settings: Settings, submission: Submission) -> int | None:
-    """1 when its dry run is the next to be taken, and so on; None once it is running or done."""
+    """1 when its dry run is the next to be taken, and so on; None once it is running or done
+    (and, without a query, for every submission past its dry run: the pages ask for each)."""
+    if submission.status is not SubmissionStatus.QUEUED:
+        return None
     mine = submission.dry_run
     waits = job_states.runnable(DryRun, settings.max_attempts) | (DryRun.status == JobStatus.QUEUED)
     if mine is None or not session.scalar(select(func.count(DryRun.id)).where(DryRun.id == mine.id, waits)):
@@ -79,11 +82,11 @@ def check(settings: Settings, dry_run_id: int) -> bool | None:
     claimed = _claim(settings, dry_run_id)
     if claimed is None:
         return None
-    token, run_settings, meta, root, images = claimed
+    token, run_settings, meta, code, images = claimed
     with heartbeat(settings, DryRun, {dry_run_id: token}):
         try:
             pins = pinning.pin(meta)
-            report = validate(run_settings, SubmissionCode.described(root, meta, pins), images)
+            report = validate(run_settings, code.pinned(pins), images)
         except Exception as exc:  # noqa: BLE001 - whatever the platform raised, the job is retried
             logger.exception("the dry run %s failed on the platform", dry_run_id)
             _failed(settings, dry_run_id, token, exc)
@@ -101,8 +104,8 @@ def _claim(settings: Settings, dry_run_id: int):
         dry_run = session.get_one(DryRun, dry_run_id)
         submission = dry_run.submission
         run_settings = rounds.run_settings(settings, session.get_one(Round, dry_run.round_id))
-        root = Path(settings.submissions_dir) / submission.sha256
-        return taken[0][1], run_settings, dict(submission.meta), root, sample_batch(session)
+        code = SubmissionCode.stored(settings, submission, {})
+        return taken[0][1], run_settings, dict(submission.meta), code, sample_batch(session)
 
 
 def _held(session, dry_run_id: int, token: int) -> DryRun | None:
