@@ -4,11 +4,14 @@ It holds the 2017 result files and per-image Parquet (``export``) and a ``manife
 that pins what produced them: the round's settings, the dataset (a hash over every image's
 name, label, target class and pixels' hash), every entered submission with its code hash and
 container, and the platform settings that shape a run (batching, limits). A published round
-never changes, so its bundle is built once and kept.
+never changes, so its bundle is built once and kept. The zip is a function of its contents
+alone (every member with one fixed date and mode), so two installations holding the same
+results write the same bytes, and a bundle's sha256 can be compared across them.
 """
 
 import hashlib
 import json
+import shutil
 import tempfile
 import zipfile
 from pathlib import Path
@@ -22,6 +25,8 @@ from arena.models import Entry, Image, Round, Submission, Visibility
 from arena.results.export import export
 
 MANIFEST = "manifest.json"
+#: Every member's date: zip's earliest (a member's own would be the moment it was written).
+MEMBER_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def dataset_sha256(session: Session, dataset_id: int) -> str:
@@ -77,11 +82,25 @@ def write(session: Session, settings: Settings, round_: Round, target: Path) -> 
     with tempfile.TemporaryDirectory(dir=settings.work_dir) as scratch:
         files = export(session, round_.dataset, Path(scratch))
         target.parent.mkdir(parents=True, exist_ok=True)
-        with zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as bundle:
-            bundle.writestr(MANIFEST, json.dumps(manifest(session, settings, round_), indent=2))
+        with zipfile.ZipFile(target, "w") as bundle:
+            text = json.dumps(manifest(session, settings, round_), indent=2).encode()
+            with bundle.open(_member(MANIFEST, len(text)), "w") as member:
+                member.write(text)
             for path in files:
-                bundle.write(path, path.name)
+                with path.open("rb") as source, bundle.open(_member(path.name, path.stat().st_size), "w") as member:
+                    shutil.copyfileobj(source, member)
     return target
+
+
+def _member(name: str, size: int) -> zipfile.ZipInfo:
+    """A member with the fixed date and a plain file's mode, deflated: nothing of when or
+    where the bundle was written. Its size, known beforehand, lets zipfile choose ZIP64 for
+    a member past 2 GiB (per-image Parquet of a large round)."""
+    info = zipfile.ZipInfo(name, MEMBER_DATE)
+    info.file_size = size
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = 0o644 << 16
+    return info
 
 
 def kept(session: Session, settings: Settings, round_: Round) -> Path:
