@@ -84,8 +84,15 @@ def _csv(frame, path: Path, index: bool = False) -> Path:
     return path
 
 
+#: The per-image file's row order: a function of the results alone, not of the order the
+#: database hands rows back in (on PostgreSQL, of where each row happens to lie on disk), so
+#: that the same results give the same bytes on any installation (a restored one included).
+PER_IMAGE_ORDER = ["defense_id", "attack_id", "epsilon", "image_id"]
+
+
 def _per_image(results, names: Names, path: Path) -> Path:
     names = names.frame["submission"]
+    results = results.sort_values(PER_IMAGE_ORDER, ignore_index=True)
     frame = results.assign(defense=results["defense_id"].map(names), attack=results["attack_id"].map(names))
     frame["label"] = frame["label"].astype("Int64")
     frame.to_parquet(path, index=False)
