@@ -38,7 +38,7 @@ def arena(*args: str):
      ["leaderboard"], ["robust"], ["matrix"], ["export"], ["images", "build"], ["submissions", "list"], ["demo"], ["web"],
      ["teams", "token"], ["disqualify"], ["round"], ["round", "create"], ["round", "set"], ["round", "carry"],
      ["round", "publish"], ["round", "choose"], ["round", "bundle"], ["teams", "member"], ["baseline"],
-     ["submissions", "images"], ["submissions", "repin"]],
+     ["submissions", "images"], ["submissions", "repin"], ["backup"], ["restore"]],
 )
 def test_every_command_has_help(command):
     result = arena(*command, "--help")

@@ -57,6 +57,12 @@ def held(job_class: JobClass) -> ColumnElement[bool]:
     return job_class.status.in_([JobStatus.QUEUED, JobStatus.RUNNING])
 
 
+def held_for_upload() -> ColumnElement[bool]:
+    """A dry run whose upload is still installing its code (``hold_for_upload``): no claim has
+    bumped its attempt yet, so its code may not be in place."""
+    return (DryRun.status == JobStatus.RUNNING) & (DryRun.attempt == 0)
+
+
 def lease_ran_out(job_class: JobClass) -> ColumnElement[bool]:
     """Held under a lease that ran out: its runner died, or its queue message was lost."""
     return held(job_class) & (job_class.lease_expires_at < utcnow())

@@ -2,7 +2,7 @@
 modules, and print. One module per command group; ``common`` holds what they share (an
 ``ArenaError`` from any command is one red line and exit code 1, never a traceback)."""
 
-from arena.cli import database, datasets, images, results, rounds, runs, submissions, teams, tools, web  # noqa: F401  (their commands register on the app)
+from arena.cli import database, datasets, images, operations, results, rounds, runs, submissions, teams, tools, web  # noqa: F401  (their commands register on the app)
 from arena.cli.common import app, console
 
 app.add_typer(database.db_app, name="db")

@@ -3,13 +3,14 @@ failure, the console sized to the terminal, settings, lookups by name, and progr
 
 import functools
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, track
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn, track
 from rich.text import Text
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -107,6 +108,22 @@ def run_with_progress(dataset: str | None, wait: bool = True) -> RunSummary:
     for error in summary.platform_errors:
         console.print(f"[yellow]platform error:[/] {error}")
     return summary
+
+
+@contextmanager
+def steps_with_progress() -> Iterator[Callable[[str, int, int | None], None]]:
+    """A bar per step of a long command (a backup's database, images, code...), made when the
+    step first reports: the callback takes the step, how far it got and of how much."""
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=console) as progress:
+        tasks: dict[str, TaskID] = {}
+
+        def update(step: str, done: int, total: int | None) -> None:
+            if step not in tasks:
+                tasks[step] = progress.add_task(step, total=total)
+            progress.update(tasks[step], completed=done, total=total)
+
+        yield update
 
 
 class InTheForeground:
