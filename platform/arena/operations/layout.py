@@ -172,9 +172,10 @@ class BackupRoot:
         if path.is_dir() and any(path.iterdir()) and not (path / "snapshots").is_dir():
             raise SnapshotError(f"{path} holds files but is not an Arena backup folder (no snapshots/ in it): "
                                 "back up into an empty or new folder, or into one that holds earlier snapshots")
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # teams' code and the naming key: the organizers' alone
         root = cls(path)
         for folder in (root.snapshots, root.objects.root, root.blobs):
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(exist_ok=True)
         return root
 
     def finished(self) -> list[Snapshot]:
