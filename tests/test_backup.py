@@ -285,8 +285,11 @@ def arena(data_dir: Path, *arguments: str):
             get_settings.cache_clear()
 
 
-def test_the_command_line_restores_a_snapshot_and_refuses_a_second_restore_naming_what_is_there(small, tmp_path):
+def test_the_command_line_backs_up_restores_and_refuses_a_second_restore_naming_what_is_there(small, tmp_path):
     source, snapshot = small
+    taken = arena(source.data_dir, "backup", str(snapshot.root.path))
+    assert taken.exit_code == 0 and "images: 4 (" in taken.output and "0 copied (0 B)" in taken.output, taken.output
+    assert f"from {snapshot.folder.name} and before" in taken.output
     first = arena(tmp_path / "restored", "restore", str(snapshot.root.path))
     assert first.exit_code == 0 and "4 images, 4 submissions' code" in first.output, first.output
     again = arena(tmp_path / "restored", "restore", str(snapshot.root.path))
