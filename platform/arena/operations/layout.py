@@ -69,7 +69,9 @@ class Copied:
 
 def copy_to(source: Path, target: Path, mode: int = 0o644) -> Copied:
     """Copy ``source`` to ``target`` through a scratch file beside it and a rename, so that a
-    file in a pool or a store is never half there; the bytes are read once, and hashed."""
+    file in a pool or a store is never half there; the bytes are read once, and hashed. A
+    target already there is kept (``copy_by_hash``): callers copy into a content-addressed
+    place, or where they made sure nothing is."""
     target.parent.mkdir(parents=True, exist_ok=True)
     return copy_by_hash(source, target.parent, lambda _digest: target, mode)
 
