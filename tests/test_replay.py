@@ -7,11 +7,12 @@ carries no key, and a replay refuses what is not the round's."""
 import json
 import shutil
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from arena import actions
 from arena.cli import app, common
@@ -93,14 +94,14 @@ def published(engine, tmp_path_factory) -> dict:
     return {"settings": settings, "live": live, "bundle": final, "uploads": uploads, "outputs": _outputs(settings)}
 
 
-def _replay(settings: Settings, *arguments: str):
+def _replay(settings: Settings, *arguments: str) -> Result:
     """`arena round replay ...` on the installation of ``settings``."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(common, "get_settings", lambda: settings)
         return CliRunner().invoke(app, ["round", "replay", *arguments])
 
 
-def _with_manifest(source: Path, target: Path, change) -> Path:
+def _with_manifest(source: Path, target: Path, change: Callable[[dict], None]) -> Path:
     """A copy of the bundle ``source`` whose manifest ``change`` edited in place."""
     with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as copy:
         for name in original.namelist():
@@ -170,8 +171,11 @@ def test_a_replay_refuses_other_data_missing_code_and_missing_images_naming_them
     assert "stream (code" in missing_code.output and "decoder (code" in missing_code.output
 
     unknown_image = "sha256:" + "0" * 64
-    moved = _with_manifest(published["bundle"], tmp_path / "moved.zip", lambda manifest: [
-        entry.update(container_image=unknown_image) for entry in manifest["submissions"] if entry["name"] == "decoder"])
+
+    def decoder_on_an_unknown_image(manifest: dict) -> None:
+        next(entry for entry in manifest["submissions"] if entry["name"] == "decoder")["container_image"] = unknown_image
+
+    moved = _with_manifest(published["bundle"], tmp_path / "moved.zip", decoder_on_an_unknown_image)
     missing_image = _replay(settings, str(moved), "--submissions", str(published["uploads"]))
     assert missing_image.exit_code == 1 and f"decoder ({unknown_image}" in missing_image.output
     with transaction(settings) as session:  # refused before anything was stored
