@@ -37,6 +37,8 @@ from arena.tools.study import DEFAULT_PHOTOS, REAL_SAMPLES
 
 RUNTIMES = ("runc", "runsc")
 IMAGE = "arena/python:bookworm"
+#: Input names of runs outside any round: any key will do (a round has its own).
+NAMING_KEY = bytes(32)
 
 
 def _code(folder: Path) -> SubmissionCode:
@@ -68,10 +70,10 @@ def _start_up(scratch: Path, limits: dict[str, SandboxLimits]) -> Callable[[str]
 
 
 def _defense(settings: dict[str, Settings], code: SubmissionCode, shas: list[str]) -> Callable[[str], None]:
-    inputs = [DefenseInput(k, sha) for k, sha in enumerate(shas)]
+    inputs = [DefenseInput(k, sha, str(k)) for k, sha in enumerate(shas)]
 
     def run(runtime: str) -> None:
-        outcome = execute_defense(settings[runtime], code, inputs)
+        outcome = execute_defense(settings[runtime], code, inputs, NAMING_KEY)
         assert outcome.run.succeeded and all(a.label for a in outcome.answers.values()), outcome.run.log_tail
 
     return run

@@ -36,6 +36,8 @@ from arena.sandbox.staging import staging
 
 PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-sample-1000" / "images"
 EPSILON = 8
+#: Input names of runs outside any round: any key will do (a round has its own).
+NAMING_KEY = bytes(32)
 
 
 def clean_images(count: int, rng: np.random.Generator, synthetic: bool = False) -> tuple[list[np.ndarray], str]:
@@ -94,10 +96,10 @@ def timed_before(clean_store: ImageStore, root: Path, sha256s: list[str], output
 def timed_now(settings: Settings, sha256s: list[str], outputs: list[bytes]) -> float:
     """``_collect`` over a stage whose output folder holds ``outputs`` (staging not timed)."""
     store = ImageStore(settings.store_dir)
-    inputs = [CleanInput(i, sha256, 1) for i, sha256 in enumerate(sha256s)]
-    with staging(settings) as stage:
+    inputs = [CleanInput(i, sha256, 1, str(i)) for i, sha256 in enumerate(sha256s)]
+    with staging(settings, NAMING_KEY) as stage:
         for item, data in zip(inputs, outputs):
-            (stage.output / stage.add_image(store, item.sha256, item.image_id)).write_bytes(data)
+            (stage.output / stage.add_image(store, item.sha256, item.name, item.image_id)).write_bytes(data)
         started = time.perf_counter()
         results, problems = _collect(stage, store, inputs, EPSILON)
         seconds = time.perf_counter() - started

@@ -25,6 +25,8 @@ from arena.sandbox.defense_run import DefenseInput, execute_defense
 
 DECODER = REPO_ROOT / "submissions" / "samples" / "decoder"
 IMAGE = "arena/python:bookworm"
+#: Input names of runs outside any round: any key will do (a round has its own).
+NAMING_KEY = bytes(32)
 
 
 def bare_run(images: Path, output: Path) -> None:
@@ -45,7 +47,7 @@ def main(rounds: int) -> None:
         rows = synthesize(100)
         store_dataset(settings, "bench", rows)
         store = ImageStore(settings.store_dir)
-        inputs = [DefenseInput(k, store.put(r.png)) for k, r in enumerate(rows)]
+        inputs = [DefenseInput(k, store.put(r.png), r.name) for k, r in enumerate(rows)]
         folder, output = Path(scratch) / "bare-in", Path(scratch) / "bare-out"
         folder.mkdir()
         output.mkdir()
@@ -59,7 +61,7 @@ def main(rounds: int) -> None:
             bare_run(folder, output)
             bare.append(time.perf_counter() - start)
             start = time.perf_counter()
-            outcome = execute_defense(settings, code, inputs)
+            outcome = execute_defense(settings, code, inputs, NAMING_KEY)
             arena.append(time.perf_counter() - start)
             assert outcome.run.succeeded and all(a.label for a in outcome.answers.values())
     b, a = statistics.median(bare), statistics.median(arena)

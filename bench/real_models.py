@@ -22,6 +22,8 @@ from arena.sandbox.defense_run import DefenseInput, execute_defense
 
 REAL = REPO_ROOT / "submissions" / "real"
 PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-sample-1000"
+#: Input names of runs outside any round: any key will do (a round has its own).
+NAMING_KEY = bytes(32)
 
 
 def _rows(images: int, scratch: Path):
@@ -46,12 +48,13 @@ def main(images: int, only: list[str]) -> None:
                 continue
             code = Metadata.model_validate_json((folder / "metadata.json").read_text()).code(folder)
             if code.metadata.type == "defense":
-                outcome = execute_defense(settings, code, [DefenseInput(k, store.put(r.png)) for k, r in enumerate(rows)])
+                outcome = execute_defense(settings, code, [DefenseInput(k, store.put(r.png), r.name) for k, r in enumerate(rows)],
+                                          NAMING_KEY)
                 correct = sum(a.label == truth[k] for k, a in outcome.answers.items())
                 result = f"top-1 {correct / len(rows):.0%}"
             else:
-                inputs = [CleanInput(k, store.put(r.png), r.target_class) for k, r in enumerate(rows)]
-                outcome = execute_attack(settings, code, inputs, 16)
+                inputs = [CleanInput(k, store.put(r.png), r.target_class, r.name) for k, r in enumerate(rows)]
+                outcome = execute_attack(settings, code, inputs, 16, NAMING_KEY)
                 result = f"{sum(not r.missing for r in outcome.results)} outputs"
             status = "ok" if outcome.run.succeeded else outcome.run.describe()
             table.add_row(folder.name, str(len(rows)), f"{outcome.run.seconds:.1f}", f"{settings.time_limit(len(rows)):.0f}", f"{result} ({status})")

@@ -169,7 +169,7 @@ FAKE_CODE = Metadata(type="defense", container="fake/defense:1", entry_point="ru
     Path("fake"), {"container": "sha256:" + "0" * 64})
 
 
-def fake_defense(_settings: Settings, _code, inputs: list[DefenseInput]) -> DefenseOutcome:
+def fake_defense(_settings: Settings, _code, inputs: list[DefenseInput], _naming_key: bytes) -> DefenseOutcome:
     """Stands in for the container: an answer for every image at once."""
     return DefenseOutcome(RunResult(0, False, None, 0.0, ""), {i.key: Answer(1 + i.key % 1000) for i in inputs})
 

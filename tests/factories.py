@@ -44,6 +44,10 @@ from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
 from arena.sandbox.result_csv import Answer
 
 
+#: The naming key of runs made outside any round (each round has its own: ``Round.naming_key``).
+NAMING_KEY = bytes(range(32))
+
+
 def synth_dataset(settings: Settings, images: int, batch_size: int, name: str = "synthetic") -> Dataset:
     """A stored dataset of ``images`` synthetic images (fixed seed: the same pixels each run),
     with its round open and every submission made so far entered, as in a one-round tournament."""
@@ -206,7 +210,7 @@ def fake_defenses(monkeypatch, settings: Settings, answer=every_case) -> None:
     with transaction(settings) as session:
         labels = {i.sha256: (i.true_label, i.target_class) for i in session.scalars(select(Image))}
     monkeypatch.setattr(pack_run, "submission_code", lambda _settings, _submission: FAKE_CODE)
-    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, _c, inputs: answer(labels, inputs))
+    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, _c, inputs, _key: answer(labels, inputs))
 
 
 def defense_packs(settings: Settings) -> list[pack_run.Pack]:

@@ -15,7 +15,7 @@ from arena.models import Image
 from arena.sandbox.attack_run import CleanInput, execute_attack
 from arena.sandbox.code import SubmissionCode
 from conftest import make_settings
-from factories import synth_dataset
+from factories import NAMING_KEY, synth_dataset
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -54,7 +54,7 @@ def _attack(tmp_path, settings, dataset, source: str) -> tuple[SubmissionCode, l
     metadata = Metadata(type="attack", container="arena/python:bookworm", entry_point="run_attack.sh")
     with transaction(settings) as session:
         images = session.scalars(select(Image).where(Image.dataset_id == dataset.id)).all()
-        inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in images]
+        inputs = [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in images]
     return metadata.code(code_dir), inputs
 
 
@@ -63,7 +63,7 @@ def test_outputs_are_judged_one_by_one(tmp_path):
     dataset = synth_dataset(settings, 12, batch_size=12)
     code, inputs = _attack(tmp_path, settings, dataset, MISCHIEF)
 
-    outcome = execute_attack(settings, code, inputs, epsilon=4)
+    outcome = execute_attack(settings, code, inputs, epsilon=4, naming_key=NAMING_KEY)
 
     assert outcome.run.exit_code == 0
     assert len(outcome.results) == 12
@@ -132,7 +132,7 @@ def test_an_output_is_stored_as_submitted_only_when_it_is_the_image_alone_and_ne
     namespace: dict = {}
     exec(compile(HAND_PNG, "attack.py", "exec"), namespace)  # the attack's own functions, run here
 
-    outcome = execute_attack(settings, code, inputs, epsilon=4)
+    outcome = execute_attack(settings, code, inputs, epsilon=4, naming_key=NAMING_KEY)
     assert outcome.run.exit_code == 0 and len(outcome.results) == 24
     store = ImageStore(settings.store_dir)
     seen = set()

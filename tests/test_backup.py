@@ -131,8 +131,8 @@ class MidRun:
 def mid_run(tmp_path_factory, engine) -> MidRun:
     """A real tournament on a real engine, nine images in batches of three at two epsilons,
     one job per container run: a noise attack and a defense, run to the end; then an attack
-    whose outputs follow its inputs' names (a restore without the naming key would make
-    other images), whose run is backed up once some of its attack jobs are done and others
+    whose outputs follow its inputs' names (a restore without the round's naming key would
+    make other images), whose run is backed up once some of its attack jobs are done and others
     are not, the run going on meanwhile."""
     root = tmp_path_factory.mktemp("backup")
     settings = make_settings(root / "arena", epsilons=[4, 16], pack_seconds=0, lease_seconds=6)
@@ -172,13 +172,12 @@ def test_a_snapshot_taken_during_a_run_restores_its_moment_and_the_run_goes_on_t
     restored = empty_installation(mid_run.settings, tmp_path / "restored")
     restore(restored, mid_run.snapshot.folder)
     assert figures(restored) == mid_run.at_snapshot
-    assert (restored.data_dir / "naming.key").read_bytes() == (mid_run.settings.data_dir / "naming.key").read_bytes()
     assert_tallies_match_a_rebuild(restored)
 
     summary = run(restored)  # jobs running at the snapshot are taken over once their lease runs out
     assert not summary.platform_errors and summary.attack_jobs > 0
     assert jobs(restored) == jobs(mid_run.settings)
-    assert adversarial_outputs(restored) == mid_run.outputs  # the same input names: the naming key came back
+    assert adversarial_outputs(restored) == mid_run.outputs  # the same input names: the round's naming key came back
     assert figures(restored) == mid_run.final
 
 
@@ -213,7 +212,7 @@ def _pooled(backups: Path) -> dict[str, set[str]]:
 
 def installation(settings: Settings, monkeypatch) -> list[pack_run.Pack]:
     """A small tournament's rows with its attacks done, each submission's code installed (a
-    folder, an executable, a link) and a naming key; its defenses' runs faked. Its defense
+    folder, an executable, a link); its defenses' runs faked. Its defense
     packs, to run through ``pack_run``."""
     dataset = synth_dataset(settings, 4, batch_size=2)
     with transaction(settings) as session:
@@ -226,7 +225,6 @@ def installation(settings: Settings, monkeypatch) -> list[pack_run.Pack]:
         (folder / "run.sh").write_text(f"#!/bin/sh\n# {sha256}\n")
         (folder / "run.sh").chmod(0o755)
         (folder / "start.sh").symlink_to("run.sh")
-    (settings.data_dir / "naming.key").write_bytes(b"k" * 32)
     fake_defenses(monkeypatch, settings)
     return defense_packs(settings)
 
@@ -296,7 +294,7 @@ def test_the_command_line_backs_up_restores_and_refuses_a_second_restore_naming_
     again = arena(tmp_path / "restored", "restore", str(snapshot.root.path))
     assert again.exit_code == 1 and "Traceback" not in again.output
     assert "tables (adversarial_images, alembic_version" in again.output
-    assert "holds naming.key, store/, submissions/" in again.output
+    assert "holds store/, submissions/" in again.output
 
     restored = empty_installation(source, tmp_path / "restored")
     board = ["leaderboard", "--format", "csv", "--all"]
@@ -327,7 +325,7 @@ def test_a_target_whose_data_folder_holds_files_is_refused_naming_them(small, tm
     (target.data_dir / "work").mkdir()  # scratch: allowed
     with pytest.raises(ConflictError, match=r"holds store/\. Restore into a fresh data folder"):
         restore(target, snapshot.folder)
-    assert not (target.data_dir / "arena.db").exists() and not (target.data_dir / "naming.key").exists()
+    assert not (target.data_dir / "arena.db").exists() and not (target.data_dir / "submissions").exists()
 
 
 def test_a_folder_that_is_not_a_backup_is_refused_both_ways(small, tmp_path):

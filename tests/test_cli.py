@@ -37,8 +37,9 @@ def arena(*args: str):
     [[], ["db"], ["dataset"], ["dataset", "import"], ["dataset", "synth"], ["submit"], ["run"], ["rerun"],
      ["leaderboard"], ["robust"], ["matrix"], ["export"], ["images", "build"], ["submissions", "list"], ["demo"], ["web"],
      ["teams", "token"], ["disqualify"], ["round"], ["round", "create"], ["round", "set"], ["round", "carry"],
-     ["round", "publish"], ["round", "choose"], ["round", "bundle"], ["teams", "member"], ["baseline"],
-     ["submissions", "images"], ["submissions", "repin"], ["backup"], ["restore"]],
+     ["round", "publish"], ["round", "choose"], ["round", "bundle"], ["round", "replay"], ["teams", "member"],
+     ["baseline"], ["submissions", "images"], ["submissions", "repin"], ["backup"], ["restore"], ["hosts", "list"],
+     ["hosts", "drain"]],
 )
 def test_every_command_has_help(command):
     result = arena(*command, "--help")

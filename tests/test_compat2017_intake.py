@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from arena.intake.archive import extract
 from arena.intake.metadata import Metadata
-from arena.intake.submit import _install, unpacked
+from arena.intake.submit import install, unpacked
 
 META = b'{"type": "attack", "container": "arena/python:bookworm", "entry_point": "run.sh", "author": "team blue"}'
 LIMITS = {"max_bytes": 2**20, "max_files": 100}
@@ -28,7 +28,7 @@ def test_extra_fields_and_a_lost_executable_bit_are_accepted(settings, tmp_path)
     _zip(archive, {"blue/metadata.json": META, "blue/run.sh": b"#!/bin/sh\ntrue\n"})
     with unpacked(settings, archive) as (root, metadata, sha256):
         assert metadata.model_dump()["author"] == "team blue"  # kept, as 2017 ignored it
-        installed = _install(settings, root, metadata, sha256)
+        installed = install(settings, root, metadata, sha256)
     assert os.access(installed / "run.sh", os.X_OK)
 
 

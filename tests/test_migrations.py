@@ -161,3 +161,22 @@ def test_existing_rounds_keep_the_schedule_the_installation_ran_with(settings, m
     command.upgrade(db.alembic_config(settings), "0016")
     with engine.connect() as connection:
         assert connection.execute(sa.text("SELECT eps_schedule FROM rounds")).scalar() == "round_robin"
+
+
+def test_existing_rounds_get_keys_of_their_own_and_those_with_results_no_replay(settings):
+    """Migration 0019: every round gets a random naming key of its own; a round whose results
+    were named the old way (the installation's key, database ids) is marked not replayable,
+    so that its bundle never offers a key that does not reproduce it."""
+    settings.data_dir.mkdir(parents=True)
+    command.upgrade(db.alembic_config(settings), "0018")
+    _execute(settings, *SKELETON,
+             "INSERT INTO datasets (id, name, created_at) VALUES (2, 'fresh', CURRENT_TIMESTAMP)",
+             "INSERT INTO rounds (id, name, dataset_id, epsilons, eps_schedule, seconds_per_image, visibility, "
+             "rank_baselines, data_public, created_at) VALUES "
+             "(1, 'ran', 1, '[4]', 'all', 5.0, 'live', false, false, CURRENT_TIMESTAMP), "
+             "(2, 'fresh', 2, '[4]', 'all', 5.0, 'live', false, false, CURRENT_TIMESTAMP)")
+    command.upgrade(db.alembic_config(settings), "0019")
+    rows = _execute(settings, "SELECT name, naming_key, replayable FROM rounds ORDER BY id")
+    assert [(name, bool(replayable)) for name, _key, replayable in rows] == [("ran", False), ("fresh", True)]
+    keys = [key for _name, key, _replayable in rows]
+    assert all(len(bytes.fromhex(key)) == 32 for key in keys) and keys[0] != keys[1]

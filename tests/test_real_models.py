@@ -16,6 +16,7 @@ from arena.sandbox.defense_run import DefenseInput, execute_defense
 from arena.tools import base_image
 from arena.tools.study import DEFAULT_PHOTOS, REAL_SAMPLES
 from conftest import make_settings
+from factories import NAMING_KEY
 
 pytestmark = [
     pytest.mark.docker,
@@ -45,7 +46,7 @@ def photos(tmp_path):
 
 
 def _classify(settings, store, shas: dict[int, str]) -> dict[int, int | None]:
-    outcome = execute_defense(settings, _code("lite0"), [DefenseInput(k, sha) for k, sha in shas.items()])
+    outcome = execute_defense(settings, _code("lite0"), [DefenseInput(k, sha, str(k)) for k, sha in shas.items()], NAMING_KEY)
     assert outcome.run.succeeded, outcome.run.log_tail
     return {k: answer.label for k, answer in outcome.answers.items()}
 
@@ -61,7 +62,7 @@ def test_lite0_is_mostly_right_and_fgsm_at_16_fools_it(tmp_path: Path, photos):
     right = [k for k in truth if answers[k] == truth[k]]
     assert len(right) >= 0.7 * PHOTOS, answers
 
-    attack = execute_attack(settings, _code("fgsm"), [CleanInput(k, clean[k], 1) for k in right], 16)
+    attack = execute_attack(settings, _code("fgsm"), [CleanInput(k, clean[k], 1, str(k)) for k in right], 16, NAMING_KEY)
     assert attack.run.succeeded and not any(r.missing or r.wrong_size for r in attack.results)
     assert all(r.linf <= 16 for r in attack.results)
     fooled = _classify(settings, store, {r.image_id: r.sha256 for r in attack.results})
@@ -77,7 +78,8 @@ def test_the_iterative_attacks_fit_the_sandbox_and_stay_within_eps(tmp_path: Pat
     settings = make_settings(tmp_path / "arena", sandbox=Settings().sandbox, seconds_per_image=SECONDS_PER_IMAGE)
     store = ImageStore(settings.store_dir)
     clean = {k: store.put(row.png) for k, row in enumerate(photos[:3])}
-    outcome = execute_attack(settings, _code(attack), [CleanInput(k, sha, 1) for k, sha in clean.items()], 2)
+    outcome = execute_attack(settings, _code(attack), [CleanInput(k, sha, 1, str(k)) for k, sha in clean.items()], 2,
+                             NAMING_KEY)
     assert outcome.run.succeeded, outcome.run.log_tail
     assert len(outcome.results) == 3 and not any(r.missing or r.wrong_size or r.clipped for r in outcome.results)
     assert all(0 < r.linf <= 2 for r in outcome.results)

@@ -91,7 +91,7 @@ def planned(tmp_path, monkeypatch):
     # the fake code's root is the defense's name, for the fake run to answer as that defense
     monkeypatch.setattr(pack_run, "submission_code",
                         lambda _settings, submission: dataclasses.replace(FAKE_CODE, root=Path(submission.name)))
-    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, code, inputs: DefenseOutcome(
+    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, code, inputs, _key: DefenseOutcome(
         RunResult(0, False, None, 0.1, ""), {item.key: answer(code.root.name, item.sha256) for item in inputs}))
     return settings, dataset
 

@@ -62,7 +62,8 @@ def study(tmp_path_factory):
         labels = {i.sha256: (i.true_label, i.target_class) for i in session.scalars(select(Image))}
     # the fake code carries the defense's name, so each defense answers by a rule of its own
     monkeypatch.setattr(pack_run, "submission_code", lambda _s, submission: replace(FAKE_CODE, root=Path(submission.name)))
-    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, code, inputs: _by_defense(labels, code.root.name, inputs))
+    monkeypatch.setattr(pack_run, "execute_defense",
+                        lambda _s, code, inputs, _key: _by_defense(labels, code.root.name, inputs))
     for pack in defense_packs(settings):
         assert pack_run.run_pack(settings, pack).finished == len(pack.job_ids)
     monkeypatch.undo()

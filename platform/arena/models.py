@@ -7,6 +7,7 @@ output, and yields one classification per image. Unique constraints (for classif
 the primary key) make a result impossible to store twice, whatever the executor does.
 """
 
+import secrets
 import unicodedata
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -39,6 +40,11 @@ def _enum(enum_class: type[StrEnum]) -> Enum:
 
 def utcnow() -> datetime:
     return datetime.now(timezone.utc)
+
+
+def new_naming_key() -> str:
+    """A round's naming key (``Round.naming_key``): 32 random bytes, as hex."""
+    return secrets.token_hex(32)
 
 
 def as_utc(moment: datetime | None) -> datetime | None:
@@ -324,6 +330,12 @@ class Round(Base):
     data_public: Mapped[bool] = mapped_column(Boolean, default=False)  # its images downloadable (a development set)
     published_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    #: The key its containers' input names are made under (``sandbox.staging``), hex; its own,
+    #: so that publishing it (in the bundle, to replay the round) reveals no other round's names.
+    naming_key: Mapped[str] = mapped_column(String(64), default=new_naming_key)
+    #: False for a round that had results when migration 0019 gave it its key: those were
+    #: named under the installation's key and database ids, which its key does not reproduce.
+    replayable: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
 
     dataset: Mapped[Dataset] = relationship()
 

@@ -1,5 +1,6 @@
 """``arena round``: a round's dataset, ε, schedule, time limit, window, quotas and visibility;
-closing, publishing, carrying entries, its results bundle, which entry counts."""
+closing, publishing, carrying entries, its results bundle, which entry counts, replaying a
+published round from its bundle."""
 
 from datetime import datetime
 from pathlib import Path
@@ -11,12 +12,21 @@ from sqlalchemy.orm import Session
 
 from arena import actions, db
 from arena.callers import ORGANIZER
-from arena.cli.common import Commands, console, database, print_rows, settings, submission_id_named
+from arena.cli.common import (
+    Commands,
+    console,
+    database,
+    print_rows,
+    run_with_progress,
+    settings,
+    submission_id_named,
+)
 from arena.competition import entries, rounds
 from arena.config import EpsilonSchedule
 from arena.data.dataset import find_dataset
 from arena.models import Round, Visibility, as_utc, utcnow
 from arena.results import bundle
+from arena.tools import replay
 
 round_app = Commands(help="Rounds: their datasets, upload windows, quotas and publication.", no_args_is_help=True)
 
@@ -159,3 +169,31 @@ def round_choose(name: RoundName, submission: Annotated[str, typer.Argument(help
     """Make a submission the one that counts for its team and track in the round."""
     actions.choose(database(), ORGANIZER, name, submission_id_named(submission))
     console.print(f"{submission} counts for its team in {name!r}")
+
+
+@round_app.command("replay")
+def round_replay(
+    bundle_file: Annotated[Path, typer.Argument(help="The published round's results bundle (.zip).")],
+    submissions: Annotated[Path, typer.Option(
+        help="A folder holding the round's submissions: each as the archive uploaded (.zip, .tar, .tar.gz) or "
+             "its unpacked folder, under any name; matched to the bundle's entries by code hash.")],
+    dataset: Annotated[Optional[str], typer.Option(
+        help="The round's dataset, imported here (default: the bundle's dataset name).")] = None,
+) -> None:
+    """Run a published round again from its results bundle, on this installation, with the same
+    images, code, pinned images, settings, input names and packs, and compare its matrices
+    with the bundle's cell by cell: a table of the differing cells and exit 1 if any differ.
+    Import the round's dataset first (`arena dataset import`); see docs/operations.md."""
+    published = replay.Bundle.read(bundle_file)
+    prepared = replay.prepare(database(), published, submissions, dataset)
+    console.print(f"round {prepared.round!r} on dataset {prepared.dataset!r}: {prepared.entries} entries with the "
+                  "bundle's naming key, packs and images")
+    run_with_progress(prepared.dataset)
+    compared = replay.compare(database(), prepared.dataset, published)
+    if compared.differences:
+        print_rows(["Matrix", "Attack", "Defense", "Published", "Replayed"],
+                   [[d.matrix, d.attack, d.defense, d.published, d.replayed] for d in compared.differences],
+                   whole={"Matrix"})
+        console.print(f"[bold red]{len(compared.differences)} of {compared.cells} cells differ[/] from the bundle's")
+        raise typer.Exit(1)
+    console.print(f"the same matrices: all {compared.cells} cells of {compared.files} matrix files equal the bundle's")

@@ -146,6 +146,11 @@ def run_settings(settings: Settings, round_: Round) -> Settings:
                                        "seconds_per_image": round_.seconds_per_image})
 
 
+def naming_key(round_: Round) -> bytes:
+    """The key the round's containers' input names are made under (``sandbox.staging``)."""
+    return bytes.fromhex(round_.naming_key)
+
+
 def for_uploads(session: Session, name: str | None = None, now: datetime | None = None) -> Round:
     """The round an upload enters: the named one, or the one open now; refused (403) with the
     reason and, where there is one, when uploads open next."""

@@ -82,11 +82,11 @@ def check(settings: Settings, dry_run_id: int) -> bool | None:
     claimed = _claim(settings, dry_run_id)
     if claimed is None:
         return None
-    token, run_settings, meta, code, images = claimed
+    token, run_settings, naming_key, meta, code, images = claimed
     with heartbeat(settings, DryRun, {dry_run_id: token}):
         try:
             pins = pinning.pin(meta)
-            report = validate(run_settings, code.pinned(pins), images)
+            report = validate(run_settings, code.pinned(pins), images, naming_key)
         except Exception as exc:  # noqa: BLE001 - whatever the platform raised, the job is retried
             logger.exception("the dry run %s failed on the platform", dry_run_id)
             _failed(settings, dry_run_id, token, exc)
@@ -103,9 +103,10 @@ def _claim(settings: Settings, dry_run_id: int):
             return None
         dry_run = session.get_one(DryRun, dry_run_id)
         submission = dry_run.submission
-        run_settings = rounds.run_settings(settings, session.get_one(Round, dry_run.round_id))
+        round_ = session.get_one(Round, dry_run.round_id)
         code = SubmissionCode.stored(settings, submission, {})
-        return taken[0][1], run_settings, dict(submission.meta), code, sample_batch(session)
+        return (taken[0][1], rounds.run_settings(settings, round_), rounds.naming_key(round_), dict(submission.meta),
+                code, sample_batch(session))
 
 
 def _held(session, dry_run_id: int, token: int) -> DryRun | None:

@@ -134,13 +134,13 @@ def _pin_late(submission: Submission, field: str) -> str:
 # --- loading a pack and sharing its outcome out among its jobs -------------------------
 
 
-def _load_attack_pack(settings: Settings, session: Session, jobs: list[AttackJob]) -> LoadedPack:
+def _load_attack_pack(settings: Settings, session: Session, jobs: list[AttackJob], naming_key: bytes) -> LoadedPack:
     code = submission_code(settings, jobs[0].submission)
     job_of = {}
     inputs = []
     for job in jobs:
         for image in job.batch.images:
-            inputs.append(CleanInput(image.id, image.sha256, image.target_class))
+            inputs.append(CleanInput(image.id, image.sha256, image.target_class, image.name))
             job_of[image.id] = job.id
 
     def share(outcome) -> dict[int, JobShare]:
@@ -151,39 +151,43 @@ def _load_attack_pack(settings: Settings, session: Session, jobs: list[AttackJob
             piece.complete &= not result.missing
         return shares
 
-    return LoadedPack(lambda: execute_attack(settings, code, inputs, jobs[0].epsilon), len(inputs), share,
+    return LoadedPack(lambda: execute_attack(settings, code, inputs, jobs[0].epsilon, naming_key), len(inputs), share,
                       code.image(settings.sandbox.gpu))
 
 
-def _defense_inputs(session: Session, jobs: list[DefenseJob]) -> list[list[tuple[int, str, int | None]]]:
-    """For each job, (image id, sha256 to show, adversarial image id) of every image it covers;
-    two queries for the whole pack (clean batches, attack outputs) rather than one per job."""
+def _defense_inputs(session: Session, jobs: list[DefenseJob]) -> list[list[tuple[int, str, str, int | None]]]:
+    """For each job, (image id, image name, sha256 to show, adversarial image id) of every
+    image it covers; two queries for the whole pack (clean batches, attack outputs) rather
+    than one per job."""
     clean = {job.batch_id for job in jobs if job.attack_job_id is None}
     attacked = {job.attack_job_id for job in jobs if job.attack_job_id is not None}
     of_batch, of_attack = defaultdict(list), defaultdict(list)
     if clean:
-        query = select(Image.batch_id, Image.id, Image.sha256).where(Image.batch_id.in_(clean)).order_by(Image.id)
-        for batch_id, image_id, sha256 in session.execute(query):
-            of_batch[batch_id].append((image_id, sha256, None))
+        query = (select(Image.batch_id, Image.id, Image.name, Image.sha256)
+                 .where(Image.batch_id.in_(clean)).order_by(Image.id))
+        for batch_id, image_id, name, sha256 in session.execute(query):
+            of_batch[batch_id].append((image_id, name, sha256, None))
     if attacked:
         query = (
-            select(AdversarialImage.attack_job_id, AdversarialImage.image_id, AdversarialImage.sha256, AdversarialImage.id)
+            select(AdversarialImage.attack_job_id, AdversarialImage.image_id, Image.name, AdversarialImage.sha256,
+                   AdversarialImage.id)
+            .join(Image, AdversarialImage.image_id == Image.id)
             .where(AdversarialImage.attack_job_id.in_(attacked))
             .order_by(AdversarialImage.id)
         )
-        for attack_job_id, image_id, sha256, adversarial_id in session.execute(query):
-            of_attack[attack_job_id].append((image_id, sha256, adversarial_id))
+        for attack_job_id, image_id, name, sha256, adversarial_id in session.execute(query):
+            of_attack[attack_job_id].append((image_id, name, sha256, adversarial_id))
     return [of_batch[job.batch_id] if job.attack_job_id is None else of_attack[job.attack_job_id] for job in jobs]
 
 
-def _load_defense_pack(settings: Settings, session: Session, jobs: list[DefenseJob]) -> LoadedPack:
+def _load_defense_pack(settings: Settings, session: Session, jobs: list[DefenseJob], naming_key: bytes) -> LoadedPack:
     code = submission_code(settings, jobs[0].submission)
     defense_id = jobs[0].submission_id
     inputs, origin = [], {}  # origin: input key -> (job id, image id, adversarial image id)
     for job, covered in zip(jobs, _defense_inputs(session, jobs)):
-        for image_id, sha256, adversarial_id in covered:
+        for image_id, name, sha256, adversarial_id in covered:
             key = len(inputs)
-            inputs.append(DefenseInput(key, sha256))
+            inputs.append(DefenseInput(key, sha256, name))
             origin[key] = (job.id, image_id, adversarial_id)
 
     def share(outcome) -> dict[int, JobShare]:
@@ -197,7 +201,8 @@ def _load_defense_pack(settings: Settings, session: Session, jobs: list[DefenseJ
             shares[job_id].complete &= answer.problem is not ClassificationProblem.MISSING
         return shares
 
-    return LoadedPack(lambda: execute_defense(settings, code, inputs), len(inputs), share, code.image(settings.sandbox.gpu))
+    return LoadedPack(lambda: execute_defense(settings, code, inputs, naming_key), len(inputs), share,
+                      code.image(settings.sandbox.gpu))
 
 
 LOADERS = {JobKind.ATTACK: _load_attack_pack, JobKind.DEFENSE: _load_defense_pack}
@@ -205,13 +210,13 @@ LOADERS = {JobKind.ATTACK: _load_attack_pack, JobKind.DEFENSE: _load_defense_pac
 
 @retry_while_unreachable
 def _load(settings: Settings, pack: Pack, claims: dict[int, Claim]) -> LoadedPack:
-    """Load the claimed jobs' inputs, to run under their round's time limit, and record on
-    their attempts the run's image count (packing learns each submission's time per image
-    from it) and the image it runs."""
+    """Load the claimed jobs' inputs, to run under their round's time limit and naming key,
+    and record on their attempts the run's image count (packing learns each submission's time
+    per image from it) and the image it runs."""
     with transaction(settings) as session:
         jobs = [session.get(pack.kind.job_class, job_id) for job_id in pack.job_ids]
         round_ = rounds.of_dataset(session, jobs[0].batch.dataset_id)
-        loaded = LOADERS[pack.kind](rounds.run_settings(settings, round_), session, jobs)
+        loaded = LOADERS[pack.kind](rounds.run_settings(settings, round_), session, jobs, rounds.naming_key(round_))
         attempts = [held.attempt_id for held in claims.values()]
         session.execute(update(JobAttempt).where(JobAttempt.id.in_(attempts))
                         .values(images=loaded.images, container_image=loaded.image))

@@ -33,8 +33,8 @@ class Repin:
 
 
 def prepare(settings: Settings, submission_id: int) -> Repin:
-    """Pin the tags as they are now and dry-run the submission with them, under the epsilons
-    and time limit of the round it was uploaded to, as intake did; refused when the pins
+    """Pin the tags as they are now and dry-run the submission with them, under the epsilons,
+    time limit and naming key of the round it was uploaded to, as intake did; refused when the pins
     would not change or the dry run fails, nothing being stored either way."""
     with transaction(settings) as session:
         submission = session.get(Submission, submission_id)
@@ -44,12 +44,13 @@ def prepare(settings: Settings, submission_id: int) -> Repin:
             raise ConflictError(f"{submission.name} is {submission.status.value}: only accepted submissions are re-pinned")
         name, old, meta, images = submission.name, submission.pins, dict(submission.meta), sample_batch(session)
         code = SubmissionCode.stored(settings, submission, {})
-        settings = rounds.run_settings(settings, rounds.entered_by_upload(session, submission))
+        uploaded_to = rounds.entered_by_upload(session, submission)
+        settings, naming_key = rounds.run_settings(settings, uploaded_to), rounds.naming_key(uploaded_to)
     pins = pinning.pin(meta)
     if pins == old:
         raise ConflictError(f"{name} is pinned to the images its tags name now: nothing to re-pin "
                             "(a re-run runs it again on the same images)")
-    report = validate(settings, code.pinned(pins), images)
+    report = validate(settings, code.pinned(pins), images, naming_key)
     if not report.passed:
         raise InputError(f"{name}: the dry run with the new image failed, nothing was changed: "
                          + ("; ".join(report.problems) or f"exit code {report.exit_code}"))

@@ -72,11 +72,11 @@ def _report(settings: Settings, run: RunResult, images: int, problems: list[str]
     )
 
 
-def _execute(settings: Settings, code: SubmissionCode, images: list[Image]) -> AttackOutcome | DefenseOutcome:
+def _execute(settings: Settings, code: SubmissionCode, images: list[Image], naming_key: bytes) -> AttackOutcome | DefenseOutcome:
     if code.kind is SubmissionKind.DEFENSE:
-        return execute_defense(settings, code, [DefenseInput(i.id, i.sha256) for i in images])
-    inputs = [CleanInput(i.id, i.sha256, i.target_class) for i in images]
-    return execute_attack(settings, code, inputs, max(settings.epsilons))
+        return execute_defense(settings, code, [DefenseInput(i.id, i.sha256, i.name) for i in images], naming_key)
+    inputs = [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in images]
+    return execute_attack(settings, code, inputs, max(settings.epsilons), naming_key)
 
 
 def _outputs(outcome: AttackOutcome | DefenseOutcome) -> dict[int, object]:
@@ -87,19 +87,20 @@ def _outputs(outcome: AttackOutcome | DefenseOutcome) -> dict[int, object]:
     return {result.image_id: result.sha256 for result in outcome.results}
 
 
-def _probe(settings: Settings, code: SubmissionCode, images: list[Image],
+def _probe(settings: Settings, code: SubmissionCode, images: list[Image], naming_key: bytes,
            first: AttackOutcome | DefenseOutcome) -> DeterminismProbe:
-    again = _execute(settings, code, images)
+    again = _execute(settings, code, images, naming_key)
     before, after = _outputs(first), _outputs(again)
     differing = sum(before.get(i.id) != after.get(i.id) for i in images)
     return DeterminismProbe(images=len(images), differing=differing, share=round(differing / max(len(images), 1), 4),
                             seconds=round(again.run.seconds, 2))
 
 
-def validate(settings: Settings, code: SubmissionCode, images: list[Image]) -> ValidationReport:
-    """Run the submission on the sample batch; when it passed, run it again to probe determinism."""
-    outcome = _execute(settings, code, images)
+def validate(settings: Settings, code: SubmissionCode, images: list[Image], naming_key: bytes) -> ValidationReport:
+    """Run the submission on the sample batch, its inputs named under ``naming_key`` (its
+    round's); when it passed, run it again to probe determinism."""
+    outcome = _execute(settings, code, images, naming_key)
     report = _report(settings, outcome.run, len(images), outcome.problems, outcome.notes)
     if report.passed:
-        report.determinism = _probe(settings, code, images, outcome)
+        report.determinism = _probe(settings, code, images, naming_key, outcome)
     return report

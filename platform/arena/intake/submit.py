@@ -129,8 +129,9 @@ def unpacked(settings: Settings, archive: Path) -> Iterator[tuple[Path, Metadata
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _install(settings: Settings, root: Path, metadata: Metadata, sha256: str) -> Path:
-    """Move the tree to its permanent, content-addressed place, readable by the sandbox user."""
+def install(settings: Settings, root: Path, metadata: Metadata, sha256: str) -> Path:
+    """Move the tree to its permanent, content-addressed place, readable by the sandbox user
+    (an upload's, or a replayed round's: ``tools.replay``)."""
     target = settings.submissions_dir / sha256
     if target.exists():
         shutil.rmtree(target)
@@ -157,7 +158,7 @@ def take(settings: Settings, archive: Path, team: str, name: str | None = None,
         _check_allowed(settings, metadata)
         submission_id = _register(settings, sha256, name, team, metadata, round_id, description)
         try:
-            _install(settings, root, metadata, sha256)
+            install(settings, root, metadata, sha256)
         except BaseException:
             _forget(settings, submission_id)
             raise

@@ -2,8 +2,8 @@
 
 The database is copied first (``databases.snapshot``); every file the snapshot takes then
 comes from what that copy references: the store's images named by its image and
-adversarial-image rows, the code of its submissions, the bundles of its published rounds,
-and the naming key. The store only ever gains files, each written before the row that names
+adversarial-image rows, the code of its submissions, the bundles of its published rounds
+(the rounds' naming keys are rows of the database). The store only ever gains files, each written before the row that names
 it, so a file written after the copy is simply not referenced, and a file the copy
 references is there. A snapshot is finished when its manifest is written, last.
 """
@@ -27,7 +27,6 @@ from arena.operations.layout import (
     DATABASE_FILES,
     FORMAT,
     MANIFEST,
-    NAMING_KEY,
     OBJECTS,
     TREES,
     BackupRoot,
@@ -120,9 +119,6 @@ def _take(settings: Settings, root: BackupRoot, folder: Path, previous: Snapshot
     trees["downloads"] = _copy_bundles(settings, root, contents.published_rounds, blobs)
     write_atomically(folder / TREES, json.dumps(trees, sort_keys=True))
     files = [database_file.name, OBJECTS, TREES]
-    if (settings.data_dir / NAMING_KEY).is_file():
-        copy_to(settings.data_dir / NAMING_KEY, folder / NAMING_KEY, mode=0o600)
-        files.append(NAMING_KEY)
     return {
         "previous": previous.folder.name if previous else None,
         "database": {"dialect": databases.dialect(settings), "file": database_file.name,

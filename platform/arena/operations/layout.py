@@ -7,7 +7,6 @@ one folder per snapshot.
     DEST/blobs/ab/abcd...           every other file by its sha256: submissions' code, kept bundles
     DEST/snapshots/20260501T020000Z/
         database.sqlite | database.pgdump
-        naming.key                  the installation's secret for input names
         objects.txt                 the images the snapshot's database references: "sha256 bytes" a line, sorted
         trees.json                  each submission's code tree and each kept bundle, as paths to blobs
         manifest.json               counts, and the sha256 of every file above: written last
@@ -34,7 +33,6 @@ FORMAT = "arena-backup/1"
 MANIFEST = "manifest.json"
 OBJECTS = "objects.txt"
 TREES = "trees.json"
-NAMING_KEY = "naming.key"
 #: What every manifest says (``backup._take``).
 MANIFEST_KEYS = {"format", "taken_at", "previous", "database", "objects", "blobs", "submissions", "bundles", "files"}
 #: The snapshot's database file, by SQLAlchemy dialect.
@@ -174,7 +172,7 @@ class BackupRoot:
         if path.is_dir() and any(path.iterdir()) and not (path / "snapshots").is_dir():
             raise SnapshotError(f"{path} holds files but is not an Arena backup folder (no snapshots/ in it): "
                                 "back up into an empty or new folder, or into one that holds earlier snapshots")
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # teams' code and the naming key: the organizers' alone
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # teams' code and the rounds' naming keys: the organizers' alone
         root = cls(path)
         for folder in (root.snapshots, root.objects.root, root.blobs):
             folder.mkdir(exist_ok=True)

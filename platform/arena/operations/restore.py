@@ -26,7 +26,6 @@ from arena.errors import ConflictError, PlatformError
 from arena.models import Submission
 from arena.operations import databases
 from arena.operations.layout import (
-    NAMING_KEY,
     OBJECTS,
     TREES,
     Progress,
@@ -213,8 +212,6 @@ def _write_files(settings: Settings, snapshot: Snapshot, trees: dict, progress: 
         _write_tree(snapshot, settings.submissions_dir / sha256, tree)
     for name, (sha256, _size) in trees["downloads"].items():
         copy_to(snapshot.root.blob(sha256), settings.data_dir / "downloads" / name)
-    if NAMING_KEY in snapshot.manifest["files"]:
-        copy_to(snapshot.folder / NAMING_KEY, settings.data_dir / NAMING_KEY, mode=0o600)
 
 
 def _write_tree(snapshot: Snapshot, target: Path, tree: list) -> None:

@@ -2,11 +2,17 @@
 
 It holds the 2017 result files and per-image Parquet (``export``) and a ``manifest.json``
 that pins what produced them: the round's settings, the dataset (a hash over every image's
-name, label, target class and pixels' hash), every entered submission with its code hash and
-container, and the platform settings that shape a run (batching, limits). A published round
-never changes, so its bundle is built once and kept. The zip is a function of its contents
-alone (every member with one fixed date and mode), so two installations holding the same
-results write the same bytes, and a bundle's sha256 can be compared across them.
+name, label, target class and pixels' hash, and its batch size), every entered submission
+with its code hash, container, pinned image ids and images per container run, and the
+platform settings that shape a run (batching, limits). A published round never changes, so
+its bundle is built once and kept. The zip is a function of its contents alone (every
+member with one fixed date and mode), so two installations holding the same results write
+the same bytes, and a bundle's sha256 can be compared across them.
+
+Once the round is published, and never before (a live round's key is a secret: with it, an
+input's name could be matched to an image), the manifest also carries the round's naming
+key, the last thing another installation needs to give every container run the same input
+names and so the same results (``tools.replay``, `arena round replay`).
 """
 
 import hashlib
@@ -49,8 +55,10 @@ def manifest(session: Session, settings: Settings, round_: Round) -> dict:
         "round": {"name": round_.name, "epsilons": round_.epsilons, "eps_schedule": round_.eps_schedule.value,
                   "seconds_per_image": round_.seconds_per_image,
                   "opens_at": _moment(round_.opens_at), "closes_at": _moment(round_.closes_at),
-                  "visibility": round_.visibility.value, "published_at": _moment(round_.published_at)},
+                  "visibility": round_.visibility.value, "published_at": _moment(round_.published_at),
+                  "naming_key": _replay_key(round_)},
         "dataset": {"name": round_.dataset.name, "images": _image_count(session, round_.dataset_id),
+                    "batch_size": batch_size(session, round_.dataset_id),
                     "sha256": dataset_sha256(session, round_.dataset_id)},
         "submissions": [
             {"name": s.name, "team": s.team.name, "kind": s.kind.value, "code_sha256": s.sha256,
@@ -66,6 +74,21 @@ def manifest(session: Session, settings: Settings, round_: Round) -> dict:
                                    "share a rank; a baseline takes none unless the round ranks baselines"},
         "settings": {"batch_size": settings.batch_size, "max_attempts": settings.max_attempts, "sandbox": settings.sandbox.model_dump()},
     }
+
+
+def _replay_key(round_: Round) -> str | None:
+    """The round's naming key, hex, for its bundle: only once it is published, and only when
+    every result was named under it (not a round that had results before migration 0019)."""
+    if round_.visibility is not Visibility.PUBLISHED or not round_.replayable:
+        return None
+    return round_.naming_key
+
+
+def batch_size(session: Session, dataset_id: int) -> int:
+    """The images of a full batch (only the last may hold fewer): with the names' order, what
+    cuts the dataset into the batches packs are made of."""
+    per_batch = select(func.count(Image.id).label("images")).where(Image.dataset_id == dataset_id).group_by(Image.batch_id)
+    return session.scalar(select(func.max(per_batch.subquery().c.images)))
 
 
 def _image_count(session: Session, dataset_id: int) -> int:

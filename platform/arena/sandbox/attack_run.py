@@ -31,9 +31,13 @@ MAX_OUTPUT_FILE_BYTES = 4 * 2**20
 
 @dataclass(frozen=True)
 class CleanInput:
+    """One clean image to attack; ``name`` is its name in the dataset (with its content, what
+    its opaque input name is made of: ``staging.input_name``)."""
+
     image_id: int
     sha256: str
     target_class: int
+    name: str
 
 
 @dataclass
@@ -59,7 +63,7 @@ class AttackOutcome:
 def _stage_inputs(stage: Staging, store: ImageStore, inputs: list[CleanInput], targeted: bool) -> None:
     targets = []
     for item in inputs:
-        name = stage.add_image(store, item.sha256, item.image_id)
+        name = stage.add_image(store, item.sha256, item.name, item.image_id)
         targets.append(f"{name},{item.target_class}\n")
     if targeted:
         (stage.input / "target_class.csv").write_text("".join(targets))
@@ -116,10 +120,12 @@ def _notes(results: list[AdversarialResult]) -> list[str]:
     return notes
 
 
-def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanInput], epsilon: int) -> AttackOutcome:
-    """Run the attack on ``inputs`` and return one result per input (no database involved)."""
+def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanInput], epsilon: int,
+                   naming_key: bytes) -> AttackOutcome:
+    """Run the attack on ``inputs``, named under ``naming_key`` (its round's), and return one
+    result per input (no database involved)."""
     store = ImageStore(settings.store_dir)
-    with staging(settings) as stage:
+    with staging(settings, naming_key) as stage:
         _stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
         run = stage.run(settings, code, "/output_images", "/output_images", str(epsilon))
         results, problems = _collect(stage, store, inputs, epsilon)

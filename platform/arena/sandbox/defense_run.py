@@ -12,10 +12,13 @@ from arena.sandbox.staging import staging
 
 @dataclass(frozen=True)
 class DefenseInput:
-    """``key`` is the caller's handle for the image (an adversarial or clean image id)."""
+    """``key`` is the caller's handle for the image; ``name`` the name in the dataset of the
+    clean image it is, or was made from (with its content, what its opaque input name is
+    made of: ``staging.input_name``)."""
 
     key: int
     sha256: str
+    name: str
 
 
 @dataclass
@@ -26,12 +29,14 @@ class DefenseOutcome:
     notes: list[str] = field(default_factory=list)  # what was accepted as 2017 accepted it
 
 
-def execute_defense(settings: Settings, code: SubmissionCode, inputs: list[DefenseInput]) -> DefenseOutcome:
-    """Run the defense on ``inputs`` and return one answer per input (no database involved)."""
+def execute_defense(settings: Settings, code: SubmissionCode, inputs: list[DefenseInput],
+                    naming_key: bytes) -> DefenseOutcome:
+    """Run the defense on ``inputs``, named under ``naming_key`` (its round's), and return one
+    answer per input (no database involved)."""
     store = ImageStore(settings.store_dir)
-    with staging(settings) as stage:
+    with staging(settings, naming_key) as stage:
         for item in inputs:
-            stage.add_image(store, item.sha256, item.key)
+            stage.add_image(store, item.sha256, item.name, item.key)
         run = stage.run(settings, code, "/output_data", "/output_data/result.csv")
         parsed = parse_result_csv(stage.output / "result.csv", list(stage.names))
         answers = {stage.names[name]: answer for name, answer in parsed.answers.items()}

@@ -50,10 +50,15 @@ def pin(tags: dict[str, str]) -> dict[str, str]:
     return pins
 
 
+def held(image_id: str) -> bool:
+    """Whether this engine holds the image whose id is ``image_id``."""
+    return _image_id(image_id) == image_id
+
+
 def require(image_id: str, tag: str, submission: str) -> None:
     """Refuse to run ``submission`` on an engine without its pinned image, saying what to do:
     running what the tag names here could be other code than was accepted and scored."""
-    if _image_id(image_id) == image_id:
+    if held(image_id):
         return
     here = _image_id(tag)
     now = f"; its {tag!r} is {here}" if here else f"; it has no {tag!r} either"

@@ -2,22 +2,24 @@
 
 Inputs are written under opaque names, so nothing a submission can read (file names,
 order, folder) tells it the true label, the image's dataset id or the attack that made it.
-A name is a keyed hash (HMAC-SHA256 under a secret key kept in the data folder, which
-submissions never see) of the image's content and the caller's key for it: the same
-run gets the same names on a re-run and on any worker sharing the data folder, so a
-submission that processes its inputs in name order gives the same outputs every time.
+A name is a keyed hash (HMAC-SHA256) of the image's content and the name of its clean
+image in the dataset, under its round's naming key (``Round.naming_key``: 32 random bytes
+made with the round, kept in the database, never mounted). Nothing else goes in, and no
+database id: the same round gets the same names on a re-run, on any worker, and on another
+installation given the round's key and dataset, so a submission that processes its inputs
+in name order (one random stream over its files, say) gives the same outputs everywhere.
+That is what lets a published round be replayed elsewhere: its bundle carries its key
+(``results.bundle``, ``tools.replay``). Each round has its own random key, so publishing
+one round's key says nothing about the names of another, a hidden one included.
 """
 
 import hashlib
 import hmac
-import os
-import secrets
 import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 from arena.config import Settings
@@ -26,16 +28,11 @@ from arena.sandbox import containers
 from arena.sandbox.code import SubmissionCode
 
 
-@lru_cache
-def naming_key(data_dir: Path) -> bytes:
-    """The installation's secret for input names, made once (the first writer wins a race)."""
-    path = data_dir / "naming.key"
-    try:
-        with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as handle:
-            handle.write(secrets.token_bytes(32))
-    except FileExistsError:
-        pass
-    return path.read_bytes()
+def input_name(naming_key: bytes, sha256: str, image_name: str) -> str:
+    """The opaque file name of an image whose content hashes to ``sha256`` and whose clean
+    image is ``image_name`` in its dataset: unique within a run, as a run never holds one
+    dataset image twice (an attack pack is one epsilon, a defense pack one source)."""
+    return hmac.new(naming_key, f"{sha256}:{image_name}".encode(), hashlib.sha256).hexdigest()[:16] + ".png"
 
 
 @dataclass
@@ -43,12 +40,15 @@ class Staging:
     root: Path
     input: Path
     output: Path
-    key: bytes  # the naming key
+    naming_key: bytes  # the round's
     #: opaque file name -> the caller's key for that image
     names: dict[str, int] = field(default_factory=dict)
 
-    def add_image(self, store: ImageStore, sha256: str, key: int) -> str:
-        name = hmac.new(self.key, f"{sha256}:{key}".encode(), hashlib.sha256).hexdigest()[:16] + ".png"
+    def add_image(self, store: ImageStore, sha256: str, image_name: str, key: int) -> str:
+        """Stage one input under its opaque name; ``key`` is what the caller gets back for it."""
+        name = input_name(self.naming_key, sha256, image_name)
+        if name in self.names:
+            raise ValueError(f"{image_name} is staged twice in one run: its inputs must be distinct dataset images")
         target = self.input / name
         try:
             target.hardlink_to(store.path(sha256))  # cheap and the store is not writable from inside
@@ -78,9 +78,10 @@ class Staging:
 
 
 @contextmanager
-def staging(settings: Settings) -> Iterator[Staging]:
+def staging(settings: Settings, naming_key: bytes) -> Iterator[Staging]:
+    """A fresh scratch folder whose inputs are named under ``naming_key`` (the round's)."""
     root = settings.work_dir / uuid.uuid4().hex
-    stage = Staging(root=root, input=root / "input", output=root / "output", key=naming_key(settings.data_dir))
+    stage = Staging(root=root, input=root / "input", output=root / "output", naming_key=naming_key)
     stage.input.mkdir(parents=True)
     stage.output.mkdir()
     try:
