@@ -46,8 +46,17 @@ def test_a_worker_beats_its_row_and_a_clean_exit_marks_it_stopped(tmp_path):
         first = _rows(client)[me.id]
         assert first["state"] == "alive" and first["concurrency"] == 3 and first["kind"] == "run"
         wait_until(lambda: _rows(client)[me.id]["last_seen"] > first["last_seen"], 10, "a second heartbeat")
+        drain = client.post(f"/organizer/workers/{me.id}/draining", data={"draining": "true"}, headers=ORGANIZER,
+                            follow_redirects=False)
+        assert drain.status_code == 303 and _rows(client)[me.id]["state"] == "draining"
+        wait_until(me.draining.is_set, 10, "the worker to read the draining flag at its next beat")
+        assert "Take work again" in client.get("/organizer/workers", headers=ORGANIZER).text
+        client.post(f"/api/workers/{me.id}/draining", json={"draining": False}, headers=ORGANIZER)
+        wait_until(lambda: not me.draining.is_set(), 10, "the worker to take work again")
     stopped = _rows(client)[me.id]
     assert stopped["state"] == "stopped" and stopped["stopped_at"] is not None
+    assert client.get("/api/workers").status_code == 401
+    assert client.post("/api/workers/999/draining", json={"draining": True}, headers=ORGANIZER).status_code == 404
 
 
 def test_a_worker_that_stops_beating_is_lost_and_kept(tmp_path):
@@ -140,7 +149,7 @@ def test_two_workers_a_drained_one_finishes_its_own_and_takes_nothing_new_a_kill
         held = wait_until(lambda: _holding(settings, drained), 120, "the first worker to hold a job")
         drained_at = utcnow()
         assert client.post(f"/api/workers/{drained}/draining", json={"draining": True},
-                           headers=ORGANIZER).status_code == 204
+                           headers=ORGANIZER).json() == {"draining": True}
         seen = wait_until(lambda: _beat_after(settings, drained, drained_at), 30, "the drained worker's next beat")
         run.join(600)
         assert not run.is_alive()

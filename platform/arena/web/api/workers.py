@@ -20,7 +20,8 @@ def list_workers(session: SessionDep, settings: SettingsDep, _: Caller = Depends
     return queries.workers_overview(session, settings)
 
 
-@router.post("/workers/{worker_id}/draining", status_code=204,
+@router.post("/workers/{worker_id}/draining", response_model=Draining,
              summary="Stop a worker taking new work (it finishes what it runs), or let it take work again")
-def set_draining(worker_id: Id, body: Draining, settings: SettingsDep, _: Caller = Depends(organizer)) -> None:
+def set_draining(worker_id: Id, body: Draining, settings: SettingsDep, _: Caller = Depends(organizer)) -> dict:
     actions.drain(settings, worker_id, body.draining)
+    return {"draining": body.draining}
