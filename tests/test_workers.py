@@ -204,3 +204,25 @@ def test_a_queued_upload_says_why_it_is_not_moving(tmp_path):
         session.execute(update(Worker).values(last_seen=as_utc(worker.last_seen).replace(year=2020)))
         session.expire_all()
         assert "no worker that checks uploads is running" in workers.why_waiting(session, settings, submission)
+
+
+def test_the_command_line_lists_the_workers_and_drains_one(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from arena.cli import app
+    from arena.config import get_settings
+
+    settings = make_settings(tmp_path / "arena", lease_seconds=60)
+    monkeypatch.setenv("ARENA_DATA_DIR", str(settings.data_dir))
+    get_settings.cache_clear()
+    try:
+        with workers.registered(settings, "run", 2) as me:
+            listed = CliRunner().invoke(app, ["hosts", "list"])
+            assert listed.exit_code == 0 and f"run #{me.id}" in listed.output and "alive" in listed.output
+            assert CliRunner().invoke(app, ["hosts", "drain", str(me.id)]).exit_code == 0
+            assert "draining" in CliRunner().invoke(app, ["hosts", "list"]).output
+            unknown = CliRunner().invoke(app, ["hosts", "drain", "999"])
+            assert unknown.exit_code == 1 and "no worker with id 999" in unknown.output
+            assert max(map(len, listed.output.splitlines())) <= 100
+    finally:
+        get_settings.cache_clear()
