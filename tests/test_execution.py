@@ -237,7 +237,7 @@ def test_a_gpu_worker_changes_its_own_settings_only(tmp_path, monkeypatch):
     given = []
 
     class Worker:
-        def __init__(self, settings):
+        def __init__(self, settings, registration):
             given.append(settings)
 
         def worker_main(self, argv):

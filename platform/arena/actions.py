@@ -23,7 +23,7 @@ from arena.config import Settings
 from arena.data.dataset import pick_dataset
 from arena.db import transaction
 from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from arena.execution import planning
+from arena.execution import planning, workers
 from arena.execution.repin import apply as apply_repin
 from arena.execution.repin import prepare as prepare_repin
 from arena.intake.submit import take
@@ -120,6 +120,12 @@ def disqualify(settings: Settings, submission_id: int, reason: str) -> None:
     """Take a submission out of every table (its stored results are kept)."""
     with transaction(settings) as session:
         tournament.disqualify(submission(session, submission_id), reason)
+
+
+def drain(settings: Settings, worker_id: int, draining: bool) -> None:
+    """A worker takes no new work and finishes what it runs (``draining``), or takes work again."""
+    with transaction(settings) as session:
+        workers.set_draining(session, worker_id, draining)
 
 
 def start_run(settings: Settings, runner: Runner, dataset: str | None) -> str:

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
-from arena.models import AttackJob, DefenseJob, DryRun, JobStatus, utcnow
+from arena.models import AttackJob, DefenseJob, DryRun, JobAttempt, JobStatus, utcnow
 
 Job = AttackJob | DefenseJob | DryRun
 JobClass = type[AttackJob] | type[DefenseJob] | type[DryRun]
@@ -29,6 +29,10 @@ JobClass = type[AttackJob] | type[DefenseJob] | type[DryRun]
 # States a run still waits on: a job in them will move again (error jobs are settled when
 # past the retry cap, and the planner repacks those under it).
 UNSETTLED = (JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RUNNING)
+
+#: Why a running job went back to pending without its worker saying so.
+REAPED = ("its worker stopped renewing the lease (the worker was killed, its host went away, or the run was stuck past "
+          "its time limit): the job runs again")
 
 
 def lease_until(seconds: float) -> datetime:
@@ -84,13 +88,15 @@ def claimable(job_class: JobClass, max_attempts: int) -> ColumnElement[bool]:
 
 
 def claim(session: Session, job_class: JobClass, job_ids: tuple[int, ...], max_attempts: int,
-          lease_seconds: float) -> list[tuple[int, int]]:
-    """Running, with the attempt number bumped (the fencing token) and a lease, for those of
-    the jobs still claimable, in one statement; return (job id, token) for each taken."""
+          lease_seconds: float, worker_id: int | None = None) -> list[tuple[int, int]]:
+    """Running, with the attempt number bumped (the fencing token), a lease and the worker
+    that holds it, for those of the jobs still claimable, in one statement; return (job id,
+    token) for each taken."""
     statement = (
         update(job_class)
         .where(job_class.id.in_(job_ids), claimable(job_class, max_attempts))
-        .values(status=JobStatus.RUNNING, attempt=job_class.attempt + 1, lease_expires_at=lease_until(lease_seconds))
+        .values(status=JobStatus.RUNNING, attempt=job_class.attempt + 1, lease_expires_at=lease_until(lease_seconds),
+                worker_id=worker_id)
         .returning(job_class.id, job_class.attempt)
     )
     return [(job_id, token) for job_id, token in session.execute(statement).all()]
@@ -108,13 +114,32 @@ def queue(session: Session, job_class: JobClass, job_ids: tuple[int, ...], max_a
 
 def reap(session: Session) -> int:
     """Jobs whose lease ran out go back to pending; a job under a live lease, or finished,
-    is never touched. Returns how many went back."""
+    is never touched. A running job's open attempt (or a dry run) is marked with why, so
+    that the submission page shows a run that was taken away rather than one that vanished.
+    Returns how many went back."""
     released = 0
     for job_class in (AttackJob, DefenseJob, DryRun):
-        statement = update(job_class).where(lease_ran_out(job_class)).values(status=JobStatus.PENDING,
-                                                                             lease_expires_at=None)
-        released += session.execute(statement).rowcount
+        running = _release(session, job_class, job_class.status == JobStatus.RUNNING)
+        _mark_reaped(session, job_class, running)
+        released += len(running) + len(_release(session, job_class, job_class.status == JobStatus.QUEUED))
     return released
+
+
+def _release(session: Session, job_class: JobClass, where: ColumnElement[bool]) -> list[int]:
+    statement = (update(job_class).where(lease_ran_out(job_class), where)
+                 .values(status=JobStatus.PENDING, lease_expires_at=None).returning(job_class.id))
+    return list(session.scalars(statement))
+
+
+def _mark_reaped(session: Session, job_class: JobClass, job_ids: list[int]) -> None:
+    if not job_ids:
+        return
+    if job_class is DryRun:
+        session.execute(update(DryRun).where(DryRun.id.in_(job_ids)).values(error=REAPED))
+        return
+    column = JobAttempt.attack_job_id if job_class is AttackJob else JobAttempt.defense_job_id
+    session.execute(update(JobAttempt).where(column.in_(job_ids), JobAttempt.ended_at.is_(None))
+                    .values(ended_at=utcnow(), error=REAPED))
 
 
 def hold_for_upload(job: DryRun, lease_seconds: float) -> None:

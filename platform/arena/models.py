@@ -364,6 +364,9 @@ class JobState:
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempt: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # the fencing token
     lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    #: The worker that claimed it last (``workers.id``; no key, as on the answers' table: a
+    #: worker row is never deleted).
+    worker_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class AttackJob(JobState, Base):
@@ -460,6 +463,32 @@ class Classification(Base):
     problem: Mapped[ClassificationProblem | None] = mapped_column(_enum(ClassificationProblem))
 
 
+class Worker(Base):
+    """A process that takes jobs (a Celery worker, an ``arena run``, the web's runner or
+    upload checker), as its last heartbeat described it. Rows are never deleted: a worker
+    that stopped beating stays, marked, so that an organizer sees a host that went away and
+    what it was running, rather than a list that quietly got shorter."""
+
+    __tablename__ = "workers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # celery, run, checker
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    engine_version: Mapped[str | None] = mapped_column(String(50))  # none: no engine reachable
+    runtimes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    gpus: Mapped[int] = mapped_column(Integer, default=0)
+    concurrency: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[list[str]] = mapped_column(JSON, default=list)  # a worker's; empty for the others
+    #: The engine's images, by id and by tag, so a page can say whether anyone can run a pin.
+    images: Mapped[list[str]] = mapped_column(JSON, default=list)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # a clean exit
+    #: Set by an organizer: take no new work, finish what runs.
+    draining: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
 class JobAttempt(Base):
     """One container run of a job: what happened, for the submission page and for debugging."""
 
@@ -487,6 +516,8 @@ class JobAttempt(Base):
     killed_reason: Mapped[str | None] = mapped_column(Text)  # output too large, too many files...
     log_excerpt: Mapped[str | None] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)  # a platform error, not the submission's fault
+    #: Who ran it (``workers.id``); none for attempts from before workers were recorded.
+    worker_id: Mapped[int | None] = mapped_column(Integer, index=True)
 
 
 class CellTally(Base):

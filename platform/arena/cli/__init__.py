@@ -2,7 +2,20 @@
 modules, and print. One module per command group; ``common`` holds what they share (an
 ``ArenaError`` from any command is one red line and exit code 1, never a traceback)."""
 
-from arena.cli import database, datasets, images, operations, results, rounds, runs, submissions, teams, tools, web  # noqa: F401  (their commands register on the app)
+from arena.cli import (  # noqa: F401  (their commands register on the app)
+    database,
+    datasets,
+    hosts,
+    images,
+    operations,
+    results,
+    rounds,
+    runs,
+    submissions,
+    teams,
+    tools,
+    web,
+)
 from arena.cli.common import app, console
 
 app.add_typer(database.db_app, name="db")
@@ -12,5 +25,6 @@ app.add_typer(submissions.submissions_app, name="submissions")
 app.add_typer(teams.teams_app, name="teams")
 app.add_typer(database.scores_app, name="scores")
 app.add_typer(rounds.round_app, name="round")
+app.add_typer(hosts.hosts_app, name="hosts")
 
 __all__ = ["app", "console"]

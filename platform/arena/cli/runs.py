@@ -46,8 +46,6 @@ def worker(
         raise ArenaError("set ARENA_BROKER_URL (for instance redis://localhost:6379/0) to start a worker")
     if gpu:  # this worker's own copy: nothing else sees the change
         own = own.model_copy(update={"sandbox": own.sandbox.model_copy(update={"gpu": True})})
-    from arena.execution.broker import celery_app  # imports Celery only where it is used
+    from arena.execution.broker import serve  # imports Celery only where it is used
 
-    queues = queues or ("gpu" if gpu else "dryrun,cpu")
-    celery_app(own).worker_main(["worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", queues,
-                                       "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
+    serve(own, concurrency, (queues or ("gpu" if gpu else "dryrun,cpu")).split(","))

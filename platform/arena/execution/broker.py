@@ -16,23 +16,28 @@ Dry runs have a queue of their own, ``dryrun``, which every CPU worker takes bes
 ``cpu``: an upload is checked while a long tournament's packs wait in theirs.
 """
 
+import socket
+from collections.abc import Callable
+
 from celery import Celery
+from celery.exceptions import Reject
 
 from arena import job_states
 from arena.config import Settings
 from arena.db import transaction
-from arena.execution import checking
+from arena.execution import checking, workers
 from arena.execution.pack_run import Pack, run_pack
 from arena.models import DryRun
 from arena.sandbox import containers
 
 TASK = "arena.run_pack"
 CHECK_TASK = "arena.check"
-DRY_RUN_QUEUE = "dryrun"
+DRY_RUN_QUEUE, QUEUES = workers.DRY_RUN_QUEUE, workers.QUEUES
 
 
-def celery_app(settings: Settings) -> Celery:
-    """A Celery app on ``settings.broker_url`` whose task runs packs with these settings."""
+def celery_app(settings: Settings, worker: workers.Registration | None = None) -> Celery:
+    """A Celery app on ``settings.broker_url`` whose tasks run packs and dry runs with these
+    settings, for the registered ``worker`` when this process is one."""
     app = Celery("arena", broker=settings.broker_url, set_as_current=False)
     app.conf.update(
         task_acks_late=True,
@@ -47,18 +52,59 @@ def celery_app(settings: Settings) -> Celery:
     @app.task(name=TASK, shared=False)  # this app only: another app in the process keeps its own settings
     def run_pack_task(kind: str, job_ids: list[int]) -> int:
         """Run one pack; queue the smaller packs a failure splits it into. Returns jobs finished."""
+        _unless_draining(worker)
         containers.sweep()
-        result = run_pack(settings, Pack(kind, tuple(job_ids)))
+        result = run_pack(settings, Pack(kind, tuple(job_ids)), worker and worker.id)
         enqueue(settings, app, result.again)
         return result.finished
 
     @app.task(name=CHECK_TASK, shared=False)
     def check_task(dry_run_id: int) -> bool | None:
         """Run one submission's dry run (nothing when another runner holds it or it is done)."""
+        _unless_draining(worker)
         containers.sweep()
-        return checking.check(settings, dry_run_id)
+        return checking.check(settings, dry_run_id, worker and worker.id)
 
     return app
+
+
+def serve(settings: Settings, concurrency: int, queues: list[str]) -> None:
+    """Be a Celery worker on this host until stopped: registered (``workers``), named after
+    its row so that an organizer's drain reaches this one only, taking packs from ``queues``."""
+    with workers.registered(settings, "celery", concurrency, queues) as me:
+        node = f"arena-{me.id}@{socket.gethostname()}"
+        app = celery_app(settings, me)
+        me.on_drain = follow_draining(app, node, queues)
+        app.worker_main(["worker", "--pool", "threads", "--concurrency", str(concurrency), "--queues", ",".join(queues),
+                         "--hostname", node, "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
+
+
+def _unless_draining(worker: workers.Registration | None) -> None:
+    """A draining worker hands back what it had already taken from the queue (the message
+    goes back for another worker): it stopped consuming, but prefetched before it did."""
+    if worker is not None and worker.draining.is_set():
+        raise Reject("this worker is draining", requeue=True)
+
+
+def follow_draining(app: Celery, node: str, queues: list[str]) -> Callable[[bool], None]:
+    """What the worker ``node`` does when an organizer drains it (stops consuming its queues,
+    finishing what runs) or lets it take work again (consumes them again)."""
+
+    def consume(draining: bool) -> None:
+        for queue in queues:
+            if draining:
+                app.control.cancel_consumer(queue, destination=[node])
+            else:
+                app.control.add_consumer(queue, destination=[node])
+
+    return consume
+
+
+def queue_lengths(settings: Settings) -> dict[str, int]:
+    """Messages waiting in each of Arena's queues of the broker (taken ones not counted)."""
+    with celery_app(settings).connection_for_read() as connection:
+        channel = connection.default_channel
+        return {queue: channel.queue_declare(queue=queue).message_count for queue in QUEUES}
 
 
 def enqueue_dry_runs(settings: Settings, app: Celery, dry_run_ids: list[int]) -> None:

@@ -68,22 +68,25 @@ def place_in_queue(session: Session, settings: Settings, submission: Submission)
     return session.scalar(select(func.count(DryRun.id)).where(DryRun.id <= mine.id, waits))
 
 
-def check_waiting(settings: Settings) -> int:
-    """Check every waiting submission, ``settings.concurrency`` at a time, oldest first;
-    return how many were checked."""
+def check_waiting(settings: Settings, worker_id: int | None = None) -> int:
+    """Check every waiting submission, ``settings.concurrency`` at a time, oldest first (for
+    the worker ``worker_id``); return how many were checked."""
     with ThreadPoolExecutor(max_workers=settings.concurrency) as pool:
-        return sum(done is not None for done in pool.map(lambda dry_run_id: check(settings, dry_run_id),
+        return sum(done is not None for done in pool.map(lambda dry_run_id: check(settings, dry_run_id, worker_id),
                                                         waiting(settings)))
 
 
-def check(settings: Settings, dry_run_id: int) -> bool | None:
-    """Claim the dry run and run it: True when it completed (accepted or rejected), False
-    when the platform failed it, None when someone else holds it or it is done."""
-    claimed = _claim(settings, dry_run_id)
+def check(settings: Settings, dry_run_id: int, worker_id: int | None = None) -> bool | None:
+    """Claim the dry run (for the worker ``worker_id``) and run it: True when it completed
+    (accepted or rejected), False when the platform failed it, None when someone else holds
+    it or it is done."""
+    claimed = _claim(settings, dry_run_id, worker_id)
     if claimed is None:
         return None
     token, run_settings, naming_key, meta, code, images = claimed
-    with heartbeat(settings, DryRun, {dry_run_id: token}):
+    # the batch, then the determinism probe's second run of it, each under the time limit
+    renew_for = 2 * run_settings.time_limit(len(images)) + settings.lease_seconds
+    with heartbeat(settings, DryRun, {dry_run_id: token}, renew_for):
         try:
             pins = pinning.pin(meta)
             report = validate(run_settings, code.pinned(pins), images, naming_key)
@@ -96,9 +99,10 @@ def check(settings: Settings, dry_run_id: int) -> bool | None:
 
 
 @retry_while_unreachable
-def _claim(settings: Settings, dry_run_id: int):
+def _claim(settings: Settings, dry_run_id: int, worker_id: int | None):
     with transaction(settings) as session:
-        taken = job_states.claim(session, DryRun, (dry_run_id,), settings.max_attempts, settings.lease_seconds)
+        taken = job_states.claim(session, DryRun, (dry_run_id,), settings.max_attempts, settings.lease_seconds,
+                                 worker_id)
         if not taken:
             return None
         dry_run = session.get_one(DryRun, dry_run_id)

@@ -10,6 +10,7 @@ from a live lease. The states themselves and their moves live in ``job_states``.
 """
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,15 +33,17 @@ class Claim:
 
 
 @retry_while_unreachable
-def claim(settings: Settings, kind: JobKind, job_ids: tuple[int, ...]) -> dict[int, Claim]:
+def claim(settings: Settings, kind: JobKind, job_ids: tuple[int, ...], worker_id: int | None = None
+          ) -> dict[int, Claim]:
     """Claim what nobody else holds, in one statement (two claimers never both win a job);
-    return the claims by job id. Each claim gets an attempt row; its image count is
-    filled in when the pack's inputs are loaded."""
+    return the claims by job id. Each claim gets an attempt row naming the worker; its image
+    count is filled in when the pack's inputs are loaded."""
     claims = {}
     with transaction(settings) as session:
-        tokens = job_states.claim(session, kind.job_class, job_ids, settings.max_attempts, settings.lease_seconds)
-        attempts = [JobAttempt(number=token, pack_jobs=len(tokens), **{kind.attempt_column.key: job_id})
-                    for job_id, token in tokens]
+        tokens = job_states.claim(session, kind.job_class, job_ids, settings.max_attempts, settings.lease_seconds,
+                                  worker_id)
+        attempts = [JobAttempt(number=token, pack_jobs=len(tokens), worker_id=worker_id,
+                               **{kind.attempt_column.key: job_id}) for job_id, token in tokens]
         session.add_all(attempts)
         session.flush()
         for attempt, (job_id, token) in zip(attempts, tokens):
@@ -50,13 +53,17 @@ def claim(settings: Settings, kind: JobKind, job_ids: tuple[int, ...]) -> dict[i
 
 
 @contextmanager
-def heartbeat(settings: Settings, job_class: job_states.JobClass, tokens: dict[int, int]) -> Iterator[None]:
+def heartbeat(settings: Settings, job_class: job_states.JobClass, tokens: dict[int, int],
+              renew_for: float) -> Iterator[None]:
     """Renew the leases of the jobs held under these tokens (by job id) while their container
-    runs, so only a dead runner's jobs expire."""
+    runs, so only a dead runner's jobs expire, but for ``renew_for`` seconds at most: a run
+    past its time limit is stuck (the container's watchdog kills it at the limit), and its
+    jobs must go to the reaper rather than stay running for as long as its process lives."""
     stop = threading.Event()
+    until = time.monotonic() + renew_for
 
     def beat() -> None:
-        while not stop.wait(settings.lease_seconds / 4):
+        while not stop.wait(settings.lease_seconds / 4) and time.monotonic() < until:
             with transaction(settings) as session:
                 for job_id, token in tokens.items():
                     session.execute(

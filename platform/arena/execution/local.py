@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from arena.config import Settings
 from arena.db import retry_while_unreachable, transaction
-from arena.execution import checking, planning
+from arena.execution import checking, planning, workers
 from arena.execution.pack_run import Pack, PackResult, run_pack
 from arena.execution.packing import next_packs
 from arena.execution.summary import Progress, RunSummary, silent
@@ -46,20 +46,23 @@ def _turn(settings: Settings, dataset_id: int, skip: frozenset[tuple[JobKind, in
 
 
 def run_missing(settings: Settings, dataset_id: int, progress: Progress = silent) -> RunSummary:
-    """Run every missing job of the dataset's tournament in this process; return what ran.
-    A job the platform failed (no engine, missing image) is not tried again in this run."""
+    """Run every missing job of the dataset's tournament in this process, registered as a
+    worker (``workers``); return what ran. A job the platform failed (no engine, missing
+    image) is not tried again in this run."""
     containers.sweep()
     pool = ThreadPoolExecutor(max_workers=settings.concurrency)
     try:
-        progress(0, 0, "checking the uploads waiting for their dry run")
-        checking.check_waiting(settings)
-        return _rounds(settings, dataset_id, progress, pool)
+        with workers.registered(settings, "run", settings.concurrency) as me:
+            progress(0, 0, "checking the uploads waiting for their dry run")
+            checking.check_waiting(settings, me.id)
+            return _rounds(settings, dataset_id, progress, pool, me)
     finally:
         # On Ctrl-C: the runs under way finish and are stored; nothing queued starts.
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: ThreadPoolExecutor) -> RunSummary:
+def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: ThreadPoolExecutor,
+            me: workers.Registration) -> RunSummary:
     summary = RunSummary(where="in-process", container_runs=0)
     failed: set[tuple[JobKind, int]] = set()
     running: dict[Future, Pack] = {}
@@ -69,12 +72,15 @@ def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: Threa
 
     def hand_out() -> Turn:
         turn = _turn(settings, dataset_id, frozenset(failed | in_flight()))
+        if me.draining.is_set():  # an organizer's choice: what runs finishes, nothing new starts
+            summary.drained = summary.drained or bool(turn.packs)
+            return turn
         for pack in turn.packs:
-            running[pool.submit(run_pack, settings, pack)] = pack
+            running[pool.submit(run_pack, settings, pack, me.id)] = pack
         return turn
 
     turn = hand_out()
-    while running or turn.held:
+    while running or (turn.held and not me.draining.is_set()):
         if running:
             finished, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
         else:  # only others' jobs are open: follow them until they finish or their lease runs out
@@ -83,15 +89,17 @@ def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: Threa
         for future in finished:
             pack = running.pop(future)
             for smaller in _record(summary, pack, future.result(), failed):
-                running[pool.submit(run_pack, settings, smaller)] = smaller
+                running[pool.submit(run_pack, settings, smaller, me.id)] = smaller
         if (finished and len(running) < settings.concurrency) or not running:
             turn = hand_out()
         total = summary.jobs + len(in_flight()) + turn.to_come
-        progress(summary.jobs, max(total, summary.jobs), _status(running, turn))
+        progress(summary.jobs, max(total, summary.jobs), _status(running, turn, me.draining.is_set()))
     return summary
 
 
-def _status(running: dict[Future, Pack], turn: Turn) -> str:
+def _status(running: dict[Future, Pack], turn: Turn, draining: bool) -> str:
+    if draining:
+        return f"draining: finishing {len(running)} container run(s), starting none"
     if running:
         return f"{len(running)} container run(s) under way"
     if turn.held:

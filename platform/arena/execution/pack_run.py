@@ -106,6 +106,7 @@ class LoadedPack(Generic[O]):
     images: int
     share: Callable[[O], dict[int, JobShare]]
     image: str  # the engine's image id the run starts
+    time_limit: float  # the container's, under the round's settings
 
 
 def submission_code(settings: Settings, submission: Submission) -> SubmissionCode:
@@ -152,7 +153,7 @@ def _load_attack_pack(settings: Settings, session: Session, jobs: list[AttackJob
         return shares
 
     return LoadedPack(lambda: execute_attack(settings, code, inputs, jobs[0].epsilon, naming_key), len(inputs), share,
-                      code.image(settings.sandbox.gpu))
+                      code.image(settings.sandbox.gpu), settings.time_limit(len(inputs)))
 
 
 def _defense_inputs(session: Session, jobs: list[DefenseJob]) -> list[list[tuple[int, str, str, int | None]]]:
@@ -202,7 +203,7 @@ def _load_defense_pack(settings: Settings, session: Session, jobs: list[DefenseJ
         return shares
 
     return LoadedPack(lambda: execute_defense(settings, code, inputs, naming_key), len(inputs), share,
-                      code.image(settings.sandbox.gpu))
+                      code.image(settings.sandbox.gpu), settings.time_limit(len(inputs)))
 
 
 LOADERS = {JobKind.ATTACK: _load_attack_pack, JobKind.DEFENSE: _load_defense_pack}
@@ -226,15 +227,17 @@ def _load(settings: Settings, pack: Pack, claims: dict[int, Claim]) -> LoadedPac
 # --- running a pack ---------------------------------------------------------------------
 
 
-def run_pack(settings: Settings, pack: Pack) -> PackResult:
-    """Claim, load, run once, store; jobs someone else holds are left to them."""
-    claims = claim(settings, pack.kind, pack.job_ids)
+def run_pack(settings: Settings, pack: Pack, worker_id: int | None = None) -> PackResult:
+    """Claim (for the worker ``worker_id``), load, run once, store; jobs someone else holds
+    are left to them."""
+    claims = claim(settings, pack.kind, pack.job_ids, worker_id)
     if not claims:
         return PackResult()  # done already, or running elsewhere
     pack = pack.only(set(claims))
     try:
         loaded = _load(settings, pack, claims)  # fails when this engine lacks the pinned image
-        with heartbeat(settings, pack.kind.job_class, {job_id: held.token for job_id, held in claims.items()}):
+        tokens = {job_id: held.token for job_id, held in claims.items()}
+        with heartbeat(settings, pack.kind.job_class, tokens, loaded.time_limit + settings.lease_seconds):
             outcome = loaded.execute()
     except SandboxError as exc:
         _platform_failed(settings, pack, claims, exc)

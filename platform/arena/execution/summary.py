@@ -21,6 +21,7 @@ class RunSummary:
     finished: dict[JobKind, int] = field(default_factory=lambda: dict.fromkeys(JobKind, 0))
     container_runs: int | None = None  # the workers' runs are theirs to count
     platform_errors: list[str] = field(default_factory=list)
+    drained: bool = False  # an organizer had it stop taking new work before everything was done
 
     @property
     def attack_jobs(self) -> int:
@@ -36,4 +37,5 @@ class RunSummary:
 
     def describe(self) -> str:
         runs = f" in {self.container_runs} container runs" if self.container_runs is not None else ""
-        return f"ran {self.attack_jobs} attack jobs and {self.defense_jobs} defense jobs {self.where}{runs}"
+        drained = "; drained by an organizer before the end" if self.drained else ""
+        return f"ran {self.attack_jobs} attack jobs and {self.defense_jobs} defense jobs {self.where}{runs}{drained}"

@@ -11,7 +11,7 @@ import logging
 import threading
 
 from arena.config import Settings
-from arena.execution import checking
+from arena.execution import checking, workers
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class UploadChecker:
                     return
                 self._again.clear()
             try:
-                checking.check_waiting(self.settings)
+                with workers.registered(self.settings, "checker", self.settings.concurrency) as me:
+                    checking.check_waiting(self.settings, me.id)
             except Exception:  # the next upload wakes it again; the organizers have the log
                 logger.exception("checking the waiting uploads failed")

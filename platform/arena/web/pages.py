@@ -27,12 +27,12 @@ from arena.data.dataset import pick_dataset
 from arena.db import transaction
 from arena.errors import NotFoundError
 from arena.intake.submit import MAX_DESCRIPTION
-from arena.models import Dataset, Submission, SubmissionKind, Team, WebSession, utcnow
+from arena.models import Dataset, JobStatus, Submission, SubmissionKind, Team, WebSession, utcnow
 from arena.results.export import MATRICES
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
 from arena.web import charts, compression, permissions, queries, uploads
-from arena.web.api.parameters import DatasetName, Epsilon, Id
+from arena.web.api.parameters import DatasetName, Epsilon, Id, SettingsDep
 from arena.web.auth import (
     COOKIE,
     Caller,
@@ -388,6 +388,20 @@ def organizer_page(request: Request, session: SessionDep, who: Caller = Depends(
     return render(request, "organizer.html", who, session, dataset=chosen, counts=counts,
                   submissions=queries.submissions(session), run=request.app.state.runner.state,
                   teams=list(session.scalars(select(Team).order_by(Team.name))))
+
+
+@router.get("/organizer/workers", response_class=HTMLResponse)
+def workers_page(request: Request, session: SessionDep, settings: SettingsDep, who: Caller = Depends(organizer)):
+    overview = queries.workers_overview(session, settings)
+    return render(request, "workers.html", who, session, overview=overview, lease=round(settings.lease_seconds),
+                  statuses=[status.value for status in JobStatus])
+
+
+@router.post("/organizer/workers/{worker_id}/draining")
+def workers_draining(worker_id: Id, settings: SettingsDep, draining: Annotated[bool, Form()],
+                     _: Caller = Depends(organizer)):
+    actions.drain(settings, worker_id, draining)
+    return back_to("/organizer/workers")
 
 
 @router.post("/organizer/settings")

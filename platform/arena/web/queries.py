@@ -17,7 +17,7 @@ from arena.competition.entries import Scope
 from arena.config import Settings
 from arena.data.dataset import pick_dataset
 from arena.errors import NotFoundError
-from arena.execution import checking
+from arena.execution import checking, workers
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -259,6 +259,7 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
         "logs_visible": with_logs,
         "runs_visible": runs.shows(dataset.id),
         "queue_place": checking.place_in_queue(session, settings, submission),
+        "waiting_because": workers.why_waiting(session, settings, submission),
     }
 
 
@@ -501,3 +502,31 @@ def entries_of(session: Session, submission: Submission) -> list[dict]:
     return [{"round": r.name, "counting": submission.id in set(entries.counting(session, r.dataset_id)),
              "open": rounds.window(r).state(utcnow()) != "closed" and r.visibility is not Visibility.PUBLISHED}
             for r in rows]
+
+
+def _queue_lengths(settings: Settings) -> dict[str, int] | None:
+    """The broker's queues, where there is one (Celery imported only then)."""
+    if not settings.broker_url:
+        return None
+    from arena.execution.broker import queue_lengths
+
+    return queue_lengths(settings)
+
+
+def workers_overview(session: Session, settings: Settings) -> dict:
+    """The hosts page and ``GET /api/workers``: every worker, the jobs by kind and status, the
+    broker's queues, and the running jobs whose lease ran out."""
+    seen = workers.overview(session, settings)
+    return {
+        "workers": [
+            {"id": v.worker.id, "kind": v.worker.kind, "host": v.worker.host, "pid": v.worker.pid, "state": v.state.value,
+             "engine_version": v.worker.engine_version, "runtimes": v.worker.runtimes, "gpus": v.worker.gpus,
+             "concurrency": v.worker.concurrency, "queues": v.worker.queues, "images": len(v.worker.images),
+             "pinned_missing": v.pinned_missing, "running": [{"kind": k, "id": i} for k, i in v.running],
+             "started_at": v.worker.started_at, "last_seen": v.worker.last_seen, "stopped_at": v.worker.stopped_at}
+            for v in seen.workers
+        ],
+        "jobs": {kind: {str(status): n for status, n in counts.items()} for kind, counts in seen.jobs.items()},
+        "queues": _queue_lengths(settings),
+        "overdue": [{"kind": k, "id": i, "worker_id": w} for k, i, w in seen.overdue],
+    }

@@ -211,6 +211,8 @@ class SubmissionDetail(SubmissionSummary):
                                     "on rounds whose results are public.")
     logs_visible: bool
     queue_place: int | None = Field(None, description="While queued: 1 when its dry run is the next to be taken.")
+    waiting_because: str | None = Field(None, description="While queued: what in the compute stands in its way "
+                                        "(no worker checks uploads, all are draining, none has its image).")
     runs_visible: bool = Field(description="False when its runs (and their timings) on this dataset are hidden from "
                                "this caller: a round whose results are not public, for anyone but its team and organizers.")
 
@@ -392,3 +394,49 @@ class Carried(BaseModel):
 
 class Baseline(BaseModel):
     baseline: bool
+
+
+class HeldJob(BaseModel):
+    kind: Literal["dry run", "attack", "defense"]
+    id: int
+
+
+class WorkerRow(BaseModel):
+    """One process that takes jobs, as its last heartbeat described it."""
+
+    id: int
+    kind: Literal["celery", "run", "checker"] = Field(description="A Celery worker, an `arena run`, or the web's "
+                                                      "upload checker.")
+    host: str
+    pid: int
+    state: Literal["alive", "draining", "stopped", "lost"] = Field(
+        description="lost: it stopped beating for a whole lease without saying so (killed, or its host went away).")
+    engine_version: str | None = Field(description="None: no Docker engine answered it.")
+    runtimes: list[str]
+    gpus: int
+    concurrency: int
+    queues: list[str]
+    images: int = Field(description="Images on its engine.")
+    pinned_missing: list[str] = Field(description="Pinned images of accepted submissions its engine lacks.")
+    running: list[HeldJob] = Field(description="The jobs it holds now.")
+    started_at: Utc
+    last_seen: Utc
+    stopped_at: Utc | None
+
+
+class OverdueJob(HeldJob):
+    worker_id: int | None
+
+
+class Workers(BaseModel):
+    """The compute: every worker, the jobs by kind and status, what waits in the broker."""
+
+    workers: list[WorkerRow]
+    jobs: dict[str, dict[str, int]] = Field(description="Kind of job, then status, then how many.")
+    queues: dict[str, int] | None = Field(description="Messages waiting in each broker queue; None without a broker.")
+    overdue: list[OverdueJob] = Field(description="Running jobs whose lease ran out: the next turn of any runner "
+                                      "hands them on.")
+
+
+class Draining(BaseModel):
+    draining: bool = Field(description="True: take no new work, finish what runs; False: take work again.")
