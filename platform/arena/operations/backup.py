@@ -1,11 +1,11 @@
 """``arena backup``: a consistent snapshot of an installation, taken while runs and uploads go on.
 
-The database is copied first (``databases.snapshot``); every file the snapshot takes then
-comes from what that copy references: the store's images named by its image and
-adversarial-image rows, the code of its submissions, the bundles of its published rounds
-(the rounds' naming keys are rows of the database). The store only ever gains files, each written before the row that names
-it, so a file written after the copy is simply not referenced, and a file the copy
-references is there. A snapshot is finished when its manifest is written, last.
+The database is copied first (``databases.snapshot``), with the rounds' naming keys in it;
+every file the snapshot takes then comes from what that copy references: the store's
+images named by its image and adversarial-image rows, the code of its submissions, the
+bundles of its published rounds. The store only ever gains files, each written before the
+row that names it, so a file written after the copy is simply not referenced, and a file
+the copy references is there. A snapshot is finished when its manifest is written, last.
 """
 
 import itertools
