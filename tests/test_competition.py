@@ -306,7 +306,7 @@ def test_the_round_s_parameters_are_the_ones_shown_and_run(two_rounds, monkeypat
         submission_id = submission.id
     seen = {}
 
-    def dry_run(settings, code, images):
+    def dry_run(settings, code, images, naming_key):
         seen.update(epsilons=settings.epsilons, seconds_per_image=settings.seconds_per_image)
         raise ConflictError("stop here")
 

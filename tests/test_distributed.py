@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from arena import job_states
 from arena.config import Settings
 from arena.db import transaction
 from arena.execution import planning
@@ -179,8 +180,10 @@ def test_a_killed_worker_and_a_restarted_redis_lose_nothing(servers, embedded, t
     assert_tallies_match_a_rebuild(settings)
     _every_attempt_ran_the_pinned_image(settings)
     with transaction(settings) as session:
-        orphans = session.scalars(select(JobAttempt).where(JobAttempt.ended_at.is_(None))).all()
-        assert orphans, "the killed worker left no unfinished attempt: it was not killed mid-run"
+        # the killed worker's attempts, closed by the reaper with the reason shown on the page
+        orphans = session.scalars(select(JobAttempt).where(JobAttempt.error == job_states.REAPED)).all()
+        assert orphans, "the killed worker left no reaped attempt: it was not killed mid-run"
+        assert all(attempt.ended_at is not None for attempt in orphans)
         for attempt in orphans:
             job = session.get(AttackJob, attempt.attack_job_id) if attempt.attack_job_id else session.get(DefenseJob, attempt.defense_job_id)
             assert job.status is JobStatus.DONE and job.attempt > attempt.number
