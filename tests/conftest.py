@@ -37,8 +37,9 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
 #: The groups that take longest (measured with --durations), handed out first so that none
 #: is left to run alone at the end; the others follow in the random order. A group missing
 #: here is merely scheduled later.
-LONGEST_FIRST = ["hostile", "test_compose", "test_tournament", "test_distributed", "test_packing",
-                 "test_real_models", "test_web_tournament", "test_execution", "test_app_image"]
+LONGEST_FIRST = ["hostile", "test_compose", "test_distributed", "test_web_tournament", "test_tournament",
+                 "test_real_models", "test_backup", "test_workers", "test_packing", "test_execution", "test_replay",
+                 "test_app_image"]
 
 
 def group(nodeid: str) -> str:
