@@ -12,7 +12,7 @@ named the old way: it is marked not replayable, and its bundle carries no key.
 
 Revision ID: 0019
 Revises: 0018
-Create Date: 2026-12-05 05:00:00
+Create Date: 2026-12-04 05:00:00
 """
 
 import secrets
