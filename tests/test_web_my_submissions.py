@@ -113,3 +113,24 @@ def test_the_header_links_my_submissions_for_a_team_only(client, path):
     assert link not in client.get(path).text
     assert link not in client.get(path, headers=ORGANIZER).text
 
+
+def _mine(page: str) -> list[str]:
+    """The submissions of the rows highlighted as the reader's team's, in page order."""
+    return re.findall(r'<tr class="mine">\s*<td>[^<]*</td>\s*<td><a href="/submissions/\d+">([^<]+)</a>'
+                      r'<span class="visually-hidden"> \(your team\)</span>', page)
+
+
+def test_the_leaderboards_highlight_the_reader_s_rows_and_the_cache_keeps_them_apart(client):
+    """Team A, team B, the public, then A again: each is sent its own page, the last from the cache."""
+    blue, red = _team(client, "blue"), _team(client, "red")
+    first = client.get("/", headers=blue).text
+    assert _mine(first) == ["blue-2"] and first.count("(your team)") == 1  # its counting entry
+    red_page = client.get("/", headers=red).text
+    assert _mine(red_page) == ["red-attack"] and "blue-2" in red_page and red_page.count("(your team)") == 1
+    public = client.get("/").text
+    assert "blue-2" in public and "red-attack" in public
+    assert 'class="mine"' not in public and "(your team)" not in public
+    organizers = client.get("/?scope=all", headers=ORGANIZER).text
+    assert "blue-1" in organizers and 'class="mine"' not in organizers
+    again = client.get("/", headers=blue).text
+    assert again == first  # the stored page, still blue's own
