@@ -25,11 +25,11 @@ from arena.errors import ForbiddenError, NotFoundError, QuotaError
 from arena.intake import archive
 from arena.models import Visibility, utcnow
 from arena.results import bundle
-from arena.web import queries
+from arena.web import permissions, queries
 from arena.web.api.parameters import Id
 from arena.web.auth import client_address, organizer, team_or_organizer
 from arena.web.deps import SessionDep
-from arena.web.pages import CallerDep, Confirmed, confirm, markdown, render
+from arena.web.pages import CallerDep, Confirmed, confirm, local_path, markdown, render
 
 router = APIRouter(include_in_schema=False)
 RoundName = Annotated[str, Path(min_length=1, max_length=200)]
@@ -153,6 +153,18 @@ def team_page(request: Request, name: Annotated[str, Path(min_length=1, max_leng
                   rows=queries.team_submissions(session, request.app.state.standings, team, who))
 
 
+@router.get("/my", response_class=HTMLResponse)
+def my_submissions_page(request: Request, session: SessionDep, who: Caller = Depends(team_or_organizer),
+                        team: Annotated[str | None, Query(min_length=1, max_length=200)] = None):
+    """A team's own entries, round by round and track by track: where each stands (when the
+    round's results are visible to it), which counts and the choice of it, the way to its logs.
+    Organizers name the team (``?team=``)."""
+    own = queries.own_team(session, who, team)
+    permissions.check_own_team(who, own)
+    return render(request, "my.html", who, session, team=own,
+                  groups=queries.my_submissions(session, request.app.state.standings, own, who))
+
+
 @router.get("/register", response_class=HTMLResponse)
 def register_page(request: Request, session: SessionDep, who: CallerDep):
     return render(request, "register.html", who, session)
@@ -176,9 +188,12 @@ def register(request: Request, session: SessionDep, who: CallerDep,
 
 @router.post("/submissions/{submission_id}/choose")
 def choose(request: Request, submission_id: Id, round_name: Annotated[str, Form(alias="round", max_length=200)],
-           who: Caller = Depends(team_or_organizer)):
+           who: Caller = Depends(team_or_organizer),
+           next_: Annotated[str | None, Form(alias="next", max_length=2000)] = None):
+    """Back to the submission's page, or to the page the form was on (``next``: a path on this
+    site, as after logging in), so that choosing on /my stays on /my."""
     actions.choose(request.app.state.settings, who, round_name, submission_id)
-    return RedirectResponse(f"/submissions/{submission_id}", status_code=303)
+    return RedirectResponse(local_path(next_) if next_ else f"/submissions/{submission_id}", status_code=303)
 
 
 @router.post("/submissions/{submission_id}/baseline")

@@ -128,11 +128,13 @@ def _getting_started_page(request: Request) -> HTMLResponse:
 
 
 async def standings_page(request: Request, dataset: str | None, template: str, key: tuple, here: str,
-                         context: Callable[[Snapshot | None], dict], scope: Scope = Scope.COUNTING) -> Response:
+                         context: Callable[[Snapshot | None, Caller], dict], scope: Scope = Scope.COUNTING) -> Response:
     """A page of the standings, rendered and compressed once per snapshot, view and kind of
-    reader (organizers get links to the per-image results, a team sees its name): every
-    reader of the same view is sent the same stored bytes. ``here`` is the page's own
-    address, for the login link (the view, not the request's query string, keys the page)."""
+    reader (organizers get links to the per-image results, a team sees its name and its own
+    rows highlighted): every reader of the same view is sent the same stored bytes, and the
+    key names the reader's kind and team, so no team's page reaches another reader. ``here``
+    is the page's own address, for the login link (the view, not the request's query
+    string, keys the page). ``context`` is given the reader too, for what is theirs."""
     reader = await _reader(request, dataset, scope)
     if reader is None:
         return await run_in_threadpool(_getting_started_page, request)
@@ -142,7 +144,7 @@ async def standings_page(request: Request, dataset: str | None, template: str, k
     def make() -> Body:
         page = templates.get_template(template).render(
             who=who, tournament={"title": current.title}, here=here, dataset=current.snapshot.dataset,
-            round=current.snapshot.round, scope=scope, **context(reader.visible))
+            round=current.snapshot.round, scope=scope, **context(reader.visible, who))
         return Body.of(page.encode(), "text/html; charset=utf-8")
 
     snapshot = current.snapshot
@@ -159,16 +161,20 @@ async def leaderboards_page(request: Request, dataset: DatasetName = None, scope
     """One entry per team and track; every entry for organizers who ask (``scope=all``)."""
     return await standings_page(
         request, dataset, "leaderboards.html", (), _here("/", dataset=dataset, scope=scope.value if scope is Scope.ALL else None),
-        lambda snapshot: {"boards_html": None if snapshot is None else
-                          snapshot.view(("html", "boards"), lambda: _boards_html(snapshot))}, scope)
+        lambda snapshot, who: {"boards_html": None if snapshot is None else _boards_html(snapshot, who.team_name)},
+        scope)
 
 
-def _boards_html(snapshot: Snapshot) -> Markup:
-    """The three tables, rendered once per snapshot: they are the same for every reader."""
-    boards = {track: (title, meaning, queries.leaderboard(snapshot, track))
-              for track, (title, meaning) in queries.TRACKS.items()}
-    return Markup(templates.get_template("_boards.html").render(
-        boards=boards, epsilons=snapshot.standings.epsilons, dataset=snapshot.dataset))
+def _boards_html(snapshot: Snapshot, mine: str | None) -> Markup:
+    """The three tables, rendered once per snapshot and reading team (``mine``, whose rows are
+    highlighted; None for organizers and the public, who all read the same tables)."""
+    def make() -> Markup:
+        boards = {track: (title, meaning, queries.leaderboard(snapshot, track))
+                  for track, (title, meaning) in queries.TRACKS.items()}
+        return Markup(templates.get_template("_boards.html").render(
+            boards=boards, epsilons=snapshot.standings.epsilons, dataset=snapshot.dataset, mine=mine))
+
+    return snapshot.view(("html", "boards", mine), make)
 
 
 @router.get("/matrix", response_class=HTMLResponse)
@@ -181,7 +187,7 @@ async def matrix_page(
     here = _here("/matrix", dataset=dataset, value=None if value == MatrixValue.ERROR else value.value,
                  eps=epsilon, top_attacks=top_attacks, top_defenses=top_defenses)
 
-    def context(snapshot: Snapshot | None) -> dict:
+    def context(snapshot: Snapshot | None, _: Caller) -> dict:
         if snapshot is None:
             return {"view": None}
         view = queries.matrix(snapshot, value, epsilon, top_attacks, top_defenses)

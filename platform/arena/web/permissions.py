@@ -8,7 +8,7 @@ The rule, in one place:
   switch is off, are organizers' only until publication. Its results are its standings and
   matrix, the jobs planned on its dataset, and the container runs on it with their timings.
 - A submission's own team always sees its runs, their timings and their logs; nobody else
-  sees logs.
+  sees logs. A team's own page of submissions (``/my``) is its own and organizers'.
 - Every entry (``scope=all``) is organizers' only; everyone else reads one entry per team
   and track, the ones that count.
 - The engine's own words about a platform failure (its API version, host paths) are for
@@ -27,7 +27,7 @@ from arena.callers import Caller
 from arena.competition import rounds
 from arena.competition.entries import Scope
 from arena.errors import ForbiddenError
-from arena.models import Batch, Dataset, JobKind, Submission, Visibility
+from arena.models import Batch, Dataset, JobKind, Submission, Team, Visibility
 
 #: What a team reads in place of the engine's words about a platform failure.
 PLATFORM_FAILURE = "a failure of the platform, not of the submission: the job runs again"
@@ -63,6 +63,13 @@ def may_see_logs(who: Caller, submission: Submission) -> bool:
 def check_logs(who: Caller, submission: Submission) -> None:
     if not may_see_logs(who, submission):
         raise ForbiddenError("logs are shown only to the submission's team and to organizers")
+
+
+def check_own_team(who: Caller, team: Team) -> None:
+    """A team's own page of submissions links its logs and offers its choices: it is for that
+    team and organizers; another team reads the public page, ``/teams/NAME``."""
+    if not (who.organizer or who.team_id == team.id):
+        raise ForbiddenError(f"a team sees only its own submissions here; team {team.name}'s are on /teams/{team.name}")
 
 
 @dataclass(frozen=True)

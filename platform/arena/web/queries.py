@@ -16,7 +16,7 @@ from arena.competition import entries, quotas, rounds
 from arena.competition.entries import Scope
 from arena.config import Settings
 from arena.data.dataset import pick_dataset
-from arena.errors import NotFoundError
+from arena.errors import InputError, NotFoundError
 from arena.execution import checking, workers
 from arena.models import (
     AdversarialImage,
@@ -470,11 +470,38 @@ def team_submissions(session: Session, cache, team: Team, who: Caller) -> list[d
         visible = permissions.may_see_results(who, current.public)
         place = standing(current.snapshot, submission) if visible else None
         rows.append({**submission_summary(submission), "round": round_.name, "dataset": round_.dataset.name,
-                     "counting": counts, "standing": place and {**place, "counting": counts}, "hidden": not visible})
+                     "counting": counts, "standing": place and {**place, "counting": counts}, "hidden": not visible,
+                     "open": choosable(round_)})
     unentered = select(Submission).where(Submission.team_id == team.id, ~Submission.id.in_(select(Entry.submission_id)))
     rows += [{**submission_summary(s), "round": None, "dataset": None, "counting": False, "standing": None,
-              "hidden": False} for s in session.scalars(unentered)]
+              "hidden": False, "open": False} for s in session.scalars(unentered)]
     return rows
+
+
+def own_team(session: Session, who: Caller, name: str | None) -> Team:
+    """The team whose own submissions are asked for: the caller's, or for organizers the one
+    named (they have no team of their own, so they must name one). Whether ``who`` may see
+    that team's page is ``permissions.check_own_team``'s to say."""
+    if name is not None:
+        return team_or_404(session, name)
+    if who.team_id is None:
+        raise InputError("organizers name the team: /my?team=NAME")
+    return session.get_one(Team, who.team_id)
+
+
+def my_submissions(session: Session, cache, team: Team, who: Caller) -> list[dict]:
+    """The team's submissions grouped as it plays them: round by round (in the order the rounds
+    were made; those in no round last), track by track within a round, each row as
+    ``team_submissions`` shapes it (counting flag, standing only where ``who`` may see it)."""
+    groups: dict[str | None, dict] = {}
+    for row in team_submissions(session, cache, team, who):
+        group = groups.setdefault(row["round"], {"round": row["round"], "dataset": row["dataset"],
+                                                 "open": row["open"], "tracks": {}})
+        group["tracks"].setdefault(row["kind"], []).append(row)
+    order = list(TRACKS)
+    return [{**group, "tracks": [{"track": kind, "title": TRACKS[kind][0], "rows": group["tracks"][kind]}
+                                 for kind in sorted(group["tracks"], key=order.index)]}
+            for group in groups.values()]
 
 
 def submission_dataset(session: Session, submission: Submission, name: str | None) -> Dataset:
@@ -500,8 +527,14 @@ def entries_of(session: Session, submission: Submission) -> list[dict]:
     rows = session.scalars(select(Round).join(Entry, Entry.round_id == Round.id)
                            .where(Entry.submission_id == submission.id).order_by(Round.id))
     return [{"round": r.name, "counting": submission.id in set(entries.counting(session, r.dataset_id)),
-             "open": rounds.window(r).state(utcnow()) != "closed" and r.visibility is not Visibility.PUBLISHED}
-            for r in rows]
+             "open": choosable(r)} for r in rows]
+
+
+def choosable(round_: Round) -> bool:
+    """Whether a team may still choose which of its entries counts in the round: until its
+    deadline, and never once it is published (the pages offer the choice only then; the
+    action, ``actions.choose``, decides)."""
+    return rounds.window(round_).state(utcnow()) != "closed" and round_.visibility is not Visibility.PUBLISHED
 
 
 def _queue_lengths(settings: Settings) -> dict[str, int] | None:
