@@ -146,6 +146,34 @@ def test_the_latest_entry_counts_unless_the_team_chose_one(two_rounds):
         assert entries.counting(session, dev.dataset_id) == [new.id, blue.id]
 
 
+def test_a_carried_entry_counts_over_an_earlier_direct_upload_to_the_round(two_rounds):
+    """Issue 30, finding 5: a team uploads straight to the final, then the organizers carry
+    its dev counting entry in. The carry is the team's latest entry into the final, so it
+    counts (the upload being newer code does not matter), everywhere counting is shown; the
+    team can still pick its direct upload."""
+    from arena.results import bundle
+    from arena.web import queries
+
+    with transaction(two_rounds) as session:
+        dev, final = _round(session, "dev"), _round(session, "final")
+        from_dev = _entered(session, dev, "D-dev", ago=timedelta(days=2))
+        direct = _entered(session, final, "D-final", ago=timedelta(hours=1))
+        other = _entered(session, final, "blue-final", owner="blue", ago=timedelta(hours=2))
+        assert entries.counting(session, final.dataset_id) == [direct.id, other.id]
+        carried = entries.carry_into(session, "final", [], counting_from="dev")
+        assert [s.name for s in carried] == ["D-dev"]
+        assert entries.counting(session, final.dataset_id) == [from_dev.id, other.id]
+        # the team's and submission pages and the bundle ask the same rule
+        assert {"round": "final", "counting": True, "open": True} in queries.entries_of(session, from_dev)
+        assert {"round": "final", "counting": False, "open": True} in queries.entries_of(session, direct)
+        flags = {s["name"]: s["counting"] for s in bundle.manifest(session, two_rounds, final)["submissions"]}
+        assert flags == {"D-dev": True, "D-final": False, "blue-final": True}
+        # the team may still choose its direct upload, and that choice holds
+        entries.choose(session, final, direct, team=direct.team)
+        assert entries.counting(session, final.dataset_id) == [direct.id, other.id]
+        assert entries.counting(session, dev.dataset_id) == [from_dev.id]
+
+
 def test_baselines_are_shown_but_ranked_only_when_the_round_says_so(two_rounds, monkeypatch):
     """Two defenses and a baseline between them on the score: the teams are ranked 1 and 2."""
     settings = two_rounds

@@ -231,6 +231,57 @@ def test_the_run_says_which_dataset_and_its_own_count_apart_from_the_whole(setti
     assert runner.state.message == "this run on dev: 2 of its 13 jobs; last: attack A at eps 4"
 
 
+def test_the_last_run_line_names_its_round(site):
+    """Issue 30, finding 9: the line named the dataset only ("last run, on final-images"),
+    which is not what the organizer calls the round."""
+    from arena.competition import rounds
+
+    client, _attack = site
+    with transaction(client.app.state.settings) as session:
+        rounds.find(session, "second").name = "final"
+    state = client.app.state.runner.state
+    state.dataset, state.outcome = "second", "3 jobs done"
+    page = _as_organizer_in_a_browser(client).get("/organizer").text
+    assert '<p id="run-state">last run on round final (dataset second): 3 jobs done' in page
+    state.dataset = "first"  # a round named as its dataset is named once
+    assert '<p id="run-state">last run on round first: 3 jobs done' in client.get("/organizer").text
+
+
+def test_the_container_runs_shown_are_whole_and_their_counts_never_go_down(site):
+    """Issue 30, finding 9: the page kept the newest attempts (a limit on rows), then grouped
+    them into container runs, so the oldest run shown had only some of its jobs, and its
+    "jobs in run" fell (20, then 10) as a newer run pushed the cut along. The attempts are
+    stored as a run stores them: one claim of a 20-job pack at a time."""
+    from arena.callers import ORGANIZER as organizer
+    from arena.execution import leases
+    from arena.models import AttackJob, Batch, Dataset, JobKind
+    from arena.web import queries
+
+    client, attack_id = site
+    settings = client.app.state.settings
+    with transaction(settings) as session:
+        dataset_id = session.scalar(select(Dataset.id).where(Dataset.name == "second"))
+        batch_id = session.scalar(select(Batch.id).where(Batch.dataset_id == dataset_id))
+        jobs = [AttackJob(submission_id=attack_id, batch_id=batch_id, epsilon=eps) for eps in range(1, 81)]
+        session.add_all(jobs)
+        session.flush()
+        job_ids = [job.id for job in jobs]
+    seen: dict[int, int] = {}
+    for step, first in enumerate(range(0, 80, 20), start=1):
+        leases.claim(settings, JobKind.ATTACK, tuple(job_ids[first:first + 20]))
+        with transaction(settings) as session:
+            attack = session.get(Submission, attack_id)
+            for limit in (2, 30):  # a cut inside a run (old: attempts), and none
+                shown = queries.container_runs(queries.attempts(session, attack, organizer, [dataset_id], limit))
+                assert len(shown) == min(step, limit)
+                assert all(len(run["job_ids"]) == run["pack_jobs"] == 20 for run in shown), shown
+            for run in shown:
+                assert len(run["job_ids"]) >= seen.get(run["run_id"], 0)
+                seen[run["run_id"]] = len(run["job_ids"])
+    page = client.get(f"/submissions/{attack_id}?dataset=second", headers=ORGANIZER).text
+    assert page.count("<td>20</td>") == 4
+
+
 def test_the_upload_page_lists_the_team_s_uploads_waiting_for_their_dry_run(site):
     """A team sees its own queued uploads there (organizers: everyone's), never another team's."""
     client, _attack = site

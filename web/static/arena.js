@@ -1,5 +1,6 @@
-// Arena's pages: sortable tables, the heatmap's cells, and live progress that refreshes the
-// page's content (not the whole page) when jobs finish, so results appear without reloading.
+// Arena's pages: sortable tables, the heatmap's cells, live progress that refreshes the
+// page's content (not the whole page) when jobs finish, so results appear without reloading,
+// and forms that say they are busy while their answer comes (the upload).
 "use strict";
 
 function sortTable(header) {
@@ -166,9 +167,61 @@ function bindCopying(root) {
   });
 }
 
+// A form whose answer takes a while (an upload is sent, unpacked and checked before its answer
+// comes): once it is sent, its buttons are disabled and say form.dataset.busy, and its status line
+// counts the seconds, so the page does not sit still and a second click sends nothing twice.
+// The form still posts as a plain form (without script it works the same, minus the feedback).
+// A page the browser brings back (the back button, its back-forward cache) is usable again.
+function bindBusyForms(root) {
+  root.querySelectorAll("form[data-busy]").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (form.dataset.sending) {
+        event.preventDefault();
+        return;
+      }
+      form.dataset.sending = "true";
+      const started = Date.now();
+      const status = form.querySelector("[role=status]");
+      const say = () => {
+        if (status) status.textContent = `${form.dataset.busy} ${Math.floor((Date.now() - started) / 1000)} s`;
+      };
+      form.querySelectorAll("button").forEach((button) => {
+        if (button.dataset.idle === undefined) button.dataset.idle = button.textContent;
+        button.textContent = form.dataset.busy;
+        button.disabled = true;
+        button.setAttribute("aria-busy", "true");
+      });
+      if (status) status.hidden = false;
+      say();
+      form.dataset.ticker = String(setInterval(say, 1000));
+    });
+  });
+}
+
+function resetBusyForms(root) {
+  root.querySelectorAll("form[data-busy]").forEach((form) => {
+    clearInterval(Number(form.dataset.ticker));
+    delete form.dataset.sending;
+    delete form.dataset.ticker;
+    form.querySelectorAll("button").forEach((button) => {
+      if (button.dataset.idle !== undefined) button.textContent = button.dataset.idle;
+      button.disabled = false;
+      button.removeAttribute("aria-busy");
+    });
+    const status = form.querySelector("[role=status]");
+    if (status) {
+      status.hidden = true;
+      status.textContent = "";
+    }
+  });
+}
+
+window.addEventListener("pageshow", () => resetBusyForms(document));
+
 document.addEventListener("DOMContentLoaded", () => {
   bindSorting(document);
   bindCopying(document);
+  bindBusyForms(document);
   showCountdowns(document);
   setInterval(() => showCountdowns(document), 1000);
   drawHeatmap(document);

@@ -2,7 +2,11 @@
 
 Every accepted entry is run (so a team that changes its pick needs no new run), but the
 leaderboards a team sees rank one submission per team and track: the one it chose before
-the deadline, else its latest accepted. Organizers can look at every entry.
+the deadline, else its latest accepted *entry into that round* (an upload or a carry, by
+``Entry.entered_at``; not by when the code was uploaded), so the entries an organizer
+carries in count over a team's earlier direct uploads until the team picks another.
+``counting`` is the one place this rule lives: the leaderboards, team pages, submission
+pages and the results bundle all ask it. Organizers can look at every entry.
 """
 
 from enum import StrEnum
@@ -42,15 +46,17 @@ def accepted(session: Session, dataset_id: int) -> list[int]:
 
 
 def counting(session: Session, dataset_id: int) -> list[int]:
-    """One accepted entry per (team, track): the chosen one, else the latest."""
+    """One accepted entry per (team, track): the chosen one, else the one entered into the
+    round last (uploaded or carried: ``Entry.entered_at``, then the submission id on a tie)."""
     rows = session.execute(
-        select(Submission.id, Submission.team_id, Submission.kind, Entry.chosen)
+        select(Submission.id, Submission.team_id, Submission.kind)
         .join(Entry, Entry.submission_id == Submission.id)
         .join(Round, Entry.round_id == Round.id)
         .where(Round.dataset_id == dataset_id, Submission.status == SubmissionStatus.ACCEPTED)
-        .order_by(Entry.chosen, Submission.id)  # the chosen one, else the latest, comes last
+        # the chosen one, else the latest entered, comes last
+        .order_by(Entry.chosen, Entry.entered_at, Submission.id)
     ).all()
-    best = {(team, kind): submission for submission, team, kind, _ in rows}
+    best = {(team, kind): submission for submission, team, kind in rows}
     return sorted(best.values())
 
 

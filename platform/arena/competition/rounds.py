@@ -213,7 +213,10 @@ def publish(round_: Round, unfinished_jobs: int, now: datetime | None = None) ->
 
 def carry(session: Session, into: Round, submissions: list[Submission]) -> list[Submission]:
     """Enter stored submissions into ``into`` without a new upload: the same code, run on the
-    round's dataset only. Already entered ones are skipped; only accepted ones can go."""
+    round's dataset only. Already entered ones are skipped; only accepted ones can go. The
+    entries are made at one moment, so that they are newer than every entry made before
+    (``entries.counting``: the latest entered counts) and, among themselves, ordered as the
+    submissions were uploaded."""
     if into.visibility is Visibility.PUBLISHED:
         raise ConflictError(f"round {into.name!r} is published and frozen")
     refused = [s.name for s in submissions if s.status is not SubmissionStatus.ACCEPTED]
@@ -221,6 +224,7 @@ def carry(session: Session, into: Round, submissions: list[Submission]) -> list[
         raise RoundError(f"only accepted submissions can be carried; not: {', '.join(refused)}")
     present = set(session.scalars(select(Entry.submission_id).where(Entry.round_id == into.id)))
     carried = [s for s in submissions if s.id not in present]
-    session.add_all(Entry(round=into, submission=s, carried=True) for s in carried)
+    now = utcnow()
+    session.add_all(Entry(round=into, submission=s, carried=True, entered_at=now) for s in carried)
     session.flush()
     return carried

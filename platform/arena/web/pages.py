@@ -231,8 +231,7 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
                     dataset: DatasetName = None):
     submission = actions.submission(session, submission_id)
     chosen = queries.submission_dataset(session, submission, dataset)
-    detail = queries.submission_detail(session, request.app.state.settings, chosen, submission, who,
-                                       attempt_limit=1000)
+    detail = queries.submission_detail(session, request.app.state.settings, chosen, submission, who)
     snapshot, _ = _visible(request, session, who, chosen.name)
     standing = queries.standing(snapshot, submission)
     if standing is None and snapshot is not None:  # not its team's counting entry: its place among every entry
@@ -240,7 +239,7 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
         standing = queries.standing(every, submission)
         standing = standing and {**standing, "counting": False}
     return render(request, "submission.html", who, session, s=detail, dataset=chosen,
-                  runs=queries.container_runs(detail["attempts"])[:50],
+                  runs=queries.container_runs(detail["attempts"]),
                   standing=standing, standing_hidden=snapshot is None, entries=queries.entries_of(session, submission),
                   entered=queries.entered_in(session, submission, chosen),
                   owner=who.owns(submission))
@@ -391,9 +390,19 @@ def organizer_page(request: Request, session: SessionDep, who: Caller = Depends(
         return getting_started(request, who, session)
     chosen = pick_dataset(session, dataset)
     counts = tournament_progress(session, chosen, request.app.state.settings)
+    run = request.app.state.runner.state
     return render(request, "organizer.html", who, session, dataset=chosen, counts=counts,
-                  submissions=queries.submissions(session), run=request.app.state.runner.state,
+                  submissions=queries.submissions(session), run=run, run_round=_round_named(session, run),
                   teams=list(session.scalars(select(Team).order_by(Team.name))))
+
+
+def _round_named(session: Session, run) -> str | None:
+    """The round a run of the web's runner is about (it knows its dataset's name only), so that
+    the "last run" line names the round, not a dataset an organizer may not recognise."""
+    name = getattr(run, "dataset", None)
+    dataset_id = name and session.scalar(select(Dataset.id).where(Dataset.name == name))
+    round_ = dataset_id and rounds.of_dataset(session, dataset_id)
+    return round_.name if round_ else None
 
 
 @router.get("/organizer/workers", response_class=HTMLResponse)

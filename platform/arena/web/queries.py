@@ -239,7 +239,7 @@ def submissions(session: Session) -> list[dict]:
 
 
 def submission_detail(session: Session, settings: Settings, dataset: Dataset, submission: Submission,
-                      who: Caller, attempt_limit: int = 50) -> dict:
+                      who: Caller, run_limit: int = 50) -> dict:
     """The submission's page as ``who`` may see it (``web/permissions.py``): the dry run's log
     tail and the runs' logs for its team and organizers, its container runs on ``dataset`` (the
     page's round: two rounds' runs under one heading read as one) when ``who`` may see that
@@ -255,7 +255,7 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
         "images": [check.as_dict() for check in pinning.check(submission.images)],
         "progress": progress.submission_progress(session, dataset, submission, settings).as_dict(),
         "perturbations": _perturbations(session, dataset, submission),
-        "attempts": attempts(session, submission, who, [dataset.id] if runs.shows(dataset.id) else [], attempt_limit),
+        "attempts": attempts(session, submission, who, [dataset.id] if runs.shows(dataset.id) else [], run_limit),
         "logs_visible": with_logs,
         "runs_visible": runs.shows(dataset.id),
         "queue_place": checking.place_in_queue(session, settings, submission),
@@ -273,16 +273,23 @@ def _perturbations(session: Session, dataset: Dataset, submission: Submission) -
 
 def attempts(session: Session, submission: Submission, who: Caller, datasets: list[int] | None = None,
              limit: int = 50) -> list[dict]:
-    """The submission's latest container runs on ``datasets`` (None: all), newest first, as
-    ``who`` may read them (``web/permissions.py``)."""
+    """The attempts of the submission's ``limit`` latest container runs on ``datasets`` (None:
+    all), every attempt of each, newest first, as ``who`` may read them (``web/permissions.py``).
+
+    The limit counts whole runs, never attempts: cut at 50 attempts, the oldest 20-job pack
+    shown lost some of its jobs, and its "jobs in run" went down and back up as newer runs
+    pushed the cut along (issue 30, finding 9)."""
     kind = JobKind.of(submission.kind)
     job_class = kind.job_class
     with_logs = permissions.may_see_logs(who, submission)
-    query = (select(JobAttempt).join(job_class, kind.attempt_column == job_class.id)
-             .where(job_class.submission_id == submission.id))
+    run = func.coalesce(JobAttempt.run_id, JobAttempt.id)  # a row without a run id is a run of its own
+    mine = (select(JobAttempt).join(job_class, kind.attempt_column == job_class.id)
+            .where(job_class.submission_id == submission.id))
     if datasets is not None:
-        query = query.join(Batch, job_class.batch_id == Batch.id).where(Batch.dataset_id.in_(datasets))
-    rows = session.scalars(query.order_by(JobAttempt.id.desc()).limit(limit))
+        mine = mine.join(Batch, job_class.batch_id == Batch.id).where(Batch.dataset_id.in_(datasets))
+    newest_runs = list(session.scalars(mine.with_only_columns(run).group_by(run)
+                                       .order_by(func.max(JobAttempt.id).desc()).limit(limit)))
+    rows = session.scalars(mine.where(run.in_(newest_runs)).order_by(JobAttempt.id.desc()))
     return [{
         "job_id": a.attack_job_id or a.defense_job_id, "attempt": a.number, "started_at": a.started_at,
         "seconds": a.seconds, "images": a.images, "pack_jobs": a.pack_jobs, "run_id": a.run_id,

@@ -206,7 +206,8 @@ class SubmissionDetail(SubmissionSummary):
     images: list[ImageCheck]
     progress: JobCounts
     perturbations: list[Perturbation] = Field(description="Attacks only: per epsilon, the perturbation actually made.")
-    attempts: list[Attempt] = Field(description="Its runs on the dataset asked for (default: its newest round's), "
+    attempts: list[Attempt] = Field(description="Every attempt of its 50 latest container runs on the dataset asked "
+                                    "for (default: its newest round's; attempts sharing a run_id are one run), "
                                     "when this caller may see them: always for its team and organizers, for others "
                                     "on rounds whose results are public.")
     logs_visible: bool
@@ -219,7 +220,8 @@ class SubmissionDetail(SubmissionSummary):
 
 class Logs(BaseModel):
     dry_run_log_tail: str | None
-    runs: list[Attempt]
+    runs: list[Attempt] = Field(description="Every attempt of its `limit` latest container runs, newest first: the "
+                                "limit counts whole runs (attempts sharing a run_id), never part of one.")
 
 
 class Job(BaseModel):
