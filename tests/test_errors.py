@@ -82,11 +82,13 @@ def cli(tmp_path, monkeypatch):
     get_settings.cache_clear()
 
 
-def test_the_cli_says_every_expected_failure_the_same_way(cli, monkeypatch):
+def test_the_cli_says_every_expected_failure_the_same_way(cli, monkeypatch, tmp_path):
     """Each used to take its own path: a bare RuntimeError traceback for base images without
     debootstrap, a hand-printed line for an unknown submission."""
     monkeypatch.setattr(base_image.shutil, "which", lambda _name: None)
     monkeypatch.setattr(base_image, "_image", lambda _tag: None)
+    # its own build lock: the host's is held for a minute while another test builds arena/app
+    monkeypatch.setattr(base_image, "BUILD_LOCK", tmp_path / "base-images.lock")
     assert cli("db", "upgrade").exit_code == 0
     for args, sentence in ((["images", "build"], "debootstrap is not installed"),
                            (["submissions", "show", "ghost"], "no submission named 'ghost'"),

@@ -147,15 +147,17 @@ def take_in(tournament: Tournament, name: str, kind: str, script: str, files: di
     return submit(tournament.settings, archive, team=f"team-{name}", name=name)
 
 
-def enter(tournament: Tournament, name: str, kind: str, script: str, files: dict[str, str] | None = None) -> Submission:
-    """Take code in; run it in the tournament when it was accepted. A hostile attack runs one
-    batch per container: one that hangs then costs one batch's time limit, where a pack of
-    both batches cost the pack's limit and then its two halves' (the suite's four hangs
-    under two runtimes took a sixth of the whole suite's time). How a failed pack is split
-    is tested in test_packing; the sleeper defenses still get both batches at once."""
+def enter(tournament: Tournament, name: str, kind: str, script: str, files: dict[str, str] | None = None,
+          one_batch_per_run: bool = False) -> Submission:
+    """Take code in; run it in the tournament when it was accepted. With ``one_batch_per_run``
+    (the attacks that hang), it runs one batch per container: a hang then costs one batch's
+    time limit, where a pack of both batches cost the pack's limit and then its two halves'
+    (the suite's four hangs under two runtimes took a sixth of the whole suite's time). How a
+    failed pack is split is tested in test_packing; slow honest cases (huge logs under
+    gVisor) keep the pack's longer limit."""
     submission = take_in(tournament, name, kind, script, files)
     if submission.status is SubmissionStatus.ACCEPTED:
-        if kind == "attack":
+        if one_batch_per_run:
             with transaction(tournament.settings) as session:
                 session.get(Submission, submission.id).pack_images = BATCH
         summary = run(tournament.settings)
