@@ -86,6 +86,15 @@ def add_submission(
     return submission
 
 
+def red_and_blue(settings: Settings) -> None:
+    """A small round's entries for the web's tests: red's attack and two defenses of blue."""
+    synth_dataset(settings, 4, batch_size=2)
+    with transaction(settings) as session:
+        add_submission(session, "red-attack", SubmissionKind.ATTACK, owner="red")
+        add_submission(session, "blue-1", SubmissionKind.DEFENSE, owner="blue")
+        add_submission(session, "blue-2", SubmissionKind.DEFENSE, owner="blue")
+
+
 def write_submission(folder: Path, metadata: dict, files: dict[str, str]) -> Path:
     """A submission folder: ``metadata.json`` and ``files`` (name: text), its entry point
     executable as a team would ship it."""

@@ -18,7 +18,7 @@ from arena.models import Entry, Image, Submission, SubmissionKind, Visibility, u
 from arena.results import bundle
 from arena.web.app import create_app
 from conftest import make_settings, wait_until
-from factories import add_submission, synth_dataset
+from factories import add_submission, red_and_blue, synth_dataset
 
 TOKEN = "organizer-secret"
 ORGANIZER = {"Authorization": f"Bearer {TOKEN}"}
@@ -28,11 +28,7 @@ ORGANIZER = {"Authorization": f"Bearer {TOKEN}"}
 def client(tmp_path):
     """Round "synthetic" (4 images) with red's attack and two defenses of blue."""
     settings = make_settings(tmp_path / "arena", organizer_token=TOKEN, epsilons=[4, 16])
-    synth_dataset(settings, 4, batch_size=2)
-    with transaction(settings) as session:
-        add_submission(session, "red-attack", SubmissionKind.ATTACK, owner="red")
-        add_submission(session, "blue-1", SubmissionKind.DEFENSE, owner="blue")
-        add_submission(session, "blue-2", SubmissionKind.DEFENSE, owner="blue")
+    red_and_blue(settings)
     return TestClient(create_app(settings))
 
 
