@@ -10,6 +10,7 @@ never reports a run that did not start.
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -19,15 +20,15 @@ from arena import job_states, notifications
 from arena.admin import teams, tournament
 from arena.callers import Caller
 from arena.competition import entries, rounds
-from arena.config import Settings
-from arena.data.dataset import pick_dataset
+from arena.config import EpsilonSchedule, Settings
+from arena.data.dataset import find_dataset, pick_dataset
 from arena.db import transaction
 from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
 from arena.execution import planning, workers
 from arena.execution.repin import apply as apply_repin
 from arena.execution.repin import prepare as prepare_repin
 from arena.intake.submit import take
-from arena.models import Submission
+from arena.models import Round, Submission, Visibility, as_utc
 
 #: What an action says when a run is under way, in this process or any other.
 RUN_UNDER_WAY = "a run is under way; {what} when it has finished"
@@ -83,6 +84,33 @@ def carry(settings: Settings, round_name: str, names: list[str], counting_from: 
     """Enter stored submissions (by name, or every team's counting ones of another round) into a round."""
     with transaction(settings) as session:
         return [s.name for s in entries.carry_into(session, round_name, names, counting_from)]
+
+
+def create_round(settings: Settings, name: str, dataset: str, *, epsilons: list[int] | None = None,
+                 eps_schedule: EpsilonSchedule | None = None, seconds_per_image: float | None = None,
+                 opens_at: datetime | None = None, closes_at: datetime | None = None, hidden: bool = False,
+                 daily_quota: int | None = None, total_quota: int | None = None, data_public: bool = False) -> Round:
+    """Open a round on an imported dataset (one of its own); what is not given comes from the
+    settings. Moments without a zone are UTC. The round, its columns loaded."""
+    with transaction(settings) as session:
+        round_ = rounds.create(session, settings, name, find_dataset(session, dataset), epsilons=epsilons,
+                               eps_schedule=eps_schedule, seconds_per_image=seconds_per_image,
+                               opens_at=as_utc(opens_at), closes_at=as_utc(closes_at),
+                               visibility=Visibility.HIDDEN if hidden else Visibility.LIVE,
+                               daily_quota=daily_quota, total_quota=total_quota)
+        return rounds.update(round_, data_public=True) if data_public else round_
+
+
+def update_round(settings: Settings, round_name: str, *, opens_at: datetime | None = None,
+                 closes_at: datetime | None = None, visibility: Visibility | None = None,
+                 daily_quota: int | None = None, total_quota: int | None = None,
+                 rank_baselines: bool | None = None, data_public: bool | None = None) -> Round:
+    """Change a round's window, quotas, visibility, baselines' ranks or public data; None
+    leaves one as it is. Moments without a zone are UTC. The round, its columns loaded."""
+    with transaction(settings) as session:
+        return rounds.update(rounds.find(session, round_name), opens_at=as_utc(opens_at), closes_at=as_utc(closes_at),
+                             visibility=visibility, daily_quota=daily_quota, total_quota=total_quota,
+                             rank_baselines=rank_baselines, data_public=data_public)
 
 
 def close_round(settings: Settings, round_name: str) -> str:

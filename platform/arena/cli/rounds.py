@@ -23,8 +23,7 @@ from arena.cli.common import (
 )
 from arena.competition import entries, rounds
 from arena.config import EpsilonSchedule
-from arena.data.dataset import find_dataset
-from arena.models import Round, Visibility, as_utc, utcnow
+from arena.models import Round, Visibility, utcnow
 from arena.results import bundle
 from arena.tools import replay
 
@@ -43,15 +42,6 @@ RoundName = Annotated[str, typer.Argument(help="Round name.")]
 
 def _round(session: Session, name: str) -> Round:
     return rounds.find(session, name)
-
-
-def _epsilons(text: str | None) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise rounds.RoundError(f"--eps takes integers separated by commas, got {text!r}") from None
 
 
 def _time_left(round_: Round) -> str:
@@ -78,14 +68,12 @@ def round_create(
     total_quota: Quota = None,
 ) -> None:
     """Open a round on a dataset, with its epsilons, their schedule, time limit, upload window and quotas."""
-    with db.transaction(database()) as session:
-        round_ = rounds.create(
-            session, settings(), name, find_dataset(session, dataset), epsilons=_epsilons(eps),
-            eps_schedule=eps_schedule, seconds_per_image=seconds_per_image, opens_at=as_utc(opens), closes_at=as_utc(closes),
-            visibility=Visibility.HIDDEN if hidden else Visibility.LIVE, daily_quota=daily_quota, total_quota=total_quota,
-        )
-        console.print(f"round {round_.name!r} on {dataset!r}: epsilons {round_.epsilons}, {_time_left(round_)}; "
-                      f"batches attacked at {_schedule(round_)}")
+    round_ = actions.create_round(
+        database(), name, dataset, epsilons=rounds.parse_epsilons(eps, "--eps"), eps_schedule=eps_schedule,
+        seconds_per_image=seconds_per_image, opens_at=opens, closes_at=closes, hidden=hidden,
+        daily_quota=daily_quota, total_quota=total_quota)
+    console.print(f"round {round_.name!r} on {dataset!r}: epsilons {round_.epsilons}, {_time_left(round_)}; "
+                  f"batches attacked at {_schedule(round_)}")
 
 
 def _schedule(round_: Round) -> str:
@@ -122,11 +110,10 @@ def round_set(
         help="Let anyone download the round's images and labels (a development set; never a hidden final set).")] = None,
 ) -> None:
     """Change a round's window, quotas, leaderboard visibility or whether its data is public."""
-    with db.transaction(database()) as session:
-        round_ = rounds.update(_round(session, name), opens_at=as_utc(opens), closes_at=as_utc(closes),
-                               visibility=visibility, daily_quota=daily_quota, total_quota=total_quota,
-                               rank_baselines=rank_baselines, data_public=public_data)
-        console.print(f"round {round_.name!r}: {_time_left(round_)}, leaderboards {round_.visibility.value}")
+    round_ = actions.update_round(database(), name, opens_at=opens, closes_at=closes, visibility=visibility,
+                                  daily_quota=daily_quota, total_quota=total_quota, rank_baselines=rank_baselines,
+                                  data_public=public_data)
+    console.print(f"round {round_.name!r}: {_time_left(round_)}, leaderboards {round_.visibility.value}")
 
 
 @round_app.command("close")

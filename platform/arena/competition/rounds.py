@@ -58,6 +58,16 @@ def _check(epsilons: list[int], seconds_per_image: float, window_: Window) -> No
         raise RoundError("a round must close after it opens")
 
 
+def parse_epsilons(text: str | None, field: str = "ε") -> list[int] | None:
+    """Epsilons written as integers separated by commas ("2,4,8,16"); None or blank: not given."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise RoundError(f"{field} takes integers separated by commas, e.g. 2,4,8,16; got {text!r}") from None
+
+
 def create(session: Session, settings: Settings, name: str, dataset: Dataset, *, epsilons: list[int] | None = None,
            eps_schedule: EpsilonSchedule | None = None, seconds_per_image: float | None = None,
            opens_at: datetime | None = None,
