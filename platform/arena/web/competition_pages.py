@@ -7,7 +7,7 @@ once where they can no longer change.
 """
 
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 from urllib.parse import quote, urlencode
 
@@ -19,11 +19,12 @@ from arena import REPO_ROOT, actions
 from arena.admin import tournament
 from arena.callers import Caller
 from arena.competition import entries, rounds
+from arena.config import EpsilonSchedule
 from arena.data import download
 from arena.db import transaction
-from arena.errors import ForbiddenError, NotFoundError, QuotaError
+from arena.errors import ForbiddenError, InputError, NotFoundError, QuotaError
 from arena.intake import archive
-from arena.models import Visibility, utcnow
+from arena.models import Visibility, as_utc, utcnow
 from arena.results import bundle
 from arena.web import permissions, queries
 from arena.web.api.parameters import Id
@@ -89,17 +90,28 @@ def sample_archive(request: Request, name: Annotated[str, Path(max_length=100)])
 def rounds_page(request: Request, session: SessionDep, who: CallerDep,
                 carried: Annotated[int | None, Query(ge=0, le=1_000_000)] = None,
                 into: Annotated[str | None, Query(max_length=200)] = None,
-                published: Annotated[str | None, Query(max_length=200)] = None):
-    """Every round: its data, window and time left, quotas, and a team's uploads left; after
-    an organizer's carry or publish, what it did and what comes next (``carried``, ``into``,
-    ``published``: a count and names of rounds that exist, never text from the link)."""
+                published: Annotated[str | None, Query(max_length=200)] = None,
+                created: Annotated[str | None, Query(max_length=200)] = None,
+                changed: Annotated[str | None, Query(max_length=200)] = None):
+    """Every round: its data, window and time left, quotas, and a team's uploads left; for
+    organizers the forms that create a round and change one; after an organizer's carry,
+    publish, creation or change, what it did and what comes next (``carried``, ``into``,
+    ``published``, ``created``, ``changed``: a count and names of rounds that exist, never
+    text from the link)."""
     listed = queries.rounds_list(session, who)
     return render(request, "rounds.html", who, session, rounds=listed,
-                  notice=_done(listed, carried, into, published) if who.organizer else None)
+                  free_datasets=queries.datasets_without_round(session) if who.organizer else [],
+                  schedules=[s.value for s in EpsilonSchedule],
+                  notice=_done(listed, carried, into, published, created, changed) if who.organizer else None)
 
 
-def _done(listed: list[dict], carried: int | None, into: str | None, published: str | None) -> str | None:
+def _done(listed: list[dict], carried: int | None, into: str | None, published: str | None,
+          created: str | None = None, changed: str | None = None) -> str | None:
     names = {r["name"] for r in listed}
+    if created in names or changed in names:
+        r = next(r for r in listed if r["name"] == (created if created in names else changed))
+        return (f"Round {r['name']} {'created on dataset ' + r['dataset'] if created in names else 'changed'}: "
+                f"{_settings_in_words(r)}.")
     if carried is not None and into in names:
         if carried == 0:
             return f"Nothing was carried into {into}: every counting entry named already takes part in it."
@@ -108,6 +120,18 @@ def _done(listed: list[dict], carried: int | None, into: str | None, published: 
     if published in names:
         return f"Round {published} is published: its leaderboards, matrix and results bundle are public now."
     return None
+
+
+def _settings_in_words(r: dict) -> str:
+    """A round's window, quotas, visibility and public data, as the notice after a change says them."""
+    moment = "%Y-%m-%d %H:%M UTC"
+    window = ", ".join(part for part in (
+        f"opens {r['opens_at']:{moment}}" if r["opens_at"] else "", f"closes {r['closes_at']:{moment}}" if r["closes_at"]
+        else "no deadline") if part)
+    quota = ", ".join(part for part in (f"{r['daily_quota']} a day" if r["daily_quota"] else "",
+                                        f"{r['total_quota']} in all" if r["total_quota"] else "") if part) or "no limit"
+    return (f"ε {', '.join(map(str, r['epsilons']))}; uploads {r['state']} ({window}); quota {quota}; "
+            f"leaderboards {r['visibility']}; data {'public' if r['data_public'] else 'not public'}")
 
 
 @router.get("/evaluation", response_class=HTMLResponse)
@@ -234,6 +258,53 @@ def round_carry(request: Request, round_name: RoundName,
     carried = actions.carry(request.app.state.settings, round_name, [], counting_from)
     return RedirectResponse(f"/rounds?{urlencode({'carried': len(carried), 'into': round_name.strip()})}",
                             status_code=303)
+
+
+#: A moment from a form's ``datetime-local`` field, read as UTC.
+When = Annotated[str | None, Form(max_length=40)]
+#: Uploads per team and track; blank: no limit (when creating) or unchanged (when changing).
+QuotaField = Annotated[int | None, Form()]
+
+
+def _when(text: str | None, field: str) -> datetime | None:
+    """A form's date and time (``2026-12-01T12:00``), in UTC; blank: not given."""
+    if text is None or not text.strip():
+        return None
+    try:
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InputError(f"{field} must be a date and time in UTC like 2026-12-01T12:00, not “{text[:40]}”") from None
+    return as_utc(moment)
+
+
+@router.post("/organizer/rounds")
+def round_create(request: Request, name: Annotated[str, Form(min_length=1, max_length=200)],
+                 dataset: Annotated[str, Form(min_length=1, max_length=200)],
+                 eps: Annotated[str | None, Form(max_length=200)] = None,
+                 eps_schedule: Annotated[EpsilonSchedule | None, Form()] = None,
+                 seconds_per_image: Annotated[float | None, Form()] = None,
+                 opens: When = None, closes: When = None, hidden: Annotated[bool, Form()] = False,
+                 daily_quota: QuotaField = None, total_quota: QuotaField = None, public_data: Annotated[bool, Form()] = False,
+                 _: Caller = Depends(organizer)):
+    """What ``arena round create`` does (``actions.create_round``), and its public data."""
+    round_ = actions.create_round(
+        request.app.state.settings, name, dataset, epsilons=rounds.parse_epsilons(eps, "ε"), eps_schedule=eps_schedule,
+        seconds_per_image=seconds_per_image, opens_at=_when(opens, "opens"), closes_at=_when(closes, "closes"),
+        hidden=hidden, daily_quota=daily_quota, total_quota=total_quota, data_public=public_data)
+    return RedirectResponse(f"/rounds?{urlencode({'created': round_.name})}", status_code=303)
+
+
+@router.post("/organizer/rounds/{round_name}/set")
+def round_set(request: Request, round_name: RoundName, opens: When = None, closes: When = None,
+              visibility: Annotated[Visibility | None, Form()] = None,
+              daily_quota: QuotaField = None, total_quota: QuotaField = None,
+              public_data: Annotated[bool, Form()] = False, _: Caller = Depends(organizer)):
+    """What ``arena round set`` does (``actions.update_round``): a blank field leaves its
+    setting as it is; the public-data box is the round's setting as the form shows it."""
+    round_ = actions.update_round(request.app.state.settings, round_name, opens_at=_when(opens, "opens"),
+                                  closes_at=_when(closes, "closes"), visibility=visibility,
+                                  daily_quota=daily_quota, total_quota=total_quota, data_public=public_data)
+    return RedirectResponse(f"/rounds?{urlencode({'changed': round_.name})}", status_code=303)
 
 
 @router.post("/organizer/pages")

@@ -233,6 +233,12 @@ def rounds_list(session: Session, who: Caller) -> list[dict]:
     return [round_summary(session, r, team) for r in session.scalars(select(Round).order_by(Round.id))]
 
 
+def datasets_without_round(session: Session) -> list[str]:
+    """The imported datasets a new round may take: those no round owns yet (results are kept per dataset)."""
+    return list(session.scalars(select(Dataset.name).where(~select(Round.id).where(Round.dataset_id == Dataset.id)
+                                                                 .exists()).order_by(Dataset.id)))
+
+
 def submissions(session: Session) -> list[dict]:
     query = select(Submission).join(Team).order_by(Submission.id)
     return [submission_summary(s) for s in session.scalars(query)]
