@@ -43,7 +43,6 @@ from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
 from arena.sandbox.result_csv import Answer
 
-
 #: The naming key of runs made outside any round (each round has its own: ``Round.naming_key``).
 NAMING_KEY = bytes(range(32))
 

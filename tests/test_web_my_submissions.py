@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from arena.competition import rounds
 from arena.db import transaction
-from arena.models import Submission, SubmissionKind, Visibility
+from arena.models import Submission, Visibility
 from arena.web.app import create_app
 from conftest import make_settings
 from factories import red_and_blue, synth_dataset

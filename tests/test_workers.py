@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from arena import job_states
-from arena.db import transaction
 from arena.config import EpsilonSchedule
+from arena.db import transaction
 from arena.execution import planning, workers
 from arena.execution.distributed import dispatch
 from arena.execution.leases import claim, heartbeat

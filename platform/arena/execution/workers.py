@@ -39,7 +39,6 @@ from arena.models import (
 )
 from arena.sandbox.containers import ENGINE_ERRORS, SandboxError, docker_client
 
-
 #: The broker's queues: uploads to check, packs for any host, packs for GPU hosts.
 DRY_RUN_QUEUE = "dryrun"
 QUEUES = (DRY_RUN_QUEUE, "cpu", "gpu")

@@ -33,7 +33,6 @@ from arena.operations.layout import (
     Progress,
     Snapshot,
     copy_by_hash,
-    copy_to,
     file_sha256,
     remove_unfinished,
     silent,
