@@ -38,6 +38,9 @@ def test_the_hash_follows_the_recipe_and_the_recipe_below_it(tmp_path, monkeypat
 @pytest.mark.usefixtures("engine")
 def test_an_image_is_rebuilt_when_its_recipe_changed_and_only_then(tmp_path, monkeypatch):
     monkeypatch.setattr(base_image, "RECIPES", tmp_path / "recipes")
+    # a lock of its own for an image of its own: the host's is held for a minute while another
+    # test builds arena/app, and this test waited that minute out (1 s alone, 55 s in the suite)
+    monkeypatch.setattr(base_image, "BUILD_LOCK", tmp_path / "base-images.lock")
     name = f"recipe-test-{uuid.uuid4().hex[:8]}"
     folder = _recipe(tmp_path / "recipes", name, base_image.recipe_tag("python"))
     settings = Settings(data_dir=tmp_path / "data")
