@@ -76,16 +76,26 @@ class EngineReport:
 
 
 def engine_report() -> EngineReport:
-    """The engine's version, runtimes and images; an unreachable engine is reported as none,
-    not raised: a worker without one still beats, and the page says that it has none."""
+    """The engine's version, runtimes and images, asked once when a worker registers; an
+    unreachable engine is reported as none, not raised: a worker without one still beats,
+    and the page says that it has none."""
     try:
         client = docker_client()
         version = client.version().get("Version")
         runtimes = sorted(client.info().get("Runtimes", {}))
-        images = client.images.list()
     except (SandboxError, *ENGINE_ERRORS):
         return EngineReport(None, [], [])
-    return EngineReport(version, runtimes, sorted({name for image in images for name in (image.id, *image.tags)}))
+    return EngineReport(version, runtimes, engine_images())
+
+
+def engine_images() -> list[str]:
+    """The engine's images by id and by tag, which change as images are loaded: each beat
+    asks again (one call), where the version and runtimes are asked once."""
+    try:
+        images = docker_client().images.list()
+    except (SandboxError, *ENGINE_ERRORS):
+        return []
+    return sorted({name for image in images for name in (image.id, *image.tags)})
 
 
 def gpu_count() -> int:
@@ -106,7 +116,7 @@ class Registration:
 
     def beat(self) -> None:
         """Say this worker is alive, with the engine's images now; follow the draining flag."""
-        draining = _beat(self.settings, self.id, engine_report().images)
+        draining = _beat(self.settings, self.id, engine_images())
         if draining != self.draining.is_set():
             self.draining.set() if draining else self.draining.clear()
             if self.on_drain is not None:

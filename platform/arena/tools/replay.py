@@ -27,6 +27,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from arena.admin import teams
 from arena.competition import rounds
 from arena.config import EpsilonSchedule, Settings
 from arena.data.dataset import find_dataset
@@ -35,7 +36,7 @@ from arena.errors import ConflictError, InputError
 from arena.intake.archive import pack
 from arena.intake.metadata import Metadata
 from arena.intake.submit import install, unpacked
-from arena.models import Dataset, Entry, Round, Submission, SubmissionStatus, Team, Visibility, name_key, utcnow
+from arena.models import Dataset, Entry, Round, Submission, SubmissionStatus, Visibility, utcnow
 from arena.results import csv_files
 from arena.results.bundle import MANIFEST, batch_size, dataset_sha256
 from arena.results.export import MATRICES
@@ -250,7 +251,7 @@ def _enter(session: Session, round_: Round, entry: dict, metadata: Metadata) -> 
     if clash is not None:
         raise ConflictError(f"this installation has a submission {clash!r} already, with the name or the code of "
                             f"{entry['name']!r}: replay into an installation without the round's submissions")
-    team = session.scalar(select(Team).where(Team.name_key == name_key(entry["team"]))) or Team(name=entry["team"])
+    team = teams.find_or_create(session, entry["team"])
     submission = Submission(
         team=team, name=entry["name"], kind=metadata.type, sha256=entry["code_sha256"], meta=metadata.model_dump(),
         status=SubmissionStatus.ACCEPTED, pack_images=entry["pack_images"], container_image=entry["container_image"],
