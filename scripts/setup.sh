@@ -2,9 +2,10 @@
 # Everything Arena needs on a fresh Debian machine (as root), and nothing twice:
 # Debian's docker.io, debootstrap and docker-compose when missing, runsc (gVisor, the
 # optional stronger sandbox, which the tests run the hostile suite under), redis-server and
-# postgresql for the distributed tests (installed only, never started here: the tests start
-# and stop their own), Debian's chromium for the browser tests (driven by Playwright),
-# then the virtualenv with Arena in it (and torch, for the real-model samples' unit tests).
+# postgresql for the distributed tests and docker-registry (the distribution registry) for the
+# many-host ones (installed only, never started here: the tests start and stop their own;
+# the S3 object store, SeaweedFS's `weed`, comes from PyPI), Debian's chromium for the
+# browser tests (driven by Playwright), then the virtualenv with Arena in it (and torch, for the real-model samples' unit tests).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,7 @@ command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$missing postgresql"
 command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
 command -v chromium >/dev/null 2>&1 || missing="$missing chromium"  # the web tests' browser
+command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"  # the image registry of the many-host tests
 if [ -n "$missing" ]; then
     echo "installing from Debian:$missing"
     if [ ! -e /usr/sbin/policy-rc.d ]; then
