@@ -4,7 +4,7 @@ Intake pushes the image it checked and pins its registry digest; the pin is what
 the submission page, `arena submissions images` and the bundle manifest show; a host whose
 engine lacks the image (a second, private dockerd) pulls it by that digest and runs it. A
 digest the registry no longer has is a platform error naming it: the job is retried as after
-any platform error, and nothing is blamed on the team.
+any platform error, and nothing is blamed on the team; so is a registry intake cannot reach.
 
 The images are a few megabytes (dash and libc, imported from a tar), not arena/python: its
 230 MB take about 10 s to push and 7 s to pull here, these a fraction of a second.
@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from arena.cli import app as cli
 from arena.config import Settings, get_settings
 from arena.db import transaction
+from arena.execution.checking import DryRunUnavailable
 from arena.execution.run import run
 from arena.models import Classification, DefenseJob, JobAttempt, JobStatus, Round, Submission, SubmissionStatus
 from arena.results import bundle
@@ -36,7 +37,7 @@ from arena.sandbox.containers import docker_client
 from arena.web.app import create_app
 from conftest import make_settings
 from factories import submit_folder, synth_dataset, write_submission
-from servers import PrivateDockerd, RegistryServer, private_dockerd, registry_server
+from servers import PrivateDockerd, RegistryServer, free_port, private_dockerd, registry_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 
@@ -201,3 +202,14 @@ def test_a_digest_the_registry_lost_is_a_platform_error_naming_it_and_retried(se
     finally:
         monkeypatch.delenv("DOCKER_HOST")
         docker_client.cache_clear()
+
+
+def test_a_registry_out_of_reach_at_intake_leaves_the_submission_queued(settings, labelled, tmp_path):
+    away = settings.model_copy(update={"registry": f"127.0.0.1:{free_port()}"})  # nothing listens there
+    folder = write_submission(tmp_path / "labeller", {"type": "defense", "container": labelled(7), "entry_point": "run.sh"},
+                              {"run.sh": LABEL_DEFENSE})
+    with pytest.raises(DryRunUnavailable, match=f"cannot push .* to the registry {away.registry}"):
+        submit_folder(away, folder, tmp_path)
+    with transaction(settings) as session:
+        submission = session.scalar(select(Submission))
+        assert submission.status is SubmissionStatus.QUEUED and submission.container_image is None

@@ -43,17 +43,12 @@ def _image_id(name: str) -> str | None:
     return image.id if image else None
 
 
-def _resolved(tag: str) -> Image:
-    image = _image(tag)
-    if image is None:
-        raise SandboxError(f"container image {tag!r} is not on this Docker engine")
-    return image
-
-
 def resolve(tag: str, registry: str | None = None) -> str:
     """The pin of the image ``tag`` names on this engine now: its id, or with a ``registry``
     its digest there, once pushed."""
-    image = _resolved(tag)
+    image = _image(tag)
+    if image is None:
+        raise SandboxError(f"container image {tag!r} is not on this Docker engine")
     return registries.push(registry, tag, image) if registry else image.id
 
 
