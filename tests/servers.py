@@ -1,4 +1,4 @@
-"""Real Redis and PostgreSQL servers for the tests, on loopback, started and stopped here.
+"""Real Redis, PostgreSQL and container-registry servers for the tests, on loopback, started and stopped here.
 
 Each server runs detached from the terminal (its output goes to a log file) on a free
 port, in a scratch folder, and is stopped when the context ends, so nothing outlives the
@@ -14,6 +14,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -88,9 +90,60 @@ class RedisServer(_Process):
         _wait_for_port(self.port, self.process, log)
 
 
+class RegistryServer(_Process):
+    """Debian's docker-registry (the distribution registry) on a free loopback port, on plain
+    HTTP (engines allow 127.0.0.0/8 without TLS by default), its storage in its folder and
+    manifest deletion enabled, so that a test can take a pinned digest away
+    (``delete``); ``restart`` keeps the port and what was pushed."""
+
+    def __init__(self) -> None:
+        if shutil.which("docker-registry") is None:
+            raise RuntimeError("docker-registry is not installed (scripts/setup.sh installs Debian's docker-registry)")
+        self.folder = Path(tempfile.mkdtemp(prefix="arena-registry-"))
+        self.port = free_port()
+        self.address = f"127.0.0.1:{self.port}"
+        self.config = self.folder / "config.yml"
+        self.config.write_text(
+            f"version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {self.folder / 'storage'}\n"
+            f"  delete:\n    enabled: true\nhttp:\n  addr: {self.address}\n"
+        )
+
+    def start(self) -> None:
+        log = self.folder / "registry.log"
+        self.process = subprocess.Popen(["docker-registry", "serve", str(self.config)],
+                                        stdin=subprocess.DEVNULL, stdout=log.open("a"), stderr=subprocess.STDOUT)
+        _wait_for_port(self.port, self.process, log)
+
+    def _manifest(self, reference: str) -> str:
+        """The API's address of the manifest a digest reference (``HOST:PORT/repo@sha256:...``) names."""
+        name, digest = reference.split("@")
+        return f"http://{self.address}/v2/{name.removeprefix(self.address + '/')}/manifests/{digest}"
+
+    def has(self, reference: str) -> bool:
+        """Whether the registry serves the manifest ``reference`` names."""
+        request = urllib.request.Request(self._manifest(reference), method="HEAD",
+                                         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30):
+                return True
+        except urllib.error.HTTPError as error:
+            if error.code == 404:
+                return False
+            raise
+
+    def delete(self, reference: str) -> None:
+        """Delete the manifest ``reference`` names through the registry's API, as an organizer
+        cleaning the registry would."""
+        with urllib.request.urlopen(urllib.request.Request(self._manifest(reference), method="DELETE"), timeout=30):
+            pass
+
+
+def registry_server() -> AbstractContextManager[RegistryServer]:
+    return running(RegistryServer())
+
 
 @contextmanager
-def running(server: "RedisServer | PostgresServer") -> Iterator:
+def running(server: "RedisServer | PostgresServer | RegistryServer") -> Iterator:
     """Start a server of the test's own; stop it and remove its folder, whatever happens."""
     server.start()
     try:

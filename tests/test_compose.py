@@ -32,7 +32,7 @@ def test_the_compose_stack_runs_the_demo(tmp_path):
     data = REPO_ROOT / "data" / "compose"
     shutil.rmtree(data, ignore_errors=True)
     data.mkdir(parents=True)
-    env = {**os.environ, "PWD": str(REPO_ROOT), "ARENA_WEB_PORT": str(free_port()),
+    env = {**os.environ, "PWD": str(REPO_ROOT), "ARENA_WEB_PORT": str(free_port()), "ARENA_REGISTRY_PORT": str(free_port()),
            "COMPOSE_PROJECT_NAME": f"arena-test-{os.getpid()}",
            "ARENA_DEMO_IMAGES": "20"}  # one batch of 20: the whole stack at work (every job of the demo's
     # tournament, in 50 container runs), at half the time of 100 images (82 s against 43 s, built image cached)

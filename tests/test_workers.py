@@ -226,3 +226,11 @@ def test_the_command_line_lists_the_workers_and_drains_one(tmp_path, monkeypatch
             assert max(map(len, listed.output.splitlines())) <= 100
     finally:
         get_settings.cache_clear()
+
+
+def test_a_worker_is_said_to_lack_pinned_ids_not_registry_digests_it_pulls_when_needed():
+    worker = Worker(kind="celery", host="h", pid=1, concurrency=1, runtimes=["runc"], queues=["cpu"],
+                    images=["sha256:" + "a" * 64], engine_version="27")
+    digest = "127.0.0.1:5000/arena/python@sha256:" + "c" * 64
+    pins = {False: {"sha256:" + "a" * 64, "sha256:" + "b" * 64, digest}, True: {digest}}
+    assert workers._missing(worker, pins) == ["sha256:" + "b" * 64]

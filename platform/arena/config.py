@@ -128,6 +128,11 @@ class Settings(BaseSettings):
         "`*.example.org` for every subdomain, `*` for any); any other is answered 400, so that no answer is built "
         "from a name an attacker chose.",
     )
+    registry: str | None = Field(
+        None, description="The container registry (host:port) intake pushes each submission's image to; its pin is "
+        "then the registry digest (host:port/repository@sha256:...), which every worker host's engine pulls when it "
+        "lacks it. Unset: pins are the engine's image ids, and each worker host is given the images by hand.",
+    )
     debian_mirror: str = Field("http://deb.debian.org/debian", description="Where debootstrap fetches base-image packages.")
     sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
 

@@ -266,11 +266,12 @@ class Submission(Base):
     #: An organizers' reference entry (2017 published six): shown apart and, by default, unranked.
     baseline: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
     #: The engine's image ids (``sha256:...``) that ``container`` and ``container_gpu`` named at
-    #: intake: every run uses these, never the tag (``sandbox.pinning``). Null: not pinned yet
+    #: intake, or with a registry their digest references (``HOST:PORT/repo@sha256:...``):
+    #: every run uses these, never the tag (``sandbox.pinning``). Null: not pinned yet
     #: (taken in before pinning, or a ``container_gpu`` the intake engine lacked): pinned by
     #: the first run that needs it.
-    container_image: Mapped[str | None] = mapped_column(String(100))
-    container_gpu_image: Mapped[str | None] = mapped_column(String(100))
+    container_image: Mapped[str | None] = mapped_column(String(400))
+    container_gpu_image: Mapped[str | None] = mapped_column(String(400))
     #: The determinism probe of the dry run: the share of its images whose output differed
     #: between two runs (0.0: none). Null: not probed (taken in before the probe existed).
     nondeterministic_share: Mapped[float | None] = mapped_column(Float)
@@ -510,7 +511,7 @@ class JobAttempt(Base):
     pack_jobs: Mapped[int | None] = mapped_column(Integer)  # jobs that shared the container run
     #: The container run, as the id of its first attempt row: the attempts claimed together.
     run_id: Mapped[int | None] = mapped_column(Integer, index=True)
-    container_image: Mapped[str | None] = mapped_column(String(100))  # the engine's image id the run used
+    container_image: Mapped[str | None] = mapped_column(String(400))  # the pin the run used: image id or digest reference
     exit_code: Mapped[int | None] = mapped_column(Integer)
     timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
     killed_reason: Mapped[str | None] = mapped_column(Text)  # output too large, too many files...

@@ -24,7 +24,7 @@ from arena.cli.common import (
 )
 from arena.execution import checking
 from arena.models import Submission, SubmissionStatus
-from arena.sandbox import pinning
+from arena.sandbox import pinning, registry
 
 submissions_app = Commands(help="List and inspect submissions.", no_args_is_help=True)
 
@@ -102,15 +102,23 @@ def submissions_images() -> None:
              Text(check.state.value, style="red" if check.state is pinning.PinState.DRIFTED else "")]
             for name, check in checks]
     print_rows(["Submission", "Field", "Tag", "Pinned", "Tag now", "State"], rows, whole={"Pinned", "Tag now", "State"})
+    registries = sorted({registry.registry_of(c.pinned) for _n, c in checks
+                         if c.pinned and registry.is_reference(c.pinned)})
+    if registries:
+        console.print(f"pinned by their digest in the registry {', '.join(registries)} (under each tag's repository)")
     drifted = sorted({name for name, check in checks if check.state is pinning.PinState.DRIFTED})
     if drifted:
         console.print(f"[red]tags moved since pinning:[/] {', '.join(drifted)}: they still run their pinned images")
         raise typer.Exit(1)
 
 
-def _short(image_id: str | None) -> str:
-    """An image id as docker shows it: its first 12 hex digits."""
-    return image_id.removeprefix("sha256:")[:12] if image_id else ""
+def _short(pin: str | None) -> str:
+    """A pin as docker shows it, to fit the table: an image id's first 12 hex digits, a
+    registry digest as ``sha256:`` and its first 12 (the registries are said below it)."""
+    if not pin:
+        return ""
+    short = pinning.short(pin).rpartition("@")[2]
+    return short if registry.is_reference(pin) else short.removeprefix("sha256:")
 
 
 @submissions_app.command("repin")

@@ -88,7 +88,7 @@ def check(settings: Settings, dry_run_id: int, worker_id: int | None = None) -> 
     renew_for = 2 * run_settings.time_limit(len(images)) + settings.lease_seconds
     with heartbeat(settings, DryRun, {dry_run_id: token}, renew_for):
         try:
-            pins = pinning.pin(meta)
+            pins = pinning.pin(meta, settings.registry)
             report = validate(run_settings, code.pinned(pins), images, naming_key)
         except Exception as exc:  # noqa: BLE001 - whatever the platform raised, the job is retried
             logger.exception("the dry run %s failed on the platform", dry_run_id)

@@ -105,7 +105,7 @@ class LoadedPack(Generic[O]):
     execute: Callable[[], O]
     images: int
     share: Callable[[O], dict[int, JobShare]]
-    image: str  # the engine's image id the run starts
+    image: str  # the pin the run starts: the engine's image id, or the registry digest reference
     time_limit: float  # the container's, under the round's settings
 
 
@@ -113,21 +113,21 @@ def submission_code(settings: Settings, submission: Submission) -> SubmissionCod
     """The submission's code with its pinned images. The image this host runs must be pinned
     and on this engine: a pin intake could not make (a submission taken in before pinning, a
     ``container_gpu`` the intake engine lacked) is made now, from this engine, and stored
-    (the first runner's stands); a pinned image this engine lacks fails the run with a
-    platform error saying so, and the tag is never run instead."""
+    (the first runner's stands); a pinned image this engine lacks is pulled by its registry
+    digest, or fails the run with a platform error saying so, and the tag is never run instead."""
     code = SubmissionCode.stored(settings, submission, submission.pins)
     field = code.image_field(settings.sandbox.gpu)
     if field not in code.pins:
-        code = replace(code, pins={**code.pins, field: _pin_late(submission, field)})
+        code = replace(code, pins={**code.pins, field: _pin_late(settings, submission, field)})
     pinning.require(code.image(settings.sandbox.gpu), code.tag(settings.sandbox.gpu), submission.name)
     return code
 
 
-def _pin_late(submission: Submission, field: str) -> str:
+def _pin_late(settings: Settings, submission: Submission, field: str) -> str:
     column = getattr(Submission, f"{field}_image")
     session = object_session(submission)
     session.execute(update(Submission).where(Submission.id == submission.id, column.is_(None))
-                    .values({column: pinning.resolve(submission.meta[field])}))
+                    .values({column: pinning.resolve(submission.meta[field], settings.registry)}))
     session.refresh(submission)
     return submission.pins[field]
 

@@ -46,7 +46,7 @@ def prepare(settings: Settings, submission_id: int) -> Repin:
         code = SubmissionCode.stored(settings, submission, {})
         uploaded_to = rounds.entered_by_upload(session, submission)
         settings, naming_key = rounds.run_settings(settings, uploaded_to), rounds.naming_key(uploaded_to)
-    pins = pinning.pin(meta)
+    pins = pinning.pin(meta, settings.registry)
     if pins == old:
         raise ConflictError(f"{name} is pinned to the images its tags name now: nothing to re-pin "
                             "(a re-run runs it again on the same images)")

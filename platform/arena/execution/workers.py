@@ -37,6 +37,7 @@ from arena.models import (
     as_utc,
     utcnow,
 )
+from arena.sandbox import registry
 from arena.sandbox.containers import ENGINE_ERRORS, SandboxError, docker_client
 
 #: The broker's queues: uploads to check, packs for any host, packs for GPU hosts.
@@ -229,8 +230,11 @@ def _pins(session: Session) -> dict[bool, set[str]]:
 
 
 def _missing(worker: Worker, pins: dict[bool, set[str]]) -> list[str]:
-    """What this worker could be sent but could not run (a pack of it fails as a platform error)."""
-    return sorted(pins["gpu" in worker.queues] - set(worker.images)) if worker.engine_version else []
+    """What this worker could be sent but could not run (a pack of it fails as a platform error);
+    not an image pinned by its registry digest, which the worker pulls when it needs it."""
+    if not worker.engine_version:
+        return []
+    return sorted(pin for pin in pins["gpu" in worker.queues] - set(worker.images) if not registry.is_reference(pin))
 
 
 def _shown(view: WorkerView) -> bool:

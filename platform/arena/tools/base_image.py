@@ -31,10 +31,12 @@ from arena.sandbox.containers import docker_client
 
 SUITE = "bookworm"
 #: Root filesystems and their Debian packages: Python with NumPy and Pillow for submissions
-#: (and the platform's own image), PostgreSQL and Redis for the compose stack's services.
+#: (and the platform's own image), PostgreSQL, Redis and the container registry for the
+#: compose stack's services. A rootfs is built only when its tag is missing, so a tag names
+#: one package list: the services' changed its tag when it gained docker-registry.
 ROOTFS = {
     "arena/debian-rootfs:bookworm": ["python3-minimal", "python3-numpy", "python3-pil"],
-    "arena/services-rootfs:bookworm": ["postgresql", "redis-server"],
+    "arena/services-rootfs:bookworm-registry": ["postgresql", "redis-server", "docker-registry"],
 }
 RECIPES = REPO_ROOT / "submissions" / "base-images"
 #: Left out of the image: documentation and package caches are of no use to a submission.

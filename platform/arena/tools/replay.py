@@ -41,7 +41,7 @@ from arena.results import csv_files
 from arena.results.bundle import MANIFEST, batch_size, dataset_sha256
 from arena.results.export import MATRICES
 from arena.results.scoring import Standings
-from arena.sandbox import pinning
+from arena.sandbox import pinning, registry
 
 #: The matrix files of a bundle: ``error_matrix.csv``, ``error_matrix_eps4.csv``...
 MATRIX_FILE = re.compile(rf"^({'|'.join(MATRICES)})(?:_eps(\d+))?\.csv$")
@@ -180,11 +180,13 @@ def _set_up_before(session: Session, dataset: Dataset, bundle: Bundle, key: str)
 
 def _require_images(settings: Settings, entries: list[dict]) -> None:
     """Every entry's pinned image, the one a run on this host starts, must be on this engine:
-    a tag may name other code here."""
+    a tag may name other code here. One pinned by its registry digest is pulled by it."""
     missing = []
     for entry in entries:
         field = "container_gpu" if settings.sandbox.gpu and entry["container_gpu"] else "container"
         image = entry[f"{field}_image"]
+        if image is not None and registry.is_reference(image) and not pinning.held(image):
+            registry.pull(image, entry["name"])
         if image is None or not pinning.held(image):
             missing.append(f"{entry['name']} ({image or 'not pinned in the bundle'}, tagged {entry[field]!r})")
     if missing:

@@ -31,6 +31,7 @@ from arena.models import Dataset, JobStatus, Submission, SubmissionKind, Team, W
 from arena.results.export import MATRICES
 from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
+from arena.sandbox import pinning
 from arena.web import charts, compression, permissions, queries, uploads
 from arena.web.api.parameters import DatasetName, Epsilon, Id, SettingsDep
 from arena.web.auth import (
@@ -53,6 +54,7 @@ from arena.web.deps import SessionDep
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=REPO_ROOT / "web" / "templates")
 templates.env.globals.update(heat=charts.heat, heat_rgb=charts.heat_rgb, no_answers=charts.EMPTY)
+templates.env.filters["short_pin"] = pinning.short
 
 CallerDep = Annotated[Caller, Depends(caller)]
 #: The dataset a form acts on: its page's, sent as a hidden field (empty or absent: the newest).

@@ -138,9 +138,11 @@ class SubmissionSummary(BaseModel):
     created_at: Utc
     container: str | None
     baseline: bool = Field(False, description="An organizers' reference entry, shown apart on leaderboards.")
-    container_image: str | None = Field(description="The image id `container` was pinned to; null: not pinned yet "
-                                        "(its first run pins it).")
-    container_gpu_image: str | None = Field(description="The image id `container_gpu` was pinned to, if it names one.")
+    container_image: str | None = Field(description="The image id `container` was pinned to, or with a registry its digest "
+                                        "reference (`host:port/repository@sha256:...`); null: not pinned yet (its first "
+                                        "run pins it).")
+    container_gpu_image: str | None = Field(description="The image id or digest reference `container_gpu` was pinned to, "
+                                            "if it names one.")
     nondeterministic_share: float | None = Field(
         description="Share of the dry-run images whose output changed when the batch ran twice (above 0: "
         "non-deterministic); null when never probed.")
@@ -152,7 +154,8 @@ class ImageCheck(BaseModel):
     field: Literal["container", "container_gpu"]
     tag: str
     pinned: str | None
-    current: str | None = Field(description="What the tag names now; null when the engine has no such tag.")
+    current: str | None = Field(description="What the tag names now (for a digest pin, the digest reference its image "
+                                "has in that repository, if any); null when the engine has no such tag.")
     state: PinState = Field(description="drifted: the tag names another image now; runs keep the pinned one.")
 
 
@@ -178,7 +181,7 @@ class Attempt(BaseModel):
     images: int | None
     pack_jobs: int | None
     run_id: int | None  # the attempts of one container run share it
-    container_image: str | None  # the engine's image id it ran
+    container_image: str | None  # the pin it ran: the engine's image id or the registry digest reference
     exit_code: int | None
     timed_out: bool
     killed_reason: str | None
