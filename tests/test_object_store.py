@@ -7,11 +7,13 @@ the local folder does."""
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from arena.config import Settings
@@ -25,6 +27,7 @@ from arena.operations.backup import backup
 from arena.operations.restore import restore
 from arena.results.scoring import Standings
 from arena.sandbox import containers
+from arena.web.app import create_app
 from conftest import SAMPLES, make_settings
 from factories import FAKE_CODE, attacked, submit_folder, synth_dataset
 from servers import seaweed_server
@@ -140,6 +143,25 @@ def test_a_job_whose_input_is_damaged_fails_on_the_platform_and_runs_again(tmp_p
     with transaction(worker) as session:
         statuses = set(session.scalars(select(DefenseJob.status)))
     assert statuses == {JobStatus.DONE}
+
+
+def test_the_web_serves_images_from_the_bucket_with_no_folder_of_its_own(tmp_path, seaweed, prefix):
+    intake = _host(tmp_path, "intake", seaweed, prefix, epsilons=[4])
+    web = _host(tmp_path, "web", seaweed, prefix, epsilons=[4], database_url=intake.resolved_database_url,
+                organizer_token="organizer-secret")
+    dataset = synth_dataset(intake, 2, batch_size=2)
+    with transaction(intake) as session:
+        attacked(session, dataset, [4], [("A", SubmissionKind.ATTACK)])
+        adversarial = session.scalars(select(AdversarialImage).order_by(AdversarialImage.id)).first()
+        adversarial_id, image_id, sha256 = adversarial.id, adversarial.image_id, adversarial.sha256
+    client, organizer = TestClient(create_app(web)), {"Authorization": "Bearer organizer-secret"}
+    clean = client.get(f"/api/images/{image_id}/image.png", headers=organizer)
+    assert clean.status_code == 200 and hashlib.sha256(clean.content).hexdigest() == sha256
+    assert client.get(f"/api/adversarial/{adversarial_id}/perturbation.png", headers=organizer).status_code == 200
+    seaweed.client().delete_object(Bucket=BUCKET, Key=_key(prefix, sha256))
+    shutil.rmtree(web.cache_dir)
+    missing = client.get(f"/api/images/{image_id}/image.png", headers=organizer)
+    assert missing.status_code == 404 and "not in the store" in missing.text
 
 
 def _results(settings) -> dict:
