@@ -16,15 +16,26 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from arena.competition import rounds
 from arena.config import Settings
 from arena.data import objects
 from arena.data.images import image_store
 from arena.db import transaction
 from arena.execution import pack_run, planning
 from arena.execution.run import run
-from arena.models import AdversarialImage, Classification, Dataset, DefenseJob, JobAttempt, JobStatus, SubmissionKind
+from arena.models import (
+    AdversarialImage,
+    Classification,
+    Dataset,
+    DefenseJob,
+    JobAttempt,
+    JobStatus,
+    Round,
+    SubmissionKind,
+)
 from arena.operations.backup import backup
 from arena.operations.restore import restore
+from arena.results import bundle
 from arena.results.scoring import Standings
 from arena.sandbox import containers
 from arena.web.app import create_app
@@ -180,7 +191,8 @@ def test_a_run_sharing_only_the_database_and_the_bucket_scores_as_the_local_fold
     """Intake on one host; the run in another process whose data folder is new and empty,
     as a worker host's is; then the installation backed up (its objects read from the
     bucket), restored onto the local folder, and run again there: the same matrices, and the
-    same adversarial images, byte for byte."""
+    same adversarial images, byte for byte. Once published, the round's bundle that one more
+    host (the web's) builds is kept in the bucket, where the others find it."""
     intake = _host(tmp_path, "intake", seaweed, prefix, epsilons=[4], pack_seconds=0)
     synth_dataset(intake, 4, batch_size=4)
     for sample in ("random_noise", "decoder"):
@@ -206,3 +218,13 @@ def test_a_run_sharing_only_the_database_and_the_bucket_scores_as_the_local_fold
         planning.forget(session)
     assert not run(local).platform_errors
     assert _results(local) == on_bucket
+
+    with transaction(intake) as session:  # the bundle the web builds is kept in the bucket, for every host
+        rounds.publish(session.scalars(select(Round)).one(), 0)
+    web = Settings(data_dir=tmp_path / "web", database_url=intake.resolved_database_url,
+                   **seaweed.settings(f"s3://{BUCKET}/{prefix}"))
+    with transaction(web) as session:
+        round_ = session.scalars(select(Round)).one()
+        built = bundle.kept(session, web, round_).read_bytes()
+    kept = objects.store(intake).bundles.path(bundle.kept_name(round_.id))
+    assert kept.is_relative_to(intake.cache_dir) and kept.read_bytes() == built

@@ -129,10 +129,12 @@ class LruFolder:
         if self._sizes is None:
             found = []
             for parent, _folders, files in os.walk(self.folder):
-                for name in files:
-                    if not name.startswith("."):
-                        status = (Path(parent) / name).stat()
-                        found.append((status.st_mtime_ns, str(Path(parent, name).relative_to(self.folder)), status.st_size))
+                for path in (Path(parent, name) for name in files if not name.startswith(".")):  # not scratch files
+                    try:
+                        status = path.stat()
+                    except FileNotFoundError:  # removed meanwhile by another process of this host
+                        continue
+                    found.append((status.st_mtime_ns, str(path.relative_to(self.folder)), status.st_size))
             self._sizes = OrderedDict((key, size) for _time, key, size in sorted(found))
             self._total = sum(self._sizes.values())
         return self._sizes
@@ -172,15 +174,21 @@ class LruFolder:
         target = self.folder / key
         source.chmod(0o644)  # hardlinked into the sandbox's input, read by a non-root user
         os.replace(source, target)
+        size = target.stat().st_size
         with self._lock:
             sizes = self._index()
-            self._total += target.stat().st_size - sizes.pop(key, 0)
-            sizes[key] = target.stat().st_size
+            self._total += size - sizes.pop(key, 0)
+            sizes[key] = size
             while self._total > self.limit and len(sizes) > 1:
                 oldest, size = sizes.popitem(last=False)
                 (self.folder / oldest).unlink(missing_ok=True)
                 self._total -= size
         return target
+
+
+def _missing(error: ClientError) -> bool:
+    """Whether S3 answered that there is no such object (a HEAD's answer has no body: only its status)."""
+    return error.response.get("Error", {}).get("Code") in ("NoSuchKey", "404")
 
 
 @dataclass(frozen=True)
@@ -220,7 +228,7 @@ class S3Objects:
                     digest.update(chunk)
                     file.write(chunk)
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if _missing(exc):
                 raise ObjectMissing(f"the object store has no {where}, which the database references: the store "
                                     "is damaged or was never filled (restore it from a backup)") from None
             raise StoreError(f"the object store refused to read {where}: {exc}") from None
@@ -239,7 +247,7 @@ class S3Objects:
         try:
             self.client.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+            if _missing(exc):
                 return False
             raise StoreError(f"the object store refused to look up s3://{self.bucket}/{self._key(key)}: {exc}") from None
         except BotoCoreError as exc:
