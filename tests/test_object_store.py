@@ -21,6 +21,7 @@ from arena.config import Settings
 from arena.data import objects
 from arena.data.images import image_store
 from arena.db import transaction
+from arena.errors import PlatformError
 from arena.execution import pack_run, planning
 from arena.execution.run import run
 from arena.models import (
@@ -118,7 +119,7 @@ def test_a_missing_or_damaged_object_is_the_platforms_error(tmp_path, seaweed, p
     with pytest.raises(objects.ObjectCorrupted, match=f"not {sha256}"):
         image_store(reader).path(sha256)
     assert not [path for path in reader.cache_dir.rglob("*") if path.is_file()]  # nothing damaged is kept
-    assert issubclass(objects.StoreError, containers.PlatformError)
+    assert issubclass(objects.StoreError, PlatformError)  # retried, never blamed on a submission
 
 
 def _break(seaweed, key: str, sha256: str) -> bytes:
