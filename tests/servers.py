@@ -1,4 +1,4 @@
-"""Real Redis and PostgreSQL servers for the tests, on loopback, started and stopped here.
+"""Real Redis, PostgreSQL and SeaweedFS (S3) servers for the tests, on loopback, started and stopped here.
 
 Each server runs detached from the terminal (its output goes to a log file) on a free
 port, in a scratch folder, and is stopped when the context ends, so nothing outlives the
