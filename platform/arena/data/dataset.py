@@ -17,7 +17,7 @@ from sqlalchemy import desc, select
 from sqlalchemy.orm import Session
 
 from arena.config import Settings
-from arena.data.images import BadImage, ImageStore, center_crop_resize, encode_png, read_png
+from arena.data.images import BadImage, center_crop_resize, encode_png, image_store, read_png
 from arena.db import transaction
 from arena.errors import InputError, NotFoundError
 from arena.models import Batch, Dataset, Image
@@ -211,7 +211,7 @@ def store_dataset(settings: Settings, name: str, rows: list[Row], batch_size: in
     if not rows:
         raise DatasetError(f"dataset {name!r} has no images", [])
     batch_size = batch_size or settings.batch_size
-    store = ImageStore(settings.store_dir)
+    store = image_store(settings)
     with transaction(settings) as session:
         if session.scalar(select(Dataset).where(Dataset.name == name)):
             raise DatasetError(f"a dataset named {name!r} already exists; choose another --name", [])

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.config import Settings
-from arena.data.images import ImageStore
+from arena.data.images import image_store
 from arena.models import Dataset, Image
 
 CSV_NAME = "dev_dataset.csv"
@@ -30,7 +30,7 @@ def archive(settings: Settings, session: Session, dataset: Dataset) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     images = session.scalars(select(Image).where(Image.dataset_id == dataset.id).order_by(Image.name)).all()
-    store = ImageStore(settings.store_dir)
+    store = image_store(settings)
     handle, scratch = tempfile.mkstemp(dir=target.parent, suffix=".part")
     try:
         with os.fdopen(handle, "wb") as out, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as bundle:

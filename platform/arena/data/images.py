@@ -6,8 +6,6 @@ its sha256, so identical outputs cost one file and a duplicate write is harmless
 
 import hashlib
 import io
-import os
-import secrets
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image as PILImage
+
+from arena.config import Settings
+from arena.data.objects import LocalObjects, Objects, store
 
 IMAGE_SIZE = 299
 #: Twice the pixels of a valid image: anything larger is refused before it is decoded,
@@ -177,36 +178,26 @@ def center_crop_resize(image: PILImage.Image, size: int = IMAGE_SIZE) -> np.ndar
     return np.asarray(square.resize((size, size), PILImage.Resampling.BICUBIC), dtype=np.uint8)
 
 
-@dataclass(frozen=True)
 class ImageStore:
-    """Content-addressed PNG files under one root: ``ab/abcdef....png``."""
+    """Content-addressed PNGs: ``ab/abcdef....png`` under a folder (a ``Path``), or under
+    ``images/`` in the object store the settings name (``image_store``)."""
 
-    root: Path
+    def __init__(self, where: "Path | Objects") -> None:
+        self.objects: Objects = LocalObjects(where) if isinstance(where, Path) else where
+
+    @staticmethod
+    def key(sha256: str) -> str:
+        return f"{sha256[:2]}/{sha256}.png"
 
     def path(self, sha256: str) -> Path:
-        return self.root / sha256[:2] / f"{sha256}.png"
+        """A local file of the image: its place in a folder store (there or not), or this
+        host's checked copy of the object (``StoreError`` when the store lacks it or it is damaged)."""
+        return self.objects.path(self.key(sha256), sha256)
 
     def put(self, png: bytes) -> str:
-        """Store PNG bytes and return their hash; writes go through a temp file and a rename,
-        so a reader never sees half a file and two writers of the same content agree."""
+        """Store PNG bytes and return their hash; storing the same bytes twice is harmless."""
         digest = sha256_bytes(png)
-        target = self.path(digest)
-        if target.exists():
-            return digest
-        temporary = target.with_name(f".{digest}.{secrets.token_hex(8)}")
-        try:
-            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        except FileNotFoundError:  # the first image under this prefix: checked only then, not per image
-            target.parent.mkdir(parents=True, exist_ok=True)
-            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-        try:
-            with os.fdopen(handle, "wb") as file:
-                os.fchmod(handle, 0o644)  # containers read inputs as a non-root user, whatever the umask
-                file.write(png)
-            os.replace(temporary, target)
-        except BaseException:  # a full disk, say: no half-written file left behind
-            temporary.unlink(missing_ok=True)
-            raise
+        self.objects.put(self.key(digest), png)
         return digest
 
     def put_pixels(self, pixels: np.ndarray) -> str:
@@ -217,3 +208,8 @@ class ImageStore:
 
     def read_pixels(self, sha256: str) -> np.ndarray:
         return read_png(self.read_bytes(sha256))
+
+
+def image_store(settings: Settings) -> ImageStore:
+    """The installation's images, wherever its settings keep them."""
+    return ImageStore(store(settings).images)

@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, object_session
 from arena import job_states
 from arena.competition import rounds
 from arena.config import Settings
+from arena.data.objects import StoreError
 from arena.db import bulk_insert, retry_while_unreachable, transaction
 from arena.execution.leases import Claim, claim, heartbeat, still_held
 from arena.models import (
@@ -239,7 +240,7 @@ def run_pack(settings: Settings, pack: Pack, worker_id: int | None = None) -> Pa
         tokens = {job_id: held.token for job_id, held in claims.items()}
         with heartbeat(settings, pack.kind.job_class, tokens, loaded.time_limit + settings.lease_seconds):
             outcome = loaded.execute()
-    except SandboxError as exc:
+    except (SandboxError, StoreError) as exc:  # the platform's failure: the jobs run again, none is blamed
         _platform_failed(settings, pack, claims, exc)
         return PackResult(container_runs=1, platform_error=f"{pack.kind} jobs {list(pack.job_ids)}: {exc}")
     shares = loaded.share(outcome)

@@ -26,6 +26,7 @@ from arena.errors import InputError
 from arena.intake.archive import extract, tree_sha256
 from arena.intake.metadata import Metadata
 from arena.models import DryRun, Round, Submission, Team, name_key
+from arena.sandbox import code
 
 
 class SubmissionError(InputError):
@@ -130,9 +131,10 @@ def unpacked(settings: Settings, archive: Path) -> Iterator[tuple[Path, Metadata
 
 
 def install(settings: Settings, root: Path, metadata: Metadata, sha256: str) -> Path:
-    """Move the tree to its permanent, content-addressed place, readable by the sandbox user
-    (an upload's, or a replayed round's: ``tools.replay``)."""
-    target = settings.submissions_dir / sha256
+    """Move the tree to its permanent, content-addressed place, readable by the sandbox user,
+    and with an object store put its archive there for the other hosts (an upload's, or a
+    replayed round's: ``tools.replay``)."""
+    target = code.code_folder(settings, sha256)
     if target.exists():
         shutil.rmtree(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -141,6 +143,7 @@ def install(settings: Settings, root: Path, metadata: Metadata, sha256: str) -> 
         if not path.is_symlink():
             path.chmod(0o755 if path.is_dir() else (path.stat().st_mode & 0o777) | 0o444)
     (target / metadata.entry_point).chmod(0o755)  # zip files often lose the executable bit
+    code.publish(settings, sha256)
     return target
 
 

@@ -19,7 +19,8 @@ from sqlalchemy import Connection, select, union
 
 from arena import job_states
 from arena.config import Settings
-from arena.data.images import ImageStore
+from arena.data.images import ImageStore, image_store
+from arena.data.objects import ObjectMissing, store
 from arena.errors import PlatformError
 from arena.models import AdversarialImage, DryRun, Image, Round, Submission, Visibility, utcnow
 from arena.operations import databases
@@ -38,6 +39,8 @@ from arena.operations.layout import (
     silent,
     write_atomically,
 )
+from arena.results.bundle import kept_name
+from arena.sandbox import code
 
 #: Where a snapshot lists the images it references while its database copy is open.
 PENDING = ".objects.pending"
@@ -161,14 +164,14 @@ def _copy_images(settings: Settings, root: BackupRoot, folder: Path, total: int,
     """Copy the referenced store files the pool lacks, and write the snapshot's list of them
     with their sizes. The pool is listed one prefix folder at a time, as the sorted hashes
     come: a file there is not read again."""
-    store, pool, tally = ImageStore(settings.store_dir), root.objects, Tally()
+    store, tally = image_store(settings), Tally()
     with (folder / PENDING).open() as pending, (folder / OBJECTS).open("w") as listing:
         hashes = (line.rstrip("\n") for line in pending)
         for prefix, group in itertools.groupby(hashes, key=lambda sha256: sha256[:2]):
-            present = _listing(pool.root / prefix)
+            present = _listing(root.objects_folder / prefix)
             for sha256 in group:
                 entry = present.get(f"{sha256}.png")
-                size = _copy_image(store, pool, sha256) if entry is None else entry.stat().st_size
+                size = _copy_image(store, root, sha256) if entry is None else entry.stat().st_size
                 tally.add(size, copied=entry is None)
                 listing.write(f"{sha256} {size}\n")
             progress("images", tally.count, total)
@@ -187,13 +190,13 @@ def _listing(folder: Path) -> dict[str, os.DirEntry]:
         return {}
 
 
-def _copy_image(store: ImageStore, pool: ImageStore, sha256: str) -> int:
+def _copy_image(store: ImageStore, root: BackupRoot, sha256: str) -> int:
     """Copy one store file into the pool, checked against its name on the way."""
-    source = store.path(sha256)
+    source = store.path(sha256)  # an object store lacking it, or holding it damaged, says so itself
     if not source.is_file():
         raise PlatformError(f"the image store lacks {source}, which the database references: the store is damaged "
                             "(restore it from an earlier backup)")
-    copied = copy_by_hash(source, pool.root, pool.path)
+    copied = copy_by_hash(source, root.objects_folder, root.objects.path)
     if copied.sha256 != sha256:
         raise PlatformError(f"{source} does not match its hash: the store is damaged (restore it from an earlier backup)")
     return copied.size
@@ -216,11 +219,15 @@ def _code_tree(settings: Settings, root: BackupRoot, sha256: str, name: str, con
             if entry[0] == "f":
                 blobs.add_blob(entry[3], entry[4], copied=False)
         return earlier[sha256]
-    folder = settings.submissions_dir / sha256
-    if not folder.is_dir():
+    try:
+        folder = code.fetched(settings, sha256)
+    except ObjectMissing:
+        folder = None
+    if folder is None or not folder.is_dir():
         if sha256 in contents.being_taken_in:
             return None
-        raise PlatformError(f"the code of submission {name!r} is missing from {folder}: the installation is damaged")
+        where = folder or f"the object store ({sha256}.tar)"
+        raise PlatformError(f"the code of submission {name!r} is missing from {where}: the installation is damaged")
     return [_tree_entry(root, path, path.relative_to(folder).as_posix(), blobs) for path in _walk(folder)]
 
 
@@ -247,13 +254,12 @@ def _tree_entry(root: BackupRoot, path: Path, relative: str, blobs: Blobs) -> li
 def _copy_bundles(settings: Settings, root: BackupRoot, published: list[int], blobs: Blobs) -> dict[str, list]:
     """The kept results bundles of the rounds published in the snapshot (a published round
     never changes); a round's bundle not built yet is built on demand after a restore."""
-    found = {}
-    for round_id in published:
-        path = settings.data_dir / "downloads" / f"round-{round_id}-results.zip"
-        if path.is_file():
-            copied = copy_by_hash(path, root.blobs, root.blob)
+    found, bundles = {}, store(settings).bundles
+    for name in map(kept_name, published):
+        if bundles.exists(name):
+            copied = copy_by_hash(bundles.path(name), root.blobs, root.blob)
             blobs.add_blob(copied.sha256, copied.size, copied.new)
-            found[path.name] = [copied.sha256, copied.size]
+            found[name] = [copied.sha256, copied.size]
     return found
 
 

@@ -150,7 +150,11 @@ class BackupRoot:
 
     @property
     def objects(self) -> ImageStore:
-        return ImageStore(self.path / "objects")
+        return ImageStore(self.objects_folder)
+
+    @property
+    def objects_folder(self) -> Path:
+        return self.path / "objects"
 
     @property
     def blobs(self) -> Path:
@@ -174,7 +178,7 @@ class BackupRoot:
                                 "back up into an empty or new folder, or into one that holds earlier snapshots")
         path.mkdir(mode=0o700, parents=True, exist_ok=True)  # teams' code and the rounds' naming keys: the organizers' alone
         root = cls(path)
-        for folder in (root.snapshots, root.objects.root, root.blobs):
+        for folder in (root.snapshots, root.objects_folder, root.blobs):
             folder.mkdir(exist_ok=True)
         return root
 

@@ -21,7 +21,8 @@ from sqlalchemy.engine import make_url
 
 from arena import db
 from arena.config import Settings
-from arena.data.images import ImageStore
+from arena.data import objects
+from arena.data.images import image_store
 from arena.errors import ConflictError, PlatformError
 from arena.models import Submission
 from arena.operations import databases
@@ -36,6 +37,7 @@ from arena.operations.layout import (
     find_snapshot,
     silent,
 )
+from arena.sandbox import code
 
 #: Problems named in a refusal; the rest are counted.
 NAMED_PROBLEMS = 10
@@ -202,16 +204,21 @@ def _listed(snapshot: Snapshot) -> Iterator[str]:
 
 
 def _write_files(settings: Settings, snapshot: Snapshot, trees: dict, progress: Progress) -> None:
-    store, pool, total = ImageStore(settings.store_dir), snapshot.root.objects, snapshot.manifest["objects"]["count"]
+    store, pool, total = image_store(settings), snapshot.root.objects, snapshot.manifest["objects"]["count"]
     copied = 0
     for sha256 in _listed(snapshot):
-        copy_to(pool.path(sha256), store.path(sha256))
+        store.put(pool.read_bytes(sha256))  # checked already: its bytes hash to its name
         copied = _advanced(progress, "images", copied, total)
     progress("images", copied, total)
     for sha256, tree in trees["submissions"].items():
-        _write_tree(snapshot, settings.submissions_dir / sha256, tree)
+        _write_tree(snapshot, code.code_folder(settings, sha256), tree)
+        code.publish(settings, sha256)
+    bundles = objects.store(settings).bundles
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
     for name, (sha256, _size) in trees["downloads"].items():
-        copy_to(snapshot.root.blob(sha256), settings.data_dir / "downloads" / name)
+        scratch = settings.work_dir / f".{name}.{sha256[:16]}"
+        copy_to(snapshot.root.blob(sha256), scratch)
+        bundles.put_file(name, scratch)
 
 
 def _write_tree(snapshot: Snapshot, target: Path, tree: list) -> None:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from arena.competition import entries
 from arena.config import Settings
+from arena.data.objects import store
 from arena.models import Entry, Image, Round, Submission, Visibility
 from arena.results.export import export
 
@@ -127,17 +128,21 @@ def _member(name: str, size: int) -> zipfile.ZipInfo:
 
 
 def kept(session: Session, settings: Settings, round_: Round) -> Path:
-    """The published round's bundle, built once (through a scratch file, so a half-written one
-    is never served); an unpublished round's is built afresh each time (its results still
+    """The published round's bundle, built once and kept in the store (through a scratch file,
+    so a half-written one is never served); an unpublished round's is built afresh each time (its results still
     change) into a scratch file the caller removes."""
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     handle = tempfile.NamedTemporaryFile(dir=settings.work_dir, suffix=".zip", delete=False)
     handle.close()
     if round_.visibility is not Visibility.PUBLISHED:
         return write(session, settings, round_, Path(handle.name))
-    target = settings.data_dir / "downloads" / f"round-{round_.id}-results.zip"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write(session, settings, round_, Path(handle.name)).replace(target)
+    bundles, name = store(settings).bundles, kept_name(round_.id)
+    if not bundles.exists(name):
+        bundles.put_file(name, write(session, settings, round_, Path(handle.name)))
     Path(handle.name).unlink(missing_ok=True)
-    return target
+    return bundles.path(name)
+
+
+def kept_name(round_id: int) -> str:
+    """A published round's bundle's name among the store's bundles."""
+    return f"round-{round_id}-results.zip"

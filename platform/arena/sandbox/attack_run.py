@@ -16,6 +16,7 @@ from arena.data.images import (
     ImageStore,
     clip_to_epsilon,
     encode_png,
+    image_store,
     l2,
     linf,
     read_attack_output,
@@ -124,7 +125,7 @@ def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanI
                    naming_key: bytes) -> AttackOutcome:
     """Run the attack on ``inputs``, named under ``naming_key`` (its round's), and return one
     result per input (no database involved)."""
-    store = ImageStore(settings.store_dir)
+    store = image_store(settings)
     with staging(settings, naming_key) as stage:
         _stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
         run = stage.run(settings, code, "/output_images", "/output_images", str(epsilon))

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 
 from arena.config import Settings
-from arena.data.images import ImageStore
+from arena.data.images import image_store
 from arena.sandbox import containers
 from arena.sandbox.code import SubmissionCode
 from arena.sandbox.result_csv import Answer, parse_result_csv
@@ -33,7 +33,7 @@ def execute_defense(settings: Settings, code: SubmissionCode, inputs: list[Defen
                     naming_key: bytes) -> DefenseOutcome:
     """Run the defense on ``inputs``, named under ``naming_key`` (its round's), and return one
     answer per input (no database involved)."""
-    store = ImageStore(settings.store_dir)
+    store = image_store(settings)
     with staging(settings, naming_key) as stage:
         for item in inputs:
             stage.add_image(store, item.sha256, item.name, item.key)

@@ -49,12 +49,12 @@ class Staging:
         name = input_name(self.naming_key, sha256, image_name)
         if name in self.names:
             raise ValueError(f"{image_name} is staged twice in one run: its inputs must be distinct dataset images")
-        target = self.input / name
+        target, source = self.input / name, store.path(sha256)  # a StoreError when it cannot be had: retried
         try:
-            target.hardlink_to(store.path(sha256))  # cheap and the store is not writable from inside
+            target.hardlink_to(source)  # cheap and the store is not writable from inside
         except OSError:
             try:
-                shutil.copyfile(store.path(sha256), target)
+                shutil.copyfile(source, target)
             except OSError as exc:  # e.g. the work storage is full: the platform's failure, not the run's
                 raise containers.SandboxError(f"cannot stage an input in {self.input}: {exc}") from None
         self.names[name] = key

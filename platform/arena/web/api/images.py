@@ -5,7 +5,8 @@ from fastapi.responses import Response
 from sqlalchemy.orm import Session
 
 from arena.callers import Caller
-from arena.data.images import ImageStore, amplified_perturbation, encode_png
+from arena.data.images import ImageStore, amplified_perturbation, encode_png, image_store, read_png
+from arena.data.objects import ObjectMissing
 from arena.errors import NotFoundError
 from arena.models import AdversarialImage, Image
 from arena.web import queries
@@ -26,11 +27,20 @@ def get_adversarial(adversarial_id: Id, session: SessionDep, _: Caller = Depends
 PNG = {"response_class": Response, "responses": {200: {"content": {"image/png": {}}}}}
 
 
-def _png(store: ImageStore, sha256: str) -> Response:
-    path = store.path(sha256)
-    if not path.is_file():
+def _read(store: ImageStore, sha256: str) -> bytes:
+    """The image's bytes; a file the store lacks is not found (a damaged object stays the
+    platform's error)."""
+    try:
+        path = store.path(sha256)
+    except ObjectMissing:
+        path = None
+    if path is None or not path.is_file():
         raise NotFoundError("the image file is not in the store (was the data directory moved?)")
-    return Response(path.read_bytes(), media_type="image/png")
+    return path.read_bytes()
+
+
+def _png(store: ImageStore, sha256: str) -> Response:
+    return Response(_read(store, sha256), media_type="image/png")
 
 
 @router.get("/images/{image_id}/image.png", summary="A clean dataset image (organizers)", **PNG)
@@ -38,7 +48,7 @@ def clean_png(image_id: Id, session: SessionDep, settings: SettingsDep, _: Calle
     image = session.get(Image, image_id)
     if image is None:
         raise NotFoundError(f"no image with id {image_id}")
-    return _png(ImageStore(settings.store_dir), image.sha256)
+    return _png(image_store(settings), image.sha256)
 
 
 def _adversarial(session: Session, adversarial_id: int) -> AdversarialImage:
@@ -51,7 +61,7 @@ def _adversarial(session: Session, adversarial_id: int) -> AdversarialImage:
 @router.get("/adversarial/{adversarial_id}/image.png", summary="An adversarial image (organizers)", **PNG)
 def adversarial_png(adversarial_id: Id, session: SessionDep, settings: SettingsDep,
                     _: Caller = Depends(organizer)) -> Response:
-    return _png(ImageStore(settings.store_dir), _adversarial(session, adversarial_id).sha256)
+    return _png(image_store(settings), _adversarial(session, adversarial_id).sha256)
 
 
 @router.get("/adversarial/{adversarial_id}/perturbation.png",
@@ -59,10 +69,7 @@ def adversarial_png(adversarial_id: Id, session: SessionDep, settings: SettingsD
 def perturbation_png(adversarial_id: Id, session: SessionDep, settings: SettingsDep,
                      _: Caller = Depends(organizer)) -> Response:
     adversarial = _adversarial(session, adversarial_id)
-    store = ImageStore(settings.store_dir)
-    for sha256 in (adversarial.sha256, adversarial.image.sha256):
-        if not store.path(sha256).is_file():
-            raise NotFoundError("the image file is not in the store (was the data directory moved?)")
-    amplified = amplified_perturbation(store.read_pixels(adversarial.image.sha256), store.read_pixels(adversarial.sha256),
-                                       adversarial.attack_job.epsilon)
+    store = image_store(settings)
+    adversarial_bytes, clean_bytes = (_read(store, sha256) for sha256 in (adversarial.sha256, adversarial.image.sha256))
+    amplified = amplified_perturbation(read_png(clean_bytes), read_png(adversarial_bytes), adversarial.attack_job.epsilon)
     return Response(encode_png(amplified), media_type="image/png")
