@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -316,6 +317,7 @@ class PrivateDockerd(_Process):
         self.folder = folder
         self.socket = folder / "docker.sock"
         self.host = f"unix://{self.socket}"
+        self.killed = False
 
     def start(self) -> None:
         log = self.folder / "dockerd.log"
@@ -331,6 +333,14 @@ class PrivateDockerd(_Process):
                 raise RuntimeError(f"the private dockerd did not start: {log.read_text()[-2000:]}")
             time.sleep(0.2)
 
+
+    def kill(self) -> None:
+        """The host dies: the engine and its containerd are killed at once (SIGKILL to their
+        process group), their containers left as they were. ``private_dockerd`` starts the
+        engine once more at the end, which kills what was left running, then stops it."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+        self.killed = True
 
     def load(self, image: str) -> None:
         """Copy ``image`` in from the host's engine; five minutes each for save and load, far
@@ -356,5 +366,7 @@ def private_dockerd(folder: Path, images: list[str]) -> Iterator[PrivateDockerd]
             engine.load(image)
         yield engine
     finally:
+        if engine.killed:
+            engine.start()  # without live-restore, an engine kills the containers it finds running at start
         engine.stop()
         shutil.rmtree(folder, ignore_errors=True)

@@ -9,7 +9,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import docker
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from arena import job_states
@@ -27,8 +29,10 @@ from arena.models import (
     JobKind,
     JobStatus,
     Submission,
+    Worker,
 )
 from arena.results.scoring import Standings
+from arena.sandbox.containers import docker_client
 from conftest import (
     SAMPLES,
     assert_tallies_match_a_rebuild,
@@ -38,7 +42,7 @@ from conftest import (
     wait_until,
 )
 from factories import adversarial_outputs, stream_attack, submit_folder, synth_dataset, write_submission
-from servers import new_database, postgres_server, redis_server
+from servers import new_database, postgres_server, private_dockerd, redis_server, registry_server, seaweed_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 SUBMISSIONS = ["noop", "random_noise", "step_to_target", "decoder", "smoothed_decoder"]
@@ -110,21 +114,105 @@ def _stop(workers: list[subprocess.Popen]) -> None:
             worker.wait()
 
 
-def test_two_workers_give_the_embedded_matrix(servers, embedded, tmp_path):
+def test_three_hosts_that_share_only_the_database_queue_store_and_registry_give_the_embedded_matrix(
+        servers, embedded, tmp_path, tmp_path_factory):
+    """Three Docker engines on this machine as three hosts, each with its own data folder:
+    intake on the first (the suite's engine, where the images were built) pushes each image
+    it checked to the registry and its objects to the S3 store; the workers run on two
+    private engines that start with no image at all and pull the pinned digests. The
+    second host's worker and engine are killed mid-run: the third host finishes the round,
+    and the matrix and counts equal the embedded run's."""
     redis, postgres = servers
-    settings, env = _distributed_settings(tmp_path, redis, postgres)
-    dataset = _prepare(settings, tmp_path)
-    workers = _workers(env, 2, tmp_path)
-    try:
-        summary = dispatch(settings, dataset.id, timeout=600)
-    finally:
-        _stop(workers)
+    with seaweed_server(tmp_path) as store, registry_server() as registry:
+        store.bucket("arena")
+        shared = {**store.settings("s3://arena/final"), "registry": registry.address}
+        settings, env = _distributed_settings(tmp_path / "host1", redis, postgres)
+        settings = settings.model_copy(update={**shared, "store_secret_key": SecretStr(shared["store_secret_key"])})
+        dataset = _prepare(settings, tmp_path / "host1")
+        env = {**env, "ARENA_STORE_URL": shared["store_url"], "ARENA_STORE_ENDPOINT": shared["store_endpoint"],
+               "ARENA_STORE_ACCESS_KEY": shared["store_access_key"], "ARENA_STORE_SECRET_KEY": shared["store_secret_key"],
+               "ARENA_REGISTRY": registry.address}
+        try:
+            # short folders: containerd's sockets lie under them, and a socket's path has 107 bytes at most
+            with (private_dockerd(tmp_path_factory.mktemp("engine"), []) as engine2,
+                  private_dockerd(tmp_path_factory.mktemp("engine"), []) as engine3):
+                assert _images(engine2) == _images(engine3) == set()
+                summary, killed = _run_on_two_hosts(settings, dataset, env, tmp_path, engine2, engine3)
+                pulled = _images(engine3)
+        finally:
+            _untag_pushed(registry.address)
     assert summary.platform_errors == []
     result = _matrices(settings, dataset)
     assert result["counts"] == embedded["counts"]
     assert result["error"].equals(embedded["error"]) and result["hit"].equals(embedded["hit"])
     assert_tallies_match_a_rebuild(settings)
     _every_attempt_ran_the_pinned_image(settings)
+    with transaction(settings) as session:
+        pins = set(session.scalars(select(Submission.container_image)))
+        assert all(pin.startswith(f"{registry.address}/arena/python@sha256:") for pin in pins), pins
+        hosts = dict(session.execute(select(JobAttempt.worker_id, func.count()).group_by(JobAttempt.worker_id)).all())
+    assert pins <= pulled  # the third host ran the pinned digests, which it had to pull
+    assert killed in hosts and len(hosts) == 2, hosts  # both workers ran jobs; the killed one's were run again
+    assert not (tmp_path / "host3" / "arena" / "store").exists()  # nothing of a host's own went to a shared folder
+
+
+def _run_on_two_hosts(settings: Settings, dataset, env: dict, tmp_path: Path, engine2, engine3):
+    """Dispatch the round to a worker on each private engine; once the second host's worker
+    has stored a result and runs a container, kill it and its engine. Return the run's
+    summary and the killed worker's id."""
+    hosts = {}
+    for name, engine in (("host2", engine2), ("host3", engine3)):
+        (tmp_path / name).mkdir()
+        [hosts[name]] = _workers({**env, "DOCKER_HOST": engine.host, "ARENA_DATA_DIR": str(tmp_path / name / "arena")},
+                                 1, tmp_path / name)
+    killed: list[int] = []
+
+    def kill_host2() -> None:
+        killed.append(wait_until(lambda: _worker_with_results_running(settings, hosts["host2"].pid), 300,
+                                 "the second host's worker to store a result and start another pack", every=0.2))
+        hosts["host2"].send_signal(signal.SIGKILL)
+        engine2.kill()
+
+    saboteur = ThreadPoolExecutor(1)
+    sabotage = saboteur.submit(kill_host2)
+    try:
+        summary = dispatch(settings, dataset.id, timeout=600)
+    finally:
+        saboteur.shutdown()
+        _stop(list(hosts.values()))
+    sabotage.result()  # a failed wait fails the test here
+    return summary, killed[0]
+
+
+def _worker_with_results_running(settings: Settings, pid: int) -> int | None:
+    """The id of the worker process ``pid`` once an attempt of it has ended and another runs."""
+    with transaction(settings) as session:
+        worker = session.scalar(select(Worker.id).where(Worker.pid == pid))
+        if worker is None:
+            return None
+        ended = session.scalar(select(func.count()).select_from(JobAttempt)
+                               .where(JobAttempt.worker_id == worker, JobAttempt.ended_at.is_not(None)))
+        running = session.scalar(select(func.count()).select_from(JobAttempt)
+                                 .where(JobAttempt.worker_id == worker, JobAttempt.ended_at.is_(None)))
+    return worker if ended and running else None
+
+
+def _images(engine) -> set[str]:
+    """Every reference an engine holds: its tags and its digests."""
+    client = docker.DockerClient(base_url=engine.host, timeout=60)
+    try:
+        return {ref for image in client.images.list() for ref in (*image.tags, *(image.attrs.get("RepoDigests") or []))}
+    finally:
+        client.close()
+
+
+def _untag_pushed(address: str) -> None:
+    """Take away the registry's tags intake put on the suite's engine (the images stay)."""
+    client = docker_client()
+    for image in client.images.list():
+        for tag in image.tags:
+            if tag.startswith(f"{address}/"):
+                client.images.remove(tag)
 
 
 def _every_attempt_ran_the_pinned_image(settings: Settings) -> None:
