@@ -172,7 +172,8 @@ class SeaweedServer(_Process):
         self.process = subprocess.Popen(
             [str(self.weed), "server", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-dir={self.folder / 'data'}", "-s3",
              f"-s3.config={self.folder / 's3.json'}", "-master.volumeSizeLimitMB=64", "-volume.max=0",
-             "-volume.preStopSeconds=0",
+             "-volume.preStopSeconds=0", "-master.telemetry=false",
+             "-s3.port.iceberg=0", "-s3.port.lance=0",  # fixed ports otherwise: two servers at once would clash
              *ports],
             stdin=subprocess.DEVNULL, stdout=log.open("a"), stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -29,16 +29,18 @@ from arena.models import (
     Classification,
     Dataset,
     DefenseJob,
+    Image,
     JobAttempt,
     JobStatus,
     Round,
+    Submission,
     SubmissionKind,
 )
 from arena.operations.backup import backup
 from arena.operations.restore import restore
 from arena.results import bundle
 from arena.results.scoring import Standings
-from arena.sandbox import containers
+from arena.sandbox import code, containers
 from arena.web.app import create_app
 from conftest import SAMPLES, make_settings
 from factories import FAKE_CODE, attacked, submit_folder, synth_dataset
@@ -176,6 +178,12 @@ def test_the_web_serves_images_from_the_bucket_with_no_folder_of_its_own(tmp_pat
     assert missing.status_code == 404 and "not in the store" in missing.text
 
 
+def _tree(folder: Path) -> dict[str, tuple[int, bytes | str]]:
+    """A code tree's files and links, with their modes, as the sandbox sees them."""
+    return {path.relative_to(folder).as_posix(): (path.lstat().st_mode & 0o777, os.readlink(path) if path.is_symlink()
+            else path.read_bytes() if path.is_file() else "") for path in sorted(folder.rglob("*"))}
+
+
 def _results(settings) -> dict:
     with transaction(settings) as session:
         dataset = session.scalars(select(Dataset)).one()
@@ -192,7 +200,8 @@ def test_a_run_sharing_only_the_database_and_the_bucket_scores_as_the_local_fold
     """Intake on one host; the run in another process whose data folder is new and empty,
     as a worker host's is; then the installation backed up (its objects read from the
     bucket), restored onto the local folder, and run again there: the same matrices, and the
-    same adversarial images, byte for byte. Once published, the round's bundle that one more
+    same adversarial images, byte for byte; restored into another part of the bucket, its
+    code and images read there as on the local folder. Once published, the round's bundle that one more
     host (the web's) builds is kept in the bucket, where the others find it."""
     intake = _host(tmp_path, "intake", seaweed, prefix, epsilons=[4], pack_seconds=0)
     synth_dataset(intake, 4, batch_size=4)
@@ -219,6 +228,17 @@ def test_a_run_sharing_only_the_database_and_the_bucket_scores_as_the_local_fold
         planning.forget(session)
     assert not run(local).platform_errors
     assert _results(local) == on_bucket
+    into_bucket = intake.model_copy(update={"data_dir": tmp_path / "restored",
+                                            "store_url": f"s3://{BUCKET}/{prefix}-restored"})
+    restore(into_bucket, snapshot.folder)  # and back into a bucket, read there by a host of its own
+    reader = into_bucket.model_copy(update={"data_dir": tmp_path / "reader", "database_url": None})
+    with transaction(local) as session:
+        submissions = session.scalars(select(Submission.sha256)).all()
+        images = set(session.scalars(select(AdversarialImage.sha256))) | set(session.scalars(select(Image.sha256)))
+    for sha256 in submissions:
+        assert _tree(code.fetched(reader, sha256)) == _tree(local.submissions_dir / sha256)
+    for sha256 in images:
+        assert image_store(reader).read_bytes(sha256) == image_store(local).read_bytes(sha256)
 
     with transaction(intake) as session:  # the bundle the web builds is kept in the bucket, for every host
         rounds.publish(session.scalars(select(Round)).one(), 0)
