@@ -17,7 +17,7 @@ from arena.config import SandboxLimits, Settings
 from arena.models import SubmissionStatus
 from arena.sandbox import containers
 from arena.sandbox.containers import docker_client
-from conftest import SAMPLES, make_settings
+from conftest import SAMPLES, make_settings, require_runtime
 from factories import submit_folder, synth_dataset, write_submission
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
@@ -102,7 +102,11 @@ def test_outputs_that_differ_between_two_runs_in_one_container_are_flagged(small
     assert len(starts) == 1
 
 
-def test_the_second_run_finds_the_container_as_a_fresh_one(small, tmp_path, starts):
+@pytest.mark.parametrize("runtime", [None, "runsc"])
+def test_the_second_run_finds_the_container_as_a_fresh_one(small, tmp_path, starts, runtime):
+    if runtime:
+        require_runtime(runtime)
+        small = small.model_copy(update={"sandbox": small.sandbox.model_copy(update={"runtime": runtime})})
     submission = submit_folder(small, _python_defense(tmp_path, "traces", LEAVES_TRACES), tmp_path)
     assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
     assert submission.validation_report["determinism"]["differing"] == 0, submission.validation_report
@@ -139,7 +143,8 @@ def test_a_resident_container_keeps_every_limit_of_a_run(tmp_path):
     with box as resident:
         first = resident.run(["python3", "-c", "import os; print('uid', os.getuid()); open('/out/a', 'w').write('a')"], 5)
         assert first.succeeded and "uid 65534" in first.log_tail and (output / "a").read_text() == "a"
-        assert resident.run(["sh", "-c", "exit 3"], 5).exit_code == 3
+        second = resident.run(["sh", "-c", "echo second; exit 3"], 5)
+        assert second.exit_code == 3 and second.log_tail == "second\n"  # its own log, not the first run's
         flood = resident.run(["sh", "-c", "head -c 50000000 /dev/zero > /out/big; sleep 30"], 10)
         assert flood.killed_reason and "output grew past" in flood.killed_reason and flood.exit_code is None
     (tmp_path / "again").mkdir()

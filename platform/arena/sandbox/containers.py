@@ -288,7 +288,7 @@ class Resident:
         ``run``'s does. It ends as a container's run does (``ENDED_AS_A_RUN``). A time-out or
         an output past the limits kills the container."""
         started, self._started = self._started or time.monotonic(), None
-        since = int(time.time())
+        since = time.time()
         try:
             exit_code, timed_out, killed_reason = self._exec(ENDED_AS_A_RUN + command, time_limit, started)
             seconds = time.monotonic() - started
