@@ -311,7 +311,14 @@ class Resident:
                                   environment={"HOME": "/tmp"})["Id"]
         api.exec_start(exec_id, detach=True)
         checked = time.monotonic()
-        while (state := api.exec_inspect(exec_id))["Running"] or state["ExitCode"] is None:
+        while True:
+            try:
+                state = api.exec_inspect(exec_id)
+            except NotFound:  # the container ended under it: gVisor ends its sandbox on an OOM kill or at the pids limit
+                self.container.reload()
+                return self.container.attrs["State"]["ExitCode"], False, None
+            if not state["Running"] and state["ExitCode"] is not None:
+                return state["ExitCode"], False, None
             now = time.monotonic()
             timed_out = now - started > time_limit
             killed_reason = None
@@ -321,7 +328,6 @@ class Resident:
                 _kill(self.container)
                 return None, timed_out, killed_reason
             time.sleep(EXEC_POLL_SECONDS)
-        return state["ExitCode"], False, None
 
 
 def _holds(container, path: str) -> bool:
