@@ -11,11 +11,18 @@ none of that. Both run in this one invocation, on the same engine; the figures a
 imagenet-sample-1000 (../shared/datasets, centre-cropped to 299x299) instead of synthetic
 ones: the platform's work per image (decoding, clipping, encoding) is larger on photos.
 
-    .venv/bin/python bench/tournament.py [--images 500] [--photos]
+With ``--compare CHECKOUT``, the Arena of another checkout (its ``platform`` folder, run in a
+child process) runs the same job in this invocation too, alternating with this one at each
+concurrency, so that a change is measured before and after under the same load.
+
+    .venv/bin/python bench/tournament.py [--images 500] [--photos] [--compare ../before]
 """
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -98,30 +105,57 @@ def arena_tournament(rows, scratch: Path, concurrency: int) -> tuple[float, floa
     return whole_seconds, time.perf_counter() - started, whole.container_runs, added.container_runs
 
 
-def main(images: int, photos: bool) -> None:
-    rows = read_photo_folder(PHOTOS / "images", PHOTOS / "labels.csv")[:images] if photos else synthesize(images)
+def _rows(images: int, photos: bool):
+    return read_photo_folder(PHOTOS / "images", PHOTOS / "labels.csv")[:images] if photos else synthesize(images)
+
+
+def _compared(checkout: Path, images: int, photos: bool, scratch: Path, concurrency: int) -> tuple[float, float, int, int]:
+    """``arena_tournament`` with the Arena of ``checkout``, in a child process."""
+    command = [sys.executable, __file__, "--images", str(images), "--arena-only", str(concurrency), "--scratch", str(scratch),
+               *(["--photos"] if photos else [])]
+    done = subprocess.run(command, env={**os.environ, "PYTHONPATH": str(checkout.resolve() / "platform")},
+                          capture_output=True, text=True, check=True)
+    return tuple(json.loads(done.stdout.splitlines()[-1]))
+
+
+def main(images: int, photos: bool, compare: Path | None) -> None:
+    rows = _rows(images, photos)
+    arena: dict[int, tuple] = {}
+    other: dict[int, tuple] = {}
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         naive = naive_tournament(rows, root / "naive", DEFENSES)
         naive_column = naive_tournament(rows, root / "naive", [ADDED], attacks_too=False)
-        whole, added, runs, added_runs = arena_tournament(rows, root, concurrency=2)
-        serial, serial_added, _, _ = arena_tournament(rows, root, concurrency=1)
+        for concurrency in (2, 1):  # the other checkout first, then this one, at each concurrency
+            if compare:
+                other[concurrency] = _compared(compare, images, photos, root / f"other-{concurrency}", concurrency)
+            arena[concurrency] = arena_tournament(rows, root / f"this-{concurrency}", concurrency)
     naive_runs = len(ATTACKS) * len(EPSILONS) + len(DEFENSES) * (len(ATTACKS) * len(EPSILONS) + 1)
-    table = Table("measure", "naive", "arena", "ratio arena / naive")
-    table.add_row(f"whole job: import, intakes, tournament ({len(ATTACKS)} attacks x {len(DEFENSES)} defense, {len(rows)} "
-                  f"{'photos' if photos else 'images'}, 4 eps)",
-                  f"{naive:.1f} s, {naive_runs} runs", f"{whole:.1f} s, {runs} runs", f"{whole / naive:.2f}")
-    table.add_row(f"adding one defense ({ADDED}), its intake included, vs its own column", f"{naive_column:.1f} s, {len(ATTACKS) * len(EPSILONS) + 1} runs",
-                  f"{added:.1f} s, {added_runs} runs", f"{added / naive_column:.2f}")
-    table.add_row("the same two, Arena running one container at a time (like the naive runner)",
-                  f"{naive:.1f} s / {naive_column:.1f} s", f"{serial:.1f} s / {serial_added:.1f} s",
-                  f"{serial / naive:.2f} / {serial_added / naive_column:.2f}")
-    Console().print(table)
+    columns = [("arena", arena)] + ([(f"arena of {compare}", other)] if compare else [])
+    table = Table("measure", "naive", *(f"{name}, ratio to naive" for name, _ in columns))
+    whole = f"whole job: import, intakes, tournament ({len(ATTACKS)} attacks x {len(DEFENSES)} defense, {len(rows)} " \
+            f"{'photos' if photos else 'images'}, 4 eps)"
+    added = f"adding one defense ({ADDED}), its intake included, vs its own column"
+    for concurrency in (2, 1):
+        at = "2 runs at a time (the default)" if concurrency == 2 else "1 run at a time (like the naive runner)"
+        table.add_row(f"{whole}, {at}", f"{naive:.1f} s, {naive_runs} runs",
+                      *(f"{f[concurrency][0]:.1f} s, {f[concurrency][2]} runs: {f[concurrency][0] / naive:.2f}" for _, f in columns))
+        table.add_row(f"{added}, {at}", f"{naive_column:.1f} s, {len(ATTACKS) * len(EPSILONS) + 1} runs",
+                      *(f"{f[concurrency][1]:.1f} s, {f[concurrency][3]} runs: {f[concurrency][1] / naive_column:.2f}"
+                        for _, f in columns))
+    Console(width=180).print(table)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--photos", action="store_true", help="imagenet-sample-1000's photos, not synthetic images")
+    parser.add_argument("--compare", type=Path, help="another checkout whose Arena runs the same job in this invocation")
+    parser.add_argument("--arena-only", type=int, help=argparse.SUPPRESS)  # --compare's child: this concurrency only
+    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     arguments = parser.parse_args()
-    main(arguments.images, arguments.photos)
+    if arguments.arena_only:
+        arguments.scratch.mkdir(parents=True)
+        print(json.dumps(arena_tournament(_rows(arguments.images, arguments.photos), arguments.scratch, arguments.arena_only)))
+    else:
+        main(arguments.images, arguments.photos, arguments.compare)
