@@ -12,8 +12,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from arena.db import transaction
-from arena.execution import leases, pack_run
+from arena.execution import checking, leases, local, pack_run
 from arena.execution.run import run
+from arena.intake.archive import pack
+from arena.intake.submit import take
 from arena.models import (
     DefenseJob,
     JobAttempt,
@@ -175,6 +177,29 @@ def _running_jobs(settings) -> int:
 
 @pytest.mark.docker
 @pytest.mark.usefixtures("engine")
+def test_the_tournament_runs_beside_a_dry_run_not_after_it(attacked_tournament, monkeypatch, tmp_path):
+    """A dry run under way holds one of the two slots and the tournament's packs take the other;
+    before, every dry run of a run was done before its first pack started."""
+    take(attacked_tournament, pack(SAMPLES / "decoder", tmp_path / "late.tar.gz"), team="late")
+    packed = threading.Event()
+    run_pack = local.run_pack
+
+    def noted(*arguments):
+        packed.set()
+        return run_pack(*arguments)
+
+    overlapped: list[bool] = []
+
+    def check(_settings, _dry_run_id, _worker_id=None):  # as if another runner held it: left queued
+        overlapped.append(packed.wait(timeout=30))
+
+    monkeypatch.setattr(local, "run_pack", noted)
+    monkeypatch.setattr(checking, "check", check)
+    summary = run(attacked_tournament)
+    assert overlapped == [True]
+    assert summary.finished[JobKind.DEFENSE] > 0 and not summary.platform_errors
+
+
 def test_two_runs_at_once_run_every_job_exactly_once(tmp_path):
     """The second `arena run` starts while the first holds running jobs: it used to release
     them all at start and run them again (22 container runs for 20 jobs, run by hand on the

@@ -8,7 +8,9 @@ lets defense jobs pile up into fuller packs). Jobs held by another runner (a sec
 ``arena run``, the web's Run button, a runner that died and whose lease has not run out
 yet) are followed, not taken: the run ends when nothing runs here and nothing is held
 anywhere, so it never leaves work behind that someone else dropped. Uploads waiting for
-their dry run are checked first, so that what they add is planned in the same run.
+their dry run are checked in the same pool, ahead of every pack, so that what they add is
+planned in the same run; the tournament's packs take the slots the dry runs leave free, so
+intake and tournament overlap instead of the tournament waiting for the last dry run.
 """
 
 import time
@@ -53,8 +55,6 @@ def run_missing(settings: Settings, dataset_id: int, progress: Progress = silent
     pool = ThreadPoolExecutor(max_workers=settings.concurrency)
     try:
         with workers.registered(settings, "run", settings.concurrency) as me:
-            progress(0, 0, "checking the uploads waiting for their dry run")
-            checking.check_waiting(settings, me.id)
             return _rounds(settings, dataset_id, progress, pool, me)
     finally:
         # On Ctrl-C: the runs under way finish and are stored; nothing queued starts.
@@ -66,11 +66,18 @@ def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: Threa
     summary = RunSummary(where="in-process", container_runs=0)
     failed: set[tuple[JobKind, int]] = set()
     running: dict[Future, Pack] = {}
+    checks: dict[Future, int] = {}  # dry runs under way, by their id
+    checked: set[int] = set()  # every dry run handed out: one the platform failed is not tried again in this run
 
     def in_flight() -> set[tuple[JobKind, int]]:
         return {(pack.kind, job) for pack in running.values() for job in pack.job_ids}
 
     def hand_out() -> Turn:
+        if not me.draining.is_set():  # queued first: the pool takes them before any pack
+            for dry_run_id in checking.waiting(settings):
+                if dry_run_id not in checked:
+                    checks[pool.submit(checking.check, settings, dry_run_id, me.id)] = dry_run_id
+                    checked.add(dry_run_id)
         turn = _turn(settings, dataset_id, frozenset(failed | in_flight()))
         if me.draining.is_set():  # an organizer's choice: what runs finishes, nothing new starts
             summary.drained = summary.drained or bool(turn.packs)
@@ -79,27 +86,33 @@ def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: Threa
             running[pool.submit(run_pack, settings, pack, me.id)] = pack
         return turn
 
+    progress(0, 0, "checking the uploads waiting for their dry run")
     turn = hand_out()
-    while running or (turn.held and not me.draining.is_set()):
-        if running:
-            finished, _ = wait(running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+    while running or checks or (turn.held and not me.draining.is_set()):
+        if running or checks:
+            finished, _ = wait([*running, *checks], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
         else:  # only others' jobs are open: follow them until they finish or their lease runs out
             finished = set()
             time.sleep(POLL_SECONDS)
         for future in finished:
+            if checks.pop(future, None) is not None:
+                future.result()  # accepted, rejected or left queued: the next turn plans what it added
+                continue
             pack = running.pop(future)
             for smaller in _record(summary, pack, future.result(), failed):
                 running[pool.submit(run_pack, settings, smaller, me.id)] = smaller
-        if (finished and len(running) < settings.concurrency) or not running:
+        if (finished and len(running) + len(checks) < settings.concurrency) or not (running or checks):
             turn = hand_out()
         total = summary.jobs + len(in_flight()) + turn.to_come
-        progress(summary.jobs, max(total, summary.jobs), _status(running, turn, me.draining.is_set()))
+        progress(summary.jobs, max(total, summary.jobs), _status(running, len(checks), turn, me.draining.is_set()))
     return summary
 
 
-def _status(running: dict[Future, Pack], turn: Turn, draining: bool) -> str:
+def _status(running: dict[Future, Pack], checks: int, turn: Turn, draining: bool) -> str:
     if draining:
-        return f"draining: finishing {len(running)} container run(s), starting none"
+        return f"draining: finishing {len(running) + checks} container run(s), starting none"
+    if checks:
+        return f"{checks} dry run(s) and {len(running)} container run(s) under way"
     if running:
         return f"{len(running)} container run(s) under way"
     if turn.held:

@@ -10,8 +10,13 @@ from run to run (an unseeded random defense, a randomised attack) is scored on w
 answer its one run gave; the probe measures how often that happens (the share of images
 whose stored output, or answer, differed) so that organizers can apply their rules. It is
 the whole batch, not a part, because a submission may legitimately depend on the other
-images of its run; it doubles the dry run's container time, once per submission.
+images of its run; it doubles the dry run's container time, once per submission, but not
+its container starts: the second run is made in the first run's container where the image
+allows, starting as in a fresh one (``Staging.passes``).
 """
+
+from collections.abc import Iterator
+from contextlib import closing
 
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -20,10 +25,13 @@ from sqlalchemy.orm import Session
 from arena.config import Settings
 from arena.data.dataset import DatasetError
 from arena.models import Batch, Image, SubmissionKind
-from arena.sandbox.attack_run import AttackOutcome, CleanInput, execute_attack
+from arena.sandbox.attack_run import AttackOutcome, CleanInput, repeated_attack
 from arena.sandbox.code import SubmissionCode
 from arena.sandbox.containers import RunResult
-from arena.sandbox.defense_run import DefenseInput, DefenseOutcome, execute_defense
+from arena.sandbox.defense_run import DefenseInput, DefenseOutcome, repeated_defense
+
+#: The dry run's runs of its batch: the run, then the determinism probe's.
+RUNS = 2
 
 
 class DeterminismProbe(BaseModel):
@@ -72,11 +80,13 @@ def _report(settings: Settings, run: RunResult, images: int, problems: list[str]
     )
 
 
-def _execute(settings: Settings, code: SubmissionCode, images: list[Image], naming_key: bytes) -> AttackOutcome | DefenseOutcome:
+def _runs(settings: Settings, code: SubmissionCode, images: list[Image],
+          naming_key: bytes) -> Iterator[AttackOutcome | DefenseOutcome]:
     if code.kind is SubmissionKind.DEFENSE:
-        return execute_defense(settings, code, [DefenseInput(i.id, i.sha256, i.name) for i in images], naming_key)
+        inputs = [DefenseInput(i.id, i.sha256, i.name) for i in images]
+        return repeated_defense(settings, code, inputs, naming_key, RUNS)
     inputs = [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in images]
-    return execute_attack(settings, code, inputs, max(settings.epsilons), naming_key)
+    return repeated_attack(settings, code, inputs, max(settings.epsilons), naming_key, RUNS)
 
 
 def _outputs(outcome: AttackOutcome | DefenseOutcome) -> dict[int, object]:
@@ -87,9 +97,8 @@ def _outputs(outcome: AttackOutcome | DefenseOutcome) -> dict[int, object]:
     return {result.image_id: result.sha256 for result in outcome.results}
 
 
-def _probe(settings: Settings, code: SubmissionCode, images: list[Image], naming_key: bytes,
-           first: AttackOutcome | DefenseOutcome) -> DeterminismProbe:
-    again = _execute(settings, code, images, naming_key)
+def _probe(images: list[Image], first: AttackOutcome | DefenseOutcome,
+           again: AttackOutcome | DefenseOutcome) -> DeterminismProbe:
     before, after = _outputs(first), _outputs(again)
     differing = sum(before.get(i.id) != after.get(i.id) for i in images)
     return DeterminismProbe(images=len(images), differing=differing, share=round(differing / max(len(images), 1), 4),
@@ -99,8 +108,9 @@ def _probe(settings: Settings, code: SubmissionCode, images: list[Image], naming
 def validate(settings: Settings, code: SubmissionCode, images: list[Image], naming_key: bytes) -> ValidationReport:
     """Run the submission on the sample batch, its inputs named under ``naming_key`` (its
     round's); when it passed, run it again to probe determinism."""
-    outcome = _execute(settings, code, images, naming_key)
-    report = _report(settings, outcome.run, len(images), outcome.problems, outcome.notes)
-    if report.passed:
-        report.determinism = _probe(settings, code, images, naming_key, outcome)
+    with closing(_runs(settings, code, images, naming_key)) as runs:
+        outcome = next(runs)
+        report = _report(settings, outcome.run, len(images), outcome.problems, outcome.notes)
+        if report.passed:
+            report.determinism = _probe(images, outcome, next(runs))
     return report

@@ -6,6 +6,7 @@ image itself when the output is missing or unreadable (each case flagged and cou
 """
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -121,6 +122,14 @@ def _notes(results: list[AdversarialResult]) -> list[str]:
     return notes
 
 
+def _outcome(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilon: int,
+             run: containers.RunResult) -> AttackOutcome:
+    results, problems = _collect(stage, store, inputs, epsilon)
+    if not run.succeeded:
+        problems.insert(0, f"the attack {run.describe()}")
+    return AttackOutcome(run, results, problems, _notes(results))
+
+
 def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanInput], epsilon: int,
                    naming_key: bytes) -> AttackOutcome:
     """Run the attack on ``inputs``, named under ``naming_key`` (its round's), and return one
@@ -129,7 +138,17 @@ def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanI
     with staging(settings, naming_key) as stage:
         _stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
         run = stage.run(settings, code, "/output_images", "/output_images", str(epsilon))
-        results, problems = _collect(stage, store, inputs, epsilon)
-    if not run.succeeded:
-        problems.insert(0, f"the attack {run.describe()}")
-    return AttackOutcome(run, results, problems, _notes(results))
+        return _outcome(stage, store, inputs, epsilon, run)
+
+
+def repeated_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanInput], epsilon: int,
+                    naming_key: bytes, runs: int) -> Iterator[AttackOutcome]:
+    """``execute_attack``'s outcome, then as the caller asks (up to ``runs`` in all) the outcome
+    of the same run again, on the same inputs under the same names, in one container where
+    the image allows (``Staging.passes``): the determinism probe's runs."""
+    store = image_store(settings)
+    with staging(settings, naming_key) as stage:
+        _stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
+        with stage.passes(settings, code, "/output_images", runs) as run:
+            for _ in range(runs):
+                yield _outcome(stage, store, inputs, epsilon, run("/output_images", str(epsilon)))

@@ -10,6 +10,8 @@ container is removed whatever happens.
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -254,6 +256,127 @@ def _supervise(container, output: Path, time_limit: float, limits: SandboxLimits
         seconds=seconds,
         log_tail=log.decode("utf-8", errors="replace"),
     )
+
+
+#: How often a command run in a resident container is asked whether it ended: an exec cannot
+#: be waited on as a container can, so its end is polled.
+EXEC_POLL_SECONDS = 0.05
+#: What holds a resident container open between its commands: a shell reading a stdin that
+#: never ends (``stdin_open``). As PID 1 it ignores the signals its namespace sends it.
+HOLD = ["/bin/sh", "-c", "read _"]
+#: A command run in it, ended as a container's run ends: its output goes to PID 1's (the
+#: container's capped log); once it exits, every other process of the sandbox user (but PID 1)
+#: is killed, as the end of a container would kill them, and /tmp and /dev/shm are emptied, so
+#: that the next command finds them as a fresh container would.
+ENDED_AS_A_RUN = ["/bin/sh", "-c", '"$@" >/proc/1/fd/1 2>&1; code=$?; kill -9 -1; kill -9 -1; '
+                  "rm -rf /tmp/* /tmp/.[!.]* /tmp/..?* /dev/shm/* /dev/shm/.[!.]* 2>/dev/null; exit $code", "arena"]
+
+
+class Resident:
+    """A started sandbox container that runs commands one after another (``resident``): the
+    determinism probe runs a batch twice for one container start instead of two."""
+
+    def __init__(self, container, output: Path, limits: SandboxLimits, started: float) -> None:
+        self.container = container
+        self.output = output
+        self.limits = limits
+        self._started: float | None = started  # the container's start, counted in its first command's time
+
+    def run(self, command: list[str], time_limit: float) -> RunResult:
+        """Run ``command`` as a run of its own would (the same user, folder and limits), at most
+        ``time_limit`` seconds; the first command's time includes the container's start, as
+        ``run``'s does. It ends as a container's run does (``ENDED_AS_A_RUN``). A time-out or
+        an output past the limits kills the container."""
+        started, self._started = self._started or time.monotonic(), None
+        since = time.time()
+        try:
+            exit_code, timed_out, killed_reason = self._exec(ENDED_AS_A_RUN + command, time_limit, started)
+            seconds = time.monotonic() - started
+            log = self.container.logs(stdout=True, stderr=True, tail=200, since=since)[-LOG_EXCERPT_BYTES:]
+        except ENGINE_ERRORS as exc:
+            raise EngineLost(f"the Docker engine failed during the run ({exc})") from None
+        return RunResult(
+            exit_code=None if timed_out or killed_reason else exit_code,
+            timed_out=timed_out,
+            killed_reason=killed_reason,
+            seconds=seconds,
+            log_tail=log.decode("utf-8", errors="replace"),
+        )
+
+    def _exec(self, command: list[str], time_limit: float, started: float) -> tuple[int | None, bool, str | None]:
+        """Start ``command`` and poll it to its end, killing the container on time-out or on an
+        output past the limits, as ``_watch`` does; return (exit code, timed out, kill reason)."""
+        api = self.container.client.api
+        exec_id = api.exec_create(self.container.id, command, user=self.limits.user, workdir="/code",
+                                  environment={"HOME": "/tmp"})["Id"]
+        api.exec_start(exec_id, detach=True)
+        checked = time.monotonic()
+        while True:
+            try:
+                state = api.exec_inspect(exec_id)
+            except NotFound:  # the container ended under it: gVisor ends its sandbox on an OOM kill or at the pids limit
+                self.container.reload()
+                return self.container.attrs["State"]["ExitCode"], False, None
+            if not state["Running"] and state["ExitCode"] is not None:
+                return state["ExitCode"], False, None
+            now = time.monotonic()
+            timed_out = now - started > time_limit
+            killed_reason = None
+            if not timed_out and now - checked >= WATCH_INTERVAL:
+                checked, killed_reason = now, _over_limit(self.output, self.limits)
+            if timed_out or killed_reason:
+                _kill(self.container)
+                return None, timed_out, killed_reason
+            time.sleep(EXEC_POLL_SECONDS)
+
+
+def _holds(container, path: str) -> bool:
+    """Whether the (created) container's file system has ``path``."""
+    try:
+        for _chunk in container.client.api.get_archive(container.id, path)[0]:
+            pass  # read to its end, so that the engine's connection is left clean
+    except NotFound:
+        return False
+    return True
+
+
+@contextmanager
+def resident(image: str, mounts: list[Mount], output: Path, time_limit: float, limits: SandboxLimits) -> Iterator[Resident | None]:
+    """A container of ``image`` started under every limit of ``run``, to run commands in turn for
+    up to ``time_limit`` seconds in all, removed afterwards; None (nothing started) when the
+    image has no /bin/sh to hold it open: run each command with ``run`` then."""
+    client = docker_client()
+    _check_runtime(client, limits)
+    _check_room(output, limits)
+    output.chmod(0o777)
+    try:
+        container = client.containers.create(image, HOLD, stdin_open=True, **_run_options(limits, mounts, time_limit))
+    except ImageNotFound:
+        raise SandboxError(f"container image {image!r} is not on this Docker engine") from None
+    except (APIError, DockerException) as exc:
+        raise SandboxError(f"cannot create container: {exc}") from None
+    try:
+        yield _start(container, limits, output)
+    finally:
+        try:
+            container.remove(force=True)
+        except NotFound:
+            pass
+        except ENGINE_ERRORS:
+            pass  # the engine went away; sweep() removes it later
+
+
+def _start(container, limits: SandboxLimits, output: Path) -> Resident | None:
+    started = time.monotonic()
+    try:
+        container.start()
+    except APIError as exc:
+        if not _holds(container, "/bin/sh"):
+            return None
+        raise SandboxError(f"cannot start container: {exc}") from None
+    except ENGINE_ERRORS as exc:
+        raise SandboxError(f"cannot start container: {exc}") from None
+    return Resident(container, output, limits, started)
 
 
 def sweep() -> int:

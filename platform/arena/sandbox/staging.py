@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,21 +60,61 @@ class Staging:
         self.names[name] = key
         return name
 
+    def _mounts(self, code: SubmissionCode, output_mount: str) -> list[containers.Mount]:
+        return [
+            containers.Mount(code.root, "/code"),
+            containers.Mount(self.input, "/input_images"),
+            containers.Mount(self.output, output_mount, writable=True),
+        ]
+
     def run(self, settings: Settings, code: SubmissionCode, output_mount: str, *arguments: str) -> containers.RunResult:
         """Run the submission on this stage: code and inputs read-only, ``output_mount`` writable,
         under a time limit scaled by the number of images."""
         return containers.run(
             code.image(gpu=settings.sandbox.gpu),
             code.command("/input_images", *arguments),
-            [
-                containers.Mount(code.root, "/code"),
-                containers.Mount(self.input, "/input_images"),
-                containers.Mount(self.output, output_mount, writable=True),
-            ],
+            self._mounts(code, output_mount),
             output=self.output,
             time_limit=settings.time_limit(len(self.names)),
             limits=settings.sandbox,
         )
+
+    @contextmanager
+    def passes(self, settings: Settings, code: SubmissionCode, output_mount: str,
+               count: int) -> Iterator[Callable[..., containers.RunResult]]:
+        """A runner of up to ``count`` runs of the submission on this stage, each as ``run``
+        makes it and each from an empty output folder, in one container where the image allows
+        (``containers.resident``: it has /bin/sh), else in a container each. In one container,
+        each run after the first starts as in a fresh one (``Resident.run``: the previous run's
+        processes gone, /tmp and /dev/shm empty), so a submission whose outputs differ between
+        two runs on the same inputs still shows it, and one whose outputs would not differ
+        between two fresh containers does not."""
+        limit = settings.time_limit(len(self.names))
+        with containers.resident(code.image(gpu=settings.sandbox.gpu), self._mounts(code, output_mount), self.output,
+                                 count * limit, settings.sandbox) as box:
+            done = 0
+
+            def run_pass(*arguments: str) -> containers.RunResult:
+                nonlocal done
+                if done == count:
+                    raise ValueError(f"this stage's container was started for {count} runs")
+                if done:
+                    _empty(self.output)
+                done += 1
+                if box is None:
+                    return self.run(settings, code, output_mount, *arguments)
+                return box.run(code.command("/input_images", *arguments), limit)
+
+            yield run_pass
+
+
+def _empty(folder: Path) -> None:
+    """Remove what a run wrote, so that the next run's outputs are its own."""
+    for path in folder.iterdir():
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 @contextmanager
