@@ -539,8 +539,8 @@ def entries_of(session: Session, submission: Submission) -> list[dict]:
     whether its team may still change that (before the round's deadline)."""
     rows = session.scalars(select(Round).join(Entry, Entry.round_id == Round.id)
                            .where(Entry.submission_id == submission.id).order_by(Round.id))
-    return [{"round": r.name, "counting": submission.id in set(entries.counting(session, r.dataset_id)),
-             "open": choosable(r)} for r in rows]
+    return [{"round": r.name, "dataset": r.dataset.name,
+             "counting": submission.id in set(entries.counting(session, r.dataset_id)), "open": choosable(r)} for r in rows]
 
 
 def choosable(round_: Round) -> bool:
