@@ -99,9 +99,10 @@ def rounds_page(request: Request, session: SessionDep, who: CallerDep,
     ``published``, ``created``, ``changed``: a count and names of rounds that exist, never
     text from the link)."""
     listed = queries.rounds_list(session, who)
+    run_into = next((r["dataset"] for r in listed if r["name"] == into), None) if carried and who.organizer else None
     return render(request, "rounds.html", who, session, rounds=listed,
                   free_datasets=queries.datasets_without_round(session) if who.organizer else [],
-                  schedules=[s.value for s in EpsilonSchedule],
+                  schedules=[s.value for s in EpsilonSchedule], run_into=run_into,
                   notice=_done(listed, carried, into, published, created, changed) if who.organizer else None)
 
 
