@@ -1,6 +1,7 @@
 """A whole two-round competition played in Chromium, as an organizer and two teams live it
-(issue 30): the organizer makes a hidden final on /rounds; two teams sign up, log in and
-upload to dev (real dry runs in containers, by the web's own checker); each sees its entry
+(issue 30): the organizer makes a hidden final and sets dev's quota on /rounds; two teams
+sign up, log in and upload to dev (real dry runs in containers, by the web's own checker); one
+is refused past its quota, told why and when to retry, still logged in; each sees its entry
 checked, its own row on the leaderboard and its own logs, not the other's; the organizer
 closes dev, carries its counting entries into the final, runs it (the web's runner, real
 containers), publishes it through its confirm step and downloads the bundle, whose manifest
@@ -86,6 +87,10 @@ def test_an_organizer_and_two_teams_play_a_two_round_competition_in_chromium(com
         form.locator("input[name=hidden]").check()
         form.locator("button").click()
         assert organizer.inner_text("#rounds-notice").startswith("Round final created on dataset final-images")
+        organizer.click("text=Change dev")
+        organizer.fill("#set-1 input[name=daily_quota]", "1")
+        organizer.click("#set-1 button")
+        assert "quota 1 a day" in organizer.inner_text("#rounds-notice")
 
         alpha = _sign_up_and_upload(browser, url, "alpha", "noop", tmp_path)
         bravo = _sign_up_and_upload(browser, url, "bravo", "decoder", tmp_path)
@@ -93,6 +98,14 @@ def test_an_organizer_and_two_teams_play_a_two_round_competition_in_chromium(com
             page.wait_for_selector("h2 .status.accepted", timeout=90_000)
         assert "Jobs on dev" in alpha.inner_text("#main")
         assert alpha.locator("#dry-run-log").count() == 1  # its own dry run's log (noop's is empty, and says so)
+        alpha.click("header >> text=Upload")  # a second attack today: past dev's quota, refused before any work
+        assert "uploads left now: attack 0" in alpha.inner_text(".round-banner[data-round=dev]")
+        alpha.select_option("select[name=round]", "dev")
+        alpha.set_input_files("input[name=archive]", str(pack(SAMPLES / "random_noise", tmp_path / "noise.tar.gz")))
+        alpha.click("#upload-button")
+        refusal = alpha.inner_text("#main")
+        assert "has used its 1 attack uploads of the last 24 hours" in refusal and "the next is allowed at" in refusal, refusal
+        assert alpha.locator("#error-back").count() == 1 and "team alpha" in alpha.inner_text("header .who")
         decoder_page = bravo.url
 
         alpha.goto(decoder_page)  # another team's entry: no logs
