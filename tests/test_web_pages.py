@@ -266,3 +266,17 @@ def test_phones_get_folded_glossaries_and_round_buttons_outside_the_table(client
         rounds.update(rounds.find(session), daily_quota=2)
     upload = client.get("/upload", headers=ORGANIZER).text
     assert "no deadline set. Quota per team and track: 2 a day." in re.sub(r"\s+", " ", upload)
+
+
+def test_an_empty_log_says_so_to_its_team_and_nothing_to_others(tmp_path):
+    """A dry run that printed nothing showed no log at all, which read as "no access"."""
+    settings = make_settings(tmp_path / "arena", organizer_token="organizer-secret", epsilons=[4])
+    synth_dataset(settings, 2, batch_size=2)
+    report = {"passed": True, "images": 2, "seconds": 1.0, "time_limit": 10.0, "exit_code": 0, "problems": [],
+              "log_tail": ""}
+    with transaction(settings) as session:
+        quiet = add_submission(session, "quiet", SubmissionKind.ATTACK, owner="red", validation_report=report).id
+    client = TestClient(create_app(settings))
+    assert 'id="dry-run-log">Its log is empty: the dry run printed nothing.' in client.get(
+        f"/submissions/{quiet}", headers=ORGANIZER).text
+    assert 'id="dry-run-log"' not in client.get(f"/submissions/{quiet}").text
