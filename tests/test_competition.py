@@ -164,8 +164,8 @@ def test_a_carried_entry_counts_over_an_earlier_direct_upload_to_the_round(two_r
         assert [s.name for s in carried] == ["D-dev"]
         assert entries.counting(session, final.dataset_id) == [from_dev.id, other.id]
         # the team's and submission pages and the bundle ask the same rule
-        assert {"round": "final", "counting": True, "open": True} in queries.entries_of(session, from_dev)
-        assert {"round": "final", "counting": False, "open": True} in queries.entries_of(session, direct)
+        assert {"round": "final", "dataset": "final-images", "counting": True, "open": True} in queries.entries_of(session, from_dev)
+        assert {"round": "final", "dataset": "final-images", "counting": False, "open": True} in queries.entries_of(session, direct)
         flags = {s["name"]: s["counting"] for s in bundle.manifest(session, two_rounds, final)["submissions"]}
         assert flags == {"D-dev": True, "D-final": False, "blue-final": True}
         # the team may still choose its direct upload, and that choice holds

@@ -160,6 +160,7 @@ def test_the_forms_choose_mark_baselines_and_run_the_rounds(client):
     landed = admin.post("/organizer/rounds/final/carry", data={"counting_from": "synthetic"})
     notice = re.search(r'id="rounds-notice">(.*?)</p>', landed.text).group(1)
     assert notice.startswith("2 entries carried into final. Next: run its jobs")
+    assert notice.endswith('<a href="/organizer?dataset=final" id="run-carried">Run its jobs</a>')  # that round's page
     again = admin.post("/organizer/rounds/final/carry", data={"counting_from": "synthetic"})
     assert "Nothing was carried into final" in again.text
     assert "rounds-notice" not in blue.get("/rounds?carried=5&into=final").text  # for organizers only

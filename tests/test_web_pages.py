@@ -226,7 +226,7 @@ def test_rounds_show_their_deadline_and_a_team_its_uploads_left(client):
     assert f'<time class="countdown" datetime="{closes.isoformat()}">' in banner
     upload = client.get("/upload", headers=red).text
     assert re.search(r">\(2 d 3 h (29|30) min left\)<", upload)  # the upload page is not cached: the server counts
-    assert "uploads left now: attack 1, targeted attack 2, defense 2" in upload  # red-attack entered today
+    assert "Uploads left now: attack 1, targeted attack 2, defense 2" in upload  # red-attack entered today
     rows = re.findall(r"<tr>(.*?)</tr>", client.get("/rounds").text, re.S)
     assert len(rows) == 2 and "4, 16" in rows[1] and "quota per team and track: 2 a day" in rows[1]
 
@@ -249,3 +249,34 @@ def test_the_leaderboards_show_one_entry_per_team_and_tag_baselines(client):
     assert [r["rank"] for r in rows.values()] == [None] * 3  # nothing scored yet: no rank (test_scoring_and_planning)
     matrix = client.get("/matrix").text  # the matrix marks the baseline too
     assert re.search(r'reference</span></a><span class="tag baseline"', matrix)
+
+
+def test_phones_get_folded_glossaries_and_round_buttons_outside_the_table(client):
+    """Issue 30, findings 13 and 14: each board's glossary was open under it (three times on a
+    phone's long page); the organizer's Close/Publish/Carry sat in the last column of the rounds
+    table, beyond a phone's sideways scroll; the banner went on in lower case after a period."""
+    board = client.get("/").text
+    assert board.count('<details class="notes-box"><summary>What the columns mean</summary>') == 3
+    page = client.get("/rounds", headers=ORGANIZER).text
+    table = re.search(r'<table id="rounds">(.*?)</table>', page, re.S).group(1)
+    assert "<form" not in table and "<button" not in table
+    actions = re.search(r'id="actions-1">(.*?)</details>', page, re.S).group(1)
+    assert "<button>Close uploads</button>" in actions and "<button>Publish</button>" in actions
+    with transaction(client.app.state.settings) as session:
+        rounds.update(rounds.find(session), daily_quota=2)
+    upload = client.get("/upload", headers=ORGANIZER).text
+    assert "no deadline set. Quota per team and track: 2 a day." in re.sub(r"\s+", " ", upload)
+
+
+def test_an_empty_log_says_so_to_its_team_and_nothing_to_others(tmp_path):
+    """A dry run that printed nothing showed no log at all, which read as "no access"."""
+    settings = make_settings(tmp_path / "arena", organizer_token="organizer-secret", epsilons=[4])
+    synth_dataset(settings, 2, batch_size=2)
+    report = {"passed": True, "images": 2, "seconds": 1.0, "time_limit": 10.0, "exit_code": 0, "problems": [],
+              "log_tail": ""}
+    with transaction(settings) as session:
+        quiet = add_submission(session, "quiet", SubmissionKind.ATTACK, owner="red", validation_report=report).id
+    client = TestClient(create_app(settings))
+    assert 'id="dry-run-log">Its log is empty: the dry run printed nothing.' in client.get(
+        f"/submissions/{quiet}", headers=ORGANIZER).text
+    assert 'id="dry-run-log"' not in client.get(f"/submissions/{quiet}").text

@@ -82,7 +82,7 @@ def test_an_organizer_creates_a_round_and_changes_it_on_the_rounds_page(client, 
     assert changed.status_code == 200 and str(changed.url).endswith("/rounds?changed=final")
     assert _notice(changed.text) == ("Round final changed: ε 8, 16; uploads not open yet (opens 2030-01-02 08:00 UTC, "
                                      "closes 2030-02-01 00:00 UTC); quota 5 a day, 9 in all; leaderboards live; "
-                                     "data public.")
+                                     "baselines unranked; data public.")
     kept = admin.post("/organizer/rounds/final/set", data={"opens": "", "closes": "", "daily_quota": "",
                                                             "total_quota": "", "visibility": "live", "public_data": "true"})
     assert "quota 5 a day, 9 in all" in _notice(kept.text)  # a blank field keeps the setting, as the CLI's options
@@ -144,3 +144,51 @@ def test_a_change_with_a_close_before_the_open_is_refused_and_nothing_changes(cl
         assert (synthetic.opens_at, synthetic.closes_at, synthetic.daily_quota) == (None, None, None)
         assert synthetic.visibility is Visibility.LIVE
         assert session.scalar(select(func.count()).select_from(Round)) == 1
+
+
+def _quotas(client: TestClient, name: str) -> tuple:
+    with transaction(client.app.state.settings) as session:
+        round_ = rounds.find(session, name)
+        return round_.daily_quota, round_.total_quota, round_.rank_baselines
+
+
+def test_an_organizer_takes_a_quota_away_and_ranks_baselines_on_the_rounds_page(client):
+    """A blank quota keeps it, as the CLI's options do; so taking one away needed its own way:
+    a "no limit" box, shown where there is a quota to take away. The baselines' rank was
+    CLI-only (``--rank-baselines``)."""
+    admin = _organizer(client)
+    kept = {"visibility": "live"}
+    admin.post("/organizer/rounds/synthetic/set", data={**kept, "daily_quota": "3", "total_quota": "7"})
+    assert _quotas(client, "synthetic") == (3, 7, False)
+    form = admin.get("/rounds").text.split('action="/organizer/rounds/synthetic/set"')[1].split("</form>")[0]
+    assert 'name="no_daily_quota"' in form and 'name="no_total_quota"' in form
+    assert '<input type="checkbox" name="rank_baselines" value="true" >' in form
+
+    changed = admin.post("/organizer/rounds/synthetic/set", data={
+        **kept, "daily_quota": "", "no_daily_quota": "true", "total_quota": "", "rank_baselines": "true"})
+    assert "quota 7 in all; leaderboards live; baselines ranked" in _notice(changed.text)
+    assert _quotas(client, "synthetic") == (None, 7, True)
+    form = changed.text.split('action="/organizer/rounds/synthetic/set"')[1].split("</form>")[0]
+    assert 'name="no_daily_quota"' not in form and 'name="rank_baselines" value="true" checked' in form
+
+    both = admin.post("/organizer/rounds/synthetic/set", data={**kept, "total_quota": "4", "no_total_quota": "true"})
+    assert both.status_code == 422 and "give a total quota or remove it (no limit), not both" in both.text
+    assert _quotas(client, "synthetic") == (None, 7, True)
+    admin.post("/organizer/rounds/synthetic/set", data={**kept, "no_total_quota": "true"})
+    assert _quotas(client, "synthetic") == (None, None, False)  # the baselines' box unticked: unranked again
+    assert client.get("/api/rounds").json()[0]["rank_baselines"] is False
+
+
+def test_the_command_line_takes_a_quota_away_as_the_form_does(client, monkeypatch):
+    monkeypatch.setenv("ARENA_DATA_DIR", str(client.app.state.settings.data_dir))
+    get_settings.cache_clear()
+    try:
+        runner = CliRunner()
+        assert runner.invoke(cli_app, ["round", "set", "synthetic", "--daily-quota", "2", "--total-quota", "5"]).exit_code == 0
+        taken = runner.invoke(cli_app, ["round", "set", "synthetic", "--no-daily-quota", "--rank-baselines"])
+        assert taken.exit_code == 0, taken.output
+        both = runner.invoke(cli_app, ["round", "set", "synthetic", "--total-quota", "3", "--no-total-quota"])
+    finally:
+        get_settings.cache_clear()
+    assert both.exit_code == 1 and "not both" in both.output
+    assert _quotas(client, "synthetic") == (None, 5, True)

@@ -282,6 +282,7 @@ def test_the_leaderboard_headers_explain_themselves(site, browser):
         assert titles[column], column
     assert "cells scored so far" in titles["normalized"]
     assert "0 to 1" in titles["ε=8"] and "0–255" in titles["ε=8"]
+    page.click("section:has(#board-defense) .notes-box summary")  # folded, once per board
     notes = page.inner_text("#notes-defense")
     assert "normalized" in notes and "ε=16 means ±16/255" in notes and "completion" in notes
     page.click("#board-defense th >> nth=3 >> a.explain")  # "?" beside score: what it means

@@ -103,10 +103,10 @@ def create_round(settings: Settings, name: str, dataset: str, *, epsilons: list[
 
 def update_round(settings: Settings, round_name: str, *, opens_at: datetime | None = None,
                  closes_at: datetime | None = None, visibility: Visibility | None = None,
-                 daily_quota: int | None = None, total_quota: int | None = None,
+                 daily_quota: rounds.QuotaChange = None, total_quota: rounds.QuotaChange = None,
                  rank_baselines: bool | None = None, data_public: bool | None = None) -> Round:
     """Change a round's window, quotas, visibility, baselines' ranks or public data; None
-    leaves one as it is. Moments without a zone are UTC. The round, its columns loaded."""
+    leaves one as it is, ``rounds.NO_LIMIT`` takes a quota away. Moments without a zone are UTC. The round, its columns loaded."""
     with transaction(settings) as session:
         return rounds.update(rounds.find(session, round_name), opens_at=as_utc(opens_at), closes_at=as_utc(closes_at),
                              visibility=visibility, daily_quota=daily_quota, total_quota=total_quota,

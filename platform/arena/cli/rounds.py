@@ -35,6 +35,7 @@ When = Annotated[Optional[datetime], typer.Option(formats=["%Y-%m-%dT%H:%M", "%Y
 
 
 Quota = Annotated[Optional[int], typer.Option(min=1, help="Uploads per team and track (default: no limit).")]
+NoQuota = Annotated[bool, typer.Option(help="Take the quota away: no limit.")]
 
 
 RoundName = Annotated[str, typer.Argument(help="Round name.")]
@@ -105,14 +106,17 @@ def round_set(
     visibility: Annotated[Optional[Visibility], typer.Option(help="live or hidden (publish with `round publish`).")] = None,
     daily_quota: Quota = None,
     total_quota: Quota = None,
+    no_daily_quota: NoQuota = False,
+    no_total_quota: NoQuota = False,
     rank_baselines: Annotated[Optional[bool], typer.Option(help="Give baselines a rank like teams.")] = None,
     public_data: Annotated[Optional[bool], typer.Option(
         help="Let anyone download the round's images and labels (a development set; never a hidden final set).")] = None,
 ) -> None:
     """Change a round's window, quotas, leaderboard visibility or whether its data is public."""
     round_ = actions.update_round(database(), name, opens_at=opens, closes_at=closes, visibility=visibility,
-                                  daily_quota=daily_quota, total_quota=total_quota, rank_baselines=rank_baselines,
-                                  data_public=public_data)
+                                  daily_quota=rounds.quota_change(daily_quota, no_daily_quota, "daily"),
+                                  total_quota=rounds.quota_change(total_quota, no_total_quota, "total"),
+                                  rank_baselines=rank_baselines, data_public=public_data)
     console.print(f"round {round_.name!r}: {_time_left(round_)}, leaderboards {round_.visibility.value}")
 
 

@@ -8,6 +8,7 @@ and the time limit an organizer set for the round are the ones every executor us
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import Enum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,6 +25,25 @@ from arena.models import (
     as_utc,
     utcnow,
 )
+
+
+class Unlimited(Enum):
+    """A quota taken away, where None in a change means "leave it as it is"."""
+
+    NO_LIMIT = "no limit"
+
+
+NO_LIMIT = Unlimited.NO_LIMIT
+#: A change of a quota: a number of uploads, ``NO_LIMIT``, or None (unchanged).
+QuotaChange = int | Unlimited | None
+
+
+def quota_change(value: int | None, remove: bool, label: str) -> QuotaChange:
+    """What a form or the command line asks of a quota: a new number, its removal ("no limit"
+    ticked, ``--no-daily-quota``), or nothing; both at once is refused, not guessed."""
+    if remove and value is not None:
+        raise RoundError(f"give a {label} quota or remove it (no limit), not both")
+    return NO_LIMIT if remove else value
 
 
 class RoundError(InputError):
@@ -94,9 +114,9 @@ def create(session: Session, settings: Settings, name: str, dataset: Dataset, *,
     return round_
 
 
-def _check_quotas(daily: int | None, total: int | None) -> None:
+def _check_quotas(daily: QuotaChange, total: QuotaChange) -> None:
     for label, value in (("daily", daily), ("total", total)):
-        if value is not None and value < 1:
+        if isinstance(value, int) and value < 1:
             raise RoundError(f"the {label} quota must be at least 1 (leave it out for no limit), got {value}")
 
 
@@ -107,11 +127,12 @@ def ensure(session: Session, settings: Settings, dataset: Dataset) -> Round:
 
 
 def update(round_: Round, *, opens_at: datetime | None = None, closes_at: datetime | None = None,
-           visibility: Visibility | None = None, daily_quota: int | None = None,
-           total_quota: int | None = None, rank_baselines: bool | None = None,
+           visibility: Visibility | None = None, daily_quota: QuotaChange = None,
+           total_quota: QuotaChange = None, rank_baselines: bool | None = None,
            data_public: bool | None = None) -> Round:
     """Change what organizers may change while a round runs (not its data, epsilons, schedule
-    or time limit, which the stored results were computed under)."""
+    or time limit, which the stored results were computed under). None leaves a setting as it
+    is; a quota set to ``NO_LIMIT`` is taken away."""
     if round_.visibility is Visibility.PUBLISHED:
         raise ConflictError(f"round {round_.name!r} is published and frozen")
     if visibility is Visibility.PUBLISHED:
@@ -123,7 +144,7 @@ def update(round_: Round, *, opens_at: datetime | None = None, closes_at: dateti
     for field, value in (("visibility", visibility), ("daily_quota", daily_quota), ("total_quota", total_quota),
                          ("rank_baselines", rank_baselines), ("data_public", data_public)):
         if value is not None:
-            setattr(round_, field, value)
+            setattr(round_, field, None if value is NO_LIMIT else value)
     return round_
 
 

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from sqlalchemy import func, select
@@ -189,12 +190,29 @@ class AfterChanges:
 
 @dataclass(frozen=True)
 class Current:
-    """The newest snapshot of a dataset, whether the leaderboards are public, and the
-    tournament's title, all read in one check (so a cached page needs no query)."""
+    """The newest snapshot of a dataset, whether the leaderboards are public, the tournament's
+    title and its rounds, all read in one check (so a cached page needs no query)."""
 
     snapshot: Snapshot
     public: bool
     title: str
+    rounds: tuple[tuple[str, str, str], ...] = ()  # ``round_list``: the pages' round switcher
+
+
+def round_list(session: Session) -> tuple[tuple[str, str, str], ...]:
+    """Every round as the standings pages' switcher names it: its name, its dataset's name and
+    its visibility, in the order the rounds were made."""
+    return tuple((r.name, r.dataset.name, r.visibility.value) for r in session.scalars(select(Round).order_by(Round.id)))
+
+
+class Pick(Enum):
+    """A dataset named by a rule rather than by name, as a key of the cache."""
+
+    IN_VIEW = "in view"  # ``permissions.dataset_in_view``: what the pages show when no round is named
+
+
+#: A key's dataset: a name, None (the newest: the API's default) or a rule.
+DatasetKey = str | Pick | None
 
 
 #: Past this many new defense jobs, reading everything again is about as quick.
@@ -258,11 +276,12 @@ class StandingsCache:
         self._recheck = recheck_seconds
         self._clock = clock
         self._lock = threading.Lock()
-        self._entries: dict[tuple[str | None, Scope], _Entry] = {}
+        self._entries: dict[tuple[DatasetKey, Scope], _Entry] = {}
         self._generation = 0
 
-    def get(self, dataset_name: str | None, scope: Scope = Scope.COUNTING) -> Current:
-        """The snapshot of the named dataset (None: the newest) among the entries of ``scope``,
+    def get(self, dataset_name: DatasetKey, scope: Scope = Scope.COUNTING) -> Current:
+        """The snapshot of the named dataset (None: the newest; ``Pick.IN_VIEW``: the one the
+        pages show by default) among the entries of ``scope``,
         whether the leaderboards are public and the title; an unknown dataset is a 404. While
         one request refreshes an entry, the
         others are served the entry they have rather than queueing behind it."""
@@ -279,7 +298,7 @@ class StandingsCache:
                 self._lock.release()
         return entry.current
 
-    def peek(self, dataset_name: str | None, scope: Scope = Scope.COUNTING) -> Current | None:
+    def peek(self, dataset_name: DatasetKey, scope: Scope = Scope.COUNTING) -> Current | None:
         """Like ``get`` but never waits, for the event loop: None when there is no entry yet;
         a stale entry is returned as it is and refreshed in a background thread."""
         key = (dataset_name, scope)
@@ -290,7 +309,7 @@ class StandingsCache:
             threading.Thread(target=self._refresh_then_release, args=(key,), daemon=True).start()
         return entry.current
 
-    def fresh(self, dataset_name: str | None, scope: Scope = Scope.COUNTING) -> Current | None:
+    def fresh(self, dataset_name: DatasetKey, scope: Scope = Scope.COUNTING) -> Current | None:
         """The entry when it was checked within ``recheck_seconds``, else None, never waiting:
         the pages serve it from the event loop and otherwise call ``get`` in a worker thread,
         so a page asked for after a result lands shows it (the API's ``peek`` may serve the
@@ -309,7 +328,7 @@ class StandingsCache:
     def _usable(self, entry: _Entry | None) -> bool:
         return entry is not None and entry.generation == self._generation
 
-    def _refresh_then_release(self, key: tuple[str | None, Scope]) -> None:
+    def _refresh_then_release(self, key: tuple[DatasetKey, Scope]) -> None:
         try:
             self._refresh(key)
         except Exception:  # the entry stays as it was; the next request tries again
@@ -317,21 +336,23 @@ class StandingsCache:
         finally:
             self._lock.release()
 
-    def _refresh(self, key: tuple[str | None, Scope]) -> _Entry:
-        """Called with the lock held."""
+    def _refresh(self, key: tuple[DatasetKey, Scope]) -> _Entry:
+        """Called with the lock held. A snapshot of the same version kept under another key (the
+        newest dataset asked for by name and by default) is shared, not computed twice."""
         dataset_name, scope = key
         generation = self._generation
         with transaction(self._settings) as session:
             _one_snapshot(session)
-            dataset = pick_dataset(session, dataset_name)
+            dataset = permissions.dataset_in_view(session) if dataset_name is Pick.IN_VIEW \
+                else pick_dataset(session, dataset_name)
             current = version(session, dataset)
             entry = self._entries.get(key)
-            snapshot = entry.current.snapshot if entry is not None and entry.version == current else \
-                Snapshot.compute(session, dataset, self._settings, scope,
-                                 entry.current.snapshot if entry is not None else None)
-            entry = _Entry(current, Current(snapshot, permissions.results_public(session, dataset), tournament.current(session).title),
+            same = next((other.current.snapshot for (_, other_scope), other in self._entries.items()
+                         if other_scope is scope and other.version == current), None)
+            snapshot = same or Snapshot.compute(session, dataset, self._settings, scope,
+                                                entry.current.snapshot if entry is not None else None)
+            entry = _Entry(current, Current(snapshot, permissions.results_public(session, dataset),
+                                            tournament.current(session).title, round_list(session)),
                            self._clock(), generation)
             self._entries[key] = entry
             return entry
-
-

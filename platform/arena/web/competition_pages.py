@@ -99,9 +99,10 @@ def rounds_page(request: Request, session: SessionDep, who: CallerDep,
     ``published``, ``created``, ``changed``: a count and names of rounds that exist, never
     text from the link)."""
     listed = queries.rounds_list(session, who)
+    run_into = next((r["dataset"] for r in listed if r["name"] == into), None) if carried and who.organizer else None
     return render(request, "rounds.html", who, session, rounds=listed,
                   free_datasets=queries.datasets_without_round(session) if who.organizer else [],
-                  schedules=[s.value for s in EpsilonSchedule],
+                  schedules=[s.value for s in EpsilonSchedule], run_into=run_into,
                   notice=_done(listed, carried, into, published, created, changed) if who.organizer else None)
 
 
@@ -131,7 +132,8 @@ def _settings_in_words(r: dict) -> str:
     quota = ", ".join(part for part in (f"{r['daily_quota']} a day" if r["daily_quota"] else "",
                                         f"{r['total_quota']} in all" if r["total_quota"] else "") if part) or "no limit"
     return (f"ε {', '.join(map(str, r['epsilons']))}; uploads {r['state']} ({window}); quota {quota}; "
-            f"leaderboards {r['visibility']}; data {'public' if r['data_public'] else 'not public'}")
+            f"leaderboards {r['visibility']}; baselines {'ranked' if r['rank_baselines'] else 'unranked'}; "
+            f"data {'public' if r['data_public'] else 'not public'}")
 
 
 @router.get("/evaluation", response_class=HTMLResponse)
@@ -298,12 +300,17 @@ def round_create(request: Request, name: Annotated[str, Form(min_length=1, max_l
 def round_set(request: Request, round_name: RoundName, opens: When = None, closes: When = None,
               visibility: Annotated[Visibility | None, Form()] = None,
               daily_quota: QuotaField = None, total_quota: QuotaField = None,
+              no_daily_quota: Annotated[bool, Form()] = False, no_total_quota: Annotated[bool, Form()] = False,
+              rank_baselines: Annotated[bool, Form()] = False,
               public_data: Annotated[bool, Form()] = False, _: Caller = Depends(organizer)):
     """What ``arena round set`` does (``actions.update_round``): a blank field leaves its
-    setting as it is; the public-data box is the round's setting as the form shows it."""
+    setting as it is and a ticked "no limit" takes a quota away (``--no-daily-quota``); the
+    baselines' and public-data boxes are the round's settings as the form shows them."""
     round_ = actions.update_round(request.app.state.settings, round_name, opens_at=_when(opens, "opens"),
                                   closes_at=_when(closes, "closes"), visibility=visibility,
-                                  daily_quota=daily_quota, total_quota=total_quota, data_public=public_data)
+                                  daily_quota=rounds.quota_change(daily_quota, no_daily_quota, "daily"),
+                                  total_quota=rounds.quota_change(total_quota, no_total_quota, "total"),
+                                  rank_baselines=rank_baselines, data_public=public_data)
     return RedirectResponse(f"/rounds?{urlencode({'changed': round_.name})}", status_code=303)
 
 

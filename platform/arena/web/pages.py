@@ -47,7 +47,7 @@ from arena.web.auth import (
     set_session_cookie,
     team_or_organizer,
 )
-from arena.web.cache import Current, Snapshot
+from arena.web.cache import Current, DatasetKey, Pick, Snapshot, round_facts, round_list
 from arena.web.compression import Body
 from arena.web.deps import SessionDep
 
@@ -81,6 +81,12 @@ def getting_started(request: Request, who: Caller, session: Session) -> HTMLResp
     return render(request, "getting_started.html", who, session)
 
 
+def in_view(dataset: str | None) -> DatasetKey:
+    """The standings a page shows: the round the visitor chose (``?dataset=``), else the one in
+    view (``permissions.dataset_in_view``), not merely the newest, which may be a hidden final."""
+    return dataset if dataset is not None else Pick.IN_VIEW
+
+
 @dataclass(frozen=True)
 class Reader:
     """Who reads a page of the standings, and the standings they read."""
@@ -99,7 +105,7 @@ def _visible(request: Request, session: Session, who: Caller, dataset: str | Non
     """The current snapshot and the dataset; no snapshot when the leaderboards are hidden from
     this caller. Every entry (``scope=all``) only for organizers (403 for others)."""
     permissions.check_scope(who, scope)
-    reader = Reader(who, request.app.state.standings.get(dataset, scope))
+    reader = Reader(who, request.app.state.standings.get(in_view(dataset), scope))
     return reader.visible, reader.current.snapshot.dataset
 
 
@@ -109,7 +115,7 @@ async def _reader(request: Request, dataset: str | None, scope: Scope = Scope.CO
     anyone asking for every entry, or after the delay, in a worker thread that checks the
     standings first. None on a site with no dataset yet."""
     anonymous = not presents_credential(request) and scope is Scope.COUNTING
-    current = request.app.state.standings.fresh(dataset) if anonymous else None
+    current = request.app.state.standings.fresh(in_view(dataset)) if anonymous else None
     if current is not None and current.public:
         return Reader(Caller(), current)
     return await run_in_threadpool(_identified_reader, request, dataset, scope)
@@ -121,7 +127,7 @@ def _identified_reader(request: Request, dataset: str | None, scope: Scope) -> R
             return None
     who = caller(request)
     permissions.check_scope(who, scope)
-    return Reader(who, request.app.state.standings.get(dataset, scope))
+    return Reader(who, request.app.state.standings.get(in_view(dataset), scope))
 
 
 def _getting_started_page(request: Request) -> HTMLResponse:
@@ -141,12 +147,13 @@ async def standings_page(request: Request, dataset: str | None, template: str, k
     if reader is None:
         return await run_in_threadpool(_getting_started_page, request)
     who, current = reader.who, reader.current
-    key = ("page", template, *key, reader.visible is None, current.title, who.organizer, who.team_id, who.team_name)
+    key = ("page", template, *key, here, reader.visible is None, current.title, current.rounds, who.organizer,
+           who.team_id, who.team_name)
 
     def make() -> Body:
         page = templates.get_template(template).render(
             who=who, tournament={"title": current.title}, here=here, dataset=current.snapshot.dataset,
-            round=current.snapshot.round, scope=scope, **context(reader.visible, who))
+            round=current.snapshot.round, rounds=current.rounds, scope=scope, **context(reader.visible, who))
         return Body.of(page.encode(), "text/html; charset=utf-8")
 
     snapshot = current.snapshot
@@ -220,7 +227,7 @@ def curves_page(request: Request, session: SessionDep, who: CallerDep, dataset: 
     chart = charts.epsilon_chart(queries.curves(snapshot, defense), queries.curve_bands(snapshot, defense)) \
         if snapshot else None
     return render(request, "curves.html", who, session, dataset=chosen, chart=chart, every=every,
-                  chosen=set(defense or every))
+                  chosen=set(defense or every), round=round_facts(session, chosen), rounds=round_list(session))
 
 
 @router.get("/submissions", response_class=HTMLResponse)
@@ -393,7 +400,7 @@ def organizer_page(request: Request, session: SessionDep, who: Caller = Depends(
     chosen = pick_dataset(session, dataset)
     counts = tournament_progress(session, chosen, request.app.state.settings)
     run = request.app.state.runner.state
-    return render(request, "organizer.html", who, session, dataset=chosen, counts=counts,
+    return render(request, "organizer.html", who, session, dataset=chosen, counts=counts, rounds=round_list(session),
                   submissions=queries.submissions(session), run=run, run_round=_round_named(session, run),
                   teams=list(session.scalars(select(Team).order_by(Team.name))))
 

@@ -26,8 +26,9 @@ from arena.admin import tournament
 from arena.callers import Caller
 from arena.competition import rounds
 from arena.competition.entries import Scope
+from arena.data.dataset import pick_dataset
 from arena.errors import ForbiddenError
-from arena.models import Batch, Dataset, JobKind, Submission, Team, Visibility
+from arena.models import Batch, Dataset, JobKind, Round, Submission, Team, Visibility
 
 #: What a team reads in place of the engine's words about a platform failure.
 PLATFORM_FAILURE = "a failure of the platform, not of the submission: the job runs again"
@@ -40,6 +41,17 @@ def results_public(session: Session, dataset: Dataset) -> bool:
     if visibility is Visibility.PUBLISHED:
         return True
     return tournament.current(session).leaderboards_public and visibility is Visibility.LIVE
+
+
+def dataset_in_view(session: Session) -> Dataset:
+    """The dataset the pages show when the visitor names no round: the newest round whose
+    results everyone may see (dev, while a hidden final is under way), else the newest dataset.
+    The same for every reader, so that a page is cached once per view; organizers, and anyone,
+    switch to another round with the pages' round switcher (``?dataset=``)."""
+    for round_ in session.scalars(select(Round).order_by(Round.id.desc())):
+        if results_public(session, round_.dataset):
+            return round_.dataset
+    return pick_dataset(session, None)
 
 
 def may_see_results(who: Caller, public: bool) -> bool:

@@ -209,7 +209,7 @@ def round_summary(session: Session, round_: Round, team: Team | None = None) -> 
         "opens_at": window.opens_at, "closes_at": window.closes_at,
         "state": window.state(now), "visibility": round_.visibility.value, "daily_quota": round_.daily_quota,
         "total_quota": round_.total_quota, "entries": len(entries.accepted(session, round_.dataset_id)),
-        "data_public": round_.data_public,
+        "data_public": round_.data_public, "rank_baselines": round_.rank_baselines,
         "seconds_left": (window.closes_at - now).total_seconds() if window.state(now) == "open" and window.closes_at
         else None,
     }
@@ -539,8 +539,8 @@ def entries_of(session: Session, submission: Submission) -> list[dict]:
     whether its team may still change that (before the round's deadline)."""
     rows = session.scalars(select(Round).join(Entry, Entry.round_id == Round.id)
                            .where(Entry.submission_id == submission.id).order_by(Round.id))
-    return [{"round": r.name, "counting": submission.id in set(entries.counting(session, r.dataset_id)),
-             "open": choosable(r)} for r in rows]
+    return [{"round": r.name, "dataset": r.dataset.name,
+             "counting": submission.id in set(entries.counting(session, r.dataset_id)), "open": choosable(r)} for r in rows]
 
 
 def choosable(round_: Round) -> bool:

@@ -382,6 +382,7 @@ class RoundSummary(BaseModel):
     total_quota: int | None
     entries: int = Field(description="Accepted submissions entered.")
     data_public: bool = Field(description="Whether its images and labels can be downloaded (/data).")
+    rank_baselines: bool = Field(description="Whether baselines take a rank like teams (else they are shown unranked).")
     uploads_left: dict[str, int | None] | None = Field(
         None, description="For a team: uploads it may still make now, per track (null: no quota).")
 
