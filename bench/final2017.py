@@ -216,14 +216,16 @@ def workers(settings: Settings, count: int, folder: Path, time_scale: float) -> 
                 process.wait()
 
 
-def run_window(settings: Settings, engine: Engine, pg, redis, count: int, folder: Path, time_scale: float) -> dict:
-    """The window's jobs through dispatch and the workers; the round published; what it cost."""
+def run_window(settings: Settings, engine: Engine, pg, redis, count: int, folder: Path, time_scale: float,
+               deadline: float) -> dict:
+    """The window's jobs through dispatch and the workers (TimeoutError after ``deadline``
+    seconds); the round published; what it cost."""
     seconds: dict = {}
     with workers(settings, count, folder, time_scale) as processes:
         before = server_counters(engine, redis)
         cpu_before = (cpu_seconds(postgres_pids(pg), children=True), cpu_seconds([redis.process.pid]),
                       cpu_seconds([p.pid for p in processes]), time.process_time())
-        timed(seconds, "dispatch until done", distributed.dispatch, settings, 1)
+        timed(seconds, "dispatch until done", lambda: distributed.dispatch(settings, 1, timeout=deadline))
         cpu_after = (cpu_seconds(postgres_pids(pg), children=True), cpu_seconds([redis.process.pid]),
                      cpu_seconds([p.pid for p in processes]), time.process_time())
         after = server_counters(engine, redis)
@@ -326,7 +328,8 @@ def one_schedule(name: str, pg, redis, images: int, arguments, scratch: Path) ->
     folder = scratch / f"workers-{SCHEDULES[name].value}"
     folder.mkdir()
     print(f"{name}: {window} defense jobs through dispatch and {arguments.workers} workers", flush=True)
-    report["run"] = run_window(settings, engine, pg, redis, arguments.workers, folder, arguments.time_scale)
+    report["run"] = run_window(settings, engine, pg, redis, arguments.workers, folder, arguments.time_scale,
+                               arguments.deadline)
     print(json.dumps(report["run"]), flush=True)
     report["checks"] = checks(engine, window)
     print(json.dumps(report, indent=1), flush=True)
@@ -351,6 +354,7 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="A tenth of the final, a small window.")
     parser.add_argument("--workers", type=int, default=12)
     parser.add_argument("--window", type=int, default=4000, help="Defense jobs run through the workers.")
+    parser.add_argument("--deadline", type=float, default=3600, help="Seconds the workers get for the window.")
     parser.add_argument("--time-scale", type=float, default=0.0, help="Sleep this share of each simulated run.")
     parser.add_argument("--schedules", nargs="+", choices=list(SCHEDULES), default=list(SCHEDULES))
     parser.add_argument("--parent", type=Path, help="Where the databases go (default: the temporary folder).")
