@@ -76,8 +76,8 @@ def plan_defense_jobs(session: Session, dataset: Dataset) -> int:
 
     The difference is taken and inserted by the database (INSERT ... SELECT ... WHERE NOT
     EXISTS, each probe one look-up in a unique index): at the 2017 final's size the grid is
-    3.3 million jobs at every epsilon, which took minutes to fetch, compare and send back
-    from Python (docs/benchmarks.md, bench/final2017.py)."""
+    3.3 million jobs at every epsilon, and fetching, comparing and sending them back from
+    Python took 25 s at a tenth of it (docs/benchmarks.md, bench/final2017.py)."""
     batches = select(Batch.id).where(Batch.dataset_id == dataset.id)
     defenses = _accepted(session, dataset, defenses=True)
     if not defenses:
