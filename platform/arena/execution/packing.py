@@ -20,8 +20,10 @@ tightens a submission's budget.
 """
 
 from collections import defaultdict
+from functools import cache
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Integer, any_, bindparam, func, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, aliased
 
 from arena import job_states
@@ -38,6 +40,9 @@ from arena.models import (
     JobKind,
     Submission,
 )
+
+#: Job ids per query: under the bound parameters a statement may carry (SQLite's and psycopg's).
+CHUNK = 10_000
 
 
 def pack_images(settings: Settings, report: dict | None) -> int:
@@ -75,12 +80,25 @@ def _batches_per_pack(images: int, batch_images: int) -> int:
 
 def _placed(session: Session, kind: JobKind, job_ids: list[int]) -> list[tuple]:
     """(job id, submission id, source, batch index, dataset id) per job; the source is
-    (None, epsilon) for an attack job, (attack, epsilon) or (None, None) for a defense job."""
+    (None, epsilon) for an attack job, (attack, epsilon) or (None, None) for a defense job.
+
+    A 2017 final's first turn packs millions of jobs: past the bound parameters one
+    statement may carry (65,535 through psycopg), and converting one parameter per id took
+    most of the turn (bench/final2017.py). PostgreSQL gets the ids as one array; SQLite
+    ``CHUNK`` at a time."""
+    job_class = kind.job_class
+    if session.get_bind().dialect.name == "postgresql":
+        return _placed_where(session, kind, job_class.id == any_(bindparam("ids", job_ids, type_=ARRAY(Integer))))
+    return [row for start in range(0, len(job_ids), CHUNK)
+            for row in _placed_where(session, kind, job_class.id.in_(job_ids[start:start + CHUNK]))]
+
+
+def _placed_where(session: Session, kind: JobKind, chosen: ColumnElement[bool]) -> list[tuple]:
     if kind is JobKind.ATTACK:
         query = (
             select(AttackJob.id, AttackJob.submission_id, AttackJob.epsilon, Batch.index, Batch.dataset_id)
             .join(Batch, AttackJob.batch_id == Batch.id)
-            .where(AttackJob.id.in_(job_ids))
+            .where(chosen)
         )
         return [(job, submission, (None, eps), index, dataset)
                 for job, submission, eps, index, dataset in session.execute(query)]
@@ -89,7 +107,7 @@ def _placed(session: Session, kind: JobKind, job_ids: list[int]) -> list[tuple]:
         select(DefenseJob.id, DefenseJob.submission_id, source.submission_id, source.epsilon, Batch.index, Batch.dataset_id)
         .join(Batch, DefenseJob.batch_id == Batch.id)
         .outerjoin(source, DefenseJob.attack_job_id == source.id)
-        .where(DefenseJob.id.in_(job_ids))
+        .where(chosen)
     )
     return [(job, submission, (attack, eps), index, dataset)
             for job, submission, attack, eps, index, dataset in session.execute(query)]
@@ -102,6 +120,7 @@ def make_packs(session: Session, settings: Settings, kind: JobKind, job_ids: lis
     submissions = {s.id: s for s in session.scalars(select(Submission).where(Submission.id.in_(involved)))}
     batch_images = _batch_images(session, {p[4] for p in placed})
 
+    @cache  # asked twice per job: once per submission and dataset is enough
     def per_pack(submission_id: int, dataset_id: int) -> int:
         return _batches_per_pack(_pack_images(settings, submissions[submission_id]), batch_images.get(dataset_id, 1))
 
