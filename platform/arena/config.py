@@ -128,6 +128,12 @@ class Settings(BaseSettings):
         "`*.example.org` for every subdomain, `*` for any); any other is answered 400, so that no answer is built "
         "from a name an attacker chose.",
     )
+    serving_start_seconds: float = Field(
+        120.0, description="How long a served defense of the query track may take to load and say ready."
+    )
+    query_seconds_per_image: float = Field(
+        600.0, description="The time limit of a query-track attack per image (its queries' answers included).",
+    )
     debian_mirror: str = Field("http://deb.debian.org/debian", description="Where debootstrap fetches base-image packages.")
     sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
 

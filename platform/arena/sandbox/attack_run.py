@@ -60,7 +60,7 @@ class AttackOutcome:
     notes: list[str] = field(default_factory=list)  # what was accepted as 2017 accepted it
 
 
-def _stage_inputs(stage: Staging, store: ImageStore, inputs: list[CleanInput], targeted: bool) -> None:
+def stage_inputs(stage: Staging, store: ImageStore, inputs: list[CleanInput], targeted: bool) -> None:
     targets = []
     for item in inputs:
         name = stage.add_image(store, item.sha256, item.name, item.image_id)
@@ -126,7 +126,7 @@ def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanI
     result per input (no database involved)."""
     store = ImageStore(settings.store_dir)
     with staging(settings, naming_key) as stage:
-        _stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
+        stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
         run = stage.run(settings, code, "/output_images", "/output_images", str(epsilon))
         results, problems = _collect(stage, store, inputs, epsilon)
     if not run.succeeded:

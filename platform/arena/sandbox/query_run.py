@@ -1,0 +1,144 @@
+"""One query-track attack against one served defense over one batch: stage, serve the
+defense, run the attack with the query channel, then score its outputs with the defense.
+
+The attack runs as ``./ENTRY /input_images /output_images BUDGET`` (targeted: with
+``target_class.csv`` in the inputs, as in 2017), its stdin and stdout the query channel
+(``query_channel``). Whatever the attack or the defense does, every clean image leaves
+with one result: the output as returned (the clean image when missing or unreadable), its
+L-infinity and L2 distances, the queries it cost, and the defense's labels for it as
+returned and clipped to each epsilon of the round. Those scoring labels are Arena's own
+questions to the defense, counted against no budget, asked once the attack has exited.
+No database involved.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from arena.config import Settings
+from arena.data.images import BadImage, ImageStore, clip_to_epsilon, encode_png, l2, linf, read_attack_output
+from arena.sandbox import containers
+from arena.sandbox.attached import attached
+from arena.sandbox.attack_run import MAX_OUTPUT_FILE_BYTES, CleanInput, stage_inputs
+from arena.sandbox.code import SubmissionCode
+from arena.sandbox.query_channel import QueryChannel, QueryCount
+from arena.sandbox.serving import DefenseFailed, ServedDefense, served
+from arena.sandbox.staging import Staging, staging
+
+#: How long an attack that closed its stdout has to exit before it is killed.
+EXIT_GRACE_SECONDS = 5.0
+
+
+@dataclass
+class QueryImageResult:
+    image_id: int
+    sha256: str  # the output as returned, stored; the clean image's when missing
+    linf: int
+    l2: float
+    queries: int
+    refused: int
+    missing: bool
+    label: int | None  # the defense's label for the output; None: it did not answer
+    labels_at: dict[int, int | None]  # by epsilon, for the output clipped to it
+
+
+@dataclass
+class QueryOutcome:
+    attack_run: containers.RunResult
+    defense_failure: str | None
+    defense_log: str
+    results: list[QueryImageResult]
+    problems: list[str] = field(default_factory=list)  # the attack's, for its team
+
+
+@dataclass(frozen=True)
+class QueryTask:
+    """What one query job asks: the attack's and the defense's code, the images, the round's rules."""
+
+    attack: SubmissionCode
+    defense: SubmissionCode
+    inputs: list[CleanInput]
+    epsilons: list[int]
+    budget: int
+    seconds_per_image: float  # the round's: the served defense's time per queried image
+    naming_key: bytes
+
+
+def _output_pixels(stage: Staging, name: str, problems: list[str]) -> np.ndarray | None:
+    """The attack's output for one input, decoded as 2017 decoded it; None when missing or unreadable."""
+    path = stage.output / name
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        if path.stat().st_size > MAX_OUTPUT_FILE_BYTES:
+            raise BadImage(f"{path.stat().st_size} bytes is far too large for a 299x299 PNG")
+        return read_attack_output(path.read_bytes()).pixels
+    except BadImage as exc:
+        problems.append(f"{name}: {exc}")
+        return None
+
+
+def _scoring_labels(defense: ServedDefense, variants: list[np.ndarray]) -> list[int | None]:
+    """The defense's labels for the output and its clipped variants, in one query; None each
+    when the defense has failed (a missing label counts as misclassified, as in 2017)."""
+    try:
+        return list(defense.classify([np.ascontiguousarray(v, dtype=np.uint8).tobytes() for v in variants]))
+    except DefenseFailed:
+        return [None] * len(variants)
+
+
+def _score(stage: Staging, store: ImageStore, task: QueryTask, defense: ServedDefense,
+           counts: dict[str, QueryCount], problems: list[str]) -> list[QueryImageResult]:
+    by_id = {item.image_id: item for item in task.inputs}
+    results = []
+    for name, image_id in stage.names.items():
+        clean_sha256 = by_id[image_id].sha256
+        clean = store.read_pixels(clean_sha256)
+        output = _output_pixels(stage, name, problems)
+        missing = output is None
+        kept = clean if missing else output
+        variants = [kept] + [clip_to_epsilon(clean, kept, epsilon)[0] for epsilon in task.epsilons]
+        label, *clipped = _scoring_labels(defense, variants)
+        results.append(QueryImageResult(
+            image_id, clean_sha256 if missing else store.put(encode_png(kept)), linf(clean, kept), l2(clean, kept),
+            counts[name].answered, counts[name].refused, missing, label, dict(zip(task.epsilons, clipped)),
+        ))
+    missing = sum(r.missing for r in results)
+    if missing:
+        problems.insert(0, f"{missing} of {len(results)} outputs missing or unreadable: scored as the clean image")
+    return results
+
+
+def _run_attack(settings: Settings, stage: Staging, task: QueryTask, defense: ServedDefense) -> tuple[containers.RunResult, QueryChannel]:
+    """Run the attack with its query channel to ``defense``; its outputs land in ``stage.output``."""
+    containers.check_room(stage.output, settings.sandbox)
+    stage.output.chmod(0o777)  # the non-root user inside must be able to write here
+    mounts = [containers.Mount(task.attack.root, "/code"), containers.Mount(stage.input, "/input_images"),
+              containers.Mount(stage.output, "/output_images", writable=True)]
+    command = task.attack.command("/input_images", "/output_images", str(task.budget))
+    time_limit = settings.query_seconds_per_image * len(task.inputs)
+    with attached(task.attack.image(gpu=settings.sandbox.gpu), command, mounts, time_limit, settings.sandbox) as attack:
+        channel = QueryChannel(attack, defense.classify, list(stage.names), task.budget)
+        kill_reason = channel.serve(lambda: containers.over_limit(stage.output, settings.sandbox))
+        run = attack.finish(time.monotonic() + EXIT_GRACE_SECONDS, kill_reason)
+    return run, channel
+
+
+def execute_query_attack(settings: Settings, task: QueryTask) -> QueryOutcome:
+    """Run ``task``'s attack against its served defense and return one result per input."""
+    store = ImageStore(settings.store_dir)
+    time_limit = settings.serving_start_seconds + settings.query_seconds_per_image * len(task.inputs) \
+        + task.seconds_per_image * len(task.inputs) * (1 + len(task.epsilons))
+    with staging(settings, task.naming_key) as stage, \
+            served(settings, task.defense, time_limit, task.seconds_per_image) as defense:
+        stage_inputs(stage, store, task.inputs, targeted=task.attack.kind.is_targeted)
+        run, channel = _run_attack(settings, stage, task, defense)
+        problems: list[str] = []
+        results = _score(stage, store, task, defense, channel.counts, problems)
+        defense_log = defense.stream.log_tail()
+    if channel.closed_because:
+        problems.insert(0, f"the query channel closed: {channel.closed_because}")
+    if not run.succeeded:
+        problems.insert(0, f"the attack {run.describe()}")
+    return QueryOutcome(run, defense.failure, defense_log, results, problems)

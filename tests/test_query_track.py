@@ -1,0 +1,97 @@
+"""The query track through real containers, under runc and gVisor's runsc: a query-track
+attack talks to a served defense through Arena alone (docs/query-track.md), which counts
+every query per image, refuses those past the budget, and scores what the attack returns.
+
+Kept small (three images, budgets of tens of queries): the whole module runs in well
+under a minute on two cores.
+"""
+
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from arena.config import SandboxLimits
+from arena.db import transaction
+from arena.intake.metadata import Metadata
+from arena.models import Image
+from arena.sandbox.attack_run import CleanInput
+from arena.sandbox.query_run import QueryTask, execute_query_attack
+from conftest import SAMPLES, make_settings, require_runtime
+from factories import NAMING_KEY, synth_dataset, write_submission
+
+RUNTIMES = [None, "runsc"]
+
+#: An attack that asks for one label more than its budget allows, logs Arena's answer, and
+#: still writes an output: noise the decoder labels wrongly.
+OVERSPENDER = '''
+import os
+import sys
+from pathlib import Path
+import numpy as np
+from PIL import Image
+
+def ask(name, image):
+    data = memoryview(f"query {name} 1\\n".encode() + image.tobytes())
+    while data:
+        data = data[os.write(1, data):]
+    return sys.stdin.buffer.readline().decode().strip()
+
+inputs, outputs, budget = sys.argv[1], sys.argv[2], int(sys.argv[3])
+for path in sorted(Path(inputs).glob("*.png")):
+    clean = np.asarray(Image.open(path).convert("RGB"))
+    answers = [ask(path.name, clean) for _ in range(budget + 1)]
+    print(f"{path.name} last answer: {answers[-1]}", file=sys.stderr)
+    noisy = clean.copy()
+    noisy[::2, ::2, 0] = 255 - noisy[::2, ::2, 0]
+    Image.fromarray(noisy).save(Path(outputs) / path.name)
+'''
+
+
+@pytest.fixture(params=RUNTIMES, ids=["runc", "runsc"])
+def runtime(request, engine) -> str | None:
+    if request.param:
+        require_runtime(request.param)
+    return request.param
+
+
+@pytest.fixture
+def settings(tmp_path, runtime):
+    return make_settings(tmp_path / "arena", sandbox=SandboxLimits(memory="512m", runtime=runtime),
+                         query_seconds_per_image=20.0, serving_start_seconds=30.0)
+
+
+def _inputs(settings, images: int = 3) -> list[CleanInput]:
+    synth_dataset(settings, images, batch_size=images)
+    with transaction(settings) as session:
+        return [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in session.scalars(select(Image).order_by(Image.id))]
+
+
+def _task(settings, attack: Path, budget: int) -> QueryTask:
+    return QueryTask(Metadata.read(attack).code(attack), Metadata.read(SAMPLES / "decoder").code(SAMPLES / "decoder"),
+                     _inputs(settings), [2, 8], budget, 5.0, NAMING_KEY)
+
+
+def test_a_boundary_attack_finds_adversarials_within_budget_and_its_queries_are_counted(settings):
+    outcome = execute_query_attack(settings, _task(settings, SAMPLES / "boundary", budget=40))
+    assert outcome.attack_run.succeeded, outcome.attack_run.log_tail
+    assert outcome.defense_failure is None and outcome.problems == []
+    logged = {name: int(used) for name, used in re.findall(r"(\w+)\.png: (\d+) queries", outcome.attack_run.log_tail)}
+    assert sorted(logged.values()) == sorted(r.queries for r in outcome.results)  # what Arena counted is what it asked
+    for result in outcome.results:
+        assert 0 < result.queries <= 40 and result.refused == 0
+        assert not result.missing and result.label is not None
+        assert result.l2 > 0  # the decoder labels the output wrongly: checked against true labels in scoring
+
+
+def test_a_query_past_the_budget_is_refused_and_the_output_still_scored(settings, tmp_path):
+    attack = write_submission(tmp_path / "overspender", {"type": "query_attack", "container": "arena/python:bookworm",
+                                                         "entry_point": "run.sh"},
+                              {"run.sh": "#!/bin/sh\nexec python3 attack.py \"$@\"\n", "attack.py": OVERSPENDER})
+    outcome = execute_query_attack(settings, _task(settings, attack, budget=3))
+    assert outcome.attack_run.succeeded, outcome.attack_run.log_tail
+    assert "last answer: refused budget: 1 queries asked, 0 of 3 left for" in outcome.attack_run.log_tail
+    assert [(r.queries, r.refused) for r in outcome.results] == [(3, 1)] * 3
+    assert [(r.missing, r.linf > 0, r.label is not None) for r in outcome.results] == [(False, True, True)] * 3, outcome
+    assert all(set(r.labels_at) == {2, 8} for r in outcome.results)
