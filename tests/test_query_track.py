@@ -2,24 +2,29 @@
 attack talks to a served defense through Arena alone (docs/query-track.md), which counts
 every query per image, refuses those past the budget, and scores what the attack returns.
 
-Kept small (three images, budgets of tens of queries): the whole module runs in well
-under a minute on two cores.
+Kept small (three images, budgets of tens of queries, the boundary attack's sandbox test
+under runsc alone as the round's test runs it under runc): the module runs in under a
+minute on two cores.
 """
 
 import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import select
+from typer.testing import CliRunner
 
-from arena.config import SandboxLimits
+from arena import db
+from arena.cli import app
+from arena.config import SandboxLimits, get_settings
 from arena.db import transaction
 from arena.intake.metadata import Metadata
-from arena.models import Image
+from arena.models import Image, JobStatus, QueryJob, QueryResult, SubmissionStatus
 from arena.sandbox.attack_run import CleanInput
 from arena.sandbox.query_run import QueryTask, execute_query_attack
 from conftest import SAMPLES, make_settings, require_runtime
-from factories import NAMING_KEY, synth_dataset, write_submission
+from factories import NAMING_KEY, submit_folder, synth_dataset, write_submission
 
 RUNTIMES = [None, "runsc"]
 
@@ -73,6 +78,7 @@ def _task(settings, attack: Path, budget: int) -> QueryTask:
                      _inputs(settings), [2, 8], budget, 5.0, NAMING_KEY)
 
 
+@pytest.mark.parametrize("runtime", ["runsc"], indirect=True)  # under runc: the round's test below
 def test_a_boundary_attack_finds_adversarials_within_budget_and_its_queries_are_counted(settings):
     outcome = execute_query_attack(settings, _task(settings, SAMPLES / "boundary", budget=40))
     assert outcome.attack_run.succeeded, outcome.attack_run.log_tail
@@ -95,3 +101,34 @@ def test_a_query_past_the_budget_is_refused_and_the_output_still_scored(settings
     assert [(r.queries, r.refused) for r in outcome.results] == [(3, 1)] * 3
     assert [(r.missing, r.linf > 0, r.label is not None) for r in outcome.results] == [(False, True, True)] * 3, outcome
     assert all(set(r.labels_at) == {2, 8} for r in outcome.results)
+
+
+def test_a_round_runs_its_query_jobs_and_stores_what_arena_counted(tmp_path, monkeypatch, engine):
+    """Through intake (the attack's dry run answered by a stand-in), planning, the run and
+    the CLI: the stored counts are the queries the attack says it made, and its outputs
+    fool the decoder."""
+    for name, value in {"DATA_DIR": str(tmp_path / "arena"), "SANDBOX_MEMORY": "512m",
+                        "QUERY_SECONDS_PER_IMAGE": "20", "SERVING_START_SECONDS": "30"}.items():
+        monkeypatch.setenv(f"ARENA_{name}", value)
+    get_settings.cache_clear()
+    settings = get_settings()
+    db.upgrade(settings)
+    synth_dataset(settings, 3, batch_size=3)
+    for sample in ("decoder", "boundary"):
+        assert submit_folder(settings, SAMPLES / sample, tmp_path).status is SubmissionStatus.ACCEPTED
+    runner = CliRunner()
+    assert runner.invoke(app, ["query", "budget", "synthetic", "30"]).exit_code == 0
+    assert "1 query job(s) run" in runner.invoke(app, ["query", "run"]).output
+    with transaction(settings) as session:
+        job = session.scalars(select(QueryJob)).one()
+        stored = {name: queries for name, queries in session.execute(
+            select(Image.name, QueryResult.queries).join(QueryResult, QueryResult.image_id == Image.id))}
+        assert job.status is JobStatus.DONE and job.budget == 30 and job.defense_failure is None, job.problems
+        logged = sorted(int(used) for used in re.findall(r"\w+\.png: (\d+) queries", job.attack_log))
+    assert sorted(stored.values()) == logged and all(0 < used <= 30 for used in logged)
+    scores = runner.invoke(app, ["query", "scores"])
+    assert scores.exit_code == 0 and "boundary" in scores.output and "decoder" in scores.output, scores.output
+    assert runner.invoke(app, ["query", "export", str(tmp_path / "cells.csv")]).exit_code == 0
+    cells = pd.read_csv(tmp_path / "cells.csv")
+    assert len(cells) == 3 and cells["adversarial"].all() and (cells["queries"] <= 30).all()
+    get_settings.cache_clear()

@@ -24,6 +24,7 @@ from arena.sandbox.attack_run import AttackOutcome, CleanInput, execute_attack
 from arena.sandbox.code import SubmissionCode
 from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseInput, DefenseOutcome, execute_defense
+from arena.sandbox.query_run import execute_query_dry_run
 
 
 class DeterminismProbe(BaseModel):
@@ -76,6 +77,8 @@ def _execute(settings: Settings, code: SubmissionCode, images: list[Image], nami
     if code.kind is SubmissionKind.DEFENSE:
         return execute_defense(settings, code, [DefenseInput(i.id, i.sha256, i.name) for i in images], naming_key)
     inputs = [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in images]
+    if code.kind.is_query_attack:
+        return execute_query_dry_run(settings, code, inputs, naming_key)
     return execute_attack(settings, code, inputs, max(settings.epsilons), naming_key)
 
 

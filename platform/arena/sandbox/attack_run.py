@@ -91,7 +91,7 @@ def _judge(stage: Staging, name: str, clean: np.ndarray, epsilon: int,
     return kept, png, {"clipped": moved, "converted": output.converted_from, "wrong_size": output.resized_from is not None}
 
 
-def _collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilon: int) -> tuple[list[AdversarialResult], list[str]]:
+def collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilon: int) -> tuple[list[AdversarialResult], list[str]]:
     problems: list[str] = []
     by_id = {item.image_id: item for item in inputs}
     results = []
@@ -107,7 +107,7 @@ def _collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilo
     return results, problems
 
 
-def _notes(results: list[AdversarialResult]) -> list[str]:
+def notes(results: list[AdversarialResult]) -> list[str]:
     """What was converted as the 2017 evaluation converted it: said, but not held against the run."""
     notes = []
     converted = Counter(r.converted for r in results if r.converted)
@@ -128,7 +128,7 @@ def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanI
     with staging(settings, naming_key) as stage:
         stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
         run = stage.run(settings, code, "/output_images", "/output_images", str(epsilon))
-        results, problems = _collect(stage, store, inputs, epsilon)
+        results, problems = collect(stage, store, inputs, epsilon)
     if not run.succeeded:
         problems.insert(0, f"the attack {run.describe()}")
-    return AttackOutcome(run, results, problems, _notes(results))
+    return AttackOutcome(run, results, problems, notes(results))

@@ -11,6 +11,7 @@ questions to the defense, counted against no budget, asked once the attack has e
 No database involved.
 """
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 
@@ -20,14 +21,18 @@ from arena.config import Settings
 from arena.data.images import BadImage, ImageStore, clip_to_epsilon, encode_png, l2, linf, read_attack_output
 from arena.sandbox import containers
 from arena.sandbox.attached import attached
-from arena.sandbox.attack_run import MAX_OUTPUT_FILE_BYTES, CleanInput, stage_inputs
+from arena.sandbox.attack_run import MAX_OUTPUT_FILE_BYTES, AttackOutcome, CleanInput, collect, notes, stage_inputs
 from arena.sandbox.code import SubmissionCode
-from arena.sandbox.query_channel import QueryChannel, QueryCount
+from arena.sandbox.query_channel import Classifier, QueryChannel, QueryCount
 from arena.sandbox.serving import DefenseFailed, ServedDefense, served
 from arena.sandbox.staging import Staging, staging
 
 #: How long an attack that closed its stdout has to exit before it is killed.
 EXIT_GRACE_SECONDS = 5.0
+#: The dry run's queries per image (``execute_query_dry_run``).
+DRY_RUN_BUDGET = 10
+#: An epsilon that clips nothing: a dry run's outputs are stored as returned.
+UNCLIPPED = 255
 
 
 @dataclass
@@ -110,19 +115,27 @@ def _score(stage: Staging, store: ImageStore, task: QueryTask, defense: ServedDe
     return results
 
 
-def _run_attack(settings: Settings, stage: Staging, task: QueryTask, defense: ServedDefense) -> tuple[containers.RunResult, QueryChannel]:
-    """Run the attack with its query channel to ``defense``; its outputs land in ``stage.output``."""
+def _run_attack(settings: Settings, stage: Staging, code: SubmissionCode, budget: int, time_limit: float,
+                classify: Classifier) -> tuple[containers.RunResult, QueryChannel]:
+    """Run the attack with its query channel to ``classify``; its outputs land in ``stage.output``."""
     containers.check_room(stage.output, settings.sandbox)
     stage.output.chmod(0o777)  # the non-root user inside must be able to write here
-    mounts = [containers.Mount(task.attack.root, "/code"), containers.Mount(stage.input, "/input_images"),
+    mounts = [containers.Mount(code.root, "/code"), containers.Mount(stage.input, "/input_images"),
               containers.Mount(stage.output, "/output_images", writable=True)]
-    command = task.attack.command("/input_images", "/output_images", str(task.budget))
-    time_limit = settings.query_seconds_per_image * len(task.inputs)
-    with attached(task.attack.image(gpu=settings.sandbox.gpu), command, mounts, time_limit, settings.sandbox) as attack:
-        channel = QueryChannel(attack, defense.classify, list(stage.names), task.budget)
+    command = code.command("/input_images", "/output_images", str(budget))
+    with attached(code.image(gpu=settings.sandbox.gpu), command, mounts, time_limit, settings.sandbox) as attack:
+        channel = QueryChannel(attack, classify, list(stage.names), budget)
         kill_reason = channel.serve(lambda: containers.over_limit(stage.output, settings.sandbox))
         run = attack.finish(time.monotonic() + EXIT_GRACE_SECONDS, kill_reason)
     return run, channel
+
+
+def _described(run: containers.RunResult, channel: QueryChannel, problems: list[str]) -> list[str]:
+    if channel.closed_because:
+        problems.insert(0, f"the query channel closed: {channel.closed_because}")
+    if not run.succeeded:
+        problems.insert(0, f"the attack {run.describe()}")
+    return problems
 
 
 def execute_query_attack(settings: Settings, task: QueryTask) -> QueryOutcome:
@@ -133,12 +146,30 @@ def execute_query_attack(settings: Settings, task: QueryTask) -> QueryOutcome:
     with staging(settings, task.naming_key) as stage, \
             served(settings, task.defense, time_limit, task.seconds_per_image) as defense:
         stage_inputs(stage, store, task.inputs, targeted=task.attack.kind.is_targeted)
-        run, channel = _run_attack(settings, stage, task, defense)
+        run, channel = _run_attack(settings, stage, task.attack, task.budget,
+                                   settings.query_seconds_per_image * len(task.inputs), defense.classify)
         problems: list[str] = []
         results = _score(stage, store, task, defense, channel.counts, problems)
         defense_log = defense.stream.log_tail()
-    if channel.closed_because:
-        problems.insert(0, f"the query channel closed: {channel.closed_because}")
-    if not run.succeeded:
-        problems.insert(0, f"the attack {run.describe()}")
-    return QueryOutcome(run, defense.failure, defense_log, results, problems)
+    return QueryOutcome(run, defense.failure, defense_log, results, _described(run, channel, problems))
+
+
+def stand_in_labels(images: list[bytes]) -> list[int]:
+    """The dry run's stand-in for a defense: a label made from each image's hash, so that the
+    same query gets the same answer and a changed image, most likely, another."""
+    return [1 + int.from_bytes(hashlib.sha256(image).digest()[:4], "little") % 1000 for image in images]
+
+
+def execute_query_dry_run(settings: Settings, code: SubmissionCode, inputs: list[CleanInput],
+                          naming_key: bytes) -> AttackOutcome:
+    """Run a query-track attack as its dry run: ``DRY_RUN_BUDGET`` queries per image answered
+    by ``stand_in_labels`` under the round's batch time limit, its outputs checked and
+    stored as a batch attack's are (unclipped). It shows the attack speaks the protocol,
+    writes its outputs and keeps to the time, not how strong it is."""
+    store = ImageStore(settings.store_dir)
+    with staging(settings, naming_key) as stage:
+        stage_inputs(stage, store, inputs, targeted=code.kind.is_targeted)
+        run, channel = _run_attack(settings, stage, code, DRY_RUN_BUDGET, settings.time_limit(len(inputs)),
+                                   stand_in_labels)
+        results, problems = collect(stage, store, inputs, UNCLIPPED)
+    return AttackOutcome(run, results, _described(run, channel, problems), notes(results))

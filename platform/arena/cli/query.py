@@ -1,0 +1,78 @@
+"""``arena query``: the query track (docs/query-track.md): set a round's query budget, run
+its query jobs, print its scores, export its per-cell table."""
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import pandas as pd
+import typer
+
+from arena import db
+from arena.cli.common import Commands, console, database, print_rows
+from arena.competition import rounds
+from arena.errors import InputError
+from arena.execution import query_jobs
+from arena.results import csv_files
+from arena.results.query_scoring import attack_scores, cell_table, defense_scores, results_frame
+
+query_app = Commands(help="The query track: attacks that query served defenses through Arena, under a budget.",
+                     no_args_is_help=True)
+RoundOption = Annotated[Optional[str], typer.Option("--round", help="Round name (default: the one open now).")]
+
+
+@query_app.command("budget")
+def query_budget(name: Annotated[str, typer.Argument(help="Round name.")],
+                 queries: Annotated[int, typer.Argument(help="Queries an attack may make per image and defense.")]) -> None:
+    """Set a round's query budget (1,000 by default, as in the 2018 Adversarial Vision Challenge)."""
+    if queries < 1:
+        raise InputError(f"a query budget must be at least 1, not {queries}")
+    with db.transaction(database()) as session:
+        rounds.find(session, name).query_budget = queries
+    console.print(f"round {name!r}: {queries} queries per image")
+
+
+@query_app.command("run")
+def query_run(round_name: RoundOption = None) -> None:
+    """Plan the round's missing query jobs (every query attack x every served defense x every
+    batch) and run them here, one after another."""
+    ran = query_jobs.run_pending(database(), round_name)
+    console.print(f"{ran} query job(s) run")
+
+
+def _frame(round_name: str | None) -> tuple[pd.DataFrame, list[int]]:
+    with db.transaction(database()) as session:
+        round_ = rounds.find(session, round_name)
+        return results_frame(session, round_), list(round_.epsilons)
+
+
+def _shown(value) -> str:
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+@query_app.command("scores")
+def query_scores(round_name: RoundOption = None) -> None:
+    """The query track's attack and defense scores: the AVC rule (median L2, a failure the
+    worst case) and the 2017 rule at each epsilon."""
+    frame, epsilons = _frame(round_name)
+    if frame.empty:
+        console.print("no query results yet: `arena query run`")
+        return
+    for title, scores in (("Query attacks (AVC: lower is stronger)", attack_scores(frame, epsilons)),
+                          ("Served defenses (AVC: higher is more robust)", defense_scores(frame, epsilons))):
+        console.print(title, style="bold")
+        print_rows(["submission", *scores.columns],
+                   [[name, *(_shown(value) for value in row)] for name, row in zip(scores.index, scores.itertuples(index=False))])
+
+
+@query_app.command("export")
+def query_export(target: Annotated[Optional[Path], typer.Argument(help="CSV file to write (default: stdout).")] = None,
+                 round_name: RoundOption = None) -> None:
+    """One CSV row per (attack, defense, image): distances, queries, labels as returned and at each epsilon."""
+    frame, epsilons = _frame(round_name)
+    table = cell_table(frame, epsilons)
+    if target is None:
+        sys.stdout.write(csv_files.write(table))
+        return
+    csv_files.write(table, target)
+    console.print(f"wrote {len(table)} row(s) to {target}")
