@@ -1,0 +1,93 @@
+"""Hostile parties of the query track (docs/query-track.md): an attack that floods queries
+past its budget, names an image it was not given, sends an oversized or malformed query;
+a served defense that answers garbage. Each is contained and recorded with its reason,
+and the attack's outputs are scored all the same. One runtime (runc): the broker's checks
+are Arena's code, the same under either; tests/test_query_track.py runs both runtimes.
+"""
+
+from sqlalchemy import select
+
+from arena.config import SandboxLimits
+from arena.db import transaction
+from arena.intake.metadata import Metadata
+from arena.models import Image
+from arena.sandbox.attack_run import CleanInput
+from arena.sandbox.query_run import QueryTask, execute_query_attack
+from conftest import SAMPLES, make_settings
+from factories import NAMING_KEY, synth_dataset, write_submission
+
+#: Copies its inputs as outputs first, then: 40 one-image queries on its first image (budget 3),
+#: one on a name it was not given, one of 101 images; it logs every distinct answer.
+FLOODER = '''
+import os, shutil, sys
+from pathlib import Path
+
+def send(data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
+
+def ask(header, images=1):
+    send(header.encode() + b"\\n" + bytes(299 * 299 * 3) * images)
+    return sys.stdin.buffer.readline().decode().strip()
+
+names = sorted(p.name for p in Path(sys.argv[1]).glob("*.png"))
+for name in names:
+    shutil.copy(Path(sys.argv[1]) / name, Path(sys.argv[2]) / name)
+answers = [ask(f"query {names[0]} 1") for _ in range(40)]
+answers.append(ask("query not-mine.png 1"))
+send(f"query {names[1]} 101\\n".encode())
+answers.append(sys.stdin.buffer.readline().decode().strip())
+for answer in dict.fromkeys(answers):
+    print("answer:", answer, file=sys.stderr)
+'''
+
+#: A served defense that says ready, then answers garbage.
+GARBAGE = "import sys\nprint('ready', flush=True)\nfor line in sys.stdin.buffer:\n    print('cat dog', flush=True)\n"
+
+
+def _settings(tmp_path):
+    return make_settings(tmp_path / "arena", sandbox=SandboxLimits(memory="512m"), query_seconds_per_image=10.0,
+                         serving_start_seconds=20.0)
+
+
+def _inputs(settings) -> list[CleanInput]:
+    synth_dataset(settings, 2, batch_size=2)
+    with transaction(settings) as session:
+        return [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in session.scalars(select(Image).order_by(Image.id))]
+
+
+def _python(folder, kind: str, script: str, **entry_points):
+    files = {name: "#!/bin/sh\nexec python3 main.py \"$@\"\n" for name in ["run.sh", *entry_points.values()]}
+    folder = write_submission(folder, {"type": kind, "container": "arena/python:bookworm", "entry_point": "run.sh",
+                                       **entry_points}, {**files, "main.py": script})
+    for name in entry_points.values():
+        (folder / name).chmod(0o755)
+    return Metadata.read(folder).code(folder)
+
+
+def test_a_flood_a_stranger_s_image_and_an_oversized_query_are_refused_and_recorded(tmp_path, engine):
+    settings = _settings(tmp_path)
+    attack = _python(tmp_path / "flooder", "query_attack", FLOODER)
+    decoder = Metadata.read(SAMPLES / "decoder").code(SAMPLES / "decoder")
+    outcome = execute_query_attack(settings, QueryTask(attack, decoder, _inputs(settings), [4], 3, 5.0, NAMING_KEY))
+    log = outcome.attack_run.log_tail
+    assert "answer: refused budget: 1 queries asked, 0 of 3 left for" in log
+    assert "answer: refused unknown image not-mine.png" in log
+    assert "answer: closed a query of 101 images: N must lie in 1..100" in log
+    assert outcome.problems[0] == "the query channel closed: a query of 101 images: N must lie in 1..100"
+    counts = sorted((r.queries, r.refused) for r in outcome.results)
+    assert counts == [(0, 0), (3, 37)]
+    assert outcome.defense_failure is None
+    assert all(not r.missing and r.label is not None for r in outcome.results)  # scored all the same
+
+
+def test_a_defense_that_answers_garbage_fails_the_job_s_labels_not_the_platform(tmp_path, engine):
+    settings = _settings(tmp_path)
+    defense = _python(tmp_path / "garbage", "defense", GARBAGE, serving_entry_point="serve.sh")
+    attack = Metadata.read(SAMPLES / "random_search").code(SAMPLES / "random_search")
+    outcome = execute_query_attack(settings, QueryTask(attack, defense, _inputs(settings), [4], 5, 5.0, NAMING_KEY))
+    assert outcome.defense_failure == "answered 2 label(s) to a query of 1 image(s): b'cat dog'"
+    assert ": defense failed: answered 2 label(s)" in outcome.attack_run.log_tail  # the sample logs what it was refused
+    assert outcome.attack_run.succeeded
+    assert all(r.label is None and r.labels_at == {4: None} and r.queries == 0 for r in outcome.results)
