@@ -114,8 +114,11 @@ def test_a_round_runs_its_query_jobs_and_stores_what_arena_counted(tmp_path, mon
     settings = get_settings()
     db.upgrade(settings)
     synth_dataset(settings, 3, batch_size=3)
-    for sample in ("decoder", "boundary"):
-        assert submit_folder(settings, SAMPLES / sample, tmp_path).status is SubmissionStatus.ACCEPTED
+    decoder = submit_folder(settings, SAMPLES / "decoder", tmp_path)
+    assert decoder.status is SubmissionStatus.ACCEPTED
+    assert decoder.validation_report["serving"] | {"seconds": 0} == {"images": 3, "differing": 0, "share": 0.0,
+                                                                    "failure": None, "seconds": 0}
+    assert submit_folder(settings, SAMPLES / "boundary", tmp_path).status is SubmissionStatus.ACCEPTED
     runner = CliRunner()
     assert runner.invoke(app, ["query", "budget", "synthetic", "30"]).exit_code == 0
     assert "1 query job(s) run" in runner.invoke(app, ["query", "run"]).output

@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from arena.config import SandboxLimits
 from arena.db import transaction
+from arena.intake.dry_run import validate
 from arena.intake.metadata import Metadata
 from arena.models import Image
 from arena.sandbox.attack_run import CleanInput
@@ -41,6 +42,22 @@ answers.append(sys.stdin.buffer.readline().decode().strip())
 for answer in dict.fromkeys(answers):
     print("answer:", answer, file=sys.stderr)
 '''
+
+#: A defense whose batch entry point is honest but whose served answers depend on history:
+#: each label is one more than the last.
+STATEFUL = """import sys
+from pathlib import Path
+if len(sys.argv) > 1:
+    Path(sys.argv[2]).write_text("".join(f"{p.name},1\\n" for p in Path(sys.argv[1]).glob("*.png")))
+    sys.exit()
+print("ready", flush=True)
+answered = 0
+for header in sys.stdin.buffer:
+    count = int(header.split()[1])
+    sys.stdin.buffer.read(count * 299 * 299 * 3)
+    print(" ".join(str(1 + (answered + i) % 1000) for i in range(count)), flush=True)
+    answered += count
+"""
 
 #: A served defense that says ready, then answers garbage.
 GARBAGE = "import sys\nprint('ready', flush=True)\nfor line in sys.stdin.buffer:\n    print('cat dog', flush=True)\n"
@@ -91,3 +108,13 @@ def test_a_defense_that_answers_garbage_fails_the_job_s_labels_not_the_platform(
     assert ": defense failed: answered 2 label(s)" in outcome.attack_run.log_tail  # the sample logs what it was refused
     assert outcome.attack_run.succeeded
     assert all(r.label is None and r.labels_at == {4: None} and r.queries == 0 for r in outcome.results)
+
+
+def test_a_served_defense_that_answers_by_history_is_flagged_by_its_dry_run(tmp_path, engine):
+    settings = _settings(tmp_path)
+    defense = _python(tmp_path / "stateful", "defense", STATEFUL, serving_entry_point="serve.sh")
+    _inputs(settings)
+    with transaction(settings) as session:
+        report = validate(settings, defense, list(session.scalars(select(Image).order_by(Image.id))), NAMING_KEY)
+    assert report.passed and report.serving.differing == 2 and report.serving.failure is None
+    assert "answered 2 of 2 images differently" in report.notes[-1]
