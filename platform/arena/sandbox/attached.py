@@ -50,6 +50,8 @@ class AttachedContainer:
         self._stderr = bytearray()
         self._frame: tuple[int, int] | None = None  # (stream, bytes left) of the frame being read
         self._closed = False
+        self._buffer = bytearray(RECEIVE_BYTES)
+        self._view = memoryview(self._buffer)
         self.started = time.monotonic()
 
     def send(self, data: bytes) -> None:
@@ -88,11 +90,11 @@ class AttachedContainer:
         timeout = min(until, self.deadline) - time.monotonic()
         if timeout <= 0 or not select.select([self._sock], [], [], timeout)[0]:
             raise Silent("no answer in time")
-        chunk = self._sock.recv(RECEIVE_BYTES)
-        if not chunk:
+        received = self._sock.recv_into(self._buffer)  # into one buffer: recv(n) would allocate n bytes a call
+        if not received:
             self._closed = True
             raise StreamClosed("its stdout is closed")
-        self._pending += chunk
+        self._pending += self._view[:received]
         self._demultiplex()
 
     def _demultiplex(self) -> None:
