@@ -120,7 +120,7 @@ def test_a_round_runs_its_query_jobs_and_stores_what_arena_counted(tmp_path, mon
                                                                     "failure": None, "seconds": 0}
     assert submit_folder(settings, SAMPLES / "boundary", tmp_path).status is SubmissionStatus.ACCEPTED
     runner = CliRunner()
-    assert runner.invoke(app, ["query", "budget", "synthetic", "30"]).exit_code == 0
+    assert runner.invoke(app, ["query", "set", "synthetic", "--budget", "30"]).exit_code == 0
     assert "1 query job(s) run" in runner.invoke(app, ["query", "run"]).output
     with transaction(settings) as session:
         job = session.scalars(select(QueryJob)).one()

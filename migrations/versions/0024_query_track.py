@@ -2,7 +2,8 @@
 
 The 2018 Adversarial Vision Challenge's format beside the 2017 batch tracks: a query-track
 attack runs against each served defense, Arena carrying and counting every query
-(docs/query-track.md). A round says how many queries an attack may make per image; a query
+(docs/query-track.md). A round says how many queries an attack may make per image, and
+which pairs run (all, or the top K of each side) on how many images; a query
 job records both containers' outcome, and each image the queries it cost and how the
 defense labelled the attack's output, as returned and clipped to each epsilon.
 
@@ -23,6 +24,8 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("rounds") as batch:
         batch.add_column(sa.Column("query_budget", sa.Integer(), server_default="1000", nullable=False))
+        batch.add_column(sa.Column("query_top_k", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("query_images", sa.Integer(), nullable=True))
     op.create_table(
         "query_jobs",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -77,4 +80,6 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_query_jobs_attack_id"), table_name="query_jobs")
     op.drop_table("query_jobs")
     with op.batch_alter_table("rounds") as batch:
+        batch.drop_column("query_images")
+        batch.drop_column("query_top_k")
         batch.drop_column("query_budget")

@@ -351,6 +351,11 @@ class Round(Base):
     replayable: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     #: Queries a query-track attack may make per image and defense (AVC 2018: 1,000).
     query_budget: Mapped[int] = mapped_column(Integer, default=1000, server_default="1000")
+    #: Which pairs the query track runs: None, all; K, each query attack against the top K served
+    #: defenses of the batch defense leaderboard, and each served defense against the top K query attacks.
+    query_top_k: Mapped[int | None] = mapped_column(Integer)
+    #: Images the query track runs on: the first batches holding at least this many; None: all.
+    query_images: Mapped[int | None] = mapped_column(Integer)
 
     dataset: Mapped[Dataset] = relationship()
 

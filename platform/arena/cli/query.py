@@ -1,5 +1,5 @@
-"""``arena query``: the query track (docs/query-track.md): set a round's query budget, run
-its query jobs, print its scores, export its per-cell table."""
+"""``arena query``: the query track (docs/query-track.md): set a round's budget and pairs,
+run its query jobs, print its scores, export its per-cell table."""
 
 import sys
 from pathlib import Path
@@ -21,15 +21,33 @@ query_app = Commands(help="The query track: attacks that query served defenses t
 RoundOption = Annotated[Optional[str], typer.Option("--round", help="Round name (default: the one open now).")]
 
 
-@query_app.command("budget")
-def query_budget(name: Annotated[str, typer.Argument(help="Round name.")],
-                 queries: Annotated[int, typer.Argument(help="Queries an attack may make per image and defense.")]) -> None:
-    """Set a round's query budget (1,000 by default, as in the 2018 Adversarial Vision Challenge)."""
-    if queries < 1:
-        raise InputError(f"a query budget must be at least 1, not {queries}")
+@query_app.command("set")
+def query_set(
+    name: Annotated[str, typer.Argument(help="Round name.")],
+    budget: Annotated[Optional[int], typer.Option(help="Queries an attack may make per image and defense.")] = None,
+    top_k: Annotated[Optional[int], typer.Option(
+        help="Each query attack against the top K served defenses of the batch track, each served defense against "
+             "the top K query attacks; 0 for all pairs.")] = None,
+    images: Annotated[Optional[int], typer.Option(help="Run on the first batches holding this many images; 0 for all.")]
+    = None,
+) -> None:
+    """Set a round's query-track rules: its budget (1,000 by default, as in the 2018 Adversarial
+    Vision Challenge), which pairs run and on how many images. Jobs already run are kept."""
+    for option, value in (("--budget", budget), ("--top-k", top_k), ("--images", images)):
+        if value is not None and value < (1 if option == "--budget" else 0):
+            raise InputError(f"{option} must be at least {1 if option == '--budget' else 0}, not {value}")
     with db.transaction(database()) as session:
-        rounds.find(session, name).query_budget = queries
-    console.print(f"round {name!r}: {queries} queries per image")
+        round_ = rounds.find(session, name)
+        if budget is not None:
+            round_.query_budget = budget
+        if top_k is not None:
+            round_.query_top_k = top_k or None
+        if images is not None:
+            round_.query_images = images or None
+        shown = (f"round {name!r}: {round_.query_budget} queries per image, "
+                 f"{f'top {round_.query_top_k} pairs' if round_.query_top_k else 'all pairs'}, "
+                 f"{f'the first {round_.query_images} images' if round_.query_images else 'all images'}")
+    console.print(shown)
 
 
 @query_app.command("run")

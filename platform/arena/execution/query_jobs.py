@@ -1,9 +1,9 @@
 """The query track's work: which (attack, served defense, batch) jobs a round is missing,
 and running one, its results stored.
 
-The grid, per round: every accepted query-track attack entered in the round x every accepted
-defense entered in it that declares a ``serving_entry_point`` x every batch of the round's
-dataset (all pairs; choosing the top K pairs is left, docs/query-track.md). Planning inserts
+The grid, per round: the accepted query-track attacks entered in the round x the accepted
+defenses entered in it that declare a ``serving_entry_point``, all pairs or the top K of
+each side, x the round's batches, all or the first few (``query_pairs``). Planning inserts
 the missing cells only, so a new entry adds its own row or column, as in the batch tracks.
 
 A job runs in-process (``run_pending``): pending -> running (its attempt number the fencing
@@ -21,6 +21,7 @@ from arena.competition import rounds
 from arena.config import Settings
 from arena.db import transaction
 from arena.errors import PlatformError
+from arena.execution import query_pairs
 from arena.execution.pack_run import submission_code
 from arena.models import (
     Batch,
@@ -50,12 +51,16 @@ def served_defenses(session: Session, round_: Round) -> list[Submission]:
 
 
 def plan(session: Session, round_: Round) -> int:
-    """Insert the round's missing query jobs; return how many."""
-    attacks = _entered(session, round_, [SubmissionKind.QUERY_ATTACK, SubmissionKind.QUERY_TARGETED])
-    batches = list(session.scalars(select(Batch.id).where(Batch.dataset_id == round_.dataset_id)))
+    """Insert the round's missing query jobs, for the pairs and batches it chose
+    (``query_pairs``); return how many."""
+    attacks = [a.id for a in _entered(session, round_, [SubmissionKind.QUERY_ATTACK, SubmissionKind.QUERY_TARGETED])]
+    defenses = [d.id for d in served_defenses(session, round_)]
+    orders = (query_pairs.attack_order(session, round_), query_pairs.defense_order(session, round_)) \
+        if round_.query_top_k is not None else ([], [])
+    pairs = query_pairs.chosen_pairs(attacks, defenses, *orders, round_.query_top_k)
     existing = set(session.execute(select(QueryJob.attack_id, QueryJob.defense_id, QueryJob.batch_id)))
-    missing = [(a.id, d.id, b) for a, d, b in product(attacks, served_defenses(session, round_), batches)
-               if (a.id, d.id, b) not in existing]
+    missing = [(a, d, b) for (a, d), b in product(sorted(pairs), query_pairs.round_batches(session, round_))
+               if (a, d, b) not in existing]
     session.add_all(QueryJob(attack_id=a, defense_id=d, batch_id=b) for a, d, b in missing)
     return len(missing)
 
