@@ -1,11 +1,12 @@
-"""Which pairs and batches the query track runs, against hand-worked cases (docs/query-track.md)."""
+"""Which pairs and batches the query track runs, against hand-worked cases, and its jobs
+forgotten with a submission (docs/query-track.md)."""
 
 from sqlalchemy import select
 
 from arena.db import transaction
-from arena.execution import query_jobs
+from arena.execution import planning, query_jobs
 from arena.execution.query_pairs import chosen_batches, chosen_pairs
-from arena.models import QueryJob, Round, SubmissionKind
+from arena.models import Image, QueryJob, QueryResult, Round, SubmissionKind
 from factories import add_submission, synth_dataset
 
 
@@ -46,3 +47,21 @@ def test_planning_inserts_the_chosen_pairs_on_the_chosen_batches_once(settings):
         assert query_jobs.plan(session, round_) == 0
         planned = set(session.execute(select(QueryJob.attack_id, QueryJob.defense_id)))
     assert planned == {(attacks[0], d) for d in defenses} | {(attacks[1], defenses[0])}
+
+
+def test_forgetting_a_submission_forgets_its_query_jobs_and_results(settings):
+    synth_dataset(settings, 2, batch_size=2)
+    with transaction(settings) as session:
+        attack = add_submission(session, "q", SubmissionKind.QUERY_ATTACK)
+        defense = add_submission(session, "d", SubmissionKind.DEFENSE, meta={"serving_entry_point": "s.sh"})
+        query_jobs.plan(session, session.scalars(select(Round)).one())
+        job = session.scalars(select(QueryJob)).one()
+        image = session.scalars(select(Image)).first()
+        session.add(QueryResult(query_job_id=job.id, image_id=image.id, queries=1, refused=0, sha256=image.sha256,
+                                linf=0, l2=0.0, missing=False, label=1, labels_at={}))
+        session.flush()
+        planning.forget(session, defense)
+        assert session.scalars(select(QueryJob)).all() == [] and session.scalars(select(QueryResult)).all() == []
+        assert query_jobs.plan(session, session.scalars(select(Round)).one()) == 1  # planned again
+        planning.forget(session, attack)
+        assert session.scalars(select(QueryJob)).all() == []
