@@ -5,6 +5,7 @@ and the attack's outputs are scored all the same. One runtime (runc): the broker
 are Arena's code, the same under either; tests/test_query_track.py runs both runtimes.
 """
 
+import pytest
 from sqlalchemy import select
 
 from arena.config import SandboxLimits
@@ -12,6 +13,8 @@ from arena.db import transaction
 from arena.intake.dry_run import validate
 from arena.intake.metadata import Metadata
 from arena.models import Image
+from arena.sandbox import containers
+from arena.sandbox.attached import attach_options
 from arena.sandbox.attack_run import CleanInput
 from arena.sandbox.query_run import QueryTask, execute_query_attack
 from conftest import SAMPLES, make_settings
@@ -58,6 +61,10 @@ for header in sys.stdin.buffer:
     print(" ".join(str(1 + (answered + i) % 1000) for i in range(count)), flush=True)
     answered += count
 """
+
+#: Served defenses that say ready, then hang on the first query, or exit.
+HANGS = "import sys, time\nprint('ready', flush=True)\nsys.stdin.buffer.readline()\ntime.sleep(600)\n"
+CRASHES = "import sys\nprint('ready', flush=True)\nsys.stdin.buffer.readline()\nsys.exit(3)\n"
 
 #: A served defense that says ready, then answers garbage.
 GARBAGE = "import sys\nprint('ready', flush=True)\nfor line in sys.stdin.buffer:\n    print('cat dog', flush=True)\n"
@@ -118,3 +125,29 @@ def test_a_served_defense_that_answers_by_history_is_flagged_by_its_dry_run(tmp_
         report = validate(settings, defense, list(session.scalars(select(Image).order_by(Image.id))), NAMING_KEY)
     assert report.passed and report.serving.differing == 2 and report.serving.failure is None
     assert "answered 2 of 2 images differently" in report.notes[-1]
+
+
+@pytest.mark.parametrize("script, reason", [(HANGS, "gave no labels for 1 image(s): no answer in time"),
+                                            (CRASHES, "gave no labels for 1 image(s): its stdout is closed")],
+                         ids=["hangs", "crashes"])
+def test_a_served_defense_that_hangs_or_crashes_is_recorded_and_the_attack_still_scored(tmp_path, engine, script, reason):
+    settings = _settings(tmp_path)
+    defense = _python(tmp_path / "broken", "defense", script, serving_entry_point="serve.sh")
+    attack = Metadata.read(SAMPLES / "random_search").code(SAMPLES / "random_search")
+    outcome = execute_query_attack(settings, QueryTask(attack, defense, _inputs(settings), [4], 5, 1.0, NAMING_KEY))
+    assert outcome.defense_failure == reason
+    assert outcome.attack_run.succeeded and outcome.problems == []
+    assert [(r.missing, r.label, r.queries) for r in outcome.results] == [(False, None, 0)] * 2
+
+
+def test_the_query_track_s_containers_run_under_every_limit_of_the_others(tmp_path):
+    """No network, read-only, non-root, no capabilities, the limits and the deadline label: the
+    attached containers' options are the batch runs' own, plus an open stdin and no engine log."""
+    limits = SandboxLimits(memory="256m", runtime="runsc")
+    mounts = [containers.Mount(tmp_path, "/code")]
+    batch, query = containers.run_options(limits, mounts, 60), attach_options(limits, mounts, 60)
+    assert {key: value for key, value in query.items() if key not in ("stdin_open", "log_config", "labels")} == \
+        {key: value for key, value in batch.items() if key not in ("log_config", "labels")}
+    assert query["network_mode"] == "none" and query["read_only"] and query["cap_drop"] == ["ALL"]
+    assert query["runtime"] == "runsc" and query["stdin_open"] and query["log_config"]["Type"] == "none"
+    assert containers.LABEL in query["labels"]  # so that sweep() kills it should its runner die

@@ -140,7 +140,7 @@ class AttachedContainer:
             pass
 
 
-def _attach_options(limits: SandboxLimits, mounts: list[containers.Mount], time_limit: float) -> dict:
+def attach_options(limits: SandboxLimits, mounts: list[containers.Mount], time_limit: float) -> dict:
     options = containers.run_options(limits, mounts, time_limit)
     options.update(stdin_open=True, log_config=LogConfig(type="none"))
     return options
@@ -154,7 +154,7 @@ def attached(image: str, command: list[str], mounts: list[containers.Mount], tim
     client = containers.docker_client()
     containers.check_runtime(client, limits)
     try:
-        container = client.containers.create(image, command, **_attach_options(limits, mounts, time_limit))
+        container = client.containers.create(image, command, **attach_options(limits, mounts, time_limit))
     except ImageNotFound:
         raise containers.SandboxError(f"container image {image!r} is not on this Docker engine") from None
     except containers.ENGINE_ERRORS as exc:
