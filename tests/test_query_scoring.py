@@ -71,3 +71,14 @@ def test_l2_is_the_euclidean_norm_of_the_change():
     adversarial = clean.copy()
     adversarial[0, 0, 0], adversarial[1, 1, 2] = 3, 4
     assert l2(clean, adversarial) == pytest.approx(5.0)
+
+
+def test_each_avc_median_has_a_bootstrap_interval_over_images_around_it():
+    attacks, defenses = attack_scores(FRAME, [4]), defense_scores(FRAME, [4])
+    for scores, name in ((attacks, "A"), (defenses, "D2")):
+        low, point, high = scores.loc[name, ["avc_low", "avc_median_l2", "avc_high"]]
+        assert low <= point <= high and low < high
+    # every cell equal: no spread
+    flat = FRAME.assign(l2=2.0, label=1)
+    low, high = attack_scores(flat, [4]).loc["A", ["avc_low", "avc_high"]]
+    assert low == high == 2.0

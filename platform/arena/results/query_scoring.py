@@ -13,17 +13,25 @@ it cost, and the defense's labels for it as returned and clipped to each epsilon
   defense the median over images of the smallest adversarial any attack found against it
   on that image, higher better.
 
+Each AVC median comes with its 95% bootstrap interval over images, resampled with the
+weights every other interval uses (``results.intervals``): in each resample, the weighted
+median of the cells, each weighted by how often its image was drawn (the mean of the two
+middle values where the weights split evenly between them, so that equal weights give the
+plain median).
+
 Pure functions over a DataFrame, so the rules are tested against hand-computed values
 (tests/test_query_scoring.py) without a database.
 """
 
 import math
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from arena.models import Image, QueryJob, QueryResult, Round, Submission, SubmissionKind
+from arena.results.intervals import percentile_interval, resampling_weights
 
 WORST = math.inf
 COLUMNS = ["attack", "attack_kind", "defense", "image", "true_label", "target_class", "queries", "refused",
@@ -75,6 +83,28 @@ def judged(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
     return frame
 
 
+def median_interval(values: pd.Series, images: pd.Series, every_image: list[str]) -> tuple[float, float]:
+    """The 95% bootstrap interval of the median of ``values``, each belonging to the image
+    named beside it, the images of ``every_image`` resampled."""
+    column = {name: i for i, name in enumerate(every_image)}
+    order = np.argsort(values.to_numpy(dtype=float), kind="stable")
+    ordered = values.to_numpy(dtype=float)[order]
+    weights = resampling_weights(len(every_image))[:, [column[name] for name in images.to_numpy()[order]]]
+    cumulative = np.cumsum(weights, axis=1)
+    half = cumulative[:, -1:] / 2
+    lower, upper = np.argmax(cumulative >= half, axis=1), np.argmax(cumulative > half, axis=1)
+    medians = (ordered[lower] + ordered[upper]) / 2  # the two middle values where they tie, as a plain median
+    low, high = percentile_interval(medians[:, None])
+    return float(low[0]), float(high[0])
+
+
+def _with_intervals(scores: pd.DataFrame, groups, value: str, every_image: list[str]) -> pd.DataFrame:
+    bounds = {name: median_interval(group[value], group["image"], every_image) for name, group in groups}
+    scores.insert(scores.columns.get_loc("avc_median_l2") + 1, "avc_low", pd.Series({k: b[0] for k, b in bounds.items()}))
+    scores.insert(scores.columns.get_loc("avc_low") + 1, "avc_high", pd.Series({k: b[1] for k, b in bounds.items()}))
+    return scores
+
+
 def attack_scores(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
     """Per attack: the AVC median L2 (lower better), successes at each epsilon, queries used."""
     cells = judged(frame, epsilons)
@@ -88,6 +118,7 @@ def attack_scores(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
     })
     for epsilon in epsilons:
         scores[f"successes@{epsilon}"] = grouped[f"success@{epsilon}"].sum()
+    _with_intervals(scores, grouped, "smallest", sorted(cells["image"].unique()))
     return scores.sort_values(["avc_median_l2", "adversarial"], ascending=[True, False])
 
 
@@ -104,6 +135,8 @@ def defense_scores(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
     })
     for epsilon in epsilons:
         scores[f"correct@{epsilon}"] = grouped[f"correct@{epsilon}"].sum()
+    per_image = smallest_per_image.reset_index()
+    _with_intervals(scores, per_image.groupby("defense"), "smallest", sorted(cells["image"].unique()))
     return scores.sort_values(["avc_median_l2", "fooled"], ascending=[False, True])
 
 
