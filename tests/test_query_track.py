@@ -7,7 +7,9 @@ under runsc alone as the round's test runs it under runc): the module runs in un
 minute on two cores.
 """
 
+import json
 import re
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -134,4 +136,8 @@ def test_a_round_runs_its_query_jobs_and_stores_what_arena_counted(tmp_path, mon
     assert runner.invoke(app, ["query", "export", str(tmp_path / "cells.csv")]).exit_code == 0
     cells = pd.read_csv(tmp_path / "cells.csv")
     assert len(cells) == 3 and cells["adversarial"].all() and (cells["queries"] <= 30).all()
+    assert runner.invoke(app, ["round", "bundle", "synthetic", str(tmp_path / "bundle.zip")]).exit_code == 0
+    with zipfile.ZipFile(tmp_path / "bundle.zip") as bundle:
+        assert bundle.read("query_cells.csv").decode() == (tmp_path / "cells.csv").read_text()
+        assert json.loads(bundle.read("manifest.json"))["round"]["query_budget"] == 30
     get_settings.cache_clear()

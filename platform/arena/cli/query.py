@@ -64,23 +64,36 @@ def _frame(round_name: str | None) -> tuple[pd.DataFrame, list[int]]:
         return results_frame(session, round_), list(round_.epsilons)
 
 
-def _shown(value) -> str:
-    return f"{value:.1f}" if isinstance(value, float) else str(value)
+def _l2(value: float) -> str:
+    return "inf" if value == float("inf") else f"{value:.1f}"
+
+
+def _avc(row) -> str:
+    return f"{_l2(row.avc_median_l2)} [{_l2(row.avc_low)}, {_l2(row.avc_high)}]"
+
+
+def _per_epsilon(scores: pd.DataFrame, column: str, epsilons: list[int]) -> list[str]:
+    return [" ".join(str(int(row[f"{column}@{e}"])) for e in epsilons) for _, row in scores.iterrows()]
 
 
 @query_app.command("scores")
 def query_scores(round_name: RoundOption = None) -> None:
-    """The query track's attack and defense scores: the AVC rule (median L2, a failure the
-    worst case) and the 2017 rule at each epsilon."""
+    """The query track's attack and defense scores: the AVC rule (median L2 with its 95%
+    interval, a failure the worst case) and the 2017 rule at each epsilon."""
     frame, epsilons = _frame(round_name)
     if frame.empty:
         console.print("no query results yet: `arena query run`")
         return
-    for title, scores in (("Query attacks (AVC: lower is stronger)", attack_scores(frame, epsilons)),
-                          ("Served defenses (AVC: higher is more robust)", defense_scores(frame, epsilons))):
-        console.print(title, style="bold")
-        print_rows(["submission", *scores.columns],
-                   [[name, *(_shown(value) for value in row)] for name, row in zip(scores.index, scores.itertuples(index=False))])
+    at = "/".join(map(str, epsilons))
+    attacks, defenses = attack_scores(frame, epsilons), defense_scores(frame, epsilons)
+    console.print("Query attacks (AVC: lower is stronger)", style="bold")
+    print_rows(["submission", "AVC median L2 [95%]", "adversarial", "median queries", "refused", f"successes at eps {at}"],
+               [[name, _avc(row), str(int(row.adversarial)), f"{row.median_queries:g}", str(int(row.refused)), successes]
+                for (name, row), successes in zip(attacks.iterrows(), _per_epsilon(attacks, "successes", epsilons))])
+    console.print("Served defenses (AVC: higher is more robust)", style="bold")
+    print_rows(["submission", "AVC median L2 [95%]", "fooled", f"correct at eps {at}"],
+               [[name, _avc(row), str(int(row.fooled)), correct]
+                for (name, row), correct in zip(defenses.iterrows(), _per_epsilon(defenses, "correct", epsilons))])
 
 
 @query_app.command("export")

@@ -24,6 +24,7 @@ Pure functions over a DataFrame, so the rules are tested against hand-computed v
 """
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
 from arena.models import Image, QueryJob, QueryResult, Round, Submission, SubmissionKind
+from arena.results import csv_files
 from arena.results.intervals import percentile_interval, resampling_weights
 
 WORST = math.inf
@@ -146,3 +148,17 @@ def cell_table(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
     for epsilon in epsilons:
         cells[f"label@{epsilon}"] = cells["labels_at"].map(lambda at, e=epsilon: at.get(str(e), at.get(e)))
     return cells.drop(columns=["labels_at"])
+
+
+#: The query track's member of a round's results bundle (``results.bundle``).
+CELLS_FILE = "query_cells.csv"
+
+
+def export_cells(session: Session, round_: Round, folder: Path) -> list[Path]:
+    """The round's query-track cells as ``CELLS_FILE`` in ``folder``; nothing when it has none."""
+    frame = results_frame(session, round_)
+    if frame.empty:
+        return []
+    path = folder / CELLS_FILE
+    csv_files.write(cell_table(frame, list(round_.epsilons)), path)
+    return [path]
