@@ -112,7 +112,8 @@ def test_a_defense_that_answers_garbage_fails_the_job_s_labels_not_the_platform(
     attack = Metadata.read(SAMPLES / "random_search").code(SAMPLES / "random_search")
     outcome = execute_query_attack(settings, QueryTask(attack, defense, _inputs(settings), [4], 5, 5.0, NAMING_KEY))
     assert outcome.defense_failure == "answered 2 label(s) to a query of 1 image(s): b'cat dog'"
-    assert ": defense failed: answered 2 label(s)" in outcome.attack_run.log_tail  # the sample logs what it was refused
+    log = outcome.attack_run.log_tail  # the sample logs what it was refused: never the defense's own words
+    assert ": defense failed: no query will be answered" in log and "cat dog" not in log
     assert outcome.attack_run.succeeded
     assert all(r.label is None and r.labels_at == {4: None} and r.queries == 0 for r in outcome.results)
 

@@ -97,8 +97,8 @@ class QueryChannel:
             return f"refused budget: {len(images)} queries asked, {left} of {self.budget} left for {name}"
         try:
             labels = self.classify(images)
-        except DefenseFailed as exc:
-            return f"refused defense failed: {exc}"
+        except DefenseFailed:  # why is the defense's record, never the attack's to read: labels only
+            return "refused defense failed: no query will be answered"
         count.answered += len(images)
         return "labels " + " ".join(map(str, labels))
 
