@@ -132,10 +132,13 @@ class AttachedContainer:
                                     seconds=time.monotonic() - self.started, log_tail=self.log_tail())
 
     def _drain(self) -> None:
-        """Take what is already there, so a chatty container never blocks on a full pipe."""
+        """Take what is already there, so a chatty container never blocks on a full pipe; its
+        stdout is no longer read as anything once ``finish`` waits, so it is dropped, and a
+        container that floods it holds no memory of Arena's."""
         try:
             while not self._closed and select.select([self._sock], [], [], 0)[0]:
                 self._receive(time.monotonic() + 1)
+                self._stdout.clear()
         except (StreamClosed, OSError):
             pass
 

@@ -126,7 +126,10 @@ def _run_attack(settings: Settings, stage: Staging, code: SubmissionCode, budget
     with attached(code.image(gpu=settings.sandbox.gpu), command, mounts, time_limit, settings.sandbox) as attack:
         channel = QueryChannel(attack, classify, list(stage.names), budget)
         kill_reason = channel.serve(lambda: containers.over_limit(stage.output, settings.sandbox))
-        run = attack.finish(time.monotonic() + EXIT_GRACE_SECONDS, kill_reason)
+        # an attack whose channel Arena closed may still write its outputs, up to its deadline;
+        # one that closed its stdout itself has exited, or is about to
+        run = attack.finish(attack.deadline if channel.closed_because else time.monotonic() + EXIT_GRACE_SECONDS,
+                            kill_reason)
     return run, channel
 
 
