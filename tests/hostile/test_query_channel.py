@@ -63,8 +63,8 @@ for header in sys.stdin.buffer:
 """
 
 #: Served defenses that say ready, then hang on the first query, or exit.
-HANGS = "import sys, time\nprint('ready', flush=True)\nsys.stdin.buffer.readline()\ntime.sleep(600)\n"
-CRASHES = "import sys\nprint('ready', flush=True)\nsys.stdin.buffer.readline()\nsys.exit(3)\n"
+HANGS = "#!/bin/sh\necho ready\nread header\nsleep 600\n"
+CRASHES = "#!/bin/sh\necho ready\nread header\nexit 3\n"
 
 #: A served defense that says ready, then answers garbage.
 GARBAGE = "import sys\nprint('ready', flush=True)\nfor line in sys.stdin.buffer:\n    print('cat dog', flush=True)\n"
@@ -133,9 +133,12 @@ def test_a_served_defense_that_answers_by_history_is_flagged_by_its_dry_run(tmp_
                          ids=["hangs", "crashes"])
 def test_a_served_defense_that_hangs_or_crashes_is_recorded_and_the_attack_still_scored(tmp_path, engine, script, reason):
     settings = _settings(tmp_path)
-    defense = _python(tmp_path / "broken", "defense", script, serving_entry_point="serve.sh")
+    folder = write_submission(tmp_path / "broken", {"type": "defense", "container": "arena/python:bookworm",
+                                                    "entry_point": "serve.sh", "serving_entry_point": "serve.sh"},
+                              {"serve.sh": script})
     attack = Metadata.read(SAMPLES / "random_search").code(SAMPLES / "random_search")
-    outcome = execute_query_attack(settings, QueryTask(attack, defense, _inputs(settings), [4], 5, 1.0, NAMING_KEY))
+    task = QueryTask(attack, Metadata.read(folder).code(folder), _inputs(settings), [4], 5, 0.5, NAMING_KEY)
+    outcome = execute_query_attack(settings, task)
     assert outcome.defense_failure == reason
     assert outcome.attack_run.succeeded and outcome.problems == []
     assert [(r.missing, r.label, r.queries) for r in outcome.results] == [(False, None, 0)] * 2
