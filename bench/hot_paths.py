@@ -1,8 +1,8 @@
 """The platform's own work per adversarial image, before and now, in one invocation: what
-``attack_run._collect`` does for each output between the container's exit and the database
+``attack_run.collect`` does for each output between the container's exit and the database
 (read the clean image and the output, decode, check, clip, encode when needed, hash, store).
 
-"now" is ``attack_run._collect`` itself, on a real stage; "before" is the pipeline it
+"now" is ``attack_run.collect`` itself, on a real stage; "before" is the pipeline it
 replaced, written out below as it was (the output converted to RGB whatever its mode,
 clipped in int16, always encoded at zlib level 1, hashed, then written). Two kinds of
 output, as an attack's Pillow writes them (zlib level 6): photos with +-eps noise (an
@@ -31,7 +31,7 @@ from arena import REPO_ROOT
 from arena.config import Settings
 from arena.data.dataset import synthetic_pixels
 from arena.data.images import ImageStore, center_crop_resize, encode_png
-from arena.sandbox.attack_run import CleanInput, _collect
+from arena.sandbox.attack_run import CleanInput, collect
 from arena.sandbox.staging import staging
 
 PHOTOS = REPO_ROOT.parent / "shared" / "datasets" / "imagenet-sample-1000" / "images"
@@ -80,7 +80,7 @@ def before(clean_store: ImageStore, store: ImageStore, clean_sha256: str, data: 
 
 
 def timed_before(clean_store: ImageStore, root: Path, sha256s: list[str], outputs: list[bytes]) -> float:
-    """The pipeline of before over the same outputs, read from files as ``_collect`` reads them."""
+    """The pipeline of before over the same outputs, read from files as ``collect`` reads them."""
     folder, store = root / "outputs", ImageStore(root / "store")
     folder.mkdir(parents=True)
     for i, data in enumerate(outputs):
@@ -94,14 +94,14 @@ def timed_before(clean_store: ImageStore, root: Path, sha256s: list[str], output
 
 
 def timed_now(settings: Settings, sha256s: list[str], outputs: list[bytes]) -> float:
-    """``_collect`` over a stage whose output folder holds ``outputs`` (staging not timed)."""
+    """``collect`` over a stage whose output folder holds ``outputs`` (staging not timed)."""
     store = ImageStore(settings.store_dir)
     inputs = [CleanInput(i, sha256, 1, str(i)) for i, sha256 in enumerate(sha256s)]
     with staging(settings, NAMING_KEY) as stage:
         for item, data in zip(inputs, outputs):
             (stage.output / stage.add_image(store, item.sha256, item.name, item.image_id)).write_bytes(data)
         started = time.perf_counter()
-        results, problems = _collect(stage, store, inputs, EPSILON)
+        results, problems = collect(stage, store, inputs, EPSILON)
         seconds = time.perf_counter() - started
     assert not problems and not any(r.missing for r in results) and all(r.linf <= EPSILON for r in results)
     return seconds / len(outputs)

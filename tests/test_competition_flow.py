@@ -104,7 +104,8 @@ def test_two_rounds_with_quota_carry_counting_and_publication(competition, tmp_p
     with transaction(settings) as session:  # the two accepted, and the one the platform could not check
         assert session.scalar(select(func.count(Submission.id))) == 3
     rounds_seen = {r["name"]: r for r in client.get("/api/rounds", headers=red).json()}
-    assert rounds_seen["dev"]["uploads_left"] == {"attack": 0, "targeted_attack": 1, "defense": 0}
+    assert rounds_seen["dev"]["uploads_left"] == {"attack": 0, "targeted_attack": 1, "defense": 0, "query_attack": 1,
+                                                  "query_targeted": 1}
     assert rounds_seen["dev"]["state"] == "open" and rounds_seen["dev"]["epsilons"] == [4, 16]
 
     # Round dev runs at its own epsilons, in real containers.

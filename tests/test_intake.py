@@ -44,7 +44,10 @@ def _count(settings) -> int:
     "metadata, message",
     [
         ({"container": "x", "entry_point": "run.sh"}, "type: Field required"),
-        ({**ATTACK_META, "type": "sneaky"}, "type: Input should be 'attack', 'targeted_attack' or 'defense'"),
+        ({**ATTACK_META, "type": "sneaky"},
+         "type: Input should be 'attack', 'targeted_attack', 'defense', 'query_attack' or 'query_targeted'"),
+        ({**ATTACK_META, "serving_entry_point": "serve.sh"}, "serving_entry_point is for defenses"),
+        ({**DEFENSE_META, "serving_entry_point": "serve.sh"}, "serving_entry_point 'serve.sh' is not a file"),
         ({**ATTACK_META, "entry_point": "../../bin/sh"}, "entry_point: Value error, must be a file inside"),
         ({**ATTACK_META, "entry_point": ""}, "entry_point"),
     ],

@@ -12,13 +12,13 @@ from arena.models import (
     AttackJob,
     Batch,
 )
-from arena.sandbox.containers import _run_options
+from arena.sandbox.containers import run_options
 from factories import add_submission, synth_dataset
 
 
 def test_gpu_hosts_get_device_requests_and_the_gpu_image(tmp_path):
-    cpu = _run_options(SandboxLimits(), [], time_limit=10)
-    gpu = _run_options(SandboxLimits(gpu=True), [], time_limit=10)
+    cpu = run_options(SandboxLimits(), [], time_limit=10)
+    gpu = run_options(SandboxLimits(gpu=True), [], time_limit=10)
     assert "device_requests" not in cpu
     assert gpu["device_requests"][0]["Capabilities"] == [["gpu"]] and gpu["network_mode"] == "none"
     code = Metadata(type="defense", container="a/cpu:1", container_gpu="a/gpu:1", entry_point="x").code(tmp_path)

@@ -145,6 +145,12 @@ class Settings(BaseSettings):
         "then the registry digest (host:port/repository@sha256:...), which every worker host's engine pulls when it "
         "lacks it. Unset: pins are the engine's image ids, and each worker host is given the images by hand.",
     )
+    serving_start_seconds: float = Field(
+        120.0, description="How long a served defense of the query track may take to load and say ready."
+    )
+    query_seconds_per_image: float = Field(
+        600.0, description="The time limit of a query-track attack per image (its queries' answers included).",
+    )
     debian_mirror: str = Field("http://deb.debian.org/debian", description="Where debootstrap fetches base-image packages.")
     sandbox: SandboxLimits = Field(default_factory=SandboxLimits)
 

@@ -73,10 +73,23 @@ class SubmissionKind(StrEnum):
     ATTACK = "attack"
     TARGETED_ATTACK = "targeted_attack"
     DEFENSE = "defense"
+    #: The query track's (docs/query-track.md): decision-based attacks that query served
+    #: defenses through Arena; stored in 20 characters, hence the short targeted name.
+    QUERY_ATTACK = "query_attack"
+    QUERY_TARGETED = "query_targeted"
 
     @property
     def is_attack(self) -> bool:
-        return self is not SubmissionKind.DEFENSE
+        """An attack of the batch (2017) tracks: the query track's never runs batch jobs."""
+        return self in (SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
+
+    @property
+    def is_query_attack(self) -> bool:
+        return self in (SubmissionKind.QUERY_ATTACK, SubmissionKind.QUERY_TARGETED)
+
+    @property
+    def is_targeted(self) -> bool:
+        return self in (SubmissionKind.TARGETED_ATTACK, SubmissionKind.QUERY_TARGETED)
 
 
 class SubmissionStatus(StrEnum):
@@ -337,6 +350,13 @@ class Round(Base):
     #: False for a round that had results when migration 0019 gave it its key: those were
     #: named under the installation's key and database ids, which its key does not reproduce.
     replayable: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    #: Queries a query-track attack may make per image and defense (AVC 2018: 1,000).
+    query_budget: Mapped[int] = mapped_column(Integer, default=1000, server_default="1000")
+    #: Which pairs the query track runs: None, all; K, each query attack against the top K served
+    #: defenses of the batch defense leaderboard, and each served defense against the top K query attacks.
+    query_top_k: Mapped[int | None] = mapped_column(Integer)
+    #: Images the query track runs on: the first batches holding at least this many; None: all.
+    query_images: Mapped[int | None] = mapped_column(Integer)
 
     dataset: Mapped[Dataset] = relationship()
 
@@ -462,6 +482,53 @@ class Classification(Base):
     adversarial_image_id: Mapped[int | None] = mapped_column(Integer)
     label: Mapped[int | None] = mapped_column(Integer)
     problem: Mapped[ClassificationProblem | None] = mapped_column(_enum(ClassificationProblem))
+
+
+class QueryJob(JobState, Base):
+    """One query-track attack against one served defense over one batch (``execution.query_jobs``):
+    both containers run at once and Arena carries every query between them."""
+
+    __tablename__ = "query_jobs"
+    __table_args__ = (UniqueConstraint("attack_id", "defense_id", "batch_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    attack_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    defense_id: Mapped[int] = mapped_column(ForeignKey("submissions.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    budget: Mapped[int | None] = mapped_column(Integer)  # queries per image it ran under (the round's at the time)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    attack_exit_code: Mapped[int | None] = mapped_column(Integer)
+    attack_timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Why the served defense stopped answering (crash, hang, garbage), None while it answered:
+    #: unanswered queries and scoring labels then count as misclassified, as a missing 2017 label does.
+    defense_failure: Mapped[str | None] = mapped_column(Text)
+    problems: Mapped[list[str]] = mapped_column(JSON, default=list)  # the attack's, as its team should read them
+    attack_log: Mapped[str | None] = mapped_column(Text)
+    defense_log: Mapped[str | None] = mapped_column(Text)
+
+    attack: Mapped[Submission] = relationship(foreign_keys=[attack_id])
+    defense: Mapped[Submission] = relationship(foreign_keys=[defense_id])
+    batch: Mapped[Batch] = relationship()
+
+
+class QueryResult(Base):
+    """One image of a query job: the queries it cost, the attack's output and how the served
+    defense labelled it, as returned and clipped to each epsilon of the round."""
+
+    __tablename__ = "query_results"
+    __table_args__ = (PrimaryKeyConstraint("query_job_id", "image_id"),)
+
+    query_job_id: Mapped[int] = mapped_column(ForeignKey("query_jobs.id", ondelete="CASCADE"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
+    queries: Mapped[int] = mapped_column(Integer)  # answered, counted against the budget
+    refused: Mapped[int] = mapped_column(Integer, default=0)  # refused past the budget
+    sha256: Mapped[str] = mapped_column(String(64))  # the output as returned (the clean image when missing)
+    linf: Mapped[int] = mapped_column(Integer)
+    l2: Mapped[float] = mapped_column(Float)
+    missing: Mapped[bool] = mapped_column(Boolean, default=False)
+    label: Mapped[int | None] = mapped_column(Integer)  # the defense's label for the output; None: unanswered
+    #: The defense's label for the output clipped to each epsilon, by epsilon (JSON keys are strings).
+    labels_at: Mapped[dict[str, int | None]] = mapped_column(JSON, default=dict)
 
 
 class Worker(Base):

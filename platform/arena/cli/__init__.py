@@ -8,6 +8,7 @@ from arena.cli import (  # noqa: F401  (their commands register on the app)
     hosts,
     images,
     operations,
+    query,
     results,
     rounds,
     runs,
@@ -26,5 +27,6 @@ app.add_typer(teams.teams_app, name="teams")
 app.add_typer(database.scores_app, name="scores")
 app.add_typer(rounds.round_app, name="round")
 app.add_typer(hosts.hosts_app, name="hosts")
+app.add_typer(query.query_app, name="query")
 
 __all__ = ["app", "console"]

@@ -69,6 +69,11 @@ def _print_submission(submission: Submission) -> None:
         flag = "[yellow]non-deterministic[/]" if probe["differing"] else "deterministic"
         console.print(f"  determinism probe: {flag}, {probe['differing']} of {probe['images']} images differed "
                       f"when the batch ran again ({probe['seconds']} s more)")
+    if serving := report.get("serving"):
+        flag = "[red]failed[/]" if serving["failure"] else "[yellow]stateful or non-deterministic[/]" \
+            if serving["differing"] else "deterministic and stateless"
+        console.print(f"  served: {flag}, {serving['differing']} of {serving['images']} images answered differently "
+                      f"one by one, in reverse and in one query ({serving['seconds']} s)")
     for field, (tag, pinned) in submission.images.items():
         console.print(f"  {field}: {tag}\n    pinned to {pinned or 'nothing yet (pinned by its first run)'}", highlight=False)
     if report and not report["passed"] and report.get("log_tail"):

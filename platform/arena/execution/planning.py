@@ -12,7 +12,7 @@ other one inserted first is skipped by the unique constraints, not an error.
 from dataclasses import dataclass
 from itertools import product
 
-from sqlalchemy import Select, Table, delete, exists, func, select, true
+from sqlalchemy import Select, Table, delete, exists, func, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,8 @@ from arena.models import (
     Entry,
     JobKind,
     JobStatus,
+    QueryJob,
+    QueryResult,
     Round,
     Submission,
     SubmissionKind,
@@ -186,7 +188,16 @@ def forget(session: Session, submission: Submission | None = None) -> None:
         gone = delete(DefenseJob).where(DefenseJob.attack_job_id.in_(attack_jobs)).returning(DefenseJob.id)
         answers.forget(session, session.scalars(gone).all())
         session.execute(delete(AttackJob).where(AttackJob.submission_id == submission.id))
-    else:
+    elif submission.kind is SubmissionKind.DEFENSE:
         gone = delete(DefenseJob).where(DefenseJob.submission_id == submission.id).returning(DefenseJob.id)
         answers.forget(session, session.scalars(gone).all())
+    _forget_query_jobs(session, submission)
     tallies.forget(session, submission)
+
+
+def _forget_query_jobs(session: Session, submission: Submission | None) -> None:
+    """The query track's jobs of one submission (as the attack or the served defense), or all,
+    and their results: they run again as the batch jobs do."""
+    mine = true() if submission is None else or_(QueryJob.attack_id == submission.id, QueryJob.defense_id == submission.id)
+    session.execute(delete(QueryResult).where(QueryResult.query_job_id.in_(select(QueryJob.id).where(mine))))
+    session.execute(delete(QueryJob).where(mine))

@@ -15,6 +15,7 @@ its container starts: the second run is made in the first run's container where 
 allows, starting as in a fresh one (``Staging.passes``).
 """
 
+import time
 from collections.abc import Iterator
 from contextlib import closing
 
@@ -24,11 +25,15 @@ from sqlalchemy.orm import Session
 
 from arena.config import Settings
 from arena.data.dataset import DatasetError
+from arena.data.images import image_store
 from arena.models import Batch, Image, SubmissionKind
 from arena.sandbox.attack_run import AttackOutcome, CleanInput, repeated_attack
 from arena.sandbox.code import SubmissionCode
 from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseInput, DefenseOutcome, repeated_defense
+from arena.sandbox.query_channel import MAX_BATCH
+from arena.sandbox.query_run import execute_query_dry_run
+from arena.sandbox.serving import DefenseFailed, served
 
 #: The dry run's runs of its batch: the run, then the determinism probe's.
 RUNS = 2
@@ -41,6 +46,18 @@ class DeterminismProbe(BaseModel):
     differing: int  # images whose output (attacks: the stored image's hash) or answer (defenses) changed
     share: float  # differing / images: above 0, the submission is flagged non-deterministic
     seconds: float  # the second run's time: what the probe added to the dry run
+
+
+class ServingProbe(BaseModel):
+    """A served defense asked the dry run's images one by one, then one by one in reverse
+    order, then all in one query: a deterministic, stateless defense answers each image the
+    same way in all three (docs/query-track.md)."""
+
+    images: int
+    differing: int  # images not answered the same in all three passes
+    share: float
+    failure: str | None  # why the served defense stopped answering; None: it answered every query
+    seconds: float
 
 
 class ValidationReport(BaseModel):
@@ -56,6 +73,7 @@ class ValidationReport(BaseModel):
     notes: list[str] = []  # accepted as 2017 accepted it, said all the same (none in older reports)
     log_tail: str = ""
     determinism: DeterminismProbe | None = None  # None: not probed (a failed run, or an older report)
+    serving: ServingProbe | None = None  # None: the defense serves no queries (or an older report)
 
 
 def sample_batch(session: Session) -> list[Image]:
@@ -86,6 +104,8 @@ def _runs(settings: Settings, code: SubmissionCode, images: list[Image],
         inputs = [DefenseInput(i.id, i.sha256, i.name) for i in images]
         return repeated_defense(settings, code, inputs, naming_key, RUNS)
     inputs = [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in images]
+    if code.kind.is_query_attack:  # each run in a container of its own, its queries answered afresh
+        return (execute_query_dry_run(settings, code, inputs, naming_key) for _ in range(RUNS))
     return repeated_attack(settings, code, inputs, max(settings.epsilons), naming_key, RUNS)
 
 
@@ -113,4 +133,36 @@ def validate(settings: Settings, code: SubmissionCode, images: list[Image], nami
         report = _report(settings, outcome.run, len(images), outcome.problems, outcome.notes)
         if report.passed:
             report.determinism = _probe(images, outcome, next(runs))
+    if report.passed and code.serving_entry_point:
+        report.serving = _serving_probe(settings, code, images)
+        _judge_serving(report, report.serving)
     return report
+
+
+def _serving_probe(settings: Settings, code: SubmissionCode, images: list[Image]) -> ServingProbe:
+    """Serve the defense and ask for the batch three ways (``ServingProbe``)."""
+    store = image_store(settings)
+    pixels = [store.read_pixels(image.sha256).tobytes() for image in images[:MAX_BATCH]]
+    time_limit = settings.serving_start_seconds + 3 * settings.time_limit(len(pixels))
+    with served(settings, code, time_limit, settings.seconds_per_image) as defense:
+        try:
+            forward = [label for image in pixels for label in defense.classify([image])]
+            backward = [label for image in reversed(pixels) for label in defense.classify([image])][::-1]
+            together = defense.classify(pixels)
+        except DefenseFailed:
+            forward = backward = together = []
+        seconds = time.monotonic() - defense.stream.started
+    differing = sum(len({a, b, c}) > 1 for a, b, c in zip(forward, backward, together))
+    return ServingProbe(images=len(pixels), differing=differing, share=round(differing / max(len(pixels), 1), 4),
+                        failure=defense.failure, seconds=round(seconds, 2))
+
+
+def _judge_serving(report: ValidationReport, probe: ServingProbe) -> None:
+    """A serving entry point that does not answer fails the dry run; answers that depend on
+    order or history are flagged: the query track's scores assume they do not."""
+    if probe.failure:
+        report.problems.append(f"the served defense (serving_entry_point) failed: {probe.failure}")
+        report.passed = False
+    elif probe.differing:
+        report.notes.append(f"the served defense answered {probe.differing} of {probe.images} images differently when "
+                            "asked again, in another order or in one batch: it must be deterministic and stateless")

@@ -3,7 +3,7 @@
 import json
 from pathlib import Path, PurePosixPath
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from arena.errors import InputError
 from arena.models import SubmissionKind
@@ -21,6 +21,9 @@ class Metadata(BaseModel):
     container: str
     container_gpu: str | None = None
     entry_point: str
+    #: A defense's second entry point, which answers label queries over its standard streams
+    #: (docs/query-track.md): what lets the query track attack it. None: batch only, as in 2017.
+    serving_entry_point: str | None = None
 
     @field_validator("container")
     @classmethod
@@ -29,13 +32,21 @@ class Metadata(BaseModel):
             raise ValueError("must be an image name such as arena/python:bookworm")
         return value
 
-    @field_validator("entry_point")
+    @field_validator("entry_point", "serving_entry_point")
     @classmethod
-    def _entry_point_relative(cls, value: str) -> str:
+    def _entry_point_relative(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         path = PurePosixPath(value)
         if not value or path.is_absolute() or ".." in path.parts:
             raise ValueError("must be a file inside the submission, such as run_attack.sh")
         return path.as_posix()
+
+    @model_validator(mode="after")
+    def _only_defenses_serve(self) -> "Metadata":
+        if self.serving_entry_point is not None and self.type is not SubmissionKind.DEFENSE:
+            raise ValueError(f"serving_entry_point is for defenses; a submission of type {self.type.value} has none")
+        return self
 
     @classmethod
     def read(cls, root: Path) -> "Metadata":
@@ -51,9 +62,11 @@ class Metadata(BaseModel):
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'metadata'}: {e['msg']}" for e in exc.errors())
             raise MetadataError(f"metadata.json: {problems}") from None
-        entry = root / metadata.entry_point
-        if not entry.is_file() or entry.is_symlink():
-            raise MetadataError(f"metadata.json: entry_point {metadata.entry_point!r} is not a file in the archive")
+        for name in ("entry_point", "serving_entry_point"):
+            value = getattr(metadata, name)
+            entry = root / value if value is not None else None
+            if entry is not None and (not entry.is_file() or entry.is_symlink()):
+                raise MetadataError(f"metadata.json: {name} {value!r} is not a file in the archive")
         return metadata
 
     def code(self, root: Path, pins: dict[str, str] | None = None) -> SubmissionCode:

@@ -1,6 +1,7 @@
 """A round's results bundle: everything needed to check and reproduce its figures, in one zip.
 
-It holds the 2017 result files and per-image Parquet (``export``) and a ``manifest.json``
+It holds the 2017 result files and per-image Parquet (``export``), the query track's cells
+where the round ran it (``query_scoring.CELLS_FILE``), and a ``manifest.json``
 that pins what produced them: the round's settings, the dataset (a hash over every image's
 name, label, target class and pixels' hash, and its batch size), every entered submission
 with its code hash, container, pinned image ids and images per container run, and the
@@ -29,6 +30,7 @@ from arena.competition import entries
 from arena.config import Settings
 from arena.data.objects import store
 from arena.models import Entry, Image, Round, Submission, Visibility
+from arena.results import query_scoring
 from arena.results.export import export
 
 MANIFEST = "manifest.json"
@@ -57,7 +59,8 @@ def manifest(session: Session, settings: Settings, round_: Round) -> dict:
                   "seconds_per_image": round_.seconds_per_image,
                   "opens_at": _moment(round_.opens_at), "closes_at": _moment(round_.closes_at),
                   "visibility": round_.visibility.value, "published_at": _moment(round_.published_at),
-                  "naming_key": _replay_key(round_)},
+                  "naming_key": _replay_key(round_), "query_budget": round_.query_budget,
+                  "query_top_k": round_.query_top_k, "query_images": round_.query_images},
         "dataset": {"name": round_.dataset.name, "images": _image_count(session, round_.dataset_id),
                     "batch_size": batch_size(session, round_.dataset_id),
                     "sha256": dataset_sha256(session, round_.dataset_id)},
@@ -104,7 +107,7 @@ def write(session: Session, settings: Settings, round_: Round, target: Path) -> 
     """Write the bundle to ``target`` (a .zip)."""
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.work_dir) as scratch:
-        files = export(session, round_.dataset, Path(scratch))
+        files = export(session, round_.dataset, Path(scratch)) + query_scoring.export_cells(session, round_, Path(scratch))
         target.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(target, "w") as bundle:
             text = json.dumps(manifest(session, settings, round_), indent=2).encode()

@@ -80,6 +80,14 @@ def _grid(session: Session, dataset: Dataset, settings: Settings) -> tuple[int, 
     return per_attack, batches + attacks * per_attack
 
 
+def _batch_jobs(kind: SubmissionKind, per_attack: int, per_defense: int) -> int:
+    """The batch-track jobs one submission of ``kind`` has: none for a query attack, whose
+    work is the query track's (``execution.query_jobs``)."""
+    if kind.is_query_attack:
+        return 0
+    return per_attack if kind.is_attack else per_defense
+
+
 def tournament_progress(session: Session, dataset: Dataset, settings: Settings) -> dict[str, JobCounts]:
     per_attack, per_defense = _grid(session, dataset, settings)
     attacks = _accepted(session, dataset, SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK)
@@ -92,7 +100,7 @@ def tournament_progress(session: Session, dataset: Dataset, settings: Settings) 
 
 def submission_progress(session: Session, dataset: Dataset, submission: Submission, settings: Settings) -> JobCounts:
     per_attack, per_defense = _grid(session, dataset, settings)
-    expected = per_attack if submission.kind.is_attack else per_defense
+    expected = _batch_jobs(submission.kind, per_attack, per_defense)
     if submission.status is not SubmissionStatus.ACCEPTED:
         expected = 0
     return JobCounts(job_statuses(session, dataset, JobKind.of(submission.kind), submission.id), expected)
@@ -114,7 +122,7 @@ def completion(session: Session, dataset: Dataset, settings: Settings) -> dict[i
     accepted = session.execute(select(Submission.id, Submission.kind).where(Submission.id.in_(entered)))
     return {
         submission_id: JobCounts(Counter({JobStatus.DONE: done.get(submission_id, 0)}),
-                                 per_attack if kind.is_attack else per_defense).fraction
+                                 _batch_jobs(kind, per_attack, per_defense)).fraction
         for submission_id, kind in accepted
     }
 

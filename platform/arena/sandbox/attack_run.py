@@ -62,7 +62,7 @@ class AttackOutcome:
     notes: list[str] = field(default_factory=list)  # what was accepted as 2017 accepted it
 
 
-def _stage_inputs(stage: Staging, store: ImageStore, inputs: list[CleanInput], targeted: bool) -> None:
+def stage_inputs(stage: Staging, store: ImageStore, inputs: list[CleanInput], targeted: bool) -> None:
     targets = []
     for item in inputs:
         name = stage.add_image(store, item.sha256, item.name, item.image_id)
@@ -93,7 +93,7 @@ def _judge(stage: Staging, name: str, clean: np.ndarray, epsilon: int,
     return kept, png, {"clipped": moved, "converted": output.converted_from, "wrong_size": output.resized_from is not None}
 
 
-def _collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilon: int) -> tuple[list[AdversarialResult], list[str]]:
+def collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilon: int) -> tuple[list[AdversarialResult], list[str]]:
     problems: list[str] = []
     by_id = {item.image_id: item for item in inputs}
     results = []
@@ -109,7 +109,7 @@ def _collect(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilo
     return results, problems
 
 
-def _notes(results: list[AdversarialResult]) -> list[str]:
+def notes(results: list[AdversarialResult]) -> list[str]:
     """What was converted as the 2017 evaluation converted it: said, but not held against the run."""
     notes = []
     converted = Counter(r.converted for r in results if r.converted)
@@ -124,10 +124,10 @@ def _notes(results: list[AdversarialResult]) -> list[str]:
 
 def _outcome(stage: Staging, store: ImageStore, inputs: list[CleanInput], epsilon: int,
              run: containers.RunResult) -> AttackOutcome:
-    results, problems = _collect(stage, store, inputs, epsilon)
+    results, problems = collect(stage, store, inputs, epsilon)
     if not run.succeeded:
         problems.insert(0, f"the attack {run.describe()}")
-    return AttackOutcome(run, results, problems, _notes(results))
+    return AttackOutcome(run, results, problems, notes(results))
 
 
 def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanInput], epsilon: int,
@@ -136,7 +136,7 @@ def execute_attack(settings: Settings, code: SubmissionCode, inputs: list[CleanI
     result per input (no database involved)."""
     store = image_store(settings)
     with staging(settings, naming_key) as stage:
-        _stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
+        stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
         run = stage.run(settings, code, "/output_images", "/output_images", str(epsilon))
         return _outcome(stage, store, inputs, epsilon, run)
 
@@ -148,7 +148,7 @@ def repeated_attack(settings: Settings, code: SubmissionCode, inputs: list[Clean
     the image allows (``Staging.passes``): the determinism probe's runs."""
     store = image_store(settings)
     with staging(settings, naming_key) as stage:
-        _stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
+        stage_inputs(stage, store, inputs, targeted=code.kind is SubmissionKind.TARGETED_ATTACK)
         with stage.passes(settings, code, "/output_images", runs) as run:
             for _ in range(runs):
                 yield _outcome(stage, store, inputs, epsilon, run("/output_images", str(epsilon)))

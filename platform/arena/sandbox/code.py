@@ -36,13 +36,15 @@ class SubmissionCode:
     #: Image ids by metadata field (``sandbox.pinning``); a tournament run always has the
     #: one it uses; code run outside a tournament (tests, benchmarks) may run its tags.
     pins: dict[str, str] = field(default_factory=dict)
+    #: A defense's query-track entry point (``sandbox.serving``); None: it serves no queries.
+    serving_entry_point: str | None = None
 
     @classmethod
     def described(cls, root: Path, fields: Mapping[str, Any], pins: dict[str, str] | None = None) -> "SubmissionCode":
         """Code at ``root`` as checked metadata fields describe it (a ``Metadata``'s, or a
         submission's stored ``meta``)."""
         return cls(root, SubmissionKind(fields["type"]), fields["entry_point"], fields["container"],
-                   fields.get("container_gpu"), dict(pins or {}))
+                   fields.get("container_gpu"), dict(pins or {}), fields.get("serving_entry_point"))
 
     @classmethod
     def stored(cls, settings: Settings, submission: Submission, pins: dict[str, str]) -> "SubmissionCode":
@@ -66,6 +68,12 @@ class SubmissionCode:
 
     def command(self, *arguments: str) -> list[str]:
         return [f"./{self.entry_point}", *arguments]
+
+    def serving_command(self) -> list[str]:
+        """How a served defense starts: its serving entry point, no arguments."""
+        if self.serving_entry_point is None:
+            raise ValueError(f"{self.root.name} declares no serving_entry_point: it cannot answer queries")
+        return [f"./{self.serving_entry_point}"]
 
 
 def _archive(sha256: str) -> str:

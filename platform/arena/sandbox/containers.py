@@ -91,7 +91,7 @@ def _output_usage(directory: Path) -> tuple[int, int]:
     return total, files
 
 
-def _over_limit(output: Path, limits: SandboxLimits) -> str | None:
+def over_limit(output: Path, limits: SandboxLimits) -> str | None:
     size, files = _output_usage(output)
     if size > limits.max_output_bytes:
         return f"output grew past {limits.max_output_bytes} bytes"
@@ -100,7 +100,7 @@ def _over_limit(output: Path, limits: SandboxLimits) -> str | None:
     return None
 
 
-def _check_runtime(client: docker.DockerClient, limits: SandboxLimits) -> None:
+def check_runtime(client: docker.DockerClient, limits: SandboxLimits) -> None:
     """A runtime the engine lacks (gVisor's runsc not installed) is named, with what is there."""
     if not limits.runtime:
         return
@@ -115,7 +115,7 @@ def _check_runtime(client: docker.DockerClient, limits: SandboxLimits) -> None:
         )
 
 
-def _check_room(output: Path, limits: SandboxLimits) -> None:
+def check_room(output: Path, limits: SandboxLimits) -> None:
     """Refuse to start unless the output's filesystem has room for all a run may write: on a
     full disk the submission's writes would fail and its missing outputs be blamed on it."""
     free = shutil.disk_usage(output).free
@@ -136,7 +136,7 @@ ORPHAN_GRACE_SECONDS = 60
 SWEEP_GRACE_SECONDS = 300
 
 
-def _run_options(limits: SandboxLimits, mounts: list[Mount], time_limit: float) -> dict:
+def run_options(limits: SandboxLimits, mounts: list[Mount], time_limit: float) -> dict:
     options = dict(
         labels={LABEL: str(int(time.time() + time_limit))},
         network_mode="none",
@@ -172,11 +172,11 @@ def run(
 ) -> RunResult:
     """Run ``command`` in ``image`` and wait, at most ``time_limit`` seconds."""
     client = docker_client()
-    _check_runtime(client, limits)
-    _check_room(output, limits)
+    check_runtime(client, limits)
+    check_room(output, limits)
     output.chmod(0o777)  # the non-root user inside must be able to write here
     try:
-        container = client.containers.create(image, command, **_run_options(limits, mounts, time_limit))
+        container = client.containers.create(image, command, **run_options(limits, mounts, time_limit))
     except ImageNotFound:
         raise SandboxError(f"container image {image!r} is not on this Docker engine") from None
     except (APIError, DockerException) as exc:
@@ -199,7 +199,7 @@ def _check_engine(container) -> None:
         raise EngineLost(f"the Docker engine stopped answering during the run ({exc})") from None
 
 
-def _wait(container, seconds: float) -> int | None:
+def wait_for_exit(container, seconds: float) -> int | None:
     """The exit code if the container ends within ``seconds``, else None.
 
     The SDK reports a wait that timed out as a ReadTimeout or as a ConnectionError saying
@@ -213,7 +213,7 @@ def _wait(container, seconds: float) -> int | None:
         return None
 
 
-def _kill(container) -> None:
+def kill(container) -> None:
     try:
         container.kill()
     except APIError:
@@ -225,11 +225,11 @@ def _watch(container, output: Path, time_limit: float, limits: SandboxLimits, st
     """Wait for the exit in short slices, killing on time-out or output past the limits;
     return (exit code, timed out, kill reason)."""
     timed_out, killed_reason = False, None
-    while (exit_code := _wait(container, WATCH_INTERVAL)) is None:
+    while (exit_code := wait_for_exit(container, WATCH_INTERVAL)) is None:
         timed_out = time.monotonic() - started > time_limit
-        killed_reason = None if timed_out else _over_limit(output, limits)
+        killed_reason = None if timed_out else over_limit(output, limits)
         if timed_out or killed_reason:
-            _kill(container)
+            kill(container)
             break
     return exit_code, timed_out, killed_reason
 
@@ -323,9 +323,9 @@ class Resident:
             timed_out = now - started > time_limit
             killed_reason = None
             if not timed_out and now - checked >= WATCH_INTERVAL:
-                checked, killed_reason = now, _over_limit(self.output, self.limits)
+                checked, killed_reason = now, over_limit(self.output, self.limits)
             if timed_out or killed_reason:
-                _kill(self.container)
+                kill(self.container)
                 return None, timed_out, killed_reason
             time.sleep(EXEC_POLL_SECONDS)
 
@@ -346,11 +346,11 @@ def resident(image: str, mounts: list[Mount], output: Path, time_limit: float, l
     up to ``time_limit`` seconds in all, removed afterwards; None (nothing started) when the
     image has no /bin/sh to hold it open: run each command with ``run`` then."""
     client = docker_client()
-    _check_runtime(client, limits)
-    _check_room(output, limits)
+    check_runtime(client, limits)
+    check_room(output, limits)
     output.chmod(0o777)
     try:
-        container = client.containers.create(image, HOLD, stdin_open=True, **_run_options(limits, mounts, time_limit))
+        container = client.containers.create(image, HOLD, stdin_open=True, **run_options(limits, mounts, time_limit))
     except ImageNotFound:
         raise SandboxError(f"container image {image!r} is not on this Docker engine") from None
     except (APIError, DockerException) as exc:
@@ -394,7 +394,7 @@ def sweep() -> int:
         deadline = float((container.attrs.get("Labels") or {}).get(LABEL, "0"))
         try:
             if container.status == "running" and now > deadline + ORPHAN_GRACE_SECONDS:
-                _kill(container)
+                kill(container)
             elif container.status in ("exited", "dead", "created") and now > deadline + SWEEP_GRACE_SECONDS:
                 container.remove(force=True)
                 removed += 1

@@ -1,0 +1,117 @@
+"""The query track's channel: what Arena adds per query, against the same defense in-process.
+
+Per one-image query, medians, under each runtime asked for:
+
+- in-process: the sample decoder's ``classify`` called on the pixels (the model alone);
+- served: Arena asks the served decoder (``ServedDefense.classify``): Arena -> defense -> Arena;
+- channel, instant: an attack container's queries answered by an instant in-process
+  classifier: attack -> Arena -> attack, the broker's checks and counts included;
+- channel, served: the whole path, attack -> Arena -> served decoder -> Arena -> attack,
+  timed inside the attack container.
+
+Platform overhead per query = channel, served - in-process. Queries per second are 1 / the
+channel's time, as one attack and one defense run at once (one pair per core pair).
+
+    .venv/bin/python bench/query_channel.py [--queries 500] [--runtimes runc,runsc]
+"""
+
+import argparse
+import importlib.util
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from arena import REPO_ROOT, db
+from arena.config import SandboxLimits, Settings
+from arena.intake.metadata import Metadata
+from arena.sandbox import containers
+from arena.sandbox.attached import attached
+from arena.sandbox.query_channel import QueryChannel
+from arena.sandbox.serving import served
+
+DECODER = REPO_ROOT / "submissions" / "samples" / "decoder"
+
+#: The attack side: QUERIES one-image queries on one input, its per-query median on stderr.
+ATTACK = """
+import os, statistics, sys, time
+from pathlib import Path
+name = sorted(p.name for p in Path(sys.argv[1]).glob("*.png"))[0]
+image = bytes(range(256)) * (299 * 299 * 3 // 256) + bytes(299 * 299 * 3 % 256)
+times = []
+for _ in range(int(sys.argv[3])):
+    start = time.perf_counter()
+    view = memoryview(f"query {name} 1\\n".encode() + image)
+    while view:
+        view = view[os.write(1, view):]
+    sys.stdin.buffer.readline()
+    times.append(time.perf_counter() - start)
+print(f"median {statistics.median(times) * 1000:.3f}", file=sys.stderr)
+"""
+
+
+def _in_process(image: np.ndarray, count: int) -> float:
+    spec = importlib.util.spec_from_file_location("decoder_defense", DECODER / "defense.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    times = []
+    for _ in range(count):
+        start = time.perf_counter()
+        module.classify(np.frombuffer(image.tobytes(), np.uint8).reshape(299, 299, 3))
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _served(settings: Settings, code, image: bytes, count: int) -> float:
+    with served(settings, code, 300, 5.0) as defense:
+        times = []
+        for _ in range(count):
+            start = time.perf_counter()
+            defense.classify([image])
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _channel(settings: Settings, scratch: Path, classify, count: int) -> float:
+    code_dir, inputs = scratch / "attack", scratch / "inputs"
+    code_dir.mkdir(exist_ok=True)
+    inputs.mkdir(exist_ok=True)
+    (code_dir / "attack.py").write_text(ATTACK)
+    (inputs / "a.png").write_bytes(b"")
+    mounts = [containers.Mount(code_dir, "/code"), containers.Mount(inputs, "/input_images")]
+    with attached("arena/python:bookworm", ["python3", "attack.py", "/input_images", "-", str(count)], mounts, 300,
+                  settings.sandbox) as attack:
+        QueryChannel(attack, classify, ["a.png"], count).serve()
+        run = attack.finish(time.monotonic() + 10)
+    return float(run.log_tail.split("median ")[1].split()[0]) / 1000
+
+
+def main(queries: int, runtimes: list[str]) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (299, 299, 3), dtype=np.uint8)
+    model = _in_process(image, queries)
+    print(f"{queries} one-image queries each; medians in ms; in-process decoder: {model * 1000:.3f}")
+    print("| runtime | served (Arena -> defense -> Arena) | channel, instant classifier | channel, served decoder "
+          "| platform overhead | queries/s |")
+    print("|---|---|---|---|---|---|")
+    for runtime in runtimes:
+        with tempfile.TemporaryDirectory() as scratch:
+            settings = Settings(data_dir=Path(scratch) / "arena",
+                                sandbox=SandboxLimits(runtime=None if runtime == "runc" else runtime))
+            db.upgrade(settings)
+            code = Metadata.read(DECODER).code(DECODER)
+            served_ms = _served(settings, code, image.tobytes(), queries)
+            instant = _channel(settings, Path(scratch), lambda images: [1] * len(images), queries)
+            with served(settings, code, 300, 5.0) as defense:
+                whole = _channel(settings, Path(scratch), defense.classify, queries)
+        print(f"| {runtime} | {served_ms * 1000:.3f} | {instant * 1000:.3f} | {whole * 1000:.3f} "
+              f"| {(whole - model) * 1000:.3f} | {1 / whole:.0f} |")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--runtimes", default="runc,runsc")
+    arguments = parser.parse_args()
+    main(arguments.queries, arguments.runtimes.split(","))

@@ -1,0 +1,164 @@
+"""The query track's scores, from its per-image results (docs/query-track.md, "Scoring").
+
+One row per (attack, defense, image): the output's L-infinity and L2 distances, the queries
+it cost, and the defense's labels for it as returned and clipped to each epsilon. Two rules:
+
+- The 2017 rule at each epsilon: the output clipped into the epsilon ball (as the batch
+  tracks clip it) and labelled by the defense; an attack scores its successes (a label
+  other than the true one; targeted: the target class), a defense its correct labels. A
+  missing label counts as misclassified, as a missing 2017 classification does.
+- The AVC rule (NeurIPS 2018): an output the defense labels wrongly (targeted: as the
+  target) is adversarial at its L2 distance, any other output a failure at the worst case,
+  infinity. An attack scores the median over its (defense, image) cells, lower better; a
+  defense the median over images of the smallest adversarial any attack found against it
+  on that image, higher better.
+
+Each AVC median comes with its 95% bootstrap interval over images, resampled with the
+weights every other interval uses (``results.intervals``): in each resample, the weighted
+median of the cells, each weighted by how often its image was drawn (the mean of the two
+middle values where the weights split evenly between them, so that equal weights give the
+plain median).
+
+Pure functions over a DataFrame, so the rules are tested against hand-computed values
+(tests/test_query_scoring.py) without a database.
+"""
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from arena.models import Image, QueryJob, QueryResult, Round, Submission, SubmissionKind
+from arena.results import csv_files
+from arena.results.intervals import percentile_interval, resampling_weights
+
+WORST = math.inf
+COLUMNS = ["attack", "attack_kind", "defense", "image", "true_label", "target_class", "queries", "refused",
+           "linf", "l2", "missing", "label", "labels_at"]
+
+
+def results_frame(session: Session, round_: Round) -> pd.DataFrame:
+    """The round's query results, one row per (attack, defense, image), names for ids."""
+    attack, defense = aliased(Submission), aliased(Submission)
+    rows = session.execute(
+        select(attack.name, attack.kind, defense.name, Image.name, Image.true_label, Image.target_class,
+               QueryResult.queries, QueryResult.refused, QueryResult.linf, QueryResult.l2, QueryResult.missing,
+               QueryResult.label, QueryResult.labels_at)
+        .join(QueryJob, QueryJob.id == QueryResult.query_job_id)
+        .join(attack, attack.id == QueryJob.attack_id).join(defense, defense.id == QueryJob.defense_id)
+        .join(Image, Image.id == QueryResult.image_id)
+        .where(Image.dataset_id == round_.dataset_id)
+        .order_by(attack.name, defense.name, Image.name)
+    )
+    frame = pd.DataFrame([list(row) for row in rows], columns=COLUMNS)
+    frame["attack_kind"] = frame["attack_kind"].map(lambda kind: SubmissionKind(kind).value)
+    return frame
+
+
+def _succeeded(label: int | None, true_label: int, target: int, targeted: bool) -> bool:
+    if targeted:
+        return label == target
+    return label is None or label != true_label
+
+
+def judged(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
+    """``frame`` with, per row: ``adversarial`` (the output as returned), ``smallest`` (its L2
+    when adversarial, else WORST) and, per epsilon, ``success@E`` and ``correct@E`` of the
+    output clipped to E."""
+    frame = frame.copy()
+    targeted = frame["attack_kind"] == SubmissionKind.QUERY_TARGETED.value
+
+    def succeeded(labels: pd.Series) -> pd.Series:
+        return pd.Series([_succeeded(None if pd.isna(label) else int(label), true, target, aimed)
+                          for label, true, target, aimed in zip(labels, frame["true_label"], frame["target_class"], targeted)],
+                         index=frame.index, dtype=bool)
+
+    frame["adversarial"] = succeeded(frame["label"].astype(object))
+    frame["smallest"] = frame["l2"].where(frame["adversarial"], WORST)
+    for epsilon in epsilons:
+        labels = frame["labels_at"].map(lambda at, e=epsilon: at.get(str(e), at.get(e)))
+        frame[f"success@{epsilon}"] = succeeded(labels.astype(object))
+        frame[f"correct@{epsilon}"] = labels.astype(object).eq(frame["true_label"]) & labels.notna()
+    return frame
+
+
+def median_interval(values: pd.Series, images: pd.Series, every_image: list[str]) -> tuple[float, float]:
+    """The 95% bootstrap interval of the median of ``values``, each belonging to the image
+    named beside it, the images of ``every_image`` resampled."""
+    column = {name: i for i, name in enumerate(every_image)}
+    order = np.argsort(values.to_numpy(dtype=float), kind="stable")
+    ordered = values.to_numpy(dtype=float)[order]
+    weights = resampling_weights(len(every_image))[:, [column[name] for name in images.to_numpy()[order]]]
+    cumulative = np.cumsum(weights, axis=1)
+    half = cumulative[:, -1:] / 2
+    lower, upper = np.argmax(cumulative >= half, axis=1), np.argmax(cumulative > half, axis=1)
+    medians = (ordered[lower] + ordered[upper]) / 2  # the two middle values where they tie, as a plain median
+    low, high = percentile_interval(medians[:, None])
+    return float(low[0]), float(high[0])
+
+
+def _with_intervals(scores: pd.DataFrame, groups, value: str, every_image: list[str]) -> pd.DataFrame:
+    bounds = {name: median_interval(group[value], group["image"], every_image) for name, group in groups}
+    scores.insert(scores.columns.get_loc("avc_median_l2") + 1, "avc_low", pd.Series({k: b[0] for k, b in bounds.items()}))
+    scores.insert(scores.columns.get_loc("avc_low") + 1, "avc_high", pd.Series({k: b[1] for k, b in bounds.items()}))
+    return scores
+
+
+def attack_scores(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
+    """Per attack: the AVC median L2 (lower better), successes at each epsilon, queries used."""
+    cells = judged(frame, epsilons)
+    grouped = cells.groupby("attack")
+    scores = pd.DataFrame({
+        "cells": grouped.size(),
+        "avc_median_l2": grouped["smallest"].median(),
+        "adversarial": grouped["adversarial"].sum(),
+        "median_queries": grouped["queries"].median(),
+        "refused": grouped["refused"].sum(),
+    })
+    for epsilon in epsilons:
+        scores[f"successes@{epsilon}"] = grouped[f"success@{epsilon}"].sum()
+    _with_intervals(scores, grouped, "smallest", sorted(cells["image"].unique()))
+    return scores.sort_values(["avc_median_l2", "adversarial"], ascending=[True, False])
+
+
+def defense_scores(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
+    """Per defense: the AVC median over images of the smallest adversarial found (higher
+    better), and correct labels at each epsilon."""
+    cells = judged(frame, epsilons)
+    smallest_per_image = cells.groupby(["defense", "image"])["smallest"].min()
+    grouped = cells.groupby("defense")
+    scores = pd.DataFrame({
+        "cells": grouped.size(),
+        "avc_median_l2": smallest_per_image.groupby("defense").median(),
+        "fooled": grouped["adversarial"].sum(),
+    })
+    for epsilon in epsilons:
+        scores[f"correct@{epsilon}"] = grouped[f"correct@{epsilon}"].sum()
+    per_image = smallest_per_image.reset_index()
+    _with_intervals(scores, per_image.groupby("defense"), "smallest", sorted(cells["image"].unique()))
+    return scores.sort_values(["avc_median_l2", "fooled"], ascending=[False, True])
+
+
+def cell_table(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
+    """The export: one row per (attack, defense, image), the labels at each epsilon spread into columns."""
+    cells = judged(frame, epsilons)
+    for epsilon in epsilons:
+        cells[f"label@{epsilon}"] = cells["labels_at"].map(lambda at, e=epsilon: at.get(str(e), at.get(e)))
+    return cells.drop(columns=["labels_at"])
+
+
+#: The query track's member of a round's results bundle (``results.bundle``).
+CELLS_FILE = "query_cells.csv"
+
+
+def export_cells(session: Session, round_: Round, folder: Path) -> list[Path]:
+    """The round's query-track cells as ``CELLS_FILE`` in ``folder``; nothing when it has none."""
+    frame = results_frame(session, round_)
+    if frame.empty:
+        return []
+    path = folder / CELLS_FILE
+    csv_files.write(cell_table(frame, list(round_.epsilons)), path)
+    return [path]

@@ -1,0 +1,157 @@
+"""Hostile parties of the query track (docs/query-track.md): an attack that floods queries
+past its budget, names an image it was not given, sends an oversized or malformed query;
+a served defense that answers garbage. Each is contained and recorded with its reason,
+and the attack's outputs are scored all the same. One runtime (runc): the broker's checks
+are Arena's code, the same under either; tests/test_query_track.py runs both runtimes.
+"""
+
+import pytest
+from sqlalchemy import select
+
+from arena.config import SandboxLimits
+from arena.db import transaction
+from arena.intake.dry_run import validate
+from arena.intake.metadata import Metadata
+from arena.models import Image
+from arena.sandbox import containers
+from arena.sandbox.attached import attach_options
+from arena.sandbox.attack_run import CleanInput
+from arena.sandbox.query_run import QueryTask, execute_query_attack
+from conftest import SAMPLES, make_settings
+from factories import NAMING_KEY, synth_dataset, write_submission
+
+#: Copies its inputs as outputs first, then: 40 one-image queries on its first image (budget 3),
+#: one on a name it was not given, one of 101 images; it logs every distinct answer.
+FLOODER = '''
+import os, shutil, sys
+from pathlib import Path
+
+def send(data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
+
+def ask(header, images=1):
+    send(header.encode() + b"\\n" + bytes(299 * 299 * 3) * images)
+    return sys.stdin.buffer.readline().decode().strip()
+
+names = sorted(p.name for p in Path(sys.argv[1]).glob("*.png"))
+for name in names:
+    shutil.copy(Path(sys.argv[1]) / name, Path(sys.argv[2]) / name)
+answers = [ask(f"query {names[0]} 1") for _ in range(40)]
+answers.append(ask("query not-mine.png 1"))
+send(f"query {names[1]} 101\\n".encode())
+answers.append(sys.stdin.buffer.readline().decode().strip())
+for answer in dict.fromkeys(answers):
+    print("answer:", answer, file=sys.stderr)
+'''
+
+#: A defense whose batch entry point is honest but whose served answers depend on history:
+#: each label is one more than the last.
+STATEFUL = """import sys
+from pathlib import Path
+if len(sys.argv) > 1:
+    Path(sys.argv[2]).write_text("".join(f"{p.name},1\\n" for p in Path(sys.argv[1]).glob("*.png")))
+    sys.exit()
+print("ready", flush=True)
+answered = 0
+for header in sys.stdin.buffer:
+    count = int(header.split()[1])
+    sys.stdin.buffer.read(count * 299 * 299 * 3)
+    print(" ".join(str(1 + (answered + i) % 1000) for i in range(count)), flush=True)
+    answered += count
+"""
+
+#: Served defenses that say ready, then hang on the first query, or exit.
+HANGS = "#!/bin/sh\necho ready\nread header\nsleep 600\n"
+CRASHES = "#!/bin/sh\necho ready\nread header\nexit 3\n"
+
+#: A served defense that says ready, then answers garbage.
+GARBAGE = "import sys\nprint('ready', flush=True)\nfor line in sys.stdin.buffer:\n    print('cat dog', flush=True)\n"
+
+
+def _settings(tmp_path):
+    return make_settings(tmp_path / "arena", sandbox=SandboxLimits(memory="512m"), query_seconds_per_image=10.0,
+                         serving_start_seconds=20.0)
+
+
+def _inputs(settings) -> list[CleanInput]:
+    synth_dataset(settings, 2, batch_size=2)
+    with transaction(settings) as session:
+        return [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in session.scalars(select(Image).order_by(Image.id))]
+
+
+def _python(folder, kind: str, script: str, **entry_points):
+    files = {name: "#!/bin/sh\nexec python3 main.py \"$@\"\n" for name in ["run.sh", *entry_points.values()]}
+    folder = write_submission(folder, {"type": kind, "container": "arena/python:bookworm", "entry_point": "run.sh",
+                                       **entry_points}, {**files, "main.py": script})
+    for name in entry_points.values():
+        (folder / name).chmod(0o755)
+    return Metadata.read(folder).code(folder)
+
+
+def test_a_flood_a_stranger_s_image_and_an_oversized_query_are_refused_and_recorded(tmp_path, engine):
+    settings = _settings(tmp_path)
+    attack = _python(tmp_path / "flooder", "query_attack", FLOODER)
+    decoder = Metadata.read(SAMPLES / "decoder").code(SAMPLES / "decoder")
+    outcome = execute_query_attack(settings, QueryTask(attack, decoder, _inputs(settings), [4], 3, 5.0, NAMING_KEY))
+    log = outcome.attack_run.log_tail
+    assert "answer: refused budget: 1 queries asked, 0 of 3 left for" in log
+    assert "answer: refused unknown image not-mine.png" in log
+    assert "answer: closed a query of 101 images: N must lie in 1..100" in log
+    assert outcome.problems[0] == "the query channel closed: a query of 101 images: N must lie in 1..100"
+    counts = sorted((r.queries, r.refused) for r in outcome.results)
+    assert counts == [(0, 0), (3, 37)]
+    assert outcome.defense_failure is None
+    assert all(not r.missing and r.label is not None for r in outcome.results)  # scored all the same
+
+
+def test_a_defense_that_answers_garbage_fails_the_job_s_labels_not_the_platform(tmp_path, engine):
+    settings = _settings(tmp_path)
+    defense = _python(tmp_path / "garbage", "defense", GARBAGE, serving_entry_point="serve.sh")
+    attack = Metadata.read(SAMPLES / "random_search").code(SAMPLES / "random_search")
+    outcome = execute_query_attack(settings, QueryTask(attack, defense, _inputs(settings), [4], 5, 5.0, NAMING_KEY))
+    assert outcome.defense_failure == "answered 2 label(s) to a query of 1 image(s): b'cat dog'"
+    log = outcome.attack_run.log_tail  # the sample logs what it was refused: never the defense's own words
+    assert ": defense failed: no query will be answered" in log and "cat dog" not in log
+    assert outcome.attack_run.succeeded
+    assert all(r.label is None and r.labels_at == {4: None} and r.queries == 0 for r in outcome.results)
+
+
+def test_a_served_defense_that_answers_by_history_is_flagged_by_its_dry_run(tmp_path, engine):
+    settings = _settings(tmp_path)
+    defense = _python(tmp_path / "stateful", "defense", STATEFUL, serving_entry_point="serve.sh")
+    _inputs(settings)
+    with transaction(settings) as session:
+        report = validate(settings, defense, list(session.scalars(select(Image).order_by(Image.id))), NAMING_KEY)
+    assert report.passed and report.serving.differing == 2 and report.serving.failure is None
+    assert "answered 2 of 2 images differently" in report.notes[-1]
+
+
+@pytest.mark.parametrize("script, reason", [(HANGS, "gave no labels for 1 image(s): no answer in time"),
+                                            (CRASHES, "gave no labels for 1 image(s): its stdout is closed")],
+                         ids=["hangs", "crashes"])
+def test_a_served_defense_that_hangs_or_crashes_is_recorded_and_the_attack_still_scored(tmp_path, engine, script, reason):
+    settings = _settings(tmp_path)
+    folder = write_submission(tmp_path / "broken", {"type": "defense", "container": "arena/python:bookworm",
+                                                    "entry_point": "serve.sh", "serving_entry_point": "serve.sh"},
+                              {"serve.sh": script})
+    attack = Metadata.read(SAMPLES / "random_search").code(SAMPLES / "random_search")
+    task = QueryTask(attack, Metadata.read(folder).code(folder), _inputs(settings), [4], 5, 0.5, NAMING_KEY)
+    outcome = execute_query_attack(settings, task)
+    assert outcome.defense_failure == reason
+    assert outcome.attack_run.succeeded and outcome.problems == []
+    assert [(r.missing, r.label, r.queries) for r in outcome.results] == [(False, None, 0)] * 2
+
+
+def test_the_query_track_s_containers_run_under_every_limit_of_the_others(tmp_path):
+    """No network, read-only, non-root, no capabilities, the limits and the deadline label: the
+    attached containers' options are the batch runs' own, plus an open stdin and no engine log."""
+    limits = SandboxLimits(memory="256m", runtime="runsc")
+    mounts = [containers.Mount(tmp_path, "/code")]
+    batch, query = containers.run_options(limits, mounts, 60), attach_options(limits, mounts, 60)
+    assert {key: value for key, value in query.items() if key not in ("stdin_open", "log_config", "labels")} == \
+        {key: value for key, value in batch.items() if key not in ("log_config", "labels")}
+    assert query["network_mode"] == "none" and query["read_only"] and query["cap_drop"] == ["ALL"]
+    assert query["runtime"] == "runsc" and query["stdin_open"] and query["log_config"]["Type"] == "none"
+    assert containers.LABEL in query["labels"]  # so that sweep() kills it should its runner die

@@ -1,0 +1,67 @@
+"""Which pairs and batches the query track runs, against hand-worked cases, and its jobs
+forgotten with a submission (docs/query-track.md)."""
+
+from sqlalchemy import select
+
+from arena.db import transaction
+from arena.execution import planning, query_jobs
+from arena.execution.query_pairs import chosen_batches, chosen_pairs
+from arena.models import Image, QueryJob, QueryResult, Round, SubmissionKind
+from factories import add_submission, synth_dataset
+
+
+def test_all_pairs_without_a_top_k():
+    assert chosen_pairs([1, 2], [10, 20], [], [], None) == {(1, 10), (1, 20), (2, 10), (2, 20)}
+
+
+def test_top_k_pairs_each_attack_with_the_best_defenses_and_each_defense_with_the_best_attacks():
+    # defenses ranked 30, 10, 20; attacks ranked 2, 1, 3: K = 1
+    pairs = chosen_pairs([1, 2, 3], [10, 20, 30], [2, 1, 3], [30, 10, 20], 1)
+    assert pairs == {(1, 30), (2, 30), (3, 30), (2, 10), (2, 20)}
+
+
+def test_an_entry_not_ranked_yet_comes_after_the_ranked_ones():
+    # defense 40 is new (unranked): it still meets the top attack; attack 4 (unranked) meets the top defense
+    pairs = chosen_pairs([1, 4], [10, 40], [1], [10], 1)
+    assert pairs == {(1, 10), (4, 10), (1, 40)}
+
+
+def test_the_first_batches_that_hold_the_images_asked_for():
+    batches = [(7, 100), (8, 100), (9, 50)]
+    assert chosen_batches(batches, None) == [7, 8, 9]
+    assert chosen_batches(batches, 100) == [7]
+    assert chosen_batches(batches, 101) == [7, 8]
+    assert chosen_batches(batches, 1000) == [7, 8, 9]
+
+
+def test_planning_inserts_the_chosen_pairs_on_the_chosen_batches_once(settings):
+    synth_dataset(settings, 4, batch_size=2)  # two batches
+    with transaction(settings) as session:
+        attacks = [add_submission(session, f"q{i}", SubmissionKind.QUERY_ATTACK).id for i in (1, 2)]
+        defenses = [add_submission(session, f"d{i}", SubmissionKind.DEFENSE, meta={"serving_entry_point": "s.sh"}).id
+                    for i in (1, 2, 3)]
+        add_submission(session, "batch-only", SubmissionKind.DEFENSE)  # serves no queries: never paired
+        round_ = session.scalars(select(Round)).one()
+        round_.query_top_k, round_.query_images = 1, 2
+        assert query_jobs.plan(session, round_) == 4  # q1 x d1..d3, q2 x d1: nothing ranked yet, by id
+        assert query_jobs.plan(session, round_) == 0
+        planned = set(session.execute(select(QueryJob.attack_id, QueryJob.defense_id)))
+    assert planned == {(attacks[0], d) for d in defenses} | {(attacks[1], defenses[0])}
+
+
+def test_forgetting_a_submission_forgets_its_query_jobs_and_results(settings):
+    synth_dataset(settings, 2, batch_size=2)
+    with transaction(settings) as session:
+        attack = add_submission(session, "q", SubmissionKind.QUERY_ATTACK)
+        defense = add_submission(session, "d", SubmissionKind.DEFENSE, meta={"serving_entry_point": "s.sh"})
+        query_jobs.plan(session, session.scalars(select(Round)).one())
+        job = session.scalars(select(QueryJob)).one()
+        image = session.scalars(select(Image)).first()
+        session.add(QueryResult(query_job_id=job.id, image_id=image.id, queries=1, refused=0, sha256=image.sha256,
+                                linf=0, l2=0.0, missing=False, label=1, labels_at={}))
+        session.flush()
+        planning.forget(session, defense)
+        assert session.scalars(select(QueryJob)).all() == [] and session.scalars(select(QueryResult)).all() == []
+        assert query_jobs.plan(session, session.scalars(select(Round)).one()) == 1  # planned again
+        planning.forget(session, attack)
+        assert session.scalars(select(QueryJob)).all() == []
