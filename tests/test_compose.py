@@ -68,7 +68,8 @@ def test_every_arena_service_gets_the_sandbox_runtime():
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="docker-compose is not installed (scripts/setup.sh installs it)")
 def test_the_web_service_has_no_engine_socket_and_the_workers_do():
     """The public web process stores uploads and queues their dry runs: the engine's socket
-    (root on its host) is mounted where containers run, never in ``web``."""
+    (root on its host) is mounted where containers run, never in ``web``, and ``web`` shares
+    no folder with them: what it serves of theirs comes from the object store."""
     import yaml
 
     env = {**os.environ, "PWD": str(REPO_ROOT)}
@@ -76,5 +77,5 @@ def test_the_web_service_has_no_engine_socket_and_the_workers_do():
                                            capture_output=True, text=True, timeout=60, check=True).stdout)
     mounts = {name: " ".join(str(volume) for volume in service.get("volumes", []))
               for name, service in config["services"].items()}
-    assert "docker.sock" not in mounts["web"] and "data/compose" in mounts["web"]
+    assert "docker.sock" not in mounts["web"] and "data/compose" not in mounts["web"]  # its files come from the store
     assert "docker.sock" in mounts["worker"] and "docker.sock" in mounts["scheduler"]
