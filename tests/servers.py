@@ -358,11 +358,21 @@ class PrivateDockerd(_Process):
                 saved.wait()
 
 
+def _unmount_under(folder: Path) -> None:
+    """Unmount what an engine left mounted under ``folder`` (its data root, mounted on itself,
+    stays mounted when the engine is killed or fails to start), deepest first."""
+    inside = str(folder.resolve())
+    with open("/proc/self/mounts") as mounts:
+        points = [line.split()[1] for line in mounts]
+    for point in sorted((p for p in points if p == inside or p.startswith(inside + "/")), key=len, reverse=True):
+        subprocess.run(["umount", "--lazy", point], check=False, stdin=subprocess.DEVNULL, capture_output=True)
+
+
 @contextmanager
 def private_dockerd(folder: Path, images: list[str]) -> Iterator[PrivateDockerd]:
     engine = PrivateDockerd(folder)
-    engine.start()
     try:
+        engine.start()
         for image in images:
             engine.load(image)
         yield engine
@@ -370,4 +380,5 @@ def private_dockerd(folder: Path, images: list[str]) -> Iterator[PrivateDockerd]
         if engine.killed:
             engine.start()  # without live-restore, an engine kills the containers it finds running at start
         engine.stop()
+        _unmount_under(folder)
         shutil.rmtree(folder, ignore_errors=True)
