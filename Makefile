@@ -1,5 +1,5 @@
 # The two commands of the README, and their parts.
-.PHONY: setup images app compose-demo demo demo-real test
+.PHONY: setup images app compose-demo hosts demo demo-real test
 
 setup:
 	scripts/setup.sh
@@ -16,6 +16,11 @@ compose-demo: app
 	command -v docker-compose >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose
 	rm -rf data/compose
 	scripts/with-docker.sh scripts/compose-demo.sh
+
+# Three hosts on this one machine that share nothing but PostgreSQL, Redis, an S3 store and a
+# registry: intake on this engine, workers on two private engines (one killed mid-run).
+hosts: setup
+	ARENA_REQUIRE_DOCKER=1 scripts/with-docker.sh .venv/bin/pytest -p no:randomly -v tests/test_distributed.py -k three_hosts
 
 # A whole tournament from nothing: base images, a synthetic dataset, the sample submissions.
 demo: setup
