@@ -249,13 +249,13 @@ def _supervise(container, output: Path, time_limit: float, limits: SandboxLimits
         log = container.logs(stdout=True, stderr=True, tail=200)[-LOG_EXCERPT_BYTES:]
     except ENGINE_ERRORS as exc:
         raise EngineLost(f"the Docker engine failed during the run ({exc})") from None
-    return RunResult(
-        exit_code=None if timed_out or killed_reason else exit_code,
-        timed_out=timed_out,
-        killed_reason=killed_reason,
-        seconds=seconds,
-        log_tail=log.decode("utf-8", errors="replace"),
-    )
+    return _result(exit_code, timed_out, killed_reason, seconds, log)
+
+
+def _result(exit_code: int | None, timed_out: bool, killed_reason: str | None, seconds: float, log: bytes) -> RunResult:
+    """A run's result: no exit code for a run that was killed (its code says nothing of it)."""
+    return RunResult(exit_code=None if timed_out or killed_reason else exit_code, timed_out=timed_out,
+                     killed_reason=killed_reason, seconds=seconds, log_tail=log.decode("utf-8", errors="replace"))
 
 
 #: How often a command run in a resident container is asked whether it ended: an exec cannot
@@ -295,13 +295,7 @@ class Resident:
             log = self.container.logs(stdout=True, stderr=True, tail=200, since=since)[-LOG_EXCERPT_BYTES:]
         except ENGINE_ERRORS as exc:
             raise EngineLost(f"the Docker engine failed during the run ({exc})") from None
-        return RunResult(
-            exit_code=None if timed_out or killed_reason else exit_code,
-            timed_out=timed_out,
-            killed_reason=killed_reason,
-            seconds=seconds,
-            log_tail=log.decode("utf-8", errors="replace"),
-        )
+        return _result(exit_code, timed_out, killed_reason, seconds, log)
 
     def _exec(self, command: list[str], time_limit: float, started: float) -> tuple[int | None, bool, str | None]:
         """Start ``command`` and poll it to its end, killing the container on time-out or on an
