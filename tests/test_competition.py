@@ -338,7 +338,7 @@ def test_the_round_s_parameters_are_the_ones_shown_and_run(two_rounds, monkeypat
         seen.update(epsilons=settings.epsilons, seconds_per_image=settings.seconds_per_image)
         raise ConflictError("stop here")
 
-    monkeypatch.setattr(repin.pinning, "pin", lambda meta: {"container": "sha256:" + "1" * 64})
+    monkeypatch.setattr(repin.pinning, "pin", lambda meta, registry=None: {"container": "sha256:" + "1" * 64})
     monkeypatch.setattr(repin, "validate", dry_run)
     with pytest.raises(ConflictError, match="stop here"):
         repin.prepare(two_rounds, submission_id)

@@ -84,7 +84,7 @@ def _python_defense(tmp_path: Path, name: str, script: str, image: str = IMAGE) 
                             {"run_defense.py": "#!/usr/bin/python3\n" + script})
 
 
-@pytest.mark.parametrize("sample", ["decoder", "random_noise"])
+@pytest.mark.parametrize("sample", ["smoothed_decoder", "random_noise"])  # no serving entry point: it starts one more
 def test_a_dry_run_and_its_probe_start_one_container(small, tmp_path, starts, sample):
     submission = submit_folder(small, SAMPLES / sample, tmp_path)
     assert submission.status is SubmissionStatus.ACCEPTED, submission.reason

@@ -52,7 +52,7 @@ def test_two_uploads_of_the_same_code_at_once(settings, tmp_path, monkeypatch):
         together.wait()
 
     monkeypatch.setattr(intake, "_check_allowed", check_then_wait)
-    monkeypatch.setattr(checking.pinning, "pin", lambda _tags: {"container": "sha256:" + "0" * 64})  # no engine here
+    monkeypatch.setattr(checking.pinning, "pin", lambda _tags, _registry=None: {"container": "sha256:" + "0" * 64})  # no engine here
     monkeypatch.setattr(checking, "validate", lambda *_: ValidationReport(passed=True, images=10, seconds=0.1, time_limit=50.0, exit_code=0, timed_out=False))
     outcomes: list = []
 

@@ -98,7 +98,7 @@ CASES: dict[str, tuple[str, Builder, type[Exception], str]] = {
     "not_an_archive": ("zip", lambda a, out: a.write_bytes(b"MZ\x90\x00 not an archive"), ArchiveError,
                        "not a .zip, .tar or .tar.gz"),
     "unknown_type": ("zip", lambda a, out: _zip(a, {**BASE, "metadata.json": json.dumps({**META, "type": "sneaky"}).encode()}),
-                     MetadataError, "type: Input should be 'attack', 'targeted_attack' or 'defense'"),
+                     MetadataError, "type: Input should be 'attack', 'targeted_attack', 'defense', 'query_attack' or 'query_targeted'"),
     "missing_entry_point": ("zip", lambda a, out: _zip(a, {"metadata.json": BASE["metadata.json"]}), MetadataError,
                             "entry_point 'run_attack.sh' is not a file"),
     "disallowed_image": ("zip", lambda a, out: _zip(a, {**BASE, "metadata.json": json.dumps(
