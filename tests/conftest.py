@@ -39,7 +39,7 @@ def make_settings(data_dir: Path, **overrides) -> Settings:
 #: here is merely scheduled later.
 LONGEST_FIRST = ["hostile", "test_compose", "test_distributed", "test_web_tournament", "test_tournament",
                  "test_real_models", "test_backup", "test_workers", "test_packing", "test_execution", "test_replay",
-                 "test_app_image"]
+                 "test_app_image", "test_query_track", "test_object_store", "test_web_whole_competition"]
 
 
 def group(nodeid: str) -> str:
