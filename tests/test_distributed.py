@@ -200,15 +200,18 @@ def _run_on_two_hosts(settings: Settings, dataset, env: dict, tmp_path: Path, re
 
 
 def _worker_with_results_running(settings: Settings, pid: int) -> int | None:
-    """The id of the worker process ``pid`` once an attempt of it has ended and another runs."""
+    """The id of the worker process ``pid`` once an attempt of it has ended and another runs
+    its container: by then that attempt has recorded the image it runs (one killed between
+    its claim and its load, a pull say, would record none)."""
     with transaction(settings) as session:
         worker = session.scalar(select(Worker.id).where(Worker.pid == pid))
         if worker is None:
             return None
         ended = session.scalar(select(func.count()).select_from(JobAttempt)
                                .where(JobAttempt.worker_id == worker, JobAttempt.ended_at.is_not(None)))
-        running = session.scalar(select(func.count()).select_from(JobAttempt)
-                                 .where(JobAttempt.worker_id == worker, JobAttempt.ended_at.is_(None)))
+        running = session.scalar(select(func.count()).select_from(JobAttempt)  # loaded: its image recorded
+                                 .where(JobAttempt.worker_id == worker, JobAttempt.ended_at.is_(None),
+                                        JobAttempt.container_image.is_not(None)))
     return worker if ended and running else None
 
 
