@@ -56,11 +56,11 @@ from arena.data.images import encode_png
 from arena.execution import distributed, packing, planning
 from arena.models import AttackJob, CellTally, CleanTally, Dataset, DefenseJob, JobStatus, Round
 from arena.results import tallies
-from arena.results.scoring import Standings
 
 sys.path.insert(0, str(REPO_ROOT / "tests"))
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 from final2017_worker import seconds_per_image  # noqa: E402  the workers' speeds, to pack by
+from scale import current_standings  # noqa: E402  what the web's cache computes after a change
 
 from servers import new_database, postgres_cluster, redis_server  # noqa: E402  the tests' servers
 
@@ -256,19 +256,6 @@ def run_window(settings: Settings, engine: Engine, pg, redis, count: int, folder
         "seconds from the last answer to published standings": round(published - last, 2),
         "seconds": seconds,
     }
-
-
-def current_standings(settings: Settings) -> None:
-    """What the web's cache computes from the tallies after a change: both matrices, the three
-    leaderboards, the error-rate matrix."""
-    with db.transaction(settings) as session:
-        standings = Standings.compute(session, session.get_one(Dataset, 1))
-    standings.matrix("error")
-    standings.matrix("hit", EPSILONS[-1])
-    standings.error_rate_matrix()
-    standings.defense_leaderboard()
-    standings.attack_leaderboard()
-    standings.targeted_attack_leaderboard()
 
 
 def checks(engine: Engine, window: int) -> dict:
