@@ -104,13 +104,16 @@ def create_round(settings: Settings, name: str, dataset: str, *, epsilons: list[
 def update_round(settings: Settings, round_name: str, *, opens_at: datetime | None = None,
                  closes_at: datetime | None = None, visibility: Visibility | None = None,
                  daily_quota: rounds.QuotaChange = None, total_quota: rounds.QuotaChange = None,
-                 rank_baselines: bool | None = None, data_public: bool | None = None) -> Round:
-    """Change a round's window, quotas, visibility, baselines' ranks or public data; None
+                 rank_baselines: bool | None = None, data_public: bool | None = None,
+                 refuse_stateful_defenses: bool | None = None) -> Round:
+    """Change a round's window, quotas, visibility, baselines' ranks, public data or whether
+    stateful served defenses are refused; None
     leaves one as it is, ``rounds.NO_LIMIT`` takes a quota away. Moments without a zone are UTC. The round, its columns loaded."""
     with transaction(settings) as session:
         return rounds.update(rounds.find(session, round_name), opens_at=as_utc(opens_at), closes_at=as_utc(closes_at),
                              visibility=visibility, daily_quota=daily_quota, total_quota=total_quota,
-                             rank_baselines=rank_baselines, data_public=data_public)
+                             rank_baselines=rank_baselines, data_public=data_public,
+                             refuse_stateful_defenses=refuse_stateful_defenses)
 
 
 def close_round(settings: Settings, round_name: str) -> str:

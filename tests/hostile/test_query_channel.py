@@ -8,17 +8,18 @@ are Arena's code, the same under either; tests/test_query_track.py runs both run
 import pytest
 from sqlalchemy import select
 
+from arena import actions
 from arena.config import SandboxLimits
 from arena.db import transaction
 from arena.intake.dry_run import validate
 from arena.intake.metadata import Metadata
-from arena.models import Image
+from arena.models import Image, SubmissionStatus
 from arena.sandbox import containers
 from arena.sandbox.attached import attach_options
 from arena.sandbox.attack_run import CleanInput
 from arena.sandbox.query_run import QueryTask, execute_query_attack
 from conftest import SAMPLES, make_settings
-from factories import NAMING_KEY, synth_dataset, write_submission
+from factories import NAMING_KEY, submit_folder, synth_dataset, write_submission
 
 #: Copies its inputs as outputs first, then: 40 one-image queries on its first image (budget 3),
 #: one on a name it was not given, one of 101 images; it logs every distinct answer.
@@ -81,12 +82,17 @@ def _inputs(settings) -> list[CleanInput]:
         return [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in session.scalars(select(Image).order_by(Image.id))]
 
 
-def _python(folder, kind: str, script: str, **entry_points):
+def _python_folder(folder, kind: str, script: str, **entry_points):
     files = {name: "#!/bin/sh\nexec python3 main.py \"$@\"\n" for name in ["run.sh", *entry_points.values()]}
     folder = write_submission(folder, {"type": kind, "container": "arena/python:bookworm", "entry_point": "run.sh",
                                        **entry_points}, {**files, "main.py": script})
     for name in entry_points.values():
         (folder / name).chmod(0o755)
+    return folder
+
+
+def _python(folder, kind: str, script: str, **entry_points):
+    folder = _python_folder(folder, kind, script, **entry_points)
     return Metadata.read(folder).code(folder)
 
 
@@ -126,6 +132,19 @@ def test_a_served_defense_that_answers_by_history_is_flagged_by_its_dry_run(tmp_
         report = validate(settings, defense, list(session.scalars(select(Image).order_by(Image.id))), NAMING_KEY)
     assert report.passed and report.serving.differing == 2 and report.serving.failure is None
     assert "answered 2 of 2 images differently" in report.notes[-1]
+
+
+def test_a_round_that_refuses_stateful_served_defenses_rejects_one_at_intake(tmp_path, engine):
+    """The round setting, through intake: the same defense is rejected, saying why."""
+    settings = _settings(tmp_path)
+    _inputs(settings)
+    actions.update_round(settings, "synthetic", refuse_stateful_defenses=True)
+    folder = _python_folder(tmp_path / "stateful", "defense", STATEFUL, serving_entry_point="serve.sh")
+    submission = submit_folder(settings, folder, tmp_path)
+    assert submission.status is SubmissionStatus.REJECTED
+    assert submission.validation_report["serving"]["differing"] == 2
+    assert any("answered 2 of 2 images differently" in problem and "refuses stateful served defenses" in problem
+               for problem in submission.validation_report["problems"]), submission.validation_report["problems"]
 
 
 @pytest.mark.parametrize("script, reason", [(HANGS, "gave no labels for 1 image(s): no answer in time"),

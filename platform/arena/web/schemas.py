@@ -383,6 +383,9 @@ class RoundSummary(BaseModel):
     entries: int = Field(description="Accepted submissions entered.")
     data_public: bool = Field(description="Whether its images and labels can be downloaded (/data).")
     rank_baselines: bool = Field(description="Whether baselines take a rank like teams (else they are shown unranked).")
+    refuse_stateful_defenses: bool = Field(
+        False, description="Whether a served defense whose dry run answered differently when asked again is rejected "
+                           "(else accepted, flagged).")
     uploads_left: dict[str, int | None] | None = Field(
         None, description="For a team: uploads it may still make now, per track (null: no quota).")
 
