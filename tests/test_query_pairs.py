@@ -5,10 +5,12 @@ stand-ins."""
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select, update
 
-from arena import job_states
+from arena import actions, job_states
 from arena.db import transaction
+from arena.errors import ConflictError
 from arena.execution import distributed, planning, query_jobs
 from arena.execution.broker import QUERY_TASK
 from arena.execution.query_pairs import chosen_batches, chosen_pairs
@@ -133,3 +135,13 @@ def test_the_distributed_dispatch_queues_query_jobs_for_the_workers(settings, mo
         assert session.get_one(QueryJob, job_id).status is JobStatus.QUEUED
     distributed.dispatch(settings, dataset_id, wait=False)  # queued under a live lease: not sent again
     assert [s for s in sent if s[0] == QUERY_TASK] == [(QUERY_TASK, [job_id], "cpu")]
+
+
+def test_a_round_with_a_query_job_not_done_is_not_published(settings):
+    job_id = _one_query_job(settings)
+    with pytest.raises(ConflictError, match="2 jobs not done"):  # the query job and the defense's clean batch
+        actions.publish_round(settings, "synthetic")
+    with transaction(settings) as session:
+        job_states.finish(session.get_one(QueryJob, job_id))
+    with pytest.raises(ConflictError, match="1 jobs not done"):
+        actions.publish_round(settings, "synthetic")

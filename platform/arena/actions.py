@@ -24,7 +24,7 @@ from arena.config import EpsilonSchedule, Settings
 from arena.data.dataset import find_dataset, pick_dataset
 from arena.db import transaction
 from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from arena.execution import planning, workers
+from arena.execution import planning, query_jobs, workers
 from arena.execution.repin import apply as apply_repin
 from arena.execution.repin import prepare as prepare_repin
 from arena.intake.submit import take
@@ -127,7 +127,8 @@ def publish_round(settings: Settings, round_name: str) -> str:
     are told (``notifications``). Its name."""
     with transaction(settings) as session:
         round_ = rounds.find(session, round_name)
-        name = rounds.publish(round_, planning.unfinished_jobs(session, round_)).name
+        unfinished = planning.unfinished_jobs(session, round_) + query_jobs.unfinished(session, round_)
+        name = rounds.publish(round_, unfinished).name
         notice = notifications.round_published(session, round_)
     notifications.send(settings, notice)
     return name

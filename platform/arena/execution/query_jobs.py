@@ -89,6 +89,14 @@ def runnable(session: Session, settings: Settings, dataset: Dataset) -> list[int
         .order_by(QueryJob.id)))
 
 
+def unfinished(session: Session, round_: Round) -> int:
+    """The round's query jobs not done, those planning adds now included: a round with one is
+    not ready to publish, as with the batch tracks' (``planning.unfinished_jobs``)."""
+    plan(session, round_)
+    return session.scalar(select(func.count(QueryJob.id)).join(Batch, Batch.id == QueryJob.batch_id)
+                          .where(Batch.dataset_id == round_.dataset_id, job_states.unfinished(QueryJob)))
+
+
 def statuses(session: Session, dataset: Dataset) -> Counter:
     """The dataset's query jobs by status, as ``progress.job_statuses`` counts the others."""
     query = (select(QueryJob.status, func.count(QueryJob.id)).join(Batch, Batch.id == QueryJob.batch_id)
