@@ -1,6 +1,7 @@
 """Hostile parties of the query track (docs/query-track.md): an attack that floods queries
-past its budget, names an image it was not given, sends an oversized or malformed query;
-a served defense that answers garbage. Each is contained and recorded with its reason,
+past its budget, names an image it was not given, sends an oversized or malformed query,
+or tries to reach the defense another way (the network, a planted file, /proc); a served
+defense that answers garbage. Each is contained and recorded with its reason,
 and the attack's outputs are scored all the same. One runtime (runc): the broker's checks
 are Arena's code, the same under either; tests/test_query_track.py runs both runtimes.
 """
@@ -45,6 +46,46 @@ send(f"query {names[1]} 101\\n".encode())
 answers.append(sys.stdin.buffer.readline().decode().strip())
 for answer in dict.fromkeys(answers):
     print("answer:", answer, file=sys.stderr)
+'''
+
+#: Copies its inputs as outputs, then tries to reach the defense another way than the channel:
+#: a socket to the addresses a container on the engine's bridge would have, a file planted in
+#: its inputs and in /tmp for a neighbour to read, the other processes' /proc; logs what it
+#: got, then asks one query through the channel.
+PROWLER = '''
+import os, shutil, socket, sys
+from pathlib import Path
+
+def send(data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
+
+names = sorted(p.name for p in Path(sys.argv[1]).glob("*.png"))
+for name in names:
+    shutil.copy(Path(sys.argv[1]) / name, Path(sys.argv[2]) / name)
+for host in ("172.17.0.1", "172.17.0.2", "172.17.0.3", "10.0.0.1"):
+    try:
+        socket.create_connection((host, 80), timeout=1).close()
+        print("probe: reached", host, file=sys.stderr)
+    except OSError as exc:
+        print("probe: no way to", host, type(exc).__name__, file=sys.stderr)
+try:
+    (Path(sys.argv[1]) / "planted.txt").write_text("for the defense")
+    print("probe: planted in its inputs", file=sys.stderr)
+except OSError:
+    print("probe: its inputs are read-only", file=sys.stderr)
+Path("/tmp/planted.txt").write_text("for the defense")
+commands = []
+for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+    try:
+        commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\\0", b" ").decode(errors="replace"))
+    except OSError:
+        pass
+print("probe: sees the defense's process" if any("serve" in c for c in commands) else
+      f"probe: sees {len(commands)} process(es), none of the defense's", file=sys.stderr)
+send(f"query {names[0]} 1\\n".encode() + bytes(299 * 299 * 3))
+print("answer:", sys.stdin.buffer.readline().decode().strip(), file=sys.stderr)
 '''
 
 #: A defense whose batch entry point is honest but whose served answers depend on history:
@@ -110,6 +151,25 @@ def test_a_flood_a_stranger_s_image_and_an_oversized_query_are_refused_and_recor
     assert counts == [(0, 0), (3, 37)]
     assert outcome.defense_failure is None
     assert all(not r.missing and r.label is not None for r in outcome.results)  # scored all the same
+
+
+def test_an_attack_that_tries_to_reach_the_defense_another_way_finds_nothing_and_the_cells_stand(tmp_path, engine):
+    """No network (not the bridge's addresses), read-only inputs, its own /tmp and process
+    tree: each try fails inside the attack's own container, its log records it, and the
+    defense answers and scores both images as for any attack."""
+    settings = _settings(tmp_path)
+    attack = _python(tmp_path / "prowler", "query_attack", PROWLER)
+    decoder = Metadata.read(SAMPLES / "decoder").code(SAMPLES / "decoder")
+    outcome = execute_query_attack(settings, QueryTask(attack, decoder, _inputs(settings), [4], 3, 5.0, NAMING_KEY))
+    log = outcome.attack_run.log_tail
+    assert outcome.attack_run.succeeded, log
+    assert "reached" not in log and log.count("probe: no way to") == 4
+    assert "probe: its inputs are read-only" in log and "none of the defense's" in log, log
+    assert "answer: labels " in log
+    assert outcome.defense_failure is None and outcome.problems == []
+    assert sorted((r.queries, r.refused, r.missing) for r in outcome.results) == [(0, 0, False), (1, 0, False)]
+    assert all(r.label is not None and r.labels_at[4] is not None for r in outcome.results)
+    assert "planted" not in outcome.defense_log
 
 
 def test_a_defense_that_answers_garbage_fails_the_job_s_labels_not_the_platform(tmp_path, engine):
