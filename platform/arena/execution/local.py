@@ -97,7 +97,7 @@ def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: Threa
                     checked.add(dry_run_id)
         turn = _turn(settings, dataset_id, frozenset(failed | in_flight()), frozenset(queries_failed | {*queried.values()}))
         if me.draining.is_set():  # an organizer's choice: what runs finishes, nothing new starts
-            summary.drained = summary.drained or bool(turn.packs)
+            summary.drained = summary.drained or bool(turn.packs or turn.query_jobs)
             return turn
         for pack in turn.packs:
             running[pool.submit(run_pack, settings, pack, me.id)] = pack
