@@ -334,15 +334,16 @@ def test_the_round_s_parameters_are_the_ones_shown_and_run(two_rounds, monkeypat
         submission_id = submission.id
     seen = {}
 
-    def dry_run(settings, code, images, naming_key):
-        seen.update(epsilons=settings.epsilons, seconds_per_image=settings.seconds_per_image)
+    def dry_run(settings, code, images, naming_key, refuse_stateful):
+        seen.update(epsilons=settings.epsilons, seconds_per_image=settings.seconds_per_image,
+                    refuse_stateful=refuse_stateful)
         raise ConflictError("stop here")
 
     monkeypatch.setattr(repin.pinning, "pin", lambda meta, registry=None: {"container": "sha256:" + "1" * 64})
     monkeypatch.setattr(repin, "validate", dry_run)
     with pytest.raises(ConflictError, match="stop here"):
         repin.prepare(two_rounds, submission_id)
-    assert seen == {"epsilons": [16], "seconds_per_image": 2.0}
+    assert seen == {"epsilons": [16], "seconds_per_image": 2.0, "refuse_stateful": False}
 
     shown = TestClient(create_app(two_rounds)).get("/api/tournament").json()
     assert (shown["epsilons"], shown["eps_schedule"], shown["seconds_per_image"]) == ([16], "all", 2.0)

@@ -15,6 +15,7 @@ from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from arena import job_states
+from arena.competition import rounds
 from arena.config import Settings
 from arena.db import transaction
 from arena.execution import planning
@@ -28,7 +29,10 @@ from arena.models import (
     JobAttempt,
     JobKind,
     JobStatus,
+    QueryJob,
+    QueryResult,
     Submission,
+    SubmissionStatus,
     Worker,
 )
 from arena.results.scoring import Standings
@@ -318,3 +322,26 @@ def test_an_upload_is_checked_on_its_own_queue_while_the_tournament_s_packs_wait
     with transaction(settings) as session:  # not one of the tournament's packs ran: they wait on cpu
         queued = session.scalar(select(func.count(AttackJob.id)).where(AttackJob.status == JobStatus.QUEUED))
         assert queued > 0 and session.scalar(select(func.count(JobAttempt.id))) == 0
+
+
+def test_a_query_job_is_queued_for_a_celery_worker_which_runs_and_stores_it(servers, tmp_path):
+    """The query track through the broker: the dispatcher queues the query job beside the
+    served defense's batch job, one worker claims, runs and stores both."""
+    redis, postgres = servers
+    settings, env = _distributed_settings(tmp_path, redis, postgres)
+    dataset = synth_dataset(settings, 3, batch_size=3)
+    for name in ("decoder", "boundary"):
+        assert submit_folder(settings, SAMPLES / name, tmp_path).status is SubmissionStatus.ACCEPTED
+    with transaction(settings) as session:
+        rounds.find(session).query_budget = 20
+    worker = _workers(env, 1, tmp_path)
+    try:
+        summary = dispatch(settings, dataset.id, timeout=300)
+    finally:
+        _stop(worker)
+    assert summary.platform_errors == [] and (summary.query_jobs, summary.defense_jobs) == (1, 1)
+    with transaction(settings) as session:
+        job = session.scalars(select(QueryJob)).one()
+        assert (job.status, job.attempt, job.defense_failure) == (JobStatus.DONE, 1, None), job.problems
+        assert job.worker_id is not None and job.worker_id == session.scalars(select(JobAttempt.worker_id)).one()
+        assert session.scalar(select(func.count()).select_from(QueryResult)) == 3

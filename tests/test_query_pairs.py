@@ -1,12 +1,22 @@
-"""Which pairs and batches the query track runs, against hand-worked cases, and its jobs
-forgotten with a submission (docs/query-track.md)."""
+"""Which pairs and batches the query track runs, against hand-worked cases, its jobs
+forgotten with a submission, and its jobs held under the leases and fencing of the other
+jobs and queued for the Celery workers (docs/query-track.md). No container: the runs are
+stand-ins."""
 
-from sqlalchemy import select
+from datetime import timedelta
 
+import pytest
+from sqlalchemy import select, update
+
+from arena import actions, job_states
 from arena.db import transaction
-from arena.execution import planning, query_jobs
+from arena.errors import ConflictError
+from arena.execution import distributed, planning, query_jobs
+from arena.execution.broker import QUERY_TASK
 from arena.execution.query_pairs import chosen_batches, chosen_pairs
-from arena.models import Image, QueryJob, QueryResult, Round, SubmissionKind
+from arena.models import Image, JobStatus, QueryJob, QueryResult, Round, SubmissionKind, utcnow
+from arena.sandbox.containers import RunResult
+from arena.sandbox.query_run import QueryImageResult, QueryOutcome
 from factories import add_submission, synth_dataset
 
 
@@ -65,3 +75,73 @@ def test_forgetting_a_submission_forgets_its_query_jobs_and_results(settings):
         assert query_jobs.plan(session, session.scalars(select(Round)).one()) == 1  # planned again
         planning.forget(session, attack)
         assert session.scalars(select(QueryJob)).all() == []
+
+
+def _one_query_job(settings) -> int:
+    synth_dataset(settings, 2, batch_size=2)
+    with transaction(settings) as session:
+        add_submission(session, "q", SubmissionKind.QUERY_ATTACK)
+        add_submission(session, "d", SubmissionKind.DEFENSE, meta={"serving_entry_point": "s.sh"})
+        query_jobs.plan(session, session.scalars(select(Round)).one())
+        return session.scalars(select(QueryJob.id)).one()
+
+
+def _outcome(task, label: int) -> QueryOutcome:
+    return QueryOutcome(RunResult(0, False, None, 1.0, ""), None, "", [
+        QueryImageResult(i.image_id, i.sha256, 0, 0.0, 1, 0, False, label, {e: label for e in task.epsilons})
+        for i in task.inputs])
+
+
+def test_a_query_job_whose_lease_ran_out_is_taken_over_and_its_results_stored_once(settings, monkeypatch):
+    """The first runner stalls past its lease; the reaper puts the job back, a second runner
+    claims and stores it; the first runner's results, when it comes back, are dropped."""
+    job_id = _one_query_job(settings)
+    monkeypatch.setattr(query_jobs, "submission_code", lambda settings, submission: submission.name)
+    runs = []
+
+    def execute(run_settings, task):
+        runs.append(task)
+        if len(runs) == 1:
+            with transaction(settings) as session:
+                session.execute(update(QueryJob).values(lease_expires_at=utcnow() - timedelta(seconds=1)))
+                assert job_states.reap(session) == 1
+            assert query_jobs.run_job(settings, job_id) is True  # the second runner, its label 2
+        return _outcome(task, label=len(runs))
+
+    monkeypatch.setattr(query_jobs, "execute_query_attack", execute)
+    assert query_jobs.run_job(settings, job_id) is False
+    assert query_jobs.run_job(settings, job_id) is False  # done: nobody claims it again
+    with transaction(settings) as session:
+        job = session.get_one(QueryJob, job_id)
+        assert (job.status, job.attempt, job.lease_expires_at) == (JobStatus.DONE, 2, None)
+        assert sorted(session.scalars(select(QueryResult.label))) == [2, 2]  # the second run's, once per image
+    assert len(runs) == 2
+
+
+def test_the_distributed_dispatch_queues_query_jobs_for_the_workers(settings, monkeypatch):
+    job_id = _one_query_job(settings)
+    sent = []
+
+    class Broker:
+        def send_task(self, name, args, queue):
+            sent.append((name, args, queue))
+
+    monkeypatch.setattr(distributed, "celery_app", lambda settings: Broker())
+    with transaction(settings) as session:
+        dataset_id = session.scalars(select(Round.dataset_id)).one()
+    distributed.dispatch(settings, dataset_id, wait=False)
+    assert (QUERY_TASK, [job_id], "cpu") in sent
+    with transaction(settings) as session:
+        assert session.get_one(QueryJob, job_id).status is JobStatus.QUEUED
+    distributed.dispatch(settings, dataset_id, wait=False)  # queued under a live lease: not sent again
+    assert [s for s in sent if s[0] == QUERY_TASK] == [(QUERY_TASK, [job_id], "cpu")]
+
+
+def test_a_round_with_a_query_job_not_done_is_not_published(settings):
+    job_id = _one_query_job(settings)
+    with pytest.raises(ConflictError, match="2 jobs not done"):  # the query job and the defense's clean batch
+        actions.publish_round(settings, "synthetic")
+    with transaction(settings) as session:
+        job_states.finish(session.get_one(QueryJob, job_id))
+    with pytest.raises(ConflictError, match="1 jobs not done"):
+        actions.publish_round(settings, "synthetic")

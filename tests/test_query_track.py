@@ -108,8 +108,8 @@ def test_a_query_past_the_budget_is_refused_and_the_output_still_scored(settings
 
 
 def test_a_round_runs_its_query_jobs_and_stores_what_arena_counted(tmp_path, monkeypatch, engine):
-    """Through intake (the attack's dry run answered by a stand-in), planning, the run and
-    the CLI: the stored counts are the queries the attack says it made, and its outputs
+    """Through intake (the attack's dry run answered by a stand-in), planning, `arena run`
+    (the query job claimed, leased and stored as the batch jobs are) and the CLI: the stored counts are the queries the attack says it made, and its outputs
     fool the decoder."""
     for name, value in {"DATA_DIR": str(tmp_path / "arena"), "SANDBOX_MEMORY": "512m",
                         "QUERY_SECONDS_PER_IMAGE": "20", "SERVING_START_SECONDS": "30"}.items():
@@ -125,12 +125,15 @@ def test_a_round_runs_its_query_jobs_and_stores_what_arena_counted(tmp_path, mon
     assert submit_folder(settings, SAMPLES / "boundary", tmp_path).status is SubmissionStatus.ACCEPTED
     runner = CliRunner()
     assert runner.invoke(app, ["query", "set", "synthetic", "--budget", "30"]).exit_code == 0
-    assert "1 query job(s) run" in runner.invoke(app, ["query", "run"]).output
+    ran = runner.invoke(app, ["run"])  # the engine's in-process pool runs the query job beside the batch jobs
+    assert ran.exit_code == 0 and "1 query jobs" in ran.output, ran.output
+    assert "0 query job(s) run" in runner.invoke(app, ["query", "run"]).output  # nothing left for it
     with transaction(settings) as session:
         job = session.scalars(select(QueryJob)).one()
         stored = {name: queries for name, queries in session.execute(
             select(Image.name, QueryResult.queries).join(QueryResult, QueryResult.image_id == Image.id))}
         assert job.status is JobStatus.DONE and job.budget == 30 and job.defense_failure is None, job.problems
+        assert job.attempt == 1 and job.worker_id is not None and job.lease_expires_at is None
         logged = sorted(int(used) for used in re.findall(r"\w+\.png: (\d+) queries", job.attack_log))
     assert sorted(stored.values()) == logged and all(0 < used <= 30 for used in logged)
     scores = runner.invoke(app, ["query", "scores"])

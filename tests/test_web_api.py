@@ -17,9 +17,12 @@ from schemathesis.checks import (
 )
 from sqlalchemy import select
 
+from arena import job_states
 from arena.admin.teams import issue_token
+from arena.competition import rounds
 from arena.db import transaction
-from arena.models import Submission, SubmissionKind, Team
+from arena.execution import query_jobs
+from arena.models import QueryJob, QueryResult, Submission, SubmissionKind, Team
 from arena.web.app import create_app
 from conftest import make_settings
 from factories import add_submission, synth_dataset
@@ -219,3 +222,38 @@ def test_a_chunked_body_past_the_limit_is_cut_off(arena):
     response = client.post("/api/submissions", content=chunks(), headers={
         **_bearer(tokens["red"]), "Content-Type": "multipart/form-data; boundary=b"})
     assert response.status_code == 413 and "larger than the limit" in response.json()["detail"]
+
+
+def _query_round_ran(settings) -> None:
+    """Red's query attack against blue's served defense, every image answered: as a run of
+    the round's query jobs leaves them (no container)."""
+    with transaction(settings) as session:
+        red, blue = (session.scalar(select(Team).where(Team.name == n)) for n in ("red", "blue"))
+        add_submission(session, "red-query", SubmissionKind.QUERY_ATTACK, owner=red)
+        add_submission(session, "blue-served", SubmissionKind.DEFENSE, owner=blue, meta={"serving_entry_point": "s.sh"})
+        query_jobs.plan(session, rounds.find(session))
+        for job in session.scalars(select(QueryJob)):
+            session.add_all(QueryResult(query_job_id=job.id, image_id=image.id, queries=5, refused=0,
+                                        sha256=image.sha256, linf=4, l2=2.5, missing=False, label=0,
+                                        labels_at={"2": image.true_label, "16": 0}) for image in job.batch.images)
+            job_states.finish(job)
+
+
+def test_the_query_track_s_boards_show_after_its_jobs_ran_and_hide_with_their_round(arena):
+    client, settings, _, _ = arena
+    _query_round_ran(settings)
+    boards = client.get("/api/leaderboards/query").json()
+    assert [(r["submission"], r["team"], r["avc_median_l2"], r["adversarial"]) for r in boards["attacks"]] == \
+        [("red-query", "red", 2.5, 4)]
+    assert [(r["submission"], r["avc_median_l2"], r["fooled"]) for r in boards["defenses"]] == [("blue-served", 2.5, 4)]
+    # the 2017 rule: right at eps 2, wrong at 16 (and unlabelled, so misclassified, at 4 and 8)
+    assert boards["defenses"][0]["at_epsilon"] == {"2": 1.0, "4": 0.0, "8": 0.0, "16": 0.0}
+    assert boards["attacks"][0]["at_epsilon"] == {"2": 0.0, "4": 1.0, "8": 1.0, "16": 1.0} and boards["budget"] == 1000
+    page = client.get("/").text
+    assert "Query attacks" in page and "red-query" in page and "blue-served" in page
+    hide = client.post("/organizer/rounds/synthetic/set", data={"visibility": "hidden"}, headers=ORGANIZER,
+                       follow_redirects=False)
+    assert hide.status_code == 303
+    assert client.get("/api/leaderboards/query").status_code == 403
+    assert "red-query" not in client.get("/?dataset=synthetic").text
+    assert client.get("/api/leaderboards/query", headers=ORGANIZER).json()["attacks"][0]["submission"] == "red-query"

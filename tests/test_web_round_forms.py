@@ -78,11 +78,12 @@ def test_an_organizer_creates_a_round_and_changes_it_on_the_rounds_page(client, 
 
     changed = admin.post("/organizer/rounds/final/set", data={
         "opens": "2030-01-02T08:00", "closes": "2030-02-01T00:00", "daily_quota": "5", "total_quota": "9",
-        "visibility": "live", "public_data": "true"})
+        "visibility": "live", "public_data": "true", "refuse_stateful_defenses": "true"})
     assert changed.status_code == 200 and str(changed.url).endswith("/rounds?changed=final")
     assert _notice(changed.text) == ("Round final changed: ε 8, 16; uploads not open yet (opens 2030-01-02 08:00 UTC, "
                                      "closes 2030-02-01 00:00 UTC); quota 5 a day, 9 in all; leaderboards live; "
-                                     "baselines unranked; data public.")
+                                     "baselines unranked; data public; stateful served defenses refused.")
+    assert 'name="refuse_stateful_defenses" value="true" checked' in changed.text  # the form shows the setting
     kept = admin.post("/organizer/rounds/final/set", data={"opens": "", "closes": "", "daily_quota": "",
                                                             "total_quota": "", "visibility": "live", "public_data": "true"})
     assert "quota 5 a day, 9 in all" in _notice(kept.text)  # a blank field keeps the setting, as the CLI's options
@@ -99,9 +100,13 @@ def test_an_organizer_creates_a_round_and_changes_it_on_the_rounds_page(client, 
     get_settings.cache_clear()
     try:
         listing = CliRunner().invoke(cli_app, ["round", "list"], terminal_width=250)
+        refused = CliRunner().invoke(cli_app, ["round", "set", "final", "--refuse-stateful-defenses"])
     finally:
         get_settings.cache_clear()
     assert listing.exit_code == 0, listing.output
+    assert refused.exit_code == 0, refused.output
+    with transaction(client.app.state.settings) as session:
+        assert rounds.find(session, "final").refuse_stateful_defenses  # the form's unticked box had turned it off
     row = next(line for line in listing.output.splitlines() if "final-images" in line)
     assert "not open yet" in row and "5 a day, 9" in row and "live" in row  # the table wraps "in all"
 

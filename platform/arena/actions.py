@@ -24,7 +24,7 @@ from arena.config import EpsilonSchedule, Settings
 from arena.data.dataset import find_dataset, pick_dataset
 from arena.db import transaction
 from arena.errors import ConflictError, ForbiddenError, InputError, NotFoundError
-from arena.execution import planning, workers
+from arena.execution import planning, query_jobs, workers
 from arena.execution.repin import apply as apply_repin
 from arena.execution.repin import prepare as prepare_repin
 from arena.intake.submit import take
@@ -104,13 +104,16 @@ def create_round(settings: Settings, name: str, dataset: str, *, epsilons: list[
 def update_round(settings: Settings, round_name: str, *, opens_at: datetime | None = None,
                  closes_at: datetime | None = None, visibility: Visibility | None = None,
                  daily_quota: rounds.QuotaChange = None, total_quota: rounds.QuotaChange = None,
-                 rank_baselines: bool | None = None, data_public: bool | None = None) -> Round:
-    """Change a round's window, quotas, visibility, baselines' ranks or public data; None
+                 rank_baselines: bool | None = None, data_public: bool | None = None,
+                 refuse_stateful_defenses: bool | None = None) -> Round:
+    """Change a round's window, quotas, visibility, baselines' ranks, public data or whether
+    stateful served defenses are refused; None
     leaves one as it is, ``rounds.NO_LIMIT`` takes a quota away. Moments without a zone are UTC. The round, its columns loaded."""
     with transaction(settings) as session:
         return rounds.update(rounds.find(session, round_name), opens_at=as_utc(opens_at), closes_at=as_utc(closes_at),
                              visibility=visibility, daily_quota=daily_quota, total_quota=total_quota,
-                             rank_baselines=rank_baselines, data_public=data_public)
+                             rank_baselines=rank_baselines, data_public=data_public,
+                             refuse_stateful_defenses=refuse_stateful_defenses)
 
 
 def close_round(settings: Settings, round_name: str) -> str:
@@ -124,7 +127,8 @@ def publish_round(settings: Settings, round_name: str) -> str:
     are told (``notifications``). Its name."""
     with transaction(settings) as session:
         round_ = rounds.find(session, round_name)
-        name = rounds.publish(round_, planning.unfinished_jobs(session, round_)).name
+        unfinished = planning.unfinished_jobs(session, round_) + query_jobs.unfinished(session, round_)
+        name = rounds.publish(round_, unfinished).name
         notice = notifications.round_published(session, round_)
     notifications.send(settings, notice)
     return name

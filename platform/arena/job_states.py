@@ -21,10 +21,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import ColumnElement, update
 from sqlalchemy.orm import Session
 
-from arena.models import AttackJob, DefenseJob, DryRun, JobAttempt, JobStatus, utcnow
+from arena.models import AttackJob, DefenseJob, DryRun, JobAttempt, JobStatus, QueryJob, utcnow
 
-Job = AttackJob | DefenseJob | DryRun
-JobClass = type[AttackJob] | type[DefenseJob] | type[DryRun]
+Job = AttackJob | DefenseJob | DryRun | QueryJob
+JobClass = type[AttackJob] | type[DefenseJob] | type[DryRun] | type[QueryJob]
 
 # States a run still waits on: a job in them will move again (error jobs are settled when
 # past the retry cap, and the planner repacks those under it).
@@ -118,7 +118,7 @@ def reap(session: Session) -> int:
     that the submission page shows a run that was taken away rather than one that vanished.
     Returns how many went back."""
     released = 0
-    for job_class in (AttackJob, DefenseJob, DryRun):
+    for job_class in (AttackJob, DefenseJob, DryRun, QueryJob):
         running = _release(session, job_class, job_class.status == JobStatus.RUNNING)
         _mark_reaped(session, job_class, running)
         released += len(running) + len(_release(session, job_class, job_class.status == JobStatus.QUEUED))
@@ -136,6 +136,9 @@ def _mark_reaped(session: Session, job_class: JobClass, job_ids: list[int]) -> N
         return
     if job_class is DryRun:
         session.execute(update(DryRun).where(DryRun.id.in_(job_ids)).values(error=REAPED))
+        return
+    if job_class is QueryJob:  # no attempt rows: the run that stores its results overwrites this
+        session.execute(update(QueryJob).where(QueryJob.id.in_(job_ids)).values(problems=[REAPED]))
         return
     column = JobAttempt.attack_job_id if job_class is AttackJob else JobAttempt.defense_job_id
     session.execute(update(JobAttempt).where(column.in_(job_ids), JobAttempt.ended_at.is_(None))

@@ -357,6 +357,9 @@ class Round(Base):
     query_top_k: Mapped[int | None] = mapped_column(Integer)
     #: Images the query track runs on: the first batches holding at least this many; None: all.
     query_images: Mapped[int | None] = mapped_column(Integer)
+    #: Whether a served defense whose dry run answered differently when asked again, in another
+    #: order or in one batch, is rejected (True) or accepted with a flag (False, the default).
+    refuse_stateful_defenses: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     dataset: Mapped[Dataset] = relationship()
 

@@ -1,6 +1,7 @@
 """Hostile parties of the query track (docs/query-track.md): an attack that floods queries
-past its budget, names an image it was not given, sends an oversized or malformed query;
-a served defense that answers garbage. Each is contained and recorded with its reason,
+past its budget, names an image it was not given, sends an oversized or malformed query,
+or tries to reach the defense another way (the network, a planted file, /proc); a served
+defense that answers garbage. Each is contained and recorded with its reason,
 and the attack's outputs are scored all the same. One runtime (runc): the broker's checks
 are Arena's code, the same under either; tests/test_query_track.py runs both runtimes.
 """
@@ -8,17 +9,18 @@ are Arena's code, the same under either; tests/test_query_track.py runs both run
 import pytest
 from sqlalchemy import select
 
+from arena import actions
 from arena.config import SandboxLimits
 from arena.db import transaction
 from arena.intake.dry_run import validate
 from arena.intake.metadata import Metadata
-from arena.models import Image
+from arena.models import Image, SubmissionStatus
 from arena.sandbox import containers
 from arena.sandbox.attached import attach_options
 from arena.sandbox.attack_run import CleanInput
 from arena.sandbox.query_run import QueryTask, execute_query_attack
 from conftest import SAMPLES, make_settings
-from factories import NAMING_KEY, synth_dataset, write_submission
+from factories import NAMING_KEY, submit_folder, synth_dataset, write_submission
 
 #: Copies its inputs as outputs first, then: 40 one-image queries on its first image (budget 3),
 #: one on a name it was not given, one of 101 images; it logs every distinct answer.
@@ -44,6 +46,46 @@ send(f"query {names[1]} 101\\n".encode())
 answers.append(sys.stdin.buffer.readline().decode().strip())
 for answer in dict.fromkeys(answers):
     print("answer:", answer, file=sys.stderr)
+'''
+
+#: Copies its inputs as outputs, then tries to reach the defense another way than the channel:
+#: a socket to the addresses a container on the engine's bridge would have, a file planted in
+#: its inputs and in /tmp for a neighbour to read, the other processes' /proc; logs what it
+#: got, then asks one query through the channel.
+PROWLER = '''
+import os, shutil, socket, sys
+from pathlib import Path
+
+def send(data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(1, view):]
+
+names = sorted(p.name for p in Path(sys.argv[1]).glob("*.png"))
+for name in names:
+    shutil.copy(Path(sys.argv[1]) / name, Path(sys.argv[2]) / name)
+for host in ("172.17.0.1", "172.17.0.2", "172.17.0.3", "10.0.0.1"):
+    try:
+        socket.create_connection((host, 80), timeout=1).close()
+        print("probe: reached", host, file=sys.stderr)
+    except OSError as exc:
+        print("probe: no way to", host, type(exc).__name__, file=sys.stderr)
+try:
+    (Path(sys.argv[1]) / "planted.txt").write_text("for the defense")
+    print("probe: planted in its inputs", file=sys.stderr)
+except OSError:
+    print("probe: its inputs are read-only", file=sys.stderr)
+Path("/tmp/planted.txt").write_text("for the defense")
+commands = []
+for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+    try:
+        commands.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\\0", b" ").decode(errors="replace"))
+    except OSError:
+        pass
+print("probe: sees the defense's process" if any("serve" in c for c in commands) else
+      f"probe: sees {len(commands)} process(es), none of the defense's", file=sys.stderr)
+send(f"query {names[0]} 1\\n".encode() + bytes(299 * 299 * 3))
+print("answer:", sys.stdin.buffer.readline().decode().strip(), file=sys.stderr)
 '''
 
 #: A defense whose batch entry point is honest but whose served answers depend on history:
@@ -81,12 +123,17 @@ def _inputs(settings) -> list[CleanInput]:
         return [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in session.scalars(select(Image).order_by(Image.id))]
 
 
-def _python(folder, kind: str, script: str, **entry_points):
+def _python_folder(folder, kind: str, script: str, **entry_points):
     files = {name: "#!/bin/sh\nexec python3 main.py \"$@\"\n" for name in ["run.sh", *entry_points.values()]}
     folder = write_submission(folder, {"type": kind, "container": "arena/python:bookworm", "entry_point": "run.sh",
                                        **entry_points}, {**files, "main.py": script})
     for name in entry_points.values():
         (folder / name).chmod(0o755)
+    return folder
+
+
+def _python(folder, kind: str, script: str, **entry_points):
+    folder = _python_folder(folder, kind, script, **entry_points)
     return Metadata.read(folder).code(folder)
 
 
@@ -104,6 +151,25 @@ def test_a_flood_a_stranger_s_image_and_an_oversized_query_are_refused_and_recor
     assert counts == [(0, 0), (3, 37)]
     assert outcome.defense_failure is None
     assert all(not r.missing and r.label is not None for r in outcome.results)  # scored all the same
+
+
+def test_an_attack_that_tries_to_reach_the_defense_another_way_finds_nothing_and_the_cells_stand(tmp_path, engine):
+    """No network (not the bridge's addresses), read-only inputs, its own /tmp and process
+    tree: each try fails inside the attack's own container, its log records it, and the
+    defense answers and scores both images as for any attack."""
+    settings = _settings(tmp_path)
+    attack = _python(tmp_path / "prowler", "query_attack", PROWLER)
+    decoder = Metadata.read(SAMPLES / "decoder").code(SAMPLES / "decoder")
+    outcome = execute_query_attack(settings, QueryTask(attack, decoder, _inputs(settings), [4], 3, 5.0, NAMING_KEY))
+    log = outcome.attack_run.log_tail
+    assert outcome.attack_run.succeeded, log
+    assert "reached" not in log and log.count("probe: no way to") == 4
+    assert "probe: its inputs are read-only" in log and "none of the defense's" in log, log
+    assert "answer: labels " in log
+    assert outcome.defense_failure is None and outcome.problems == []
+    assert sorted((r.queries, r.refused, r.missing) for r in outcome.results) == [(0, 0, False), (1, 0, False)]
+    assert all(r.label is not None and r.labels_at[4] is not None for r in outcome.results)
+    assert "planted" not in outcome.defense_log
 
 
 def test_a_defense_that_answers_garbage_fails_the_job_s_labels_not_the_platform(tmp_path, engine):
@@ -126,6 +192,19 @@ def test_a_served_defense_that_answers_by_history_is_flagged_by_its_dry_run(tmp_
         report = validate(settings, defense, list(session.scalars(select(Image).order_by(Image.id))), NAMING_KEY)
     assert report.passed and report.serving.differing == 2 and report.serving.failure is None
     assert "answered 2 of 2 images differently" in report.notes[-1]
+
+
+def test_a_round_that_refuses_stateful_served_defenses_rejects_one_at_intake(tmp_path, engine):
+    """The round setting, through intake: the same defense is rejected, saying why."""
+    settings = _settings(tmp_path)
+    _inputs(settings)
+    actions.update_round(settings, "synthetic", refuse_stateful_defenses=True)
+    folder = _python_folder(tmp_path / "stateful", "defense", STATEFUL, serving_entry_point="serve.sh")
+    submission = submit_folder(settings, folder, tmp_path)
+    assert submission.status is SubmissionStatus.REJECTED
+    assert submission.validation_report["serving"]["differing"] == 2
+    assert any("answered 2 of 2 images differently" in problem and "refuses stateful served defenses" in problem
+               for problem in submission.validation_report["problems"]), submission.validation_report["problems"]
 
 
 @pytest.mark.parametrize("script, reason", [(HANGS, "gave no labels for 1 image(s): no answer in time"),

@@ -111,12 +111,17 @@ def round_set(
     rank_baselines: Annotated[Optional[bool], typer.Option(help="Give baselines a rank like teams.")] = None,
     public_data: Annotated[Optional[bool], typer.Option(
         help="Let anyone download the round's images and labels (a development set; never a hidden final set).")] = None,
+    refuse_stateful_defenses: Annotated[Optional[bool], typer.Option(
+        help="Reject at intake a served defense whose dry run answered differently when asked again, in another "
+             "order or in one query (default: accept it, flagged).")] = None,
 ) -> None:
-    """Change a round's window, quotas, leaderboard visibility or whether its data is public."""
+    """Change a round's window, quotas, leaderboard visibility, whether its data is public or
+    whether stateful served defenses are refused."""
     round_ = actions.update_round(database(), name, opens_at=opens, closes_at=closes, visibility=visibility,
                                   daily_quota=rounds.quota_change(daily_quota, no_daily_quota, "daily"),
                                   total_quota=rounds.quota_change(total_quota, no_total_quota, "total"),
-                                  rank_baselines=rank_baselines, data_public=public_data)
+                                  rank_baselines=rank_baselines, data_public=public_data,
+                                  refuse_stateful_defenses=refuse_stateful_defenses)
     console.print(f"round {round_.name!r}: {_time_left(round_)}, leaderboards {round_.visibility.value}")
 
 

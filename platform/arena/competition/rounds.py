@@ -129,7 +129,7 @@ def ensure(session: Session, settings: Settings, dataset: Dataset) -> Round:
 def update(round_: Round, *, opens_at: datetime | None = None, closes_at: datetime | None = None,
            visibility: Visibility | None = None, daily_quota: QuotaChange = None,
            total_quota: QuotaChange = None, rank_baselines: bool | None = None,
-           data_public: bool | None = None) -> Round:
+           data_public: bool | None = None, refuse_stateful_defenses: bool | None = None) -> Round:
     """Change what organizers may change while a round runs (not its data, epsilons, schedule
     or time limit, which the stored results were computed under). None leaves a setting as it
     is; a quota set to ``NO_LIMIT`` is taken away."""
@@ -142,7 +142,8 @@ def update(round_: Round, *, opens_at: datetime | None = None, closes_at: dateti
     _check_quotas(daily_quota, total_quota)
     round_.opens_at, round_.closes_at = new_window.opens_at, new_window.closes_at
     for field, value in (("visibility", visibility), ("daily_quota", daily_quota), ("total_quota", total_quota),
-                         ("rank_baselines", rank_baselines), ("data_public", data_public)):
+                         ("rank_baselines", rank_baselines), ("data_public", data_public),
+                         ("refuse_stateful_defenses", refuse_stateful_defenses)):
         if value is not None:
             setattr(round_, field, None if value is NO_LIMIT else value)
     return round_

@@ -1,7 +1,8 @@
-"""Celery over Redis: the app for given settings, its two tasks (a pack; a submission's dry
-run), and how they are sent to it.
+"""Celery over Redis: the app for given settings, its three tasks (a pack; a query job; a
+submission's dry run), and how they are sent to it.
 
-A worker runs exactly what the in-process executor runs, ``pack_run.run_pack``; delivery
+A worker runs exactly what the in-process executor runs, ``pack_run.run_pack`` and
+``query_jobs.run_job``; delivery
 is at-least-once (``acks_late``: a message is acknowledged after the run, so a worker
 killed mid-run hands it to another), and the claims and fencing tokens of ``leases`` make
 the results exactly-once. Prefetch is 1 so that a busy worker does not sit on queued
@@ -25,13 +26,14 @@ from celery.exceptions import Reject
 from arena import job_states
 from arena.config import Settings
 from arena.db import transaction
-from arena.execution import checking, workers
+from arena.execution import checking, query_jobs, workers
 from arena.execution.pack_run import Pack, run_pack
-from arena.models import DryRun
+from arena.models import DryRun, QueryJob
 from arena.sandbox import containers
 
 TASK = "arena.run_pack"
 CHECK_TASK = "arena.check"
+QUERY_TASK = "arena.run_query_job"
 DRY_RUN_QUEUE, QUEUES = workers.DRY_RUN_QUEUE, workers.QUEUES
 
 
@@ -57,6 +59,13 @@ def celery_app(settings: Settings, worker: workers.Registration | None = None) -
         result = run_pack(settings, Pack(kind, tuple(job_ids)), worker and worker.id)
         enqueue(settings, app, result.again)
         return result.finished
+
+    @app.task(name=QUERY_TASK, shared=False)
+    def run_query_task(job_id: int) -> bool:
+        """Run one query job (nothing when another runner holds it or it is done); True when stored here."""
+        _unless_draining(worker)
+        containers.sweep()
+        return query_jobs.run_job(settings, job_id, worker and worker.id)
 
     @app.task(name=CHECK_TASK, shared=False)
     def check_task(dry_run_id: int) -> bool | None:
@@ -136,3 +145,14 @@ def queue_of(settings: Settings, pack: Pack) -> str:
     with transaction(settings) as session:
         submission = session.get(pack.kind.job_class, pack.job_ids[0]).submission
         return "gpu" if submission.meta.get("container_gpu") else "cpu"
+
+
+def enqueue_query_jobs(settings: Settings, app: Celery, job_ids: list[int]) -> None:
+    """Mark the query jobs queued (with a lease, in case the message is lost) and send them
+    to the CPU queue, one message each: a query job is never packed."""
+    if not job_ids:
+        return
+    with transaction(settings) as session:
+        job_states.queue(session, QueryJob, tuple(job_ids), settings.max_attempts, settings.queue_lease_seconds)
+    for job_id in job_ids:
+        app.send_task(QUERY_TASK, args=[job_id], queue="cpu")

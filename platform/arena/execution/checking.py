@@ -83,13 +83,13 @@ def check(settings: Settings, dry_run_id: int, worker_id: int | None = None) -> 
     claimed = _claim(settings, dry_run_id, worker_id)
     if claimed is None:
         return None
-    token, run_settings, naming_key, meta, code, images = claimed
+    token, run_settings, naming_key, meta, code, images, refuse_stateful = claimed
     # the batch, then the determinism probe's second run of it, each under the time limit
     renew_for = 2 * run_settings.time_limit(len(images)) + settings.lease_seconds
     with heartbeat(settings, DryRun, {dry_run_id: token}, renew_for):
         try:
             pins = pinning.pin(meta, settings.registry)
-            report = validate(run_settings, code.pinned(pins), images, naming_key)
+            report = validate(run_settings, code.pinned(pins), images, naming_key, refuse_stateful)
         except Exception as exc:  # noqa: BLE001 - whatever the platform raised, the job is retried
             logger.exception("the dry run %s failed on the platform", dry_run_id)
             _failed(settings, dry_run_id, token, exc)
@@ -110,7 +110,7 @@ def _claim(settings: Settings, dry_run_id: int, worker_id: int | None):
         round_ = session.get_one(Round, dry_run.round_id)
         code = SubmissionCode.stored(settings, submission, {})
         return (taken[0][1], rounds.run_settings(settings, round_), rounds.naming_key(round_), dict(submission.meta),
-                code, sample_batch(session))
+                code, sample_batch(session), round_.refuse_stateful_defenses)
 
 
 def _held(session, dry_run_id: int, token: int) -> DryRun | None:

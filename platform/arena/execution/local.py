@@ -11,6 +11,8 @@ anywhere, so it never leaves work behind that someone else dropped. Uploads wait
 their dry run are checked in the same pool, ahead of every pack, so that what they add is
 planned in the same run; the tournament's packs take the slots the dry runs leave free, so
 intake and tournament overlap instead of the tournament waiting for the last dry run.
+The query track's jobs (``query_jobs``: one attack against one served defense, two
+containers) are planned in the same turn and take slots of the same pool.
 """
 
 import time
@@ -19,7 +21,8 @@ from dataclasses import dataclass
 
 from arena.config import Settings
 from arena.db import retry_while_unreachable, transaction
-from arena.execution import checking, planning, workers
+from arena.errors import PlatformError
+from arena.execution import checking, planning, query_jobs, workers
 from arena.execution.pack_run import Pack, PackResult, run_pack
 from arena.execution.packing import next_packs
 from arena.execution.summary import Progress, RunSummary, silent
@@ -32,19 +35,31 @@ POLL_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class Turn:
-    """What one planning pass found: packs to run, defense jobs still to come, jobs others hold."""
+    """What one planning pass found: packs and query jobs to run, defense jobs still to come,
+    jobs others hold."""
 
     packs: list[Pack]
     to_come: int
     held: int
+    query_jobs: list[int]
 
 
 @retry_while_unreachable
-def _turn(settings: Settings, dataset_id: int, skip: frozenset[tuple[JobKind, int]]) -> Turn:
+def _turn(settings: Settings, dataset_id: int, skip: frozenset[tuple[JobKind, int]], skip_queries: frozenset[int]
+          ) -> Turn:
     with transaction(settings) as session:
         dataset = session.get_one(Dataset, dataset_id)
-        packs = next_packs(session, settings, dataset, skip)
-        return Turn(packs, planning.expected_defense_jobs(session, dataset), planning.held(session, dataset))
+        packs = next_packs(session, settings, dataset, skip)  # reaps every kind, query jobs included
+        queries = [job for job in query_jobs.runnable(session, settings, dataset) if job not in skip_queries]
+        return Turn(packs, planning.expected_defense_jobs(session, dataset), planning.held(session, dataset), queries)
+
+
+def _query_job(settings: Settings, job_id: int, worker_id: int) -> tuple[bool, str | None]:
+    """Run one query job: whether this run stored it, and the platform's error if it failed it."""
+    try:
+        return query_jobs.run_job(settings, job_id, worker_id), None
+    except PlatformError as exc:
+        return False, f"query job {job_id}: {exc}"
 
 
 def run_missing(settings: Settings, dataset_id: int, progress: Progress = silent) -> RunSummary:
@@ -68,6 +83,8 @@ def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: Threa
     running: dict[Future, Pack] = {}
     checks: dict[Future, int] = {}  # dry runs under way, by their id
     checked: set[int] = set()  # every dry run handed out: one the platform failed is not tried again in this run
+    queried: dict[Future, int] = {}  # query jobs under way, by their id
+    queries_failed: set[int] = set()
 
     def in_flight() -> set[tuple[JobKind, int]]:
         return {(pack.kind, job) for pack in running.values() for job in pack.job_ids}
@@ -78,19 +95,21 @@ def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: Threa
                 if dry_run_id not in checked:
                     checks[pool.submit(checking.check, settings, dry_run_id, me.id)] = dry_run_id
                     checked.add(dry_run_id)
-        turn = _turn(settings, dataset_id, frozenset(failed | in_flight()))
+        turn = _turn(settings, dataset_id, frozenset(failed | in_flight()), frozenset(queries_failed | {*queried.values()}))
         if me.draining.is_set():  # an organizer's choice: what runs finishes, nothing new starts
-            summary.drained = summary.drained or bool(turn.packs)
+            summary.drained = summary.drained or bool(turn.packs or turn.query_jobs)
             return turn
         for pack in turn.packs:
             running[pool.submit(run_pack, settings, pack, me.id)] = pack
+        for job_id in turn.query_jobs:
+            queried[pool.submit(_query_job, settings, job_id, me.id)] = job_id
         return turn
 
     progress(0, 0, "checking the uploads waiting for their dry run")
     turn = hand_out()
-    while running or checks or (turn.held and not me.draining.is_set()):
-        if running or checks:
-            finished, _ = wait([*running, *checks], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+    while running or checks or queried or (turn.held and not me.draining.is_set()):
+        if running or checks or queried:
+            finished, _ = wait([*running, *checks, *queried], timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
         else:  # only others' jobs are open: follow them until they finish or their lease runs out
             finished = set()
             time.sleep(POLL_SECONDS)
@@ -98,23 +117,28 @@ def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: Threa
             if checks.pop(future, None) is not None:
                 future.result()  # accepted, rejected or left queued: the next turn plans what it added
                 continue
+            if (job_id := queried.pop(future, None)) is not None:
+                _record_query(summary, job_id, future.result(), queries_failed)
+                continue
             pack = running.pop(future)
             for smaller in _record(summary, pack, future.result(), failed):
                 running[pool.submit(run_pack, settings, smaller, me.id)] = smaller
-        if (finished and len(running) + len(checks) < settings.concurrency) or not (running or checks):
+        busy = len(running) + len(checks) + len(queried)
+        if (finished and busy < settings.concurrency) or not busy:
             turn = hand_out()
-        total = summary.jobs + len(in_flight()) + turn.to_come
-        progress(summary.jobs, max(total, summary.jobs), _status(running, len(checks), turn, me.draining.is_set()))
+        total = summary.jobs + len(in_flight()) + len(queried) + turn.to_come
+        progress(summary.jobs, max(total, summary.jobs),
+                 _status(len(running) + len(queried), len(checks), turn, me.draining.is_set()))
     return summary
 
 
-def _status(running: dict[Future, Pack], checks: int, turn: Turn, draining: bool) -> str:
+def _status(running: int, checks: int, turn: Turn, draining: bool) -> str:
     if draining:
-        return f"draining: finishing {len(running) + checks} container run(s), starting none"
+        return f"draining: finishing {running + checks} container run(s), starting none"
     if checks:
-        return f"{checks} dry run(s) and {len(running)} container run(s) under way"
+        return f"{checks} dry run(s) and {running} container run(s) under way"
     if running:
-        return f"{len(running)} container run(s) under way"
+        return f"{running} container run(s) under way"
     if turn.held:
         return f"waiting for {turn.held} job(s) held by another runner"
     return "done"
@@ -128,3 +152,13 @@ def _record(summary: RunSummary, pack: Pack, result: PackResult, failed: set[tup
         failed.update((pack.kind, j) for j in pack.job_ids)
         summary.platform_errors.append(result.platform_error)
     return result.again
+
+
+def _record_query(summary: RunSummary, job_id: int, result: tuple[bool, str | None], failed: set[int]) -> None:
+    """Count a query job this run stored; one the platform failed is not tried again in this run."""
+    stored, error = result
+    summary.container_runs += 1
+    summary.query_jobs += stored
+    if error:
+        failed.add(job_id)
+        summary.platform_errors.append(error)

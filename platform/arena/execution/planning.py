@@ -159,11 +159,10 @@ def unfinished_jobs(session: Session, round_: Round) -> int:
 
 
 def held(session: Session, dataset: Dataset) -> int:
-    """Jobs of the dataset queued or running under someone's lease: a runner that finds
-    nothing to do follows these until they finish or their lease runs out."""
+    """Jobs of the dataset (query jobs included) queued or running under someone's lease: a
+    runner that finds nothing to do follows these until they finish or their lease runs out."""
     count = 0
-    for kind in JobKind:
-        job_class = kind.job_class
+    for job_class in (*(kind.job_class for kind in JobKind), QueryJob):
         count += session.scalar(
             select(func.count(job_class.id))
             .join(Batch, job_class.batch_id == Batch.id)

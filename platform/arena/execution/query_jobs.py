@@ -6,25 +6,35 @@ defenses entered in it that declare a ``serving_entry_point``, all pairs or the 
 each side, x the round's batches, all or the first few (``query_pairs``). Planning inserts
 the missing cells only, so a new entry adds its own row or column, as in the batch tracks.
 
-A job runs in-process (``run_pending``): pending -> running (its attempt number the fencing
-token) -> done, each move a guarded update, and results are written only by the attempt
-that claimed the job. A platform failure (the engine gone) puts it in error, to be run again.
+A query job goes through the same states, leases and reaper as attack and defense jobs
+(``job_states``, ``leases``): ``run_job`` claims it (its attempt number the fencing token,
+with a lease), renews the lease while both containers run, and stores its results only
+while the job still carries its token, so a runner whose lease ran out and whose job was
+taken over stores nothing. A platform failure (the engine gone) puts it in error, to be run
+again under the retry cap. Every executor runs it: ``arena run``'s pool, the Celery
+workers (``broker``), and ``arena query run`` here, one job after another. A query job is
+its own container run (two containers): it is never packed with another.
 """
 
+from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import product
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arena import job_states
 from arena.competition import rounds
 from arena.config import Settings
-from arena.db import transaction
+from arena.db import retry_while_unreachable, transaction
 from arena.errors import PlatformError
 from arena.execution import query_pairs
+from arena.execution.leases import heartbeat
 from arena.execution.pack_run import submission_code
 from arena.models import (
     Batch,
+    Dataset,
     Entry,
     JobStatus,
     QueryJob,
@@ -33,10 +43,9 @@ from arena.models import (
     Submission,
     SubmissionKind,
     SubmissionStatus,
-    utcnow,
 )
 from arena.sandbox.attack_run import CleanInput
-from arena.sandbox.query_run import QueryOutcome, QueryTask, execute_query_attack
+from arena.sandbox.query_run import QueryOutcome, QueryTask, execute_query_attack, time_limit
 
 
 def _entered(session: Session, round_: Round, kinds: list[SubmissionKind]) -> list[Submission]:
@@ -55,6 +64,8 @@ def plan(session: Session, round_: Round) -> int:
     (``query_pairs``); return how many."""
     attacks = [a.id for a in _entered(session, round_, [SubmissionKind.QUERY_ATTACK, SubmissionKind.QUERY_TARGETED])]
     defenses = [d.id for d in served_defenses(session, round_)]
+    if not attacks or not defenses:
+        return 0  # every executor's turn asks: a round without the track reads no leaderboard
     orders = (query_pairs.attack_order(session, round_), query_pairs.defense_order(session, round_)) \
         if round_.query_top_k is not None else ([], [])
     pairs = query_pairs.chosen_pairs(attacks, defenses, *orders, round_.query_top_k)
@@ -65,20 +76,66 @@ def plan(session: Session, round_: Round) -> int:
     return len(missing)
 
 
-def _claim(session: Session, job_id: int) -> int | None:
-    """Move a pending (or failed) job to running; its new attempt number, None when another runner has it."""
-    claimed = session.execute(
-        update(QueryJob).where(QueryJob.id == job_id, QueryJob.status.in_([JobStatus.PENDING, JobStatus.ERROR]))
-        .values(status=JobStatus.RUNNING, attempt=QueryJob.attempt + 1).returning(QueryJob.attempt)
-    ).scalar_one_or_none()
-    return claimed
+def runnable(session: Session, settings: Settings, dataset: Dataset) -> list[int]:
+    """Plan the dataset's round's missing query jobs; return those waiting for a runner
+    (never run, or failed on the platform under the retry cap). The caller's turn reaps."""
+    round_ = rounds.of_dataset(session, dataset.id)
+    if round_ is None:
+        return []
+    plan(session, round_)
+    return list(session.scalars(
+        select(QueryJob.id).join(Batch, Batch.id == QueryJob.batch_id)
+        .where(Batch.dataset_id == dataset.id, job_states.runnable(QueryJob, settings.max_attempts))
+        .order_by(QueryJob.id)))
 
 
-def _task(settings: Settings, session: Session, job: QueryJob) -> QueryTask:
-    round_ = session.scalars(select(Round).where(Round.dataset_id == job.batch.dataset_id)).one()
+def unfinished(session: Session, round_: Round) -> int:
+    """The round's query jobs not done, those planning adds now included: a round with one is
+    not ready to publish, as with the batch tracks' (``planning.unfinished_jobs``)."""
+    plan(session, round_)
+    return session.scalar(select(func.count(QueryJob.id)).join(Batch, Batch.id == QueryJob.batch_id)
+                          .where(Batch.dataset_id == round_.dataset_id, job_states.unfinished(QueryJob)))
+
+
+def statuses(session: Session, dataset: Dataset) -> Counter:
+    """The dataset's query jobs by status, as ``progress.job_statuses`` counts the others."""
+    query = (select(QueryJob.status, func.count(QueryJob.id)).join(Batch, Batch.id == QueryJob.batch_id)
+             .where(Batch.dataset_id == dataset.id).group_by(QueryJob.status))
+    return Counter({JobStatus(status): count for status, count in session.execute(query)})
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    token: int
+    settings: Settings  # the round's
+    task: QueryTask
+
+
+def _task(settings: Settings, job: QueryJob, round_: Round) -> QueryTask:
     inputs = [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in job.batch.images]
     return QueryTask(submission_code(settings, job.attack), submission_code(settings, job.defense), inputs,
                      list(round_.epsilons), round_.query_budget, round_.seconds_per_image, rounds.naming_key(round_))
+
+
+@retry_while_unreachable
+def _claim(settings: Settings, job_id: int, worker_id: int | None) -> _Claimed | None:
+    """Claim the job (``job_states.claim``, under the retry cap) and load what it runs; None
+    when it is done, past the cap, or held by another runner."""
+    with transaction(settings) as session:
+        taken = job_states.claim(session, QueryJob, (job_id,), settings.max_attempts, settings.lease_seconds,
+                                 worker_id)
+        if not taken:
+            return None
+        job = session.get_one(QueryJob, job_id)
+        round_ = rounds.of_dataset(session, job.batch.dataset_id)
+        run_settings = rounds.run_settings(settings, round_)
+        return _Claimed(taken[0][1], run_settings, _task(run_settings, job, round_))
+
+
+def _held(session: Session, job_id: int, token: int) -> QueryJob | None:
+    """The job, locked, if it still runs under this token; None when someone took it over."""
+    job = session.scalar(select(QueryJob).where(QueryJob.id == job_id).with_for_update())
+    return job if job is not None and job_states.holds(job, token) else None
 
 
 def _store(session: Session, job: QueryJob, task: QueryTask, outcome: QueryOutcome) -> None:
@@ -91,44 +148,52 @@ def _store(session: Session, job: QueryJob, task: QueryTask, outcome: QueryOutco
         query_job_id=job.id, image_id=r.image_id, queries=r.queries, refused=r.refused, sha256=r.sha256,
         linf=r.linf, l2=r.l2, missing=r.missing, label=r.label, labels_at={str(e): label for e, label in r.labels_at.items()},
     ) for r in outcome.results)
-    job.status, job.finished_at = JobStatus.DONE, utcnow()
+    job_states.finish(job)
 
 
-def run_job(settings: Settings, job_id: int) -> bool:
-    """Run one query job if no one else has it; True when this call ran it to the end."""
+@retry_while_unreachable
+def _platform_failed(settings: Settings, job_id: int, token: int) -> None:
     with transaction(settings) as session:
-        attempt = _claim(session, job_id)
-        if attempt is None:
-            return False
-        task = _task(settings, session, session.get_one(QueryJob, job_id))
+        if job := _held(session, job_id, token):
+            job_states.fail(job)
+
+
+@retry_while_unreachable
+def _stored(settings: Settings, job_id: int, claimed: _Claimed, outcome: QueryOutcome) -> bool:
+    with transaction(settings) as session:
+        job = _held(session, job_id, claimed.token)
+        if job is None:
+            return False  # its lease ran out and another runner took it over: that runner's results stand
+        _store(session, job, claimed.task, outcome)
+        return True
+
+
+def run_job(settings: Settings, job_id: int, worker_id: int | None = None) -> bool:
+    """Run one query job if no one else holds it (for the worker ``worker_id``), its lease
+    renewed while it runs; True when this call stored its results. A platform failure marks
+    it ``error`` (run again under the retry cap) and is raised."""
+    claimed = _claim(settings, job_id, worker_id)
+    if claimed is None:
+        return False
     try:
-        outcome = execute_query_attack(settings, task)
+        with heartbeat(settings, QueryJob, {job_id: claimed.token},
+                       time_limit(claimed.settings, claimed.task) + settings.lease_seconds):
+            outcome = execute_query_attack(claimed.settings, claimed.task)
     except PlatformError:
-        with transaction(settings) as session:
-            session.execute(update(QueryJob).where(QueryJob.id == job_id, QueryJob.attempt == attempt)
-                            .values(status=JobStatus.ERROR))
+        _platform_failed(settings, job_id, claimed.token)
         raise
-    with transaction(settings) as session:
-        job = session.get_one(QueryJob, job_id)
-        if job.attempt != attempt or job.status is not JobStatus.RUNNING:
-            return False  # another runner took it over meanwhile: its results stand
-        _store(session, job, task, outcome)
-    return True
+    return _stored(settings, job_id, claimed, outcome)
 
 
 def run_pending(settings: Settings, round_name: str | None = None,
                 progress: Callable[[int, int], None] = lambda done, total: None) -> int:
-    """Plan the round's query jobs and run those not done, one after another; return how many ran."""
+    """Plan the round's query jobs and run those waiting, here, one after another; return how many ran."""
     with transaction(settings) as session:
-        round_ = rounds.find(session, round_name)
-        plan(session, round_)
-        run_settings = rounds.run_settings(settings, round_)
-        jobs = list(session.scalars(
-            select(QueryJob.id).join(Batch, Batch.id == QueryJob.batch_id)
-            .where(Batch.dataset_id == round_.dataset_id, QueryJob.status != JobStatus.DONE).order_by(QueryJob.id)))
+        job_states.reap(session)
+        jobs = runnable(session, settings, rounds.find(session, round_name).dataset)
     ran = 0
     for done, job_id in enumerate(jobs):
         progress(done, len(jobs))
-        ran += run_job(run_settings, job_id)
+        ran += run_job(settings, job_id)
     progress(len(jobs), len(jobs))
     return ran

@@ -46,11 +46,12 @@ def prepare(settings: Settings, submission_id: int) -> Repin:
         code = SubmissionCode.stored(settings, submission, {})
         uploaded_to = rounds.entered_by_upload(session, submission)
         settings, naming_key = rounds.run_settings(settings, uploaded_to), rounds.naming_key(uploaded_to)
+        refuse_stateful = uploaded_to.refuse_stateful_defenses
     pins = pinning.pin(meta, settings.registry)
     if pins == old:
         raise ConflictError(f"{name} is pinned to the images its tags name now: nothing to re-pin "
                             "(a re-run runs it again on the same images)")
-    report = validate(settings, code.pinned(pins), images, naming_key)
+    report = validate(settings, code.pinned(pins), images, naming_key, refuse_stateful)
     if not report.passed:
         raise InputError(f"{name}: the dry run with the new image failed, nothing was changed: "
                          + ("; ".join(report.problems) or f"exit code {report.exit_code}"))

@@ -125,9 +125,12 @@ def _probe(images: list[Image], first: AttackOutcome | DefenseOutcome,
                             seconds=round(again.run.seconds, 2))
 
 
-def validate(settings: Settings, code: SubmissionCode, images: list[Image], naming_key: bytes) -> ValidationReport:
+def validate(settings: Settings, code: SubmissionCode, images: list[Image], naming_key: bytes,
+             refuse_stateful: bool = False) -> ValidationReport:
     """Run the submission on the sample batch, its inputs named under ``naming_key`` (its
-    round's); when it passed, run it again to probe determinism."""
+    round's); when it passed, run it again to probe determinism. A served defense is then
+    asked the batch three ways; ``refuse_stateful`` (the round's ``refuse_stateful_defenses``)
+    rejects one whose answers differ, else it is flagged."""
     with closing(_runs(settings, code, images, naming_key)) as runs:
         outcome = next(runs)
         report = _report(settings, outcome.run, len(images), outcome.problems, outcome.notes)
@@ -135,7 +138,7 @@ def validate(settings: Settings, code: SubmissionCode, images: list[Image], nami
             report.determinism = _probe(images, outcome, next(runs))
     if report.passed and code.serving_entry_point:
         report.serving = _serving_probe(settings, code, images)
-        _judge_serving(report, report.serving)
+        _judge_serving(report, report.serving, refuse_stateful)
     return report
 
 
@@ -157,12 +160,18 @@ def _serving_probe(settings: Settings, code: SubmissionCode, images: list[Image]
                         failure=defense.failure, seconds=round(seconds, 2))
 
 
-def _judge_serving(report: ValidationReport, probe: ServingProbe) -> None:
+def _judge_serving(report: ValidationReport, probe: ServingProbe, refuse_stateful: bool) -> None:
     """A serving entry point that does not answer fails the dry run; answers that depend on
-    order or history are flagged: the query track's scores assume they do not."""
+    order or history are flagged, or fail it where the round refuses them: the query track's
+    scores assume they do not."""
     if probe.failure:
         report.problems.append(f"the served defense (serving_entry_point) failed: {probe.failure}")
         report.passed = False
     elif probe.differing:
-        report.notes.append(f"the served defense answered {probe.differing} of {probe.images} images differently when "
-                            "asked again, in another order or in one batch: it must be deterministic and stateless")
+        said = (f"the served defense answered {probe.differing} of {probe.images} images differently when asked again, "
+                "in another order or in one batch: it must be deterministic and stateless")
+        if refuse_stateful:
+            report.problems.append(f"{said} (this round refuses stateful served defenses)")
+            report.passed = False
+        else:
+            report.notes.append(said)

@@ -142,6 +142,35 @@ def defense_scores(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
     return scores.sort_values(["avc_median_l2", "fooled"], ascending=[False, True])
 
 
+def _finite(value: float) -> float | None:
+    """JSON has no infinity: a median at the worst case (more than half failed) is null."""
+    return None if value == WORST or pd.isna(value) else round(float(value), 3)
+
+
+def _board(scores: pd.DataFrame, teams: dict[str, str], epsilons: list[int], count: str, rate: str) -> list[dict]:
+    rows = []
+    for name, row in scores.iterrows():
+        rows.append({
+            "submission": name, "team": teams.get(name, ""), "cells": int(row["cells"]),
+            "avc_median_l2": _finite(row["avc_median_l2"]), "avc_low": _finite(row["avc_low"]),
+            "avc_high": _finite(row["avc_high"]), count: int(row[count]),
+            "median_queries": None if "median_queries" not in row else float(row["median_queries"]),
+            "at_epsilon": {str(e): round(float(row[f"{rate}@{e}"]) / max(int(row["cells"]), 1), 4) for e in epsilons},
+        })
+    return rows
+
+
+def boards(frame: pd.DataFrame, epsilons: list[int], teams: dict[str, str]) -> dict[str, list[dict]]:
+    """The two leaderboards as the web shows them, JSON-ready, in rank order (AVC first):
+    per query attack its AVC median L2 with its interval (null: the worst case), adversarial
+    outputs, median queries and, per epsilon, the 2017 rule's success rate over its cells;
+    per served defense its AVC median, outputs that fooled it and its rate of correct labels."""
+    if frame.empty:
+        return {"attacks": [], "defenses": []}
+    return {"attacks": _board(attack_scores(frame, epsilons), teams, epsilons, "adversarial", "successes"),
+            "defenses": _board(defense_scores(frame, epsilons), teams, epsilons, "fooled", "correct")}
+
+
 def cell_table(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
     """The export: one row per (attack, defense, image), the labels at each epsilon spread into columns."""
     cells = judged(frame, epsilons)

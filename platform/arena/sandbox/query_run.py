@@ -150,13 +150,19 @@ def _described(run: containers.RunResult, channel: QueryChannel, problems: list[
     return problems
 
 
+def time_limit(settings: Settings, task: QueryTask) -> float:
+    """How long the served defense may live: its start, the attack's time (its queries'
+    answers included), then the scoring labels; the longest a query job runs (its lease's
+    heartbeat stops renewing past it)."""
+    return settings.serving_start_seconds + settings.query_seconds_per_image * len(task.inputs) \
+        + task.seconds_per_image * len(task.inputs) * (1 + len(task.epsilons))
+
+
 def execute_query_attack(settings: Settings, task: QueryTask) -> QueryOutcome:
     """Run ``task``'s attack against its served defense and return one result per input."""
     store = image_store(settings)
-    time_limit = settings.serving_start_seconds + settings.query_seconds_per_image * len(task.inputs) \
-        + task.seconds_per_image * len(task.inputs) * (1 + len(task.epsilons))
     with staging(settings, task.naming_key) as stage, \
-            served(settings, task.defense, time_limit, task.seconds_per_image) as defense:
+            served(settings, task.defense, time_limit(settings, task), task.seconds_per_image) as defense:
         stage_inputs(stage, store, task.inputs, targeted=task.attack.kind.is_targeted)
         run, channel = _run_attack(settings, stage, task.attack, task.budget,
                                    settings.query_seconds_per_image * len(task.inputs), defense.classify)

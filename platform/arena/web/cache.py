@@ -37,14 +37,15 @@ from arena.models import (
     Dataset,
     DefenseJob,
     Entry,
+    QueryJob,
     Round,
     Submission,
     SubmissionStatus,
 )
-from arena.results import progress
+from arena.results import progress, query_scoring
 from arena.results.leaderboards import Leaderboards
 from arena.results.outcomes import ImageOutcomes
-from arena.results.scoring import Standings
+from arena.results.scoring import Names, Standings
 from arena.web import permissions
 from arena.web.compression import Body
 
@@ -60,13 +61,13 @@ class Version:
 
 
 def version(session: Session, dataset: Dataset) -> Version:
-    """What the standings depend on: finished jobs, and the round's entries as they count
-    (accepted, chosen, baseline, ranked or not)."""
+    """What the standings depend on: finished jobs (the query track's included), and the
+    round's entries as they count (accepted, chosen, baseline, ranked or not)."""
     finished = tuple(
         session.execute(
             select(func.count(job.id), func.max(job.finished_at)).where(job_states.done(job))
         ).one()
-        for job in (AttackJob, DefenseJob)
+        for job in (AttackJob, DefenseJob, QueryJob)
     )
     accepted = tuple(tuple(row) for row in session.execute(
         select(Submission.id, Submission.baseline, Entry.chosen, Round.rank_baselines, Round.epsilons)
@@ -123,6 +124,8 @@ class Snapshot:
     seconds_per_100: dict[int, float]  # median, by submission id
     done: DoneJobs | None = None
     round: dict = field(default_factory=dict)  # ``round_facts``
+    #: The query track's boards (``query_boards``): budget, epsilons, attacks, defenses; empty: none run.
+    query: dict = field(default_factory=dict)
     _views: dict[tuple, Any] = field(default_factory=dict)
 
     @classmethod
@@ -137,7 +140,7 @@ class Snapshot:
             ImageOutcomes.load(session, dataset, standings.names)
         return cls(dataset, standings, outcomes, Leaderboards.compute(standings, outcomes),
                    progress.completion(session, dataset, settings), progress.median_seconds_per_100(session), done,
-                   round_facts(session, dataset))
+                   round_facts(session, dataset), query_boards(session, dataset, standings.names))
 
     def view(self, key: tuple, make: Callable[[], Any]) -> Any:
         """A view shaped once per snapshot (two threads may both shape it; both get equal ones).
@@ -162,6 +165,23 @@ class Snapshot:
         than to look up."""
         return self.view(("json", *key), lambda: Body.of(json.dumps(make(), separators=(",", ":")).encode(),
                                                           "application/json"))
+
+
+def query_boards(session: Session, dataset: Dataset, names: Names) -> dict:
+    """The round's query-track boards among the entries the standings show (one per team and
+    track, or all): a cell counts when both its attack and its defense are shown. Empty when
+    the round has no query results."""
+    round_ = rounds.of_dataset(session, dataset.id)
+    if round_ is None:
+        return {}
+    frame = query_scoring.results_frame(session, round_)
+    shown = set(names.frame["submission"])
+    frame = frame[frame["attack"].isin(shown) & frame["defense"].isin(shown)]
+    if frame.empty:
+        return {}
+    teams = dict(zip(names.frame["submission"], names.frame["team"]))
+    return {"budget": round_.query_budget, "epsilons": list(round_.epsilons),
+            **query_scoring.boards(frame, list(round_.epsilons), teams)}
 
 
 class AfterChanges:

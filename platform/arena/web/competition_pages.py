@@ -133,7 +133,8 @@ def _settings_in_words(r: dict) -> str:
                                         f"{r['total_quota']} in all" if r["total_quota"] else "") if part) or "no limit"
     return (f"ε {', '.join(map(str, r['epsilons']))}; uploads {r['state']} ({window}); quota {quota}; "
             f"leaderboards {r['visibility']}; baselines {'ranked' if r['rank_baselines'] else 'unranked'}; "
-            f"data {'public' if r['data_public'] else 'not public'}")
+            f"data {'public' if r['data_public'] else 'not public'}; "
+            f"stateful served defenses {'refused' if r['refuse_stateful_defenses'] else 'flagged'}")
 
 
 @router.get("/evaluation", response_class=HTMLResponse)
@@ -302,15 +303,18 @@ def round_set(request: Request, round_name: RoundName, opens: When = None, close
               daily_quota: QuotaField = None, total_quota: QuotaField = None,
               no_daily_quota: Annotated[bool, Form()] = False, no_total_quota: Annotated[bool, Form()] = False,
               rank_baselines: Annotated[bool, Form()] = False,
-              public_data: Annotated[bool, Form()] = False, _: Caller = Depends(organizer)):
+              public_data: Annotated[bool, Form()] = False,
+              refuse_stateful_defenses: Annotated[bool, Form()] = False, _: Caller = Depends(organizer)):
     """What ``arena round set`` does (``actions.update_round``): a blank field leaves its
     setting as it is and a ticked "no limit" takes a quota away (``--no-daily-quota``); the
-    baselines' and public-data boxes are the round's settings as the form shows them."""
+    baselines', public-data and stateful-defenses boxes are the round's settings as the form
+    shows them."""
     round_ = actions.update_round(request.app.state.settings, round_name, opens_at=_when(opens, "opens"),
                                   closes_at=_when(closes, "closes"), visibility=visibility,
                                   daily_quota=rounds.quota_change(daily_quota, no_daily_quota, "daily"),
                                   total_quota=rounds.quota_change(total_quota, no_total_quota, "total"),
-                                  rank_baselines=rank_baselines, data_public=public_data)
+                                  rank_baselines=rank_baselines, data_public=public_data,
+                                  refuse_stateful_defenses=refuse_stateful_defenses)
     return RedirectResponse(f"/rounds?{urlencode({'changed': round_.name})}", status_code=303)
 
 

@@ -175,13 +175,15 @@ async def leaderboards_page(request: Request, dataset: DatasetName = None, scope
 
 
 def _boards_html(snapshot: Snapshot, mine: str | None) -> Markup:
-    """The three tables, rendered once per snapshot and reading team (``mine``, whose rows are
-    highlighted; None for organizers and the public, who all read the same tables)."""
+    """The three tables, then the query track's two where the round ran it, rendered once per
+    snapshot and reading team (``mine``, whose rows are highlighted; None for organizers and
+    the public, who all read the same tables)."""
     def make() -> Markup:
         boards = {track: (title, meaning, queries.leaderboard(snapshot, track))
                   for track, (title, meaning) in queries.TRACKS.items()}
         return Markup(templates.get_template("_boards.html").render(
-            boards=boards, epsilons=snapshot.standings.epsilons, dataset=snapshot.dataset, mine=mine))
+            boards=boards, epsilons=snapshot.standings.epsilons, dataset=snapshot.dataset, mine=mine)
+            + templates.get_template("_query_boards.html").render(query=snapshot.query, mine=mine))
 
     return snapshot.view(("html", "boards", mine), make)
 

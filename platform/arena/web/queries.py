@@ -210,6 +210,7 @@ def round_summary(session: Session, round_: Round, team: Team | None = None) -> 
         "state": window.state(now), "visibility": round_.visibility.value, "daily_quota": round_.daily_quota,
         "total_quota": round_.total_quota, "entries": len(entries.accepted(session, round_.dataset_id)),
         "data_public": round_.data_public, "rank_baselines": round_.rank_baselines,
+        "refuse_stateful_defenses": round_.refuse_stateful_defenses,
         "seconds_left": (window.closes_at - now).total_seconds() if window.state(now) == "open" and window.closes_at
         else None,
     }

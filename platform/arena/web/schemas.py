@@ -239,6 +239,33 @@ class Job(BaseModel):
     finished_at: Utc | None
 
 
+class QueryRow(BaseModel):
+    """One submission's line of a query-track board (docs/query-track.md, "Scoring")."""
+
+    submission: str
+    team: str
+    cells: int = Field(description="(attack, defense, image) cells scored.")
+    avc_median_l2: float | None = Field(description="The AVC rule: median L2 of the smallest adversarial (attacks: "
+                                                    "lower is stronger; defenses: higher is more robust); null: infinite, "
+                                                    "more than half the cells failed.")
+    avc_low: float | None = Field(description="Its 95% bootstrap interval over images (null: infinite).")
+    avc_high: float | None
+    adversarial: int | None = Field(None, description="Attacks: outputs the defense labelled wrongly (targeted: as the target).")
+    fooled: int | None = Field(None, description="Defenses: attack outputs it labelled wrongly.")
+    median_queries: float | None = Field(None, description="Attacks: median queries per (defense, image).")
+    at_epsilon: dict[str, float] = Field(description="The 2017 rule, by epsilon: the output clipped to it; attacks "
+                                                     "their success rate, defenses their rate of correct labels.")
+
+
+class QueryBoards(BaseModel):
+    """The query track's boards of a round; empty lists when it ran none."""
+
+    budget: int | None = Field(None, description="Queries per image and defense.")
+    epsilons: list[int] = []
+    attacks: list[QueryRow] = []
+    defenses: list[QueryRow] = []
+
+
 class LeaderboardRow(BaseModel):
     """One submission's line. Each figure F has ``F_low`` and ``F_high``, its 95% bootstrap
     interval over images (docs/scoring.md). Besides these fields, per epsilon N: the rate
@@ -383,6 +410,9 @@ class RoundSummary(BaseModel):
     entries: int = Field(description="Accepted submissions entered.")
     data_public: bool = Field(description="Whether its images and labels can be downloaded (/data).")
     rank_baselines: bool = Field(description="Whether baselines take a rank like teams (else they are shown unranked).")
+    refuse_stateful_defenses: bool = Field(
+        False, description="Whether a served defense whose dry run answered differently when asked again is rejected "
+                           "(else accepted, flagged).")
     uploads_left: dict[str, int | None] | None = Field(
         None, description="For a team: uploads it may still make now, per track (null: no quota).")
 

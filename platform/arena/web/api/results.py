@@ -1,4 +1,4 @@
-"""/api/leaderboards, /api/matrix, /api/curves, /api/export, /api/results: the standings, as the
+"""/api/leaderboards (the query track's at /api/leaderboards/query), /api/matrix, /api/curves, /api/export, /api/results: the standings, as the
 caller may see them."""
 
 from typing import Annotated
@@ -17,12 +17,19 @@ from arena.web import compression, queries
 from arena.web.api.parameters import DatasetName, Epsilon, Limit, Offset, Visible
 from arena.web.auth import organizer
 from arena.web.deps import SessionDep
-from arena.web.schemas import CurveBands, Curves, LeaderboardRow, Matrix, ResultRow, Track
+from arena.web.schemas import CurveBands, Curves, LeaderboardRow, Matrix, QueryBoards, ResultRow, Track
 
 router = APIRouter(tags=["results"])
 
 
 LEADERBOARD_CSVS = {stem: track for track, stem in LEADERBOARDS.items()}
+
+
+@router.get("/leaderboards/query", response_model=QueryBoards,
+            summary="The query track's boards: the AVC median L2 with its interval and the 2017 rule at each eps")
+def get_query_boards(visible: Visible) -> dict:
+    """Declared before ``/leaderboards/{track}``, which would take ``query`` for a track."""
+    return visible.query or {}
 
 
 @router.get("/leaderboards/{track}", response_model=list[LeaderboardRow],
