@@ -316,6 +316,7 @@ def run_log_url(submission: Submission, attempt_id: int) -> str:
 
 
 def dry_run_log_url(submission: Submission) -> str:
+    """Where the full log of the submission's dry run (its latest) is downloaded."""
     return f"/submissions/{submission.id}/dry-run/log"
 
 
