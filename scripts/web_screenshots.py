@@ -37,6 +37,9 @@ def main(url: str, token: str, out: Path) -> None:
                    or page.request.get(f"{url}/api/results?limit=1&eps=8").json())
         if results:
             pages["drilldown"] = f"/adversarial/{results[0]['adversarial_image_id']}"
+        listed = page.request.get(f"{url}/api/submissions").json()  # a defense's page: its runs, with their logs
+        if defense := next((s["id"] for s in listed if s["kind"] == "defense"), None):
+            pages["submission"] = f"/submissions/{defense}"
         for name, path in pages.items():
             page.goto(url + path)
             page.wait_for_timeout(500)

@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 from arena import cli, job_states, tables
 from arena.competition import rounds
 from arena.config import Settings, get_settings
+from arena.data import logs
 from arena.db import transaction
 from arena.errors import ConflictError, PlatformError
 from arena.execution import pack_run, planning
@@ -113,6 +114,14 @@ def referenced(database: Path) -> set[str]:
             "SELECT sha256 FROM images UNION SELECT sha256 FROM adversarial_images")}
 
 
+def referenced_logs(database: Path) -> set[str]:
+    """The full logs a SQLite database's job attempts and dry runs name (data/logs.py)."""
+    with closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)) as connection:
+        return {sha256 for (sha256,) in connection.execute(
+            "SELECT log_sha256 FROM job_attempts WHERE log_sha256 IS NOT NULL "
+            "UNION SELECT log_sha256 FROM dry_runs WHERE log_sha256 IS NOT NULL")}
+
+
 # --- a real run, backed up in the middle --------------------------------------------------
 
 
@@ -173,6 +182,8 @@ def test_a_snapshot_taken_during_a_run_restores_its_moment_and_the_run_goes_on_t
     restore(restored, mid_run.snapshot.folder)
     assert figures(restored) == mid_run.at_snapshot
     assert_tallies_match_a_rebuild(restored)
+    kept = referenced_logs(restored.data_dir / "arena.db")  # the runs' full logs came back with their rows
+    assert kept and all(logs.read(restored, sha256) == logs.read(mid_run.settings, sha256) for sha256 in kept)
 
     summary = run(restored)  # jobs running at the snapshot are taken over once their lease runs out
     assert not summary.platform_errors and summary.attack_jobs > 0
@@ -194,7 +205,9 @@ def test_a_later_snapshot_into_the_same_folder_copies_only_what_is_new_and_resto
     assert {name.removesuffix(".png") for name in added["objects"]} == now - earlier != set()
     images, code = later.manifest["objects"], later.manifest["blobs"]
     assert (images["count"], images["copied"]) == (len(now), len(now - earlier))
-    assert (code["copied"], len(added["blobs"])) == (0, 0) and code["count"] > 0
+    new_logs = referenced_logs(mid_run.settings.data_dir / "arena.db") - referenced_logs(mid_run.snapshot.database_file)
+    assert added["blobs"] == new_logs  # the later runs' full logs; no code (it was all there)
+    assert code["copied"] == len(new_logs) and code["count"] > 0
     assert later.manifest["previous"] == mid_run.snapshot.folder.name
 
     restored = empty_installation(mid_run.settings, tmp_path / "restored")

@@ -32,14 +32,14 @@ TOKEN = "organizer-secret"
 EPSILONS = [2, 8]
 
 
-def scored_tournament(tmp_path, monkeypatch) -> tuple:
+def scored_tournament(tmp_path, monkeypatch, epsilons: list[int] = EPSILONS) -> tuple:
     """Attacks A and T (targeted), defenses D and E, every job done through ``run_pack`` (one
     container run per defense, a fake defense in it); team red has a token. The settings and
     the submissions' ids by name."""
-    settings = make_settings(tmp_path / "arena", organizer_token=TOKEN, epsilons=EPSILONS)
+    settings = make_settings(tmp_path / "arena", organizer_token=TOKEN, epsilons=epsilons)
     dataset = synth_dataset(settings, 4, batch_size=2)
     with transaction(settings) as session:
-        ids = attacked(session, dataset, EPSILONS, owner="red")
+        ids = attacked(session, dataset, epsilons, owner="red")
         teams.issue_token(session, "red")
     fake_defenses(monkeypatch, settings)
     for pack in defense_packs(settings):

@@ -226,6 +226,36 @@ def test_without_javascript_the_matrix_page_says_where_the_figures_are(tournamen
 
 
 
+def test_chromium_fits_the_defense_board_at_four_eps_on_a_1280_px_screen(tmp_path, monkeypatch, browser):  # noqa: F811
+    """With four ε the defense board was 1,676 px wide (the worst case per ε beside the ε
+    columns) and scrolled sideways at 1280 px; the worst case is folded under it now, still on
+    the page, and the CSV keeps every column. On a phone the page itself still never scrolls."""
+    settings, ids = scored_tournament(tmp_path, monkeypatch, epsilons=[2, 4, 8, 16])
+    with transaction(settings) as session:  # names of the demo's length, as teams choose them
+        for submission in session.scalars(select(Submission)):
+            submission.name = {"A": "random_noise", "T": "step_to_target", "D": "smoothed_decoder"}.get(
+                submission.name, "another_decoder")
+            submission.team = team_named(session, f"team-{submission.name}")
+    fits = """() => [...document.querySelectorAll('table[id^="board-"]')].map((t) => ({
+        id: t.id, width: t.scrollWidth, box: t.parentElement.clientWidth}))"""
+    with live_server(create_app(settings)) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(f"{url}/")
+        assert page.locator("#board-defense th", has_text="ε=16").count() == 1
+        assert page.locator("#board-defense-worst").is_hidden()  # folded ...
+        page.click("#worst-defense summary")  # ... one click away
+        assert page.locator("#board-defense-worst th", has_text="worst ε=16").is_visible()
+        boards = page.evaluate(fits)
+        assert {b["id"] for b in boards} == {"board-defense", "board-defense-worst", "board-attack", "board-targeted_attack"}
+        assert all(b["width"] <= b["box"] for b in boards), boards
+        assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+        page.set_viewport_size({"width": 375, "height": 740})
+        assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
+        page.close()
+        columns = httpx.get(f"{url}/api/export/robust_accuracy.csv").text.splitlines()[0].split(",")
+        assert {f"worst_case_eps={eps}" for eps in (2, 4, 8, 16)} <= set(columns), columns
+
+
 def test_freely_chosen_query_values_do_not_grow_the_cache(tournament, monkeypatch):
     """Each distinct ``top_attacks`` is a view of its own: past the cap it is answered, not kept."""
     _, _, app = tournament

@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 
 from arena.admin import tournament
 from arena.competition import rounds
+from arena.data import logs
 from arena.db import transaction
-from arena.models import SubmissionKind, utcnow
+from arena.models import DryRun, JobStatus, SubmissionKind, utcnow
 from arena.web.app import create_app
 from conftest import make_settings
 from factories import add_submission, synth_dataset
@@ -274,9 +275,16 @@ def test_an_empty_log_says_so_to_its_team_and_nothing_to_others(tmp_path):
     synth_dataset(settings, 2, batch_size=2)
     report = {"passed": True, "images": 2, "seconds": 1.0, "time_limit": 10.0, "exit_code": 0, "problems": [],
               "log_tail": ""}
+    empty = logs.keep(settings, b"")  # its full log, kept as every run's is
     with transaction(settings) as session:
         quiet = add_submission(session, "quiet", SubmissionKind.ATTACK, owner="red", validation_report=report).id
+        session.add(DryRun(submission_id=quiet, round_id=rounds.find(session).id, status=JobStatus.DONE,
+                           log_sha256=empty.sha256, log_size=empty.size))
     client = TestClient(create_app(settings))
-    assert 'id="dry-run-log">Its log is empty: the dry run printed nothing.' in client.get(
-        f"/submissions/{quiet}", headers=ORGANIZER).text
+    page = client.get(f"/submissions/{quiet}", headers=ORGANIZER).text
+    assert 'id="dry-run-log">Its log is empty: the dry run printed nothing.' in page
+    assert "Download full log" not in page  # nothing to download: the page says so instead
+    download = client.get(f"/submissions/{quiet}/dry-run/log", headers=ORGANIZER)
+    assert download.status_code == 200 and download.content == b""
     assert 'id="dry-run-log"' not in client.get(f"/submissions/{quiet}").text
+    assert client.get(f"/submissions/{quiet}/dry-run/log").status_code == 404

@@ -4,6 +4,7 @@ organizer page and finds the new attack on the leaderboard and in the heatmap.""
 
 import io
 import os
+import re
 import shutil
 
 import httpx
@@ -178,9 +179,11 @@ def test_the_browser_draws_each_interval_with_its_figure(site, browser):
     bands = httpx.get(f"{url}/api/curves/bands").json()["decoder"]
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{url}/")
-    for column, key in (("worst case", "worst_case"), ("normalized", "normalized"), ("ε=8", "eps=8")):
-        drawn = page.evaluate("""([column, name]) => {
-            const table = document.querySelector('#board-defense');
+    page.click("#worst-defense summary")  # the worst case is folded under the board (it made it too wide)
+    for board, column, key in (("#board-defense-worst", "worst case", "worst_case"),
+                               ("#board-defense", "normalized", "normalized"), ("#board-defense", "ε=8", "eps=8")):
+        drawn = page.evaluate("""([board, column, name]) => {
+            const table = document.querySelector(board);
             const label = (c) => (c.querySelector('button.sort') ?? c).textContent.trim();  // without the "?" link
             const at = [...table.tHead.rows[0].cells].findIndex((c) => label(c) === column);
             const row = [...table.tBodies[0].rows].find((r) => r.cells[1].textContent.trim() === name);
@@ -188,7 +191,7 @@ def test_the_browser_draws_each_interval_with_its_figure(site, browser):
             const box = interval.getBoundingClientRect(), outer = cell.getBoundingClientRect();
             return {text: interval.textContent, value: cell.firstChild.textContent.trim(), height: box.height,
                     inside: box.top >= outer.top && box.bottom <= outer.bottom, under: box.top > outer.top + 4};
-        }""", [column, "decoder"])
+        }""", [board, column, "decoder"])
         assert drawn["value"] == f"{decoder[key]:.3f}" and drawn["text"] == f"{decoder[key + '_low']:.3f}–{decoder[key + '_high']:.3f}"
         assert drawn["height"] > 0 and drawn["inside"] and drawn["under"], (column, drawn)
     assert decoder["worst_case_low"] < decoder["worst_case_high"]  # a band with some width to draw
@@ -404,10 +407,56 @@ def _wait_for_scripts(page) -> None:
                            "document.querySelector('#progress .text').textContent !== '…'")
 
 
+#: Words with a period that ends no sentence, as the pages write them.
+ABBREVIATIONS = {"e.g", "i.e", "etc", "vs", "cf"}
+
+
+def _reading(page) -> dict:
+    """The page's headings (h1-h3) and its visible text as a reader meets it: every folded
+    section opened; code blocks, screen-reader-only words and scripts left out, and each
+    inline code element (a command, a file name) as one capitalised word."""
+    return page.evaluate("""() => {
+        document.querySelectorAll('details').forEach((d) => { d.open = true; });
+        const headings = [...document.querySelectorAll('h1, h2, h3')].filter((h) => h.checkVisibility())
+            .map((h) => h.innerText.replace(/\\s+/g, ' ').trim());
+        document.querySelectorAll('pre, script, style, textarea, .visually-hidden').forEach((e) => e.remove());
+        // a command or file name may begin a sentence as it is spelled ("arena run does ..."): a word stands for it
+        document.querySelectorAll('code, kbd, samp').forEach((e) => e.replaceWith('Code'));
+        return {headings, text: document.body.innerText};
+    }""")
+
+
+def _lowercase_after_a_period(text: str) -> list[str]:
+    """Each place where a sentence goes on in lower case after a period ("done. the next"),
+    with its context: a period before a space, on one line (table cells are apart by tabs,
+    blocks by new lines), not after an abbreviation; numbers (0.5) and file names
+    (result.csv) have no space after their period."""
+    found = []
+    for match in re.finditer(r"(\S+)\.[ \u00a0]+[a-z]", text):
+        if match.group(1).lstrip("([“\"'").lower() not in ABBREVIATIONS:
+            found.append(text[max(0, match.start() - 30):match.end() + 30])
+    return found
+
+
+def _reads_well(page, path: str) -> None:
+    """Issue 30, finding 14: no heading repeated on a page, no sentence begun in lower case."""
+    reading = _reading(page)
+    repeated = {h for h in reading["headings"] if reading["headings"].count(h) > 1}
+    assert not repeated, (path, repeated)
+    assert _lowercase_after_a_period(reading["text"]) == [], path
+
+
+def test_the_sentence_check_finds_lowercase_after_a_period_and_nothing_else():
+    text = "Done. the next. Uploads close at 12:00 UTC.\tyes\nresult.csv holds 0.5 (e.g. noop). Fine. ok"
+    found = _lowercase_after_a_period(text)
+    assert len(found) == 2 and "Done. t" in found[0] and "Fine. o" in found[1], found
+
+
 @pytest.mark.parametrize("role", ["anonymous", "team", "organizer"])
 def test_on_a_phone_nothing_runs_off_the_screen(site, browser, role):
     """375 px wide: the page never scrolls sideways (wide tables scroll in their own box), every
-    navigation link is on screen, and the ε-curve chart shrinks to fit, ε=8 included."""
+    navigation link is on screen, and the ε-curve chart shrinks to fit, ε=8 included. Every
+    page also reads well (``_reads_well``): checked here, where each reader visits each page."""
     settings, _, url, _ = site
     token, paths = _pages_by_role(settings, url)[role]
     page = _open_as(browser, url, token, viewport={"width": 375, "height": 740})
@@ -431,6 +480,7 @@ def test_on_a_phone_nothing_runs_off_the_screen(site, browser, role):
             ticks = page.locator("#curves text", has_text="ε=8")
             tick = ticks.bounding_box()
             assert ticks.is_visible() and tick["x"] + tick["width"] <= width
+        _reads_well(page, path)  # last: it opens folded sections and takes code out of the page
     if token is None:
         page.click("header >> text=Log in")
         page.wait_for_url(f"{url}/login")

@@ -6,7 +6,7 @@ whose answers differ is rejected at intake (``refuse_stateful_defenses``) or, as
 accepted with a flag (the default).
 
 Revision ID: 0024
-Revises: 0022
+Revises: 0023
 Create Date: 2026-12-04 11:10:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = '0024'
-down_revision = '0022'
+down_revision = '0023'
 branch_labels = None
 depends_on = None
 

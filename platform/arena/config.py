@@ -67,6 +67,11 @@ class Settings(BaseSettings):
         10 * 2**30, ge=0, description="Bytes of fetched objects a host keeps under data_dir/cache (least recently "
         "used removed first), with store_url set; unpacked code is kept besides.",
     )
+    full_log_bytes: int = Field(
+        2**20, ge=1, description="The most bytes of a container run's full log kept for its team and organizers to "
+        "download (the engine keeps at most ARENA_SANDBOX_MAX_LOG_BYTES of it); a longer one is cut, with a line "
+        "saying so.",
+    )
     smtp_url: str | None = Field(None, description="Mail server (smtp://host:port) for the teams' notices: a dry run's "
                                  "verdict, a round published; no mail when unset.")
     mail_from: str = Field("arena@localhost", description="The From address of the teams' notices.")

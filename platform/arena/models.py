@@ -422,6 +422,10 @@ class DryRun(JobState, Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     #: The platform's last failure (the engine, a missing image), for organizers; a retry clears nothing.
     error: Mapped[str | None] = mapped_column(Text)
+    #: Its first run's whole log, an object of the store (``data/logs.py``): its hash and size;
+    #: null before the run, or for a run whose full log is not collected (migration 0023).
+    log_sha256: Mapped[str | None] = mapped_column(String(64))
+    log_size: Mapped[int | None] = mapped_column(Integer)
 
     submission: Mapped[Submission] = relationship()
 
@@ -586,6 +590,10 @@ class JobAttempt(Base):
     timed_out: Mapped[bool] = mapped_column(Boolean, default=False)
     killed_reason: Mapped[str | None] = mapped_column(Text)  # output too large, too many files...
     log_excerpt: Mapped[str | None] = mapped_column(Text)
+    #: The container run's whole log, an object of the store (``data/logs.py``): its hash and
+    #: size; shared by the attempts of one pack (null: none kept, as before migration 0023).
+    log_sha256: Mapped[str | None] = mapped_column(String(64))
+    log_size: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)  # a platform error, not the submission's fault
     #: Who ran it (``workers.id``); none for attempts from before workers were recorded.
     worker_id: Mapped[int | None] = mapped_column(Integer, index=True)

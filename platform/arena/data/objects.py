@@ -1,6 +1,7 @@
 """Where the installation's files live: a local folder (the default) or an S3-compatible bucket.
 
-Images, submissions' code archives and published rounds' results bundles are *objects*:
+Images, submissions' code archives, published rounds' results bundles and container runs'
+full logs are *objects*:
 bytes under a key, written once and never changed, so any copy of one is as good as
 another. With ``ARENA_STORE_URL`` unset they are files under the data folder, laid out as
 they always were; with it set (``s3://bucket`` or ``s3://bucket/prefix``) they are objects
@@ -280,12 +281,14 @@ class Store:
     images: Objects
     code: Objects | None
     bundles: Objects
+    logs: Objects
 
 
 def store(settings: Settings) -> Store:
     """The store the settings name: the one place that decides where files live."""
     if settings.store_url is None:
-        return Store(LocalObjects(settings.store_dir), None, LocalObjects(settings.data_dir / "downloads"))
+        return Store(LocalObjects(settings.store_dir), None, LocalObjects(settings.data_dir / "downloads"),
+                     LocalObjects(settings.data_dir / "logs"))
     secret = settings.store_secret_key.get_secret_value() if settings.store_secret_key else None
     return _bucket_store(settings.store_url, settings.store_endpoint, settings.store_access_key, secret,
                          settings.store_region, settings.cache_dir.resolve(), settings.cache_bytes)
@@ -308,4 +311,4 @@ def _bucket_store(url: str, endpoint: str | None, access_key: str | None, secret
         region_name=region, config=Config(retries={"mode": "standard", "max_attempts": 5}, max_pool_connections=32),
     )
     cache = LruFolder(cache_folder / "objects", cache_bytes)
-    return Store(*(S3Objects(client, bucket, f"{prefix}{kind}/", cache) for kind in ("images", "code", "bundles")))
+    return Store(*(S3Objects(client, bucket, f"{prefix}{kind}/", cache) for kind in ("images", "code", "bundles", "logs")))

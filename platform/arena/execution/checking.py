@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from arena import job_states, notifications
 from arena.competition import rounds
@@ -157,6 +157,15 @@ def store_dry_run(settings: Settings, submission: Submission, report: Validation
     submission.validation_report = report.model_dump()
     submission.nondeterministic_share = report.determinism.share if report.determinism else None
     submission.pack_images = packing.pack_images(settings, submission.validation_report)
+    _name_its_log(submission, report)
+
+
+def _name_its_log(submission: Submission, report: ValidationReport) -> None:
+    """The dry run's row names its run's full log; a re-pin's dry run replaces the one before."""
+    dry_run = object_session(submission).scalar(select(DryRun).where(DryRun.submission_id == submission.id))
+    if dry_run is not None:
+        log = report.full_log
+        dry_run.log_sha256, dry_run.log_size = (log.sha256, log.size) if log else (None, None)
 
 
 def submit(settings: Settings, archive: Path, team: str, name: str | None = None,

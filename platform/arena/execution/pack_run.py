@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, object_session
 from arena import job_states
 from arena.competition import rounds
 from arena.config import Settings
+from arena.data import logs
 from arena.data.objects import StoreError
 from arena.db import bulk_insert, retry_while_unreachable, transaction
 from arena.execution.leases import Claim, claim, heartbeat, still_held
@@ -240,22 +241,24 @@ def run_pack(settings: Settings, pack: Pack, worker_id: int | None = None) -> Pa
         tokens = {job_id: held.token for job_id, held in claims.items()}
         with heartbeat(settings, pack.kind.job_class, tokens, loaded.time_limit + settings.lease_seconds):
             outcome = loaded.execute()
+        log = logs.keep(settings, outcome.run.log)  # before the rows that name it
     except (SandboxError, StoreError) as exc:  # the platform's failure: the jobs run again, none is blamed
         _platform_failed(settings, pack, claims, exc)
         return PackResult(container_runs=1, platform_error=f"{pack.kind} jobs {list(pack.job_ids)}: {exc}")
     shares = loaded.share(outcome)
     retry = [] if outcome.run.succeeded or len(pack.job_ids) == 1 else [j for j in pack.job_ids if not shares[j].complete]
-    stored = _store(settings, pack, claims, outcome, shares, retry)
+    stored = _store(settings, pack, claims, outcome, shares, retry, log)
     return PackResult(finished=stored, container_runs=1, again=pack.only(set(retry)).halves() if retry else [])
 
 
-def _finish_attempt(attempt: JobAttempt, run: RunResult, problems: list[str]) -> None:
+def _finish_attempt(attempt: JobAttempt, run: RunResult, problems: list[str], log: logs.KeptLog | None) -> None:
     attempt.ended_at = utcnow()
     attempt.seconds = run.seconds
     attempt.exit_code = run.exit_code
     attempt.timed_out = run.timed_out
     attempt.killed_reason = run.killed_reason
     attempt.log_excerpt = "".join(f"[arena] {p}\n" for p in problems) + run.log_tail
+    attempt.log_sha256, attempt.log_size = (log.sha256, log.size) if log else (None, None)
 
 
 @retry_while_unreachable
@@ -270,7 +273,7 @@ def _platform_failed(settings: Settings, pack: Pack, claims: dict[int, Claim], e
 
 @retry_while_unreachable
 def _store(settings: Settings, pack: Pack, claims: dict[int, Claim], outcome: Outcome, shares: dict[int, JobShare],
-           retry: list[int]) -> int:
+           retry: list[int], log: logs.KeptLog | None) -> int:
     """Every kept job's rows, attempt and status in one transaction, each only while the job
     still carries our token, and for defense jobs their counts added to the tallies; return
     how many jobs were stored."""
@@ -282,14 +285,15 @@ def _store(settings: Settings, pack: Pack, claims: dict[int, Claim], outcome: Ou
             attempt = session.get(JobAttempt, held.attempt_id)
             job = still_held(session, pack.kind, job_id, held)
             if job is None:
-                _finish_attempt(attempt, outcome.run, [*packed, "another attempt took this job over: results dropped"])
+                _finish_attempt(attempt, outcome.run, [*packed, "another attempt took this job over: results dropped"], log)
             elif job_id in retry:
-                _finish_attempt(attempt, outcome.run, [*packed, "the pack failed before this job was complete: it runs again in a smaller pack"])
+                _finish_attempt(attempt, outcome.run, [*packed, "the pack failed before this job was complete: it runs again in a smaller pack"],
+                                log)
                 job_states.put_back(job)
             else:
                 kept.append(job_id)
                 rows += piece.rows
-                _finish_attempt(attempt, outcome.run, packed + outcome.problems + outcome.notes)
+                _finish_attempt(attempt, outcome.run, packed + outcome.problems + outcome.notes, log)
                 job_states.finish(job)
         if pack.kind is JobKind.DEFENSE:
             answers.store(session, rows)

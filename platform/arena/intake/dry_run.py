@@ -19,13 +19,15 @@ import time
 from collections.abc import Iterator
 from contextlib import closing
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from arena.config import Settings
+from arena.data import logs
 from arena.data.dataset import DatasetError
 from arena.data.images import image_store
+from arena.data.logs import KeptLog
 from arena.models import Batch, Image, SubmissionKind
 from arena.sandbox.attack_run import AttackOutcome, CleanInput, repeated_attack
 from arena.sandbox.code import SubmissionCode
@@ -72,6 +74,8 @@ class ValidationReport(BaseModel):
     problems: list[str] = []  # any of these fails the dry run
     notes: list[str] = []  # accepted as 2017 accepted it, said all the same (none in older reports)
     log_tail: str = ""
+    #: Its run's whole log in the store, which the dry run's row names: not part of the report's JSON.
+    full_log: KeptLog | None = Field(None, exclude=True)
     determinism: DeterminismProbe | None = None  # None: not probed (a failed run, or an older report)
     serving: ServingProbe | None = None  # None: the defense serves no queries (or an older report)
 
@@ -95,6 +99,7 @@ def _report(settings: Settings, run: RunResult, images: int, problems: list[str]
         problems=problems,
         notes=notes,
         log_tail=run.log_tail,
+        full_log=logs.keep(settings, run.log),
     )
 
 

@@ -3,7 +3,7 @@
 The database is copied first (``databases.snapshot``), with the rounds' naming keys in it;
 every file the snapshot takes then comes from what that copy references: the store's
 images named by its image and adversarial-image rows, the code of its submissions, the
-bundles of its published rounds. The store only ever gains files, each written before the
+bundles of its published rounds, the full logs its job attempts and dry runs name. The store only ever gains files, each written before the
 row that names it, so a file written after the copy is simply not referenced, and a file
 the copy references is there. A snapshot is finished when its manifest is written, last.
 """
@@ -19,10 +19,11 @@ from sqlalchemy import Connection, select, union
 
 from arena import job_states
 from arena.config import Settings
+from arena.data import logs
 from arena.data.images import ImageStore, image_store
 from arena.data.objects import ObjectMissing, store
 from arena.errors import PlatformError
-from arena.models import AdversarialImage, DryRun, Image, Round, Submission, Visibility, utcnow
+from arena.models import AdversarialImage, DryRun, Image, JobAttempt, Round, Submission, Visibility, utcnow
 from arena.operations import databases
 from arena.operations.layout import (
     DATABASE_FILES,
@@ -56,6 +57,7 @@ class Contents:
     code: dict[str, str]  # submission code hash -> submission name
     being_taken_in: set[str]  # code hashes of uploads whose code was still being installed
     published_rounds: list[int]
+    logs: list[str]  # the full logs' hashes (data/logs.py)
 
 
 @dataclass
@@ -119,6 +121,7 @@ def _take(settings: Settings, root: BackupRoot, folder: Path, previous: Snapshot
         if tree := _code_tree(settings, root, sha256, name, contents, earlier_trees, blobs):
             trees["submissions"][sha256] = tree
     trees["downloads"] = _copy_bundles(settings, root, contents.published_rounds, blobs)
+    trees["logs"] = _copy_logs(settings, root, contents.logs, blobs, progress)
     write_atomically(folder / TREES, json.dumps(trees, sort_keys=True))
     files = [database_file.name, OBJECTS, TREES]
     return {
@@ -131,6 +134,7 @@ def _take(settings: Settings, root: BackupRoot, folder: Path, previous: Snapshot
                         "being_taken_in": sorted(contents.code[sha] for sha in contents.being_taken_in
                                                  if sha not in trees["submissions"])},
         "bundles": sorted(trees["downloads"]),
+        "logs": len(trees["logs"]),
         "files": {name: {"sha256": file_sha256(folder / name), "bytes": (folder / name).stat().st_size}
                   for name in files},
     }
@@ -157,6 +161,8 @@ def _contents(connection: Connection, pending: Path) -> Contents:
         code={sha256: name for sha256, name, _held in submissions},
         being_taken_in={sha256 for sha256, _name, held in submissions if held},
         published_rounds=list(connection.scalars(select(Round.id).where(Round.visibility == Visibility.PUBLISHED))),
+        logs=list(connection.scalars(union(select(JobAttempt.log_sha256).where(JobAttempt.log_sha256.is_not(None)),
+                                           select(DryRun.log_sha256).where(DryRun.log_sha256.is_not(None))))),
     )
 
 
@@ -260,6 +266,27 @@ def _copy_bundles(settings: Settings, root: BackupRoot, published: list[int], bl
             copied = copy_by_hash(bundles.path(name), root.blobs, root.blob)
             blobs.add_blob(copied.sha256, copied.size, copied.new)
             found[name] = [copied.sha256, copied.size]
+    return found
+
+
+def _copy_logs(settings: Settings, root: BackupRoot, kept: list[str], blobs: Blobs, progress: Progress) -> dict[str, int]:
+    """The full logs the snapshot's rows name, into the blob pool, each by its size (their
+    hash is their name there too: a log the pool holds already is not read again)."""
+    found, kept_logs = {}, store(settings).logs
+    for sha256 in _progressed(sorted(kept), "logs", progress):
+        if (pooled := root.blob(sha256)).is_file():
+            blobs.add_blob(sha256, size := pooled.stat().st_size, copied=False)
+        else:
+            source = kept_logs.path(logs.key(sha256), sha256)  # an object store lacking it says so itself
+            if not source.is_file():
+                raise PlatformError(f"the store lacks the log {logs.key(sha256)}, which the database references: the "
+                                    "store is damaged (restore it from an earlier backup)")
+            copied = copy_by_hash(source, root.blobs, root.blob)
+            if copied.sha256 != sha256:
+                raise PlatformError(f"the log {logs.key(sha256)} does not match its hash: the store is damaged "
+                                    "(restore it from an earlier backup)")
+            blobs.add_blob(sha256, size := copied.size, copied.new)
+        found[sha256] = size
     return found
 
 

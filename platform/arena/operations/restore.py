@@ -10,6 +10,7 @@ its code not installed yet) is left out, as a failed upload is.
 """
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -21,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from arena import db
 from arena.config import Settings
-from arena.data import objects
+from arena.data import logs, objects
 from arena.data.images import image_store
 from arena.errors import ConflictError, PlatformError
 from arena.models import Submission
@@ -41,6 +42,8 @@ from arena.sandbox import code
 
 #: Problems named in a refusal; the rest are counted.
 NAMED_PROBLEMS = 10
+#: A full log's name in a snapshot: its hash (``data/logs.py``), nothing that could be a path.
+LOG_NAME = re.compile(r"[0-9a-f]{64}")
 #: Files checked or copied between two reports of progress.
 REPORT_EVERY = 1000
 
@@ -181,13 +184,20 @@ def _advanced(progress: Progress, step: str, done: int, total: int) -> int:
 
 def _blobs(trees: dict) -> set[str]:
     code = {entry[3] for tree in trees["submissions"].values() for entry in tree if entry[0] == "f"}
-    return code | {sha256 for sha256, _size in trees["downloads"].values()}
+    return code | {sha256 for sha256, _size in trees["downloads"].values()} | set(_logs(trees))
+
+
+def _logs(trees: dict) -> dict[str, int]:
+    """The full logs a snapshot holds, by hash (none in one taken before they were kept)."""
+    return trees.get("logs", {})
 
 
 def _refuse_paths_outside(snapshot: Snapshot, trees: dict) -> None:
     """A tree's paths stay inside its folder, and a tree's folder and a bundle are plain
     names: a snapshot restores nothing anywhere else."""
     names = [*trees["submissions"], *trees["downloads"]]
+    if bad := [sha256 for sha256 in _logs(trees) if not LOG_NAME.fullmatch(sha256)]:
+        raise SnapshotError(f"{snapshot.named(snapshot.folder / TREES)} names the log {bad[0]!r}, which is no hash")
     paths = [entry[1] for tree in trees["submissions"].values() for entry in tree]
     for path, plain in [*((name, True) for name in names), *((path, False) for path in paths)]:
         parts = PurePosixPath(path).parts
@@ -219,6 +229,11 @@ def _write_files(settings: Settings, snapshot: Snapshot, trees: dict, progress: 
         scratch = settings.work_dir / f".{name}.{sha256[:16]}"
         copy_to(snapshot.root.blob(sha256), scratch)
         bundles.put_file(name, scratch)
+    kept_logs = objects.store(settings).logs
+    for sha256 in _logs(trees):
+        scratch = settings.work_dir / f".{sha256}.log"
+        copy_to(snapshot.root.blob(sha256), scratch)
+        kept_logs.put_file(logs.key(sha256), scratch)
 
 
 def _write_tree(snapshot: Snapshot, target: Path, tree: list) -> None:

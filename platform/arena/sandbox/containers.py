@@ -25,6 +25,8 @@ from arena.config import SandboxLimits
 from arena.errors import PlatformError
 
 WATCH_INTERVAL = 0.25
+#: The tail of a run's log kept in the database: at most its last lines, and of them these bytes.
+LOG_EXCERPT_LINES = 200
 LOG_EXCERPT_BYTES = 4000
 
 
@@ -55,6 +57,9 @@ class RunResult:
     killed_reason: str | None
     seconds: float
     log_tail: str
+    #: The whole log, as the engine kept it (``data/logs.py`` stores it); None where a run's
+    #: full log is not collected (the query track's streams).
+    log: bytes | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -246,16 +251,22 @@ def _supervise(container, output: Path, time_limit: float, limits: SandboxLimits
         exit_code, timed_out, killed_reason = _watch(container, output, time_limit, limits, started)
         seconds = time.monotonic() - started
         container.reload()  # raises when the engine is going away, e.g. it stopped the container on shutdown
-        log = container.logs(stdout=True, stderr=True, tail=200)[-LOG_EXCERPT_BYTES:]
+        log = container.logs(stdout=True, stderr=True)
     except ENGINE_ERRORS as exc:
         raise EngineLost(f"the Docker engine failed during the run ({exc})") from None
     return _result(exit_code, timed_out, killed_reason, seconds, log)
 
 
+def log_tail(log: bytes) -> str:
+    """The part of a log the database keeps: its last lines, at most ``LOG_EXCERPT_BYTES``."""
+    lines = log.splitlines(keepends=True)[-LOG_EXCERPT_LINES:]
+    return b"".join(lines)[-LOG_EXCERPT_BYTES:].decode("utf-8", errors="replace")
+
+
 def _result(exit_code: int | None, timed_out: bool, killed_reason: str | None, seconds: float, log: bytes) -> RunResult:
     """A run's result: no exit code for a run that was killed (its code says nothing of it)."""
     return RunResult(exit_code=None if timed_out or killed_reason else exit_code, timed_out=timed_out,
-                     killed_reason=killed_reason, seconds=seconds, log_tail=log.decode("utf-8", errors="replace"))
+                     killed_reason=killed_reason, seconds=seconds, log_tail=log_tail(log), log=log)
 
 
 #: How often a command run in a resident container is asked whether it ended: an exec cannot
@@ -292,7 +303,7 @@ class Resident:
         try:
             exit_code, timed_out, killed_reason = self._exec(ENDED_AS_A_RUN + command, time_limit, started)
             seconds = time.monotonic() - started
-            log = self.container.logs(stdout=True, stderr=True, tail=200, since=since)[-LOG_EXCERPT_BYTES:]
+            log = self.container.logs(stdout=True, stderr=True, since=since)
         except ENGINE_ERRORS as exc:
             raise EngineLost(f"the Docker engine failed during the run ({exc})") from None
         return _result(exit_code, timed_out, killed_reason, seconds, log)

@@ -8,7 +8,7 @@ Pages read through the same queries as the API and act through the same actions
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, Depends, Form, Query, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -23,6 +23,8 @@ from arena import REPO_ROOT, actions
 from arena.admin import teams, tournament
 from arena.competition import entries, rounds
 from arena.competition.entries import Scope
+from arena.config import Settings
+from arena.data import logs
 from arena.data.dataset import pick_dataset
 from arena.db import transaction
 from arena.errors import NotFoundError
@@ -254,6 +256,30 @@ def submission_page(request: Request, submission_id: Id, session: SessionDep, wh
                   standing=standing, standing_hidden=snapshot is None, entries=queries.entries_of(session, submission),
                   entered=queries.entered_in(session, submission, chosen),
                   owner=who.owns(submission))
+
+
+@router.get("/submissions/{submission_id}/runs/{attempt_id}/log")
+def run_log(submission_id: Id, attempt_id: Id, session: SessionDep, settings: SettingsDep, who: CallerDep) -> Response:
+    """The full log of the container run an attempt of the submission was in: its team's and organizers'."""
+    submission = actions.submission(session, submission_id)
+    return _log_download(settings, queries.kept_log(session, who, submission, attempt_id),
+                         f"{submission.name}-run-{attempt_id}.log")
+
+
+@router.get("/submissions/{submission_id}/dry-run/log")
+def dry_run_log(submission_id: Id, session: SessionDep, settings: SettingsDep, who: CallerDep) -> Response:
+    """The full log of the submission's dry run (its latest, after a re-pin): its team's and organizers'."""
+    submission = actions.submission(session, submission_id)
+    return _log_download(settings, queries.kept_log(session, who, submission, None), f"{submission.name}-dry-run.log")
+
+
+def _log_download(settings: Settings, sha256: str | None, filename: str) -> Response:
+    """A kept log as a text file; a log there is none of, or one the caller may not read, is
+    a 404, as hidden things are (nothing tells another team that it exists)."""
+    if sha256 is None:
+        raise NotFoundError("no such log")
+    return Response(logs.read(settings, sha256), media_type="text/plain; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{quote(filename)}"'})
 
 
 def _round_epsilons(session: Session, dataset: Dataset) -> list[int]:

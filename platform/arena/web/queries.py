@@ -25,6 +25,7 @@ from arena.models import (
     Classification,
     Dataset,
     DefenseJob,
+    DryRun,
     Entry,
     Image,
     JobAttempt,
@@ -256,7 +257,10 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
     report = dict(submission.validation_report) if submission.validation_report is not None else None
     if report is not None and not with_logs:
         report.pop("log_tail", None)
+    dry_run = submission.dry_run
+    kept = with_logs and dry_run is not None and dry_run.log_sha256 is not None
     return {
+        **({"dry_run_log_url": dry_run_log_url(submission), "dry_run_log_size": dry_run.log_size} if kept else {}),
         **submission_summary(submission),
         "validation_report": report,
         "images": [check.as_dict() for check in pinning.check(submission.images)],
@@ -303,7 +307,32 @@ def attempts(session: Session, submission: Submission, who: Caller, datasets: li
         "container_image": a.container_image, "exit_code": a.exit_code,
         "timed_out": a.timed_out, "killed_reason": a.killed_reason, "platform_error": permissions.platform_error(who, a.error),
         **({"log_excerpt": a.log_excerpt} if with_logs else {}),
+        **({"log_url": run_log_url(submission, a.id), "log_size": a.log_size} if with_logs and a.log_sha256 else {}),
     } for a in rows]
+
+
+def run_log_url(submission: Submission, attempt_id: int) -> str:
+    """Where the full log of the container run of the attempt ``attempt_id`` is downloaded."""
+    return f"/submissions/{submission.id}/runs/{attempt_id}/log"
+
+
+def dry_run_log_url(submission: Submission) -> str:
+    """Where the full log of the submission's dry run (its latest) is downloaded."""
+    return f"/submissions/{submission.id}/dry-run/log"
+
+
+def kept_log(session: Session, who: Caller, submission: Submission, attempt_id: int | None) -> str | None:
+    """The store's hash of a full log of the submission (its dry run's with ``attempt_id``
+    None, else that attempt's run's) when ``who`` may read it; None when there is none, the
+    attempt is not the submission's (one deleted by a re-run is no one's), or ``who`` may not
+    see its logs (``web/permissions.py``)."""
+    if not permissions.may_see_logs(who, submission):
+        return None
+    if attempt_id is None:
+        return session.scalar(select(DryRun.log_sha256).where(DryRun.submission_id == submission.id))
+    kind = JobKind.of(submission.kind)
+    return session.scalar(select(JobAttempt.log_sha256).join(kind.job_class, kind.attempt_column == kind.job_class.id)
+                          .where(JobAttempt.id == attempt_id, kind.job_class.submission_id == submission.id))
 
 
 def container_runs(attempts_newest_first: list[dict]) -> list[dict]:

@@ -187,6 +187,9 @@ class Attempt(BaseModel):
     killed_reason: str | None
     platform_error: str | None
     log_excerpt: str | None = None
+    log_url: str | None = Field(None, description="With the logs, where its container run's full log is downloaded "
+                                "(text/plain; cut past ARENA_FULL_LOG_BYTES, saying so); absent for runs that kept none.")
+    log_size: int | None = Field(None, description="With log_url: the full log's bytes (0: the run printed nothing).")
 
 
 class Perturbation(BaseModel):
@@ -214,6 +217,8 @@ class SubmissionDetail(SubmissionSummary):
                                     "when this caller may see them: always for its team and organizers, for others "
                                     "on rounds whose results are public.")
     logs_visible: bool
+    dry_run_log_url: str | None = Field(None, description="With the logs, where the dry run's full log is downloaded.")
+    dry_run_log_size: int | None = Field(None, description="With dry_run_log_url: its bytes (0: it printed nothing).")
     queue_place: int | None = Field(None, description="While queued: 1 when its dry run is the next to be taken.")
     waiting_because: str | None = Field(None, description="While queued: what in the compute stands in its way "
                                         "(no worker checks uploads, all are draining, none has its image).")
