@@ -128,6 +128,30 @@ def test_a_submission_page_is_about_a_round_it_takes_part_in(tmp_path):
     assert "None: it is rejected, and runs no jobs." in broken and "<progress" not in broken.split("Jobs on")[1]
 
 
+def test_a_query_attack_s_page_counts_its_query_jobs_and_none_before_they_are_planned(tmp_path):
+    """A query attack runs no batch-track jobs: its page showed a full bar "0 of 0 done"."""
+    from sqlalchemy import select
+
+    from arena.models import Batch, Dataset, QueryJob
+
+    settings = make_settings(tmp_path / "arena", organizer_token="organizer-secret", epsilons=[4])
+    synth_dataset(settings, 4, batch_size=2, name="dev")
+    with transaction(settings) as session:
+        boundary = add_submission(session, "boundary", SubmissionKind.QUERY_ATTACK, owner="red").id
+        served = add_submission(session, "served", SubmissionKind.DEFENSE, owner="blue").id
+    client = TestClient(create_app(settings))
+    page = client.get(f"/submissions/{boundary}", headers=ORGANIZER).text
+    assert "None planned yet: its query jobs" in page and "<progress" not in page.split("Jobs on")[1]
+    with transaction(settings) as session:
+        batches = session.scalars(select(Batch.id).join(Dataset).where(Dataset.name == "dev")).all()
+        session.add_all(QueryJob(attack_id=boundary, defense_id=served, batch_id=b) for b in batches)
+        session.flush()
+        session.scalars(select(QueryJob)).first().status = JobStatus.DONE
+    page = client.get(f"/submissions/{boundary}", headers=ORGANIZER).text
+    assert "1 of 2 done" in page.split("Jobs on")[1]
+    assert client.get(f"/api/submissions/{boundary}", headers=ORGANIZER).json()["progress"]["expected"] == 2
+
+
 def test_every_page_names_an_icon_that_is_served(client):
     """Browsers asked for /favicon.ico on every page and got a 404."""
     assert '<link rel="icon" href="/static/favicon.svg" type="image/svg+xml">' in client.get("/rounds").text

@@ -21,6 +21,7 @@ from arena.models import (
     JobAttempt,
     JobKind,
     JobStatus,
+    QueryJob,
     Submission,
     SubmissionKind,
     SubmissionStatus,
@@ -99,11 +100,23 @@ def tournament_progress(session: Session, dataset: Dataset, settings: Settings) 
 
 
 def submission_progress(session: Session, dataset: Dataset, submission: Submission, settings: Settings) -> JobCounts:
+    if submission.kind.is_query_attack:
+        return _query_attack_progress(session, dataset, submission)
     per_attack, per_defense = _grid(session, dataset, settings)
     expected = _batch_jobs(submission.kind, per_attack, per_defense)
     if submission.status is not SubmissionStatus.ACCEPTED:
         expected = 0
     return JobCounts(job_statuses(session, dataset, JobKind.of(submission.kind), submission.id), expected)
+
+
+def _query_attack_progress(session: Session, dataset: Dataset, submission: Submission) -> JobCounts:
+    """A query attack's work is its query jobs, one per served defense and batch it is paired
+    with; which pairs run is the round's choice (``execution.query_pairs``), so what is
+    expected is what has been planned: none before the first runner's turn plans them."""
+    query = (select(QueryJob.status, func.count(QueryJob.id)).join(Batch, QueryJob.batch_id == Batch.id)
+             .where(Batch.dataset_id == dataset.id, QueryJob.attack_id == submission.id).group_by(QueryJob.status))
+    by_status = Counter({JobStatus(status): count for status, count in session.execute(query)})
+    return JobCounts(by_status, sum(by_status.values()) if submission.status is SubmissionStatus.ACCEPTED else 0)
 
 
 def completion(session: Session, dataset: Dataset, settings: Settings) -> dict[int, float]:
