@@ -36,6 +36,7 @@ from arena.models import (
     utcnow,
 )
 from arena.sandbox.attack_run import CleanInput
+from arena.sandbox.code import StoredSubmission
 from arena.sandbox.query_run import QueryOutcome, QueryTask, execute_query_attack
 
 
@@ -74,11 +75,21 @@ def _claim(session: Session, job_id: int) -> int | None:
     return claimed
 
 
-def _task(settings: Settings, session: Session, job: QueryJob) -> QueryTask:
+def _task(session: Session, job: QueryJob) -> Callable[[Settings], QueryTask]:
+    """What the job runs, read from its rows: a call that makes both submissions' code and
+    images present on this host (a download, a pull: made with no transaction open) and gives
+    the task."""
     round_ = session.scalars(select(Round).where(Round.dataset_id == job.batch.dataset_id)).one()
     inputs = [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in job.batch.images]
-    return QueryTask(submission_code(settings, job.attack), submission_code(settings, job.defense), inputs,
-                     list(round_.epsilons), round_.query_budget, round_.seconds_per_image, rounds.naming_key(round_))
+    attack, defense = StoredSubmission.of(job.attack), StoredSubmission.of(job.defense)
+    epsilons, budget, seconds, naming_key = (list(round_.epsilons), round_.query_budget, round_.seconds_per_image,
+                                             rounds.naming_key(round_))
+
+    def prepared(settings: Settings) -> QueryTask:
+        return QueryTask(submission_code(settings, attack), submission_code(settings, defense), inputs, epsilons,
+                         budget, seconds, naming_key)
+
+    return prepared
 
 
 def _store(session: Session, job: QueryJob, task: QueryTask, outcome: QueryOutcome) -> None:
@@ -100,8 +111,9 @@ def run_job(settings: Settings, job_id: int) -> bool:
         attempt = _claim(session, job_id)
         if attempt is None:
             return False
-        task = _task(settings, session, session.get_one(QueryJob, job_id))
+        prepare = _task(session, session.get_one(QueryJob, job_id))
     try:
+        task = prepare(settings)
         outcome = execute_query_attack(settings, task)
     except PlatformError:
         with transaction(settings) as session:
