@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import func, select, update
 
 from arena import job_states
+from arena.data.objects import ObjectMissing
 from arena.db import get_engine, transaction
 from arena.execution import checking, leases, local, pack_run
 from arena.execution.run import run
@@ -20,16 +21,18 @@ from arena.intake.archive import pack
 from arena.intake.submit import take
 from arena.models import (
     DefenseJob,
+    DryRun,
     Image,
     JobAttempt,
     JobKind,
     JobStatus,
     Submission,
     SubmissionKind,
+    SubmissionStatus,
     utcnow,
 )
 from arena.results.scoring import Standings
-from arena.sandbox import pinning
+from arena.sandbox import code, pinning
 from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseOutcome
 from arena.sandbox.result_csv import Answer
@@ -355,3 +358,22 @@ def test_a_pack_is_prepared_with_no_transaction_open_and_under_its_lease(tmp_pat
         attempt = session.scalar(select(JobAttempt).where(JobAttempt.defense_job_id == job_id))
         assert (attempt.container_image, attempt.images, attempt.error) == (late_pin, 2, None)
         assert session.get(DefenseJob, job_id).status is JobStatus.DONE
+
+
+def test_a_dry_run_whose_code_cannot_be_fetched_fails_on_the_platform_under_its_claim(settings, tmp_path, monkeypatch):
+    """The dry run fetches the code after its claim, under its lease, not in the claim's
+    transaction: an object store that lost the code fails that attempt as the platform's error
+    (the submission stays queued, its dry run tried again), rather than undoing the claim."""
+    synth_dataset(settings, 2, batch_size=2)
+    submission = take(settings, pack(SAMPLES / "noop", tmp_path / "noop.tar.gz"), team="red")
+
+    def lost(_settings, sha256: str):
+        raise ObjectMissing(f"the object store has no code/{sha256}.tar")
+
+    monkeypatch.setattr(code, "fetched", lost)
+    dry_run_id = submission.dry_run.id
+    assert checking.check(settings, dry_run_id) is False
+    with transaction(settings) as session:
+        dry_run = session.get(DryRun, dry_run_id)
+        assert (dry_run.status, dry_run.attempt) == (JobStatus.ERROR, 1) and "has no code/" in dry_run.error
+        assert dry_run.submission.status is SubmissionStatus.QUEUED
