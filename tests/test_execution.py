@@ -15,17 +15,19 @@ from sqlalchemy import func, select, update
 from arena import job_states
 from arena.data.objects import ObjectMissing
 from arena.db import get_engine, transaction
-from arena.execution import checking, leases, local, pack_run
+from arena.execution import checking, leases, local, pack_run, query_jobs
 from arena.execution.run import run
 from arena.intake.archive import pack
 from arena.intake.submit import take
 from arena.models import (
+    Batch,
     DefenseJob,
     DryRun,
     Image,
     JobAttempt,
     JobKind,
     JobStatus,
+    QueryJob,
     Submission,
     SubmissionKind,
     SubmissionStatus,
@@ -33,11 +35,11 @@ from arena.models import (
 )
 from arena.results.scoring import Standings
 from arena.sandbox import code, pinning
-from arena.sandbox.containers import RunResult
+from arena.sandbox.containers import RunResult, SandboxError
 from arena.sandbox.defense_run import DefenseOutcome
 from arena.sandbox.result_csv import Answer
 from conftest import SAMPLES, make_settings, wait_until
-from factories import FAKE_CODE, Labels, attacked, fake_defenses, submit_folder, synth_dataset
+from factories import FAKE_CODE, Labels, add_submission, attacked, fake_defenses, submit_folder, synth_dataset
 
 DEADLINE_SECONDS = 120
 
@@ -377,3 +379,29 @@ def test_a_dry_run_whose_code_cannot_be_fetched_fails_on_the_platform_under_its_
         dry_run = session.get(DryRun, dry_run_id)
         assert (dry_run.status, dry_run.attempt) == (JobStatus.ERROR, 1) and "has no code/" in dry_run.error
         assert dry_run.submission.status is SubmissionStatus.QUEUED
+
+
+def test_a_query_job_whose_image_cannot_be_had_fails_on_the_platform_after_its_claim(settings, monkeypatch):
+    """The query track makes both submissions' code and images present after the claim's
+    transaction: a pull that fails puts the job in error (to be run again), under its claim."""
+    dataset = synth_dataset(settings, 2, batch_size=2)
+    with transaction(settings) as session:
+        attack = add_submission(session, "Q", SubmissionKind.QUERY_ATTACK)
+        defense = add_submission(session, "S", SubmissionKind.DEFENSE)
+        batch_id = session.scalar(select(Batch.id).where(Batch.dataset_id == dataset.id))
+        job = QueryJob(attack_id=attack.id, defense_id=defense.id, batch_id=batch_id)
+        session.add(job)
+        session.flush()
+        job_id = job.id
+
+    def unpulled(_settings, submission):
+        with transaction(settings) as session:  # no transaction of the runner's in the way
+            session.execute(update(Submission).where(Submission.id == submission.id).values(reason="written meanwhile"))
+        raise SandboxError(f"cannot pull the image {submission.name} is pinned to")
+
+    monkeypatch.setattr(query_jobs, "submission_code", unpulled)
+    with pytest.raises(SandboxError, match="cannot pull"):
+        query_jobs.run_job(settings, job_id)
+    with transaction(settings) as session:
+        job = session.get(QueryJob, job_id)
+        assert (job.status, job.attempt) == (JobStatus.ERROR, 1)
