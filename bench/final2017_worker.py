@@ -30,9 +30,9 @@ from sqlalchemy import select
 from arena.config import Settings
 from arena.db import transaction
 from arena.execution import broker, pack_run
-from arena.models import ClassificationProblem, Image, Submission
+from arena.models import ClassificationProblem, Image
 from arena.sandbox import containers
-from arena.sandbox.code import SubmissionCode
+from arena.sandbox.code import StoredSubmission, SubmissionCode
 from arena.sandbox.containers import RunResult
 from arena.sandbox.defense_run import DefenseInput, DefenseOutcome
 from arena.sandbox.result_csv import Answer
@@ -86,7 +86,7 @@ def simulated_defense(truths: dict[str, tuple[int, int]], time_scale: float, rec
     return execute
 
 
-def stored_code(settings: Settings, submission: Submission) -> SubmissionCode:
+def stored_code(settings: Settings, submission: StoredSubmission) -> SubmissionCode:
     """The submission's code, pinned, with no engine to ask (nothing is run)."""
     return SubmissionCode.stored(settings, submission, PIN)
 

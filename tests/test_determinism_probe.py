@@ -152,3 +152,22 @@ def test_a_resident_container_keeps_every_limit_of_a_run(tmp_path):
     with box as resident:
         hang = resident.run(["sleep", "30"], 1.0)
         assert hang.timed_out and hang.exit_code is None and hang.seconds < 10
+
+
+def test_a_command_whose_container_ended_under_it_reports_the_containers_exit_code(tmp_path, monkeypatch):
+    """A code of 128 or more is the command's own while its container lives on. When the
+    container ends under it (gVisor ends its sandbox at the pids limit or on an OOM kill), Docker
+    may report the command's exec as 128, its status lost with the sandbox: the run reports the
+    container's code, as a run in a container of its own would (hostile/test_runtime.py's fork bomb)."""
+    box, _ = _resident(tmp_path)
+    with box as resident:
+        assert resident.run(["sh", "-c", "exit 130"], 10).exit_code == 130
+        api = resident.container.client.api
+        inspect = api.exec_inspect
+
+        def ended_under_it(exec_id: str) -> dict:
+            resident.container.kill()  # SIGKILL to its first process: the container's exit code 137
+            return {**inspect(exec_id), "Running": False, "ExitCode": 128}
+
+        monkeypatch.setattr(api, "exec_inspect", ended_under_it)
+        assert resident.run(["sleep", "30"], 10).exit_code == 137

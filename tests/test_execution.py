@@ -5,31 +5,41 @@ import os
 import subprocess
 import sys
 import threading
-from datetime import timedelta
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta, timezone
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
 
-from arena.db import transaction
-from arena.execution import checking, leases, local, pack_run
+from arena import job_states
+from arena.data.objects import ObjectMissing
+from arena.db import get_engine, transaction
+from arena.execution import checking, leases, local, pack_run, query_jobs
 from arena.execution.run import run
 from arena.intake.archive import pack
 from arena.intake.submit import take
 from arena.models import (
+    Batch,
     DefenseJob,
+    DryRun,
+    Image,
     JobAttempt,
     JobKind,
     JobStatus,
+    QueryJob,
+    Submission,
     SubmissionKind,
+    SubmissionStatus,
     utcnow,
 )
 from arena.results.scoring import Standings
-from arena.sandbox.containers import RunResult
+from arena.sandbox import code, pinning
+from arena.sandbox.containers import RunResult, SandboxError
 from arena.sandbox.defense_run import DefenseOutcome
 from arena.sandbox.result_csv import Answer
 from conftest import SAMPLES, make_settings, wait_until
-from factories import FAKE_CODE, Labels, attacked, fake_defenses, submit_folder, synth_dataset
+from factories import FAKE_CODE, Labels, add_submission, attacked, fake_defenses, submit_folder, synth_dataset
 
 DEADLINE_SECONDS = 120
 
@@ -291,3 +301,107 @@ def test_the_attempts_of_one_container_run_share_its_run_id(attacked_tournament)
         attempt_ids = dict(session.execute(select(JobAttempt.defense_job_id, JobAttempt.id)).all())
     assert {runs[job] for job in rest} == {min(attempt_ids[job] for job in rest)}
     assert runs[first] == attempt_ids[first] and runs[first] not in {runs[job] for job in rest}
+
+
+def _held_since(moment) -> bool:
+    """Whether ``moment`` (a lease's end as the database gives it back: naive on SQLite) is past."""
+    return utcnow() > (moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc))
+
+
+def test_a_pack_is_prepared_with_no_transaction_open_and_under_its_lease(tmp_path, monkeypatch):
+    """Making the code and the image present (a download, a registry pull: here a ``require``
+    that waits for the test) may take minutes. Meanwhile the runner holds no database
+    connection, so another writer commits at once (the late pin is stored in a transaction
+    of its own, before the pull), and its heartbeat renews the lease, so the reaper leaves
+    the job alone once the claim's lease has run out. The pin made late is stored once, and
+    it is what the attempt records as run."""
+    settings = make_settings(tmp_path / "arena", lease_seconds=2)
+    dataset = synth_dataset(settings, 2, batch_size=2)
+    meta = {"type": "defense", "container": "arena/python:bookworm", "entry_point": "run.sh"}
+    with transaction(settings) as session:
+        ids = attacked(session, dataset, [4], [("A", SubmissionKind.ATTACK), ("D", SubmissionKind.DEFENSE)])
+        session.get(Submission, ids["D"]).meta = meta  # unpinned: the run pins it
+        job_id = session.scalar(select(DefenseJob.id))
+        labels = {i.sha256: (i.true_label, i.target_class) for i in session.scalars(select(Image))}
+    late_pin, resolved = "sha256:" + "1" * 64, []
+    preparing, release = threading.Event(), threading.Event()
+
+    def pulled(pin: str, _tag: str, _submission: str) -> None:
+        preparing.set()
+        assert release.wait(4 * DEADLINE_SECONDS), "the test never let the pull end"  # past the test's waits
+
+    monkeypatch.setattr(pinning, "resolve", lambda tag, _registry: resolved.append(tag) or late_pin)
+    monkeypatch.setattr(pinning, "require", pulled)
+    monkeypatch.setattr(pack_run, "execute_defense", lambda _s, _c, inputs, _key: _right(labels, inputs))
+    connections = get_engine(settings.resolved_database_url).pool
+    with ThreadPoolExecutor(max_workers=1) as runner:
+        running = runner.submit(pack_run.run_pack, settings, pack_run.Pack(JobKind.DEFENSE, (job_id,)))
+        try:
+            assert preparing.wait(DEADLINE_SECONDS), "the run never reached its pull"
+            claimed = _job(settings, job_id)
+            # (1) no connection out of the pool but the heartbeat's, for a moment every quarter lease
+            wait_until(lambda: connections.checkedout() == 0, DEADLINE_SECONDS, "the runner to hold no connection")
+            assert not running.done(), running.exception()  # still pulling
+            with transaction(settings) as session:  # it would wait for a runner's open write, and fail
+                session.execute(update(Submission).where(Submission.id == ids["D"]).values(reason="written meanwhile"))
+            # (2) the lease moves on, and outlives the claim's
+            wait_until(lambda: _job(settings, job_id).lease_expires_at > claimed.lease_expires_at, DEADLINE_SECONDS,
+                       "the heartbeat to renew the lease during the pull")
+            wait_until(lambda: _held_since(claimed.lease_expires_at), DEADLINE_SECONDS, "the claim's lease to run out")
+            with transaction(settings) as session:
+                assert job_states.reap(session) == 0
+            held = _job(settings, job_id)
+            assert (held.status, held.attempt) == (JobStatus.RUNNING, claimed.attempt)
+        finally:
+            release.set()
+        assert running.result(timeout=DEADLINE_SECONDS).finished == 1
+    with transaction(settings) as session:
+        assert session.get(Submission, ids["D"]).container_image == late_pin and resolved == [meta["container"]]
+        attempt = session.scalar(select(JobAttempt).where(JobAttempt.defense_job_id == job_id))
+        assert (attempt.container_image, attempt.images, attempt.error) == (late_pin, 2, None)
+        assert session.get(DefenseJob, job_id).status is JobStatus.DONE
+
+
+def test_a_dry_run_whose_code_cannot_be_fetched_fails_on_the_platform_under_its_claim(settings, tmp_path, monkeypatch):
+    """The dry run fetches the code after its claim, under its lease, not in the claim's
+    transaction: an object store that lost the code fails that attempt as the platform's error
+    (the submission stays queued, its dry run tried again), rather than undoing the claim."""
+    synth_dataset(settings, 2, batch_size=2)
+    submission = take(settings, pack(SAMPLES / "noop", tmp_path / "noop.tar.gz"), team="red")
+
+    def lost(_settings, sha256: str):
+        raise ObjectMissing(f"the object store has no code/{sha256}.tar")
+
+    monkeypatch.setattr(code, "fetched", lost)
+    dry_run_id = submission.dry_run.id
+    assert checking.check(settings, dry_run_id) is False
+    with transaction(settings) as session:
+        dry_run = session.get(DryRun, dry_run_id)
+        assert (dry_run.status, dry_run.attempt) == (JobStatus.ERROR, 1) and "has no code/" in dry_run.error
+        assert dry_run.submission.status is SubmissionStatus.QUEUED
+
+
+def test_a_query_job_whose_image_cannot_be_had_fails_on_the_platform_after_its_claim(settings, monkeypatch):
+    """The query track makes both submissions' code and images present after the claim's
+    transaction: a pull that fails puts the job in error (to be run again), under its claim."""
+    dataset = synth_dataset(settings, 2, batch_size=2)
+    with transaction(settings) as session:
+        attack = add_submission(session, "Q", SubmissionKind.QUERY_ATTACK)
+        defense = add_submission(session, "S", SubmissionKind.DEFENSE)
+        batch_id = session.scalar(select(Batch.id).where(Batch.dataset_id == dataset.id))
+        job = QueryJob(attack_id=attack.id, defense_id=defense.id, batch_id=batch_id)
+        session.add(job)
+        session.flush()
+        job_id = job.id
+
+    def unpulled(_settings, submission):
+        with transaction(settings) as session:  # no transaction of the runner's in the way
+            session.execute(update(Submission).where(Submission.id == submission.id).values(reason="written meanwhile"))
+        raise SandboxError(f"cannot pull the image {submission.name} is pinned to")
+
+    monkeypatch.setattr(query_jobs, "submission_code", unpulled)
+    with pytest.raises(SandboxError, match="cannot pull"):
+        query_jobs.run_job(settings, job_id)
+    with transaction(settings) as session:
+        job = session.get(QueryJob, job_id)
+        assert (job.status, job.attempt) == (JobStatus.ERROR, 1)

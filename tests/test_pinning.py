@@ -36,6 +36,7 @@ from arena.models import (
 from arena.results.export import export
 from arena.results.scoring import Standings
 from arena.sandbox import pinning
+from arena.sandbox.code import StoredSubmission
 from arena.sandbox.containers import SandboxError, docker_client
 from arena.web.app import create_app
 from conftest import SAMPLES, make_settings
@@ -243,11 +244,13 @@ def test_intake_pins_a_gpu_image_only_where_it_is_and_the_first_gpu_run_pins_it_
     with transaction(small) as session:
         submission = add_submission(session, "gpu-only", SubmissionKind.DEFENSE, meta=meta)
         submission.container_image = "sha256:" + "c" * 64
-        assert pack_run.submission_code(on_gpu, submission).image(gpu=True) == python
+        stored = StoredSubmission.of(submission)
+    assert pack_run.submission_code(on_gpu, stored).image(gpu=True) == python
     with transaction(small) as session:
         assert session.scalar(select(Submission.container_gpu_image)) == python
-        with pytest.raises(SandboxError, match="does not hold"):  # the CPU image is pinned, but not here
-            pack_run.submission_code(small, session.scalar(select(Submission)))
+        stored = StoredSubmission.of(session.scalar(select(Submission)))
+    with pytest.raises(SandboxError, match="does not hold"):  # the CPU image is pinned, but not here
+        pack_run.submission_code(small, stored)
 
 
 def _submit(settings: Settings, tmp_path: Path, name: str, kind: str, script: str):

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     lease_seconds: float = Field(
         60.0, description="A running job's lease; a heartbeat renews it, so it runs out only when its worker is gone."
     )
+    prepare_seconds: float = Field(
+        1800.0, gt=0, description="How long a host may take to make a run's code and image present (a download, a "
+        "registry pull) while its jobs' leases are renewed; past it they go to the reaper.",
+    )
     queue_lease_seconds: float = Field(
         600.0, description="How long a job may wait in the broker's queue before it is queued again (a lost message)."
     )

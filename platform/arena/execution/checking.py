@@ -3,8 +3,9 @@
 An upload only stores the submission, ``queued`` with a ``DryRun`` job (``intake.submit``).
 A runner (``arena run``, ``arena submit`` waiting for its own, the web's background runner
 in the embedded mode) or a Celery worker claims the dry run like any job: attempt number
-and lease (``job_states``), a heartbeat while its containers run, its result stored only
-under the claim's token. The check pins the submission's images on the engine that runs
+and lease (``job_states``), a heartbeat while its code is fetched, its images pinned and
+its containers run (no database session open meanwhile), its result stored only under the
+claim's token. The check pins the submission's images on the engine that runs
 it, runs the first batch under its round's epsilons and time limit, and probes
 determinism; the submission is then accepted or rejected with the report. A failure of
 the platform (the engine, a missing image) leaves it queued and the job in ``error``: it
@@ -30,7 +31,7 @@ from arena.intake.dry_run import ValidationReport, sample_batch, validate
 from arena.intake.submit import take
 from arena.models import DryRun, JobStatus, Round, Submission, SubmissionStatus
 from arena.sandbox import pinning
-from arena.sandbox.code import SubmissionCode
+from arena.sandbox.code import StoredSubmission, SubmissionCode
 
 logger = logging.getLogger(__name__)
 
@@ -83,17 +84,20 @@ def check(settings: Settings, dry_run_id: int, worker_id: int | None = None) -> 
     claimed = _claim(settings, dry_run_id, worker_id)
     if claimed is None:
         return None
-    token, run_settings, naming_key, meta, code, images, refuse_stateful = claimed
+    token, run_settings, naming_key, submission, images, refuse_stateful = claimed
     # the batch, then the determinism probe's second run of it, each under the time limit
     renew_for = 2 * run_settings.time_limit(len(images)) + settings.lease_seconds
-    with heartbeat(settings, DryRun, {dry_run_id: token}, renew_for):
-        try:
-            pins = pinning.pin(meta, settings.registry)
+    try:
+        # as a pack's (``pack_run.run_pack``): a download and a push, as long as the network makes them
+        with heartbeat(settings, DryRun, {dry_run_id: token}, settings.prepare_seconds):
+            code = SubmissionCode.stored(settings, submission, {})
+            pins = pinning.pin(submission.meta, settings.registry)
+        with heartbeat(settings, DryRun, {dry_run_id: token}, renew_for):
             report = validate(run_settings, code.pinned(pins), images, naming_key, refuse_stateful)
-        except Exception as exc:  # noqa: BLE001 - whatever the platform raised, the job is retried
-            logger.exception("the dry run %s failed on the platform", dry_run_id)
-            _failed(settings, dry_run_id, token, exc)
-            return False
+    except Exception as exc:  # noqa: BLE001 - whatever the platform raised, the job is retried
+        logger.exception("the dry run %s failed on the platform", dry_run_id)
+        _failed(settings, dry_run_id, token, exc)
+        return False
     _record(settings, dry_run_id, token, report, pins)
     return True
 
@@ -106,11 +110,9 @@ def _claim(settings: Settings, dry_run_id: int, worker_id: int | None):
         if not taken:
             return None
         dry_run = session.get_one(DryRun, dry_run_id)
-        submission = dry_run.submission
         round_ = session.get_one(Round, dry_run.round_id)
-        code = SubmissionCode.stored(settings, submission, {})
-        return (taken[0][1], rounds.run_settings(settings, round_), rounds.naming_key(round_), dict(submission.meta),
-                code, sample_batch(session), round_.refuse_stateful_defenses)
+        return (taken[0][1], rounds.run_settings(settings, round_), rounds.naming_key(round_),
+                StoredSubmission.of(dry_run.submission), sample_batch(session), round_.refuse_stateful_defenses)
 
 
 def _held(session, dry_run_id: int, token: int) -> DryRun | None:

@@ -1,9 +1,11 @@
 """Running a pack of planned jobs in one container and recording what came of each job.
 
 Every executor, in-process or on a worker, calls ``run_pack``: claim the jobs
-(``leases``), load the claimed jobs' inputs, run the container once over all of them with
-no database session open (runs take minutes), then store each job's results in one
-transaction, only for the jobs that still carry this run's fencing token. A pack is jobs
+(``leases``), load the claimed jobs' inputs, make the submission's code and image present
+on this host, run the container once over all of them, then store each job's results in one
+transaction, only for the jobs that still carry this run's fencing token. Only the loading
+and the storing hold a database session: fetching code, pulling an image and running take
+minutes, and happen between transactions, under the leases' heartbeat. A pack is jobs
 of one submission (and one epsilon, for attacks); a pack of one job is the plain case.
 Unique constraints and primary keys refuse anything stored twice, whatever happens.
 
@@ -20,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Generic, Protocol, TypeVar
 
 from sqlalchemy import select, update
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy.orm import Session
 
 from arena import job_states
 from arena.competition import rounds
@@ -43,7 +45,7 @@ from arena.models import (
 from arena.results import answers
 from arena.sandbox import pinning
 from arena.sandbox.attack_run import CleanInput, execute_attack
-from arena.sandbox.code import SubmissionCode
+from arena.sandbox.code import StoredSubmission, SubmissionCode
 from arena.sandbox.containers import RunResult, SandboxError
 from arena.sandbox.defense_run import DefenseInput, execute_defense
 
@@ -101,44 +103,47 @@ class JobShare:
 
 @dataclass
 class LoadedPack(Generic[O]):
-    """A claimed pack, ready to run: the container run to make, its image count, and how its
-    outcome is shared out among the jobs."""
+    """A claimed pack's inputs, read: whose code it runs, the container run to make with that
+    code, its image count, and how its outcome is shared out among the jobs."""
 
-    execute: Callable[[], O]
+    submission: StoredSubmission
+    execute: Callable[[SubmissionCode], O]
     images: int
     share: Callable[[O], dict[int, JobShare]]
-    image: str  # the pin the run starts: the engine's image id, or the registry digest reference
     time_limit: float  # the container's, under the round's settings
 
 
-def submission_code(settings: Settings, submission: Submission) -> SubmissionCode:
-    """The submission's code with its pinned images. The image this host runs must be pinned
-    and on this engine: a pin intake could not make (a submission taken in before pinning, a
-    ``container_gpu`` the intake engine lacked) is made now, from this engine, and stored
-    (the first runner's stands); a pinned image this engine lacks is pulled by its registry
-    digest, or fails the run with a platform error saying so, and the tag is never run instead."""
+def submission_code(settings: Settings, submission: StoredSubmission) -> SubmissionCode:
+    """The submission's code, present on this host, with its pinned images. The image this
+    host runs must be pinned and on this engine: a pin intake could not make (a submission
+    taken in before pinning, a ``container_gpu`` the intake engine lacked) is made now, from
+    this engine, and stored (the first runner's stands); a pinned image this engine lacks is
+    pulled by its registry digest, or fails the run with a platform error saying so, and the
+    tag is never run instead. Called with no transaction open: the code's download, a push
+    of a late pin and a pull may take minutes."""
     code = SubmissionCode.stored(settings, submission, submission.pins)
     field = code.image_field(settings.sandbox.gpu)
     if field not in code.pins:
-        code = replace(code, pins={**code.pins, field: _pin_late(settings, submission, field)})
+        pin = pinning.resolve(submission.meta[field], settings.registry)  # with a registry, a push
+        code = replace(code, pins={**code.pins, field: _pin_late(settings, submission.id, field, pin)})
     pinning.require(code.image(settings.sandbox.gpu), code.tag(settings.sandbox.gpu), submission.name)
     return code
 
 
-def _pin_late(settings: Settings, submission: Submission, field: str) -> str:
+@retry_while_unreachable
+def _pin_late(settings: Settings, submission_id: int, field: str, pin: str) -> str:
+    """Store ``pin`` for the submission's ``field`` unless another runner stored one first;
+    the pin that stands."""
     column = getattr(Submission, f"{field}_image")
-    session = object_session(submission)
-    session.execute(update(Submission).where(Submission.id == submission.id, column.is_(None))
-                    .values({column: pinning.resolve(submission.meta[field], settings.registry)}))
-    session.refresh(submission)
-    return submission.pins[field]
+    with transaction(settings) as session:
+        session.execute(update(Submission).where(Submission.id == submission_id, column.is_(None)).values({column: pin}))
+        return session.scalar(select(column).where(Submission.id == submission_id))
 
 
 # --- loading a pack and sharing its outcome out among its jobs -------------------------
 
 
 def _load_attack_pack(settings: Settings, session: Session, jobs: list[AttackJob], naming_key: bytes) -> LoadedPack:
-    code = submission_code(settings, jobs[0].submission)
     job_of = {}
     inputs = []
     for job in jobs:
@@ -154,8 +159,9 @@ def _load_attack_pack(settings: Settings, session: Session, jobs: list[AttackJob
             piece.complete &= not result.missing
         return shares
 
-    return LoadedPack(lambda: execute_attack(settings, code, inputs, jobs[0].epsilon, naming_key), len(inputs), share,
-                      code.image(settings.sandbox.gpu), settings.time_limit(len(inputs)))
+    return LoadedPack(StoredSubmission.of(jobs[0].submission),
+                      lambda code: execute_attack(settings, code, inputs, jobs[0].epsilon, naming_key), len(inputs),
+                      share, settings.time_limit(len(inputs)))
 
 
 def _defense_inputs(session: Session, jobs: list[DefenseJob]) -> list[list[tuple[int, str, str, int | None]]]:
@@ -184,7 +190,6 @@ def _defense_inputs(session: Session, jobs: list[DefenseJob]) -> list[list[tuple
 
 
 def _load_defense_pack(settings: Settings, session: Session, jobs: list[DefenseJob], naming_key: bytes) -> LoadedPack:
-    code = submission_code(settings, jobs[0].submission)
     defense_id = jobs[0].submission_id
     inputs, origin = [], {}  # origin: input key -> (job id, image id, adversarial image id)
     for job, covered in zip(jobs, _defense_inputs(session, jobs)):
@@ -204,43 +209,57 @@ def _load_defense_pack(settings: Settings, session: Session, jobs: list[DefenseJ
             shares[job_id].complete &= answer.problem is not ClassificationProblem.MISSING
         return shares
 
-    return LoadedPack(lambda: execute_defense(settings, code, inputs, naming_key), len(inputs), share,
-                      code.image(settings.sandbox.gpu), settings.time_limit(len(inputs)))
+    return LoadedPack(StoredSubmission.of(jobs[0].submission), lambda code: execute_defense(settings, code, inputs, naming_key),
+                      len(inputs), share, settings.time_limit(len(inputs)))
 
 
 LOADERS = {JobKind.ATTACK: _load_attack_pack, JobKind.DEFENSE: _load_defense_pack}
 
 
 @retry_while_unreachable
-def _load(settings: Settings, pack: Pack, claims: dict[int, Claim]) -> LoadedPack:
-    """Load the claimed jobs' inputs, to run under their round's time limit and naming key,
-    and record on their attempts the run's image count (packing learns each submission's time
-    per image from it) and the image it runs."""
+def _load(settings: Settings, pack: Pack) -> LoadedPack:
+    """Read the claimed jobs' inputs, to run under their round's time limit and naming key."""
     with transaction(settings) as session:
         jobs = [session.get(pack.kind.job_class, job_id) for job_id in pack.job_ids]
         round_ = rounds.of_dataset(session, jobs[0].batch.dataset_id)
-        loaded = LOADERS[pack.kind](rounds.run_settings(settings, round_), session, jobs, rounds.naming_key(round_))
-        attempts = [held.attempt_id for held in claims.values()]
-        session.execute(update(JobAttempt).where(JobAttempt.id.in_(attempts))
-                        .values(images=loaded.images, container_image=loaded.image))
-    return loaded
+        return LOADERS[pack.kind](rounds.run_settings(settings, round_), session, jobs, rounds.naming_key(round_))
+
+
+@retry_while_unreachable
+def _started(settings: Settings, claims: dict[int, Claim], images: int, image: str) -> None:
+    """Record on the attempts the run's image count (packing learns each submission's time per
+    image from it) and the image it runs, once that image is on this engine."""
+    with transaction(settings) as session:
+        session.execute(update(JobAttempt).where(JobAttempt.id.in_([held.attempt_id for held in claims.values()]))
+                        .values(images=images, container_image=image))
 
 
 # --- running a pack ---------------------------------------------------------------------
 
 
 def run_pack(settings: Settings, pack: Pack, worker_id: int | None = None) -> PackResult:
-    """Claim (for the worker ``worker_id``), load, run once, store; jobs someone else holds
-    are left to them."""
+    """Claim (for the worker ``worker_id``), load, prepare, run once, store; jobs someone else
+    holds are left to them.
+
+    The leases are renewed from the claim to the end of the run, in two windows, each bounded
+    so that a stuck host loses its jobs to the reaper: while the pack is prepared (its inputs
+    read, its code fetched, its image pinned and pulled, each as long as the network makes
+    it), for ``settings.prepare_seconds``; then while its container runs, for its time limit
+    plus a lease. Two plain heartbeats rather than one whose end moves: the container's limit
+    is known only once the inputs are read, and between the two the lease the first renewed
+    last still has three quarters of a lease to run."""
     claims = claim(settings, pack.kind, pack.job_ids, worker_id)
     if not claims:
         return PackResult()  # done already, or running elsewhere
     pack = pack.only(set(claims))
+    tokens = {job_id: held.token for job_id, held in claims.items()}
     try:
-        loaded = _load(settings, pack, claims)  # fails when this engine lacks the pinned image
-        tokens = {job_id: held.token for job_id, held in claims.items()}
+        with heartbeat(settings, pack.kind.job_class, tokens, settings.prepare_seconds):
+            loaded = _load(settings, pack)
+            code = submission_code(settings, loaded.submission)  # fails when the image or the code cannot be had
+            _started(settings, claims, loaded.images, code.image(settings.sandbox.gpu))
         with heartbeat(settings, pack.kind.job_class, tokens, loaded.time_limit + settings.lease_seconds):
-            outcome = loaded.execute()
+            outcome = loaded.execute(code)
         log = logs.keep(settings, outcome.run.log)  # before the rows that name it
     except (SandboxError, StoreError) as exc:  # the platform's failure: the jobs run again, none is blamed
         _platform_failed(settings, pack, claims, exc)

@@ -45,6 +45,7 @@ from arena.models import (
     SubmissionStatus,
 )
 from arena.sandbox.attack_run import CleanInput
+from arena.sandbox.code import StoredSubmission
 from arena.sandbox.query_run import QueryOutcome, QueryTask, execute_query_attack, time_limit
 
 
@@ -108,13 +109,23 @@ def statuses(session: Session, dataset: Dataset) -> Counter:
 class _Claimed:
     token: int
     settings: Settings  # the round's
-    task: QueryTask
+    prepare: Callable[[], QueryTask]  # makes both submissions' code and images present: no transaction open
 
 
-def _task(settings: Settings, job: QueryJob, round_: Round) -> QueryTask:
+def _task(settings: Settings, job: QueryJob, round_: Round) -> Callable[[], QueryTask]:
+    """What the job runs, read from its rows: a call that makes both submissions' code and
+    images present on this host (a download, a pull) and gives the task, made once the
+    claim's transaction has ended, under the lease (as a pack's: ``pack_run.run_pack``)."""
     inputs = [CleanInput(i.id, i.sha256, i.target_class, i.name) for i in job.batch.images]
-    return QueryTask(submission_code(settings, job.attack), submission_code(settings, job.defense), inputs,
-                     list(round_.epsilons), round_.query_budget, round_.seconds_per_image, rounds.naming_key(round_))
+    attack, defense = StoredSubmission.of(job.attack), StoredSubmission.of(job.defense)
+    epsilons, budget, seconds, naming_key = (list(round_.epsilons), round_.query_budget, round_.seconds_per_image,
+                                             rounds.naming_key(round_))
+
+    def prepared() -> QueryTask:
+        return QueryTask(submission_code(settings, attack), submission_code(settings, defense), inputs, epsilons,
+                         budget, seconds, naming_key)
+
+    return prepared
 
 
 @retry_while_unreachable
@@ -159,12 +170,12 @@ def _platform_failed(settings: Settings, job_id: int, token: int) -> None:
 
 
 @retry_while_unreachable
-def _stored(settings: Settings, job_id: int, claimed: _Claimed, outcome: QueryOutcome) -> bool:
+def _stored(settings: Settings, job_id: int, token: int, task: QueryTask, outcome: QueryOutcome) -> bool:
     with transaction(settings) as session:
-        job = _held(session, job_id, claimed.token)
+        job = _held(session, job_id, token)
         if job is None:
             return False  # its lease ran out and another runner took it over: that runner's results stand
-        _store(session, job, claimed.task, outcome)
+        _store(session, job, task, outcome)
         return True
 
 
@@ -175,14 +186,16 @@ def run_job(settings: Settings, job_id: int, worker_id: int | None = None) -> bo
     claimed = _claim(settings, job_id, worker_id)
     if claimed is None:
         return False
+    tokens = {job_id: claimed.token}
     try:
-        with heartbeat(settings, QueryJob, {job_id: claimed.token},
-                       time_limit(claimed.settings, claimed.task) + settings.lease_seconds):
-            outcome = execute_query_attack(claimed.settings, claimed.task)
+        with heartbeat(settings, QueryJob, tokens, settings.prepare_seconds):
+            task = claimed.prepare()
+        with heartbeat(settings, QueryJob, tokens, time_limit(claimed.settings, task) + settings.lease_seconds):
+            outcome = execute_query_attack(claimed.settings, task)
     except PlatformError:
         _platform_failed(settings, job_id, claimed.token)
         raise
-    return _stored(settings, job_id, claimed, outcome)
+    return _stored(settings, job_id, claimed.token, task, outcome)
 
 
 def run_pending(settings: Settings, round_name: str | None = None,

@@ -19,7 +19,7 @@ from arena.execution.checking import store_dry_run
 from arena.intake.dry_run import ValidationReport, sample_batch, validate
 from arena.models import Submission, SubmissionStatus
 from arena.sandbox import pinning
-from arena.sandbox.code import SubmissionCode
+from arena.sandbox.code import StoredSubmission, SubmissionCode
 
 
 @dataclass(frozen=True)
@@ -42,12 +42,13 @@ def prepare(settings: Settings, submission_id: int) -> Repin:
             raise NotFoundError(f"no submission with id {submission_id}")
         if submission.status is not SubmissionStatus.ACCEPTED:
             raise ConflictError(f"{submission.name} is {submission.status.value}: only accepted submissions are re-pinned")
-        name, old, meta, images = submission.name, submission.pins, dict(submission.meta), sample_batch(session)
-        code = SubmissionCode.stored(settings, submission, {})
+        stored, images = StoredSubmission.of(submission), sample_batch(session)
         uploaded_to = rounds.entered_by_upload(session, submission)
         settings, naming_key = rounds.run_settings(settings, uploaded_to), rounds.naming_key(uploaded_to)
         refuse_stateful = uploaded_to.refuse_stateful_defenses
-    pins = pinning.pin(meta, settings.registry)
+    name, old = stored.name, stored.pins
+    code = SubmissionCode.stored(settings, stored, {})  # with an object store, a download: no transaction open
+    pins = pinning.pin(stored.meta, settings.registry)
     if pins == old:
         raise ConflictError(f"{name} is pinned to the images its tags name now: nothing to re-pin "
                             "(a re-run runs it again on the same images)")

@@ -25,6 +25,23 @@ from arena.models import Submission, SubmissionKind
 
 
 @dataclass(frozen=True)
+class StoredSubmission:
+    """What a run needs of a taken-in submission's row, read inside a transaction and used
+    after it: fetching the code and pulling the image may take minutes, and must hold no
+    database connection meanwhile."""
+
+    id: int
+    name: str
+    sha256: str
+    meta: dict[str, Any]
+    pins: dict[str, str]  # the pinned images by metadata field, those pinned only
+
+    @classmethod
+    def of(cls, submission: Submission) -> "StoredSubmission":
+        return cls(submission.id, submission.name, submission.sha256, dict(submission.meta), submission.pins)
+
+
+@dataclass(frozen=True)
 class SubmissionCode:
     """Unpacked code, its kind, entry point and images, and the image ids pinned for them."""
 
@@ -47,8 +64,9 @@ class SubmissionCode:
                    fields.get("container_gpu"), dict(pins or {}), fields.get("serving_entry_point"))
 
     @classmethod
-    def stored(cls, settings: Settings, submission: Submission, pins: dict[str, str]) -> "SubmissionCode":
-        """A taken-in submission's code, where intake installed it, to run with ``pins``."""
+    def stored(cls, settings: Settings, submission: StoredSubmission, pins: dict[str, str]) -> "SubmissionCode":
+        """A taken-in submission's code, where intake installed it (fetched onto this host with
+        an object store), to run with ``pins``."""
         return cls.described(fetched(settings, submission.sha256), submission.meta, pins)
 
     def pinned(self, pins: dict[str, str]) -> "SubmissionCode":

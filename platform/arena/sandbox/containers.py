@@ -272,6 +272,10 @@ def _result(exit_code: int | None, timed_out: bool, killed_reason: str | None, s
 #: How often a command run in a resident container is asked whether it ended: an exec cannot
 #: be waited on as a container can, so its end is polled.
 EXEC_POLL_SECONDS = 0.05
+#: How long a command that ended with a code of 128 or more waits for its resident container to
+#: end too: gVisor ends the whole sandbox on an OOM kill or at the pids limit, and the command's
+#: exec then reports 128 (its status went with the sandbox), or is gone (``Resident._exec``).
+SANDBOX_END_SECONDS = 2.0
 #: What holds a resident container open between its commands: a shell reading a stdin that
 #: never ends (``stdin_open``). As PID 1 it ignores the signals its namespace sends it.
 HOLD = ["/bin/sh", "-c", "read _"]
@@ -323,7 +327,7 @@ class Resident:
                 self.container.reload()
                 return self.container.attrs["State"]["ExitCode"], False, None
             if not state["Running"] and state["ExitCode"] is not None:
-                return state["ExitCode"], False, None
+                return self._exit_code(state["ExitCode"]), False, None
             now = time.monotonic()
             timed_out = now - started > time_limit
             killed_reason = None
@@ -333,6 +337,16 @@ class Resident:
                 kill(self.container)
                 return None, timed_out, killed_reason
             time.sleep(EXEC_POLL_SECONDS)
+
+
+    def _exit_code(self, command_code: int) -> int:
+        """The exit code a run of its own would report: the command's, or the container's when
+        the sandbox ended under the command (its exec's 128 is then Docker's, not the command's;
+        a run of its own reports the container's code, 2 for gVisor at its pids limit)."""
+        if command_code < 128:
+            return command_code
+        container_code = wait_for_exit(self.container, SANDBOX_END_SECONDS)
+        return command_code if container_code is None else container_code
 
 
 def _holds(container, path: str) -> bool:
