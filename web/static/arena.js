@@ -54,8 +54,22 @@ function fillTemplate(template, value) {
     .replace(/\{(\w+)\}/g, (_, name) => String(value(name) ?? ""));
 }
 
+// A cell's text and shade (0 to 1), or null where it has no answers: its rate (counts of
+// answered), or in the query track's AVC view (data.l2) its median L2 distance, shaded as
+// charts.l2_shade: 1 at 0, `lightest` at data.scale (the largest finite one), blank at ∞ (null).
+function cellFigure(data, i, j, lightest) {
+  const answered = data.answered[i][j];
+  if (!answered) return null;
+  if (data.l2) {
+    const l2 = data.l2[i][j];
+    if (l2 === null) return { text: "∞", shade: 0 };
+    return { text: l2.toFixed(1), shade: 1 - (1 - lightest) * (data.scale ? l2 / data.scale : 0) };
+  }
+  return { text: ((100 * data.counts[i][j]) / answered).toFixed(0), shade: data.counts[i][j] / answered };
+}
+
 // The heatmap's cells, from the matrix JSON the page carries (the view /api/matrix serves):
-// one cell per attack row and defense column, coloured by its rate, titled from the
+// one cell per attack row and defense column, coloured by its figure (cellFigure), titled from the
 // table's data-title with the cell's data, a link to its per-image results for organizers.
 function drawHeatmap(root) {
   const table = root.querySelector("table#heatmap");
@@ -70,10 +84,12 @@ function drawHeatmap(root) {
       const count = data.counts[i][j];
       const answered = data.answered[i][j];
       const rate = answered ? (100 * count) / answered : null;
+      const figure = cellFigure(data, i, j, Number(table.dataset.lightest));
       const value = (name) => {
         if (name === "attack") return data.attacks[i];
         if (name === "defense") return defense;
         if (name === "rate") return rate === null ? null : rate.toFixed(1);
+        if (name === "shown") return figure && figure.text;
         if (name.endsWith("_pct")) {  // a per-cell share (0 to 1) as a percentage: low_pct, high_pct
           const share = value(name.slice(0, -4));
           return share == null ? null : (100 * share).toFixed(1);
@@ -82,11 +98,11 @@ function drawHeatmap(root) {
         return Array.isArray(field) && Array.isArray(field[i]) ? field[i][j] : field;
       };
       const cell = document.createElement("td");
-      cell.style.background = answered ? `rgba(${table.dataset.colour},${(count / answered).toFixed(3)})` : table.dataset.empty;
+      cell.style.background = figure ? `rgba(${table.dataset.colour},${figure.shade.toFixed(3)})` : table.dataset.empty;
       cell.title = fillTemplate(table.dataset.title, value);
       cell.dataset.attack = data.attacks[i];
       cell.dataset.defense = defense;
-      const text = rate === null ? "" : rate.toFixed(0);
+      const text = figure ? figure.text : "";
       if (results) {
         const link = document.createElement("a");
         link.href = `${results}&attack_id=${row.dataset.id}&defense_id=${defenseIds[j]}`;

@@ -126,7 +126,8 @@ def export(
     directory: Annotated[Path, typer.Argument(help="Folder to write the CSV and Parquet files into.")],
     dataset: DatasetOption = None,
 ) -> None:
-    """Write the 2017 result files (matrices, three results CSVs) and per-image results as Parquet."""
+    """Write the 2017 result files (matrices, three results CSVs), per-image results as Parquet, and the query
+    track's cells and matrices where the round ran it (docs/query-track.md)."""
     with db.transaction(database()) as session:
         written = export_results(session, find_dataset(session, dataset), directory)
     console.print(f"wrote {len(written)} files to {directory}")

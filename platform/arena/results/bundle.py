@@ -1,7 +1,7 @@
 """A round's results bundle: everything needed to check and reproduce its figures, in one zip.
 
-It holds the 2017 result files and per-image Parquet (``export``), the query track's cells
-where the round ran it (``query_scoring.CELLS_FILE``), and a ``manifest.json``
+It holds the 2017 result files and per-image Parquet, and the query track's cells and
+matrices where the round ran it: what ``export`` writes, and a ``manifest.json``
 that pins what produced them: the round's settings, the dataset (a hash over every image's
 name, label, target class and pixels' hash, and its batch size), every entered submission
 with its code hash, container, pinned image ids and images per container run, and the
@@ -30,7 +30,6 @@ from arena.competition import entries
 from arena.config import Settings
 from arena.data.objects import store
 from arena.models import Entry, Image, Round, Submission, Visibility
-from arena.results import query_scoring
 from arena.results.export import export
 
 MANIFEST = "manifest.json"
@@ -107,7 +106,7 @@ def write(session: Session, settings: Settings, round_: Round, target: Path) -> 
     """Write the bundle to ``target`` (a .zip)."""
     settings.work_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=settings.work_dir) as scratch:
-        files = export(session, round_.dataset, Path(scratch)) + query_scoring.export_cells(session, round_, Path(scratch))
+        files = export(session, round_.dataset, Path(scratch))
         target.parent.mkdir(parents=True, exist_ok=True)
         with zipfile.ZipFile(target, "w") as bundle:
             text = json.dumps(manifest(session, settings, round_), indent=2).encode()

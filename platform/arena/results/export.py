@@ -2,7 +2,8 @@
 Parquet, each defense's worst case (``robust_accuracy.csv``) and each attack's unique
 contribution (``unique_contributions.csv``), the perturbation each attack actually made
 (``perturbations.csv``: mean and largest L-infinity and L2 per epsilon), and what produced
-them (``submissions.csv``: each submission's code hash and pinned images).
+them (``submissions.csv``: each submission's code hash and pinned images); and, where the
+round ran the query track, its cells and matrices (``query_scoring.export``).
 
 The leaderboard files carry what the leaderboards show: the 2017 columns, then each
 figure's 95% interval (``F_low``, ``F_high``), the worst case or the unique contribution,
@@ -14,9 +15,9 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from arena.competition import entries
+from arena.competition import entries, rounds
 from arena.models import Batch, Dataset, JobAttempt, JobKind, Submission, SubmissionKind, Team
-from arena.results import csv_files
+from arena.results import csv_files, query_scoring
 from arena.results.judging import MatrixValue
 from arena.results.leaderboards import Leaderboards
 from arena.results.perturbations import perturbations
@@ -55,6 +56,9 @@ def export(session: Session, dataset: Dataset, directory: Path) -> list[Path]:
         written.append(epsilon_curves(standings.defense_error_by_epsilon(), directory / "defense_error_by_eps.png",
                                       "Each defense against all attacks (bands: 95% intervals)",
                                       bands=boards.error_bands()))
+    round_ = rounds.of_dataset(session, dataset.id)
+    if round_ is not None:
+        written += query_scoring.export(session, round_, directory)
     return written
 
 

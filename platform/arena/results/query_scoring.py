@@ -24,6 +24,7 @@ Pure functions over a DataFrame, so the rules are tested against hand-computed v
 """
 
 import math
+from enum import StrEnum
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +35,7 @@ from sqlalchemy.orm import Session, aliased
 from arena.models import Image, QueryJob, QueryResult, Round, Submission, SubmissionKind
 from arena.results import csv_files
 from arena.results.intervals import percentile_interval, resampling_weights
+from arena.results.plots import heatmap
 
 WORST = math.inf
 COLUMNS = ["attack", "attack_kind", "defense", "image", "true_label", "target_class", "queries", "refused",
@@ -179,15 +181,67 @@ def cell_table(frame: pd.DataFrame, epsilons: list[int]) -> pd.DataFrame:
     return cells.drop(columns=["labels_at"])
 
 
+class QueryMatrixValue(StrEnum):
+    """What a cell of the query track's attack x served-defense matrix shows."""
+
+    SUCCESS = "success"  # the 2017 rule: outputs clipped to an epsilon that fool the defense (targeted: hit)
+    AVC = "avc"  # the AVC rule: the median over images of the smallest adversarial's L2
+
+
+def _pivot(cells: pd.DataFrame, column: str, aggregate: str) -> pd.DataFrame:
+    """Attack rows x defense columns of ``column`` aggregated per pair, by name, sorted by
+    name; a pair that has no cells is NaN."""
+    table = cells.pivot_table(index="attack", columns="defense", values=column, aggfunc=aggregate, dropna=False)
+    table = table.reindex(index=sorted(cells["attack"].unique()), columns=sorted(cells["defense"].unique()))
+    table.index.name, table.columns.name = "attack", "defense"
+    return table
+
+
+def success_matrix(cells: pd.DataFrame, epsilons: list[int], epsilon: int | None = None
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The 2017 rule per (attack, defense) of ``judged`` cells: successes and outputs scored,
+    at ``epsilon`` or pooled over every epsilon (None), as the batch matrix pools them. A
+    pair that never ran has 0 of 0."""
+    chosen = epsilons if epsilon is None else [epsilon]
+    pooled = cells.assign(successes=cells[[f"success@{e}" for e in chosen]].sum(axis=1), scored=len(chosen))
+    counts, scored = _pivot(pooled, "successes", "sum"), _pivot(pooled, "scored", "sum")
+    return counts.fillna(0).astype(int), scored.fillna(0).astype(int)
+
+
+def avc_matrix(cells: pd.DataFrame) -> pd.DataFrame:
+    """The AVC rule per (attack, defense) of ``judged`` cells: the median over images of the
+    smallest adversarial's L2, WORST when the attack failed on half the images or more (the
+    middle value, or one of the two, is a failure); NaN for a pair that never ran."""
+    return _pivot(cells, "smallest", "median")
+
+
 #: The query track's member of a round's results bundle (``results.bundle``).
 CELLS_FILE = "query_cells.csv"
+#: Its matrices' files: successes per (attack, defense) pooled over every epsilon, then
+#: ``_eps{E}`` at each (counts, as the 2017 matrices), and the AVC rule's median L2.
+SUCCESS_FILE, AVC_FILE = "query_success_matrix", "query_avc_matrix"
 
 
-def export_cells(session: Session, round_: Round, folder: Path) -> list[Path]:
-    """The round's query-track cells as ``CELLS_FILE`` in ``folder``; nothing when it has none."""
+def export(session: Session, round_: Round, folder: Path) -> list[Path]:
+    """The round's query track in ``folder``: its cells (``CELLS_FILE``), its matrices and the
+    success-rate heatmap; nothing when it has no query results."""
     frame = results_frame(session, round_)
     if frame.empty:
         return []
-    path = folder / CELLS_FILE
-    csv_files.write(cell_table(frame, list(round_.epsilons)), path)
-    return [path]
+    epsilons = list(round_.epsilons)
+    cells = cell_table(frame, epsilons)
+    written = [_write(cells, folder / CELLS_FILE)]
+    counts, scored = success_matrix(cells, epsilons)
+    written.append(_write(counts, folder / f"{SUCCESS_FILE}.csv", index=True))
+    for epsilon in epsilons:
+        written.append(_write(success_matrix(cells, epsilons, epsilon)[0], folder / f"{SUCCESS_FILE}_eps{epsilon}.csv",
+                              index=True))
+    written.append(_write(avc_matrix(cells), folder / f"{AVC_FILE}.csv", index=True))
+    rates = (counts * 100 / scored.where(scored > 0)).fillna(0.0)
+    written.append(heatmap(rates, folder / f"{SUCCESS_FILE}.png", "Query track: succeeded (%), all eps"))
+    return written
+
+
+def _write(frame: pd.DataFrame, path: Path, index: bool = False) -> Path:
+    csv_files.write(frame, path, index)
+    return path

@@ -20,6 +20,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Send
@@ -126,6 +127,8 @@ class Snapshot:
     round: dict = field(default_factory=dict)  # ``round_facts``
     #: The query track's boards (``query_boards``): budget, epsilons, attacks, defenses; empty: none run.
     query: dict = field(default_factory=dict)
+    #: The query track's cells behind them, judged (``query_scoring.judged``), for its matrix.
+    query_cells: pd.DataFrame = field(default_factory=pd.DataFrame)
     _views: dict[tuple, Any] = field(default_factory=dict)
 
     @classmethod
@@ -138,9 +141,11 @@ class Snapshot:
         standings = Standings.compute(session, dataset, scope)
         outcomes = _extended(session, dataset, standings, previous, done) or \
             ImageOutcomes.load(session, dataset, standings.names)
+        query_cells = shown_query_cells(session, dataset, standings.names)
         return cls(dataset, standings, outcomes, Leaderboards.compute(standings, outcomes),
                    progress.completion(session, dataset, settings), progress.median_seconds_per_100(session), done,
-                   round_facts(session, dataset), query_boards(session, dataset, standings.names))
+                   round_facts(session, dataset), query_boards(session, dataset, query_cells, standings.names),
+                   query_cells)
 
     def view(self, key: tuple, make: Callable[[], Any]) -> Any:
         """A view shaped once per snapshot (two threads may both shape it; both get equal ones).
@@ -167,21 +172,27 @@ class Snapshot:
                                                           "application/json"))
 
 
-def query_boards(session: Session, dataset: Dataset, names: Names) -> dict:
-    """The round's query-track boards among the entries the standings show (one per team and
-    track, or all): a cell counts when both its attack and its defense are shown. Empty when
-    the round has no query results."""
+def shown_query_cells(session: Session, dataset: Dataset, names: Names) -> pd.DataFrame:
+    """The round's query-track cells, judged, among the entries the standings show (one per
+    team and track, or all): a cell counts when both its attack and its defense are shown.
+    Empty when the round has no query results."""
     round_ = rounds.of_dataset(session, dataset.id)
     if round_ is None:
-        return {}
+        return pd.DataFrame()
     frame = query_scoring.results_frame(session, round_)
     shown = set(names.frame["submission"])
     frame = frame[frame["attack"].isin(shown) & frame["defense"].isin(shown)]
-    if frame.empty:
+    return pd.DataFrame() if frame.empty else query_scoring.judged(frame, list(round_.epsilons))
+
+
+def query_boards(session: Session, dataset: Dataset, cells: pd.DataFrame, names: Names) -> dict:
+    """The query track's boards from its ``shown_query_cells``; empty when there are none."""
+    if cells.empty:
         return {}
+    round_ = rounds.of_dataset(session, dataset.id)
     teams = dict(zip(names.frame["submission"], names.frame["team"]))
     return {"budget": round_.query_budget, "epsilons": list(round_.epsilons),
-            **query_scoring.boards(frame, list(round_.epsilons), teams)}
+            **query_scoring.boards(cells, list(round_.epsilons), teams)}
 
 
 class AfterChanges:

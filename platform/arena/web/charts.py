@@ -10,9 +10,12 @@ from dataclasses import dataclass
 
 #: Colour-blind-safe line colours (Okabe-Ito).
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
-HEAT = {"error": (213, 94, 0), "correct": (0, 158, 115), "hit": (204, 121, 167)}
+HEAT = {"error": (213, 94, 0), "correct": (0, 158, 115), "hit": (204, 121, 167),
+        "success": (213, 94, 0), "avc": (0, 114, 178)}  # the query track's: success as error
 #: A cell with no answers yet.
 EMPTY = "#eee"
+#: The AVC view's lightest finite shade: the largest median shown; an infinite one is blank.
+LIGHTEST_L2 = 0.2
 
 
 def heat(value: str, count: int, answered: int) -> str:
@@ -20,6 +23,16 @@ def heat(value: str, count: int, answered: int) -> str:
     if not answered:
         return f"background:{EMPTY}"
     return f"background:rgba({heat_rgb(value)},{count / answered:.3f})"
+
+
+def l2_shade(l2: float, scale: float) -> float:
+    """The opacity of an AVC cell: 1 at distance 0 (the strongest attack), ``LIGHTEST_L2`` at
+    ``scale`` (the largest finite median shown); arena.js's ``cellFigure`` shades the same."""
+    return 1 - (1 - LIGHTEST_L2) * (l2 / scale if scale else 0)
+
+
+def l2_heat(l2: float, scale: float) -> str:
+    return f"background:rgba({heat_rgb('avc')},{l2_shade(l2, scale):.3f})"
 
 
 def heat_rgb(value: str) -> str:

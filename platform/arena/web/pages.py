@@ -30,9 +30,10 @@ from arena.db import transaction
 from arena.errors import NotFoundError
 from arena.intake.submit import MAX_DESCRIPTION
 from arena.models import Dataset, JobStatus, Submission, SubmissionKind, Team, WebSession, utcnow
+from arena.results import query_scoring
 from arena.results.export import MATRICES
-from arena.results.judging import MatrixValue
 from arena.results.progress import tournament_progress
+from arena.results.query_scoring import QueryMatrixValue
 from arena.sandbox import pinning
 from arena.web import charts, compression, permissions, queries, uploads
 from arena.web.api.parameters import DatasetName, Epsilon, Id, SettingsDep
@@ -52,10 +53,12 @@ from arena.web.auth import (
 from arena.web.cache import Current, DatasetKey, Pick, Snapshot, round_facts, round_list
 from arena.web.compression import Body
 from arena.web.deps import SessionDep
+from arena.web.queries import AnyMatrixValue, MatrixTrack
 
 router = APIRouter(include_in_schema=False)
 templates = Jinja2Templates(directory=REPO_ROOT / "web" / "templates")
-templates.env.globals.update(heat=charts.heat, heat_rgb=charts.heat_rgb, no_answers=charts.EMPTY)
+templates.env.globals.update(heat=charts.heat, heat_rgb=charts.heat_rgb, l2_heat=charts.l2_heat, no_answers=charts.EMPTY,
+                             lightest_l2=charts.LIGHTEST_L2)
 templates.env.filters["short_pin"] = pinning.short
 
 CallerDep = Annotated[Caller, Depends(caller)]
@@ -192,33 +195,43 @@ def _boards_html(snapshot: Snapshot, mine: str | None) -> Markup:
 
 @router.get("/matrix", response_class=HTMLResponse)
 async def matrix_page(
-    request: Request, dataset: DatasetName = None,
-    value: MatrixValue = MatrixValue.ERROR, epsilon: Epsilon = None,
+    request: Request, dataset: DatasetName = None, track: MatrixTrack = MatrixTrack.BATCH,
+    value: AnyMatrixValue | None = None, epsilon: Epsilon = None,
     top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ):
-    here = _here("/matrix", dataset=dataset, value=None if value == MatrixValue.ERROR else value.value,
+    value = queries.track_value(track, value)
+    batch = track is MatrixTrack.BATCH
+    here = _here("/matrix", dataset=dataset, track=None if batch else track.value,
+                 value=None if value == queries.track_value(track, None) else value.value,
                  eps=epsilon, top_attacks=top_attacks, top_defenses=top_defenses)
 
     def context(snapshot: Snapshot | None, _: Caller) -> dict:
         if snapshot is None:
-            return {"view": None}
-        view = queries.matrix(snapshot, value, epsilon, top_attacks, top_defenses)
-        cells = queries.matrix_json(snapshot, value, epsilon, top_attacks, top_defenses).raw
+            return {"view": None, "track": track.value}
+        view = queries.track_matrix(snapshot, track, value, epsilon, top_attacks, top_defenses)
+        cells = queries.track_matrix_json(snapshot, track, value, epsilon, top_attacks, top_defenses).raw
         frame = snapshot.standings.names.frame
-        csv = next(name for name, shown in MATRICES.items() if shown == value)
-        return {"view": view, "top_attacks": top_attacks, "top_defenses": top_defenses,
-                "csv": _here(f"/api/export/{csv}.csv", dataset=snapshot.dataset.name, eps=epsilon),
-                "json": _here("/api/matrix", dataset=snapshot.dataset.name, value=value.value, eps=epsilon,
-                              top_attacks=top_attacks, top_defenses=top_defenses),
+        csv = next(name for name, shown in MATRICES.items() if shown == value) if batch else _query_csv(view)
+        return {"view": view, "track": track.value, "has_query": bool(snapshot.query),
+                "top_attacks": top_attacks, "top_defenses": top_defenses,
+                "csv": _here(f"/api/export/{csv}.csv", dataset=snapshot.dataset.name, eps=view["epsilon"]),
+                "json": _here("/api/matrix", dataset=snapshot.dataset.name, track=None if batch else track.value,
+                              value=value.value, eps=view["epsilon"], top_attacks=top_attacks, top_defenses=top_defenses),
                 "ids": {name: i for i, name in frame["submission"].items()},
-                "targeted": set(frame.loc[frame["kind"] == SubmissionKind.TARGETED_ATTACK.value, "submission"]),
+                "targeted": set(frame.loc[frame["kind"].isin([SubmissionKind.TARGETED_ATTACK.value,
+                                                              SubmissionKind.QUERY_TARGETED.value]), "submission"]),
                 "baselines": set(frame.loc[frame["baseline"], "submission"]),
                 # a data block ends at the first "</script": no "<" can stay in it
                 "cells_json": Markup(cells.decode().replace("<", "\\u003c"))}
 
-    return await standings_page(request, dataset, "matrix.html", ("matrix", value, epsilon, top_attacks, top_defenses),
-                                here, context)
+    return await standings_page(request, dataset, "matrix.html",
+                                ("matrix", track, value, epsilon, top_attacks, top_defenses), here, context)
+
+
+def _query_csv(view: dict) -> str:
+    """The export behind a query matrix view: its successes, or its AVC medians."""
+    return query_scoring.SUCCESS_FILE if view["value"] == QueryMatrixValue.SUCCESS else query_scoring.AVC_FILE
 
 
 @router.get("/curves", response_class=HTMLResponse)

@@ -5,7 +5,9 @@ as JSON or through a template.
 """
 
 import math
+from enum import StrEnum
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -39,10 +41,11 @@ from arena.models import (
     name_key,
     utcnow,
 )
-from arena.results import progress
+from arena.results import progress, query_scoring
 from arena.results.intervals import binomial_interval
 from arena.results.judging import ERROR, HIT, MatrixValue
 from arena.results.perturbations import perturbations
+from arena.results.query_scoring import QueryMatrixValue
 from arena.results.scoring import Standings
 from arena.sandbox import pinning
 from arena.web import permissions
@@ -150,6 +153,127 @@ def _matrix(standings: Standings, value: MatrixValue, epsilon: int | None, top_a
         "counts": values.tolist(), "answered": answered.tolist(),
         "low": _rates(low), "high": _rates(high), "epsilons": standings.epsilons,
     }
+
+
+class MatrixTrack(StrEnum):
+    """Which matrix: the batch tracks' attack x defense, or the query track's attack x served defense."""
+
+    BATCH = "batch"
+    QUERY = "query"
+
+
+#: What a matrix parameter may name, of either track (one enum, so a bad value is one sentence
+#: listing them all); ``track_value`` checks it against the track asked for.
+AnyMatrixValue = StrEnum("AnyMatrixValue", {value.name: value.value for value in (*MatrixValue, *QueryMatrixValue)})
+#: A value of one track's matrix.
+TrackValue = MatrixValue | QueryMatrixValue
+
+
+def track_value(track: MatrixTrack, value: AnyMatrixValue | None) -> TrackValue:
+    """The cell value asked for, one of the track's (a clear error otherwise); its default
+    (batch: error, query: success) when none is asked for."""
+    values = MatrixValue if track is MatrixTrack.BATCH else QueryMatrixValue
+    if value is None:
+        return next(iter(values))
+    try:
+        return values(value.value)
+    except ValueError:
+        raise InputError(f"the {track} track's matrix has no value {value.value!r}; "
+                         f"its values: {', '.join(v.value for v in values)}") from None
+
+
+def track_matrix_key(track: MatrixTrack, value: TrackValue, epsilon: int | None, top_attacks: int | None,
+                     top_defenses: int | None) -> tuple:
+    key = matrix_key if track is MatrixTrack.BATCH else query_matrix_key
+    return key(value, epsilon, top_attacks, top_defenses)
+
+
+def track_matrix(snapshot: Snapshot, track: MatrixTrack, value: TrackValue, epsilon: int | None,
+                 top_attacks: int | None, top_defenses: int | None) -> dict:
+    shape = matrix if track is MatrixTrack.BATCH else query_matrix
+    return shape(snapshot, value, epsilon, top_attacks, top_defenses)
+
+
+def track_matrix_json(snapshot: Snapshot, track: MatrixTrack, value: TrackValue, epsilon: int | None,
+                      top_attacks: int | None, top_defenses: int | None) -> Body:
+    shape = matrix_json if track is MatrixTrack.BATCH else query_matrix_json
+    return shape(snapshot, value, epsilon, top_attacks, top_defenses)
+
+
+def query_matrix(snapshot: Snapshot, value: QueryMatrixValue, epsilon: int | None, top_attacks: int | None,
+                 top_defenses: int | None) -> dict:
+    """The query track's query attack rows x served defense columns, in the order of its
+    boards (the strongest attacks, the most robust defenses first), optionally the top K of
+    each. ``success``: the 2017 rule's successes of ``answered`` outputs clipped to
+    ``epsilon`` (None: every epsilon pooled) with the rate's 95% interval; ``avc``: the AVC
+    rule's median L2 per cell (``l2``, null where infinite: the attack failed on half the
+    images or more), the adversarial outputs as returned (``counts``) of ``answered``, and
+    ``scale``, the largest finite median, which the heatmap shades against. The AVC rule
+    takes no epsilon."""
+    value = QueryMatrixValue(value)
+    epsilon = None if value is QueryMatrixValue.AVC else epsilon
+    known = snapshot.query.get("epsilons", [])
+    if epsilon is not None and epsilon not in known:
+        raise NotFoundError(f"no query results at eps={epsilon} (epsilons of the query track: "
+                            f"{', '.join(map(str, known)) or 'none yet'})")
+    return snapshot.view(query_matrix_key(value, epsilon, top_attacks, top_defenses),
+                         lambda: _query_matrix(snapshot, value, epsilon, top_attacks, top_defenses))
+
+
+def query_matrix_key(value: QueryMatrixValue, epsilon: int | None, top_attacks: int | None,
+                     top_defenses: int | None) -> tuple:
+    value = QueryMatrixValue(value)
+    return ("query matrix", value, None if value is QueryMatrixValue.AVC else epsilon, top_attacks, top_defenses)
+
+
+def query_matrix_json(snapshot: Snapshot, value: QueryMatrixValue, epsilon: int | None, top_attacks: int | None,
+                      top_defenses: int | None) -> Body:
+    """The query matrix as /api/matrix?track=query serves it and the heatmap page carries it."""
+    return snapshot.json(query_matrix_key(value, epsilon, top_attacks, top_defenses),
+                         lambda: query_matrix(snapshot, value, epsilon, top_attacks, top_defenses))
+
+
+def _query_matrix(snapshot: Snapshot, value: QueryMatrixValue, epsilon: int | None, top_attacks: int | None,
+                  top_defenses: int | None) -> dict:
+    boards, cells = snapshot.query, snapshot.query_cells
+    attacks = [row["submission"] for row in boards.get("attacks", [])][:top_attacks]
+    defenses = [row["submission"] for row in boards.get("defenses", [])][:top_defenses]
+    shown = {"track": "query", "value": value, "epsilon": epsilon, "attacks": attacks, "defenses": defenses,
+             "epsilons": boards.get("epsilons", []), "budget": boards.get("budget")}
+    if cells.empty:
+        return {**shown, "counts": [], "answered": [], "low": [], "high": [], "l2": None, "scale": None}
+    if value is QueryMatrixValue.SUCCESS:
+        counts, answered = query_scoring.success_matrix(cells, shown["epsilons"], epsilon)
+    else:
+        counts, answered = _pair_sums(cells, "adversarial"), _pair_sums(cells.assign(one=1), "one")
+    counts, answered = (frame.reindex(index=attacks, columns=defenses, fill_value=0).to_numpy()
+                        for frame in (counts, answered))
+    low, high = binomial_interval(counts, answered)
+    shown.update(counts=counts.tolist(), answered=answered.tolist(), low=_rates(low), high=_rates(high),
+                 l2=None, scale=None)
+    if value is QueryMatrixValue.AVC:
+        medians = query_scoring.avc_matrix(cells).reindex(index=attacks, columns=defenses).to_numpy(dtype=float)
+        finite = medians[np.isfinite(medians)]
+        shown.update(l2=[[None if not math.isfinite(v) else round(float(v), 3) for v in row] for row in medians],
+                     scale=round(float(finite.max()), 3) if finite.size else None)
+    return shown
+
+
+def query_matrix_file(snapshot: Snapshot, name: str, epsilon: int | None) -> pd.DataFrame:
+    """A query matrix as its export file has it (``query_scoring.export``), by name, among the
+    entries the snapshot shows: successes (at ``epsilon``, or pooled) or the AVC medians."""
+    cells, known = snapshot.query_cells, snapshot.query.get("epsilons", [])
+    if cells.empty:
+        raise NotFoundError("this round has no query-track results")
+    if name == query_scoring.AVC_FILE:
+        return query_scoring.avc_matrix(cells)
+    if epsilon is not None and epsilon not in known:
+        raise NotFoundError(f"no query results at eps={epsilon} (epsilons of the query track: {', '.join(map(str, known))})")
+    return query_scoring.success_matrix(cells, known, epsilon)[0]
+
+
+def _pair_sums(cells: pd.DataFrame, column: str) -> pd.DataFrame:
+    return cells.pivot_table(index="attack", columns="defense", values=column, aggfunc="sum", fill_value=0).astype(int)
 
 
 def _rates(bounds) -> list[list[float | None]]:

@@ -23,6 +23,7 @@ from arena.models import (
     SubmissionKind,
 )
 from arena.results.judging import MatrixValue
+from arena.results.query_scoring import QueryMatrixValue
 from arena.sandbox.pinning import PinState
 
 
@@ -324,6 +325,30 @@ class Matrix(BaseModel):
     low: list[list[float | None]] = Field(description="Rate (0 to 1); null where a cell has no answers.")
     high: list[list[float | None]]
     epsilons: list[int]
+
+
+class QueryMatrix(BaseModel):
+    """The query track's query attack rows x served defense columns (``track=query``), in the
+    order of its boards. ``success`` (the 2017 rule): ``counts`` of outputs clipped to the
+    epsilon (all: every epsilon pooled) that fooled the defense (targeted: hit the target),
+    of ``answered``, with the rate's 95% interval. ``avc`` (the AVC rule, no epsilon): ``l2``,
+    the median over images of the smallest adversarial's L2 distance, and ``counts`` of
+    outputs adversarial as returned, of ``answered`` images."""
+
+    track: Literal["query"]
+    value: QueryMatrixValue
+    epsilon: int | None
+    attacks: list[str]
+    defenses: list[str]
+    counts: list[list[int]]
+    answered: list[list[int]]
+    low: list[list[float | None]] = Field(description="Rate (0 to 1); null where a cell has no answers.")
+    high: list[list[float | None]]
+    l2: list[list[float | None]] | None = Field(description="avc: the median L2 per cell; null where infinite (the "
+                                                            "attack failed on half the images or more) or not run.")
+    scale: float | None = Field(description="avc: the largest finite median shown, the lightest shade.")
+    epsilons: list[int]
+    budget: int | None = Field(description="Queries per image and defense.")
 
 
 class Curves(RootModel[dict[str, dict[int, float]]]):

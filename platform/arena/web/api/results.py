@@ -1,4 +1,5 @@
-"""/api/leaderboards (the query track's at /api/leaderboards/query), /api/matrix, /api/curves, /api/export, /api/results: the standings, as the
+"""/api/leaderboards (the query track's at /api/leaderboards/query), /api/matrix (the query
+track's with ``track=query``), /api/curves, /api/export, /api/results: the standings, as the
 caller may see them."""
 
 from typing import Annotated
@@ -10,19 +11,20 @@ from fastapi.responses import Response
 from arena.callers import Caller
 from arena.data.dataset import pick_dataset
 from arena.errors import NotFoundError
-from arena.results import csv_files
+from arena.results import csv_files, query_scoring
 from arena.results.export import LEADERBOARDS, MATRICES, ROBUSTNESS, leaderboard_file, robustness_export
-from arena.results.judging import MatrixValue
 from arena.web import compression, queries
 from arena.web.api.parameters import DatasetName, Epsilon, Limit, Offset, Visible
 from arena.web.auth import organizer
 from arena.web.deps import SessionDep
-from arena.web.schemas import CurveBands, Curves, LeaderboardRow, Matrix, QueryBoards, ResultRow, Track
+from arena.web.queries import AnyMatrixValue, MatrixTrack
+from arena.web.schemas import CurveBands, Curves, LeaderboardRow, Matrix, QueryBoards, QueryMatrix, ResultRow, Track
 
 router = APIRouter(tags=["results"])
 
 
 LEADERBOARD_CSVS = {stem: track for track, stem in LEADERBOARDS.items()}
+QUERY_MATRICES = (query_scoring.SUCCESS_FILE, query_scoring.AVC_FILE)
 
 
 @router.get("/leaderboards/query", response_model=QueryBoards,
@@ -43,18 +45,22 @@ async def get_leaderboard(request: Request, track: Track, visible: Visible) -> R
     return compression.respond(request, body)
 
 
-@router.get("/matrix", response_model=Matrix,
-            summary="The attack x defense matrix, overall or at one epsilon, optionally top-K")
+@router.get("/matrix", response_model=Matrix | QueryMatrix,
+            summary="The attack x defense matrix, overall or at one epsilon, optionally top-K; or the query track's")
 async def get_matrix(
     request: Request,
     visible: Visible,
-    value: MatrixValue = MatrixValue.ERROR,
+    track: Annotated[MatrixTrack, Query(description="batch: the 2017 tracks' matrix; query: the query track's "
+                                                    "attack x served defense (docs/query-track.md)")] = MatrixTrack.BATCH,
+    value: Annotated[AnyMatrixValue | None, Query(description="batch: error (default), correct or hit; query: success "
+                                                              "(default: the 2017 rule) or avc (the AVC rule)")] = None,
     epsilon: Epsilon = None,
     top_attacks: Annotated[int | None, Query(ge=1, le=10_000)] = None,
     top_defenses: Annotated[int | None, Query(ge=1, le=10_000)] = None,
 ) -> Response:
-    body = visible.cached_json(queries.matrix_key(value, epsilon, top_attacks, top_defenses)) or await run_in_threadpool(
-        queries.matrix_json, visible, value, epsilon, top_attacks, top_defenses)
+    value = queries.track_value(track, value)
+    body = visible.cached_json(queries.track_matrix_key(track, value, epsilon, top_attacks, top_defenses)) or \
+        await run_in_threadpool(queries.track_matrix_json, visible, track, value, epsilon, top_attacks, top_defenses)
     return compression.respond(request, body)
 
 
@@ -72,7 +78,8 @@ def get_curve_bands(visible: Visible, defense: Annotated[list[str] | None, Query
 @router.get("/export/{name}.csv", response_class=Response,
             responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
             summary="The 2017 result files: matrices (optionally at one eps) and leaderboards; and the worst "
-            "case per defense (robust_accuracy) and the unique contribution per attack (unique_contributions)")
+            "case per defense (robust_accuracy) and the unique contribution per attack (unique_contributions); the "
+            "query track's matrices (query_success_matrix, optionally at one eps, and query_avc_matrix)")
 def export_csv(name: str, visible: Visible, epsilon: Epsilon = None) -> Response:
     standings = visible.standings
     if name in MATRICES:
@@ -82,8 +89,11 @@ def export_csv(name: str, visible: Visible, epsilon: Epsilon = None) -> Response
         frame, index = leaderboard_file(visible.boards.track(LEADERBOARD_CSVS[name])), False
     elif name in ROBUSTNESS:
         frame, index = robustness_export(visible.boards, name), False
+    elif name in QUERY_MATRICES:
+        frame, index = queries.query_matrix_file(visible, name, epsilon), True
     else:
-        raise NotFoundError(f"no export {name!r}; exports: {', '.join([*MATRICES, *LEADERBOARD_CSVS, *ROBUSTNESS])}")
+        raise NotFoundError(f"no export {name!r}; exports: "
+                            f"{', '.join([*MATRICES, *LEADERBOARD_CSVS, *ROBUSTNESS, *QUERY_MATRICES])}")
     return Response(csv_files.write(frame, index=index), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}.csv"'})
 
