@@ -312,3 +312,34 @@ def test_an_empty_log_says_so_to_its_team_and_nothing_to_others(tmp_path):
     assert download.status_code == 200 and download.content == b""
     assert 'id="dry-run-log"' not in client.get(f"/submissions/{quiet}").text
     assert client.get(f"/submissions/{quiet}/dry-run/log").status_code == 404
+
+
+def test_a_query_job_is_listed_on_both_submissions_pages_each_team_reading_its_own_side_s_log(tmp_path):
+    """Query jobs had no page: a query attack's team could not read what its runs printed."""
+    from sqlalchemy import select
+
+    from arena.models import Batch, QueryJob
+
+    settings = make_settings(tmp_path / "arena", organizer_token="organizer-secret", epsilons=[4])
+    synth_dataset(settings, 4, batch_size=4, name="dev")
+    with transaction(settings) as session:
+        boundary = add_submission(session, "boundary", SubmissionKind.QUERY_ATTACK, owner="red").id
+        served = add_submission(session, "served", SubmissionKind.DEFENSE, owner="blue").id
+        session.add(QueryJob(attack_id=boundary, defense_id=served, batch_id=session.scalars(select(Batch.id)).one(),
+                             status=JobStatus.DONE, attempt=1, seconds=2.5, attack_exit_code=0,
+                             problems=["3 queries refused: past the budget"], attack_log="ATTACK SIDE PRINTED",
+                             defense_log="DEFENSE SIDE PRINTED"))
+    client = TestClient(create_app(settings))
+    red, blue = ({"Authorization": f"Bearer {client.post(f'/api/teams/{t}/token', headers=ORGANIZER).json()['token']}"}
+                 for t in ("red", "blue"))
+    attack_page = client.get(f"/submissions/{boundary}", headers=red).text.split('id="query-runs"')[1]
+    assert "<td>served</td>" in attack_page and "3 queries refused: past the budget" in attack_page
+    assert "ATTACK SIDE PRINTED" in attack_page and "DEFENSE SIDE PRINTED" not in attack_page
+    defense_page = client.get(f"/submissions/{served}", headers=blue).text.split('id="query-runs"')[1]
+    assert "<td>boundary</td>" in defense_page
+    assert "DEFENSE SIDE PRINTED" in defense_page and "ATTACK SIDE PRINTED" not in defense_page
+    seen_by_blue = client.get(f"/submissions/{boundary}", headers=blue).text
+    assert "ATTACK SIDE PRINTED" not in seen_by_blue and "DEFENSE SIDE PRINTED" not in seen_by_blue
+    [run] = client.get(f"/api/submissions/{boundary}", headers=red).json()["query_runs"]
+    assert (run["opponent"], run["status"], run["log_tail"]) == ("served", "done", "ATTACK SIDE PRINTED")
+    assert "log_tail" not in client.get(f"/api/submissions/{boundary}", headers=blue).json()["query_runs"][0]

@@ -32,6 +32,7 @@ from arena.models import (
     Image,
     JobAttempt,
     JobKind,
+    QueryJob,
     Round,
     Submission,
     SubmissionKind,
@@ -391,6 +392,7 @@ def submission_detail(session: Session, settings: Settings, dataset: Dataset, su
         "progress": progress.submission_progress(session, dataset, submission, settings).as_dict(),
         "perturbations": _perturbations(session, dataset, submission),
         "attempts": attempts(session, submission, who, [dataset.id] if runs.shows(dataset.id) else [], run_limit),
+        "query_runs": query_runs(session, submission, who, dataset, run_limit) if runs.shows(dataset.id) else [],
         "logs_visible": with_logs,
         "runs_visible": runs.shows(dataset.id),
         "queue_place": checking.place_in_queue(session, settings, submission),
@@ -433,6 +435,25 @@ def attempts(session: Session, submission: Submission, who: Caller, datasets: li
         **({"log_excerpt": a.log_excerpt} if with_logs else {}),
         **({"log_url": run_log_url(submission, a.id), "log_size": a.log_size} if with_logs and a.log_sha256 else {}),
     } for a in rows]
+
+
+def query_runs(session: Session, submission: Submission, who: Caller, dataset: Dataset, limit: int = 50) -> list[dict]:
+    """The submission's ``limit`` latest query jobs on ``dataset``, newest first, each with its
+    side's log tail when ``who`` may read the submission's logs: the attack's for a query
+    attack, the served defense's for a defense (never the other team's)."""
+    as_attack = submission.kind.is_query_attack
+    mine, other = (QueryJob.attack_id, QueryJob.defense_id) if as_attack else (QueryJob.defense_id, QueryJob.attack_id)
+    with_logs = permissions.may_see_logs(who, submission)
+    rows = session.execute(
+        select(QueryJob, Submission.name, Batch.index).join(Submission, Submission.id == other)
+        .join(Batch, Batch.id == QueryJob.batch_id)
+        .where(mine == submission.id, Batch.dataset_id == dataset.id).order_by(QueryJob.id.desc()).limit(limit))
+    return [{
+        "job_id": job.id, "opponent": opponent, "batch": batch, "status": job.status, "attempt": job.attempt,
+        "seconds": job.seconds, "exit_code": job.attack_exit_code, "timed_out": job.attack_timed_out,
+        "defense_failure": job.defense_failure, "problems": list(job.problems or []),
+        **({"log_tail": job.attack_log if as_attack else job.defense_log} if with_logs else {}),
+    } for job, opponent, batch in rows]
 
 
 def run_log_url(submission: Submission, attempt_id: int) -> str:

@@ -193,6 +193,23 @@ class Attempt(BaseModel):
     log_size: int | None = Field(None, description="With log_url: the full log's bytes (0: the run printed nothing).")
 
 
+class QueryRun(BaseModel):
+    """One query job of the submission (a query attack against a served defense over one
+    batch: both containers at once); the log is this submission's side only, with the logs."""
+
+    job_id: int
+    opponent: str  # the served defense for an attack, the attack for a served defense
+    batch: int
+    status: JobStatus
+    attempt: int
+    seconds: float | None
+    exit_code: int | None = Field(description="The attack's container's.")
+    timed_out: bool = Field(description="The attack's container's.")
+    defense_failure: str | None = Field(description="Why the served defense stopped answering, if it did.")
+    problems: list[str] = Field(description="What went wrong on the attack's side, as its team should read it.")
+    log_tail: str | None = None
+
+
 class Perturbation(BaseModel):
     """An attack's adversarial images at one epsilon: how far they are from the clean ones (0-255
     scale; a missing output, replaced by the clean image, counts 0). L2 is over the images
@@ -217,6 +234,9 @@ class SubmissionDetail(SubmissionSummary):
                                     "for (default: its newest round's; attempts sharing a run_id are one run), "
                                     "when this caller may see them: always for its team and organizers, for others "
                                     "on rounds whose results are public.")
+    query_runs: list[QueryRun] = Field(default_factory=list, description="Query attacks and served defenses: its 50 "
+                                       "latest query jobs on the dataset, newest first, when this caller may see its "
+                                       "runs there (as `attempts`).")
     logs_visible: bool
     dry_run_log_url: str | None = Field(None, description="With the logs, where the dry run's full log is downloaded.")
     dry_run_log_size: int | None = Field(None, description="With dry_run_log_url: its bytes (0: it printed nothing).")
