@@ -50,6 +50,7 @@ def _standings(settings) -> Standings:
 def test_the_api_serves_the_tournament_as_scored(site):
     settings, _, url, _ = site
     standings = _standings(settings)
+    _site_shows_every_attack(settings, url)
     matrix = httpx.get(f"{url}/api/matrix").json()
     expected = standings.matrix("error")
     assert matrix["attacks"] and matrix["defenses"] == ["decoder"]
@@ -219,26 +220,28 @@ def test_the_browser_draws_each_interval_with_its_figure(site, browser):
     page.context.close()
 
 
-def _accepted_attacks(settings) -> int:
-    """The matrix's rows: the accepted attacks, targeted or not (one team each on this site)."""
+def _site_shows_every_attack(settings, url: str) -> int:
+    """Wait until the site's matrix has a row per accepted attack (one team each on this
+    site), and return how many: the site shows a change within its cache's recheck delay, and
+    an earlier test of this module may have added an attack a moment ago (waiting for that
+    state, never for a moment)."""
     from sqlalchemy import func, select
 
     from arena.models import Submission, SubmissionKind, SubmissionStatus
 
     with transaction(settings) as session:
-        return session.scalar(select(func.count(Submission.id)).where(
+        attacks = session.scalar(select(func.count(Submission.id)).where(
             Submission.status == SubmissionStatus.ACCEPTED,
             Submission.kind.in_([SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK])))
+    wait_until(lambda: len(httpx.get(f"{url}/api/matrix").json()["attacks"]) == attacks, 30,
+               "the site's matrix to show every accepted attack")
+    return attacks
 
 
 @pytest.mark.parametrize("eps", ["all", "8"])
 def test_the_matrix_form_with_blank_and_filled_fields_shows_the_matrix(site, browser, eps):
     settings, _, url, _ = site
-    attacks = _accepted_attacks(settings)
-    # the site shows a change within its cache's recheck delay: wait for the state an earlier
-    # test of this module left (it may have added an attack a moment ago), never for a moment
-    wait_until(lambda: len(httpx.get(f"{url}/api/matrix").json()["attacks"]) == attacks, 30,
-               "the site's matrix to show every accepted attack")
+    attacks = _site_shows_every_attack(settings, url)
     page = browser.new_page()
     for top_attacks, top_defenses in [("", ""), ("1", ""), ("", "1"), ("2", "1")]:
         page.goto(f"{url}/matrix")
