@@ -13,6 +13,7 @@ import numpy as np
 
 from arena.config import Settings
 from arena.data.images import (
+    AttackOutput,
     BadImage,
     ImageStore,
     clip_to_epsilon,
@@ -71,23 +72,33 @@ def stage_inputs(stage: Staging, store: ImageStore, inputs: list[CleanInput], ta
         (stage.input / "target_class.csv").write_text("".join(targets))
 
 
+def read_output(stage: Staging, name: str, problems: list[str]) -> tuple[bytes, AttackOutput] | None:
+    """The attack's output file for one input, as bytes and decoded as 2017 decoded it; None
+    when it is missing, a link, too large or unreadable (the last two said in ``problems``):
+    the one reading of an output, for the batch and the query tracks alike."""
+    path = stage.output / name
+    if path.is_symlink() or not path.is_file():
+        return None
+    try:
+        if path.stat().st_size > MAX_OUTPUT_FILE_BYTES:
+            raise BadImage(f"{path.stat().st_size} bytes is far too large for a 299x299 PNG")
+        data = path.read_bytes()
+        return data, read_attack_output(data)
+    except BadImage as exc:
+        problems.append(f"{name}: {exc}")
+        return None
+
+
 def _judge(stage: Staging, name: str, clean: np.ndarray, epsilon: int,
            problems: list[str]) -> tuple[np.ndarray, bytes | None, dict]:
     """The pixels to keep for one output, the PNG to store them as (None: the clean image's
     own file), and the flags that say how they were obtained. The output is decoded once;
     its own bytes are stored when it needed no clip and no conversion and holds nothing but
     the image (``plain_png``), so an honest attack's output costs no encoding."""
-    path = stage.output / name
-    if path.is_symlink() or not path.is_file():
+    read = read_output(stage, name, problems)
+    if read is None:
         return clean, None, {"missing": True}
-    try:
-        if path.stat().st_size > MAX_OUTPUT_FILE_BYTES:
-            raise BadImage(f"{path.stat().st_size} bytes is far too large for a 299x299 PNG")
-        data = path.read_bytes()
-        output = read_attack_output(data)
-    except BadImage as exc:
-        problems.append(f"{name}: {exc}")
-        return clean, None, {"missing": True}
+    data, output = read
     kept, moved = clip_to_epsilon(clean, output.pixels, epsilon)
     png = data if output.plain and not moved else encode_png(kept)
     return kept, png, {"clipped": moved, "converted": output.converted_from, "wrong_size": output.resized_from is not None}

@@ -19,18 +19,16 @@ import numpy as np
 
 from arena.config import Settings
 from arena.data.images import (
-    BadImage,
     ImageStore,
     clip_to_epsilon,
     encode_png,
     image_store,
     l2,
     linf,
-    read_attack_output,
 )
 from arena.sandbox import containers
 from arena.sandbox.attached import attached
-from arena.sandbox.attack_run import MAX_OUTPUT_FILE_BYTES, AttackOutcome, CleanInput, collect, notes, stage_inputs
+from arena.sandbox.attack_run import AttackOutcome, CleanInput, collect, notes, read_output, stage_inputs
 from arena.sandbox.code import SubmissionCode
 from arena.sandbox.query_channel import Classifier, QueryChannel, QueryCount
 from arena.sandbox.serving import DefenseFailed, ServedDefense, served
@@ -79,20 +77,6 @@ class QueryTask:
     naming_key: bytes
 
 
-def _output_pixels(stage: Staging, name: str, problems: list[str]) -> np.ndarray | None:
-    """The attack's output for one input, decoded as 2017 decoded it; None when missing or unreadable."""
-    path = stage.output / name
-    if path.is_symlink() or not path.is_file():
-        return None
-    try:
-        if path.stat().st_size > MAX_OUTPUT_FILE_BYTES:
-            raise BadImage(f"{path.stat().st_size} bytes is far too large for a 299x299 PNG")
-        return read_attack_output(path.read_bytes()).pixels
-    except BadImage as exc:
-        problems.append(f"{name}: {exc}")
-        return None
-
-
 def _scoring_labels(defense: ServedDefense, variants: list[np.ndarray]) -> list[int | None]:
     """The defense's labels for the output and its clipped variants, in one query; None each
     when the defense has failed (a missing label counts as misclassified, as in 2017)."""
@@ -109,9 +93,9 @@ def _score(stage: Staging, store: ImageStore, task: QueryTask, defense: ServedDe
     for name, image_id in stage.names.items():
         clean_sha256 = by_id[image_id].sha256
         clean = store.read_pixels(clean_sha256)
-        output = _output_pixels(stage, name, problems)
-        missing = output is None
-        kept = clean if missing else output
+        read = read_output(stage, name, problems)
+        missing = read is None
+        kept = clean if missing else read[1].pixels
         variants = [kept] + [clip_to_epsilon(clean, kept, epsilon)[0] for epsilon in task.epsilons]
         label, *clipped = _scoring_labels(defense, variants)
         results.append(QueryImageResult(
