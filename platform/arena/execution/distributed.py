@@ -19,7 +19,7 @@ from arena.execution.pack_run import Pack
 from arena.execution.packing import next_packs
 from arena.execution.summary import Progress, RunSummary, silent
 from arena.models import Dataset, JobKind, JobStatus
-from arena.results.progress import job_statuses
+from arena.results.progress import job_statuses, query_job_statuses
 
 POLL_SECONDS = 1.0
 
@@ -37,7 +37,7 @@ def _turn(settings: Settings, dataset_id: int) -> tuple[list[Pack], list[int], d
         packs = next_packs(session, settings, dataset)
         queries = query_jobs.runnable(session, settings, dataset)
         counts = {kind: job_statuses(session, dataset, kind) for kind in JobKind}
-        return packs, queries, {**counts, QUERY: query_jobs.statuses(session, dataset)}
+        return packs, queries, {**counts, QUERY: query_job_statuses(session, dataset)}
 
 
 def dispatch(

@@ -16,7 +16,6 @@ workers (``broker``), and ``arena query run`` here, one job after another. A que
 its own container run (two containers): it is never packed with another.
 """
 
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import product
@@ -36,7 +35,6 @@ from arena.models import (
     Batch,
     Dataset,
     Entry,
-    JobStatus,
     QueryJob,
     QueryResult,
     Round,
@@ -96,13 +94,6 @@ def unfinished(session: Session, round_: Round) -> int:
     plan(session, round_)
     return session.scalar(select(func.count(QueryJob.id)).join(Batch, Batch.id == QueryJob.batch_id)
                           .where(Batch.dataset_id == round_.dataset_id, job_states.unfinished(QueryJob)))
-
-
-def statuses(session: Session, dataset: Dataset) -> Counter:
-    """The dataset's query jobs by status, as ``progress.job_statuses`` counts the others."""
-    query = (select(QueryJob.status, func.count(QueryJob.id)).join(Batch, Batch.id == QueryJob.batch_id)
-             .where(Batch.dataset_id == dataset.id).group_by(QueryJob.status))
-    return Counter({JobStatus(status): count for status, count in session.execute(query)})
 
 
 @dataclass(frozen=True)

@@ -109,13 +109,21 @@ def submission_progress(session: Session, dataset: Dataset, submission: Submissi
     return JobCounts(job_statuses(session, dataset, JobKind.of(submission.kind), submission.id), expected)
 
 
+def query_job_statuses(session: Session, dataset: Dataset, attack_id: int | None = None) -> Counter:
+    """The dataset's query jobs (of one query attack, when given) by status, as
+    ``job_statuses`` counts the batch tracks'."""
+    query = (select(QueryJob.status, func.count(QueryJob.id)).join(Batch, QueryJob.batch_id == Batch.id)
+             .where(Batch.dataset_id == dataset.id).group_by(QueryJob.status))
+    if attack_id is not None:
+        query = query.where(QueryJob.attack_id == attack_id)
+    return Counter({JobStatus(status): count for status, count in session.execute(query)})
+
+
 def _query_attack_progress(session: Session, dataset: Dataset, submission: Submission) -> JobCounts:
     """A query attack's work is its query jobs, one per served defense and batch it is paired
     with; which pairs run is the round's choice (``execution.query_pairs``), so what is
     expected is what has been planned: none before the first runner's turn plans them."""
-    query = (select(QueryJob.status, func.count(QueryJob.id)).join(Batch, QueryJob.batch_id == Batch.id)
-             .where(Batch.dataset_id == dataset.id, QueryJob.attack_id == submission.id).group_by(QueryJob.status))
-    by_status = Counter({JobStatus(status): count for status, count in session.execute(query)})
+    by_status = query_job_statuses(session, dataset, submission.id)
     return JobCounts(by_status, sum(by_status.values()) if submission.status is SubmissionStatus.ACCEPTED else 0)
 
 
