@@ -9,11 +9,11 @@ rendered per request, sent uncompressed."""
 import json
 import re
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
+import web_server
 from arena.db import transaction
 from arena.models import Submission, SubmissionKind
 from arena.web import cache
@@ -69,8 +69,8 @@ def test_pages_and_json_are_sent_gzipped_and_the_same_without(tournament):
     with live_server(app) as url:
         for path in ("/", "/matrix", "/api/matrix", "/api/leaderboards/defense", "/submissions", "/static/arena.js",
                      f"/submissions/{ids['D']}", "/api/submissions", "/api/export/error_matrix.csv"):
-            zipped = httpx.get(url + path, headers={"Accept-Encoding": "gzip"})
-            plain = httpx.get(url + path, headers={"Accept-Encoding": "identity"})
+            zipped = web_server.get(url + path, headers={"Accept-Encoding": "gzip"})
+            plain = web_server.get(url + path, headers={"Accept-Encoding": "identity"})
             assert zipped.status_code == plain.status_code == 200, path
             assert zipped.content == plain.content and "content-encoding" not in plain.headers, path
             if len(plain.content) >= 1000:
@@ -79,7 +79,7 @@ def test_pages_and_json_are_sent_gzipped_and_the_same_without(tournament):
                 assert "Accept-Encoding" in zipped.headers["vary"], path
             else:
                 assert "content-encoding" not in zipped.headers, path
-        assert len(httpx.get(f"{url}/matrix").content) >= 1000 and len(httpx.get(f"{url}/").content) >= 1000
+        assert len(web_server.get(f"{url}/matrix").content) >= 1000 and len(web_server.get(f"{url}/").content) >= 1000
 
 
 def test_a_cached_page_is_the_reader_s_own(tournament):
@@ -139,7 +139,7 @@ def _cell_facts(page) -> list[dict]:
 def test_chromium_draws_every_cell_from_the_json_with_its_figures(tournament, browser, query):  # noqa: F811
     _, ids, app = tournament
     with live_server(app) as url:
-        matrix = httpx.get(f"{url}/api/matrix{query}").json()
+        matrix = web_server.get(f"{url}/api/matrix{query}").json()
         page = browser.new_page()
         page.goto(f"{url}/matrix{query}")
         cells = _cell_facts(page)
@@ -188,7 +188,7 @@ def test_chromium_shows_what_the_cell_data_says_even_fields_the_page_did_not_kno
     field, and whose title template names it, Chromium shows those, with no change to arena.js."""
     _, _, app = tournament
     with live_server(app) as url:
-        original = httpx.get(f"{url}/matrix").text
+        original = web_server.get(f"{url}/matrix").text
         data = _cells_json(original)
         data["counts"] = [[1] * len(data["defenses"]) for _ in data["attacks"]]
         data["answered"] = [[4] * len(data["defenses"]) for _ in data["attacks"]]
@@ -218,9 +218,9 @@ def test_without_javascript_the_matrix_page_says_where_the_figures_are(tournamen
         assert notice.is_visible() and "CSV" in notice.inner_text()
         assert page.locator("#heatmap td[data-attack]").count() == 0
         assert set(page.locator("#heatmap th.row a").all_inner_texts()) == {"A", "T", SCRIPT_NAME}
-        csv = httpx.get(url + notice.locator("a", has_text="CSV").get_attribute("href"))
+        csv = web_server.get(url + notice.locator("a", has_text="CSV").get_attribute("href"))
         assert csv.status_code == 200 and csv.text.splitlines()[0] == "attack,D,E"
-        matrix = httpx.get(url + notice.locator("a", has_text="JSON").get_attribute("href")).json()
+        matrix = web_server.get(url + notice.locator("a", has_text="JSON").get_attribute("href")).json()
         assert matrix["epsilon"] == 8 and matrix["answered"]
         context.close()
 
@@ -252,7 +252,7 @@ def test_chromium_fits_the_defense_board_at_four_eps_on_a_1280_px_screen(tmp_pat
         page.set_viewport_size({"width": 375, "height": 740})
         assert page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
         page.close()
-        columns = httpx.get(f"{url}/api/export/robust_accuracy.csv").text.splitlines()[0].split(",")
+        columns = web_server.get(f"{url}/api/export/robust_accuracy.csv").text.splitlines()[0].split(",")
         assert {f"worst_case_eps={eps}" for eps in (2, 4, 8, 16)} <= set(columns), columns
 
 

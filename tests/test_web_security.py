@@ -254,17 +254,16 @@ def test_forwarded_addresses_are_believed_only_from_trusted_proxies(tmp_path, tr
     """Served as `arena web` serves it: with no proxy configured, X-Forwarded-For from loopback
     counts for nothing, so guesses spread over made-up addresses are still one address's;
     with the proxy named in ARENA_TRUSTED_PROXIES, each forwarded address is its own."""
-    import httpx
-
+    import web_server
     from web_server import live_server
 
     settings = make_settings(tmp_path / "arena", organizer_token=ORGANIZER, login_max_failures=3,
                              login_window_seconds=600, trusted_proxies=trusted)
     with live_server(create_app(settings)) as url:
         for k in range(3):  # documentation addresses (RFC 5737), only ever written in a header
-            guess = httpx.post(f"{url}/login", data={"token": "guess"}, headers={"X-Forwarded-For": f"203.0.113.{k}"})
+            guess = web_server.post(f"{url}/login", data={"token": "guess"}, headers={"X-Forwarded-For": f"203.0.113.{k}"})
             assert guess.status_code == 401
-        right = httpx.post(f"{url}/login", data={"token": ORGANIZER}, headers={"X-Forwarded-For": "203.0.113.9"})
+        right = web_server.post(f"{url}/login", data={"token": ORGANIZER}, headers={"X-Forwarded-For": "203.0.113.9"})
     assert (right.status_code == 429) is one_address, right.text
 
 
@@ -275,9 +274,9 @@ def test_the_page_after_a_login_a_logout_or_another_role_knows_who_asks(site, pa
     after its answer was sent (FastAPI ends a ``yield`` dependency after the answer by
     default), so the redirect's request could arrive before the session existed. Now each
     answer follows its commit: no cached standings page crosses a login, a logout or a role."""
-    import httpx
     from sqlalchemy import event
 
+    import web_server
     from arena.db import get_engine
     from web_server import live_server
 
@@ -289,7 +288,7 @@ def test_the_page_after_a_login_a_logout_or_another_role_knows_who_asks(site, pa
 
     event.listen(engine, "commit", slow_commit)
     try:
-        with live_server(create_app(settings)) as url, httpx.Client(base_url=url, timeout=30) as browser:
+        with live_server(create_app(settings)) as url, web_server.client(url) as browser:
             assert _who(browser.get(page).text) == "Log in"  # the anonymous page, now in the cache
             for token, shown in ((tokens["red"], "team red Log out"), (ORGANIZER, "organizer Log out")):
                 assert _who(browser.post("/login", data={"token": token, "next": page}, follow_redirects=True).text) == shown

@@ -7,11 +7,11 @@ import os
 import re
 import shutil
 
-import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
+import web_server
 from arena.db import transaction
 from arena.execution.run import run
 from arena.intake.archive import pack
@@ -51,24 +51,24 @@ def test_the_api_serves_the_tournament_as_scored(site):
     settings, _, url, _ = site
     standings = _standings(settings)
     _site_shows_every_attack(settings, url)
-    matrix = httpx.get(f"{url}/api/matrix").json()
+    matrix = web_server.get(f"{url}/api/matrix").json()
     expected = standings.matrix("error")
     assert matrix["attacks"] and matrix["defenses"] == ["decoder"]
     for i, attack in enumerate(matrix["attacks"]):
         assert matrix["counts"][i][0] == expected.loc[attack, "decoder"]
         assert matrix["answered"][i][0] == 20 * 2  # 20 images at 2 epsilons
-    board = httpx.get(f"{url}/api/leaderboards/defense").json()
+    board = web_server.get(f"{url}/api/leaderboards/defense").json()
     assert board[0]["submission"] == "decoder" and board[0]["completion"] == 1.0
     assert board[0]["score"] == standings.defense_leaderboard().loc[0, "score"]
     assert board[0]["median_seconds_per_100"] > 0
-    csv = httpx.get(f"{url}/api/export/error_matrix.csv?eps=8").text
+    csv = web_server.get(f"{url}/api/export/error_matrix.csv?eps=8").text
     assert csv.splitlines()[0] == "attack,decoder"
 
 
 def test_the_drill_down_shows_the_images_and_every_answer(site):
     _, _, url, _ = site
     headers = {"Authorization": f"Bearer {ORGANIZER}"}
-    with httpx.Client(base_url=url, headers=headers) as client:
+    with web_server.client(url, headers=headers) as client:
         names = {s["name"]: s["id"] for s in client.get("/api/submissions").json()}
         row = client.get(f"/api/results?attack_id={names['noop']}&eps=8&limit=1").json()[0]
         detail = client.get(f"/api/adversarial/{row['adversarial_image_id']}").json()
@@ -81,7 +81,7 @@ def test_the_drill_down_shows_the_images_and_every_answer(site):
         assert np.all(perturbation == 128)  # no change is mid-grey
         page = client.get(f"/adversarial/{detail['id']}").text
         assert "decoder" in page and "correct" in page
-    assert httpx.get(f"{url}/api/adversarial/{detail['id']}").status_code == 401
+    assert web_server.get(f"{url}/api/adversarial/{detail['id']}").status_code == 401
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -176,8 +176,8 @@ def test_the_browser_draws_each_interval_with_its_figure(site, browser):
     """On the leaderboard, each figure's interval is drawn under it, as the API gives it; on the
     curves page, each defense's line runs inside its band, whose points say the API's bounds."""
     _, _, url, _ = site
-    decoder = next(r for r in httpx.get(f"{url}/api/leaderboards/defense").json() if r["submission"] == "decoder")
-    bands = httpx.get(f"{url}/api/curves/bands").json()["decoder"]
+    decoder = next(r for r in web_server.get(f"{url}/api/leaderboards/defense").json() if r["submission"] == "decoder")
+    bands = web_server.get(f"{url}/api/curves/bands").json()["decoder"]
     page = browser.new_context(viewport={"width": 1280, "height": 900}).new_page()
     page.goto(f"{url}/")
     page.click("#worst-defense summary")  # the worst case is folded under the board (it made it too wide)
@@ -233,7 +233,7 @@ def _site_shows_every_attack(settings, url: str) -> int:
         attacks = session.scalar(select(func.count(Submission.id)).where(
             Submission.status == SubmissionStatus.ACCEPTED,
             Submission.kind.in_([SubmissionKind.ATTACK, SubmissionKind.TARGETED_ATTACK])))
-    wait_until(lambda: len(httpx.get(f"{url}/api/matrix").json()["attacks"]) == attacks, 30,
+    wait_until(lambda: len(web_server.get(f"{url}/api/matrix").json()["attacks"]) == attacks, 30,
                "the site's matrix to show every accepted attack")
     return attacks
 
@@ -401,8 +401,8 @@ def _pages_by_role(settings, url: str) -> dict[str, tuple[str | None, list[str]]
     with transaction(settings) as session:
         team_token = issue_token(session, "team-noop")
     headers = {"Authorization": f"Bearer {ORGANIZER}"}
-    names = {s["name"]: s["id"] for s in httpx.get(f"{url}/api/submissions", headers=headers).json()}
-    row = httpx.get(f"{url}/api/results?attack_id={names['step_to_target']}&eps=8&limit=1", headers=headers).json()[0]
+    names = {s["name"]: s["id"] for s in web_server.get(f"{url}/api/submissions", headers=headers).json()}
+    row = web_server.get(f"{url}/api/results?attack_id={names['step_to_target']}&eps=8&limit=1", headers=headers).json()[0]
     public = ["/", "/matrix", "/matrix?eps=8&value=hit", "/curves", "/submissions", f"/submissions/{names['noop']}",
               f"/submissions/{names['decoder']}", "/help/submissions", "/help/format", "/competition", "/rules", "/rounds",
               "/evaluation", "/data", "/teams/team-noop", "/register", "/login"]
@@ -530,7 +530,7 @@ def test_a_leaderboard_sorts_from_the_keyboard(site, browser):
     """Tab reaches a column header, Enter sorts by it (ascending, then descending), and the
     header's aria-sort follows; Space sorts by the next one, which takes the aria-sort over."""
     settings, _, url, tmp = site
-    if len(httpx.get(f"{url}/api/leaderboards/attack").json()) < 2:  # a second attack, so there is an order
+    if len(web_server.get(f"{url}/api/leaderboards/attack").json()) < 2:  # a second attack, so there is an order
         assert submit_folder(settings, variant(SAMPLES / "noop", tmp, "quiet_noop"), tmp,
                              name="quiet_noop").status.value == "accepted"
         assert not run(settings).platform_errors

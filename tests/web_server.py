@@ -6,11 +6,33 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import httpx
 from fastapi import FastAPI
 
 from arena.web import serving
 from servers import free_port
+
+#: How long a test waits for one answer of a served site. A deadline, not a measure: the first
+#: render of a page computes its standings while containers and other tests share two cores, and
+#: httpx's own default (5 s) once ran out in CI on a page that was only slow.
+ANSWER_DEADLINE = httpx.Timeout(120.0)
+
+
+def get(url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.get`` with the tests' deadline."""
+    return httpx.get(url, timeout=ANSWER_DEADLINE, **kwargs)
+
+
+def post(url: str, **kwargs: Any) -> httpx.Response:
+    """``httpx.post`` with the tests' deadline."""
+    return httpx.post(url, timeout=ANSWER_DEADLINE, **kwargs)
+
+
+def client(url: str, **kwargs: Any) -> httpx.Client:
+    """An ``httpx.Client`` on the served site with the tests' deadline."""
+    return httpx.Client(base_url=url, timeout=ANSWER_DEADLINE, **kwargs)
 
 
 @contextmanager
