@@ -96,6 +96,33 @@ def test_a_run_stuck_past_its_time_limit_is_reaped_and_its_attempt_says_why(tmp_
         assert attempt.error == job_states.REAPED
 
 
+def test_a_drained_worker_claims_nothing_before_its_heartbeat_reads_the_flag(tmp_path):
+    """The claim asks the worker's row itself: between an organizer's drain and the worker's
+    next beat, a message it took is still refused its jobs, which stay for another worker,
+    and the broker's task hands the message back (Reject, requeued)."""
+    from celery.exceptions import Reject
+
+    from arena.execution import broker
+
+    settings = make_settings(tmp_path / "arena", lease_seconds=600)  # no beat comes during the test
+    dataset = synth_dataset(settings, 4, batch_size=2)
+    with transaction(settings) as session:
+        add_submission(session, "attack")
+        planning.plan_attack_jobs(session, session.get_one(Dataset, dataset.id), [4], EpsilonSchedule.ALL)
+        first, second = session.scalars(select(AttackJob.id).order_by(AttackJob.id)).all()[:2]
+    with workers.registered(settings, "celery", 1, ["cpu"]) as me:
+        assert set(claim(settings, JobKind.ATTACK, (first,), worker_id=me.id)) == {first}
+        with transaction(settings) as session:
+            workers.set_draining(session, me.id, True)
+        assert not me.draining.is_set()  # its heartbeat has not read the flag
+        assert claim(settings, JobKind.ATTACK, (second,), worker_id=me.id) == {}
+        with pytest.raises(Reject):
+            broker._unless_draining(me)
+        assert set(claim(settings, JobKind.ATTACK, (second,), worker_id=None)) == {second}  # another runner's
+    with transaction(settings) as session:
+        assert [session.get(AttackJob, i).worker_id for i in (first, second)] == [me.id, None]
+
+
 @pytest.fixture(scope="module")
 def servers():
     with redis_server() as redis, postgres_server() as postgres:
@@ -149,14 +176,15 @@ def test_two_workers_a_drained_one_finishes_its_own_and_takes_nothing_new_a_kill
 
         run = threading.Thread(target=dispatch, args=(settings, dataset.id), kwargs={"timeout": 600})
         run.start()
-        held = wait_until(lambda: _holding(settings, drained), 120, "the first worker to hold a job")
-        drained_at = utcnow()
+        wait_until(lambda: _holding(settings, drained), 120, "the first worker to hold a job")
         assert client.post(f"/api/workers/{drained}/draining", json={"draining": True},
                            headers=ORGANIZER).json() == {"draining": True}
-        seen = wait_until(lambda: _beat_after(settings, drained, drained_at), 30, "the drained worker's next beat")
+        held = _holding(settings, drained)  # what it took before the drain: no claim of its succeeds after it
+        wait_until(lambda: not _holding(settings, drained), 120, "the drained worker to finish what it held")
+        quiet = utcnow()  # from here, any attempt it started would be a job it took after the drain
         run.join(600)
         assert not run.is_alive()
-        _assert_drained(settings, drained, other, held, seen)
+        _assert_drained(settings, drained, other, held, quiet)
 
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
@@ -171,20 +199,13 @@ def test_two_workers_a_drained_one_finishes_its_own_and_takes_nothing_new_a_kill
         _stop(second)
 
 
-def _beat_after(settings, worker_id: int, moment: datetime) -> datetime | None:
-    """The worker's heartbeat after ``moment``: that beat read the draining flag set before it."""
-    with transaction(settings) as session:
-        last = as_utc(session.get(Worker, worker_id).last_seen)
-    return last if last > moment else None
-
-
-def _assert_drained(settings, drained: int, other: int, held: list, seen: datetime) -> None:
+def _assert_drained(settings, drained: int, other: int, held: list, quiet: datetime) -> None:
     with transaction(settings) as session:
         for kind, job_id in held:  # what it held when drained, it finished itself
             assert session.get(kind.job_class, job_id).status is JobStatus.DONE
             assert session.scalar(select(JobAttempt.worker_id).where(kind.attempt_column == job_id)
                                   .order_by(JobAttempt.id.desc()).limit(1)) == drained
-        after = session.execute(select(JobAttempt.worker_id).where(JobAttempt.started_at > seen)).scalars().all()
+        after = session.execute(select(JobAttempt.worker_id).where(JobAttempt.started_at > quiet)).scalars().all()
     assert after and drained not in after and set(after) == {other}, after
 
 

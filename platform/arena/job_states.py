@@ -18,10 +18,10 @@ the states it comes from, so two processes racing on one job cannot both move it
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, exists, true, update
 from sqlalchemy.orm import Session
 
-from arena.models import AttackJob, DefenseJob, DryRun, JobAttempt, JobStatus, QueryJob, utcnow
+from arena.models import AttackJob, DefenseJob, DryRun, JobAttempt, JobStatus, QueryJob, Worker, utcnow
 
 Job = AttackJob | DefenseJob | DryRun | QueryJob
 JobClass = type[AttackJob] | type[DefenseJob] | type[DryRun] | type[QueryJob]
@@ -84,6 +84,15 @@ def claimable(job_class: JobClass, max_attempts: int) -> ColumnElement[bool]:
     return runnable(job_class, max_attempts) | (job_class.status == JobStatus.QUEUED) | lease_ran_out(job_class)
 
 
+def taking_work(worker_id: int | None) -> ColumnElement[bool]:
+    """The worker takes new jobs: an organizer has not drained it (a runner that is no
+    registered worker always does). Asked by the claim itself, so that from the drain's
+    commit on, the worker starts nothing new, whenever its heartbeat reads the flag."""
+    if worker_id is None:
+        return true()
+    return ~exists().where(Worker.id == worker_id, Worker.draining)
+
+
 # --- transitions ------------------------------------------------------------------------
 
 
@@ -91,10 +100,10 @@ def claim(session: Session, job_class: JobClass, job_ids: tuple[int, ...], max_a
           lease_seconds: float, worker_id: int | None = None) -> list[tuple[int, int]]:
     """Running, with the attempt number bumped (the fencing token), a lease and the worker
     that holds it, for those of the jobs still claimable, in one statement; return (job id,
-    token) for each taken."""
+    token) for each taken. A drained worker takes none."""
     statement = (
         update(job_class)
-        .where(job_class.id.in_(job_ids), claimable(job_class, max_attempts))
+        .where(job_class.id.in_(job_ids), claimable(job_class, max_attempts), taking_work(worker_id))
         .values(status=JobStatus.RUNNING, attempt=job_class.attempt + 1, lease_expires_at=lease_until(lease_seconds),
                 worker_id=worker_id)
         .returning(job_class.id, job_class.attempt)

@@ -57,6 +57,8 @@ def celery_app(settings: Settings, worker: workers.Registration | None = None) -
         _unless_draining(worker)
         containers.sweep()
         result = run_pack(settings, Pack(kind, tuple(job_ids)), worker and worker.id)
+        if not result.taken:
+            _unless_draining(worker)
         enqueue(settings, app, result.again)
         return result.finished
 
@@ -65,14 +67,20 @@ def celery_app(settings: Settings, worker: workers.Registration | None = None) -
         """Run one query job (nothing when another runner holds it or it is done); True when stored here."""
         _unless_draining(worker)
         containers.sweep()
-        return query_jobs.run_job(settings, job_id, worker and worker.id)
+        stored = query_jobs.run_job(settings, job_id, worker and worker.id)
+        if not stored:
+            _unless_draining(worker)
+        return stored
 
     @app.task(name=CHECK_TASK, shared=False)
     def check_task(dry_run_id: int) -> bool | None:
         """Run one submission's dry run (nothing when another runner holds it or it is done)."""
         _unless_draining(worker)
         containers.sweep()
-        return checking.check(settings, dry_run_id, worker and worker.id)
+        checked = checking.check(settings, dry_run_id, worker and worker.id)
+        if checked is None:
+            _unless_draining(worker)
+        return checked
 
     return app
 
@@ -89,9 +97,11 @@ def serve(settings: Settings, concurrency: int, queues: list[str]) -> None:
 
 
 def _unless_draining(worker: workers.Registration | None) -> None:
-    """A draining worker hands back what it had already taken from the queue (the message
-    goes back for another worker): it stopped consuming, but prefetched before it did."""
-    if worker is not None and worker.draining.is_set():
+    """A drained worker hands back the message it took (it goes back for another worker):
+    asked before a run, for what it prefetched before it stopped consuming, and after a run
+    that took nothing, for a drain that came between that question and the claim, which
+    refused it (``job_states.taking_work``)."""
+    if worker is not None and worker.asked_to_drain():
         raise Reject("this worker is draining", requeue=True)
 
 

@@ -79,6 +79,7 @@ class PackResult:
     container_runs: int = 0
     again: list[Pack] = field(default_factory=list)
     platform_error: str | None = None
+    taken: bool = True  # False: it claimed none of its jobs (done, held elsewhere, or this worker drained)
 
 
 class Outcome(Protocol):
@@ -250,7 +251,7 @@ def run_pack(settings: Settings, pack: Pack, worker_id: int | None = None) -> Pa
     last still has three quarters of a lease to run."""
     claims = claim(settings, pack.kind, pack.job_ids, worker_id)
     if not claims:
-        return PackResult()  # done already, or running elsewhere
+        return PackResult(taken=False)  # done already, running elsewhere, or this worker drained
     pack = pack.only(set(claims))
     tokens = {job_id: held.token for job_id, held in claims.items()}
     try:

@@ -115,6 +115,12 @@ class Registration:
     draining: threading.Event = field(default_factory=threading.Event)
     on_drain: Callable[[bool], None] | None = None
 
+    def asked_to_drain(self) -> bool:
+        """Whether an organizer has drained this worker, as the database says now: what a
+        claim of this worker reads (``job_states.taking_work``), rather than what the last
+        heartbeat read."""
+        return _asked_to_drain(self.settings, self.id)
+
     def beat(self) -> None:
         """Say this worker is alive, with the engine's images now; follow the draining flag."""
         draining = _beat(self.settings, self.id, engine_images())
@@ -129,7 +135,17 @@ def _beat(settings: Settings, worker_id: int, images: list[str]) -> bool:
     """Refresh the row; return whether an organizer asked it to drain."""
     with transaction(settings) as session:
         session.execute(update(Worker).where(Worker.id == worker_id).values(last_seen=utcnow(), images=images))
-        return bool(session.scalar(select(Worker.draining).where(Worker.id == worker_id)))
+        return _draining(session, worker_id)
+
+
+@retry_while_unreachable
+def _asked_to_drain(settings: Settings, worker_id: int) -> bool:
+    with transaction(settings) as session:
+        return _draining(session, worker_id)
+
+
+def _draining(session: Session, worker_id: int) -> bool:
+    return bool(session.scalar(select(Worker.draining).where(Worker.id == worker_id)))
 
 
 @retry_while_unreachable
@@ -173,8 +189,9 @@ def registered(settings: Settings, kind: str, concurrency: int, queues: list[str
 
 
 def set_draining(session: Session, worker_id: int, draining: bool) -> Worker:
-    """Take no new work (finish what runs), or take work again; the worker's heartbeat reads
-    the flag within a quarter lease."""
+    """Take no new work (finish what runs), or take work again: the worker's claims ask the
+    flag from its commit on (``job_states.taking_work``); its heartbeat reads it within a
+    quarter lease, and a Celery worker then stops consuming its queues."""
     worker = session.get(Worker, worker_id)
     if worker is None:
         raise NotFoundError(f"no worker with id {worker_id}")
