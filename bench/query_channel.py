@@ -10,7 +10,10 @@ Per one-image query, medians, under each runtime asked for:
   timed inside the attack container.
 
 Platform overhead per query = channel, served - in-process. Queries per second are 1 / the
-channel's time, as one attack and one defense run at once (one pair per core pair).
+channel's time, as one attack and one defense run at once (one pair per core pair). Each
+runtime is measured over both transports (``arena.sandbox.pipes``): host named pipes where
+the engine's registration of the runtime allows them, and the engine's attach streams,
+the baseline, in the same invocation; the last column is the pipes' time over the streams'.
 
     .venv/bin/python bench/query_channel.py [--queries 500] [--runtimes runc,runsc]
 """
@@ -27,7 +30,7 @@ import numpy as np
 from arena import REPO_ROOT, db
 from arena.config import SandboxLimits, Settings
 from arena.intake.metadata import Metadata
-from arena.sandbox import containers
+from arena.sandbox import containers, pipes
 from arena.sandbox.attached import attached
 from arena.sandbox.query_channel import QueryChannel
 from arena.sandbox.serving import served
@@ -82,31 +85,41 @@ def _channel(settings: Settings, scratch: Path, classify, count: int) -> float:
     (inputs / "a.png").write_bytes(b"")
     mounts = [containers.Mount(code_dir, "/code"), containers.Mount(inputs, "/input_images")]
     with attached("arena/python:bookworm", ["python3", "attack.py", "/input_images", "-", str(count)], mounts, 300,
-                  settings.sandbox) as attack:
+                  settings.sandbox, settings.work_dir) as attack:
         QueryChannel(attack, classify, ["a.png"], count).serve()
         run = attack.finish(time.monotonic() + 10)
     return float(run.log_tail.split("median ")[1].split()[0]) / 1000
+
+
+def _measured(runtime: str, pipes: bool, image: np.ndarray, queries: int) -> tuple[float, float, float]:
+    """Served, channel with an instant classifier, channel with the served decoder: seconds per query."""
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = Settings(data_dir=Path(scratch) / "arena",
+                            sandbox=SandboxLimits(runtime=None if runtime == "runc" else runtime, host_pipes=pipes))
+        db.upgrade(settings)
+        code = Metadata.read(DECODER).code(DECODER)
+        served_s = _served(settings, code, image.tobytes(), queries)
+        instant = _channel(settings, Path(scratch), lambda images: [1] * len(images), queries)
+        with served(settings, code, 300, 5.0) as defense:
+            whole = _channel(settings, Path(scratch), defense.classify, queries)
+    return served_s, instant, whole
 
 
 def main(queries: int, runtimes: list[str]) -> None:
     image = np.random.default_rng(0).integers(0, 256, (299, 299, 3), dtype=np.uint8)
     model = _in_process(image, queries)
     print(f"{queries} one-image queries each; medians in ms; in-process decoder: {model * 1000:.3f}")
-    print("| runtime | served (Arena -> defense -> Arena) | channel, instant classifier | channel, served decoder "
-          "| platform overhead | queries/s |")
-    print("|---|---|---|---|---|---|")
+    print("| runtime | transport | served (Arena -> defense -> Arena) | channel, instant classifier "
+          "| channel, served decoder | platform overhead | queries/s | over the streams |")
+    print("|---|---|---|---|---|---|---|---|")
     for runtime in runtimes:
-        with tempfile.TemporaryDirectory() as scratch:
-            settings = Settings(data_dir=Path(scratch) / "arena",
-                                sandbox=SandboxLimits(runtime=None if runtime == "runc" else runtime))
-            db.upgrade(settings)
-            code = Metadata.read(DECODER).code(DECODER)
-            served_ms = _served(settings, code, image.tobytes(), queries)
-            instant = _channel(settings, Path(scratch), lambda images: [1] * len(images), queries)
-            with served(settings, code, 300, 5.0) as defense:
-                whole = _channel(settings, Path(scratch), defense.classify, queries)
-        print(f"| {runtime} | {served_ms * 1000:.3f} | {instant * 1000:.3f} | {whole * 1000:.3f} "
-              f"| {(whole - model) * 1000:.3f} | {1 / whole:.0f} |")
+        client = containers.docker_client()
+        limits = SandboxLimits(runtime=None if runtime == "runc" else runtime)
+        transports = [("pipes", True)] if pipes.carries(client, limits) else []
+        results = {name: _measured(runtime, flag, image, queries) for name, flag in [("streams", False), *transports]}
+        for name, (served_s, instant, whole) in results.items():
+            print(f"| {runtime} | {name} | {served_s * 1000:.3f} | {instant * 1000:.3f} | {whole * 1000:.3f} "
+                  f"| {(whole - model) * 1000:.3f} | {1 / whole:.0f} | {whole / results['streams'][2]:.2f} |")
 
 
 if __name__ == "__main__":

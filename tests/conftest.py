@@ -16,6 +16,7 @@ from arena.config import SandboxLimits, Settings
 from arena.db import transaction
 from arena.models import CellTally, CleanTally
 from arena.results import tallies
+from arena.sandbox import pipes
 from arena.sandbox.containers import LABEL, SandboxError, docker_client
 from arena.tools import base_image
 
@@ -117,6 +118,19 @@ def require_runtime(runtime: str) -> None:
     if runtime in runtimes:
         return
     message = f"the Docker engine has no {runtime} runtime (it has {', '.join(sorted(runtimes))}): {REGISTER_RUNSC}"
+    if os.environ.get("ARENA_REQUIRE_RUNSC"):
+        pytest.fail(f"ARENA_REQUIRE_RUNSC is set but {message}")
+    pytest.skip(message)
+
+
+def require_host_pipes(runtime: str | None) -> None:
+    """Skip (fail under ARENA_REQUIRE_RUNSC) unless the query track's channel goes over host
+    pipes under ``runtime`` on this engine: runsc must be registered with --host-fifo=open."""
+    if runtime:
+        require_runtime(runtime)
+    if pipes.carries(docker_client(), SandboxLimits(runtime=runtime)):
+        return
+    message = f"the Docker engine's {runtime or 'default'} runtime opens no host pipes: {REGISTER_RUNSC}"
     if os.environ.get("ARENA_REQUIRE_RUNSC"):
         pytest.fail(f"ARENA_REQUIRE_RUNSC is set but {message}")
     pytest.skip(message)

@@ -45,6 +45,10 @@ class SandboxLimits(BaseSettings):
     user: str = Field("65534:65534", description="Non-root uid:gid the submission runs as.")
     runtime: str | None = Field(None, description="OCI runtime, e.g. runsc for gVisor; engine default when unset.")
     gpu: bool = Field(False, description="Give containers the host's GPUs and run submissions' container_gpu images.")
+    host_pipes: bool = Field(
+        True, description="Carry the query track's channel over host named pipes where the runtime opens them (runc; "
+        "runsc registered with --host-fifo=open); false: over the engine's attach streams, slower.",
+    )
 
 
 class Settings(BaseSettings):

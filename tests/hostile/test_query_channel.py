@@ -2,8 +2,9 @@
 past its budget, names an image it was not given, sends an oversized or malformed query,
 or tries to reach the defense another way (the network, a planted file, /proc); a served
 defense that answers garbage. Each is contained and recorded with its reason,
-and the attack's outputs are scored all the same. One runtime (runc): the broker's checks
-are Arena's code, the same under either; tests/test_query_track.py runs both runtimes.
+and the attack's outputs are scored all the same. Each case runs over both transports of
+the channel (``arena.sandbox.pipes``): host pipes under runc and under runsc, and the
+engine's attach streams.
 """
 
 import pytest
@@ -17,9 +18,10 @@ from arena.intake.metadata import Metadata
 from arena.models import Image, SubmissionStatus
 from arena.sandbox import containers
 from arena.sandbox.attached import attach_options
+from arena.sandbox.pipes import HostPipes
 from arena.sandbox.attack_run import CleanInput
 from arena.sandbox.query_run import QueryTask, execute_query_attack
-from conftest import SAMPLES, make_settings
+from conftest import SAMPLES, make_settings, require_host_pipes
 from factories import NAMING_KEY, submit_folder, synth_dataset, write_submission
 
 #: Copies its inputs as outputs first, then: 40 one-image queries on its first image (budget 3),
@@ -88,6 +90,22 @@ send(f"query {names[0]} 1\\n".encode() + bytes(299 * 299 * 3))
 print("answer:", sys.stdin.buffer.readline().decode().strip(), file=sys.stderr)
 '''
 
+#: Copies its first input as its output, makes its second output a named pipe (which Arena
+#: would wait on forever, were it to open it), then asks one query through the channel.
+PIPER = '''
+import os, shutil, sys
+from pathlib import Path
+
+names = sorted(p.name for p in Path(sys.argv[1]).glob("*.png"))
+shutil.copy(Path(sys.argv[1]) / names[0], Path(sys.argv[2]) / names[0])
+os.mkfifo(Path(sys.argv[2]) / names[1])
+print("probe: made a fifo output", file=sys.stderr)
+view = memoryview(f"query {names[0]} 1\\n".encode() + bytes(299 * 299 * 3))
+while view:
+    view = view[os.write(1, view):]
+print("answer:", sys.stdin.buffer.readline().decode().strip(), file=sys.stderr)
+'''
+
 #: A defense whose batch entry point is honest but whose served answers depend on history:
 #: each label is one more than the last.
 STATEFUL = """import sys
@@ -112,9 +130,17 @@ CRASHES = "#!/bin/sh\necho ready\nread header\nexit 3\n"
 GARBAGE = "import sys\nprint('ready', flush=True)\nfor line in sys.stdin.buffer:\n    print('cat dog', flush=True)\n"
 
 
-def _settings(tmp_path):
-    return make_settings(tmp_path / "arena", sandbox=SandboxLimits(memory="512m"), query_seconds_per_image=10.0,
-                         serving_start_seconds=20.0)
+@pytest.fixture(params=[(None, True), ("runsc", True), (None, False)], ids=["runc-pipes", "runsc-pipes", "streams"])
+def sandbox(request, engine) -> SandboxLimits:
+    """The containers' runtime and the channel's transport."""
+    runtime, host_pipes = request.param
+    if host_pipes:
+        require_host_pipes(runtime)
+    return SandboxLimits(memory="512m", runtime=runtime, host_pipes=host_pipes)
+
+
+def _settings(tmp_path, sandbox: SandboxLimits):
+    return make_settings(tmp_path / "arena", sandbox=sandbox, query_seconds_per_image=10.0, serving_start_seconds=20.0)
 
 
 def _inputs(settings) -> list[CleanInput]:
@@ -137,8 +163,8 @@ def _python(folder, kind: str, script: str, **entry_points):
     return Metadata.read(folder).code(folder)
 
 
-def test_a_flood_a_stranger_s_image_and_an_oversized_query_are_refused_and_recorded(tmp_path, engine):
-    settings = _settings(tmp_path)
+def test_a_flood_a_stranger_s_image_and_an_oversized_query_are_refused_and_recorded(tmp_path, sandbox):
+    settings = _settings(tmp_path, sandbox)
     attack = _python(tmp_path / "flooder", "query_attack", FLOODER)
     decoder = Metadata.read(SAMPLES / "decoder").code(SAMPLES / "decoder")
     outcome = execute_query_attack(settings, QueryTask(attack, decoder, _inputs(settings), [4], 3, 5.0, NAMING_KEY))
@@ -153,11 +179,11 @@ def test_a_flood_a_stranger_s_image_and_an_oversized_query_are_refused_and_recor
     assert all(not r.missing and r.label is not None for r in outcome.results)  # scored all the same
 
 
-def test_an_attack_that_tries_to_reach_the_defense_another_way_finds_nothing_and_the_cells_stand(tmp_path, engine):
+def test_an_attack_that_tries_to_reach_the_defense_another_way_finds_nothing_and_the_cells_stand(tmp_path, sandbox):
     """No network (not the bridge's addresses), read-only inputs, its own /tmp and process
     tree: each try fails inside the attack's own container, its log records it, and the
     defense answers and scores both images as for any attack."""
-    settings = _settings(tmp_path)
+    settings = _settings(tmp_path, sandbox)
     attack = _python(tmp_path / "prowler", "query_attack", PROWLER)
     decoder = Metadata.read(SAMPLES / "decoder").code(SAMPLES / "decoder")
     outcome = execute_query_attack(settings, QueryTask(attack, decoder, _inputs(settings), [4], 3, 5.0, NAMING_KEY))
@@ -172,8 +198,21 @@ def test_an_attack_that_tries_to_reach_the_defense_another_way_finds_nothing_and
     assert "planted" not in outcome.defense_log
 
 
-def test_a_defense_that_answers_garbage_fails_the_job_s_labels_not_the_platform(tmp_path, engine):
-    settings = _settings(tmp_path)
+def test_an_output_made_a_named_pipe_counts_as_missing_and_nothing_waits_on_it(tmp_path, sandbox):
+    """Host pipes let a sandbox open FIFOs (runsc's --host-fifo=open): one the attack makes in
+    its own outputs is never opened by Arena, which reads plain files only."""
+    settings = _settings(tmp_path, sandbox)
+    attack = _python(tmp_path / "piper", "query_attack", PIPER)
+    decoder = Metadata.read(SAMPLES / "decoder").code(SAMPLES / "decoder")
+    outcome = execute_query_attack(settings, QueryTask(attack, decoder, _inputs(settings), [4], 3, 5.0, NAMING_KEY))
+    log = outcome.attack_run.log_tail
+    assert outcome.attack_run.succeeded and "probe: made a fifo output" in log and "answer: labels " in log, log
+    assert sorted(r.missing for r in outcome.results) == [False, True]
+    assert outcome.problems == ["1 of 2 outputs missing or unreadable: scored as the clean image"]
+
+
+def test_a_defense_that_answers_garbage_fails_the_job_s_labels_not_the_platform(tmp_path, sandbox):
+    settings = _settings(tmp_path, sandbox)
     defense = _python(tmp_path / "garbage", "defense", GARBAGE, serving_entry_point="serve.sh")
     attack = Metadata.read(SAMPLES / "random_search").code(SAMPLES / "random_search")
     outcome = execute_query_attack(settings, QueryTask(attack, defense, _inputs(settings), [4], 5, 5.0, NAMING_KEY))
@@ -184,8 +223,8 @@ def test_a_defense_that_answers_garbage_fails_the_job_s_labels_not_the_platform(
     assert all(r.label is None and r.labels_at == {4: None} and r.queries == 0 for r in outcome.results)
 
 
-def test_a_served_defense_that_answers_by_history_is_flagged_by_its_dry_run(tmp_path, engine):
-    settings = _settings(tmp_path)
+def test_a_served_defense_that_answers_by_history_is_flagged_by_its_dry_run(tmp_path, sandbox):
+    settings = _settings(tmp_path, sandbox)
     defense = _python(tmp_path / "stateful", "defense", STATEFUL, serving_entry_point="serve.sh")
     _inputs(settings)
     with transaction(settings) as session:
@@ -194,9 +233,9 @@ def test_a_served_defense_that_answers_by_history_is_flagged_by_its_dry_run(tmp_
     assert "answered 2 of 2 images differently" in report.notes[-1]
 
 
-def test_a_round_that_refuses_stateful_served_defenses_rejects_one_at_intake(tmp_path, engine):
+def test_a_round_that_refuses_stateful_served_defenses_rejects_one_at_intake(tmp_path, sandbox):
     """The round setting, through intake: the same defense is rejected, saying why."""
-    settings = _settings(tmp_path)
+    settings = _settings(tmp_path, sandbox)
     _inputs(settings)
     actions.update_round(settings, "synthetic", refuse_stateful_defenses=True)
     folder = _python_folder(tmp_path / "stateful", "defense", STATEFUL, serving_entry_point="serve.sh")
@@ -210,8 +249,8 @@ def test_a_round_that_refuses_stateful_served_defenses_rejects_one_at_intake(tmp
 @pytest.mark.parametrize("script, reason", [(HANGS, "gave no labels for 1 image(s): no answer in time"),
                                             (CRASHES, "gave no labels for 1 image(s): its stdout is closed")],
                          ids=["hangs", "crashes"])
-def test_a_served_defense_that_hangs_or_crashes_is_recorded_and_the_attack_still_scored(tmp_path, engine, script, reason):
-    settings = _settings(tmp_path)
+def test_a_served_defense_that_hangs_or_crashes_is_recorded_and_the_attack_still_scored(tmp_path, sandbox, script, reason):
+    settings = _settings(tmp_path, sandbox)
     folder = write_submission(tmp_path / "broken", {"type": "defense", "container": "arena/python:bookworm",
                                                     "entry_point": "serve.sh", "serving_entry_point": "serve.sh"},
                               {"serve.sh": script})
@@ -225,12 +264,22 @@ def test_a_served_defense_that_hangs_or_crashes_is_recorded_and_the_attack_still
 
 def test_the_query_track_s_containers_run_under_every_limit_of_the_others(tmp_path):
     """No network, read-only, non-root, no capabilities, the limits and the deadline label: the
-    attached containers' options are the batch runs' own, plus an open stdin and no engine log."""
+    attached containers' options are the batch runs' own, plus no engine log and either an
+    open stdin (the streams) or their two pipes mounted (host pipes), nothing else writable."""
     limits = SandboxLimits(memory="256m", runtime="runsc")
     mounts = [containers.Mount(tmp_path, "/code")]
-    batch, query = containers.run_options(limits, mounts, 60), attach_options(limits, mounts, 60)
-    assert {key: value for key, value in query.items() if key not in ("stdin_open", "log_config", "labels")} == \
-        {key: value for key, value in batch.items() if key not in ("log_config", "labels")}
-    assert query["network_mode"] == "none" and query["read_only"] and query["cap_drop"] == ["ALL"]
-    assert query["runtime"] == "runsc" and query["stdin_open"] and query["log_config"]["Type"] == "none"
-    assert containers.LABEL in query["labels"]  # so that sweep() kills it should its runner die
+    batch = containers.run_options(limits, mounts, 60)
+    streams = attach_options(limits, mounts, 60)
+    channel = HostPipes(tmp_path / "pipes", 0, 1)
+    piped = attach_options(limits, mounts, 60, channel)
+    same = {key: value for key, value in batch.items() if key not in ("log_config", "labels")}
+    assert {key: value for key, value in streams.items() if key not in ("stdin_open", "log_config", "labels")} == same
+    assert {key: value for key, value in piped.items() if key not in ("stdin_open", "log_config", "labels", "volumes")} \
+        == {key: value for key, value in same.items() if key != "volumes"}
+    assert piped["volumes"] == {**batch["volumes"], str((tmp_path / "pipes" / "in").resolve()): {"bind": "/channel/in", "mode": "rw"},
+                                str((tmp_path / "pipes" / "out").resolve()): {"bind": "/channel/out", "mode": "rw"}}
+    for options in (streams, piped):
+        assert options["network_mode"] == "none" and options["read_only"] and options["cap_drop"] == ["ALL"]
+        assert options["runtime"] == "runsc" and options["log_config"]["Type"] == "none"
+        assert containers.LABEL in options["labels"]  # so that sweep() kills it should its runner die
+    assert streams["stdin_open"] and not piped["stdin_open"]

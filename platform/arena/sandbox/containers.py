@@ -349,7 +349,7 @@ class Resident:
         return command_code if container_code is None else container_code
 
 
-def _holds(container, path: str) -> bool:
+def holds(container, path: str) -> bool:
     """Whether the (created) container's file system has ``path``."""
     try:
         for _chunk in container.client.api.get_archive(container.id, path)[0]:
@@ -390,7 +390,7 @@ def _start(container, limits: SandboxLimits, output: Path) -> Resident | None:
     try:
         container.start()
     except APIError as exc:
-        if not _holds(container, "/bin/sh"):
+        if not holds(container, "/bin/sh"):
             return None
         raise SandboxError(f"cannot start container: {exc}") from None
     except ENGINE_ERRORS as exc:

@@ -116,7 +116,8 @@ def _run_attack(settings: Settings, stage: Staging, code: SubmissionCode, budget
     mounts = [containers.Mount(code.root, "/code"), containers.Mount(stage.input, "/input_images"),
               containers.Mount(stage.output, "/output_images", writable=True)]
     command = code.command("/input_images", "/output_images", str(budget))
-    with attached(code.image(gpu=settings.sandbox.gpu), command, mounts, time_limit, settings.sandbox) as attack:
+    with attached(code.image(gpu=settings.sandbox.gpu), command, mounts, time_limit, settings.sandbox,
+                  settings.work_dir) as attack:
         channel = QueryChannel(attack, classify, list(stage.names), budget)
         kill_reason = channel.serve(lambda: containers.over_limit(stage.output, settings.sandbox))
         # an attack whose channel Arena closed may still write its outputs, up to its deadline;

@@ -96,7 +96,7 @@ def _labels(line: bytes, expected: int) -> list[int]:
 def served(settings: Settings, code: SubmissionCode, time_limit: float, seconds_per_image: float) -> Iterator[ServedDefense]:
     """The defense served for ``time_limit`` seconds at most, ready (or failed, saying why)."""
     with attached(code.image(gpu=settings.sandbox.gpu), code.serving_command(), [containers.Mount(code.root, "/code")],
-                  time_limit, settings.sandbox) as stream:
+                  time_limit, settings.sandbox, settings.work_dir) as stream:
         defense = ServedDefense(stream, seconds_per_image)
         try:
             defense.wait_ready(settings.serving_start_seconds)
