@@ -112,6 +112,8 @@ def test_the_api_serves_both_views_in_the_boards_order(arena):
     assert pooled["epsilon"] is None and pooled["counts"] == [[0, 8], [3, 8]] and pooled["answered"] == [[0, 16], [16, 16]]
     avc = client.get("/api/matrix?track=query&value=avc&eps=4").json()  # the AVC rule takes no epsilon
     assert avc["epsilon"] is None and avc["l2"] == [[None, 5.0], [None, 4.0]] and avc["scale"] == 5.0
+    # four images a cell are too few for the sign test's 95% interval: 0 to infinity (null)
+    assert avc["l2_low"] == [[None, 0.0], [0.0, 0.0]] and avc["l2_high"] == [[None, None], [None, None]]
     assert avc["counts"] == [[0, 3], [2, 3]] and avc["answered"] == [[0, 4], [4, 4]]
     top = client.get("/api/matrix?track=query&value=avc&top_attacks=1&top_defenses=1").json()
     assert (top["attacks"], top["defenses"], top["l2"]) == (["T"], ["D2"], [[None]])
@@ -188,7 +190,7 @@ def test_chromium_draws_the_avc_view_from_its_json(arena, browser):  # noqa: F81
         assert cells[("T", "D2")]["colour"] == "rgb(238, 238, 238)" and cells[("A", "D2")]["colour"] == "rgba(0, 114, 178, 0)"
         assert cells[("T", "D1")]["colour"] == "rgba(0, 114, 178, 0.2)"  # the largest finite median: the lightest
         assert cells[("A", "D1")]["colour"] == "rgba(0, 114, 178, 0.36)"  # 1 - 0.8 * 4 / 5
-        assert cells[("A", "D1")]["title"] == "A vs D1: median L2 4.0, 3 adversarial of 4 outputs"
+        assert cells[("A", "D1")]["title"] == "A vs D1: median L2 4.0 (95% interval 0.0–∞), 3 adversarial of 4 outputs"
         page.goto(f"{url}/matrix?track=query&eps=16")
         cells = {(c["attack"], c["defense"]): c for c in _cell_facts(page)}
         assert cells[("A", "D2")]["text"] == "50" and cells[("A", "D2")]["title"].startswith("A vs D2: 2 succeeded of 4 outputs (50.0%")

@@ -8,7 +8,16 @@ import pandas as pd
 import pytest
 
 from arena.data.images import l2
-from arena.results.query_scoring import COLUMNS, attack_scores, cell_table, defense_scores, judged
+from arena.results.intervals import median_rank
+from arena.results.query_scoring import (
+    COLUMNS,
+    attack_scores,
+    avc_interval_matrices,
+    avc_matrix,
+    cell_table,
+    defense_scores,
+    judged,
+)
 
 TRUE = {"i1": (10, 11), "i2": (20, 21), "i3": (30, 31)}  # image: (true label, target class)
 
@@ -82,3 +91,37 @@ def test_each_avc_median_has_a_bootstrap_interval_over_images_around_it():
     flat = FRAME.assign(l2=2.0, label=1)
     low, high = attack_scores(flat, [4]).loc["A", ["avc_low", "avc_high"]]
     assert low == high == 2.0
+
+
+@pytest.mark.parametrize("n, rank", [(5, 0), (6, 1), (10, 2), (20, 6), (100, 40)])
+def test_the_sign_test_rank_is_the_textbook_one(n, rank):
+    """The ranks of the classic tables (e.g. 40 and 61 of 100), and the property that makes
+    them: the interval's coverage is 95% or more with this rank and less with the next."""
+    def coverage(j: int) -> float:
+        return 1 - 2 * sum(math.comb(n, k) for k in range(j)) / 2**n
+
+    assert median_rank(n) == rank
+    assert rank == 0 or coverage(rank) >= 0.95
+    assert coverage(rank + 1) < 0.95
+
+
+def test_each_avc_cell_has_the_sign_test_interval_of_its_images():
+    """Ten images per pair: the interval is the 2nd smallest to the 2nd largest value (rank 2);
+    a failure there is an infinite bound. Four images: too few, 0 to infinity."""
+    rows = []
+    for k, (label, l2_) in enumerate([(99, 5.0), (99, 1.0), (99, 9.0), (99, 3.0), (99, 7.0),
+                                       (99, 2.0), (99, 8.0), (99, 4.0), (99, 6.0), (10, 10.0)]):
+        rows.append(["A", "query_attack", "D1", f"j{k}", 10, 11, 5, 0, 1, l2_, False, label, {"4": 10}])
+    for k, (label, l2_) in enumerate([(99, 1.0), (10, 1.0), (10, 1.0), (99, 2.0), (99, 3.0),
+                                       (99, 4.0), (99, 5.0), (99, 6.0), (99, 7.0), (10, 1.0)]):
+        rows.append(["A", "query_attack", "D2", f"j{k}", 10, 11, 5, 0, 1, l2_, False, label, {"4": 10}])
+    cells = judged(pd.concat([pd.DataFrame(rows, columns=COLUMNS), FRAME[FRAME["attack"] == "T"]]), [4])
+    low, high = avc_interval_matrices(cells)
+    medians = avc_matrix(cells)
+    # A x D1: 1 2 3 4 5 6 7 8 9 inf -> median 5.5, interval 2 to 9
+    assert (low.loc["A", "D1"], medians.loc["A", "D1"], high.loc["A", "D1"]) == (2.0, 5.5, 9.0)
+    # A x D2: 1 2 3 4 5 6 7 inf inf inf -> median 5.5, interval 2 to inf (a failure)
+    assert (low.loc["A", "D2"], medians.loc["A", "D2"]) == (2.0, 5.5) and math.isinf(high.loc["A", "D2"])
+    # T x D1: three images: no bound at 95%
+    assert low.loc["T", "D1"] == 0.0 and math.isinf(high.loc["T", "D1"])
+    assert math.isnan(low.loc["T", "D2"]) and math.isnan(high.loc["T", "D2"])  # never ran

@@ -18,8 +18,8 @@ from arena.intake.metadata import Metadata
 from arena.models import Image, SubmissionStatus
 from arena.sandbox import containers
 from arena.sandbox.attached import attach_options
-from arena.sandbox.pipes import HostPipes
 from arena.sandbox.attack_run import CleanInput
+from arena.sandbox.pipes import HostPipes
 from arena.sandbox.query_run import QueryTask, execute_query_attack
 from conftest import SAMPLES, make_settings, require_host_pipes
 from factories import NAMING_KEY, submit_folder, synth_dataset, write_submission

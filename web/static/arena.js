@@ -90,6 +90,10 @@ function drawHeatmap(root) {
         if (name === "defense") return defense;
         if (name === "rate") return rate === null ? null : rate.toFixed(1);
         if (name === "shown") return figure && figure.text;
+        if (name.startsWith("l2_") && name.endsWith("_text")) {  // an AVC interval's bound, ∞ where null
+          const bound = value(name.slice(0, -5));
+          return figure === null ? null : bound === null ? "∞" : bound.toFixed(1);
+        }
         if (name.endsWith("_pct")) {  // a per-cell share (0 to 1) as a percentage: low_pct, high_pct
           const share = value(name.slice(0, -4));
           return share == null ? null : (100 * share).toFixed(1);

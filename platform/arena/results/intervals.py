@@ -16,6 +16,7 @@ figure, taken as values the resamples reached (``inverted_cdf``), so a count's i
 whole-number bounds.
 """
 
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -182,3 +183,23 @@ def _window_quantiles(n, p, tail, log_factorial):
     low = first + np.argmax(cdf >= tail - 1e-12, axis=1)
     high = first + np.argmax(cdf >= 1 - tail - 1e-12, axis=1)
     return low, high
+
+
+@lru_cache(maxsize=1024)
+def median_rank(n: int, level: float = LEVEL) -> int:
+    """The rank j (from 1) such that the j-th smallest and the j-th largest of n values bound
+    their population's median with probability at least ``level``: the sign test's interval,
+    distribution-free, exact, and needing no resampling (each bound is a value of the data, so
+    a failure at infinity stays one). 0 where n is too small for any such pair (fewer than six
+    values at 95%): the interval is unbounded then.
+
+    The median lies below the j-th smallest value only if at most j - 1 values fall below it,
+    which has probability P(Binomial(n, 1/2) <= j - 1); so j is one more than the largest k
+    whose lower tail stays within (1 - level) / 2."""
+    tail, below, rank = (1 - level) / 2, 0.0, 0
+    for k in range(n + 1):
+        below += math.comb(n, k) / 2**n
+        if below > tail:
+            break
+        rank = k + 1
+    return rank

@@ -13,11 +13,14 @@ it cost, and the defense's labels for it as returned and clipped to each epsilon
   defense the median over images of the smallest adversarial any attack found against it
   on that image, higher better.
 
-Each AVC median comes with its 95% bootstrap interval over images, resampled with the
-weights every other interval uses (``results.intervals``): in each resample, the weighted
-median of the cells, each weighted by how often its image was drawn (the mean of the two
-middle values where the weights split evenly between them, so that equal weights give the
-plain median).
+Each AVC median of a leaderboard comes with its 95% bootstrap interval over images,
+resampled with the weights every other interval uses (``results.intervals``): in each
+resample, the weighted median of the cells, each weighted by how often its image was drawn
+(the mean of the two middle values where the weights split evenly between them, so that
+equal weights give the plain median). Each AVC cell of the matrix (one value per image)
+comes with the sign test's interval instead (``intervals.median_rank``): two of its own
+values, found by sorting, where a bootstrap per cell of a 100 x 100 matrix would cost a
+resampling each.
 
 Pure functions over a DataFrame, so the rules are tested against hand-computed values
 (tests/test_query_scoring.py) without a database.
@@ -34,7 +37,7 @@ from sqlalchemy.orm import Session, aliased
 
 from arena.models import Image, QueryJob, QueryResult, Round, Submission, SubmissionKind
 from arena.results import csv_files
-from arena.results.intervals import percentile_interval, resampling_weights
+from arena.results.intervals import median_rank, percentile_interval, resampling_weights
 from arena.results.plots import heatmap
 
 WORST = math.inf
@@ -213,6 +216,23 @@ def avc_matrix(cells: pd.DataFrame) -> pd.DataFrame:
     smallest adversarial's L2, WORST when the attack failed on half the images or more (the
     middle value, or one of the two, is a failure); NaN for a pair that never ran."""
     return _pivot(cells, "smallest", "median")
+
+
+def avc_interval_matrices(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The 95% interval of each ``avc_matrix`` cell, as two matrices of the same shape (low,
+    high): the j-th smallest and j-th largest of the pair's per-image values, j the sign
+    test's rank for their number (``median_rank``); WORST where that value is a failure, and
+    0 to WORST where the pair has too few images for any bound."""
+    ordered = cells[["attack", "defense", "smallest"]].sort_values(["attack", "defense", "smallest"], kind="stable")
+    grouped = ordered.groupby(["attack", "defense"], sort=False)["smallest"]
+    size = grouped.transform("size").to_numpy()
+    position = grouped.cumcount().to_numpy() + 1
+    rank = np.array([median_rank(int(n)) for n in size])
+    bounds = pd.DataFrame({"attack": ordered["attack"].to_numpy(), "defense": ordered["defense"].to_numpy(),
+                           "low": np.where(rank == 0, 0.0, np.where(position == rank, ordered["smallest"], np.nan)),
+                           "high": np.where(rank == 0, WORST, np.where(position == size + 1 - rank, ordered["smallest"],
+                                                                         np.nan))})
+    return _pivot(bounds, "low", "min"), _pivot(bounds, "high", "max")
 
 
 #: The query track's member of a round's results bundle (``results.bundle``).

@@ -242,7 +242,8 @@ def _query_matrix(snapshot: Snapshot, value: QueryMatrixValue, epsilon: int | No
     shown = {"track": "query", "value": value, "epsilon": epsilon, "attacks": attacks, "defenses": defenses,
              "epsilons": boards.get("epsilons", []), "budget": boards.get("budget")}
     if cells.empty:
-        return {**shown, "counts": [], "answered": [], "low": [], "high": [], "l2": None, "scale": None}
+        return {**shown, "counts": [], "answered": [], "low": [], "high": [], "l2": None, "l2_low": None,
+                "l2_high": None, "scale": None}
     if value is QueryMatrixValue.SUCCESS:
         counts, answered = query_scoring.success_matrix(cells, shown["epsilons"], epsilon)
     else:
@@ -251,13 +252,19 @@ def _query_matrix(snapshot: Snapshot, value: QueryMatrixValue, epsilon: int | No
                         for frame in (counts, answered))
     low, high = binomial_interval(counts, answered)
     shown.update(counts=counts.tolist(), answered=answered.tolist(), low=_rates(low), high=_rates(high),
-                 l2=None, scale=None)
+                 l2=None, l2_low=None, l2_high=None, scale=None)
     if value is QueryMatrixValue.AVC:
-        medians = query_scoring.avc_matrix(cells).reindex(index=attacks, columns=defenses).to_numpy(dtype=float)
+        medians, l2_low, l2_high = (matrix.reindex(index=attacks, columns=defenses).to_numpy(dtype=float) for matrix in
+                                    (query_scoring.avc_matrix(cells), *query_scoring.avc_interval_matrices(cells)))
         finite = medians[np.isfinite(medians)]
-        shown.update(l2=[[None if not math.isfinite(v) else round(float(v), 3) for v in row] for row in medians],
+        shown.update(l2=_l2_cells(medians), l2_low=_l2_cells(l2_low), l2_high=_l2_cells(l2_high),
                      scale=round(float(finite.max()), 3) if finite.size else None)
     return shown
+
+
+def _l2_cells(matrix: np.ndarray) -> list[list[float | None]]:
+    """L2 distances as JSON has them: null for infinity (a failure) and for a pair that never ran."""
+    return [[None if not math.isfinite(v) else round(float(v), 3) for v in row] for row in matrix]
 
 
 def query_matrix_file(snapshot: Snapshot, name: str, epsilon: int | None) -> pd.DataFrame:

@@ -366,6 +366,11 @@ class QueryMatrix(BaseModel):
     high: list[list[float | None]]
     l2: list[list[float | None]] | None = Field(description="avc: the median L2 per cell; null where infinite (the "
                                                             "attack failed on half the images or more) or not run.")
+    l2_low: list[list[float | None]] | None = Field(
+        description="avc: each median's 95% interval, low bound: the sign test's, two of the cell's own per-image "
+        "values (0 where it has fewer than six images); null where infinite or not run.")
+    l2_high: list[list[float | None]] | None = Field(description="avc: the interval's high bound; null where infinite "
+                                                                 "(a failure) or not run.")
     scale: float | None = Field(description="avc: the largest finite median shown, the lightest shade.")
     epsilons: list[int]
     budget: int | None = Field(description="Queries per image and defense.")
