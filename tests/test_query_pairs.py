@@ -11,9 +11,9 @@ from sqlalchemy import select, update
 from arena import actions, job_states
 from arena.db import transaction
 from arena.errors import ConflictError
-from arena.execution import distributed, planning, query_jobs
+from arena.execution import distributed, planning, query_jobs, query_pairs
 from arena.execution.broker import QUERY_TASK
-from arena.execution.query_pairs import chosen_batches, chosen_pairs
+from arena.execution.query_pairs import chosen_batches, chosen_pairs, ranks_matter
 from arena.models import Image, JobStatus, QueryJob, QueryResult, Round, SubmissionKind, utcnow
 from arena.sandbox.containers import RunResult
 from arena.sandbox.query_run import QueryImageResult, QueryOutcome
@@ -34,6 +34,51 @@ def test_an_entry_not_ranked_yet_comes_after_the_ranked_ones():
     # defense 40 is new (unranked): it still meets the top attack; attack 4 (unranked) meets the top defense
     pairs = chosen_pairs([1, 4], [10, 40], [1], [10], 1)
     assert pairs == {(1, 10), (4, 10), (1, 40)}
+
+
+def test_the_ranks_are_read_only_when_they_change_the_pairs():
+    """Every pair is chosen while each side has K entries or fewer: the planner reads no
+    leaderboard then (it plans at every turn of a run)."""
+    assert not ranks_matter(3, 3, None) and not ranks_matter(2, 3, 3)
+    assert ranks_matter(4, 3, 3) and ranks_matter(1, 4, 3)
+    for attacks, defenses in (([1, 2], [10, 20, 30]), ([1, 2, 3], [10])):
+        assert chosen_pairs(attacks, defenses, [2, 1], [30, 20, 10], 3) == chosen_pairs(attacks, defenses, [], [], None)
+
+
+def test_planning_under_k_entries_a_side_reads_no_leaderboard(settings, monkeypatch):
+    synth_dataset(settings, 2, batch_size=2)
+    with transaction(settings) as session:
+        add_submission(session, "q1", SubmissionKind.QUERY_ATTACK)
+        add_submission(session, "d1", SubmissionKind.DEFENSE, meta={"serving_entry_point": "s.sh"})
+        round_ = session.scalars(select(Round)).one()
+        round_.query_top_k = 2
+
+        def unread(*_args):
+            raise AssertionError("the planner read a leaderboard it did not need")
+
+        monkeypatch.setattr(query_pairs, "attack_order", unread)
+        monkeypatch.setattr(query_pairs, "defense_order", unread)
+        assert query_jobs.plan(session, round_) == 1
+
+
+def test_the_attack_order_is_ranked_again_only_when_a_query_job_has_finished_since(settings, monkeypatch):
+    synth_dataset(settings, 2, batch_size=2)
+    with transaction(settings) as session:
+        attack = add_submission(session, "q1", SubmissionKind.QUERY_ATTACK)
+        defense = add_submission(session, "d1", SubmissionKind.DEFENSE, meta={"serving_entry_point": "s.sh"})
+        round_ = session.scalars(select(Round)).one()
+        job = QueryJob(attack_id=attack.id, defense_id=defense.id, batch_id=session.scalars(select(Image)).first().batch_id)
+        session.add(job)
+        session.flush()
+        reads = []
+        frame = query_pairs.results_frame
+        monkeypatch.setattr(query_pairs, "results_frame", lambda *a: reads.append(1) or frame(*a))
+        assert query_pairs.attack_order(session, round_) == query_pairs.attack_order(session, round_) == []
+        assert len(reads) == 1
+        job_states.finish(job)
+        session.flush()
+        query_pairs.attack_order(session, round_)
+        assert len(reads) == 2  # a job finished: the results may rank otherwise
 
 
 def test_the_first_batches_that_hold_the_images_asked_for():

@@ -66,7 +66,7 @@ def plan(session: Session, round_: Round) -> int:
     if not attacks or not defenses:
         return 0  # every executor's turn asks: a round without the track reads no leaderboard
     orders = (query_pairs.attack_order(session, round_), query_pairs.defense_order(session, round_)) \
-        if round_.query_top_k is not None else ([], [])
+        if query_pairs.ranks_matter(len(attacks), len(defenses), round_.query_top_k) else ([], [])
     pairs = query_pairs.chosen_pairs(attacks, defenses, *orders, round_.query_top_k)
     existing = set(session.execute(select(QueryJob.attack_id, QueryJob.defense_id, QueryJob.batch_id)))
     missing = [(a, d, b) for (a, d), b in product(sorted(pairs), query_pairs.round_batches(session, round_))

@@ -9,15 +9,23 @@ entry not ranked yet (no results) comes after the ranked ones, by id, so that a 
 still runs against the top K of the other side: its own pairs, as in the batch tracks.
 """
 
+import threading
 from itertools import product
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from arena import job_states
 from arena.competition.entries import Scope
-from arena.models import Batch, Image, Round, Submission
+from arena.models import Batch, Image, QueryJob, Round, Submission
 from arena.results.query_scoring import attack_scores, results_frame
 from arena.results.scoring import Standings
+
+
+def ranks_matter(attacks: int, defenses: int, top_k: int | None) -> bool:
+    """Whether the orders change ``chosen_pairs``: not without a top K, nor while each side has
+    K entries or fewer (every pair is chosen then), so that planning reads no leaderboard."""
+    return top_k is not None and (attacks > top_k or defenses > top_k)
 
 
 def chosen_pairs(attacks: list[int], defenses: list[int], attack_order: list[int], defense_order: list[int],
@@ -56,10 +64,35 @@ def defense_order(session: Session, round_: Round) -> list[int]:
     return _ids(session, list(board.loc[board["scored"] > 0, "submission"]))
 
 
+#: The last attack order of each round (by database and round id), with the state of its
+#: results it was computed from.
+_attack_orders: dict[tuple[str, int], tuple[tuple, list[int]]] = {}
+_attack_orders_lock = threading.Lock()
+
+
 def attack_order(session: Session, round_: Round) -> list[int]:
-    """Query attack ids, strongest first, by the query track's AVC score so far."""
+    """Query attack ids, strongest first, by the query track's AVC score so far. The planner
+    asks at every turn, and the ranking reads every result of the round (seconds at the 2017
+    size: bench/query_planning.py), so it is computed again only when a query job of the round
+    has finished (or run again, or gone) since: ``_results_state``."""
+    key, state = (str(session.get_bind().url), round_.id), _results_state(session, round_)
+    with _attack_orders_lock:
+        known = _attack_orders.get(key)
+    if known is not None and known[0] == state:
+        return known[1]
     frame = results_frame(session, round_)
-    return [] if frame.empty else _ids(session, list(attack_scores(frame, list(round_.epsilons)).index))
+    order = [] if frame.empty else _ids(session, list(attack_scores(frame, list(round_.epsilons), intervals=False).index))
+    with _attack_orders_lock:
+        _attack_orders[key] = (state, order)
+    return order
+
+
+def _results_state(session: Session, round_: Round) -> tuple:
+    """What changes whenever the round's query results do: its done query jobs' count, their
+    newest id and the sum of their attempts (a job run again stores new results)."""
+    done = (select(QueryJob.id, QueryJob.attempt).join(Batch, Batch.id == QueryJob.batch_id)
+            .where(Batch.dataset_id == round_.dataset_id, job_states.done(QueryJob)).subquery())
+    return tuple(session.execute(select(func.count(), func.max(done.c.id), func.sum(done.c.attempt))).one())
 
 
 def _ids(session: Session, names: list[str]) -> list[int]:
