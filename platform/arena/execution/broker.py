@@ -28,7 +28,7 @@ from arena.config import Settings
 from arena.db import transaction
 from arena.execution import checking, query_jobs, workers
 from arena.execution.pack_run import Pack, run_pack
-from arena.models import DryRun, QueryJob
+from arena.models import DryRun, QueryJob, Submission
 from arena.sandbox import containers
 
 TASK = "arena.run_pack"
@@ -149,20 +149,31 @@ def enqueue(settings: Settings, app: Celery, packs: list[Pack]) -> None:
 
 
 def queue_of(settings: Settings, pack: Pack) -> str:
-    """``gpu`` for a submission that names a container_gpu when GPU routing is on, else ``cpu``."""
-    if not settings.gpu_queue:
-        return "cpu"
+    """The queue of a pack: its submission's (``_queue_for``)."""
     with transaction(settings) as session:
-        submission = session.get(pack.kind.job_class, pack.job_ids[0]).submission
-        return "gpu" if submission.meta.get("container_gpu") else "cpu"
+        return _queue_for(settings, [session.get(pack.kind.job_class, pack.job_ids[0]).submission])
+
+
+def query_queue_of(settings: Settings, job_id: int) -> str:
+    """The queue of a query job: ``gpu`` when its attack or its served defense wants one
+    (a GPU worker runs both containers, each on its GPU image where it names one)."""
+    with transaction(settings) as session:
+        job = session.get_one(QueryJob, job_id)
+        return _queue_for(settings, [job.attack, job.defense])
+
+
+def _queue_for(settings: Settings, submissions: list[Submission]) -> str:
+    """``gpu`` when GPU routing is on and a submission names a container_gpu, else ``cpu``."""
+    wants_gpu = any(submission.meta.get("container_gpu") for submission in submissions)
+    return "gpu" if settings.gpu_queue and wants_gpu else "cpu"
 
 
 def enqueue_query_jobs(settings: Settings, app: Celery, job_ids: list[int]) -> None:
     """Mark the query jobs queued (with a lease, in case the message is lost) and send them
-    to the CPU queue, one message each: a query job is never packed."""
+    to their queue (``query_queue_of``), one message each: a query job is never packed."""
     if not job_ids:
         return
     with transaction(settings) as session:
         job_states.queue(session, QueryJob, tuple(job_ids), settings.max_attempts, settings.queue_lease_seconds)
     for job_id in job_ids:
-        app.send_task(QUERY_TASK, args=[job_id], queue="cpu")
+        app.send_task(QUERY_TASK, args=[job_id], queue=query_queue_of(settings, job_id))
