@@ -358,6 +358,21 @@ class PrivateDockerd(_Process):
                 saved.wait()
 
 
+def _kill_left_behind(folder: Path) -> None:
+    """Kill what a killed engine left running under ``folder``: its containers' shims detach
+    from containerd (a session of their own), so killing the engine's process group leaves
+    them, and the engine started again does not always reap them."""
+    inside = str(folder.resolve()).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if inside in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+
+
 def _unmount_under(folder: Path) -> None:
     """Unmount what an engine left mounted under ``folder`` (its data root, mounted on itself,
     stays mounted when the engine is killed or fails to start), deepest first."""
@@ -380,5 +395,6 @@ def private_dockerd(folder: Path, images: list[str]) -> Iterator[PrivateDockerd]
         if engine.killed:
             engine.start()  # without live-restore, an engine kills the containers it finds running at start
         engine.stop()
+        _kill_left_behind(folder)
         _unmount_under(folder)
         shutil.rmtree(folder, ignore_errors=True)
