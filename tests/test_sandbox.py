@@ -235,3 +235,22 @@ def test_a_sweep_judges_only_the_runners_it_can_see(tmp_path, monkeypatch):
         assert _status(gone) is None
     finally:
         _remove_mounting(tmp_path)
+
+
+def test_sweeps_at_once_remove_an_orphan_once_and_none_fails(tmp_path, monkeypatch):
+    """Workers on a host sweep whenever they start a job, so several may remove one orphan at
+    once: the engine refuses all but the first (409 Conflict), which is no sweep's failure."""
+    monkeypatch.setattr(runners, "CREATION_GRACE_SECONDS", 0)
+    me = runners.this_runner()
+    gone = replace(me, started=me.started + 1)
+    orphan = containers.docker_client().containers.run(
+        IMAGE, ["sleep", "600"], labels={containers.LABEL: "9999999999", **gone.labels()},
+        volumes={str(tmp_path): {"bind": "/code", "mode": "ro"}}, detach=True, network_mode="none")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            sweeps = [pool.submit(containers.sweep) for _ in range(4)]
+            for sweep in sweeps:
+                sweep.result(timeout=120)
+        assert _status(orphan) is None
+    finally:
+        _remove_mounting(tmp_path)

@@ -433,4 +433,8 @@ def sweep() -> int:
                 removed += 1
         except NotFound:
             continue
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
+            continue  # another sweep is removing it (the engine answers 409 Conflict to the second)
     return removed
