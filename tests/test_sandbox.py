@@ -1,14 +1,17 @@
 """The sandbox against a real Docker engine: each limit is tried by code that breaks it."""
 
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import docker
 import pytest
 
 from arena.config import SandboxLimits
-from arena.sandbox import containers
-from conftest import containers_mounting
+from arena.sandbox import containers, runners
+from conftest import containers_mounting, wait_until
 
 pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("engine")]
 IMAGE = "arena/python:bookworm"
@@ -148,3 +151,106 @@ def test_a_sweep_at_the_deadline_leaves_the_time_out_to_the_container_s_own_runn
             containers.sweep()
         result, _ = running.result()
     assert result.timed_out and result.exit_code is None, result
+
+
+#: A runner: it starts a container as every run does (``run_options``: its labels name this
+#: runner), far from its deadline, mounting the folder it is given (so that the test finds it),
+#: says so in that folder, and waits to be killed.
+RUNNER = f"""
+import sys, time
+from pathlib import Path
+from arena.config import SandboxLimits
+from arena.sandbox import containers
+folder = Path(sys.argv[1])
+options = containers.run_options(SandboxLimits(memory="256m"), [containers.Mount(folder, "/code")], time_limit=36000)
+container = containers.docker_client().containers.create({IMAGE!r}, ["sleep", "600"], **options)
+container.start()
+(folder / "started").write_text(container.id)
+time.sleep(600)
+"""
+
+
+def _remove_mounting(folder: Path) -> None:
+    """The containers of this test (those mounting its folder), whatever a sweep left of them."""
+    for container in containers_mounting(folder):
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass  # swept meanwhile
+
+
+def test_a_sweep_ends_at_once_the_container_of_a_killed_runner_and_leaves_a_live_one_s(tmp_path, monkeypatch):
+    """A runner killed with SIGKILL has its container killed and removed by the next sweep, not
+    ten hours later at its deadline; while the runner lives, sweeps leave it alone."""
+    monkeypatch.setattr(runners, "CREATION_GRACE_SECONDS", 0)  # judged once made (the grace: test_runners.py)
+    folder = tmp_path / "code"
+    folder.mkdir()
+    log = tmp_path / "runner.log"
+    runner = subprocess.Popen([sys.executable, "-c", RUNNER, str(folder)], stdin=subprocess.DEVNULL,
+                              stdout=log.open("w"), stderr=subprocess.STDOUT)
+
+    def started() -> str | None:
+        assert runner.poll() is None, log.read_text()
+        return (folder / "started").exists() and (folder / "started").read_text()
+
+    try:
+        container = containers.docker_client().containers.get(wait_until(started, 120, "the runner to start its container"))
+        containers.sweep()
+        assert _status(container) == "running"
+        runner.kill()
+        runner.wait(timeout=60)
+        containers.sweep()
+        assert _status(container) is None
+    finally:
+        runner.kill()
+        runner.wait(timeout=60)
+        _remove_mounting(tmp_path)
+
+
+def test_a_sweep_judges_only_the_runners_it_can_see(tmp_path, monkeypatch):
+    """A runner on another boot, in another PID namespace (a worker in a container of its own
+    against the host's engine) or of another user may be alive where this process cannot
+    look: its container is left to its deadline. A pid of this namespace that now names
+    another process (the runner's pid recycled) is a runner gone."""
+    monkeypatch.setattr(runners, "CREATION_GRACE_SECONDS", 0)
+    me = runners.this_runner()
+    no_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    unseen = [replace(me, boot="another boot", pid=no_pid), replace(me, pid_namespace="0:1", pid=no_pid),
+              replace(me, user=me.user + 1, pid=no_pid)]
+    recycled = replace(me, started=me.started + 1)  # this test's pid, started at another time
+    client = containers.docker_client()
+
+    def start(runner: runners.Runner, deadline: str):
+        return client.containers.run(IMAGE, ["sleep", "600"], labels={containers.LABEL: deadline, **runner.labels()},
+                                     volumes={str(tmp_path): {"bind": "/code", "mode": "ro"}},
+                                     detach=True, network_mode="none")
+
+    try:
+        left = [start(runner, "9999999999") for runner in unseen]
+        overdue = start(unseen[0], "0")
+        gone = start(recycled, "9999999999")
+        containers.sweep()
+        assert [_status(container) for container in left] == ["running"] * len(unseen)
+        assert _status(overdue) in ("exited", None)  # the deadline, the backstop, still holds
+        assert _status(gone) is None
+    finally:
+        _remove_mounting(tmp_path)
+
+
+def test_sweeps_at_once_remove_an_orphan_once_and_none_fails(tmp_path, monkeypatch):
+    """Workers on a host sweep whenever they start a job, so several may remove one orphan at
+    once: the engine refuses all but the first (409 Conflict), which is no sweep's failure."""
+    monkeypatch.setattr(runners, "CREATION_GRACE_SECONDS", 0)
+    me = runners.this_runner()
+    gone = replace(me, started=me.started + 1)
+    orphan = containers.docker_client().containers.run(
+        IMAGE, ["sleep", "600"], labels={containers.LABEL: "9999999999", **gone.labels()},
+        volumes={str(tmp_path): {"bind": "/code", "mode": "ro"}}, detach=True, network_mode="none")
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            sweeps = [pool.submit(containers.sweep) for _ in range(4)]
+            for sweep in sweeps:
+                sweep.result(timeout=120)
+        assert _status(orphan) is None
+    finally:
+        _remove_mounting(tmp_path)

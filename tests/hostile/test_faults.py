@@ -212,8 +212,9 @@ def _running_attempts(tournament: Tournament, submission_id: int) -> list[JobAtt
 def test_runner_killed_during_a_run(tournament, tmp_path):
     """``arena run`` killed with SIGKILL while a container runs: the next run releases what it
     held, finishes the work, and loses nothing. (What the killed runner leaves, its container
-    and scratch folder, is removed by the test: sweep() takes the container only after a
-    grace period, and nothing takes the scratch folder; see docs/security.md.)"""
+    and scratch folder, is removed by the test: a sweep takes the container at once only while
+    it still runs, and a finished one past its deadline's grace, and nothing takes the scratch
+    folder; see docs/security.md.)"""
     # Quick in the dry run (a 4 s sleep there took 18 s of its 12 s on a loaded machine), 4 s in
     # the tournament's packs of 24 s, a window wide enough to see the container running.
     submission = take_in(tournament, "killed_noop", "attack", ATTACK_GUARD + SLOW_NOOP.replace("sleep 2", "sleep 4"))
@@ -248,8 +249,12 @@ def test_runner_killed_during_a_run(tournament, tmp_path):
 
 def _remove_leftovers(work: Path) -> None:
     """The killed runner's container, found on the shared engine by its mounts of our work
-    folder (so only ours), and its scratch folders."""
+    folder (so only ours), and its scratch folders; a sweep (any runner's on the host) may
+    have removed the container meanwhile."""
     for container in containers_mounting(work):
-        container.remove(force=True)
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
     for folder in work.iterdir():
         shutil.rmtree(folder)

@@ -23,6 +23,7 @@ from docker.types import DeviceRequest, LogConfig
 
 from arena.config import SandboxLimits
 from arena.errors import PlatformError
+from arena.sandbox import runners
 
 WATCH_INTERVAL = 0.25
 #: The tail of a run's log kept in the database: at most its last lines, and of them these bytes.
@@ -131,6 +132,8 @@ def check_room(output: Path, limits: SandboxLimits) -> None:
         )
 
 
+#: When a container's time is up, in epoch seconds: every Arena container carries it, and the
+#: labels of its runner (``runners``) where the host tells them.
 LABEL = "arena.deadline"
 #: How long past its deadline a running container is left to its own runner, which kills it
 #: at the deadline and records the time-out: a sweep by another runner on the host that killed
@@ -142,8 +145,11 @@ SWEEP_GRACE_SECONDS = 300
 
 
 def run_options(limits: SandboxLimits, mounts: list[Mount], time_limit: float) -> dict:
+    """Every limit, and the labels ``sweep`` reads should the runner (this process) die
+    before it removes the container: its deadline, and who runs it."""
+    runner = runners.this_runner()
     options = dict(
-        labels={LABEL: str(int(time.time() + time_limit))},
+        labels={LABEL: str(int(time.time() + time_limit)), **(runner.labels() if runner else {})},
         network_mode="none",
         mem_limit=limits.memory,
         memswap_limit=limits.memory,
@@ -401,22 +407,34 @@ def _start(container, limits: SandboxLimits, output: Path) -> Resident | None:
 def sweep() -> int:
     """Kill Arena containers that outlived their runner and remove finished ones left behind.
 
-    A runner that dies (kill -9, power loss) cannot enforce its time limit or remove its
-    container; the deadline label lets any later runner on the host do both, once the
+    A runner that dies (kill -9, a lost worker process, power loss) cannot enforce its time
+    limit or remove its container. A running container whose runner this process can see is
+    gone (``runners.orphaned``) is killed and removed at once: its deadline may be hours away.
+    For the rest, the deadline label lets any later runner on the host do both, once the
     container is far enough past it that its own runner, if alive, would have acted.
     Returns the number of containers removed."""
     removed = 0
     now = time.time()
+    me = runners.this_runner()
     # sparse: the list call alone, no inspect per container; a container that another run
     # removes meanwhile (other threads and workers sweep and clean up too) is skipped.
     for container in docker_client().containers.list(all=True, sparse=True, filters={"label": LABEL}):
-        deadline = float((container.attrs.get("Labels") or {}).get(LABEL, "0"))
+        labels = container.attrs.get("Labels") or {}
+        deadline = float(labels.get(LABEL, "0"))
+        running = container.status == "running"
         try:
-            if container.status == "running" and now > deadline + ORPHAN_GRACE_SECONDS:
+            if running and runners.orphaned(labels, container.attrs.get("Created", now), now, me):
+                container.remove(force=True)
+                removed += 1
+            elif running and now > deadline + ORPHAN_GRACE_SECONDS:
                 kill(container)
             elif container.status in ("exited", "dead", "created") and now > deadline + SWEEP_GRACE_SECONDS:
                 container.remove(force=True)
                 removed += 1
         except NotFound:
             continue
+        except APIError as exc:
+            if exc.status_code != 409:
+                raise
+            continue  # another sweep is removing it (the engine answers 409 Conflict to the second)
     return removed
