@@ -163,8 +163,12 @@ def test_arena_export_writes_the_query_files_the_bundle_holds(arena, monkeypatch
     assert result.exit_code == 0, result.output
     out = tmp_path / "out"
     for name in ["query_cells.csv", "query_success_matrix.csv", "query_avc_matrix.csv", "query_success_matrix.png",
+                 "query_avc_matrix_low.csv", "query_avc_matrix_high.csv",
                  *(f"query_success_matrix_eps{e}.csv" for e in (2, 4, 8, 16))]:
         assert (out / name).is_file(), name
+    low, high = (pd.read_csv(out / f"query_avc_matrix_{b}.csv", index_col="attack") for b in ("low", "high"))
+    assert low.loc["A"].tolist() == [0.0, 0.0] and math.isinf(high.loc["A", "D1"])  # 4 images: no bound at 95%
+    assert math.isnan(low.loc["T", "D2"])  # never ran
     assert pd.read_csv(out / "query_success_matrix.csv", index_col="attack").to_dict("index") == \
         {"A": {"D1": 8, "D2": 3}, "T": {"D1": 8, "D2": 0}}
     assert pd.read_csv(out / "query_success_matrix_eps16.csv", index_col="attack").loc["A"].tolist() == [3, 2]
