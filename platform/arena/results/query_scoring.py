@@ -214,6 +214,17 @@ def success_matrix(cells: pd.DataFrame, epsilons: list[int], epsilon: int | None
     return counts.fillna(0).astype(int), scored.fillna(0).astype(int)
 
 
+def defense_errors(cells: pd.DataFrame, epsilons: list[int]) -> tuple[pd.DataFrame, pd.Series]:
+    """The 2017 rule per served defense of ``judged`` cells, over every query attack (targeted
+    ones included): at each epsilon (columns), the outputs clipped to it that the defense
+    labelled wrongly, that is any label but the true one, a missing label included (not
+    ``correct@E``: a targeted attack's miss of its target still fooled the defense); and the
+    outputs scored (the same at every epsilon). The query track's epsilon curves."""
+    grouped = (~cells[[f"correct@{e}" for e in epsilons]]).groupby(cells["defense"])
+    wrong = grouped.sum().astype(int).set_axis(epsilons, axis=1)
+    return wrong, grouped.size()
+
+
 def avc_matrix(cells: pd.DataFrame) -> pd.DataFrame:
     """The AVC rule per (attack, defense) of ``judged`` cells: the median over images of the
     smallest adversarial's L2, WORST when the attack failed on half the images or more (the

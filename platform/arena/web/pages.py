@@ -236,15 +236,16 @@ def _query_csv(view: dict) -> str:
 
 @router.get("/curves", response_class=HTMLResponse)
 def curves_page(request: Request, session: SessionDep, who: CallerDep, dataset: DatasetName = None,
-                defense: Annotated[list[str] | None, Query()] = None):
+                defense: Annotated[list[str] | None, Query()] = None, track: MatrixTrack = MatrixTrack.BATCH):
     if _fresh_site(session, dataset):
         return getting_started(request, who, session)
     snapshot, chosen = _visible(request, session, who, dataset)
-    every = sorted(queries.curves(snapshot)) if snapshot else []
-    chart = charts.epsilon_chart(queries.curves(snapshot, defense), queries.curve_bands(snapshot, defense)) \
+    every = sorted(queries.curves(snapshot, track=track)) if snapshot else []
+    chart = charts.epsilon_chart(queries.curves(snapshot, defense, track), queries.curve_bands(snapshot, defense, track)) \
         if snapshot else None
     return render(request, "curves.html", who, session, dataset=chosen, chart=chart, every=every,
-                  chosen=set(defense or every), round=round_facts(session, chosen), rounds=round_list(session))
+                  chosen=set(defense or every), track=track.value, has_query=bool(snapshot and snapshot.query),
+                  round=round_facts(session, chosen), rounds=round_list(session))
 
 
 @router.get("/submissions", response_class=HTMLResponse)

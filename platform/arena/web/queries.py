@@ -157,7 +157,8 @@ def _matrix(standings: Standings, value: MatrixValue, epsilon: int | None, top_a
 
 
 class MatrixTrack(StrEnum):
-    """Which matrix: the batch tracks' attack x defense, or the query track's attack x served defense."""
+    """Which results a matrix or the epsilon curves show: the batch tracks' (attack x defense),
+    or the query track's (query attack x served defense)."""
 
     BATCH = "batch"
     QUERY = "query"
@@ -289,8 +290,14 @@ def _rates(bounds) -> list[list[float | None]]:
     return [[None if math.isnan(v) else round(float(v), 4) for v in row] for row in bounds]
 
 
-def curves(snapshot: Snapshot, defenses: list[str] | None = None) -> dict[str, dict[int, float]]:
-    """Misclassified (%) by epsilon for each defense (or the chosen ones)."""
+def curves(snapshot: Snapshot, defenses: list[str] | None = None,
+           track: MatrixTrack = MatrixTrack.BATCH) -> dict[str, dict[int, float]]:
+    """Misclassified (%) by epsilon for each defense (or the chosen ones): over every attack
+    of the batch tracks, or (``track`` query) of the query track's attacks against each served
+    defense."""
+    if MatrixTrack(track) is MatrixTrack.QUERY:
+        return {name: {eps: band["rate"] for eps, band in by.items()}
+                for name, by in curve_bands(snapshot, defenses, track).items()}
     every = snapshot.view(("curves",), snapshot.standings.defense_error_by_epsilon)
     return {name: {int(eps): round(float(rate), 2) for eps, rate in every[name].items()}
             for name in _chosen(every, defenses)}
@@ -303,12 +310,33 @@ def _chosen(every: dict, defenses: list[str] | None) -> list[str]:
     return defenses or sorted(every)
 
 
-def curve_bands(snapshot: Snapshot, defenses: list[str] | None = None) -> dict[str, dict[int, dict[str, float]]]:
+def curve_bands(snapshot: Snapshot, defenses: list[str] | None = None,
+                track: MatrixTrack = MatrixTrack.BATCH) -> dict[str, dict[int, dict[str, float]]]:
     """The epsilon curves with their 95% intervals: misclassified (%) and its bounds by
-    epsilon, for each defense (or the chosen ones)."""
+    epsilon, for each defense (or the chosen ones), of the batch tracks or the query track."""
+    if MatrixTrack(track) is MatrixTrack.QUERY:
+        every = snapshot.view(("query bands",), lambda: _query_bands(snapshot))
+        return {name: every[name] for name in _chosen(every, defenses)}
     every = snapshot.view(("bands",), snapshot.boards.error_bands)
     return {name: {int(eps): {key: round(float(value), 2) for key, value in row.items()}
                    for eps, row in every[name].iterrows()} for name in _chosen(every, defenses)}
+
+
+def _query_bands(snapshot: Snapshot) -> dict[str, dict[int, dict[str, float]]]:
+    """Each served defense's share (%) of the query attacks' outputs, clipped to each epsilon,
+    that it labelled wrongly (``query_scoring.defense_errors``), with the exact bootstrap
+    interval of that 0/1 rate, as the query matrix's cells have theirs."""
+    if snapshot.query_cells.empty:
+        return {}
+    epsilons = snapshot.query["epsilons"]
+    wrong, scored = query_scoring.defense_errors(snapshot.query_cells, epsilons)
+    counts = wrong.to_numpy()
+    trials = np.broadcast_to(scored.to_numpy()[:, None], counts.shape)
+    low, high = binomial_interval(counts, trials)
+    return {name: {int(eps): {"rate": round(100 * float(counts[i, j] / trials[i, j]), 2),
+                              "low": round(100 * float(low[i, j]), 2), "high": round(100 * float(high[i, j]), 2)}
+                   for j, eps in enumerate(epsilons)}
+            for i, name in enumerate(wrong.index)}
 
 
 def submission_summary(submission: Submission) -> dict:

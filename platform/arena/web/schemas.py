@@ -377,7 +377,8 @@ class QueryMatrix(BaseModel):
 
 
 class Curves(RootModel[dict[str, dict[int, float]]]):
-    """Misclassified (%) by epsilon, for each defense by name."""
+    """Misclassified (%) by epsilon, for each defense by name (the query track's: each served
+    defense's wrong labels on the query attacks' outputs clipped to epsilon)."""
 
 
 class Band(BaseModel):

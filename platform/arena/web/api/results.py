@@ -1,6 +1,6 @@
-"""/api/leaderboards (the query track's at /api/leaderboards/query), /api/matrix (the query
-track's with ``track=query``), /api/curves, /api/export, /api/results: the standings, as the
-caller may see them."""
+"""/api/leaderboards (the query track's at /api/leaderboards/query), /api/matrix and
+/api/curves (the query track's with ``track=query``), /api/export, /api/results: the
+standings, as the caller may see them."""
 
 from typing import Annotated
 
@@ -64,15 +64,21 @@ async def get_matrix(
     return compression.respond(request, body)
 
 
+CurveTrack = Annotated[MatrixTrack, Query(description="batch: over the 2017 tracks' attacks; query: each served "
+                                                      "defense over the query track's attacks (docs/query-track.md)")]
+
+
 @router.get("/curves", response_model=Curves, summary="Each defense's misclassification rate (%) by epsilon")
-def get_curves(visible: Visible, defense: Annotated[list[str] | None, Query(max_length=100)] = None) -> dict:
-    return queries.curves(visible, defense)
+def get_curves(visible: Visible, defense: Annotated[list[str] | None, Query(max_length=100)] = None,
+               track: CurveTrack = MatrixTrack.BATCH) -> dict:
+    return queries.curves(visible, defense, track)
 
 
 @router.get("/curves/bands", response_model=CurveBands,
             summary="Each defense's misclassification rate (%) by epsilon with its 95% bootstrap interval")
-def get_curve_bands(visible: Visible, defense: Annotated[list[str] | None, Query(max_length=100)] = None) -> dict:
-    return queries.curve_bands(visible, defense)
+def get_curve_bands(visible: Visible, defense: Annotated[list[str] | None, Query(max_length=100)] = None,
+                    track: CurveTrack = MatrixTrack.BATCH) -> dict:
+    return queries.curve_bands(visible, defense, track)
 
 
 @router.get("/export/{name}.csv", response_class=Response,
