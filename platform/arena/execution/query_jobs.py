@@ -12,10 +12,11 @@ with a lease and an attempt row, as every claim has), renews the lease while bot
 containers run, and stores its results only while the job still carries its token, so a
 runner whose lease ran out and whose job was taken over stores nothing. Its attempt ends
 with the attack's outcome, both containers' full logs (the attack's and the served
-defense's stderr, ``data/logs.py``) and any platform error, whoever's results stand. A platform failure (the engine gone) puts it in error, to be run
-again under the retry cap. Every executor runs it: ``arena run``'s pool, the Celery
-workers (``broker``), and ``arena query run`` here, one job after another. A query job is
-its own container run (two containers): it is never packed with another.
+defense's stderr, ``data/logs.py``) and any platform error, whoever's results stand. A
+platform failure (the engine gone) puts it in error, to be run again under the retry cap.
+Every executor runs it: ``arena run``'s pool, the Celery workers (``broker``), and ``arena
+query run`` here, one job after another. A query job is its own container run (two
+containers): it is never packed with another.
 """
 
 from collections.abc import Callable

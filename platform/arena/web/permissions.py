@@ -75,10 +75,12 @@ def may_see_logs(who: Caller, submission: Submission) -> bool:
 
 @dataclass(frozen=True)
 class QuerySide:
-    """The submission's side of its query jobs: the job's column that names it, and the logs
-    that are its own (the tail on the job row, the full log on each attempt)."""
+    """The submission's side of its query jobs: the job's column that names it (and the one
+    that names the other side), and the logs that are its own (the tail on the job row, the
+    full log on each attempt)."""
 
     job_column: InstrumentedAttribute
+    other_column: InstrumentedAttribute
     tail: InstrumentedAttribute
     log_sha256: InstrumentedAttribute
     log_size: InstrumentedAttribute
@@ -89,8 +91,10 @@ def query_side(submission: Submission) -> QuerySide:
     ``may_see_logs``, a team reads its own container's log of a query job, never the other
     team's, whose code and prints are its own."""
     if submission.kind.is_query_attack:
-        return QuerySide(QueryJob.attack_id, QueryJob.attack_log, JobAttempt.log_sha256, JobAttempt.log_size)
-    return QuerySide(QueryJob.defense_id, QueryJob.defense_log, JobAttempt.served_log_sha256, JobAttempt.served_log_size)
+        return QuerySide(QueryJob.attack_id, QueryJob.defense_id, QueryJob.attack_log, JobAttempt.log_sha256,
+                         JobAttempt.log_size)
+    return QuerySide(QueryJob.defense_id, QueryJob.attack_id, QueryJob.defense_log, JobAttempt.served_log_sha256,
+                     JobAttempt.served_log_size)
 
 
 def check_logs(who: Caller, submission: Submission) -> None:

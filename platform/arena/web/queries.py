@@ -442,10 +442,9 @@ def query_runs(session: Session, submission: Submission, who: Caller, dataset: D
     side's log tail and its latest attempt's full log when ``who`` may read the submission's
     logs: its own container's only, never the other team's (``permissions.query_side``)."""
     side = permissions.query_side(submission)
-    other = QueryJob.defense_id if side.job_column is QueryJob.attack_id else QueryJob.attack_id
     with_logs = permissions.may_see_logs(who, submission)
     rows = session.execute(
-        select(QueryJob, side.tail, Submission.name, Batch.index).join(Submission, Submission.id == other)
+        select(QueryJob, side.tail, Submission.name, Batch.index).join(Submission, Submission.id == side.other_column)
         .join(Batch, Batch.id == QueryJob.batch_id)
         .where(side.job_column == submission.id, Batch.dataset_id == dataset.id).order_by(QueryJob.id.desc())
         .limit(limit)).all()
