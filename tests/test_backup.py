@@ -115,10 +115,12 @@ def referenced(database: Path) -> set[str]:
 
 
 def referenced_logs(database: Path) -> set[str]:
-    """The full logs a SQLite database's job attempts and dry runs name (data/logs.py)."""
+    """The full logs a SQLite database's job attempts (both of a query job's) and dry runs name
+    (data/logs.py)."""
     with closing(sqlite3.connect(f"{database.resolve().as_uri()}?mode=ro", uri=True)) as connection:
         return {sha256 for (sha256,) in connection.execute(
             "SELECT log_sha256 FROM job_attempts WHERE log_sha256 IS NOT NULL "
+            "UNION SELECT served_log_sha256 FROM job_attempts WHERE served_log_sha256 IS NOT NULL "
             "UNION SELECT log_sha256 FROM dry_runs WHERE log_sha256 IS NOT NULL")}
 
 

@@ -343,5 +343,7 @@ def test_a_query_job_is_queued_for_a_celery_worker_which_runs_and_stores_it(serv
     with transaction(settings) as session:
         job = session.scalars(select(QueryJob)).one()
         assert (job.status, job.attempt, job.defense_failure) == (JobStatus.DONE, 1, None), job.problems
-        assert job.worker_id is not None and job.worker_id == session.scalars(select(JobAttempt.worker_id)).one()
+        attempt = session.scalars(select(JobAttempt).where(JobAttempt.query_job_id == job.id)).one()
+        assert job.worker_id is not None and (attempt.worker_id, attempt.number, attempt.error) == (job.worker_id, 1, None)
+        assert attempt.ended_at is not None and attempt.log_sha256 and attempt.served_log_sha256
         assert session.scalar(select(func.count()).select_from(QueryResult)) == 3

@@ -405,3 +405,5 @@ def test_a_query_job_whose_image_cannot_be_had_fails_on_the_platform_after_its_c
     with transaction(settings) as session:
         job = session.get(QueryJob, job_id)
         assert (job.status, job.attempt) == (JobStatus.ERROR, 1)
+        attempt = session.scalars(select(JobAttempt).where(JobAttempt.query_job_id == job_id)).one()
+        assert attempt.number == 1 and attempt.ended_at is not None and "cannot pull" in attempt.error

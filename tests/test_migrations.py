@@ -180,3 +180,28 @@ def test_existing_rounds_get_keys_of_their_own_and_those_with_results_no_replay(
     assert [(name, bool(replayable)) for name, _key, replayable in rows] == [("ran", False), ("fresh", True)]
     keys = [key for _name, key, _replayable in rows]
     assert all(len(bytes.fromhex(key)) == 32 for key in keys) and keys[0] != keys[1]
+
+
+def test_query_jobs_get_attempts_of_their_own(settings):
+    """Migration 0025: an attempt names exactly one job, now of three kinds; a downgrade drops
+    the query jobs' attempts (the revision before has no column for them) and keeps the rest."""
+    db.upgrade(settings, "0024")
+    _execute(settings, *SKELETON,
+             "INSERT INTO submissions (id, team_id, name, kind, sha256, metadata, status, created_at) "
+             "VALUES (2, 1, 'Q', 'query_attack', 'q', '{}', 'accepted', CURRENT_TIMESTAMP)",
+             "INSERT INTO query_jobs (id, attack_id, defense_id, batch_id, status, attempt, attack_timed_out, problems) "
+             "VALUES (1, 2, 1, 1, 'done', 1, false, '[]')",
+             "INSERT INTO job_attempts (id, defense_job_id, number, started_at, timed_out) "
+             "VALUES (1, 1, 1, CURRENT_TIMESTAMP, false)")
+    db.upgrade(settings)
+    _execute(settings, "INSERT INTO job_attempts (id, query_job_id, number, started_at, timed_out, served_log_sha256) "
+                       "VALUES (2, 1, 1, CURRENT_TIMESTAMP, false, 'ab')")
+    for columns, values in (("defense_job_id, query_job_id", "1, 1"), ("query_job_id", "NULL")):  # two jobs, none
+        with pytest.raises(sa.exc.IntegrityError):
+            _execute(settings, f"INSERT INTO job_attempts (id, {columns}, number, started_at, timed_out) "
+                               f"VALUES (3, {values}, 1, CURRENT_TIMESTAMP, false)")
+    assert _execute(settings, "SELECT id FROM job_attempts ORDER BY id") == [(1,), (2,)]
+    command.downgrade(db.alembic_config(settings), "0024")
+    assert _execute(settings, "SELECT id FROM job_attempts ORDER BY id") == [(1,)]
+    db.upgrade(settings)
+    assert differences(settings) == []

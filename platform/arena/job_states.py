@@ -146,10 +146,7 @@ def _mark_reaped(session: Session, job_class: JobClass, job_ids: list[int]) -> N
     if job_class is DryRun:
         session.execute(update(DryRun).where(DryRun.id.in_(job_ids)).values(error=REAPED))
         return
-    if job_class is QueryJob:  # no attempt rows: the run that stores its results overwrites this
-        session.execute(update(QueryJob).where(QueryJob.id.in_(job_ids)).values(problems=[REAPED]))
-        return
-    column = JobAttempt.attack_job_id if job_class is AttackJob else JobAttempt.defense_job_id
+    column = JobAttempt.job_column(job_class)
     session.execute(update(JobAttempt).where(column.in_(job_ids), JobAttempt.ended_at.is_(None))
                     .values(ended_at=utcnow(), error=REAPED))
 

@@ -138,7 +138,7 @@ class JobKind(StrEnum):
     @property
     def attempt_column(self):
         """The column of ``JobAttempt`` that points at a job of this kind."""
-        return JobAttempt.attack_job_id if self is JobKind.ATTACK else JobAttempt.defense_job_id
+        return JobAttempt.job_column(self.job_class)
 
 
 class ClassificationProblem(StrEnum):
@@ -564,19 +564,22 @@ class Worker(Base):
     draining: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
+#: A job attempt names exactly one job, of one of the three kinds (migration 0025).
+EXACTLY_ONE_JOB = " + ".join(f"(CASE WHEN {column} IS NULL THEN 0 ELSE 1 END)"
+                             for column in ("attack_job_id", "defense_job_id", "query_job_id")) + " = 1"
+
+
 class JobAttempt(Base):
-    """One container run of a job: what happened, for the submission page and for debugging."""
+    """One claim of a job, the container run (a query job's: its two) that came of it: what
+    happened, for the submission page, the hosts page and debugging."""
 
     __tablename__ = "job_attempts"
-    __table_args__ = (
-        CheckConstraint(
-            "(attack_job_id IS NULL) <> (defense_job_id IS NULL)", name="exactly_one_job"
-        ),
-    )
+    __table_args__ = (CheckConstraint(EXACTLY_ONE_JOB, name="exactly_one_job"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     attack_job_id: Mapped[int | None] = mapped_column(ForeignKey("attack_jobs.id", ondelete="CASCADE"), index=True)
     defense_job_id: Mapped[int | None] = mapped_column(ForeignKey("defense_jobs.id", ondelete="CASCADE"), index=True)
+    query_job_id: Mapped[int | None] = mapped_column(ForeignKey("query_jobs.id", ondelete="CASCADE"), index=True)
     number: Mapped[int] = mapped_column(Integer, default=1)
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -592,11 +595,21 @@ class JobAttempt(Base):
     log_excerpt: Mapped[str | None] = mapped_column(Text)
     #: The container run's whole log, an object of the store (``data/logs.py``): its hash and
     #: size; shared by the attempts of one pack (null: none kept, as before migration 0023).
+    #: A query job's: the attack's log (its stderr; the served defense's is ``served_log_*``).
     log_sha256: Mapped[str | None] = mapped_column(String(64))
     log_size: Mapped[int | None] = mapped_column(Integer)
+    #: A query job's served defense's whole stderr, as ``log_sha256`` and ``log_size`` (migration 0025).
+    served_log_sha256: Mapped[str | None] = mapped_column(String(64))
+    served_log_size: Mapped[int | None] = mapped_column(Integer)
     error: Mapped[str | None] = mapped_column(Text)  # a platform error, not the submission's fault
     #: Who ran it (``workers.id``); none for attempts from before workers were recorded.
     worker_id: Mapped[int | None] = mapped_column(Integer, index=True)
+
+    @staticmethod
+    def job_column(job_class: type["AttackJob"] | type["DefenseJob"] | type["QueryJob"]):
+        """The column that points at a job of this class: the one place that maps them."""
+        return {AttackJob: JobAttempt.attack_job_id, DefenseJob: JobAttempt.defense_job_id,
+                QueryJob: JobAttempt.query_job_id}[job_class]
 
 
 class CellTally(Base):

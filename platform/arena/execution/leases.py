@@ -36,19 +36,26 @@ class Claim:
 def claim(settings: Settings, kind: JobKind, job_ids: tuple[int, ...], worker_id: int | None = None
           ) -> dict[int, Claim]:
     """Claim what nobody else holds, in one statement (two claimers never both win a job);
-    return the claims by job id. Each claim gets an attempt row naming the worker; its image
-    count is filled in when the pack's inputs are loaded."""
-    claims = {}
+    return the claims by job id (``claimed``). Its image count is filled in when the pack's
+    inputs are loaded."""
     with transaction(settings) as session:
-        tokens = job_states.claim(session, kind.job_class, job_ids, settings.max_attempts, settings.lease_seconds,
-                                  worker_id)
-        attempts = [JobAttempt(number=token, pack_jobs=len(tokens), worker_id=worker_id,
-                               **{kind.attempt_column.key: job_id}) for job_id, token in tokens]
-        session.add_all(attempts)
-        session.flush()
-        for attempt, (job_id, token) in zip(attempts, tokens):
-            attempt.run_id = attempts[0].id  # one container run: the web shows it as one row
-            claims[job_id] = Claim(attempt.id, token)
+        return claimed(session, settings, kind.job_class, job_ids, worker_id)
+
+
+def claimed(session: Session, settings: Settings, job_class: job_states.JobClass, job_ids: tuple[int, ...],
+            worker_id: int | None) -> dict[int, Claim]:
+    """Claim the jobs (``job_states.claim``, under the retry cap) in the caller's transaction,
+    each with an attempt row naming the worker, the one place every kind of job gets its
+    attempts; the attempts claimed together are one container run (``run_id``)."""
+    tokens = job_states.claim(session, job_class, job_ids, settings.max_attempts, settings.lease_seconds, worker_id)
+    attempts = [JobAttempt(number=token, pack_jobs=len(tokens), worker_id=worker_id,
+                           **{JobAttempt.job_column(job_class).key: job_id}) for job_id, token in tokens]
+    session.add_all(attempts)
+    session.flush()
+    claims = {}
+    for attempt, (job_id, token) in zip(attempts, tokens):
+        attempt.run_id = attempts[0].id  # one container run: the web shows it as one row
+        claims[job_id] = Claim(attempt.id, token)
     return claims
 
 

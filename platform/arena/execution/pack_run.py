@@ -271,7 +271,9 @@ def run_pack(settings: Settings, pack: Pack, worker_id: int | None = None) -> Pa
     return PackResult(finished=stored, container_runs=1, again=pack.only(set(retry)).halves() if retry else [])
 
 
-def _finish_attempt(attempt: JobAttempt, run: RunResult, problems: list[str], log: logs.KeptLog | None) -> None:
+def finish_attempt(attempt: JobAttempt, run: RunResult, problems: list[str], log: logs.KeptLog | None) -> None:
+    """An attempt ended by its container run (a query job's: its attack's): the run's outcome,
+    ``problems`` above the log's tail, and the full log kept in the store."""
     attempt.ended_at = utcnow()
     attempt.seconds = run.seconds
     attempt.exit_code = run.exit_code
@@ -305,15 +307,15 @@ def _store(settings: Settings, pack: Pack, claims: dict[int, Claim], outcome: Ou
             attempt = session.get(JobAttempt, held.attempt_id)
             job = still_held(session, pack.kind, job_id, held)
             if job is None:
-                _finish_attempt(attempt, outcome.run, [*packed, "another attempt took this job over: results dropped"], log)
+                finish_attempt(attempt, outcome.run, [*packed, "another attempt took this job over: results dropped"], log)
             elif job_id in retry:
-                _finish_attempt(attempt, outcome.run, [*packed, "the pack failed before this job was complete: it runs again in a smaller pack"],
+                finish_attempt(attempt, outcome.run, [*packed, "the pack failed before this job was complete: it runs again in a smaller pack"],
                                 log)
                 job_states.put_back(job)
             else:
                 kept.append(job_id)
                 rows += piece.rows
-                _finish_attempt(attempt, outcome.run, packed + outcome.problems + outcome.notes, log)
+                finish_attempt(attempt, outcome.run, packed + outcome.problems + outcome.notes, log)
                 job_states.finish(job)
         if pack.kind is JobKind.DEFENSE:
             answers.store(session, rows)

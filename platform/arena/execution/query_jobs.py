@@ -8,12 +8,15 @@ the missing cells only, so a new entry adds its own row or column, as in the bat
 
 A query job goes through the same states, leases and reaper as attack and defense jobs
 (``job_states``, ``leases``): ``run_job`` claims it (its attempt number the fencing token,
-with a lease), renews the lease while both containers run, and stores its results only
-while the job still carries its token, so a runner whose lease ran out and whose job was
-taken over stores nothing. A platform failure (the engine gone) puts it in error, to be run
-again under the retry cap. Every executor runs it: ``arena run``'s pool, the Celery
-workers (``broker``), and ``arena query run`` here, one job after another. A query job is
-its own container run (two containers): it is never packed with another.
+with a lease and an attempt row, as every claim has), renews the lease while both
+containers run, and stores its results only while the job still carries its token, so a
+runner whose lease ran out and whose job was taken over stores nothing. Its attempt ends
+with the attack's outcome, both containers' full logs (the attack's and the served
+defense's stderr, ``data/logs.py``) and any platform error, whoever's results stand. A
+platform failure (the engine gone) puts it in error, to be run again under the retry cap.
+Every executor runs it: ``arena run``'s pool, the Celery workers (``broker``), and ``arena
+query run`` here, one job after another. A query job is its own container run (two
+containers): it is never packed with another.
 """
 
 from collections.abc import Callable
@@ -26,21 +29,24 @@ from sqlalchemy.orm import Session
 from arena import job_states
 from arena.competition import rounds
 from arena.config import Settings
+from arena.data import logs
 from arena.db import retry_while_unreachable, transaction
 from arena.errors import PlatformError
 from arena.execution import query_pairs
-from arena.execution.leases import heartbeat
-from arena.execution.pack_run import submission_code
+from arena.execution.leases import Claim, claimed, heartbeat
+from arena.execution.pack_run import finish_attempt, submission_code
 from arena.models import (
     Batch,
     Dataset,
     Entry,
+    JobAttempt,
     QueryJob,
     QueryResult,
     Round,
     Submission,
     SubmissionKind,
     SubmissionStatus,
+    utcnow,
 )
 from arena.sandbox.attack_run import CleanInput
 from arena.sandbox.code import StoredSubmission
@@ -98,7 +104,7 @@ def unfinished(session: Session, round_: Round) -> int:
 
 @dataclass(frozen=True)
 class _Claimed:
-    token: int
+    held: Claim
     settings: Settings  # the round's
     prepare: Callable[[], QueryTask]  # makes both submissions' code and images present: no transaction open
 
@@ -124,14 +130,14 @@ def _claim(settings: Settings, job_id: int, worker_id: int | None) -> _Claimed |
     """Claim the job (``job_states.claim``, under the retry cap) and load what it runs; None
     when it is done, past the cap, or held by another runner."""
     with transaction(settings) as session:
-        taken = job_states.claim(session, QueryJob, (job_id,), settings.max_attempts, settings.lease_seconds,
-                                 worker_id)
+        taken = claimed(session, settings, QueryJob, (job_id,), worker_id)
         if not taken:
             return None
         job = session.get_one(QueryJob, job_id)
+        session.get_one(JobAttempt, taken[job_id].attempt_id).images = len(job.batch.images)
         round_ = rounds.of_dataset(session, job.batch.dataset_id)
         run_settings = rounds.run_settings(settings, round_)
-        return _Claimed(taken[0][1], run_settings, _task(run_settings, job, round_))
+        return _Claimed(taken[job_id], run_settings, _task(run_settings, job, round_))
 
 
 def _held(session: Session, job_id: int, token: int) -> QueryJob | None:
@@ -153,19 +159,41 @@ def _store(session: Session, job: QueryJob, task: QueryTask, outcome: QueryOutco
     job_states.finish(job)
 
 
+@dataclass(frozen=True)
+class _KeptLogs:
+    """Both containers' full logs in the store: the attack's and the served defense's."""
+
+    attack: logs.KeptLog | None
+    defense: logs.KeptLog | None
+
+
+def _ended(attempt: JobAttempt, outcome: QueryOutcome, kept: _KeptLogs, notes: list[str]) -> None:
+    """The attempt ended as the batch tracks' end (``pack_run.finish_attempt``: the attack's
+    run and log), with the served defense's full log beside the attack's."""
+    finish_attempt(attempt, outcome.attack_run, notes + outcome.problems, kept.attack)
+    attempt.served_log_sha256, attempt.served_log_size = (kept.defense.sha256, kept.defense.size) if kept.defense \
+        else (None, None)
+
+
 @retry_while_unreachable
-def _platform_failed(settings: Settings, job_id: int, token: int) -> None:
+def _platform_failed(settings: Settings, job_id: int, held: Claim, error: Exception) -> None:
     with transaction(settings) as session:
-        if job := _held(session, job_id, token):
+        attempt = session.get_one(JobAttempt, held.attempt_id)
+        attempt.ended_at, attempt.error = utcnow(), str(error)
+        if job := _held(session, job_id, held.token):
             job_states.fail(job)
 
 
 @retry_while_unreachable
-def _stored(settings: Settings, job_id: int, token: int, task: QueryTask, outcome: QueryOutcome) -> bool:
+def _stored(settings: Settings, job_id: int, held: Claim, task: QueryTask, outcome: QueryOutcome,
+            kept: _KeptLogs) -> bool:
     with transaction(settings) as session:
-        job = _held(session, job_id, token)
-        if job is None:
-            return False  # its lease ran out and another runner took it over: that runner's results stand
+        attempt = session.get_one(JobAttempt, held.attempt_id)
+        job = _held(session, job_id, held.token)
+        if job is None:  # its lease ran out and another runner took it over: that runner's results stand
+            _ended(attempt, outcome, kept, ["another attempt took this job over: results dropped"])
+            return False
+        _ended(attempt, outcome, kept, [])
         _store(session, job, task, outcome)
         return True
 
@@ -174,19 +202,20 @@ def run_job(settings: Settings, job_id: int, worker_id: int | None = None) -> bo
     """Run one query job if no one else holds it (for the worker ``worker_id``), its lease
     renewed while it runs; True when this call stored its results. A platform failure marks
     it ``error`` (run again under the retry cap) and is raised."""
-    claimed = _claim(settings, job_id, worker_id)
-    if claimed is None:
+    taken = _claim(settings, job_id, worker_id)
+    if taken is None:
         return False
-    tokens = {job_id: claimed.token}
+    tokens = {job_id: taken.held.token}
     try:
         with heartbeat(settings, QueryJob, tokens, settings.prepare_seconds):
-            task = claimed.prepare()
-        with heartbeat(settings, QueryJob, tokens, time_limit(claimed.settings, task) + settings.lease_seconds):
-            outcome = execute_query_attack(claimed.settings, task)
-    except PlatformError:
-        _platform_failed(settings, job_id, claimed.token)
+            task = taken.prepare()
+        with heartbeat(settings, QueryJob, tokens, time_limit(taken.settings, task) + settings.lease_seconds):
+            outcome = execute_query_attack(taken.settings, task)
+        kept = _KeptLogs(logs.keep(settings, outcome.attack_run.log), logs.keep(settings, outcome.defense_full_log))
+    except PlatformError as exc:  # the engine, the store: the job runs again, none is blamed
+        _platform_failed(settings, job_id, taken.held, exc)
         raise
-    return _stored(settings, job_id, claimed.token, task, outcome)
+    return _stored(settings, job_id, taken.held, task, outcome, kept)
 
 
 def run_pending(settings: Settings, round_name: str | None = None,

@@ -31,6 +31,7 @@ from arena.models import (
     DefenseJob,
     DryRun,
     JobStatus,
+    QueryJob,
     Submission,
     SubmissionStatus,
     Worker,
@@ -45,7 +46,7 @@ DRY_RUN_QUEUE = "dryrun"
 QUEUES = (DRY_RUN_QUEUE, "cpu", "gpu")
 
 #: The jobs a worker may hold, by the name the page gives them.
-JOB_CLASSES = {"dry run": DryRun, "attack": AttackJob, "defense": DefenseJob}
+JOB_CLASSES = {"dry run": DryRun, "attack": AttackJob, "defense": DefenseJob, "query": QueryJob}
 
 
 class WorkerState(StrEnum):

@@ -3,7 +3,7 @@
 The database is copied first (``databases.snapshot``), with the rounds' naming keys in it;
 every file the snapshot takes then comes from what that copy references: the store's
 images named by its image and adversarial-image rows, the code of its submissions, the
-bundles of its published rounds, the full logs its job attempts and dry runs name. The store only ever gains files, each written before the
+bundles of its published rounds, the full logs its job attempts (a query job's: both its containers') and dry runs name. The store only ever gains files, each written before the
 row that names it, so a file written after the copy is simply not referenced, and a file
 the copy references is there. A snapshot is finished when its manifest is written, last.
 """
@@ -162,6 +162,8 @@ def _contents(connection: Connection, pending: Path) -> Contents:
         being_taken_in={sha256 for sha256, _name, held in submissions if held},
         published_rounds=list(connection.scalars(select(Round.id).where(Round.visibility == Visibility.PUBLISHED))),
         logs=list(connection.scalars(union(select(JobAttempt.log_sha256).where(JobAttempt.log_sha256.is_not(None)),
+                                           select(JobAttempt.served_log_sha256)
+                                           .where(JobAttempt.served_log_sha256.is_not(None)),
                                            select(DryRun.log_sha256).where(DryRun.log_sha256.is_not(None))))),
     )
 

@@ -5,9 +5,10 @@ and stdout and speaks the protocol of docs/query-track.md over them: through hos
 pipes where the runtime opens them (``pipes``: runc, and runsc registered for it), else
 through the engine's attach socket (the docker SDK's, which works the same under every
 runtime: the engine carries the bytes). stderr is the container's log, of which a bounded
-tail is kept; it always comes over the attach socket, whose end says the container has
-exited. The engine's own log is off (``none``): it would store every queried image, twice
-as large as JSON.
+tail is kept (the database's excerpt) and its first ``ARENA_SANDBOX_MAX_LOG_BYTES`` (the
+full log, ``data/logs.py``: the engine keeps as much of a batch run's); it always comes over
+the attach socket, whose end says the container has exited. The engine's own log is off
+(``none``): it would store every queried image, twice as large as JSON.
 
 The container runs under the same limits as every other (``containers.run_options``),
 with the deadline label that lets ``containers.sweep`` kill it should its runner die.
@@ -47,14 +48,17 @@ class AttachedContainer:
     """One running container, the attach socket to its streams and, where they carry its
     stdin and stdout, its host pipes."""
 
-    def __init__(self, container, sock: socket.socket, deadline: float, channel: HostPipes | None = None) -> None:
+    def __init__(self, container, sock: socket.socket, deadline: float, log_bytes: int,
+                 channel: HostPipes | None = None) -> None:
         self.container = container
         self.deadline = deadline  # monotonic; past it the container is killed
         self.channel = channel
         self._sock = sock
         self._pending = bytearray()  # bytes of the current engine frame still to come
         self._stdout = bytearray()
-        self._stderr = bytearray()
+        self._stderr = bytearray()  # its last bytes: the tail
+        self._log = bytearray()  # its first ``log_bytes``: the full log
+        self._log_bytes = log_bytes
         self._frame: tuple[int, int] | None = None  # (stream, bytes left) of the frame being read
         self._closed = False
         self._buffer = bytearray(RECEIVE_BYTES)
@@ -108,6 +112,10 @@ class AttachedContainer:
     def log_tail(self) -> str:
         return self._stderr[-containers.LOG_EXCERPT_BYTES:].decode("utf-8", errors="replace")
 
+    def log(self) -> bytes:
+        """Its stderr so far, whole up to the bytes the container's limits keep of a log."""
+        return bytes(self._log)
+
     def _receive(self, until: float) -> None:
         """Read what comes next (its stdout, or its log from the engine); wait at most until ``until``."""
         if self._closed:
@@ -160,6 +168,7 @@ class AttachedContainer:
             else:
                 self._stderr += part
                 del self._stderr[: -2 * containers.LOG_EXCERPT_BYTES]
+                self._log += part[: self._log_bytes - len(self._log)]
             self._frame = (stream, left - len(part)) if left > len(part) else None
 
     def finish(self, until: float, kill_reason: str | None = None) -> containers.RunResult:
@@ -177,7 +186,7 @@ class AttachedContainer:
             kill_reason = kill_reason or (None if timed_out else "it kept running after it closed its stdout")
         self._drain()
         return containers.RunResult(exit_code=exit_code, timed_out=timed_out, killed_reason=kill_reason,
-                                    seconds=time.monotonic() - self.started, log_tail=self.log_tail())
+                                    seconds=time.monotonic() - self.started, log_tail=self.log_tail(), log=self.log())
 
     def _drain(self) -> None:
         """Take what is already there, so a chatty container never blocks on a full pipe; its
@@ -217,7 +226,7 @@ def attached(image: str, command: list[str], mounts: list[containers.Mount], tim
         if started is None:  # no /bin/sh for the pipes' wrapper: the streams carry it
             channel = None
             started = _start(stack, client, image, command, mounts, time_limit, limits, None)
-        yield AttachedContainer(*started, time.monotonic() + time_limit, channel)
+        yield AttachedContainer(*started, time.monotonic() + time_limit, limits.max_log_bytes, channel)
 
 
 def _start(stack: ExitStack, client, image: str, command: list[str], mounts: list[containers.Mount],

@@ -58,8 +58,8 @@ class RunResult:
     killed_reason: str | None
     seconds: float
     log_tail: str
-    #: The whole log, as the engine kept it (``data/logs.py`` stores it); None where a run's
-    #: full log is not collected (the query track's streams).
+    #: The whole log, as the engine kept it (a query-track container: its stderr, as Arena
+    #: kept it), which ``data/logs.py`` stores; None where none was collected.
     log: bytes | None = None
 
     @property

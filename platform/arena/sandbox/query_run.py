@@ -59,9 +59,11 @@ class QueryImageResult:
 class QueryOutcome:
     attack_run: containers.RunResult
     defense_failure: str | None
-    defense_log: str
+    defense_log: str  # the served defense's stderr's tail
     results: list[QueryImageResult]
     problems: list[str] = field(default_factory=list)  # the attack's, for its team
+    #: The served defense's whole stderr (``AttachedContainer.log``), for ``data/logs.py`` to keep.
+    defense_full_log: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -153,8 +155,8 @@ def execute_query_attack(settings: Settings, task: QueryTask) -> QueryOutcome:
                                    settings.query_seconds_per_image * len(task.inputs), defense.classify)
         problems: list[str] = []
         results = _score(stage, store, task, defense, channel.counts, problems)
-        defense_log = defense.stream.log_tail()
-    return QueryOutcome(run, defense.failure, defense_log, results, _described(run, channel, problems))
+        defense_log, defense_full_log = defense.stream.log_tail(), defense.stream.log()
+    return QueryOutcome(run, defense.failure, defense_log, results, _described(run, channel, problems), defense_full_log)
 
 
 def stand_in_labels(images: list[bytes]) -> list[int]:

@@ -8,7 +8,8 @@ The rule, in one place:
   switch is off, are organizers' only until publication. Its results are its standings and
   matrix, the jobs planned on its dataset, and the container runs on it with their timings.
 - A submission's own team always sees its runs, their timings and their logs; nobody else
-  sees logs. A team's own page of submissions (``/my``) is its own and organizers'.
+  sees logs. A query job's two logs are each its own side's: the attack's is the query
+  attack's team's, the served defense's the defense's team's (``query_side``). A team's own page of submissions (``/my``) is its own and organizers'.
 - Every entry (``scope=all``) is organizers' only; everyone else reads one entry per team
   and track, the ones that count.
 - The engine's own words about a platform failure (its API version, host paths) are for
@@ -20,7 +21,7 @@ Authentication (who is calling, the organizer-only routes) is ``web/auth.py``'s.
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from arena.admin import tournament
 from arena.callers import Caller
@@ -28,7 +29,7 @@ from arena.competition import rounds
 from arena.competition.entries import Scope
 from arena.data.dataset import pick_dataset
 from arena.errors import ForbiddenError
-from arena.models import Batch, Dataset, JobKind, Round, Submission, Team, Visibility
+from arena.models import Batch, Dataset, JobAttempt, JobKind, QueryJob, Round, Submission, Team, Visibility
 
 #: What a team reads in place of the engine's words about a platform failure.
 PLATFORM_FAILURE = "a failure of the platform, not of the submission: the job runs again"
@@ -70,6 +71,30 @@ def check_scope(who: Caller, scope: Scope) -> None:
 
 def may_see_logs(who: Caller, submission: Submission) -> bool:
     return who.owns(submission)
+
+
+@dataclass(frozen=True)
+class QuerySide:
+    """The submission's side of its query jobs: the job's column that names it (and the one
+    that names the other side), and the logs that are its own (the tail on the job row, the
+    full log on each attempt)."""
+
+    job_column: InstrumentedAttribute
+    other_column: InstrumentedAttribute
+    tail: InstrumentedAttribute
+    log_sha256: InstrumentedAttribute
+    log_size: InstrumentedAttribute
+
+
+def query_side(submission: Submission) -> QuerySide:
+    """A query attack's side is the attack's container, a defense's its served container: with
+    ``may_see_logs``, a team reads its own container's log of a query job, never the other
+    team's, whose code and prints are its own."""
+    if submission.kind.is_query_attack:
+        return QuerySide(QueryJob.attack_id, QueryJob.defense_id, QueryJob.attack_log, JobAttempt.log_sha256,
+                         JobAttempt.log_size)
+    return QuerySide(QueryJob.defense_id, QueryJob.attack_id, QueryJob.defense_log, JobAttempt.served_log_sha256,
+                     JobAttempt.served_log_size)
 
 
 def check_logs(who: Caller, submission: Submission) -> None:

@@ -9,8 +9,8 @@ from enum import StrEnum
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, union_all
+from sqlalchemy.orm import Session, aliased
 
 from arena import job_states
 from arena.callers import Caller
@@ -474,21 +474,31 @@ def attempts(session: Session, submission: Submission, who: Caller, datasets: li
 
 def query_runs(session: Session, submission: Submission, who: Caller, dataset: Dataset, limit: int = 50) -> list[dict]:
     """The submission's ``limit`` latest query jobs on ``dataset``, newest first, each with its
-    side's log tail when ``who`` may read the submission's logs: the attack's for a query
-    attack, the served defense's for a defense (never the other team's)."""
-    as_attack = submission.kind.is_query_attack
-    mine, other = (QueryJob.attack_id, QueryJob.defense_id) if as_attack else (QueryJob.defense_id, QueryJob.attack_id)
+    side's log tail and its latest attempt's full log when ``who`` may read the submission's
+    logs: its own container's only, never the other team's (``permissions.query_side``)."""
+    side = permissions.query_side(submission)
     with_logs = permissions.may_see_logs(who, submission)
     rows = session.execute(
-        select(QueryJob, Submission.name, Batch.index).join(Submission, Submission.id == other)
+        select(QueryJob, side.tail, Submission.name, Batch.index).join(Submission, Submission.id == side.other_column)
         .join(Batch, Batch.id == QueryJob.batch_id)
-        .where(mine == submission.id, Batch.dataset_id == dataset.id).order_by(QueryJob.id.desc()).limit(limit))
+        .where(side.job_column == submission.id, Batch.dataset_id == dataset.id).order_by(QueryJob.id.desc())
+        .limit(limit)).all()
+    kept = _latest_query_logs(session, side, [job.id for job, *_ in rows]) if with_logs else {}
     return [{
         "job_id": job.id, "opponent": opponent, "batch": batch, "status": job.status, "attempt": job.attempt,
         "seconds": job.seconds, "exit_code": job.attack_exit_code, "timed_out": job.attack_timed_out,
         "defense_failure": job.defense_failure, "problems": list(job.problems or []),
-        **({"log_tail": job.attack_log if as_attack else job.defense_log} if with_logs else {}),
-    } for job, opponent, batch in rows]
+        **({"log_tail": tail} if with_logs else {}),
+        **({"log_url": run_log_url(submission, kept[job.id][0]), "log_size": kept[job.id][1]} if job.id in kept else {}),
+    } for job, tail, opponent, batch in rows]
+
+
+def _latest_query_logs(session: Session, side: permissions.QuerySide, job_ids: list[int]) -> dict[int, tuple[int, int]]:
+    """(attempt id, size) of the latest kept full log of ``side`` of each query job."""
+    rows = session.execute(select(JobAttempt.query_job_id, JobAttempt.id, side.log_size)
+                           .where(JobAttempt.query_job_id.in_(job_ids), side.log_sha256.is_not(None))
+                           .order_by(JobAttempt.id))
+    return {job_id: (attempt_id, size) for job_id, attempt_id, size in rows}
 
 
 def run_log_url(submission: Submission, attempt_id: int) -> str:
@@ -503,16 +513,20 @@ def dry_run_log_url(submission: Submission) -> str:
 
 def kept_log(session: Session, who: Caller, submission: Submission, attempt_id: int | None) -> str | None:
     """The store's hash of a full log of the submission (its dry run's with ``attempt_id``
-    None, else that attempt's run's) when ``who`` may read it; None when there is none, the
-    attempt is not the submission's (one deleted by a re-run is no one's), or ``who`` may not
-    see its logs (``web/permissions.py``)."""
+    None, else that attempt's run's: for a query job's attempt, the submission's own side's)
+    when ``who`` may read it; None when there is none, the attempt is not the submission's
+    (one deleted by a re-run is no one's), or ``who`` may not see its logs
+    (``web/permissions.py``)."""
     if not permissions.may_see_logs(who, submission):
         return None
     if attempt_id is None:
         return session.scalar(select(DryRun.log_sha256).where(DryRun.submission_id == submission.id))
-    kind = JobKind.of(submission.kind)
-    return session.scalar(select(JobAttempt.log_sha256).join(kind.job_class, kind.attempt_column == kind.job_class.id)
-                          .where(JobAttempt.id == attempt_id, kind.job_class.submission_id == submission.id))
+    kind, side = JobKind.of(submission.kind), permissions.query_side(submission)
+    batch = (select(JobAttempt.log_sha256).join(kind.job_class, kind.attempt_column == kind.job_class.id)
+             .where(JobAttempt.id == attempt_id, kind.job_class.submission_id == submission.id))
+    query = (select(side.log_sha256).join(QueryJob, JobAttempt.query_job_id == QueryJob.id)
+             .where(JobAttempt.id == attempt_id, side.job_column == submission.id))
+    return session.scalar(union_all(batch, query))
 
 
 def container_runs(attempts_newest_first: list[dict]) -> list[dict]:
@@ -785,4 +799,23 @@ def workers_overview(session: Session, settings: Settings) -> dict:
         "jobs": {kind: {str(status): n for status, n in counts.items()} for kind, counts in seen.jobs.items()},
         "queues": _queue_lengths(settings),
         "overdue": [{"kind": k, "id": i, "worker_id": w} for k, i, w in seen.overdue],
+        "query_attempts": query_attempts(session),
     }
+
+
+def query_attempts(session: Session, limit: int = 50) -> list[dict]:
+    """The ``limit`` latest attempts of query jobs, newest first, for organizers (both sides'
+    logs): each claim with its job's state, the worker that held it, how it ended."""
+    attack, defense = aliased(Submission), aliased(Submission)
+    rows = session.execute(
+        select(JobAttempt, QueryJob, attack, defense, Batch.index, Dataset.name)
+        .join(QueryJob, JobAttempt.query_job_id == QueryJob.id).join(attack, attack.id == QueryJob.attack_id)
+        .join(defense, defense.id == QueryJob.defense_id).join(Batch, Batch.id == QueryJob.batch_id)
+        .join(Dataset, Dataset.id == Batch.dataset_id).order_by(JobAttempt.id.desc()).limit(limit))
+    return [{
+        "attempt_id": a.id, "job_id": job.id, "attack": attacker.name, "defense": defender.name, "dataset": dataset,
+        "batch": batch, "status": job.status, "attempt": a.number, "worker_id": a.worker_id,
+        "started_at": a.started_at, "ended_at": a.ended_at, "seconds": a.seconds, "exit_code": a.exit_code,
+        "error": a.error, "attack_log_url": run_log_url(attacker, a.id) if a.log_sha256 else None,
+        "defense_log_url": run_log_url(defender, a.id) if a.served_log_sha256 else None,
+    } for a, job, attacker, defender, batch, dataset in rows]

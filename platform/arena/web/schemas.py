@@ -208,6 +208,9 @@ class QueryRun(BaseModel):
     defense_failure: str | None = Field(description="Why the served defense stopped answering, if it did.")
     problems: list[str] = Field(description="What went wrong on the attack's side, as its team should read it.")
     log_tail: str | None = None
+    log_url: str | None = Field(None, description="Its side's full log of the job's latest attempt, where one was "
+                                "kept: its team's and organizers'.")
+    log_size: int | None = None
 
 
 class Perturbation(BaseModel):
@@ -489,7 +492,7 @@ class Baseline(BaseModel):
 
 
 class HeldJob(BaseModel):
-    kind: Literal["dry run", "attack", "defense"]
+    kind: Literal["dry run", "attack", "defense", "query"]
     id: int
 
 
@@ -520,6 +523,27 @@ class OverdueJob(HeldJob):
     worker_id: int | None
 
 
+class QueryAttempt(BaseModel):
+    """One claim of a query job (its attack and its served defense, run together), as the hosts page lists it."""
+
+    attempt_id: int
+    job_id: int
+    attack: str
+    defense: str
+    dataset: str = Field(description="The round's dataset the batch is of.")
+    batch: int
+    status: JobStatus = Field(description="The job's, now.")
+    attempt: int = Field(description="The attempt's number: the job's fencing token when it was claimed.")
+    worker_id: int | None
+    started_at: Utc
+    ended_at: Utc | None = Field(description="None while it runs (or until the reaper ends a lost one).")
+    seconds: float | None
+    exit_code: int | None = Field(description="The attack's container's.")
+    error: str | None = Field(description="A platform error, or why the reaper took the job back.")
+    attack_log_url: str | None = Field(description="The attack's full log, where one was kept.")
+    defense_log_url: str | None = Field(description="The served defense's full log, where one was kept.")
+
+
 class Workers(BaseModel):
     """The compute: every worker, the jobs by kind and status, what waits in the broker."""
 
@@ -528,6 +552,7 @@ class Workers(BaseModel):
     queues: dict[str, int] | None = Field(description="Messages waiting in each broker queue; None without a broker.")
     overdue: list[OverdueJob] = Field(description="Running jobs whose lease ran out: the next turn of any runner "
                                       "hands them on.")
+    query_attempts: list[QueryAttempt] = Field(description="The 50 latest attempts of query jobs, newest first.")
 
 
 class Draining(BaseModel):
