@@ -3,6 +3,7 @@ and for docker-marked tests a real engine with the base images built."""
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -100,6 +101,17 @@ def engine(tmp_path_factory) -> None:
             pytest.fail(f"ARENA_REQUIRE_DOCKER is set but {exc}")
         pytest.skip(f"needs a Docker engine: {exc}")
     base_image.build(Settings(data_dir=tmp_path_factory.mktemp("base-images")), say=lambda _m: None)
+
+
+@pytest.fixture
+def shell_less_image(engine, tmp_path):
+    """An image of this test's own: arena/python:bookworm without /bin/sh, removed at the end."""
+    tag = f"arena-test/no-shell-{uuid.uuid4().hex[:12]}:latest"
+    (tmp_path / "image").mkdir()
+    (tmp_path / "image" / "Dockerfile").write_text('FROM arena/python:bookworm\nRUN ["/bin/rm", "/bin/sh"]\n')
+    image, _log = docker_client().images.build(path=str(tmp_path / "image"), tag=tag, rm=True, network_mode="none")
+    yield tag
+    docker_client().images.remove(image.id, force=True)
 
 
 #: How to give an engine gVisor's runtime (the engine scripts/with-docker.sh starts has it).

@@ -7,7 +7,6 @@ left behind (processes, /tmp, /dev/shm, its outputs), which a fresh container wo
 hold, is not. An image without /bin/sh gets a container per run, as before.
 """
 
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,6 @@ from docker.models.containers import Container
 from arena.config import SandboxLimits, Settings
 from arena.models import SubmissionStatus
 from arena.sandbox import containers
-from arena.sandbox.containers import docker_client
 from conftest import SAMPLES, make_settings, require_runtime
 from factories import submit_folder, synth_dataset, write_submission
 
@@ -111,17 +109,6 @@ def test_the_second_run_finds_the_container_as_a_fresh_one(small, tmp_path, star
     assert submission.status is SubmissionStatus.ACCEPTED, submission.reason
     assert submission.validation_report["determinism"]["differing"] == 0, submission.validation_report
     assert len(starts) == 1
-
-
-@pytest.fixture
-def shell_less_image(tmp_path):
-    """An image of this test's own without /bin/sh, removed at the end."""
-    tag = f"arena-test/no-shell-{uuid.uuid4().hex[:12]}:latest"
-    (tmp_path / "image").mkdir()
-    (tmp_path / "image" / "Dockerfile").write_text(f'FROM {IMAGE}\nRUN ["/bin/rm", "/bin/sh"]\n')
-    image, _log = docker_client().images.build(path=str(tmp_path / "image"), tag=tag, rm=True, network_mode="none")
-    yield tag
-    docker_client().images.remove(image.id, force=True)
 
 
 def test_an_image_without_a_shell_gets_a_container_per_run(small, tmp_path, starts, shell_less_image):

@@ -5,14 +5,12 @@ tests/hostile/test_query_channel.py and tests/test_query_track.py."""
 
 import os
 import time
-import uuid
 
 import pytest
 
 from arena.config import SandboxLimits
 from arena.sandbox import containers, pipes
 from arena.sandbox.attached import StreamClosed, attached
-from arena.sandbox.containers import docker_client
 from conftest import require_host_pipes
 
 IMAGE = "arena/python:bookworm"
@@ -103,17 +101,6 @@ def test_a_container_that_never_reads_costs_arena_its_deadline_not_a_blocked_wri
             box.read_line(time.monotonic() + 30, 100)  # its end, from the log stream
         with pytest.raises(StreamClosed, match="exited"):
             box.send(bytes(8 * pipes.PIPE_BYTES))
-
-
-@pytest.fixture
-def shell_less_image(tmp_path):
-    """An image of this test's own without /bin/sh, removed at the end."""
-    tag = f"arena-test/no-shell-{uuid.uuid4().hex[:12]}:latest"
-    (tmp_path / "image").mkdir()
-    (tmp_path / "image" / "Dockerfile").write_text(f'FROM {IMAGE}\nRUN ["/bin/rm", "/bin/sh"]\n')
-    image, _log = docker_client().images.build(path=str(tmp_path / "image"), tag=tag, rm=True, network_mode="none")
-    yield tag
-    docker_client().images.remove(image.id, force=True)
 
 
 def test_an_image_without_a_shell_keeps_the_streams(tmp_path, engine, shell_less_image):
