@@ -10,6 +10,7 @@ still runs against the top K of the other side: its own pairs, as in the batch t
 """
 
 import threading
+from collections.abc import Callable
 from itertools import product
 
 from sqlalchemy import func, select
@@ -17,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from arena import job_states
 from arena.competition.entries import Scope
-from arena.models import Batch, Image, QueryJob, Round, Submission
+from arena.models import Batch, DefenseJob, Image, QueryJob, Round, Submission
 from arena.results.query_scoring import attack_scores, results_frame
 from arena.results.scoring import Standings
 
@@ -59,39 +60,54 @@ def chosen_batches(batches: list[tuple[int, int]], images: int | None) -> list[i
 
 
 def defense_order(session: Session, round_: Round) -> list[int]:
-    """Defense ids, best first, on the batch track's leaderboard of the round."""
-    board = Standings.compute(session, round_.dataset, Scope.ALL).defense_leaderboard()
-    return _ids(session, list(board.loc[board["scored"] > 0, "submission"]))
+    """Defense ids, best first, on the batch track's leaderboard of the round: computed again
+    only when a defense job of the round has finished (or run again, or gone) since, as the
+    query attacks' order is (``_remembered``)."""
+    def ranked() -> list[int]:
+        board = Standings.compute(session, round_.dataset, Scope.ALL).defense_leaderboard()
+        return _ids(session, list(board.loc[board["scored"] > 0, "submission"]))
 
-
-#: The last attack order of each round (by database and round id), with the state of its
-#: results it was computed from.
-_attack_orders: dict[tuple[str, int], tuple[tuple, list[int]]] = {}
-_attack_orders_lock = threading.Lock()
+    return _remembered(session, round_, "defenses", _done_state(session, round_, DefenseJob), ranked)
 
 
 def attack_order(session: Session, round_: Round) -> list[int]:
-    """Query attack ids, strongest first, by the query track's AVC score so far. The planner
-    asks at every turn, and the ranking reads every result of the round (seconds at the 2017
-    size: bench/query_planning.py), so it is computed again only when a query job of the round
-    has finished (or run again, or gone) since: ``_results_state``."""
-    key, state = (str(session.get_bind().url), round_.id), _results_state(session, round_)
-    with _attack_orders_lock:
-        known = _attack_orders.get(key)
+    """Query attack ids, strongest first, by the query track's AVC score so far (the ranking
+    alone: the boards' intervals are most of their cost, bench/query_planning.py)."""
+    def ranked() -> list[int]:
+        frame = results_frame(session, round_)
+        if frame.empty:
+            return []
+        return _ids(session, list(attack_scores(frame, list(round_.epsilons), intervals=False).index))
+
+    return _remembered(session, round_, "query attacks", _done_state(session, round_, QueryJob), ranked)
+
+
+#: The last order of each kind and round (by database and round id), with the state of the
+#: jobs it was computed from.
+_orders: dict[tuple[str, int, str], tuple[tuple, list[int]]] = {}
+_orders_lock = threading.Lock()
+
+
+def _remembered(session: Session, round_: Round, kind: str, state: tuple, rank: Callable[[], list[int]]) -> list[int]:
+    """``rank()``, or the order it gave last for this round while ``state`` is the same: the
+    planner asks at every turn, and a ranking reads every result of the round (seconds at the
+    2017 size), which changes only when a job finishes."""
+    key = (str(session.get_bind().url), round_.id, kind)
+    with _orders_lock:
+        known = _orders.get(key)
     if known is not None and known[0] == state:
         return known[1]
-    frame = results_frame(session, round_)
-    order = [] if frame.empty else _ids(session, list(attack_scores(frame, list(round_.epsilons), intervals=False).index))
-    with _attack_orders_lock:
-        _attack_orders[key] = (state, order)
+    order = rank()
+    with _orders_lock:
+        _orders[key] = (state, order)
     return order
 
 
-def _results_state(session: Session, round_: Round) -> tuple:
-    """What changes whenever the round's query results do: its done query jobs' count, their
-    newest id and the sum of their attempts (a job run again stores new results)."""
-    done = (select(QueryJob.id, QueryJob.attempt).join(Batch, Batch.id == QueryJob.batch_id)
-            .where(Batch.dataset_id == round_.dataset_id, job_states.done(QueryJob)).subquery())
+def _done_state(session: Session, round_: Round, job_class: type[DefenseJob] | type[QueryJob]) -> tuple:
+    """What changes whenever the round's results of that kind of job do: its done jobs' count,
+    their newest id and the sum of their attempts (a job run again stores new results)."""
+    done = (select(job_class.id, job_class.attempt).join(Batch, Batch.id == job_class.batch_id)
+            .where(Batch.dataset_id == round_.dataset_id, job_states.done(job_class)).subquery())
     return tuple(session.execute(select(func.count(), func.max(done.c.id), func.sum(done.c.attempt))).one())
 
 
