@@ -129,3 +129,28 @@ def test_a_lost_query_jobs_attempt_is_ended_by_the_reaper_and_the_next_claim_mak
         assert [(i, n, ended is None) for i, n, ended in numbers] == [(first.attempt_id, 1, False),
                                                                     (second.attempt_id, 2, True)]
         assert second.token == 2
+
+
+def test_api_jobs_lists_query_jobs_by_either_side_and_status(tmp_path):
+    settings = make_settings(tmp_path / "arena", organizer_token="organizer-secret")
+    synth_dataset(settings, 4, batch_size=2)
+    with transaction(settings) as session:
+        attack = add_submission(session, "Q", SubmissionKind.QUERY_ATTACK)
+        defenses = [add_submission(session, name, SubmissionKind.DEFENSE) for name in ("S1", "S2")]
+        batches = session.scalars(select(Batch).order_by(Batch.index)).all()
+        jobs = [QueryJob(attack_id=attack.id, defense_id=d.id, batch_id=b.id) for d in defenses for b in batches]
+        session.add_all(jobs)
+        session.flush()
+        job_states.finish(jobs[0])
+        ids = [job.id for job in jobs]
+        attack_id, defense_ids = attack.id, [d.id for d in defenses]
+    client = TestClient(create_app(settings))
+    listed = client.get("/api/jobs?kind=query", headers=ORGANIZER).json()
+    assert [(j["id"], j["submission_id"], j["defense_id"], j["batch"]) for j in listed] == \
+        [(ids[0], attack_id, defense_ids[0], 0), (ids[1], attack_id, defense_ids[0], 1),
+         (ids[2], attack_id, defense_ids[1], 0), (ids[3], attack_id, defense_ids[1], 1)]
+    assert {j["kind"] for j in listed} == {"query"} and listed[0]["status"] == "done"
+    by_defense = client.get(f"/api/jobs?kind=query&submission_id={defense_ids[1]}", headers=ORGANIZER).json()
+    assert [j["id"] for j in by_defense] == ids[2:]
+    assert [j["id"] for j in client.get("/api/jobs?kind=query&status=done", headers=ORGANIZER).json()] == ids[:1]
+    assert client.get("/api/jobs?kind=attack", headers=ORGANIZER).json() == []  # the batch kinds stay theirs

@@ -589,9 +589,19 @@ def rerun_losses(session: Session, submission: Submission) -> dict:
     return {"jobs": jobs_count, "done": done, "adversarial_images": images, "answers": answers}
 
 
-def jobs(session: Session, dataset: Dataset, kind: JobKind, submission: Submission | None, status: str | None,
+class ListedJobs(StrEnum):
+    """What /api/jobs lists: a batch track's jobs (``JobKind``), or the query track's."""
+
+    ATTACK = "attack"
+    DEFENSE = "defense"
+    QUERY = "query"
+
+
+def jobs(session: Session, dataset: Dataset, kind: ListedJobs, submission: Submission | None, status: str | None,
          limit: int, offset: int) -> list[dict]:
     """One kind of job of the dataset, filtered, by id."""
+    if ListedJobs(kind) is ListedJobs.QUERY:
+        return _query_jobs(session, dataset, submission, status, limit, offset)
     job_class = JobKind(kind).job_class
     query = select(job_class).join(Batch, job_class.batch_id == Batch.id).where(Batch.dataset_id == dataset.id)
     if submission is not None:
@@ -601,8 +611,24 @@ def jobs(session: Session, dataset: Dataset, kind: JobKind, submission: Submissi
     return [{
         "kind": kind, "id": job.id, "submission_id": job.submission_id, "batch": job.batch.index,
         "epsilon": getattr(job, "epsilon", None), "attack_job_id": getattr(job, "attack_job_id", None),
-        "status": job.status.value, "attempt": job.attempt, "finished_at": job.finished_at,
+        "status": job.status.value, "attempt": job.attempt, "finished_at": job.finished_at, "defense_id": None,
     } for job in session.scalars(query.order_by(job_class.id).limit(limit).offset(offset))]
+
+
+def _query_jobs(session: Session, dataset: Dataset, submission: Submission | None, status: str | None,
+                limit: int, offset: int) -> list[dict]:
+    """The dataset's query jobs, those of ``submission`` on either side, by id: ``submission_id``
+    is the query attack's, ``defense_id`` the served defense's."""
+    query = select(QueryJob).join(Batch, QueryJob.batch_id == Batch.id).where(Batch.dataset_id == dataset.id)
+    if submission is not None:
+        query = query.where((QueryJob.attack_id == submission.id) | (QueryJob.defense_id == submission.id))
+    if status is not None:
+        query = query.where(QueryJob.status == status)
+    return [{
+        "kind": ListedJobs.QUERY, "id": job.id, "submission_id": job.attack_id, "defense_id": job.defense_id,
+        "batch": job.batch.index, "epsilon": None, "attack_job_id": None, "status": job.status.value,
+        "attempt": job.attempt, "finished_at": job.finished_at,
+    } for job in session.scalars(query.order_by(QueryJob.id).limit(limit).offset(offset))]
 
 
 def _filtered(query, attack_id: int | None, defense_id: int | None, epsilon: int | None):

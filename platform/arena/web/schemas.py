@@ -18,13 +18,13 @@ from arena.config import EpsilonSchedule
 from arena.intake import dry_run
 from arena.models import (
     ClassificationProblem,
-    JobKind,
     JobStatus,
     SubmissionKind,
 )
 from arena.results.judging import MatrixValue
 from arena.results.query_scoring import QueryMatrixValue
 from arena.sandbox.pinning import PinState
+from arena.web.queries import ListedJobs
 
 
 def _in_utc(moment: datetime) -> datetime:
@@ -257,9 +257,10 @@ class Logs(BaseModel):
 
 
 class Job(BaseModel):
-    kind: JobKind
+    kind: ListedJobs
     id: int
-    submission_id: int
+    submission_id: int = Field(description="The job's submission; a query job's query attack.")
+    defense_id: int | None = Field(description="Query jobs only: the served defense.")
     batch: int
     epsilon: int | None = Field(description="Attack jobs only.")
     attack_job_id: int | None = Field(description="Defense jobs on adversarial images only.")

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, Query
 from arena import actions
 from arena.callers import Caller
 from arena.data.dataset import pick_dataset
-from arena.models import JobKind, JobStatus
+from arena.models import JobStatus
 from arena.web import permissions, queries
 from arena.web.api.parameters import DatasetName, Limit, Offset
 from arena.web.auth import caller
@@ -18,12 +18,12 @@ router = APIRouter(tags=["jobs"])
 
 
 @router.get("/jobs", response_model=list[Job],
-            summary="Jobs of a dataset, filtered by kind, submission and status (organizers only while the "
-            "leaderboards are hidden)")
+            summary="Jobs of a dataset, filtered by kind (attack, defense, or the query track's), submission "
+            "(a query job's attack or served defense) and status (organizers only while the leaderboards are hidden)")
 def list_jobs(
     session: SessionDep,
     who: Caller = Depends(caller),
-    kind: JobKind = JobKind.ATTACK,
+    kind: queries.ListedJobs = queries.ListedJobs.ATTACK,
     submission_id: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
     status: JobStatus | None = None,
     dataset: DatasetName = None,
