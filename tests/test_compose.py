@@ -81,3 +81,6 @@ def test_the_web_service_has_no_engine_socket_and_the_workers_do():
               for name, service in config["services"].items()}
     assert "docker.sock" not in mounts["web"] and "data/compose" not in mounts["web"]  # its files come from the store
     assert "docker.sock" in mounts["worker"] and "docker.sock" in mounts["scheduler"]
+    # those that run sandboxes share the host's PID namespace, so that their sweeps can tell a
+    # dead runner's containers (sandbox/runners.py); the web does not
+    assert [config["services"][name].get("pid") for name in ("worker", "scheduler", "web")] == ["host", "host", None]
