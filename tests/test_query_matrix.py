@@ -152,7 +152,7 @@ def test_a_hidden_round_s_query_matrix_is_for_organizers_only(arena):
 
 
 def test_arena_export_writes_the_query_files_the_bundle_holds(arena, monkeypatch, tmp_path):
-    settings, _, _ = arena
+    settings, client, _ = arena
     monkeypatch.setenv("ARENA_DATA_DIR", str(settings.data_dir))
     get_settings.cache_clear()
     try:
@@ -179,6 +179,9 @@ def test_arena_export_writes_the_query_files_the_bundle_holds(arena, monkeypatch
         assert {p.name for p in out.iterdir()} <= members  # the bundle holds what `arena export` writes
         for name in ("query_success_matrix.csv", "query_avc_matrix.csv", "query_cells.csv"):
             assert bundle.read(name) == (out / name).read_bytes(), name
+    for name in ("query_avc_matrix", "query_avc_matrix_low", "query_avc_matrix_high"):  # the API serves the same
+        served = client.get(f"/api/export/{name}.csv")
+        assert served.status_code == 200 and served.content == (out / f"{name}.csv").read_bytes(), name
 
 
 def test_chromium_draws_the_avc_view_from_its_json(arena, browser):  # noqa: F811

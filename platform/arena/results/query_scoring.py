@@ -255,6 +255,7 @@ CELLS_FILE = "query_cells.csv"
 #: ``_eps{E}`` at each (counts, as the 2017 matrices), and the AVC rule's median L2, with
 #: ``_low`` and ``_high`` its interval's bounds (``avc_interval_matrices``).
 SUCCESS_FILE, AVC_FILE = "query_success_matrix", "query_avc_matrix"
+AVC_LOW_FILE, AVC_HIGH_FILE = f"{AVC_FILE}_low", f"{AVC_FILE}_high"
 
 
 def export(session: Session, round_: Round, folder: Path) -> list[Path]:
@@ -272,8 +273,8 @@ def export(session: Session, round_: Round, folder: Path) -> list[Path]:
         written.append(_write(success_matrix(cells, epsilons, epsilon)[0], folder / f"{SUCCESS_FILE}_eps{epsilon}.csv",
                               index=True))
     written.append(_write(avc_matrix(cells), folder / f"{AVC_FILE}.csv", index=True))
-    for bound, matrix in zip(("low", "high"), avc_interval_matrices(cells)):
-        written.append(_write(matrix, folder / f"{AVC_FILE}_{bound}.csv", index=True))
+    for name, matrix in zip((AVC_LOW_FILE, AVC_HIGH_FILE), avc_interval_matrices(cells)):
+        written.append(_write(matrix, folder / f"{name}.csv", index=True))
     rates = (counts * 100 / scored.where(scored > 0)).fillna(0.0)
     written.append(heatmap(rates, folder / f"{SUCCESS_FILE}.png", "Query track: succeeded (%), all eps"))
     return written

@@ -270,12 +270,16 @@ def _l2_cells(matrix: np.ndarray) -> list[list[float | None]]:
 
 def query_matrix_file(snapshot: Snapshot, name: str, epsilon: int | None) -> pd.DataFrame:
     """A query matrix as its export file has it (``query_scoring.export``), by name, among the
-    entries the snapshot shows: successes (at ``epsilon``, or pooled) or the AVC medians."""
+    entries the snapshot shows: successes (at ``epsilon``, or pooled), the AVC medians or
+    their intervals' bounds."""
     cells, known = snapshot.query_cells, snapshot.query.get("epsilons", [])
     if cells.empty:
         raise NotFoundError("this round has no query-track results")
     if name == query_scoring.AVC_FILE:
         return query_scoring.avc_matrix(cells)
+    if name in (query_scoring.AVC_LOW_FILE, query_scoring.AVC_HIGH_FILE):
+        low, high = query_scoring.avc_interval_matrices(cells)
+        return low if name == query_scoring.AVC_LOW_FILE else high
     if epsilon is not None and epsilon not in known:
         raise NotFoundError(f"no query results at eps={epsilon} (epsilons of the query track: {', '.join(map(str, known))})")
     return query_scoring.success_matrix(cells, known, epsilon)[0]

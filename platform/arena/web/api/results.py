@@ -24,7 +24,8 @@ router = APIRouter(tags=["results"])
 
 
 LEADERBOARD_CSVS = {stem: track for track, stem in LEADERBOARDS.items()}
-QUERY_MATRICES = (query_scoring.SUCCESS_FILE, query_scoring.AVC_FILE)
+QUERY_MATRICES = (query_scoring.SUCCESS_FILE, query_scoring.AVC_FILE, query_scoring.AVC_LOW_FILE,
+                  query_scoring.AVC_HIGH_FILE)
 
 
 @router.get("/leaderboards/query", response_model=QueryBoards,
