@@ -99,7 +99,8 @@ def test_a_run_stuck_past_its_time_limit_is_reaped_and_its_attempt_says_why(tmp_
 def test_a_drained_worker_claims_nothing_before_its_heartbeat_reads_the_flag(tmp_path):
     """The claim asks the worker's row itself: between an organizer's drain and the worker's
     next beat, a message it took is still refused its jobs, which stay for another worker,
-    and the broker's task hands the message back (Reject, requeued)."""
+    and the broker's task hands the message back (Reject, requeued) and follows the drain at
+    once, so that the message does not come back to it again and again until the beat."""
     from celery.exceptions import Reject
 
     from arena.execution import broker
@@ -118,6 +119,7 @@ def test_a_drained_worker_claims_nothing_before_its_heartbeat_reads_the_flag(tmp
         assert claim(settings, JobKind.ATTACK, (second,), worker_id=me.id) == {}
         with pytest.raises(Reject):
             broker._unless_draining(me)
+        assert me.draining.is_set()  # followed at once: it stops consuming, not at its next beat
         assert set(claim(settings, JobKind.ATTACK, (second,), worker_id=None)) == {second}  # another runner's
     with transaction(settings) as session:
         assert [session.get(AttackJob, i).worker_id for i in (first, second)] == [me.id, None]

@@ -101,7 +101,7 @@ def _unless_draining(worker: workers.Registration | None) -> None:
     asked before a run, for what it prefetched before it stopped consuming, and after a run
     that took nothing, for a drain that came between that question and the claim, which
     refused it (``job_states.taking_work``)."""
-    if worker is not None and worker.asked_to_drain():
+    if worker is not None and worker.draining_now():
         raise Reject("this worker is draining", requeue=True)
 
 

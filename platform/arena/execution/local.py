@@ -90,13 +90,14 @@ def _rounds(settings: Settings, dataset_id: int, progress: Progress, pool: Threa
         return {(pack.kind, job) for pack in running.values() for job in pack.job_ids}
 
     def hand_out() -> Turn:
-        if not me.draining.is_set():  # queued first: the pool takes them before any pack
+        draining = me.draining_now()  # its claims would be refused: hand out nothing to be refused
+        if not draining:  # queued first: the pool takes them before any pack
             for dry_run_id in checking.waiting(settings):
                 if dry_run_id not in checked:
                     checks[pool.submit(checking.check, settings, dry_run_id, me.id)] = dry_run_id
                     checked.add(dry_run_id)
         turn = _turn(settings, dataset_id, frozenset(failed | in_flight()), frozenset(queries_failed | {*queried.values()}))
-        if me.draining.is_set():  # an organizer's choice: what runs finishes, nothing new starts
+        if draining:  # an organizer's choice: what runs finishes, nothing new starts
             summary.drained = summary.drained or bool(turn.packs or turn.query_jobs)
             return turn
         for pack in turn.packs:

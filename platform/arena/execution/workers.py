@@ -116,11 +116,18 @@ class Registration:
     draining: threading.Event = field(default_factory=threading.Event)
     on_drain: Callable[[bool], None] | None = None
 
-    def asked_to_drain(self) -> bool:
-        """Whether an organizer has drained this worker, as the database says now: what a
-        claim of this worker reads (``job_states.taking_work``), rather than what the last
-        heartbeat read."""
-        return _asked_to_drain(self.settings, self.id)
+    def draining_now(self) -> bool:
+        """Whether this worker is draining, as the database says now (what its claims read,
+        ``job_states.taking_work``) rather than as its last heartbeat read it. A drain the
+        heartbeat has not read yet is followed at once (``beat``): a Celery worker stops
+        consuming before its next message, and a runner hands out nothing more, rather than
+        have claim after claim refused until the next beat."""
+        if self.draining.is_set():
+            return True
+        if not _asked_to_drain(self.settings, self.id):
+            return False
+        self.beat()
+        return True
 
     def beat(self) -> None:
         """Say this worker is alive, with the engine's images now; follow the draining flag."""
