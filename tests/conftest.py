@@ -140,7 +140,7 @@ def require_host_pipes(runtime: str | None) -> None:
     pipes under ``runtime`` on this engine: runsc must be registered with --host-fifo=open."""
     if runtime:
         require_runtime(runtime)
-    if pipes.carries(docker_client(), SandboxLimits(runtime=runtime)):
+    if pipes.carries(docker_client().info(), SandboxLimits(runtime=runtime)):
         return
     message = f"the Docker engine's {runtime or 'default'} runtime opens no host pipes: {REGISTER_RUNSC}"
     if os.environ.get("ARENA_REQUIRE_RUNSC"):

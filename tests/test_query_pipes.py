@@ -19,14 +19,6 @@ ECHO = "import sys\nn = 0\nfor line in sys.stdin.buffer:\n    sys.stdout.buffer.
        "    sys.stdout.flush()\n    n += 1\n    if line == b'bye\\n': break\nprint('echoed', n, file=sys.stderr)\n"
 
 
-class _Engine:
-    def __init__(self, info: dict) -> None:
-        self._info = info
-
-    def info(self) -> dict:
-        return self._info
-
-
 RUNC = {"path": "runc"}
 RUNSC = {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none"]}
 RUNSC_FIFO = {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--host-fifo=open"]}
@@ -42,9 +34,9 @@ RUNSC_FIFO = {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--hos
     ("kata", {"kata": {"path": "/usr/bin/kata-runtime"}}, "runc", False),  # a VM: no host pipes
 ], ids=["default-runc", "runc", "runsc", "runsc-host-fifo", "default-runsc", "renamed-runsc", "kata"])
 def test_the_transport_follows_the_engine_s_registration_of_the_runtime(runtime, registered, default, expected):
-    engine = _Engine({"Runtimes": registered, "DefaultRuntime": default})
-    assert pipes.carries(engine, SandboxLimits(runtime=runtime)) is expected
-    assert pipes.carries(engine, SandboxLimits(runtime=runtime, host_pipes=False)) is False
+    info = {"Runtimes": registered, "DefaultRuntime": default}  # as `docker info` says
+    assert pipes.carries(info, SandboxLimits(runtime=runtime)) is expected
+    assert pipes.carries(info, SandboxLimits(runtime=runtime, host_pipes=False)) is False
 
 
 def _echo(tmp_path, limits: SandboxLimits, image: str = IMAGE, time_limit: float = 60):

@@ -128,18 +128,24 @@ def test_a_submission_page_is_about_a_round_it_takes_part_in(tmp_path):
     assert "None: it is rejected, and runs no jobs." in broken and "<progress" not in broken.split("Jobs on")[1]
 
 
+def _query_pair(tmp_path, batch_size: int) -> tuple:
+    """A round "dev" of four images with a query attack of team red and a defense of team
+    blue: the settings, the app's client and the two submissions' ids."""
+    settings = make_settings(tmp_path / "arena", organizer_token="organizer-secret", epsilons=[4])
+    synth_dataset(settings, 4, batch_size=batch_size, name="dev")
+    with transaction(settings) as session:
+        boundary = add_submission(session, "boundary", SubmissionKind.QUERY_ATTACK, owner="red").id
+        served = add_submission(session, "served", SubmissionKind.DEFENSE, owner="blue").id
+    return settings, TestClient(create_app(settings)), boundary, served
+
+
 def test_a_query_attack_s_page_counts_its_query_jobs_and_none_before_they_are_planned(tmp_path):
     """A query attack runs no batch-track jobs: its page showed a full bar "0 of 0 done"."""
     from sqlalchemy import select
 
     from arena.models import Batch, Dataset, QueryJob
 
-    settings = make_settings(tmp_path / "arena", organizer_token="organizer-secret", epsilons=[4])
-    synth_dataset(settings, 4, batch_size=2, name="dev")
-    with transaction(settings) as session:
-        boundary = add_submission(session, "boundary", SubmissionKind.QUERY_ATTACK, owner="red").id
-        served = add_submission(session, "served", SubmissionKind.DEFENSE, owner="blue").id
-    client = TestClient(create_app(settings))
+    settings, client, boundary, served = _query_pair(tmp_path, batch_size=2)
     page = client.get(f"/submissions/{boundary}", headers=ORGANIZER).text
     assert "None planned yet: its query jobs" in page and "<progress" not in page.split("Jobs on")[1]
     with transaction(settings) as session:
@@ -320,16 +326,12 @@ def test_a_query_job_is_listed_on_both_submissions_pages_each_team_reading_its_o
 
     from arena.models import Batch, QueryJob
 
-    settings = make_settings(tmp_path / "arena", organizer_token="organizer-secret", epsilons=[4])
-    synth_dataset(settings, 4, batch_size=4, name="dev")
+    settings, client, boundary, served = _query_pair(tmp_path, batch_size=4)
     with transaction(settings) as session:
-        boundary = add_submission(session, "boundary", SubmissionKind.QUERY_ATTACK, owner="red").id
-        served = add_submission(session, "served", SubmissionKind.DEFENSE, owner="blue").id
         session.add(QueryJob(attack_id=boundary, defense_id=served, batch_id=session.scalars(select(Batch.id)).one(),
                              status=JobStatus.DONE, attempt=1, seconds=2.5, attack_exit_code=0,
                              problems=["3 queries refused: past the budget"], attack_log="ATTACK SIDE PRINTED",
                              defense_log="DEFENSE SIDE PRINTED"))
-    client = TestClient(create_app(settings))
     red, blue = ({"Authorization": f"Bearer {client.post(f'/api/teams/{t}/token', headers=ORGANIZER).json()['token']}"}
                  for t in ("red", "blue"))
     attack_page = client.get(f"/submissions/{boundary}", headers=red).text.split('id="query-runs"')[1]

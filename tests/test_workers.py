@@ -117,8 +117,9 @@ def test_a_drained_worker_claims_nothing_before_its_heartbeat_reads_the_flag(tmp
             workers.set_draining(session, me.id, True)
         assert not me.draining.is_set()  # its heartbeat has not read the flag
         assert claim(settings, JobKind.ATTACK, (second,), worker_id=me.id) == {}
+        broker._unless_draining(me)  # before a run: as its last heartbeat read it, no query a message
         with pytest.raises(Reject):
-            broker._unless_draining(me)
+            broker._unless_draining(me, took_nothing=True)  # the claim was refused: the database says why
         assert me.draining.is_set()  # followed at once: it stops consuming, not at its next beat
         assert set(claim(settings, JobKind.ATTACK, (second,), worker_id=None)) == {second}  # another runner's
     with transaction(settings) as session:

@@ -58,7 +58,7 @@ def celery_app(settings: Settings, worker: workers.Registration | None = None) -
         containers.sweep()
         result = run_pack(settings, Pack(kind, tuple(job_ids)), worker and worker.id)
         if not result.taken:
-            _unless_draining(worker)
+            _unless_draining(worker, took_nothing=True)
         enqueue(settings, app, result.again)
         return result.finished
 
@@ -69,7 +69,7 @@ def celery_app(settings: Settings, worker: workers.Registration | None = None) -
         containers.sweep()
         stored = query_jobs.run_job(settings, job_id, worker and worker.id)
         if not stored:
-            _unless_draining(worker)
+            _unless_draining(worker, took_nothing=True)
         return stored
 
     @app.task(name=CHECK_TASK, shared=False)
@@ -79,7 +79,7 @@ def celery_app(settings: Settings, worker: workers.Registration | None = None) -
         containers.sweep()
         checked = checking.check(settings, dry_run_id, worker and worker.id)
         if checked is None:
-            _unless_draining(worker)
+            _unless_draining(worker, took_nothing=True)
         return checked
 
     return app
@@ -96,12 +96,15 @@ def serve(settings: Settings, concurrency: int, queues: list[str]) -> None:
                          "--hostname", node, "--loglevel", "INFO", "--without-gossip", "--without-mingle"])
 
 
-def _unless_draining(worker: workers.Registration | None) -> None:
-    """A drained worker hands back the message it took (it goes back for another worker):
-    asked before a run, for what it prefetched before it stopped consuming, and after a run
-    that took nothing, for a drain that came between that question and the claim, which
-    refused it (``job_states.taking_work``)."""
-    if worker is not None and worker.draining_now():
+def _unless_draining(worker: workers.Registration | None, took_nothing: bool = False) -> None:
+    """A drained worker hands back the message it took (it goes back for another worker).
+    Before a run, as its last heartbeat read the flag (no query for every message): what it
+    prefetched before it stopped consuming. After a run whose claim took nothing, as the
+    database says now: a drain its heartbeat has not read yet, which the claim refused
+    (``job_states.taking_work``), and which the worker then follows at once."""
+    if worker is None:
+        return
+    if worker.draining_now() if took_nothing else worker.draining.is_set():
         raise Reject("this worker is draining", requeue=True)
 
 

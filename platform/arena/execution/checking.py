@@ -26,7 +26,7 @@ from arena.config import Settings
 from arena.db import retry_while_unreachable, transaction
 from arena.errors import PlatformError
 from arena.execution import packing
-from arena.execution.leases import heartbeat
+from arena.execution.leases import heartbeat, still_held
 from arena.intake.dry_run import ValidationReport, sample_batch, validate
 from arena.intake.submit import take
 from arena.models import DryRun, JobStatus, Round, Submission, SubmissionStatus
@@ -115,15 +115,10 @@ def _claim(settings: Settings, dry_run_id: int, worker_id: int | None):
                 StoredSubmission.of(dry_run.submission), sample_batch(session), round_.refuse_stateful_defenses)
 
 
-def _held(session, dry_run_id: int, token: int) -> DryRun | None:
-    dry_run = session.scalar(select(DryRun).where(DryRun.id == dry_run_id).with_for_update())
-    return dry_run if dry_run is not None and job_states.holds(dry_run, token) else None
-
-
 @retry_while_unreachable
 def _failed(settings: Settings, dry_run_id: int, token: int, error: Exception) -> None:
     with transaction(settings) as session:
-        if dry_run := _held(session, dry_run_id, token):
+        if dry_run := still_held(session, DryRun, dry_run_id, token):
             dry_run.error = f"{type(error).__name__}: {error}"
             job_states.fail(dry_run)
 
@@ -139,7 +134,7 @@ def _store_verdict(settings: Settings, dry_run_id: int, token: int, report: Vali
                    pins: dict[str, str]) -> notifications.Notice | None:
     """Accept or reject under the claim's token; the team's notice when this decided it."""
     with transaction(settings) as session:
-        dry_run = _held(session, dry_run_id, token)
+        dry_run = still_held(session, DryRun, dry_run_id, token)
         if dry_run is None:
             return None  # another runner took it over after our lease ran out: its result counts
         submission = dry_run.submission

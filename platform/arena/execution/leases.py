@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from arena import job_states
 from arena.config import Settings
 from arena.db import retry_while_unreachable, transaction
-from arena.models import AttackJob, DefenseJob, JobAttempt, JobKind
+from arena.models import JobAttempt, JobKind, utcnow
 
 
 @dataclass(frozen=True)
@@ -88,8 +88,22 @@ def heartbeat(settings: Settings, job_class: job_states.JobClass, tokens: dict[i
         thread.join()
 
 
-def still_held(session: Session, kind: JobKind, job_id: int, held: Claim) -> AttackJob | DefenseJob | None:
-    """The job, locked, if it still runs under this claim's token; None when someone took over."""
-    job_class = kind.job_class
+def still_held(session: Session, job_class: job_states.JobClass, job_id: int, token: int) -> job_states.Job | None:
+    """The job, locked, if it still runs under this fencing token; None when someone took over."""
     job = session.scalar(select(job_class).where(job_class.id == job_id).with_for_update())
-    return job if job_states.holds(job, held.token) else None
+    return job if job is not None and job_states.holds(job, token) else None
+
+
+@retry_while_unreachable
+def failed_on_the_platform(settings: Settings, job_class: job_states.JobClass, claims: dict[int, Claim],
+                           error: Exception) -> None:
+    """The claims' attempts ended with the platform's ``error``, and their jobs still held by
+    them in error, to run again under the retry cap: a pack's, or a query job's."""
+    with transaction(settings) as session:
+        for job_id, held in claims.items():
+            attempt = session.get_one(JobAttempt, held.attempt_id)
+            attempt.ended_at, attempt.error = utcnow(), str(error)
+            if job := still_held(session, job_class, job_id, held.token):
+                job_states.fail(job)
+
+

@@ -30,7 +30,7 @@ from arena.config import Settings
 from arena.data import logs
 from arena.data.objects import StoreError
 from arena.db import bulk_insert, retry_while_unreachable, transaction
-from arena.execution.leases import Claim, claim, heartbeat, still_held
+from arena.execution.leases import Claim, claim, failed_on_the_platform, heartbeat, still_held
 from arena.models import (
     AdversarialImage,
     AttackJob,
@@ -263,7 +263,7 @@ def run_pack(settings: Settings, pack: Pack, worker_id: int | None = None) -> Pa
             outcome = loaded.execute(code)
         log = logs.keep(settings, outcome.run.log)  # before the rows that name it
     except (SandboxError, StoreError) as exc:  # the platform's failure: the jobs run again, none is blamed
-        _platform_failed(settings, pack, claims, exc)
+        failed_on_the_platform(settings, pack.kind.job_class, claims, exc)
         return PackResult(container_runs=1, platform_error=f"{pack.kind} jobs {list(pack.job_ids)}: {exc}")
     shares = loaded.share(outcome)
     retry = [] if outcome.run.succeeded or len(pack.job_ids) == 1 else [j for j in pack.job_ids if not shares[j].complete]
@@ -284,16 +284,6 @@ def finish_attempt(attempt: JobAttempt, run: RunResult, problems: list[str], log
 
 
 @retry_while_unreachable
-def _platform_failed(settings: Settings, pack: Pack, claims: dict[int, Claim], error: Exception) -> None:
-    with transaction(settings) as session:
-        for job_id, held in claims.items():
-            attempt = session.get(JobAttempt, held.attempt_id)
-            attempt.ended_at, attempt.error = utcnow(), str(error)
-            if job := still_held(session, pack.kind, job_id, held):
-                job_states.fail(job)
-
-
-@retry_while_unreachable
 def _store(settings: Settings, pack: Pack, claims: dict[int, Claim], outcome: Outcome, shares: dict[int, JobShare],
            retry: list[int], log: logs.KeptLog | None) -> int:
     """Every kept job's rows, attempt and status in one transaction, each only while the job
@@ -305,7 +295,7 @@ def _store(settings: Settings, pack: Pack, claims: dict[int, Claim], outcome: Ou
         for job_id, piece in shares.items():
             held = claims[job_id]
             attempt = session.get(JobAttempt, held.attempt_id)
-            job = still_held(session, pack.kind, job_id, held)
+            job = still_held(session, pack.kind.job_class, job_id, held.token)
             if job is None:
                 finish_attempt(attempt, outcome.run, [*packed, "another attempt took this job over: results dropped"], log)
             elif job_id in retry:

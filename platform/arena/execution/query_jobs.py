@@ -33,7 +33,7 @@ from arena.data import logs
 from arena.db import retry_while_unreachable, transaction
 from arena.errors import PlatformError
 from arena.execution import query_pairs
-from arena.execution.leases import Claim, claimed, heartbeat
+from arena.execution.leases import Claim, claimed, failed_on_the_platform, heartbeat, still_held
 from arena.execution.pack_run import finish_attempt, submission_code
 from arena.models import (
     Batch,
@@ -46,7 +46,6 @@ from arena.models import (
     Submission,
     SubmissionKind,
     SubmissionStatus,
-    utcnow,
 )
 from arena.sandbox.attack_run import CleanInput
 from arena.sandbox.code import StoredSubmission
@@ -140,12 +139,6 @@ def _claim(settings: Settings, job_id: int, worker_id: int | None) -> _Claimed |
         return _Claimed(taken[job_id], run_settings, _task(run_settings, job, round_))
 
 
-def _held(session: Session, job_id: int, token: int) -> QueryJob | None:
-    """The job, locked, if it still runs under this token; None when someone took it over."""
-    job = session.scalar(select(QueryJob).where(QueryJob.id == job_id).with_for_update())
-    return job if job is not None and job_states.holds(job, token) else None
-
-
 def _store(session: Session, job: QueryJob, task: QueryTask, outcome: QueryOutcome) -> None:
     run = outcome.attack_run
     job.budget, job.seconds = task.budget, round(run.seconds, 2)
@@ -176,20 +169,11 @@ def _ended(attempt: JobAttempt, outcome: QueryOutcome, kept: _KeptLogs, notes: l
 
 
 @retry_while_unreachable
-def _platform_failed(settings: Settings, job_id: int, held: Claim, error: Exception) -> None:
-    with transaction(settings) as session:
-        attempt = session.get_one(JobAttempt, held.attempt_id)
-        attempt.ended_at, attempt.error = utcnow(), str(error)
-        if job := _held(session, job_id, held.token):
-            job_states.fail(job)
-
-
-@retry_while_unreachable
 def _stored(settings: Settings, job_id: int, held: Claim, task: QueryTask, outcome: QueryOutcome,
             kept: _KeptLogs) -> bool:
     with transaction(settings) as session:
         attempt = session.get_one(JobAttempt, held.attempt_id)
-        job = _held(session, job_id, held.token)
+        job = still_held(session, QueryJob, job_id, held.token)
         if job is None:  # its lease ran out and another runner took it over: that runner's results stand
             _ended(attempt, outcome, kept, ["another attempt took this job over: results dropped"])
             return False
@@ -213,7 +197,7 @@ def run_job(settings: Settings, job_id: int, worker_id: int | None = None) -> bo
             outcome = execute_query_attack(taken.settings, task)
         kept = _KeptLogs(logs.keep(settings, outcome.attack_run.log), logs.keep(settings, outcome.defense_full_log))
     except PlatformError as exc:  # the engine, the store: the job runs again, none is blamed
-        _platform_failed(settings, job_id, taken.held, exc)
+        failed_on_the_platform(settings, QueryJob, {job_id: taken.held}, exc)
         raise
     return _stored(settings, job_id, taken.held, task, outcome, kept)
 

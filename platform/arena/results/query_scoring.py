@@ -241,7 +241,8 @@ def avc_interval_matrices(cells: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFra
     grouped = ordered.groupby(["attack", "defense"], sort=False)["smallest"]
     size = grouped.transform("size").to_numpy()
     position = grouped.cumcount().to_numpy() + 1
-    rank = np.array([median_rank(int(n)) for n in size])
+    sizes, each = np.unique(size, return_inverse=True)  # a rank per pair size, not per row
+    rank = np.array([median_rank(int(n)) for n in sizes], dtype=int)[each.ravel()]
     bounds = pd.DataFrame({"attack": ordered["attack"].to_numpy(), "defense": ordered["defense"].to_numpy(),
                            "low": np.where(rank == 0, 0.0, np.where(position == rank, ordered["smallest"], np.nan)),
                            "high": np.where(rank == 0, WORST, np.where(position == size + 1 - rank, ordered["smallest"],

@@ -105,7 +105,8 @@ class AttachedContainer:
         """Exactly ``size`` stdout bytes; Silent at ``until``, StreamClosed at EOF."""
         while len(self._stdout) < size:
             self._receive(until)
-        data = bytes(self._stdout[:size])
+        with memoryview(self._stdout) as view:
+            data = bytes(view[:size])  # one copy: a slice of the bytearray would be a second (a query is MBs)
         del self._stdout[:size]
         return data
 
@@ -219,9 +220,10 @@ def attached(image: str, command: list[str], mounts: list[containers.Mount], tim
     over the attach socket; kill and remove it on leaving. The attach comes before the start,
     so not a byte the container writes is lost."""
     client = containers.docker_client()
-    containers.check_runtime(client, limits)
+    info = containers.engine_info(client)  # once: the runtime's check and the transport's choice
+    containers.check_runtime(client, limits, info)
     with ExitStack() as stack:
-        channel = stack.enter_context(pipes.host_pipes(work_dir)) if pipes.carries(client, limits) else None
+        channel = stack.enter_context(pipes.host_pipes(work_dir)) if pipes.carries(info, limits) else None
         started = _start(stack, client, image, command, mounts, time_limit, limits, channel)
         if started is None:  # no /bin/sh for the pipes' wrapper: the streams carry it
             channel = None

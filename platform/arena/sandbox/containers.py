@@ -106,14 +106,20 @@ def over_limit(output: Path, limits: SandboxLimits) -> str | None:
     return None
 
 
-def check_runtime(client: docker.DockerClient, limits: SandboxLimits) -> None:
-    """A runtime the engine lacks (gVisor's runsc not installed) is named, with what is there."""
-    if not limits.runtime:
-        return
+def engine_info(client: docker.DockerClient) -> dict:
+    """What ``docker info`` says: the runtimes the engine has registered, and how."""
     try:
-        runtimes = client.info().get("Runtimes", {})
+        return client.info()
     except ENGINE_ERRORS as exc:
         raise SandboxError(f"cannot ask the Docker engine for its runtimes: {exc}") from None
+
+
+def check_runtime(client: docker.DockerClient, limits: SandboxLimits, info: dict | None = None) -> None:
+    """A runtime the engine lacks (gVisor's runsc not installed) is named, with what is there;
+    ``info``, the engine's, where the caller has it already."""
+    if not limits.runtime:
+        return
+    runtimes = (info if info is not None else engine_info(client)).get("Runtimes", {})
     if limits.runtime not in runtimes:
         raise SandboxError(
             f"the Docker engine has no runtime {limits.runtime!r} (it has {', '.join(sorted(runtimes))}): register it "

@@ -29,8 +29,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
-
 from arena.config import SandboxLimits
 from arena.sandbox import containers
 
@@ -48,16 +46,12 @@ RUNSC_HOST_FIFO = "--host-fifo=open"
 NATIVE_RUNTIMES = {"runc", "io.containerd.runc.v2", "io.containerd.runtime.v1.linux", "crun"}
 
 
-def carries(client: docker.DockerClient, limits: SandboxLimits) -> bool:
+def carries(info: dict, limits: SandboxLimits) -> bool:
     """Whether an attached container of ``limits`` gets host pipes, or the engine's streams:
     the one choice of transport, made from the engine's registration of the runtime the
-    container runs under."""
+    container runs under (``info``: what ``docker info`` says)."""
     if not limits.host_pipes:
         return False
-    try:
-        info = client.info()
-    except containers.ENGINE_ERRORS as exc:
-        raise containers.SandboxError(f"cannot ask the Docker engine for its runtimes: {exc}") from None
     name = limits.runtime or info.get("DefaultRuntime") or "runc"
     registered = info.get("Runtimes", {}).get(name, {})
     program = Path(registered.get("path") or name).name

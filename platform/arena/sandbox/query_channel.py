@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from arena.sandbox.attached import AttachedContainer, Silent, StreamClosed
-from arena.sandbox.serving import IMAGE_BYTES, DefenseFailed
+from arena.sandbox.serving import IMAGE_BYTES, DefenseFailed, RawImage
 
 MAX_HEADER_BYTES = 256
 #: Most images in one query: a batch of candidates for one image, bounded so that the
@@ -28,7 +28,7 @@ MAX_BATCH = 100
 #: How often the broker looks up from a silent attack to check its output's limits.
 WATCH_SECONDS = 0.5
 
-Classifier = Callable[[list[bytes]], list[int]]
+Classifier = Callable[[list[RawImage]], list[int]]
 
 
 class ProtocolViolation(Exception):
@@ -83,10 +83,10 @@ class QueryChannel:
         name, size = header
         if not 1 <= size <= MAX_BATCH:
             raise ProtocolViolation(f"a query of {size} images: N must lie in 1..{MAX_BATCH}")
-        payload = self.attack.read_exact(size * IMAGE_BYTES, self.attack.deadline)
-        self._reply(self._labels(name, [payload[i * IMAGE_BYTES:(i + 1) * IMAGE_BYTES] for i in range(size)]))
+        payload = memoryview(self.attack.read_exact(size * IMAGE_BYTES, self.attack.deadline))
+        self._reply(self._labels(name, [payload[i * IMAGE_BYTES:(i + 1) * IMAGE_BYTES] for i in range(size)]))  # no copies
 
-    def _labels(self, name: str, images: list[bytes]) -> str:
+    def _labels(self, name: str, images: list[RawImage]) -> str:
         """The answer to one well-framed query: its labels, or why it is refused."""
         count = self.counts.get(name)
         if count is None:

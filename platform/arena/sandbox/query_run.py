@@ -31,7 +31,7 @@ from arena.sandbox.attached import attached
 from arena.sandbox.attack_run import AttackOutcome, CleanInput, collect, notes, read_output, stage_inputs
 from arena.sandbox.code import SubmissionCode
 from arena.sandbox.query_channel import Classifier, QueryChannel, QueryCount
-from arena.sandbox.serving import DefenseFailed, ServedDefense, served
+from arena.sandbox.serving import DefenseFailed, RawImage, ServedDefense, served
 from arena.sandbox.staging import Staging, staging
 
 #: How long an attack that closed its stdout has to exit before it is killed.
@@ -159,7 +159,7 @@ def execute_query_attack(settings: Settings, task: QueryTask) -> QueryOutcome:
     return QueryOutcome(run, defense.failure, defense_log, results, _described(run, channel, problems), defense_full_log)
 
 
-def stand_in_labels(images: list[bytes]) -> list[int]:
+def stand_in_labels(images: list[RawImage]) -> list[int]:
     """The dry run's stand-in for a defense: a label made from each image's hash, so that the
     same query gets the same answer and a changed image, most likely, another."""
     return [1 + int.from_bytes(hashlib.sha256(image).digest()[:4], "little") % 1000 for image in images]

@@ -24,6 +24,8 @@ from arena.sandbox.attached import AttachedContainer, StreamClosed, attached
 from arena.sandbox.code import SubmissionCode
 
 IMAGE_BYTES = IMAGE_SIZE * IMAGE_SIZE * 3
+#: One image of a query, raw: bytes, or a view into the query the attack sent (no copy).
+RawImage = bytes | memoryview
 #: Longest answer line taken: N labels of at most 4 digits and their spaces, with room to spare.
 MAX_ANSWER_BYTES = 8 * 1024
 READY = b"ready"
@@ -45,7 +47,7 @@ class ServedDefense:
     def wait_ready(self, seconds: float) -> None:
         self._answer(lambda: self._ready(time.monotonic() + seconds))
 
-    def classify(self, images: list[bytes]) -> list[int]:
+    def classify(self, images: list[RawImage]) -> list[int]:
         """The defense's labels for ``images`` (raw 299x299x3 bytes each); DefenseFailed when it
         has failed, now or before."""
         return self._answer(lambda: self._ask(images))
@@ -64,8 +66,8 @@ class ServedDefense:
         if line.strip() != READY:
             raise DefenseFailed(f"said {line[:80]!r} where ready was expected")
 
-    def _ask(self, images: list[bytes]) -> list[int]:
-        self.stream.send(b"classify %d\n" % len(images) + b"".join(images))
+    def _ask(self, images: list[RawImage]) -> list[int]:
+        self.stream.send(b"".join([b"classify %d\n" % len(images), *images]))  # one copy of the images
         line = self._line(time.monotonic() + self.seconds_per_image * len(images), f"labels for {len(images)} image(s)")
         labels = _labels(line, len(images))
         self.answered += len(images)

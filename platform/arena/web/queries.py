@@ -607,32 +607,35 @@ def jobs(session: Session, dataset: Dataset, kind: ListedJobs, submission: Submi
     if ListedJobs(kind) is ListedJobs.QUERY:
         return _query_jobs(session, dataset, submission, status, limit, offset)
     job_class = JobKind(kind).job_class
-    query = select(job_class).join(Batch, job_class.batch_id == Batch.id).where(Batch.dataset_id == dataset.id)
-    if submission is not None:
-        query = query.where(job_class.submission_id == submission.id)
-    if status is not None:
-        query = query.where(job_class.status == status)
+    mine = None if submission is None else job_class.submission_id == submission.id
     return [{
-        "kind": kind, "id": job.id, "submission_id": job.submission_id, "batch": job.batch.index,
+        "kind": kind, "id": job.id, "submission_id": job.submission_id, "batch": batch,
         "epsilon": getattr(job, "epsilon", None), "attack_job_id": getattr(job, "attack_job_id", None),
         "status": job.status.value, "attempt": job.attempt, "finished_at": job.finished_at, "defense_id": None,
-    } for job in session.scalars(query.order_by(job_class.id).limit(limit).offset(offset))]
+    } for job, batch in _listed(session, job_class, dataset, mine, status, limit, offset)]
 
 
 def _query_jobs(session: Session, dataset: Dataset, submission: Submission | None, status: str | None,
                 limit: int, offset: int) -> list[dict]:
     """The dataset's query jobs, those of ``submission`` on either side, by id: ``submission_id``
     is the query attack's, ``defense_id`` the served defense's."""
-    query = select(QueryJob).join(Batch, QueryJob.batch_id == Batch.id).where(Batch.dataset_id == dataset.id)
-    if submission is not None:
-        query = query.where((QueryJob.attack_id == submission.id) | (QueryJob.defense_id == submission.id))
-    if status is not None:
-        query = query.where(QueryJob.status == status)
+    mine = None if submission is None else (QueryJob.attack_id == submission.id) | (QueryJob.defense_id == submission.id)
     return [{
         "kind": ListedJobs.QUERY, "id": job.id, "submission_id": job.attack_id, "defense_id": job.defense_id,
-        "batch": job.batch.index, "epsilon": None, "attack_job_id": None, "status": job.status.value,
+        "batch": batch, "epsilon": None, "attack_job_id": None, "status": job.status.value,
         "attempt": job.attempt, "finished_at": job.finished_at,
-    } for job in session.scalars(query.order_by(QueryJob.id).limit(limit).offset(offset))]
+    } for job, batch in _listed(session, QueryJob, dataset, mine, status, limit, offset)]
+
+
+def _listed(session: Session, job_class, dataset: Dataset, mine, status: str | None, limit: int, offset: int):
+    """(job, its batch's index) of the dataset's jobs of ``job_class``, filtered (``mine``: a
+    submission's, where given), by id: the index in the same query, not one query a job."""
+    query = select(job_class, Batch.index).join(Batch, job_class.batch_id == Batch.id).where(Batch.dataset_id == dataset.id)
+    if mine is not None:
+        query = query.where(mine)
+    if status is not None:
+        query = query.where(job_class.status == status)
+    return session.execute(query.order_by(job_class.id).limit(limit).offset(offset)).all()
 
 
 def _filtered(query, attack_id: int | None, defense_id: int | None, epsilon: int | None):
